@@ -1,0 +1,250 @@
+//! Message chains (protocol.md section 9, Req3) and the bounded store of skipped keys (RX-2, LIM-3..5).
+//!
+//! ```text
+//!   CK_0 = Extract(s1, MK)
+//!   CK_n --+--> K_n   = Expand(CK_n, "sotto/v1/msg")     message key, used once
+//!          +--> ID_n  = Expand(CK_n, "sotto/v1/id")      message id
+//!          +--> CK_n+1 = Expand(CK_n, "sotto/v1/chain")  CK_n deleted
+//!   nonce_n = s2[0..12] XOR (0^8 || n)
+//! ```
+//! A chain only moves forward. Reading ahead (`keys_until`) computes the skipped keys without touching
+//! the chain, so a message that fails to open changes nothing (RX-3).
+
+use std::collections::BTreeMap;
+
+use crate::crypto::Secret;
+use crate::error::{Result, SessionError};
+use crate::ids::MessageId;
+use crate::kdf;
+use crate::keyshare::KeyShare;
+use crate::limits::{MAX_SKIP, MAX_SKIPPED_PER_SESSION, SKIPPED_KEY_TTL_MS};
+
+/// The keys of one message.
+#[derive(Clone, Debug)]
+pub struct MessageKeys {
+    /// `K_n`.
+    pub key: Secret<32>,
+    /// `ID_n`.
+    pub id: MessageId,
+    /// `nonce_n`.
+    pub nonce: [u8; 12],
+}
+
+/// One direction of one epoch (or one group member's chain).
+#[derive(Clone, Debug)]
+pub struct Chain {
+    ck: Secret<32>,
+    next: u32,
+    s2: Secret<16>,
+    exhausted: bool,
+}
+
+impl Chain {
+    /// A chain at `CK_0` of a key share (CHAIN-1).
+    pub fn from_keyshare(share: &KeyShare) -> Self {
+        Chain::new(share.chain_start(), share.nonce_seed().clone())
+    }
+
+    /// A chain at `CK_0 = ck` with nonce mask `s2`.
+    pub fn new(ck: Secret<32>, s2: Secret<16>) -> Self {
+        Chain {
+            ck,
+            next: 0,
+            s2,
+            exhausted: false,
+        }
+    }
+
+    /// The counter of the next message.
+    pub fn next_counter(&self) -> u32 {
+        self.next
+    }
+
+    /// Keys of message `next`, advancing the chain and deleting `CK_n` (CHAIN-2, CHAIN-5).
+    pub fn advance(&mut self) -> Result<(u32, MessageKeys)> {
+        if self.exhausted {
+            return Err(SessionError::ChainExhausted.into());
+        }
+        let n = self.next;
+        let (key, id, next_ck) = kdf::chain_step(&self.ck);
+        self.ck = next_ck;
+        match self.next.checked_add(1) {
+            Some(m) => self.next = m,
+            None => self.exhausted = true,
+        }
+        Ok((
+            n,
+            MessageKeys {
+                key,
+                id: MessageId(id),
+                nonce: kdf::nonce(&self.s2, n),
+            },
+        ))
+    }
+
+    /// Computes, without changing the chain, the keys for counters `next..=n`: the skipped ones and
+    /// `K_n` last. Fails if `n` is behind the chain (`duplicate`) or more than LIM-3 ahead.
+    pub fn read_ahead(&self, n: u32) -> Result<ReadAhead> {
+        if n < self.next || self.exhausted {
+            return Err(SessionError::Duplicate.into());
+        }
+        if n.saturating_sub(self.next) > MAX_SKIP {
+            return Err(SessionError::TooManySkipped.into());
+        }
+        let mut probe = self.clone();
+        let mut skipped = Vec::new();
+        loop {
+            let (m, keys) = probe.advance()?;
+            if m == n {
+                return Ok(ReadAhead {
+                    skipped,
+                    keys,
+                    chain: probe,
+                });
+            }
+            skipped.push((m, keys));
+        }
+    }
+}
+
+/// The outcome of [`Chain::read_ahead`]: apply it with [`ReadAhead::commit`] once the message opened.
+#[derive(Debug)]
+pub struct ReadAhead {
+    /// Keys of the messages skipped over, by counter.
+    pub skipped: Vec<(u32, MessageKeys)>,
+    /// The keys of the message itself.
+    pub keys: MessageKeys,
+    chain: Chain,
+}
+
+impl ReadAhead {
+    /// The chain after the message.
+    pub fn commit<K: Ord + Copy>(
+        self,
+        chain: &mut Chain,
+        store: &mut SkippedKeys<K>,
+        at: impl Fn(u32) -> K,
+        now: u64,
+    ) {
+        *chain = self.chain;
+        for (n, keys) in self.skipped {
+            store.insert(at(n), keys, now);
+        }
+    }
+}
+
+/// Keys of skipped messages, by chain position `K` (epoch and counter; for groups epoch, member and
+/// counter), bounded by LIM-4 and LIM-5.
+#[derive(Clone, Debug)]
+pub struct SkippedKeys<K = (u32, u32)> {
+    keys: BTreeMap<K, (MessageKeys, u64)>,
+}
+
+impl<K> Default for SkippedKeys<K> {
+    fn default() -> Self {
+        SkippedKeys {
+            keys: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy> SkippedKeys<K> {
+    /// Adds the keys of a skipped message, evicting the oldest (smallest position) beyond LIM-4.
+    pub fn insert(&mut self, at: K, keys: MessageKeys, now: u64) {
+        self.keys.insert(at, (keys, now));
+        while self.keys.len() > MAX_SKIPPED_PER_SESSION {
+            self.keys.pop_first();
+        }
+    }
+
+    /// The keys of a skipped message, if kept; they are removed by [`SkippedKeys::remove`] after use.
+    pub fn get(&self, at: K) -> Option<&MessageKeys> {
+        self.keys.get(&at).map(|(k, _)| k)
+    }
+
+    /// Deletes a used key (CHAIN-5).
+    pub fn remove(&mut self, at: K) {
+        self.keys.remove(&at);
+    }
+
+    /// Deletes keys older than LIM-5.
+    pub fn expire(&mut self, now: u64) {
+        self.keys
+            .retain(|_, (_, at)| now.saturating_sub(*at) <= SKIPPED_KEY_TTL_MS);
+    }
+
+    /// Deletes every key whose position fails `keep`.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.keys.retain(|k, _| keep(k));
+    }
+
+    /// Number of keys kept.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is kept.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn chain() -> Chain {
+        Chain::from_keyshare(&KeyShare::from_parts(
+            [1; 32], [2; 16], [3; 16], [4; 16], [5; 16], 0,
+        ))
+    }
+
+    #[test]
+    fn read_ahead_matches_advance_chain_2() {
+        let mut a = chain();
+        let b = chain();
+        let ahead = b.read_ahead(3).unwrap();
+        assert_eq!(ahead.skipped.len(), 3);
+        for (n, keys) in &ahead.skipped {
+            let (m, k) = a.advance().unwrap();
+            assert_eq!(*n, m);
+            assert_eq!(k.key.expose(), keys.key.expose());
+            assert_eq!(k.id, keys.id);
+        }
+        let (_, k3) = a.advance().unwrap();
+        assert_eq!(k3.key.expose(), ahead.keys.key.expose());
+        assert_eq!(k3.nonce, kdf::nonce(&Secret::new([3; 16]), 3));
+        // Ids of different messages differ.
+        assert_ne!(ahead.skipped[0].1.id, ahead.keys.id);
+    }
+
+    #[test]
+    fn bounds_rx_2() {
+        let mut c = chain();
+        c.advance().unwrap();
+        assert_eq!(c.read_ahead(0).unwrap_err(), SessionError::Duplicate.into());
+        assert_eq!(
+            c.read_ahead(2 + MAX_SKIP).unwrap_err(),
+            SessionError::TooManySkipped.into()
+        );
+        assert!(c.read_ahead(1 + MAX_SKIP).is_ok());
+    }
+
+    #[test]
+    fn skipped_keys_are_bounded_and_expire_lim_4_lim_5() {
+        let mut s = SkippedKeys::default();
+        let mut c = chain();
+        for i in 0..(MAX_SKIPPED_PER_SESSION as u32 + 5) {
+            let (_, k) = c.advance().unwrap();
+            s.insert((0u32, i), k, 1000);
+        }
+        assert_eq!(s.len(), MAX_SKIPPED_PER_SESSION);
+        assert!(s.get((0, 0)).is_none());
+        assert!(s.get((0, 5)).is_some());
+        s.expire(1000 + SKIPPED_KEY_TTL_MS);
+        assert_eq!(s.len(), MAX_SKIPPED_PER_SESSION);
+        s.expire(1001 + SKIPPED_KEY_TTL_MS);
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,65 @@
+//! Delivered message ids (RX-7): a bounded first-in first-out set, the device's last line against
+//! duplicates that the chains cannot see (group messages, restored state).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::ids::MessageId;
+use crate::limits::MAX_DELIVERED_IDS;
+
+/// The last LIM-7 delivered ids.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveredIds {
+    order: VecDeque<MessageId>,
+    set: BTreeSet<MessageId>,
+}
+
+impl DeliveredIds {
+    /// Whether `id` was delivered recently.
+    pub fn contains(&self, id: &MessageId) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Records `id`; returns false if it was already there.
+    pub fn insert(&mut self, id: MessageId) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        while self.order.len() > MAX_DELIVERED_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Number of ids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_fifo_rx_7() {
+        let mut d = DeliveredIds::default();
+        for i in 0..(MAX_DELIVERED_IDS + 10) {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            assert!(d.insert(MessageId(id)));
+        }
+        assert_eq!(d.len(), MAX_DELIVERED_IDS);
+        assert!(!d.contains(&MessageId([0; 16])));
+        let mut last = [0u8; 16];
+        last[..8].copy_from_slice(&((MAX_DELIVERED_IDS + 9) as u64).to_be_bytes());
+        assert!(!d.insert(MessageId(last)));
+    }
+}

@@ -1,0 +1,401 @@
+//! Groups (protocol.md section 14): the paper's group master key, chosen by the admin per epoch, with a
+//! chain per member and a signature inside every group message.
+//!
+//! ```text
+//!   admin --GroupKey(membership, GMK, s1..s4, t0)--> each member, over the pairwise sessions
+//!   member i:  CK_0 = Expand(Extract(s1, GMK), "sotto/v1/group-chain" || i)   (KDF-11)
+//!   envelope:  0x14 || tag(s3) || i || n || Seal(K_n, header, Sig_IKs_i(...) || inner)
+//!   add/remove -> epoch + 1 with a fresh GMK; the removed member never sees it (GRP-6)
+//! ```
+
+pub mod membership;
+
+use std::collections::BTreeMap;
+
+use zeroize::Zeroizing;
+
+use crate::chain::{Chain, MessageKeys, SkippedKeys};
+use crate::crypto::{self, TAG_LEN};
+use crate::envelope::{self, Envelope, Header};
+use crate::error::{DecodeError, GroupError, MisuseError, Result, SessionError};
+use crate::ids::GroupId;
+use crate::inner::{Content, GroupAck, GroupKey, Inner};
+use crate::kdf;
+use crate::keys::Identity;
+use crate::keyshare::KeyShare;
+use crate::limits::MAX_ENVELOPE;
+use crate::session::{Opened, Sealed};
+use membership::Membership;
+
+/// Bytes a group envelope adds around the signed inner plaintext: header (with a 5-byte varint),
+/// signature and tag.
+const GROUP_OVERHEAD: usize = 1 + 8 + 1 + 5 + 64 + TAG_LEN;
+
+/// One group epoch as a member holds it.
+#[derive(Clone, Debug)]
+pub struct GroupEpoch {
+    membership: Membership,
+    keys: KeyShare,
+    tag: [u8; 8],
+    index: u8,
+    send: Chain,
+    recv: BTreeMap<u8, Chain>,
+    removed: Vec<u8>,
+}
+
+impl GroupEpoch {
+    /// Installs an epoch for the member at `index`.
+    pub fn new(membership: Membership, keys: KeyShare, index: u8) -> Self {
+        let send = member_chain(&keys, index);
+        GroupEpoch {
+            tag: kdf::group_tag(keys.seeds()[2]),
+            membership,
+            keys,
+            index,
+            send,
+            recv: BTreeMap::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// The membership.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The epoch number.
+    pub fn epoch(&self) -> u32 {
+        self.membership.epoch()
+    }
+
+    /// This member's index.
+    pub fn index(&self) -> u8 {
+        self.index
+    }
+
+    /// The routing tag (KDF-12).
+    pub fn tag(&self) -> [u8; 8] {
+        self.tag
+    }
+
+    /// The group key message that installs this epoch at another member (GRP-3).
+    pub fn group_key(&self) -> GroupKey {
+        GroupKey {
+            membership: self.membership.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+
+    /// This member's confirmation of the epoch (GRP-9).
+    pub fn ack(&self) -> GroupAck {
+        GroupAck {
+            group: *self.membership.group(),
+            epoch: self.epoch(),
+            index: self.index,
+            confirm: kdf::group_confirm(
+                self.keys.seeds()[3],
+                &self.membership.group().0,
+                self.epoch(),
+                self.index,
+            ),
+        }
+    }
+
+    /// Checks another member's confirmation (GRP-9).
+    pub fn check_ack(&self, ack: &GroupAck) -> bool {
+        let expected = kdf::group_confirm(
+            self.keys.seeds()[3],
+            &self.membership.group().0,
+            self.epoch(),
+            ack.index,
+        );
+        ack.group == *self.membership.group()
+            && ack.epoch == self.epoch()
+            && crypto::ct_eq(&expected, &ack.confirm)
+    }
+
+    /// Seals a group message (ENV-5, GRP-7), signed with the member's `IKs` inside the encryption.
+    pub fn seal(&mut self, identity: &Identity, now: u64, content: &Content, bucket: usize) -> Result<Sealed> {
+        let delta = u32::try_from(now.saturating_sub(self.keys.t0()) / 1000).unwrap_or(u32::MAX);
+        let inner = Inner {
+            delta,
+            content: content.clone(),
+        }
+        .encode(bucket)?;
+        if inner.len().saturating_add(GROUP_OVERHEAD) > MAX_ENVELOPE {
+            return Err(MisuseError::TooLarge.into());
+        }
+        let (n, keys) = self.send.advance()?;
+        let header = Header::Group {
+            tag: self.tag,
+            index: self.index,
+            n,
+        }
+        .encode();
+        let sig = identity
+            .signing()
+            .sign(kdf::SIG_GROUP_MSG, &[&self.signed_message(self.index, n, &inner)]);
+        let mut plain = Zeroizing::new(Vec::with_capacity(64usize.saturating_add(inner.len())));
+        plain.extend_from_slice(&sig);
+        plain.extend_from_slice(&inner);
+        let sealed = crypto::seal(&keys.key, &keys.nonce, &header, &plain);
+        Ok(Sealed {
+            bytes: envelope::assemble(&header, &sealed)?,
+            id: keys.id,
+            epoch: self.epoch(),
+            counter: n,
+        })
+    }
+
+    // GRP-7: group id || epoch || index || n || inner (after the context label).
+    fn signed_message(&self, index: u8, n: u32, inner: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(25usize.saturating_add(inner.len()));
+        v.extend_from_slice(&self.membership.group().0);
+        v.extend_from_slice(&self.epoch().to_be_bytes());
+        v.push(index);
+        v.extend_from_slice(&n.to_be_bytes());
+        v.extend_from_slice(inner);
+        v
+    }
+
+    /// Opens a group message of this epoch (GRP-5, GRP-7).
+    pub fn open(
+        &mut self,
+        now: u64,
+        env: &Envelope<'_>,
+        skipped: &mut SkippedKeys<(u32, u8, u32)>,
+    ) -> Result<(Opened, membership::Member)> {
+        let Header::Group { index, n, .. } = env.header() else {
+            return Err(DecodeError::UnknownType.into());
+        };
+        let (index, n) = (*index, *n);
+        if index == self.index {
+            return Err(SessionError::Duplicate.into());
+        }
+        if self.removed.contains(&index) {
+            return Err(GroupError::NotAMember.into());
+        }
+        let member = *self.membership.member(index).ok_or(GroupError::NotAMember)?;
+        let epoch = self.epoch();
+        if let Some(keys) = skipped.get((epoch, index, n)) {
+            let keys = keys.clone();
+            let inner = self.decrypt(&keys, env, index, n, &member.iks)?;
+            skipped.remove((epoch, index, n));
+            return Ok((self.opened(&keys, inner, n), member));
+        }
+        let chain = match self.recv.get(&index) {
+            Some(c) => c.clone(),
+            None => member_chain(&self.keys, index),
+        };
+        let ahead = chain.read_ahead(n)?;
+        let inner = self.decrypt(&ahead.keys, env, index, n, &member.iks)?;
+        let opened = self.opened(&ahead.keys, inner, n);
+        let mut chain = chain;
+        ahead.commit(&mut chain, skipped, |m| (epoch, index, m), now);
+        self.recv.insert(index, chain);
+        Ok((opened, member))
+    }
+
+    fn decrypt(
+        &self,
+        keys: &MessageKeys,
+        env: &Envelope<'_>,
+        index: u8,
+        n: u32,
+        iks: &crate::crypto::SignPublic,
+    ) -> Result<Inner> {
+        let plain = Zeroizing::new(crypto::open(
+            &keys.key,
+            &keys.nonce,
+            env.header_bytes(),
+            env.sealed(),
+        )?);
+        if plain.len() < 64 {
+            return Err(DecodeError::Truncated.into());
+        }
+        let (sig, inner) = plain.split_at(64);
+        let mut sig64 = [0u8; 64];
+        sig64.copy_from_slice(sig);
+        iks.verify(kdf::SIG_GROUP_MSG, &[&self.signed_message(index, n, inner)], &sig64)?;
+        Inner::decode(inner)
+    }
+
+    fn opened(&self, keys: &MessageKeys, inner: Inner, n: u32) -> Opened {
+        Opened {
+            id: keys.id,
+            sent_at: self
+                .keys
+                .t0()
+                .saturating_add(u64::from(inner.delta).saturating_mul(1000)),
+            inner,
+            epoch: self.epoch(),
+            counter: n,
+        }
+    }
+
+    /// Keeps receive chains only of members still in `next` (GRP-6): a removed member's late or
+    /// future messages in this epoch are refused.
+    fn retain_members_of(&mut self, next: &Membership) {
+        let keep: Vec<u8> = self
+            .recv
+            .keys()
+            .copied()
+            .filter(|i| {
+                self.membership
+                    .member(*i)
+                    .is_some_and(|m| next.members().contains(m))
+            })
+            .collect();
+        self.recv.retain(|i, _| keep.contains(i));
+        self.removed = self
+            .membership
+            .members()
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !next.members().contains(m))
+            .filter_map(|(i, _)| u8::try_from(i).ok())
+            .collect();
+    }
+}
+
+fn member_chain(keys: &KeyShare, index: u8) -> Chain {
+    let [s1, s2, _, _] = keys.seeds();
+    Chain::new(kdf::group_chain_start(keys.mk(), s1, index), s2.clone())
+}
+
+/// Group epochs kept per group: the newest and the one before, for late messages (GRP-6).
+const MAX_GROUP_EPOCHS: usize = 2;
+
+/// A group as one member holds it: its newest epochs (group keys may arrive out of order, as the
+/// pairwise chain allows) and their skipped keys.
+#[derive(Clone, Debug)]
+pub struct Group {
+    epochs: BTreeMap<u32, GroupEpoch>,
+    skipped: SkippedKeys<(u32, u8, u32)>,
+}
+
+impl Group {
+    /// A group at its first epoch known to this member.
+    pub fn new(first: GroupEpoch) -> Self {
+        Group {
+            epochs: BTreeMap::from([(first.epoch(), first)]),
+            skipped: SkippedKeys::default(),
+        }
+    }
+
+    /// The newest epoch.
+    pub fn current(&self) -> &GroupEpoch {
+        // A group always holds at least one epoch: `new` inserts one and `install` only adds.
+        self.epochs
+            .last_key_value()
+            .map(|(_, e)| e)
+            .expect("a group holds at least one epoch")
+    }
+
+    fn current_mut(&mut self) -> Result<&mut GroupEpoch> {
+        self.epochs
+            .last_entry()
+            .map(|e| e.into_mut())
+            .ok_or_else(|| GroupError::UnknownGroup.into())
+    }
+
+    /// The group id.
+    pub fn id(&self) -> &GroupId {
+        self.current().membership.group()
+    }
+
+    /// Whether this member is the admin.
+    pub fn is_admin(&self) -> bool {
+        self.current().index == 0
+    }
+
+    /// Routing tags of the epochs kept.
+    pub fn tags(&self) -> impl Iterator<Item = [u8; 8]> + '_ {
+        self.epochs.values().map(|e| e.tag)
+    }
+
+    /// The admin's next epoch with `members` (admin first) and fresh keys: the rekey of GRP-6.
+    pub fn rekey(
+        &self,
+        admin: &Identity,
+        members: Vec<membership::Member>,
+        keys: KeyShare,
+    ) -> Result<GroupEpoch> {
+        if !self.is_admin() {
+            return Err(GroupError::NotGroupAdmin.into());
+        }
+        let epoch = self
+            .current()
+            .epoch()
+            .checked_add(1)
+            .ok_or(MisuseError::LimitReached)?;
+        let membership = Membership::sign(admin, *self.id(), epoch, members)?;
+        Ok(GroupEpoch::new(membership, keys, 0))
+    }
+
+    /// Checks that `next` may be installed (GRP-4): same group and admin, an epoch not held and not
+    /// older than every epoch kept.
+    pub fn check_install(&self, next: &Membership) -> Result<()> {
+        if next.group() != self.id() {
+            return Err(GroupError::UnknownGroup.into());
+        }
+        if next.admin() != self.current().membership.admin() {
+            return Err(GroupError::NotGroupAdmin.into());
+        }
+        let oldest = self.epochs.keys().next().copied().unwrap_or(0);
+        if self.epochs.contains_key(&next.epoch())
+            || (self.epochs.len() >= MAX_GROUP_EPOCHS && next.epoch() < oldest)
+        {
+            return Err(GroupError::StaleGroupEpoch.into());
+        }
+        Ok(())
+    }
+
+    /// Installs an epoch (GRP-4, GRP-6), keeping the newest LIM epochs. In the epoch before a newer
+    /// one, members that the newer one removed can no longer send.
+    pub fn install(&mut self, next: GroupEpoch) -> Result<()> {
+        self.check_install(&next.membership)?;
+        let e = next.epoch();
+        self.epochs.insert(e, next);
+        while self.epochs.len() > MAX_GROUP_EPOCHS {
+            self.epochs.pop_first();
+        }
+        let numbers: Vec<u32> = self.epochs.keys().copied().collect();
+        for pair in numbers.windows(2) {
+            if let [older, newer] = pair {
+                let newer_membership = self.epochs.get(newer).map(|g| g.membership.clone());
+                if let (Some(m), Some(old)) = (newer_membership, self.epochs.get_mut(older)) {
+                    old.retain_members_of(&m);
+                }
+            }
+        }
+        let oldest = self.epochs.keys().next().copied().unwrap_or(0);
+        self.skipped.retain(|(e, _, _)| *e >= oldest);
+        Ok(())
+    }
+
+    /// Seals a message in the newest epoch.
+    pub fn seal(
+        &mut self,
+        identity: &Identity,
+        now: u64,
+        content: &Content,
+        bucket: usize,
+    ) -> Result<Sealed> {
+        self.current_mut()?.seal(identity, now, content, bucket)
+    }
+
+    /// Opens a message of a kept epoch, found by its tag; returns it with its sender.
+    pub fn open(&mut self, now: u64, env: &Envelope<'_>) -> Result<(Opened, membership::Member)> {
+        let Header::Group { tag, .. } = env.header() else {
+            return Err(DecodeError::UnknownType.into());
+        };
+        self.skipped.expire(now);
+        let epoch = self
+            .epochs
+            .values_mut()
+            .find(|e| e.tag == *tag)
+            .ok_or(GroupError::UnknownGroup)?;
+        epoch.open(now, env, &mut self.skipped)
+    }
+}

@@ -1,0 +1,314 @@
+//! The inner plaintext (protocol.md section 12): what the AEAD protects.
+//!
+//! ```text
+//!   hdr u8 (kind | 0x10 if padded) || delta varint (s since the epoch's t0) || body || [0x00.. || p u16]
+//! ```
+//! This codec is not authenticated by itself (the envelope's AEAD is): decoding any bytes gives a value
+//! or a typed error, never a panic, and `decode(encode(x)) == x`.
+
+use zeroize::Zeroizing;
+
+use crate::codec::{Reader, Writer};
+use crate::error::{DecodeError, MisuseError, Result};
+use crate::group::membership::Membership;
+use crate::ids::{GroupId, MessageId};
+use crate::keyshare::KeyShare;
+use crate::limits::{MAX_ENVELOPE, MAX_RECEIPT_IDS, MAX_TEXT};
+
+/// Kind 1: text.
+pub const KIND_TEXT: u8 = 1;
+/// Kind 2: receipt.
+pub const KIND_RECEIPT: u8 = 2;
+/// Kind 3: key update.
+pub const KIND_KEY_UPDATE: u8 = 3;
+/// Kind 4: group key.
+pub const KIND_GROUP_KEY: u8 = 4;
+/// Kind 5: group removed.
+pub const KIND_GROUP_REMOVED: u8 = 5;
+/// Kind 6: group ack.
+pub const KIND_GROUP_ACK: u8 = 6;
+const PADDED: u8 = 0x10;
+
+/// What a message says (IN-3).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Content {
+    /// Kind 1: a UTF-8 text of at most LIM-2 bytes.
+    Text(String),
+    /// Kind 2: ids of committed messages (RX-5), 1..=LIM-10.
+    Receipt(Vec<MessageId>),
+    /// Kind 3: nothing; it only turns the epoch.
+    KeyUpdate,
+    /// Kind 4: a group epoch's membership and keys (GRP-3).
+    GroupKey(Box<GroupKey>),
+    /// Kind 5: the membership of a group epoch the receiver was removed from (GRP-6).
+    GroupRemoved(Box<Membership>),
+    /// Kind 6: a member's confirmation of a group epoch (GRP-9).
+    GroupAck(GroupAck),
+}
+
+impl PartialEq for Content {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Content::Text(a), Content::Text(b)) => a == b,
+            (Content::Receipt(a), Content::Receipt(b)) => a == b,
+            (Content::KeyUpdate, Content::KeyUpdate) => true,
+            (Content::GroupKey(a), Content::GroupKey(b)) => {
+                a.membership == b.membership && *a.keys.to_plaintext() == *b.keys.to_plaintext()
+            }
+            (Content::GroupRemoved(a), Content::GroupRemoved(b)) => a == b,
+            (Content::GroupAck(a), Content::GroupAck(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Content {
+    /// The kind number (IN-3).
+    pub fn kind(&self) -> u8 {
+        match self {
+            Content::Text(_) => KIND_TEXT,
+            Content::Receipt(_) => KIND_RECEIPT,
+            Content::KeyUpdate => KIND_KEY_UPDATE,
+            Content::GroupKey(_) => KIND_GROUP_KEY,
+            Content::GroupRemoved(_) => KIND_GROUP_REMOVED,
+            Content::GroupAck(_) => KIND_GROUP_ACK,
+        }
+    }
+
+    /// Whether this content is receipted (RX-5: receipts are not).
+    pub fn wants_receipt(&self) -> bool {
+        !matches!(self, Content::Receipt(_) | Content::GroupAck(_))
+    }
+}
+
+/// A group epoch's membership and secrets (GRP-3). The secrets use the key-share layout:
+/// `GMK || s1 || s2 || s3 || s4 || t0`.
+#[derive(Clone, Debug)]
+pub struct GroupKey {
+    /// The admin-signed membership of the epoch.
+    pub membership: Membership,
+    /// GMK, the four seeds and the epoch's t0.
+    pub keys: KeyShare,
+}
+
+/// A member's confirmation of a group epoch (GRP-9).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct GroupAck {
+    /// The group.
+    pub group: GroupId,
+    /// The epoch confirmed.
+    pub epoch: u32,
+    /// The member's index.
+    pub index: u8,
+    /// `HMAC(confirm key(s4), "sotto/v1/group-confirm" || group || epoch || index)[0..16]`.
+    pub confirm: [u8; 16],
+}
+
+/// An inner plaintext (IN-1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inner {
+    /// Seconds since the epoch's t0 (IN-2).
+    pub delta: u32,
+    /// The content.
+    pub content: Content,
+}
+
+impl Inner {
+    /// Encodes, padding the result to a multiple of `bucket` bytes when `bucket > 1` (IN-4).
+    pub fn encode(&self, bucket: usize) -> Result<Zeroizing<Vec<u8>>> {
+        let mut w = Writer::with_capacity(64);
+        let padded = bucket > 1;
+        w.u8(self.content.kind() | if padded { PADDED } else { 0 })
+            .varint(self.delta);
+        match &self.content {
+            Content::Text(t) => {
+                if t.len() > MAX_TEXT {
+                    return Err(MisuseError::TooLarge.into());
+                }
+                w.bytes(t.as_bytes());
+            }
+            Content::Receipt(ids) => {
+                if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS {
+                    return Err(MisuseError::TooLarge.into());
+                }
+                for id in ids {
+                    w.bytes(&id.0);
+                }
+            }
+            Content::KeyUpdate => {}
+            Content::GroupKey(g) => {
+                g.membership.encode(&mut w);
+                w.bytes(&g.keys.to_plaintext());
+            }
+            Content::GroupRemoved(m) => m.encode(&mut w),
+            Content::GroupAck(a) => {
+                w.bytes(&a.group.0)
+                    .u32(a.epoch)
+                    .u8(a.index)
+                    .bytes(&a.confirm);
+            }
+        }
+        let mut out = w.into_vec();
+        if padded {
+            let unpadded = out.len().saturating_add(2);
+            let total = unpadded.div_ceil(bucket).saturating_mul(bucket);
+            let p = total.saturating_sub(out.len());
+            let p16 = u16::try_from(p).map_err(|_| MisuseError::TooLarge)?;
+            if total > MAX_ENVELOPE {
+                return Err(MisuseError::TooLarge.into());
+            }
+            out.resize(total.saturating_sub(2), 0);
+            out.extend_from_slice(&p16.to_be_bytes());
+        }
+        Ok(Zeroizing::new(out))
+    }
+
+    /// Decodes an inner plaintext (IN-1..IN-4).
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        let hdr = r.u8()?;
+        if hdr & 0xe0 != 0 {
+            return Err(DecodeError::ReservedBits.into());
+        }
+        let delta = r.varint()?;
+        let mut body = r.rest();
+        if hdr & PADDED != 0 {
+            body = strip_padding(body)?;
+        }
+        let content = match hdr & 0x0f {
+            KIND_TEXT => {
+                if body.len() > MAX_TEXT {
+                    return Err(DecodeError::LengthOutOfRange.into());
+                }
+                let text = core::str::from_utf8(body).map_err(|_| DecodeError::InvalidText)?;
+                Content::Text(text.to_owned())
+            }
+            KIND_RECEIPT => {
+                if body.is_empty() || body.len() % 16 != 0 || body.len() > MAX_RECEIPT_IDS * 16 {
+                    return Err(DecodeError::LengthOutOfRange.into());
+                }
+                let ids = body
+                    .chunks_exact(16)
+                    .map(|c| {
+                        let mut id = [0u8; 16];
+                        id.copy_from_slice(c);
+                        MessageId(id)
+                    })
+                    .collect();
+                Content::Receipt(ids)
+            }
+            KIND_KEY_UPDATE => {
+                if !body.is_empty() {
+                    return Err(DecodeError::TrailingBytes.into());
+                }
+                Content::KeyUpdate
+            }
+            KIND_GROUP_KEY => {
+                let mut br = Reader::new(body);
+                let membership = Membership::decode(&mut br)?;
+                let keys = KeyShare::from_plaintext(br.rest())?;
+                Content::GroupKey(Box::new(GroupKey { membership, keys }))
+            }
+            KIND_GROUP_REMOVED => Content::GroupRemoved(Box::new(Membership::from_bytes(body)?)),
+            KIND_GROUP_ACK => {
+                let mut br = Reader::new(body);
+                let ack = GroupAck {
+                    group: GroupId(br.array()?),
+                    epoch: br.u32()?,
+                    index: br.u8()?,
+                    confirm: br.array()?,
+                };
+                br.finish()?;
+                Content::GroupAck(ack)
+            }
+            _ => return Err(DecodeError::UnknownKind.into()),
+        };
+        Ok(Inner { delta, content })
+    }
+}
+
+fn strip_padding(body: &[u8]) -> Result<&[u8]> {
+    let split = body.len().checked_sub(2).ok_or(DecodeError::Truncated)?;
+    let (rest, len) = body.split_at(split);
+    let p = usize::from(u16::from_be_bytes([
+        *len.first().ok_or(DecodeError::Truncated)?,
+        *len.get(1).ok_or(DecodeError::Truncated)?,
+    ]));
+    let zeros = p.checked_sub(2).ok_or(DecodeError::LengthOutOfRange)?;
+    let keep = rest
+        .len()
+        .checked_sub(zeros)
+        .ok_or(DecodeError::LengthOutOfRange)?;
+    let (content, padding) = rest.split_at(keep);
+    if padding.iter().any(|b| *b != 0) {
+        return Err(DecodeError::ReservedBits.into());
+    }
+    Ok(content)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use proptest::prelude::*;
+
+    fn arb_content() -> impl Strategy<Value = Content> {
+        prop_oneof![
+            "\\PC{0,40}".prop_map(Content::Text),
+            proptest::collection::vec(any::<[u8; 16]>(), 1..5)
+                .prop_map(|v| Content::Receipt(v.into_iter().map(MessageId).collect())),
+            Just(Content::KeyUpdate),
+            (any::<[u8; 16]>(), any::<u32>(), any::<u8>(), any::<[u8; 16]>()).prop_map(
+                |(g, epoch, index, confirm)| Content::GroupAck(GroupAck {
+                    group: GroupId(g),
+                    epoch,
+                    index,
+                    confirm
+                })
+            ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_in_1(content in arb_content(), delta in any::<u32>(), bucket in prop_oneof![Just(0usize), Just(32), Just(256)]) {
+            let inner = Inner { delta, content };
+            let bytes = inner.encode(bucket).unwrap();
+            if bucket > 1 {
+                prop_assert_eq!(bytes.len() % bucket, 0);
+            }
+            prop_assert_eq!(Inner::decode(&bytes).unwrap(), inner);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Inner::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn five_characters_take_seven_bytes_in_2() {
+        let inner = Inner { delta: 12, content: Content::Text("hello".into()) };
+        assert_eq!(&inner.encode(0).unwrap()[..], b"\x01\x0chello");
+    }
+
+    #[test]
+    fn rejects_bad_bodies_in_3() {
+        let cases: [(&[u8], DecodeError); 7] = [
+            (b"\x21\x00", DecodeError::ReservedBits),
+            (b"\x07\x00", DecodeError::UnknownKind),
+            (b"\x01\x00\xff", DecodeError::InvalidText),
+            (b"\x02\x00", DecodeError::LengthOutOfRange),
+            (b"\x03\x00x", DecodeError::TrailingBytes),
+            (b"\x11\x00\x00\x05", DecodeError::LengthOutOfRange),
+            (b"\x11\x00\x01\x00\x03", DecodeError::ReservedBits),
+        ];
+        for (bytes, e) in cases {
+            assert_eq!(Inner::decode(bytes).unwrap_err(), Error::Decode(e), "{bytes:?}");
+        }
+        let long = Inner { delta: 0, content: Content::Text("x".repeat(MAX_TEXT + 1)) };
+        assert_eq!(long.encode(0).unwrap_err(), Error::Misuse(MisuseError::TooLarge));
+    }
+}

@@ -1,0 +1,91 @@
+//! The first-message replay cache (X3DH-8): `SHA-256(EK_A)[0..16]` of every accepted first message,
+//! per signed prekey, for as long as the device keeps that prekey.
+
+use std::collections::BTreeMap;
+
+use crate::crypto::{self, DhPublic};
+use crate::error::{Result, SessionError};
+use crate::limits::MAX_REPLAY_ENTRIES;
+
+/// What the cache knows about an ephemeral key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Seen {
+    /// Never accepted.
+    New,
+    /// Accepted before; the session it created has this id.
+    Session(u64),
+}
+
+/// The replay cache, bounded by LIM-8.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayCache {
+    // (spk id, hash of EK) -> session id
+    entries: BTreeMap<(u32, [u8; 16]), u64>,
+}
+
+fn key(spk_id: u32, ek: &DhPublic) -> (u32, [u8; 16]) {
+    let h = crypto::sha256(&[&ek.0]);
+    let mut k = [0u8; 16];
+    for (o, b) in k.iter_mut().zip(h.iter()) {
+        *o = *b;
+    }
+    (spk_id, k)
+}
+
+impl ReplayCache {
+    /// Looks up `EK_A` under signed prekey `spk_id`.
+    pub fn check(&self, spk_id: u32, ek: &DhPublic) -> Seen {
+        match self.entries.get(&key(spk_id, ek)) {
+            Some(s) => Seen::Session(*s),
+            None => Seen::New,
+        }
+    }
+
+    /// Fails with `replay_cache_full` when no new entry fits (LIM-8).
+    pub fn ensure_room(&self) -> Result<()> {
+        if self.entries.len() >= MAX_REPLAY_ENTRIES {
+            return Err(SessionError::ReplayCacheFull.into());
+        }
+        Ok(())
+    }
+
+    /// Records an accepted first message.
+    pub fn insert(&mut self, spk_id: u32, ek: &DhPublic, session: u64) -> Result<()> {
+        self.ensure_room()?;
+        self.entries.insert(key(spk_id, ek), session);
+        Ok(())
+    }
+
+    /// Forgets every entry of a retired signed prekey.
+    pub fn retire_prekey(&mut self, spk_id: u32) {
+        self.entries.retain(|(id, _), _| *id != spk_id);
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_per_prekey_x3dh_8() {
+        let mut c = ReplayCache::default();
+        let ek = DhPublic([5; 32]);
+        assert_eq!(c.check(1, &ek), Seen::New);
+        c.insert(1, &ek, 7).unwrap();
+        assert_eq!(c.check(1, &ek), Seen::Session(7));
+        assert_eq!(c.check(2, &ek), Seen::New);
+        c.retire_prekey(1);
+        assert!(c.is_empty());
+    }
+}

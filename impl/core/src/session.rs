@@ -1,0 +1,643 @@
+//! A pairwise session (protocol.md sections 7-13): epochs, chains, skipped keys and the envelopes that
+//! carry them. Sans-IO: time (`now`, server-corrected ms) and randomness are arguments.
+//!
+//! ```text
+//!   epoch:   0 (A)        1 (B)          2 (A)          3 (B) ...      even = initiator's
+//!   header:  first msg    epoch start    epoch start    epoch start    on counter 0 only (EPOCH-3)
+//!   root:    RK_0 --KDF-5(DH(E_B1,EK_A))--> RK_1 --KDF-5(DH(E_A2,E_B1))--> RK_2 ...
+//!   chains:  each epoch's chain comes from its owner's key-share block (MK, s1..s4, t0)
+//! ```
+//! [`Session::seal`] turns the epoch when the newest epoch is the peer's (EPOCH-2); [`Session::open`]
+//! verifies and decrypts, and changes state only once the payload opened (RX-3).
+
+use std::collections::VecDeque;
+
+use zeroize::Zeroizing;
+
+use crate::chain::{Chain, MessageKeys, SkippedKeys};
+use crate::crypto::{self, CryptoRng, DhPublic, DhSecret, Secret, TAG_LEN};
+use crate::envelope::{self, Envelope, Header, IDENTITY_BOX_LEN};
+use crate::error::{CryptoError, DecodeError, MisuseError, Result, SessionError};
+use crate::ids::{MessageId, UserId};
+use crate::inner::{Content, Inner};
+use crate::kdf;
+use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
+use crate::keyshare::KeyShare;
+use crate::limits::{MAX_ENVELOPE, MAX_RECV_EPOCHS, MAX_RETIRED_TAGS};
+use crate::x3dh;
+
+/// Own epochs remembered for key confirmation and routing of the peer's epoch starts.
+const MAX_OWN_EPOCHS: usize = 3;
+/// The largest header: a first message with a 5-byte counter.
+const MAX_HEADER: usize = 1 + 32 + 4 + 4 + IDENTITY_BOX_LEN + KeyShare::SEALED_LEN + 5;
+
+/// The header a sending epoch attaches to its first message.
+#[derive(Clone, Debug)]
+enum StartHeader {
+    First {
+        ek: DhPublic,
+        spk_id: u32,
+        opk_id: u32,
+        identity_box: Box<[u8; IDENTITY_BOX_LEN]>,
+        keyshare_box: Box<[u8; KeyShare::SEALED_LEN]>,
+    },
+    Epoch {
+        prev_tag: [u8; 8],
+        e: DhPublic,
+        confirm: [u8; 16],
+        keyshare_box: Box<[u8; KeyShare::SEALED_LEN]>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct SendEpoch {
+    epoch: u32,
+    tag: [u8; 8],
+    t0: u64,
+    chain: Chain,
+    start: StartHeader,
+}
+
+#[derive(Clone, Debug)]
+struct OwnEpoch {
+    epoch: u32,
+    tag: [u8; 8],
+    confirm: Secret<32>,
+}
+
+#[derive(Clone, Debug)]
+struct RecvEpoch {
+    epoch: u32,
+    tag: [u8; 8],
+    ratchet: DhPublic,
+    confirm: Secret<32>,
+    t0: u64,
+    chain: Chain,
+}
+
+/// A sealed message ready to publish.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    /// The envelope bytes (ENV-2..ENV-4).
+    pub bytes: Vec<u8>,
+    /// The message id (ID-3), which the receipt will name.
+    pub id: MessageId,
+    /// The epoch it was sent in.
+    pub epoch: u32,
+    /// Its counter.
+    pub counter: u32,
+}
+
+/// An opened message.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// The message id (ID-3).
+    pub id: MessageId,
+    /// The content and time delta.
+    pub inner: Inner,
+    /// The sender's server-corrected send time, ms (IN-2).
+    pub sent_at: u64,
+    /// The epoch it was sent in.
+    pub epoch: u32,
+    /// Its counter.
+    pub counter: u32,
+}
+
+/// A snapshot of a session's public shape, for tests, the model's abstract state and conformance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionSummary {
+    /// Whether this side initiated.
+    pub initiator: bool,
+    /// The newest epoch known.
+    pub latest_epoch: u32,
+    /// The sending epoch and its next counter, if any.
+    pub sending: Option<(u32, u32)>,
+    /// Receive epochs and their next counters.
+    pub receiving: Vec<(u32, u32)>,
+    /// Skipped keys kept.
+    pub skipped: usize,
+}
+
+/// A pairwise session with one peer.
+#[derive(Clone, Debug)]
+pub struct Session {
+    peer_user: UserId,
+    peer: PublicIdentity,
+    initiator: bool,
+    root: Secret<32>,
+    latest: u32,
+    ratchet: Option<DhSecret>,
+    peer_ratchet: Option<DhPublic>,
+    send: Option<SendEpoch>,
+    own: VecDeque<OwnEpoch>,
+    recv: VecDeque<RecvEpoch>,
+    skipped: SkippedKeys,
+    retired: VecDeque<([u8; 8], u32, u64)>,
+    first_ek: DhPublic,
+    heard_from_peer: bool,
+}
+
+impl Session {
+    /// Starts a session as initiator from a verified bundle (X3DH-1..X3DH-5).
+    pub fn initiate(
+        rng: &mut impl CryptoRng,
+        now: u64,
+        local_user: &UserId,
+        local: &Identity,
+        bundle: &PreKeyBundle,
+    ) -> Result<Self> {
+        let ek = DhSecret::random(rng);
+        let share = KeyShare::random(rng, now);
+        Session::initiate_with(local_user, local, bundle, ek, share)
+    }
+
+    /// [`Session::initiate`] with explicit randomness (vectors).
+    pub fn initiate_with(
+        local_user: &UserId,
+        local: &Identity,
+        bundle: &PreKeyBundle,
+        ek: DhSecret,
+        share: KeyShare,
+    ) -> Result<Self> {
+        let secrets = x3dh::initiator_secrets(local, &ek, bundle)?;
+        let ek_pub = ek.public();
+        let spk_id = bundle.signed_prekey().id();
+        let opk_id = bundle.one_time_prekey().map_or(0, |o| o.id());
+        let mut ad = Vec::with_capacity(envelope::FIRST_KEYSHARE_AT);
+        ad.push(envelope::TYPE_FIRST);
+        ad.extend_from_slice(&ek_pub.0);
+        ad.extend_from_slice(&spk_id.to_be_bytes());
+        ad.extend_from_slice(&opk_id.to_be_bytes());
+        let identity_box = x3dh::seal_identity(&secrets.identity_key, &ad, local_user, local.public());
+        ad.extend_from_slice(&identity_box);
+        let keyshare_box = boxed_keyshare(share.seal(&secrets.ks0, &ad))?;
+        let tag = share.routing_tag();
+        Ok(Session {
+            peer_user: *bundle.user_id(),
+            peer: *bundle.identity(),
+            initiator: true,
+            root: secrets.rk0,
+            latest: 0,
+            ratchet: Some(ek),
+            peer_ratchet: None,
+            send: Some(SendEpoch {
+                epoch: 0,
+                tag,
+                t0: share.t0(),
+                chain: Chain::from_keyshare(&share),
+                start: StartHeader::First {
+                    ek: ek_pub,
+                    spk_id,
+                    opk_id,
+                    identity_box: Box::new(identity_box),
+                    keyshare_box,
+                },
+            }),
+            own: VecDeque::from([OwnEpoch {
+                epoch: 0,
+                tag,
+                confirm: share.confirm_key(),
+            }]),
+            recv: VecDeque::new(),
+            skipped: SkippedKeys::default(),
+            retired: VecDeque::new(),
+            first_ek: ek_pub,
+            heard_from_peer: false,
+        })
+    }
+
+    /// Accepts a first message as responder (X3DH-6): returns the new session and the message. The
+    /// caller has found the prekeys by id and checked the replay cache; nothing is stored here.
+    pub fn accept_first(
+        now: u64,
+        local: &Identity,
+        spk: &SignedPreKeyPair,
+        opk: Option<&OneTimePreKeyPair>,
+        env: &Envelope<'_>,
+    ) -> Result<(Self, Opened)> {
+        let Header::First {
+            ek,
+            identity_box,
+            keyshare_box,
+            n,
+            ..
+        } = env.header()
+        else {
+            return Err(DecodeError::UnknownType.into());
+        };
+        let (dh2, identity_key) = x3dh::responder_identity_key(local, ek)?;
+        let (peer_user, peer) =
+            x3dh::open_identity(&identity_key, env.identity_box_ad(), &identity_box[..])?;
+        let secrets =
+            x3dh::responder_secrets(local, spk, opk, ek, dh2, identity_key, &peer)?;
+        let share = KeyShare::open(&secrets.ks0, env.keyshare_box_ad(), &keyshare_box[..])?;
+        let mut recv = RecvEpoch {
+            epoch: 0,
+            tag: share.routing_tag(),
+            ratchet: *ek,
+            confirm: share.confirm_key(),
+            t0: share.t0(),
+            chain: Chain::from_keyshare(&share),
+        };
+        let mut skipped = SkippedKeys::default();
+        let ahead = recv.chain.read_ahead(*n)?;
+        let inner = decrypt(&ahead.keys, env)?;
+        let opened = opened(&ahead.keys, inner, recv.t0, 0, *n);
+        ahead.commit(&mut recv.chain, &mut skipped, |m| (0, m), now);
+        let session = Session {
+            peer_user,
+            peer,
+            initiator: false,
+            root: secrets.rk0,
+            latest: 0,
+            ratchet: None,
+            peer_ratchet: Some(*ek),
+            send: None,
+            own: VecDeque::new(),
+            recv: VecDeque::from([recv]),
+            skipped,
+            retired: VecDeque::new(),
+            first_ek: *ek,
+            heard_from_peer: true,
+        };
+        Ok((session, opened))
+    }
+
+    /// The peer's user id.
+    pub fn peer_user(&self) -> &UserId {
+        &self.peer_user
+    }
+
+    /// The peer's identity.
+    pub fn peer_identity(&self) -> &PublicIdentity {
+        &self.peer
+    }
+
+    /// Whether this side initiated the session.
+    pub fn is_initiator(&self) -> bool {
+        self.initiator
+    }
+
+    /// `EK_A` of the first message: the session's replay-cache key (X3DH-8).
+    pub fn first_ek(&self) -> &DhPublic {
+        &self.first_ek
+    }
+
+    /// Whether any message from the peer has been opened (RX-10).
+    pub fn heard_from_peer(&self) -> bool {
+        self.heard_from_peer
+    }
+
+    /// Routing tags of the receive epochs (data messages) and own epochs (epoch starts), for the
+    /// device's index (RX-1).
+    pub fn routing_tags(&self) -> impl Iterator<Item = [u8; 8]> + '_ {
+        self.recv
+            .iter()
+            .map(|r| r.tag)
+            .chain(self.own.iter().map(|o| o.tag))
+            .chain(self.retired.iter().map(|(t, _, _)| *t))
+    }
+
+    /// The public shape of the session.
+    pub fn summary(&self) -> SessionSummary {
+        SessionSummary {
+            initiator: self.initiator,
+            latest_epoch: self.latest,
+            sending: self
+                .send
+                .as_ref()
+                .map(|s| (s.epoch, s.chain.next_counter())),
+            receiving: self
+                .recv
+                .iter()
+                .map(|r| (r.epoch, r.chain.next_counter()))
+                .collect(),
+            skipped: self.skipped.len(),
+        }
+    }
+
+    fn is_mine(&self, epoch: u32) -> bool {
+        (epoch % 2 == 0) == self.initiator
+    }
+
+    /// Whether the next [`Session::seal`] starts a new epoch (EPOCH-2).
+    pub fn needs_new_epoch(&self) -> bool {
+        self.send.is_none() || !self.is_mine(self.latest)
+    }
+
+    /// Seals a message, turning the epoch first if the newest epoch is the peer's (EPOCH-2).
+    /// `bucket > 1` pads the inner plaintext to a multiple of `bucket` bytes (IN-4).
+    pub fn seal(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: u64,
+        content: &Content,
+        bucket: usize,
+    ) -> Result<Sealed> {
+        let fresh = if self.needs_new_epoch() {
+            Some((DhSecret::random(rng), KeyShare::random(rng, now)))
+        } else {
+            None
+        };
+        self.seal_with(now, content, bucket, fresh)
+    }
+
+    /// [`Session::seal`] with explicit randomness for a new epoch (vectors). `fresh` is ignored when
+    /// no new epoch is needed and required when one is.
+    pub fn seal_with(
+        &mut self,
+        now: u64,
+        content: &Content,
+        bucket: usize,
+        fresh: Option<(DhSecret, KeyShare)>,
+    ) -> Result<Sealed> {
+        // Everything that can fail happens before the first state change.
+        let turn = if self.needs_new_epoch() {
+            let (e, share) = fresh.ok_or(MisuseError::LimitReached)?;
+            Some(self.prepare_epoch(e, share)?)
+        } else {
+            None
+        };
+        let t0 = match (&turn, &self.send) {
+            (Some((send, ..)), _) | (None, Some(send)) => send.t0,
+            (None, None) => return Err(SessionError::EpochConflict.into()),
+        };
+        let delta = u32::try_from(now.saturating_sub(t0) / 1000).unwrap_or(u32::MAX);
+        let plain = Inner {
+            delta,
+            content: content.clone(),
+        }
+        .encode(bucket)?;
+        if plain
+            .len()
+            .saturating_add(MAX_HEADER)
+            .saturating_add(TAG_LEN)
+            > MAX_ENVELOPE
+        {
+            return Err(MisuseError::TooLarge.into());
+        }
+        if let Some((send, own, root, ratchet)) = turn {
+            self.root = root;
+            self.latest = self.latest.saturating_add(1);
+            self.ratchet = Some(ratchet);
+            self.send = Some(send);
+            push_bounded(&mut self.own, own, MAX_OWN_EPOCHS);
+        }
+        let send = self.send.as_mut().ok_or(SessionError::EpochConflict)?;
+        let (n, keys) = send.chain.advance()?;
+        let header = match (&send.start, n) {
+            (
+                StartHeader::First {
+                    ek,
+                    spk_id,
+                    opk_id,
+                    identity_box,
+                    keyshare_box,
+                },
+                0,
+            ) => Header::First {
+                ek: *ek,
+                spk_id: *spk_id,
+                opk_id: *opk_id,
+                identity_box: identity_box.clone(),
+                keyshare_box: keyshare_box.clone(),
+                n,
+            },
+            (
+                StartHeader::Epoch {
+                    prev_tag,
+                    e,
+                    confirm,
+                    keyshare_box,
+                },
+                0,
+            ) => Header::EpochStart {
+                prev_tag: *prev_tag,
+                e: *e,
+                confirm: *confirm,
+                keyshare_box: keyshare_box.clone(),
+                n,
+            },
+            _ => Header::Data { tag: send.tag, n },
+        }
+        .encode();
+        let sealed = crypto::seal(&keys.key, &keys.nonce, &header, &plain);
+        Ok(Sealed {
+            bytes: envelope::assemble(&header, &sealed)?,
+            id: keys.id,
+            epoch: send.epoch,
+            counter: n,
+        })
+    }
+
+    // EPOCH-2: the new sending epoch, its own-epoch record, the new root and ratchet secret.
+    fn prepare_epoch(
+        &self,
+        e: DhSecret,
+        share: KeyShare,
+    ) -> Result<(SendEpoch, OwnEpoch, Secret<32>, DhSecret)> {
+        let peer_ratchet = self.peer_ratchet.ok_or(SessionError::EpochConflict)?;
+        let answered = self
+            .recv
+            .iter()
+            .find(|r| r.epoch == self.latest)
+            .ok_or(SessionError::EpochConflict)?;
+        let epoch = self
+            .latest
+            .checked_add(1)
+            .ok_or(SessionError::ChainExhausted)?;
+        let dh = e.dh(&peer_ratchet)?;
+        let (root, ks) = kdf::epoch_step(&self.root, &dh);
+        let e_pub = e.public();
+        let confirm = kdf::epoch_confirm(&answered.confirm, &answered.tag, &e_pub);
+        let mut ad = Vec::with_capacity(envelope::EPOCH_KEYSHARE_AT);
+        ad.push(envelope::TYPE_EPOCH);
+        ad.extend_from_slice(&answered.tag);
+        ad.extend_from_slice(&e_pub.0);
+        ad.extend_from_slice(&confirm);
+        let keyshare_box = boxed_keyshare(share.seal(&ks, &ad))?;
+        let tag = share.routing_tag();
+        let send = SendEpoch {
+            epoch,
+            tag,
+            t0: share.t0(),
+            chain: Chain::from_keyshare(&share),
+            start: StartHeader::Epoch {
+                prev_tag: answered.tag,
+                e: e_pub,
+                confirm,
+                keyshare_box,
+            },
+        };
+        let own = OwnEpoch {
+            epoch,
+            tag,
+            confirm: share.confirm_key(),
+        };
+        Ok((send, own, root, e))
+    }
+
+    /// Opens a data message, a repeated first message, or an epoch start (RX-1..RX-3, EPOCH-5).
+    pub fn open(&mut self, now: u64, env: &Envelope<'_>) -> Result<Opened> {
+        self.skipped.expire(now);
+        match env.header() {
+            Header::Data { tag, n } => self.open_data(now, env, tag, *n),
+            Header::First { ek, n, .. } => {
+                // Already set up (X3DH-8): the header was processed; only the chain matters.
+                let tag = self
+                    .recv
+                    .iter()
+                    .find(|r| r.epoch == 0 && r.ratchet == *ek && !self.initiator)
+                    .map(|r| r.tag)
+                    .ok_or(SessionError::Duplicate)?;
+                self.open_data(now, env, &tag, *n)
+            }
+            Header::EpochStart {
+                prev_tag,
+                e,
+                confirm,
+                keyshare_box,
+                n,
+            } => self.open_epoch_start(now, env, prev_tag, e, confirm, &keyshare_box[..], *n),
+            Header::Group { .. } => Err(DecodeError::UnknownType.into()),
+        }
+    }
+
+    fn open_data(&mut self, now: u64, env: &Envelope<'_>, tag: &[u8; 8], n: u32) -> Result<Opened> {
+        let Some(idx) = self.recv.iter().position(|r| r.tag == *tag) else {
+            // A dropped epoch: only its skipped keys may remain (RX-8).
+            let (_, epoch, t0) = *self
+                .retired
+                .iter()
+                .find(|(t, _, _)| t == tag)
+                .ok_or(SessionError::UnknownRoutingTag)?;
+            let keys = self
+                .skipped
+                .get((epoch, n))
+                .ok_or(SessionError::ExpiredEpoch)?;
+            let inner = decrypt(keys, env)?;
+            let opened = opened(keys, inner, t0, epoch, n);
+            self.skipped.remove((epoch, n));
+            self.heard_from_peer = true;
+            return Ok(opened);
+        };
+        let recv = self.recv.get_mut(idx).ok_or(SessionError::UnknownRoutingTag)?;
+        let epoch = recv.epoch;
+        if let Some(keys) = self.skipped.get((epoch, n)) {
+            let inner = decrypt(keys, env)?;
+            let opened = opened(keys, inner, recv.t0, epoch, n);
+            self.skipped.remove((epoch, n));
+            self.heard_from_peer = true;
+            return Ok(opened);
+        }
+        let ahead = recv.chain.read_ahead(n)?;
+        let inner = decrypt(&ahead.keys, env)?;
+        let opened = opened(&ahead.keys, inner, recv.t0, epoch, n);
+        ahead.commit(&mut recv.chain, &mut self.skipped, |m| (epoch, m), now);
+        self.heard_from_peer = true;
+        Ok(opened)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_epoch_start(
+        &mut self,
+        now: u64,
+        env: &Envelope<'_>,
+        prev_tag: &[u8; 8],
+        e: &DhPublic,
+        confirm: &[u8; 16],
+        keyshare_box: &[u8],
+        n: u32,
+    ) -> Result<Opened> {
+        let Some(own) = self.own.iter().find(|o| o.tag == *prev_tag) else {
+            return Err(SessionError::UnknownRoutingTag.into());
+        };
+        let answered = own.epoch;
+        let epoch = answered.checked_add(1).ok_or(SessionError::EpochConflict)?;
+        if let Some(r) = self.recv.iter().find(|r| r.epoch == epoch) {
+            // A header already processed (a resend or replay): go on with the chain (EPOCH-5).
+            if r.ratchet != *e {
+                return Err(SessionError::EpochConflict.into());
+            }
+            let tag = r.tag;
+            return self.open_data(now, env, &tag, n);
+        }
+        if self.latest != answered || !self.is_mine(answered) {
+            return Err(if self.latest > epoch {
+                SessionError::ExpiredEpoch
+            } else {
+                SessionError::EpochConflict
+            }
+            .into());
+        }
+        let expected = kdf::epoch_confirm(&own.confirm, prev_tag, e);
+        if !crypto::ct_eq(&expected, confirm) {
+            return Err(CryptoError::KeyConfirmationFailed.into());
+        }
+        let ratchet = self.ratchet.as_ref().ok_or(SessionError::EpochConflict)?;
+        let dh = ratchet.dh(e)?;
+        let (root, ks) = kdf::epoch_step(&self.root, &dh);
+        let share = KeyShare::open(&ks, env.keyshare_box_ad(), keyshare_box)?;
+        let mut recv = RecvEpoch {
+            epoch,
+            tag: share.routing_tag(),
+            ratchet: *e,
+            confirm: share.confirm_key(),
+            t0: share.t0(),
+            chain: Chain::from_keyshare(&share),
+        };
+        let ahead = recv.chain.read_ahead(n)?;
+        let inner = decrypt(&ahead.keys, env)?;
+        let opened = opened(&ahead.keys, inner, recv.t0, epoch, n);
+        // Commit (RX-3): the new root, the peer's ratchet key, and the end of our sending epoch.
+        ahead.commit(&mut recv.chain, &mut self.skipped, |m| (epoch, m), now);
+        self.root = root;
+        self.latest = epoch;
+        self.ratchet = None;
+        self.peer_ratchet = Some(*e);
+        self.send = None;
+        self.recv.push_back(recv);
+        while self.recv.len() > MAX_RECV_EPOCHS {
+            if let Some(old) = self.recv.pop_front() {
+                push_bounded(&mut self.retired, (old.tag, old.epoch, old.t0), MAX_RETIRED_TAGS);
+            }
+        }
+        self.heard_from_peer = true;
+        Ok(opened)
+    }
+}
+
+fn push_bounded<T>(q: &mut VecDeque<T>, v: T, max: usize) {
+    q.push_back(v);
+    while q.len() > max {
+        q.pop_front();
+    }
+}
+
+fn boxed_keyshare(sealed: Vec<u8>) -> Result<Box<[u8; KeyShare::SEALED_LEN]>> {
+    let arr: [u8; KeyShare::SEALED_LEN] = sealed
+        .try_into()
+        .map_err(|_| DecodeError::LengthOutOfRange)?;
+    Ok(Box::new(arr))
+}
+
+fn decrypt(keys: &MessageKeys, env: &Envelope<'_>) -> Result<Inner> {
+    let plain = Zeroizing::new(crypto::open(
+        &keys.key,
+        &keys.nonce,
+        env.header_bytes(),
+        env.sealed(),
+    )?);
+    Inner::decode(&plain)
+}
+
+fn opened(keys: &MessageKeys, inner: Inner, t0: u64, epoch: u32, counter: u32) -> Opened {
+    let sent_at = t0.saturating_add(u64::from(inner.delta).saturating_mul(1000));
+    Opened {
+        id: keys.id,
+        inner,
+        sent_at,
+        epoch,
+        counter,
+    }
+}

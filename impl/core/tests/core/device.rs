@@ -1,0 +1,218 @@
+//! The device engine: trust on first use, identity changes, prekeys, receipts, simultaneous setup.
+
+use sotto_core::error::{Error, MisuseError, SessionError};
+use sotto_core::{Content, Event, Trust, UserId};
+
+use crate::common::*;
+
+#[test]
+fn directory_contacts_are_unverified_and_identity_changes_are_explicit_card_4_rx_9() {
+    let mut r = rng(10);
+    let mut alice = device(&mut r, 1);
+    let bob = device(&mut r, 2);
+    let bundle = bob.bundle(Some(1)).unwrap();
+    alice.add_contact_from_bundle(&bundle).unwrap();
+    assert_eq!(alice.contact(bob.user_id()).unwrap().0, Trust::Unverified);
+    // Same user id, new identity from the directory: refused until accepted.
+    let bob2 = device(&mut r, 2);
+    let changed = bob2.bundle(None).unwrap();
+    assert_eq!(
+        alice.add_contact_from_bundle(&changed).unwrap_err(),
+        Error::Session(SessionError::IdentityChanged)
+    );
+    alice.replace_contact(&changed);
+    assert_eq!(
+        alice.contact(bob.user_id()).unwrap().1.iks(),
+        bob2.identity().public().iks()
+    );
+    // Safety numbers match on both sides; comparing them verifies the contact.
+    let mut bob2 = bob2;
+    scan(&mut bob2, &alice);
+    assert_eq!(
+        alice.safety_number(bob2.user_id()).unwrap(),
+        bob2.safety_number(alice.user_id()).unwrap()
+    );
+    alice.mark_verified(bob2.user_id()).unwrap();
+    assert_eq!(alice.contact(bob2.user_id()).unwrap().0, Trust::Verified);
+}
+
+#[test]
+fn first_message_with_changed_identity_is_refused_rx_9() {
+    let mut r = rng(11);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut bob, &alice);
+    // Someone else claims Alice's user id.
+    let mut mallory = device(&mut r, 1);
+    scan(&mut mallory, &bob);
+    let forged = send(&mut mallory, &mut r, T0, &bob, "it's me, alice");
+    assert_eq!(
+        bob.receive(T0, &forged.envelope).unwrap_err(),
+        Error::Session(SessionError::IdentityChanged)
+    );
+    // The real Alice is accepted, and verified because Bob scanned her card.
+    scan(&mut alice, &bob);
+    let real = send(&mut alice, &mut r, T0, &bob, "hi");
+    let got = bob.receive(T0, &real.envelope).unwrap();
+    assert_eq!(got.trust, Trust::Verified);
+    assert!(got.events.is_empty());
+}
+
+#[test]
+fn unknown_sender_becomes_an_unverified_contact_rx_9() {
+    let mut r = rng(12);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    let m = send(&mut alice, &mut r, T0, &bob, "hello stranger");
+    let got = bob.receive(T0, &m.envelope).unwrap();
+    assert_eq!(got.events, vec![Event::NewContact(*alice.user_id())]);
+    assert_eq!(bob.contact(alice.user_id()).unwrap().0, Trust::Unverified);
+    // Bob can answer without ever fetching Alice's bundle.
+    let back = send(&mut bob, &mut r, T0, &alice, "hello");
+    assert_eq!(text_of(&alice.receive(T0, &back.envelope).unwrap()), "hello");
+}
+
+#[test]
+fn one_time_prekeys_are_used_once_x3dh_9() {
+    let mut r = rng(13);
+    let mut bob = device(&mut r, 2);
+    let bundle = bob.bundle(Some(3)).unwrap();
+    let mut a1 = device(&mut r, 1);
+    let mut a2 = device(&mut r, 3);
+    a1.add_contact_from_bundle(&bundle).unwrap();
+    // The directory misbehaves and hands the same one-time prekey out twice.
+    a2.add_contact_from_bundle(&bundle).unwrap();
+    let m1 = send(&mut a1, &mut r, T0, &bob, "one");
+    let m2 = send(&mut a2, &mut r, T0, &bob, "two");
+    bob.receive(T0, &m1.envelope).unwrap();
+    assert!(!bob.unused_one_time_prekeys().any(|id| id == 3));
+    assert_eq!(
+        bob.receive(T0, &m2.envelope).unwrap_err(),
+        Error::Session(SessionError::UnknownOneTimePrekey)
+    );
+}
+
+#[test]
+fn rotated_signed_prekeys_keep_a_grace_period_key_3() {
+    let mut r = rng(14);
+    let mut alice = device(&mut r, 1);
+    let mut late = device(&mut r, 4);
+    let mut bob = device(&mut r, 2);
+    let first_card = bob.card().unwrap();
+    scan(&mut alice, &bob);
+    late.add_contact_from_card(&first_card);
+    let m = send(&mut alice, &mut r, T0, &bob, "in flight");
+    // Two rotations: prekey 1 is still within LIM-9 (3 kept).
+    bob.rotate_signed_prekey(&mut r).unwrap();
+    bob.rotate_signed_prekey(&mut r).unwrap();
+    assert_eq!(text_of(&bob.receive(T0, &m.envelope).unwrap()), "in flight");
+    // A third rotation retires prekey 1: a first message naming it is refused.
+    bob.rotate_signed_prekey(&mut r).unwrap();
+    let stale = send(&mut late, &mut r, T0, &bob, "too late");
+    assert_eq!(
+        bob.receive(T0, &stale.envelope).unwrap_err(),
+        Error::Session(SessionError::UnknownSignedPrekey)
+    );
+    let mut carol = device(&mut r, 3);
+    scan(&mut carol, &bob);
+    let fresh = send(&mut carol, &mut r, T0, &bob, "fresh");
+    assert_eq!(text_of(&bob.receive(T0, &fresh.envelope).unwrap()), "fresh");
+}
+
+#[test]
+fn receipts_name_message_ids_rx_5() {
+    let mut r = rng(15);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    let m1 = send(&mut alice, &mut r, T0, &bob, "a");
+    let m2 = send(&mut alice, &mut r, T0, &bob, "b");
+    let i1 = bob.receive(T0, &m1.envelope).unwrap();
+    let i2 = bob.receive(T0, &m2.envelope).unwrap();
+    assert!(i1.content.wants_receipt());
+    let receipt = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![i1.id, i2.id]))
+        .unwrap();
+    let got = alice.receive(T0, &receipt.envelope).unwrap();
+    assert_eq!(got.content, Content::Receipt(vec![m1.id, m2.id]));
+    assert!(!got.content.wants_receipt());
+}
+
+#[test]
+fn key_update_turns_the_epoch_epoch_2() {
+    let mut r = rng(16);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    let m = send(&mut alice, &mut r, T0, &bob, "hi");
+    bob.receive(T0, &m.envelope).unwrap();
+    let ku = bob.send(&mut r, T0, alice.user_id(), &Content::KeyUpdate).unwrap();
+    assert_eq!(ku.envelope[0], 0x13);
+    assert_eq!(alice.receive(T0, &ku.envelope).unwrap().content, Content::KeyUpdate);
+    assert_eq!(alice.session_summary(bob.user_id()).unwrap().latest_epoch, 1);
+}
+
+#[test]
+fn simultaneous_initiation_converges_rx_10() {
+    let mut r = rng(17);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let a1 = send(&mut alice, &mut r, T0, &bob, "from alice");
+    let b1 = send(&mut bob, &mut r, T0, &alice, "from bob");
+    assert_eq!(a1.envelope[0], 0x12);
+    assert_eq!(b1.envelope[0], 0x12);
+    assert_eq!(text_of(&bob.receive(T0, &a1.envelope).unwrap()), "from alice");
+    assert_eq!(text_of(&alice.receive(T0, &b1.envelope).unwrap()), "from bob");
+    // Both now send on the session initiated by the smaller IKs; the conversation goes on.
+    let a_is_smaller = alice.identity().public().iks() < bob.identity().public().iks();
+    let a2 = send(&mut alice, &mut r, T0, &bob, "a2");
+    let b2 = send(&mut bob, &mut r, T0, &alice, "b2");
+    assert_eq!(text_of(&bob.receive(T0, &a2.envelope).unwrap()), "a2");
+    assert_eq!(text_of(&alice.receive(T0, &b2.envelope).unwrap()), "b2");
+    let sa = alice.session_summary(bob.user_id()).unwrap();
+    let sb = bob.session_summary(alice.user_id()).unwrap();
+    assert_eq!(sa.initiator, a_is_smaller);
+    assert_eq!(sb.initiator, !a_is_smaller);
+}
+
+#[test]
+fn misuse_is_typed() {
+    let mut r = rng(18);
+    let mut alice = device(&mut r, 1);
+    assert_eq!(
+        alice
+            .send(&mut r, T0, &UserId([7; 10]), &Content::Text("x".into()))
+            .unwrap_err(),
+        Error::Misuse(MisuseError::UnknownPeer)
+    );
+    let bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    assert_eq!(
+        alice
+            .send(&mut r, T0, bob.user_id(), &Content::Text("x".repeat(5000)))
+            .unwrap_err(),
+        Error::Misuse(MisuseError::TooLarge)
+    );
+    assert_eq!(
+        alice.generate_one_time_prekeys(&mut r, 101).unwrap_err(),
+        Error::Misuse(MisuseError::LimitReached)
+    );
+}
+
+#[test]
+fn signup_request_carries_keys_only_req1_signup_1() {
+    let mut r = rng(19);
+    let mut d = device(&mut r, 1);
+    let req = d.signup_request(&mut r, &[0x30; 44], 5, b"challenge", 4).unwrap();
+    let bytes = req.to_bytes();
+    let back = sotto_core::signup::SignupRequest::from_bytes(&bytes, 4).unwrap();
+    assert_eq!(back.identity(), d.identity().public());
+    assert_eq!(back.one_time_prekeys().len(), 5);
+    assert_eq!(
+        bytes.len(),
+        1 + 2 + 44 + 128 + 100 + 2 + 5 * 36 + 1 + 9 + 8 + 64
+    );
+}

@@ -1,0 +1,199 @@
+//! Groups: the admin's group master key, rekey on add and remove, per-member signatures (GRP-*).
+
+use sotto_core::error::{Error, GroupError, SessionError};
+use sotto_core::group::membership::{Member, Membership};
+use sotto_core::inner::GroupKey;
+use sotto_core::keyshare::KeyShare;
+use sotto_core::{Content, Device, Event, GroupId, Outgoing};
+
+use crate::common::*;
+
+struct Three {
+    r: rand_chacha::ChaCha20Rng,
+    admin: Device,
+    bob: Device,
+    carol: Device,
+}
+
+fn three() -> Three {
+    let mut r = rng(30);
+    let mut admin = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    let mut carol = device(&mut r, 3);
+    for (x, y) in [(0, 1), (0, 2), (1, 2)] {
+        let devices = [&admin, &bob, &carol];
+        let (cx, cy) = (devices[x].card().unwrap(), devices[y].card().unwrap());
+        let (dx, dy): (&mut Device, &mut Device) = match (x, y) {
+            (0, 1) => (&mut admin, &mut bob),
+            (0, 2) => (&mut admin, &mut carol),
+            _ => (&mut bob, &mut carol),
+        };
+        dx.add_contact_from_card(&cy);
+        dy.add_contact_from_card(&cx);
+    }
+    Three {
+        r,
+        admin,
+        bob,
+        carol,
+    }
+}
+
+fn deliver_all(out: &[Outgoing], devices: &mut [&mut Device]) -> Vec<sotto_core::Incoming> {
+    let mut got = Vec::new();
+    for o in out {
+        for to in &o.to {
+            if let Some(d) = devices.iter_mut().find(|d| d.user_id() == to) {
+                got.push(d.receive(T0, &o.envelope).unwrap());
+            }
+        }
+    }
+    got
+}
+
+fn create(t: &mut Three) -> GroupId {
+    let members = [*t.bob.user_id(), *t.carol.user_id()];
+    let (gid, out) = t.admin.create_group(&mut t.r, T0, &members).unwrap();
+    assert_eq!(out.len(), 2);
+    let got = deliver_all(&out, &mut [&mut t.bob, &mut t.carol]);
+    for g in &got {
+        assert_eq!(g.events, vec![Event::GroupKey { group: gid, epoch: 0 }]);
+    }
+    gid
+}
+
+#[test]
+fn members_exchange_signed_group_messages_grp_7() {
+    let mut t = three();
+    let gid = create(&mut t);
+    let m = t.bob.send_group(T0 + 5000, &gid, &text("hello group")).unwrap();
+    assert_eq!(m.envelope[0], 0x14);
+    assert_eq!(m.to.len(), 2);
+    for d in [&mut t.admin, &mut t.carol] {
+        let got = d.receive(T0 + 6000, &m.envelope).unwrap();
+        assert_eq!(text_of(&got), "hello group");
+        assert_eq!(got.from, *t.bob.user_id());
+        assert_eq!(got.group, Some(gid));
+        assert_eq!(got.sent_at, T0 + 5000);
+        assert_eq!(
+            d.receive(T0, &m.envelope).unwrap_err(),
+            Error::Session(SessionError::Duplicate)
+        );
+    }
+    // A member's own message echoed back is not delivered to itself.
+    assert!(t.bob.receive(T0, &m.envelope).is_err());
+}
+
+#[test]
+fn removed_member_cannot_read_later_messages_grp_6() {
+    let mut t = three();
+    let gid = create(&mut t);
+    let out = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &gid, &t.carol.user_id().clone())
+        .unwrap();
+    // Bob gets the new key; Carol gets the removal notice.
+    let got = deliver_all(&out, &mut [&mut t.bob, &mut t.carol]);
+    assert!(got.iter().any(|g| g.events == vec![Event::GroupKey { group: gid, epoch: 1 }]));
+    assert!(got.iter().any(|g| g.events == vec![Event::RemovedFromGroup(gid)]));
+    assert_eq!(t.carol.group_members(&gid), None);
+    let secret = t.admin.send_group(T0, &gid, &text("carol can't see this")).unwrap();
+    assert_eq!(secret.to, vec![*t.bob.user_id()]);
+    assert_eq!(text_of(&t.bob.receive(T0, &secret.envelope).unwrap()), "carol can't see this");
+    assert_eq!(
+        t.carol.receive(T0, &secret.envelope).unwrap_err(),
+        Error::Group(GroupError::UnknownGroup)
+    );
+}
+
+#[test]
+fn removed_member_cannot_read_even_if_it_kept_the_old_keys_grp_6() {
+    let mut t = three();
+    let gid = create(&mut t);
+    let carol_before = t.carol.clone();
+    let out = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &gid, &t.carol.user_id().clone())
+        .unwrap();
+    deliver_all(&out, &mut [&mut t.bob]);
+    let secret = t.admin.send_group(T0, &gid, &text("after removal")).unwrap();
+    // Carol ignores the removal notice and keeps epoch 0: the new epoch's tag is unknown to her.
+    let mut carol = carol_before;
+    assert_eq!(
+        carol.receive(T0, &secret.envelope).unwrap_err(),
+        Error::Group(GroupError::UnknownGroup)
+    );
+    // And a message she sends in the old epoch is refused by the remaining members.
+    let from_carol = carol.send_group(T0, &gid, &text("still here?")).unwrap();
+    assert_eq!(
+        t.bob.receive(T0, &from_carol.envelope).unwrap_err(),
+        Error::Group(GroupError::NotAMember)
+    );
+}
+
+#[test]
+fn offline_member_catches_up_after_add_grp_3() {
+    let mut t = three();
+    let members = [*t.bob.user_id()];
+    let (gid, out) = t.admin.create_group(&mut t.r, T0, &members).unwrap();
+    deliver_all(&out, &mut [&mut t.bob]);
+    // Carol is added while offline; messages pile up in her inbox before she reads the group key.
+    let out = t
+        .admin
+        .add_to_group(&mut t.r, T0, &gid, &t.carol.user_id().clone())
+        .unwrap();
+    let bob_msg = {
+        deliver_all(&out, &mut [&mut t.bob]);
+        t.bob.send_group(T0 + 1000, &gid, &text("welcome carol")).unwrap()
+    };
+    let e = t.carol.receive(T0, &bob_msg.envelope).unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    let carol_id = *t.carol.user_id();
+    for o in out.iter().filter(|o| o.to.contains(&carol_id)) {
+        t.carol.receive(T0, &o.envelope).unwrap();
+    }
+    assert_eq!(text_of(&t.carol.receive(T0, &bob_msg.envelope).unwrap()), "welcome carol");
+    assert_eq!(t.carol.group_members(&gid).unwrap().0, 1);
+    // Carol confirms the epoch to the admin (GRP-9).
+    let ack = t.carol.group_ack(&mut t.r, T0, &gid).unwrap();
+    let got = t.admin.receive(T0, &ack.envelope).unwrap();
+    assert_eq!(
+        got.events,
+        vec![Event::MemberConfirmed { group: gid, epoch: 1, index: 2 }]
+    );
+}
+
+#[test]
+fn only_the_admin_can_rekey_grp_4() {
+    let mut t = three();
+    let gid = create(&mut t);
+    assert_eq!(
+        t.bob
+            .remove_from_group(&mut t.r, T0, &gid, &t.carol.user_id().clone())
+            .unwrap_err(),
+        Error::Group(GroupError::NotGroupAdmin)
+    );
+    // Bob signs his own membership of the group, naming himself admin, and sends it to Carol.
+    let members = vec![
+        Member { user: *t.bob.user_id(), iks: *t.bob.identity().public().iks() },
+        Member { user: *t.carol.user_id(), iks: *t.carol.identity().public().iks() },
+    ];
+    let forged = Membership::sign(t.bob.identity(), gid, 7, members).unwrap();
+    let content = Content::GroupKey(Box::new(GroupKey {
+        membership: forged,
+        keys: KeyShare::random(&mut t.r, T0),
+    }));
+    let o = t.bob.send(&mut t.r, T0, &t.carol.user_id().clone(), &content).unwrap();
+    let got = t.carol.receive(T0, &o.envelope).unwrap();
+    assert_eq!(got.events, vec![Event::Rejected(Error::Group(GroupError::NotGroupAdmin))]);
+    assert_eq!(t.carol.group_members(&gid).unwrap().0, 0);
+    // A membership naming the real admin first but signed by Bob does not even decode.
+    let admin_first = vec![
+        Member { user: *t.admin.user_id(), iks: *t.admin.identity().public().iks() },
+        Member { user: *t.carol.user_id(), iks: *t.carol.identity().public().iks() },
+    ];
+    assert_eq!(
+        Membership::sign(t.bob.identity(), gid, 8, admin_first).unwrap_err(),
+        Error::Group(GroupError::NotGroupAdmin)
+    );
+}

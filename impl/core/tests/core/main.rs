@@ -1,0 +1,8 @@
+//! Integration tests of sotto-core: one binary, one module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+mod device;
+mod group;
+mod session;
