@@ -160,7 +160,10 @@ impl SafetyNumber {
     /// Twelve groups of five digits separated by spaces, as shown to people.
     pub fn grouped(&self) -> String {
         let chunks: Vec<&str> = (0..12)
-            .filter_map(|i: usize| self.0.get(i.saturating_mul(5)..i.saturating_mul(5).saturating_add(5)))
+            .filter_map(|i: usize| {
+                self.0
+                    .get(i.saturating_mul(5)..i.saturating_mul(5).saturating_add(5))
+            })
             .collect();
         chunks.join(" ")
     }

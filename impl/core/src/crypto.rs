@@ -83,7 +83,9 @@ impl DhSecret {
 
     /// `DH(self, peer)`, rejecting the all-zero output (PRIM-1).
     pub fn dh(&self, peer: &DhPublic) -> Result<Secret<32>, CryptoError> {
-        let shared = self.0.diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
+        let shared = self
+            .0
+            .diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
         if !shared.was_contributory() {
             return Err(CryptoError::NonContributoryDh);
         }
@@ -157,7 +159,12 @@ pub struct SignPublic(pub [u8; 32]);
 
 impl SignPublic {
     /// Verifies `sig` over `context || parts...` with `verify_strict` (PRIM-2).
-    pub fn verify(&self, context: &[u8], parts: &[&[u8]], sig: &[u8; 64]) -> Result<(), CryptoError> {
+    pub fn verify(
+        &self,
+        context: &[u8],
+        parts: &[&[u8]],
+        sig: &[u8; 64],
+    ) -> Result<(), CryptoError> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::BadSignature)?;
         let sig = ed25519_dalek::Signature::from_bytes(sig);
         let msg = concat(context, parts);
@@ -247,19 +254,34 @@ pub fn seal(key: &Secret<32>, nonce: &[u8; 12], ad: &[u8], pt: &[u8]) -> Vec<u8>
 
 /// Opens `ct || tag`; any change to the key, nonce, associated data or bytes is
 /// [`CryptoError::DecryptFailed`].
-pub fn open(key: &Secret<32>, nonce: &[u8; 12], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn open(
+    key: &Secret<32>,
+    nonce: &[u8; 12],
+    ad: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, Error> {
     if sealed.len() < TAG_LEN {
         return Err(DecodeError::Truncated.into());
     }
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key.expose()));
     cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: ad })
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: ad,
+            },
+        )
         .map_err(|_| CryptoError::DecryptFailed.into())
 }
 
 /// The first bytes of a public value in hex, for `Debug` output.
 pub(crate) fn short_hex(b: &[u8]) -> String {
-    b.iter().take(6).map(|x| format!("{x:02x}")).collect::<String>() + ".."
+    b.iter()
+        .take(6)
+        .map(|x| format!("{x:02x}"))
+        .collect::<String>()
+        + ".."
 }
 
 #[cfg(test)]
@@ -279,7 +301,10 @@ mod tests {
             one[0] = 1;
             one
         }] {
-            assert_eq!(a.dh(&DhPublic(u)).unwrap_err(), CryptoError::NonContributoryDh);
+            assert_eq!(
+                a.dh(&DhPublic(u)).unwrap_err(),
+                CryptoError::NonContributoryDh
+            );
         }
         let b = DhSecret::random(&mut rng);
         assert_eq!(
@@ -294,7 +319,9 @@ mod tests {
         let k = SignSecret::random(&mut rng);
         let sig = k.sign(b"sotto/v1/ikd", &[b"abc"]);
         k.public().verify(b"sotto/v1/ikd", &[b"abc"], &sig).unwrap();
-        k.public().verify(b"sotto/v1/ikd", &[b"ab", b"c"], &sig).unwrap();
+        k.public()
+            .verify(b"sotto/v1/ikd", &[b"ab", b"c"], &sig)
+            .unwrap();
         assert_eq!(
             k.public().verify(b"sotto/v1/spk", &[b"abc"], &sig),
             Err(CryptoError::BadSignature)

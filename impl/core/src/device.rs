@@ -24,9 +24,7 @@ use crate::keys::{
     Identity, OneTimePreKey, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair,
 };
 use crate::keyshare::KeyShare;
-use crate::limits::{
-    MAX_GROUPS, MAX_OPK_UPLOAD, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS,
-};
+use crate::limits::{MAX_GROUPS, MAX_OPK_UPLOAD, MAX_SESSIONS_PER_PEER, MAX_SIGNED_PREKEYS};
 use crate::replay::{ReplayCache, Seen};
 use crate::session::{Session, SessionSummary};
 use crate::signup::SignupRequest;
@@ -100,6 +98,14 @@ pub struct Incoming {
     pub group: Option<GroupId>,
     /// Things to show besides the message.
     pub events: Vec<Event>,
+}
+
+// What a receive path produced before the content is applied.
+struct Opening {
+    from: UserId,
+    group_sender: Option<(GroupId, SignPublic)>,
+    opened: crate::session::Opened,
+    events: Vec<Event>,
 }
 
 #[derive(Clone, Debug)]
@@ -256,6 +262,13 @@ impl Device {
         ))
     }
 
+    /// Adds a one-time prekey with known keys (restored state, vectors).
+    pub fn insert_one_time_prekey(&mut self, pair: OneTimePreKeyPair) {
+        let id = pair.public().id();
+        self.next_opk_id = self.next_opk_id.max(id.saturating_add(1));
+        self.opks.insert(id, pair);
+    }
+
     /// Ids of the one-time prekeys not used yet.
     pub fn unused_one_time_prekeys(&self) -> impl Iterator<Item = u32> + '_ {
         self.opks.keys().copied()
@@ -401,6 +414,20 @@ impl Device {
         Ok(sid)
     }
 
+    /// Adds an existing session (restored state, vectors) as the sending session for its peer, who
+    /// must be a contact.
+    pub fn adopt_session(&mut self, session: Session) -> Result<()> {
+        let user = *session.peer_user();
+        if !self.contacts.contains_key(&user) {
+            return Err(MisuseError::UnknownPeer.into());
+        }
+        let sid = self.insert_session(session)?;
+        if let Some(c) = self.contacts.get_mut(&user) {
+            c.sending = Some(sid);
+        }
+        Ok(())
+    }
+
     fn insert_session(&mut self, session: Session) -> Result<u64> {
         let sid = self.next_session;
         self.next_session = sid.checked_add(1).ok_or(MisuseError::LimitReached)?;
@@ -440,7 +467,12 @@ impl Device {
     /// Opens an envelope (RX-1..RX-10). See the module docs for the contract.
     pub fn receive(&mut self, now: u64, bytes: &[u8]) -> Result<Incoming> {
         let env = Envelope::decode(bytes)?;
-        let (from, group_sender, opened, mut events) = match env.header() {
+        let Opening {
+            from,
+            group_sender,
+            opened,
+            mut events,
+        } = match env.header() {
             Header::First { .. } => self.receive_first(now, &env)?,
             Header::Data { tag, .. } | Header::EpochStart { prev_tag: tag, .. } => {
                 let sid = *self.tags.get(tag).ok_or(SessionError::UnknownRoutingTag)?;
@@ -451,14 +483,24 @@ impl Device {
                 let opened = session.open(now, &env)?;
                 let from = *session.peer_user();
                 self.reindex(sid);
-                (from, None, opened, Vec::new())
+                Opening {
+                    from,
+                    group_sender: None,
+                    opened,
+                    events: Vec::new(),
+                }
             }
             Header::Group { tag, index, .. } => {
                 let gid = *self.group_tags.get(tag).ok_or(GroupError::UnknownGroup)?;
                 let group = self.groups.get_mut(&gid).ok_or(GroupError::UnknownGroup)?;
                 let _ = index;
                 let (opened, member) = group.open(now, &env)?;
-                (member.user, Some((gid, member.iks)), opened, Vec::new())
+                Opening {
+                    from: member.user,
+                    group_sender: Some((gid, member.iks)),
+                    opened,
+                    events: Vec::new(),
+                }
             }
         };
         if !self.delivered.insert(opened.id) {
@@ -466,7 +508,10 @@ impl Device {
             // it rather than deliver twice (RX-7).
             events.push(Event::Rejected(SessionError::Duplicate.into()));
         }
-        let contact = self.contacts.get(&from).map(|c| (c.trust, *c.identity.iks()));
+        let contact = self
+            .contacts
+            .get(&from)
+            .map(|c| (c.trust, *c.identity.iks()));
         let (trust, identity) = match (group_sender, contact) {
             // A group member is known by the key the admin signed into the membership (GRP-2).
             (Some((_, iks)), Some((trust, known))) if known == iks => (trust, iks),
@@ -476,7 +521,8 @@ impl Device {
         };
         let group = group_sender.map(|(g, _)| g);
         if group.is_none() {
-            if let Err(e) = self.apply_control(now, &from, &identity, &opened.inner.content, &mut events) {
+            if let Err(e) = self.apply_control(&from, &identity, &opened.inner.content, &mut events)
+            {
                 events.push(Event::Rejected(e));
             }
         }
@@ -492,11 +538,7 @@ impl Device {
         })
     }
 
-    fn receive_first(
-        &mut self,
-        now: u64,
-        env: &Envelope<'_>,
-    ) -> Result<(UserId, Option<(GroupId, SignPublic)>, crate::session::Opened, Vec<Event>)> {
+    fn receive_first(&mut self, now: u64, env: &Envelope<'_>) -> Result<Opening> {
         let Header::First {
             ek, spk_id, opk_id, ..
         } = env.header()
@@ -512,7 +554,12 @@ impl Device {
             let opened = session.open(now, env)?;
             let from = *session.peer_user();
             self.reindex(sid);
-            return Ok((from, None, opened, Vec::new()));
+            return Ok(Opening {
+                from,
+                group_sender: None,
+                opened,
+                events: Vec::new(),
+            });
         }
         self.replay.ensure_room()?;
         let spk = self
@@ -560,7 +607,12 @@ impl Device {
             self.opks.remove(opk_id);
         }
         self.choose_sending_session(&from, sid, &our_iks, &peer);
-        Ok((from, None, opened, events))
+        Ok(Opening {
+            from,
+            group_sender: None,
+            opened,
+            events,
+        })
     }
 
     // RX-10: which session to send on after a new inbound session.
@@ -589,7 +641,6 @@ impl Device {
 
     fn apply_control(
         &mut self,
-        _now: u64,
         from: &UserId,
         from_iks: &SignPublic,
         content: &Content,
@@ -611,7 +662,10 @@ impl Device {
                 Ok(())
             }
             Content::GroupAck(ack) => {
-                let group = self.groups.get(&ack.group).ok_or(GroupError::UnknownGroup)?;
+                let group = self
+                    .groups
+                    .get(&ack.group)
+                    .ok_or(GroupError::UnknownGroup)?;
                 let epoch = group.current();
                 let member = epoch
                     .membership()
@@ -656,7 +710,10 @@ impl Device {
             }
         }
         self.reindex_group(&gid);
-        events.push(Event::GroupKey { group: gid, epoch: number });
+        events.push(Event::GroupKey {
+            group: gid,
+            epoch: number,
+        });
         Ok(())
     }
 
@@ -789,7 +846,12 @@ impl Device {
     }
 
     /// The confirmation to send the admin after joining an epoch (GRP-9).
-    pub fn group_ack(&mut self, rng: &mut impl CryptoRng, now: u64, gid: &GroupId) -> Result<Outgoing> {
+    pub fn group_ack(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: u64,
+        gid: &GroupId,
+    ) -> Result<Outgoing> {
         let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
         let ack = group.current().ack();
         let admin = group

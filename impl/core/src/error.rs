@@ -305,8 +305,15 @@ mod tests {
         let mut codes: Vec<&str> = all.iter().map(Error::code).collect();
         let protocol = include_str!("../../../docs/protocol.md");
         for c in &codes {
-            assert!(c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_'), "{c}");
-            assert!(protocol.contains(&format!("| `{c}` |")), "ERR table lacks {c}");
+            assert!(
+                c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_'),
+                "{c}"
+            );
+            assert!(
+                protocol.contains(&format!("| `{c}` |")),
+                "ERR table lacks {c}"
+            );
         }
         codes.sort_unstable();
         codes.dedup();

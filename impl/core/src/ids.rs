@@ -44,9 +44,7 @@ impl UserId {
             return Err(DecodeError::InvalidUserId);
         }
         let bytes = base32::decode(text).map_err(|_| DecodeError::InvalidUserId)?;
-        let arr: [u8; 10] = bytes
-            .try_into()
-            .map_err(|_| DecodeError::InvalidUserId)?;
+        let arr: [u8; 10] = bytes.try_into().map_err(|_| DecodeError::InvalidUserId)?;
         Ok(UserId(arr))
     }
 }
@@ -127,7 +125,13 @@ mod tests {
         assert_eq!(id.to_text(), "aaaaaaaaaaaaaaaa");
         assert_eq!(id.inbox_topic(), "i/aaaaaaaaaaaaaaaa");
         assert_eq!(id.inbox_topic().len(), 18);
-        for bad in ["", "aaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaa", "AAAAAAAAAAAAAAAA", "aaaaaaaaaaaaaaa1"] {
+        for bad in [
+            "",
+            "aaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaaa",
+            "AAAAAAAAAAAAAAAA",
+            "aaaaaaaaaaaaaaa1",
+        ] {
             assert_eq!(UserId::parse(bad), Err(DecodeError::InvalidUserId), "{bad}");
         }
     }

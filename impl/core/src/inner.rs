@@ -260,14 +260,18 @@ mod tests {
             proptest::collection::vec(any::<[u8; 16]>(), 1..5)
                 .prop_map(|v| Content::Receipt(v.into_iter().map(MessageId).collect())),
             Just(Content::KeyUpdate),
-            (any::<[u8; 16]>(), any::<u32>(), any::<u8>(), any::<[u8; 16]>()).prop_map(
-                |(g, epoch, index, confirm)| Content::GroupAck(GroupAck {
+            (
+                any::<[u8; 16]>(),
+                any::<u32>(),
+                any::<u8>(),
+                any::<[u8; 16]>()
+            )
+                .prop_map(|(g, epoch, index, confirm)| Content::GroupAck(GroupAck {
                     group: GroupId(g),
                     epoch,
                     index,
                     confirm
-                })
-            ),
+                })),
         ]
     }
 
@@ -290,7 +294,10 @@ mod tests {
 
     #[test]
     fn five_characters_take_seven_bytes_in_2() {
-        let inner = Inner { delta: 12, content: Content::Text("hello".into()) };
+        let inner = Inner {
+            delta: 12,
+            content: Content::Text("hello".into()),
+        };
         assert_eq!(&inner.encode(0).unwrap()[..], b"\x01\x0chello");
     }
 
@@ -306,9 +313,19 @@ mod tests {
             (b"\x11\x00\x01\x00\x03", DecodeError::ReservedBits),
         ];
         for (bytes, e) in cases {
-            assert_eq!(Inner::decode(bytes).unwrap_err(), Error::Decode(e), "{bytes:?}");
+            assert_eq!(
+                Inner::decode(bytes).unwrap_err(),
+                Error::Decode(e),
+                "{bytes:?}"
+            );
         }
-        let long = Inner { delta: 0, content: Content::Text("x".repeat(MAX_TEXT + 1)) };
-        assert_eq!(long.encode(0).unwrap_err(), Error::Misuse(MisuseError::TooLarge));
+        let long = Inner {
+            delta: 0,
+            content: Content::Text("x".repeat(MAX_TEXT + 1)),
+        };
+        assert_eq!(
+            long.encode(0).unwrap_err(),
+            Error::Misuse(MisuseError::TooLarge)
+        );
     }
 }

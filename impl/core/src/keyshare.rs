@@ -178,7 +178,9 @@ mod tests {
 
     #[test]
     fn debug_hides_the_keys_prim_7() {
-        let share = KeyShare::from_parts([0xaa; 32], [0xbb; 16], [0xcc; 16], [0xdd; 16], [0xee; 16], 5);
+        let share = KeyShare::from_parts(
+            [0xaa; 32], [0xbb; 16], [0xcc; 16], [0xdd; 16], [0xee; 16], 5,
+        );
         let dbg = format!("{share:?}");
         assert!(!dbg.contains("aa") && !dbg.contains("170"), "{dbg}");
     }

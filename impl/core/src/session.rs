@@ -168,7 +168,8 @@ impl Session {
         ad.extend_from_slice(&ek_pub.0);
         ad.extend_from_slice(&spk_id.to_be_bytes());
         ad.extend_from_slice(&opk_id.to_be_bytes());
-        let identity_box = x3dh::seal_identity(&secrets.identity_key, &ad, local_user, local.public());
+        let identity_box =
+            x3dh::seal_identity(&secrets.identity_key, &ad, local_user, local.public());
         ad.extend_from_slice(&identity_box);
         let keyshare_box = boxed_keyshare(share.seal(&secrets.ks0, &ad))?;
         let tag = share.routing_tag();
@@ -228,8 +229,7 @@ impl Session {
         let (dh2, identity_key) = x3dh::responder_identity_key(local, ek)?;
         let (peer_user, peer) =
             x3dh::open_identity(&identity_key, env.identity_box_ad(), &identity_box[..])?;
-        let secrets =
-            x3dh::responder_secrets(local, spk, opk, ek, dh2, identity_key, &peer)?;
+        let secrets = x3dh::responder_secrets(local, spk, opk, ek, dh2, identity_key, &peer)?;
         let share = KeyShare::open(&secrets.ks0, env.keyshare_box_ad(), &keyshare_box[..])?;
         let mut recv = RecvEpoch {
             epoch: 0,
@@ -521,7 +521,10 @@ impl Session {
             self.heard_from_peer = true;
             return Ok(opened);
         };
-        let recv = self.recv.get_mut(idx).ok_or(SessionError::UnknownRoutingTag)?;
+        let recv = self
+            .recv
+            .get_mut(idx)
+            .ok_or(SessionError::UnknownRoutingTag)?;
         let epoch = recv.epoch;
         if let Some(keys) = self.skipped.get((epoch, n)) {
             let inner = decrypt(keys, env)?;
@@ -599,7 +602,11 @@ impl Session {
         self.recv.push_back(recv);
         while self.recv.len() > MAX_RECV_EPOCHS {
             if let Some(old) = self.recv.pop_front() {
-                push_bounded(&mut self.retired, (old.tag, old.epoch, old.t0), MAX_RETIRED_TAGS);
+                push_bounded(
+                    &mut self.retired,
+                    (old.tag, old.epoch, old.t0),
+                    MAX_RETIRED_TAGS,
+                );
             }
         }
         self.heard_from_peer = true;

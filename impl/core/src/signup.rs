@@ -5,8 +5,8 @@
 use crate::codec::{Reader, Writer};
 use crate::crypto;
 use crate::error::{CryptoError, DecodeError, Result};
-use crate::keys::{Identity, OneTimePreKey, PublicIdentity, SignedPreKey};
 use crate::kdf;
+use crate::keys::{Identity, OneTimePreKey, PublicIdentity, SignedPreKey};
 use crate::limits::{MAX_CHALLENGE, MAX_OPK_UPLOAD, MAX_POW_DIFFICULTY, MAX_SPKI};
 
 /// A decoded and verified signup request (SIGNUP-1, SIGNUP-2).
@@ -220,8 +220,8 @@ mod tests {
         let opks: Vec<_> = (1..=3)
             .map(|i| *OneTimePreKeyPair::generate(&mut rng, i).unwrap().public())
             .collect();
-        let req = SignupRequest::build(&id, &[0x30; 44], spk.public(), &opks, b"c", difficulty)
-            .unwrap();
+        let req =
+            SignupRequest::build(&id, &[0x30; 44], spk.public(), &opks, b"c", difficulty).unwrap();
         (req, id)
     }
 

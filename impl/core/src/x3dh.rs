@@ -53,7 +53,14 @@ pub fn initiator_secrets(
         Some(opk) => Some(ek.dh(opk.key())?),
         None => None,
     };
-    let sk = kdf::x3dh_secret(&dh1, &dh2, &dh3, dh4.as_ref(), local.public().iks(), peer.iks());
+    let sk = kdf::x3dh_secret(
+        &dh1,
+        &dh2,
+        &dh3,
+        dh4.as_ref(),
+        local.public().iks(),
+        peer.iks(),
+    );
     let (rk0, ks0) = kdf::root_and_keyshare(&sk);
     let identity_key = kdf::identity_key(&dh2, &ek.public(), peer.ikd());
     Ok(SetupSecrets {
@@ -87,7 +94,14 @@ pub fn responder_secrets(
         Some(opk) => Some(opk.secret().dh(ek)?),
         None => None,
     };
-    let sk = kdf::x3dh_secret(&dh1, &dh2, &dh3, dh4.as_ref(), initiator.iks(), local.public().iks());
+    let sk = kdf::x3dh_secret(
+        &dh1,
+        &dh2,
+        &dh3,
+        dh4.as_ref(),
+        initiator.iks(),
+        local.public().iks(),
+    );
     let (rk0, ks0) = kdf::root_and_keyshare(&sk);
     Ok(SetupSecrets {
         sk,
@@ -117,7 +131,11 @@ pub fn seal_identity(
 }
 
 /// Opens a sealed identity and verifies its `sig_ikd` (X3DH-6).
-pub fn open_identity(key: &Secret<32>, ad: &[u8], sealed: &[u8]) -> Result<(UserId, PublicIdentity)> {
+pub fn open_identity(
+    key: &Secret<32>,
+    ad: &[u8],
+    sealed: &[u8],
+) -> Result<(UserId, PublicIdentity)> {
     let plain = Zeroizing::new(crypto::open(key, &[0u8; 12], ad, sealed)?);
     let mut r = Reader::new(&plain);
     let user = UserId(r.array()?);

@@ -33,7 +33,12 @@ pub struct Membership {
 
 impl Membership {
     /// Signs a member list as its admin. `members[0]` must be the admin itself.
-    pub fn sign(admin: &Identity, group: GroupId, epoch: u32, members: Vec<Member>) -> Result<Self> {
+    pub fn sign(
+        admin: &Identity,
+        group: GroupId,
+        epoch: u32,
+        members: Vec<Member>,
+    ) -> Result<Self> {
         check_members(&members)?;
         if members.first().map(|m| m.iks) != Some(*admin.public().iks()) {
             return Err(GroupError::NotGroupAdmin.into());
@@ -84,7 +89,8 @@ impl Membership {
     }
 
     fn signed_part(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(21usize.saturating_add(self.members.len().saturating_mul(42)));
+        let mut w =
+            Writer::with_capacity(21usize.saturating_add(self.members.len().saturating_mul(42)));
         w.bytes(&self.group.0).u32(self.epoch);
         // check_members bounds the count by LIM-14 on every path that builds a Membership.
         w.u8(u8::try_from(self.members.len()).unwrap_or(u8::MAX));
@@ -172,8 +178,14 @@ mod tests {
         let admin = Identity::generate(&mut rng);
         let bob = Identity::generate(&mut rng);
         let members = vec![
-            Member { user: UserId([1; 10]), iks: *admin.public().iks() },
-            Member { user: UserId([2; 10]), iks: *bob.public().iks() },
+            Member {
+                user: UserId([1; 10]),
+                iks: *admin.public().iks(),
+            },
+            Member {
+                user: UserId([2; 10]),
+                iks: *bob.public().iks(),
+            },
         ];
         let m = Membership::sign(&admin, GroupId([9; 16]), 3, members.clone()).unwrap();
         let bytes = m.to_bytes();
@@ -191,7 +203,10 @@ mod tests {
         );
         let mut forged = bytes.clone();
         let sig_at = forged.len() - 64;
-        forged[sig_at..].copy_from_slice(&bob.signing().sign(kdf::SIG_GROUP_MEMBERS, &[&bytes[..sig_at]]));
+        forged[sig_at..].copy_from_slice(
+            &bob.signing()
+                .sign(kdf::SIG_GROUP_MEMBERS, &[&bytes[..sig_at]]),
+        );
         assert_eq!(
             Membership::from_bytes(&forged).unwrap_err(),
             CryptoError::BadSignature.into()

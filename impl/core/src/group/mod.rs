@@ -115,7 +115,13 @@ impl GroupEpoch {
     }
 
     /// Seals a group message (ENV-5, GRP-7), signed with the member's `IKs` inside the encryption.
-    pub fn seal(&mut self, identity: &Identity, now: u64, content: &Content, bucket: usize) -> Result<Sealed> {
+    pub fn seal(
+        &mut self,
+        identity: &Identity,
+        now: u64,
+        content: &Content,
+        bucket: usize,
+    ) -> Result<Sealed> {
         let delta = u32::try_from(now.saturating_sub(self.keys.t0()) / 1000).unwrap_or(u32::MAX);
         let inner = Inner {
             delta,
@@ -132,9 +138,10 @@ impl GroupEpoch {
             n,
         }
         .encode();
-        let sig = identity
-            .signing()
-            .sign(kdf::SIG_GROUP_MSG, &[&self.signed_message(self.index, n, &inner)]);
+        let sig = identity.signing().sign(
+            kdf::SIG_GROUP_MSG,
+            &[&self.signed_message(self.index, n, &inner)],
+        );
         let mut plain = Zeroizing::new(Vec::with_capacity(64usize.saturating_add(inner.len())));
         plain.extend_from_slice(&sig);
         plain.extend_from_slice(&inner);
@@ -175,7 +182,10 @@ impl GroupEpoch {
         if self.removed.contains(&index) {
             return Err(GroupError::NotAMember.into());
         }
-        let member = *self.membership.member(index).ok_or(GroupError::NotAMember)?;
+        let member = *self
+            .membership
+            .member(index)
+            .ok_or(GroupError::NotAMember)?;
         let epoch = self.epoch();
         if let Some(keys) = skipped.get((epoch, index, n)) {
             let keys = keys.clone();
@@ -216,7 +226,11 @@ impl GroupEpoch {
         let (sig, inner) = plain.split_at(64);
         let mut sig64 = [0u8; 64];
         sig64.copy_from_slice(sig);
-        iks.verify(kdf::SIG_GROUP_MSG, &[&self.signed_message(index, n, inner)], &sig64)?;
+        iks.verify(
+            kdf::SIG_GROUP_MSG,
+            &[&self.signed_message(index, n, inner)],
+            &sig64,
+        )?;
         Inner::decode(inner)
     }
 

@@ -70,7 +70,10 @@ fn unknown_sender_becomes_an_unverified_contact_rx_9() {
     assert_eq!(bob.contact(alice.user_id()).unwrap().0, Trust::Unverified);
     // Bob can answer without ever fetching Alice's bundle.
     let back = send(&mut bob, &mut r, T0, &alice, "hello");
-    assert_eq!(text_of(&alice.receive(T0, &back.envelope).unwrap()), "hello");
+    assert_eq!(
+        text_of(&alice.receive(T0, &back.envelope).unwrap()),
+        "hello"
+    );
 }
 
 #[test]
@@ -132,7 +135,12 @@ fn receipts_name_message_ids_rx_5() {
     let i2 = bob.receive(T0, &m2.envelope).unwrap();
     assert!(i1.content.wants_receipt());
     let receipt = bob
-        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![i1.id, i2.id]))
+        .send(
+            &mut r,
+            T0,
+            alice.user_id(),
+            &Content::Receipt(vec![i1.id, i2.id]),
+        )
         .unwrap();
     let got = alice.receive(T0, &receipt.envelope).unwrap();
     assert_eq!(got.content, Content::Receipt(vec![m1.id, m2.id]));
@@ -147,10 +155,18 @@ fn key_update_turns_the_epoch_epoch_2() {
     scan(&mut alice, &bob);
     let m = send(&mut alice, &mut r, T0, &bob, "hi");
     bob.receive(T0, &m.envelope).unwrap();
-    let ku = bob.send(&mut r, T0, alice.user_id(), &Content::KeyUpdate).unwrap();
+    let ku = bob
+        .send(&mut r, T0, alice.user_id(), &Content::KeyUpdate)
+        .unwrap();
     assert_eq!(ku.envelope[0], 0x13);
-    assert_eq!(alice.receive(T0, &ku.envelope).unwrap().content, Content::KeyUpdate);
-    assert_eq!(alice.session_summary(bob.user_id()).unwrap().latest_epoch, 1);
+    assert_eq!(
+        alice.receive(T0, &ku.envelope).unwrap().content,
+        Content::KeyUpdate
+    );
+    assert_eq!(
+        alice.session_summary(bob.user_id()).unwrap().latest_epoch,
+        1
+    );
 }
 
 #[test]
@@ -164,8 +180,14 @@ fn simultaneous_initiation_converges_rx_10() {
     let b1 = send(&mut bob, &mut r, T0, &alice, "from bob");
     assert_eq!(a1.envelope[0], 0x12);
     assert_eq!(b1.envelope[0], 0x12);
-    assert_eq!(text_of(&bob.receive(T0, &a1.envelope).unwrap()), "from alice");
-    assert_eq!(text_of(&alice.receive(T0, &b1.envelope).unwrap()), "from bob");
+    assert_eq!(
+        text_of(&bob.receive(T0, &a1.envelope).unwrap()),
+        "from alice"
+    );
+    assert_eq!(
+        text_of(&alice.receive(T0, &b1.envelope).unwrap()),
+        "from bob"
+    );
     // Both now send on the session initiated by the smaller IKs; the conversation goes on.
     let a_is_smaller = alice.identity().public().iks() < bob.identity().public().iks();
     let a2 = send(&mut alice, &mut r, T0, &bob, "a2");
@@ -206,7 +228,9 @@ fn misuse_is_typed() {
 fn signup_request_carries_keys_only_req1_signup_1() {
     let mut r = rng(19);
     let mut d = device(&mut r, 1);
-    let req = d.signup_request(&mut r, &[0x30; 44], 5, b"challenge", 4).unwrap();
+    let req = d
+        .signup_request(&mut r, &[0x30; 44], 5, b"challenge", 4)
+        .unwrap();
     let bytes = req.to_bytes();
     let back = sotto_core::signup::SignupRequest::from_bytes(&bytes, 4).unwrap();
     assert_eq!(back.identity(), d.identity().public());

@@ -57,7 +57,13 @@ fn create(t: &mut Three) -> GroupId {
     assert_eq!(out.len(), 2);
     let got = deliver_all(&out, &mut [&mut t.bob, &mut t.carol]);
     for g in &got {
-        assert_eq!(g.events, vec![Event::GroupKey { group: gid, epoch: 0 }]);
+        assert_eq!(
+            g.events,
+            vec![Event::GroupKey {
+                group: gid,
+                epoch: 0
+            }]
+        );
     }
     gid
 }
@@ -66,7 +72,10 @@ fn create(t: &mut Three) -> GroupId {
 fn members_exchange_signed_group_messages_grp_7() {
     let mut t = three();
     let gid = create(&mut t);
-    let m = t.bob.send_group(T0 + 5000, &gid, &text("hello group")).unwrap();
+    let m = t
+        .bob
+        .send_group(T0 + 5000, &gid, &text("hello group"))
+        .unwrap();
     assert_eq!(m.envelope[0], 0x14);
     assert_eq!(m.to.len(), 2);
     for d in [&mut t.admin, &mut t.carol] {
@@ -94,12 +103,25 @@ fn removed_member_cannot_read_later_messages_grp_6() {
         .unwrap();
     // Bob gets the new key; Carol gets the removal notice.
     let got = deliver_all(&out, &mut [&mut t.bob, &mut t.carol]);
-    assert!(got.iter().any(|g| g.events == vec![Event::GroupKey { group: gid, epoch: 1 }]));
-    assert!(got.iter().any(|g| g.events == vec![Event::RemovedFromGroup(gid)]));
+    assert!(got.iter().any(|g| g.events
+        == vec![Event::GroupKey {
+            group: gid,
+            epoch: 1
+        }]));
+    assert!(
+        got.iter()
+            .any(|g| g.events == vec![Event::RemovedFromGroup(gid)])
+    );
     assert_eq!(t.carol.group_members(&gid), None);
-    let secret = t.admin.send_group(T0, &gid, &text("carol can't see this")).unwrap();
+    let secret = t
+        .admin
+        .send_group(T0, &gid, &text("carol can't see this"))
+        .unwrap();
     assert_eq!(secret.to, vec![*t.bob.user_id()]);
-    assert_eq!(text_of(&t.bob.receive(T0, &secret.envelope).unwrap()), "carol can't see this");
+    assert_eq!(
+        text_of(&t.bob.receive(T0, &secret.envelope).unwrap()),
+        "carol can't see this"
+    );
     assert_eq!(
         t.carol.receive(T0, &secret.envelope).unwrap_err(),
         Error::Group(GroupError::UnknownGroup)
@@ -116,7 +138,10 @@ fn removed_member_cannot_read_even_if_it_kept_the_old_keys_grp_6() {
         .remove_from_group(&mut t.r, T0, &gid, &t.carol.user_id().clone())
         .unwrap();
     deliver_all(&out, &mut [&mut t.bob]);
-    let secret = t.admin.send_group(T0, &gid, &text("after removal")).unwrap();
+    let secret = t
+        .admin
+        .send_group(T0, &gid, &text("after removal"))
+        .unwrap();
     // Carol ignores the removal notice and keeps epoch 0: the new epoch's tag is unknown to her.
     let mut carol = carol_before;
     assert_eq!(
@@ -144,7 +169,9 @@ fn offline_member_catches_up_after_add_grp_3() {
         .unwrap();
     let bob_msg = {
         deliver_all(&out, &mut [&mut t.bob]);
-        t.bob.send_group(T0 + 1000, &gid, &text("welcome carol")).unwrap()
+        t.bob
+            .send_group(T0 + 1000, &gid, &text("welcome carol"))
+            .unwrap()
     };
     let e = t.carol.receive(T0, &bob_msg.envelope).unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
@@ -152,14 +179,21 @@ fn offline_member_catches_up_after_add_grp_3() {
     for o in out.iter().filter(|o| o.to.contains(&carol_id)) {
         t.carol.receive(T0, &o.envelope).unwrap();
     }
-    assert_eq!(text_of(&t.carol.receive(T0, &bob_msg.envelope).unwrap()), "welcome carol");
+    assert_eq!(
+        text_of(&t.carol.receive(T0, &bob_msg.envelope).unwrap()),
+        "welcome carol"
+    );
     assert_eq!(t.carol.group_members(&gid).unwrap().0, 1);
     // Carol confirms the epoch to the admin (GRP-9).
     let ack = t.carol.group_ack(&mut t.r, T0, &gid).unwrap();
     let got = t.admin.receive(T0, &ack.envelope).unwrap();
     assert_eq!(
         got.events,
-        vec![Event::MemberConfirmed { group: gid, epoch: 1, index: 2 }]
+        vec![Event::MemberConfirmed {
+            group: gid,
+            epoch: 1,
+            index: 2
+        }]
     );
 }
 
@@ -175,22 +209,40 @@ fn only_the_admin_can_rekey_grp_4() {
     );
     // Bob signs his own membership of the group, naming himself admin, and sends it to Carol.
     let members = vec![
-        Member { user: *t.bob.user_id(), iks: *t.bob.identity().public().iks() },
-        Member { user: *t.carol.user_id(), iks: *t.carol.identity().public().iks() },
+        Member {
+            user: *t.bob.user_id(),
+            iks: *t.bob.identity().public().iks(),
+        },
+        Member {
+            user: *t.carol.user_id(),
+            iks: *t.carol.identity().public().iks(),
+        },
     ];
     let forged = Membership::sign(t.bob.identity(), gid, 7, members).unwrap();
     let content = Content::GroupKey(Box::new(GroupKey {
         membership: forged,
         keys: KeyShare::random(&mut t.r, T0),
     }));
-    let o = t.bob.send(&mut t.r, T0, &t.carol.user_id().clone(), &content).unwrap();
+    let o = t
+        .bob
+        .send(&mut t.r, T0, &t.carol.user_id().clone(), &content)
+        .unwrap();
     let got = t.carol.receive(T0, &o.envelope).unwrap();
-    assert_eq!(got.events, vec![Event::Rejected(Error::Group(GroupError::NotGroupAdmin))]);
+    assert_eq!(
+        got.events,
+        vec![Event::Rejected(Error::Group(GroupError::NotGroupAdmin))]
+    );
     assert_eq!(t.carol.group_members(&gid).unwrap().0, 0);
     // A membership naming the real admin first but signed by Bob does not even decode.
     let admin_first = vec![
-        Member { user: *t.admin.user_id(), iks: *t.admin.identity().public().iks() },
-        Member { user: *t.carol.user_id(), iks: *t.carol.identity().public().iks() },
+        Member {
+            user: *t.admin.user_id(),
+            iks: *t.admin.identity().public().iks(),
+        },
+        Member {
+            user: *t.carol.user_id(),
+            iks: *t.carol.identity().public().iks(),
+        },
     ];
     assert_eq!(
         Membership::sign(t.bob.identity(), gid, 8, admin_first).unwrap_err(),

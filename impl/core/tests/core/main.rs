@@ -6,3 +6,5 @@ mod common;
 mod device;
 mod group;
 mod session;
+mod sizes;
+mod wycheproof;

@@ -1,8 +1,8 @@
 //! Pairwise sessions through the device engine: setup, epochs, loss, reordering, duplicates, replay.
 
 use proptest::prelude::*;
-use sotto_core::error::{Error, SessionError};
 use sotto_core::Trust;
+use sotto_core::error::{Error, SessionError};
 
 use crate::common::*;
 
@@ -15,12 +15,22 @@ fn offline_first_message_and_reply_x3dh_5_req4() {
     // Bob is offline: Alice's messages wait in his inbox (here: a Vec).
     let m1 = send(&mut alice, &mut r, T0, &bob, "hi bob");
     let m2 = send(&mut alice, &mut r, T0 + 1000, &bob, "are you there?");
-    assert_eq!(m1.envelope[0], 0x12, "the first message carries the key share");
-    assert_eq!(m2.envelope[0], 0x11, "later messages of the epoch are data messages");
+    assert_eq!(
+        m1.envelope[0], 0x12,
+        "the first message carries the key share"
+    );
+    assert_eq!(
+        m2.envelope[0], 0x11,
+        "later messages of the epoch are data messages"
+    );
     let got1 = bob.receive(T0 + 60_000, &m1.envelope).unwrap();
     assert_eq!(text_of(&got1), "hi bob");
     assert_eq!(got1.from, *alice.user_id());
-    assert_eq!(got1.trust, Trust::Unverified, "Bob never scanned Alice's card");
+    assert_eq!(
+        got1.trust,
+        Trust::Unverified,
+        "Bob never scanned Alice's card"
+    );
     assert_eq!(got1.id, m1.id);
     assert_eq!(got1.sent_at, T0);
     let got2 = bob.receive(T0 + 60_000, &m2.envelope).unwrap();
@@ -35,11 +45,17 @@ fn offline_first_message_and_reply_x3dh_5_req4() {
     // Alice answers in a new epoch; Bob keeps chatting.
     let a3 = send(&mut alice, &mut r, T0 + 63_000, &bob, "great");
     assert_eq!(a3.envelope[0], 0x13);
-    assert_eq!(text_of(&bob.receive(T0 + 63_500, &a3.envelope).unwrap()), "great");
+    assert_eq!(
+        text_of(&bob.receive(T0 + 63_500, &a3.envelope).unwrap()),
+        "great"
+    );
     let a4 = send(&mut alice, &mut r, T0 + 64_000, &bob, "x");
     assert_eq!(a4.envelope[0], 0x11);
     assert_eq!(a4.envelope.len(), 1 + 8 + 1 + 1 + 1 + 1 + 16);
-    assert_eq!(text_of(&bob.receive(T0 + 64_500, &a4.envelope).unwrap()), "x");
+    assert_eq!(
+        text_of(&bob.receive(T0 + 64_500, &a4.envelope).unwrap()),
+        "x"
+    );
     let s = alice.session_summary(bob.user_id()).unwrap();
     assert_eq!(s.latest_epoch, 2);
     assert_eq!(s.sending, Some((2, 2)));
@@ -111,7 +127,10 @@ fn tampering_is_a_typed_error_and_changes_nothing_rx_3() {
         b[i] ^= 0x01;
         assert!(alice.receive(T0, &b).is_err(), "byte {i}");
     }
-    assert_eq!(text_of(&alice.receive(T0, &b1.envelope).unwrap()), "epoch start");
+    assert_eq!(
+        text_of(&alice.receive(T0, &b1.envelope).unwrap()),
+        "epoch start"
+    );
 }
 
 #[test]
@@ -203,7 +222,11 @@ fn run_conversation(script: &[(bool, u8)], order_seed: u64, dup_every: usize) {
 
 #[test]
 fn conversation_in_order() {
-    run_conversation(&[(true, 2), (false, 1), (true, 0), (false, 3), (false, 0)], 1, 0);
+    run_conversation(
+        &[(true, 2), (false, 1), (true, 0), (false, 3), (false, 0)],
+        1,
+        0,
+    );
 }
 
 proptest! {

@@ -1,0 +1,267 @@
+//! `inner.json`: the inner plaintext codec (IN-1..IN-4): kinds, time deltas, padding, and its errors.
+
+use serde::{Deserialize, Serialize};
+use sotto_core::inner::{GroupAck, Inner};
+use sotto_core::{Content, GroupId, MessageId};
+
+use super::{Area, Case, Expect, Hex, bytes, case, check, same, seeded};
+
+/// A content, field by field (kinds 1, 2, 3 and 6; kinds 4 and 5 are in group.json).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ContentJson {
+    /// Kind 1.
+    Text { text: String },
+    /// Kind 2.
+    Receipt { ids: Vec<Hex> },
+    /// Kind 3.
+    KeyUpdate,
+    /// Kind 6.
+    GroupAck {
+        group: Hex,
+        epoch: u32,
+        index: u8,
+        confirm: Hex,
+    },
+    /// Kinds 4 and 5, reported by name only.
+    Other { name: String },
+}
+
+impl ContentJson {
+    fn of(c: &Content) -> Self {
+        match c {
+            Content::Text(t) => ContentJson::Text { text: t.clone() },
+            Content::Receipt(ids) => ContentJson::Receipt {
+                ids: ids.iter().map(|i| Hex::of(i.0)).collect(),
+            },
+            Content::KeyUpdate => ContentJson::KeyUpdate,
+            Content::GroupAck(a) => ContentJson::GroupAck {
+                group: Hex::of(a.group.0),
+                epoch: a.epoch,
+                index: a.index,
+                confirm: Hex::of(a.confirm),
+            },
+            other => ContentJson::Other {
+                name: format!("kind {}", other.kind()),
+            },
+        }
+    }
+
+    fn content(&self) -> Result<Content, String> {
+        Ok(match self {
+            ContentJson::Text { text } => Content::Text(text.clone()),
+            ContentJson::Receipt { ids } => Content::Receipt(
+                ids.iter()
+                    .map(|i| i.arr().map(MessageId))
+                    .collect::<Result<_, _>>()?,
+            ),
+            ContentJson::KeyUpdate => Content::KeyUpdate,
+            ContentJson::GroupAck {
+                group,
+                epoch,
+                index,
+                confirm,
+            } => Content::GroupAck(GroupAck {
+                group: GroupId(group.arr()?),
+                epoch: *epoch,
+                index: *index,
+                confirm: confirm.arr()?,
+            }),
+            ContentJson::Other { name } => return Err(format!("cannot encode {name}")),
+        })
+    }
+}
+
+/// A decoded inner plaintext.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decoded {
+    /// Seconds since the epoch's t0.
+    pub delta: u32,
+    /// The content.
+    pub content: ContentJson,
+}
+
+/// The operations of `inner.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// IN-1..IN-4: fields to bytes, padded to a multiple of `bucket` when `bucket > 1`.
+    Encode {
+        delta: u32,
+        content: ContentJson,
+        bucket: usize,
+        bytes: Hex,
+    },
+    /// Decoding, or the error.
+    Decode { bytes: Hex, expect: Expect<Decoded> },
+}
+
+/// The `inner` area.
+pub struct InnerArea;
+
+fn encode(delta: u32, content: &ContentJson, bucket: usize) -> Result<Vec<u8>, String> {
+    Inner {
+        delta,
+        content: content.content()?,
+    }
+    .encode(bucket)
+    .map(|z| z.to_vec())
+    .map_err(|e| e.code().to_owned())
+}
+
+fn decode(b: &[u8]) -> Expect<Decoded> {
+    Expect::from_result(Inner::decode(b), |i| Decoded {
+        delta: i.delta,
+        content: ContentJson::of(&i.content),
+    })
+}
+
+impl Area for InnerArea {
+    const NAME: &'static str = "inner";
+    const DESCRIPTION: &'static str = "The inner plaintext: header byte, time delta, body of each kind, optional padding, and its decode errors (section 12).";
+    type Op = Op;
+
+    fn generate() -> Vec<Case<Op>> {
+        let mut r = seeded(Self::NAME);
+        let mut cases = Vec::new();
+        let valid = vec![
+            (
+                "IN-3 text of 5 characters",
+                12u32,
+                ContentJson::Text {
+                    text: "hello".into(),
+                },
+                0usize,
+            ),
+            (
+                "IN-3 empty text",
+                0,
+                ContentJson::Text {
+                    text: String::new(),
+                },
+                0,
+            ),
+            (
+                "IN-3 text in UTF-8",
+                200,
+                ContentJson::Text {
+                    text: "grüße, 你好 👋".into(),
+                },
+                0,
+            ),
+            (
+                "IN-4 text padded to 32 bytes",
+                86_400,
+                ContentJson::Text {
+                    text: "hello".into(),
+                },
+                32,
+            ),
+            (
+                "IN-3 receipt of two ids",
+                3,
+                ContentJson::Receipt {
+                    ids: vec![Hex::of(bytes::<16>(&mut r)), Hex::of(bytes::<16>(&mut r))],
+                },
+                0,
+            ),
+            ("IN-3 key update", u32::MAX, ContentJson::KeyUpdate, 0),
+            (
+                "IN-3 group ack",
+                1,
+                ContentJson::GroupAck {
+                    group: Hex::of(bytes::<16>(&mut r)),
+                    epoch: 4,
+                    index: 2,
+                    confirm: Hex::of(bytes::<16>(&mut r)),
+                },
+                0,
+            ),
+        ];
+        for (name, delta, content, bucket) in valid {
+            let b = encode(delta, &content, bucket).unwrap_or_default();
+            cases.push(case(
+                name,
+                &["IN-1", "IN-2", "IN-3", "IN-4"],
+                Op::Encode {
+                    delta,
+                    content,
+                    bucket,
+                    bytes: Hex(b.clone()),
+                },
+            ));
+            cases.push(case(
+                &format!("{name} decodes"),
+                &["IN-1"],
+                Op::Decode {
+                    expect: decode(&b),
+                    bytes: Hex(b),
+                },
+            ));
+        }
+        let invalid: Vec<(&str, &str, Vec<u8>)> = vec![
+            ("IN-1 reserved bit set", "IN-1", vec![0x21, 0x00]),
+            ("IN-3 unknown kind 7", "IN-3", vec![0x07, 0x00]),
+            (
+                "IN-3 text that is not UTF-8",
+                "IN-3",
+                vec![0x01, 0x00, 0xff, 0xfe],
+            ),
+            (
+                "IN-3 receipt of 17 bytes",
+                "IN-3",
+                [vec![0x02, 0x00], vec![0xaa; 17]].concat(),
+            ),
+            (
+                "IN-3 receipt of 65 ids",
+                "LIM-10",
+                [vec![0x02, 0x00], vec![0xaa; 65 * 16]].concat(),
+            ),
+            (
+                "IN-3 key update with a body",
+                "IN-3",
+                vec![0x03, 0x00, 0x00],
+            ),
+            (
+                "IN-3 text over LIM-2",
+                "LIM-2",
+                [vec![0x01, 0x00], vec![b'a'; 4001]].concat(),
+            ),
+            (
+                "IN-4 padding longer than the message",
+                "IN-4",
+                vec![0x11, 0x00, 0x00, 0x09],
+            ),
+            (
+                "IN-4 non-zero padding byte",
+                "IN-4",
+                vec![0x11, 0x00, 0x01, 0x00, 0x03],
+            ),
+            ("NOT-2 non-canonical delta", "NOT-2", vec![0x01, 0x80, 0x00]),
+            ("IN-1 empty", "IN-1", vec![]),
+        ];
+        for (name, rule, b) in invalid {
+            cases.push(case(
+                name,
+                &[rule],
+                Op::Decode {
+                    expect: decode(&b),
+                    bytes: Hex(b),
+                },
+            ));
+        }
+        cases
+    }
+
+    fn run(op: &Op) -> Result<(), String> {
+        match op {
+            Op::Encode {
+                delta,
+                content,
+                bucket,
+                bytes,
+            } => same("bytes", &encode(*delta, content, *bucket)?, bytes),
+            Op::Decode { bytes, expect } => check(decode(&bytes.0), expect),
+        }
+    }
+}

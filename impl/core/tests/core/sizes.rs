@@ -1,0 +1,40 @@
+//! Size targets (protocol.md section 19): bytes are deterministic, so they are tested, not benchmarked.
+
+use crate::common::*;
+
+/// MQTT 3.1.1 PUBLISH at QoS 1 to `i/<16-char user id>`: fixed header, remaining length, topic,
+/// packet id, payload.
+pub fn publish_frame_len(envelope: usize) -> usize {
+    let remaining = 2 + 18 + 2 + envelope;
+    let len_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + len_bytes + remaining
+}
+
+#[test]
+fn size_targets_env_2() {
+    let mut r = rng(40);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    let first = send(&mut alice, &mut r, T0, &bob, "hello");
+    let data = send(&mut alice, &mut r, T0 + 1000, &bob, "hello");
+    bob.receive(T0, &first.envelope).unwrap();
+    bob.receive(T0, &data.envelope).unwrap();
+    // The brief's targets: envelope <= 34 B and frame <= 60 B for a 5-character text.
+    assert_eq!(data.envelope.len(), 33);
+    assert_eq!(publish_frame_len(data.envelope.len()), 57);
+    assert!(data.envelope.len() <= 34);
+    assert!(publish_frame_len(data.envelope.len()) <= 60);
+    // A first message and an epoch start carry the key share (Req4): fixed overheads.
+    assert_eq!(
+        first.envelope.len(),
+        1 + 32 + 4 + 4 + 154 + 120 + 1 + 7 + 16
+    );
+    let reply = send(&mut bob, &mut r, T0, &alice, "hello");
+    assert_eq!(reply.envelope.len(), 1 + 8 + 32 + 16 + 120 + 1 + 7 + 16);
+}
