@@ -60,6 +60,21 @@ impl Chain {
         self.next
     }
 
+    /// The chain's state, for the device state (persist).
+    pub(crate) fn parts(&self) -> (&Secret<32>, u32, &Secret<16>, bool) {
+        (&self.ck, self.next, &self.s2, self.exhausted)
+    }
+
+    /// A chain restored from its parts.
+    pub(crate) fn from_parts(ck: Secret<32>, next: u32, s2: Secret<16>, exhausted: bool) -> Self {
+        Chain {
+            ck,
+            next,
+            s2,
+            exhausted,
+        }
+    }
+
     /// Keys of message `next`, advancing the chain and deleting `CK_n` (CHAIN-2, CHAIN-5).
     pub fn advance(&mut self) -> Result<(u32, MessageKeys)> {
         if self.exhausted {
@@ -176,6 +191,11 @@ impl<K: Ord + Copy> SkippedKeys<K> {
     /// Deletes every key whose position fails `keep`.
     pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
         self.keys.retain(|k, _| keep(k));
+    }
+
+    /// Every kept key with its position and the time it was stored (for the device state).
+    pub(crate) fn entries(&self) -> Vec<(K, &MessageKeys, u64)> {
+        self.keys.iter().map(|(k, (m, at))| (*k, m, *at)).collect()
     }
 
     /// Number of keys kept.

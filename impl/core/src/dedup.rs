@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::ids::MessageId;
 use crate::limits::MAX_DELIVERED_IDS;
+use crate::persist::Persist;
 
 /// The last LIM-7 delivered ids.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +42,20 @@ impl DeliveredIds {
     /// Whether no id is remembered.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+}
+
+impl Persist for DeliveredIds {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.order.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> crate::error::Result<Self> {
+        let order: VecDeque<MessageId> = Persist::read(r)?;
+        let mut d = DeliveredIds::default();
+        for id in order {
+            d.insert(id);
+        }
+        Ok(d)
     }
 }
 

@@ -52,6 +52,7 @@ pub mod kdf;
 pub mod keys;
 pub mod keyshare;
 pub mod limits;
+pub mod persist;
 pub mod replay;
 pub mod session;
 pub mod signup;

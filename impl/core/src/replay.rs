@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::crypto::{self, DhPublic};
 use crate::error::{Result, SessionError};
 use crate::limits::MAX_REPLAY_ENTRIES;
+use crate::persist::Persist;
 
 /// What the cache knows about an ephemeral key.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -69,6 +70,23 @@ impl ReplayCache {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+impl Persist for ReplayCache {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        let entries: Vec<(u32, [u8; 16], u64)> = self
+            .entries
+            .iter()
+            .map(|((s, h), id)| (*s, *h, *id))
+            .collect();
+        entries.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        let entries: Vec<(u32, [u8; 16], u64)> = Persist::read(r)?;
+        Ok(ReplayCache {
+            entries: entries.into_iter().map(|(s, h, id)| ((s, h), id)).collect(),
+        })
     }
 }
 

@@ -24,6 +24,7 @@ use crate::kdf;
 use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
 use crate::keyshare::KeyShare;
 use crate::limits::{MAX_ENVELOPE, MAX_RECV_EPOCHS, MAX_RETIRED_TAGS};
+use crate::persist::Persist;
 use crate::x3dh;
 
 /// Own epochs remembered for key confirmation and routing of the peer's epoch starts.
@@ -646,5 +647,148 @@ fn opened(keys: &MessageKeys, inner: Inner, t0: u64, epoch: u32, counter: u32) -
         sent_at,
         epoch,
         counter,
+    }
+}
+
+impl Persist for StartHeader {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        match self {
+            StartHeader::First {
+                ek,
+                spk_id,
+                opk_id,
+                identity_box,
+                keyshare_box,
+            } => {
+                w.u8(0);
+                ek.write(w);
+                spk_id.write(w);
+                opk_id.write(w);
+                identity_box.write(w);
+                keyshare_box.write(w);
+            }
+            StartHeader::Epoch {
+                prev_tag,
+                e,
+                confirm,
+                keyshare_box,
+            } => {
+                w.u8(1);
+                prev_tag.write(w);
+                e.write(w);
+                confirm.write(w);
+                keyshare_box.write(w);
+            }
+        }
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Ok(match r.u8()? {
+            0 => StartHeader::First {
+                ek: Persist::read(r)?,
+                spk_id: Persist::read(r)?,
+                opk_id: Persist::read(r)?,
+                identity_box: Box::new(Persist::read(r)?),
+                keyshare_box: Box::new(Persist::read(r)?),
+            },
+            1 => StartHeader::Epoch {
+                prev_tag: Persist::read(r)?,
+                e: Persist::read(r)?,
+                confirm: Persist::read(r)?,
+                keyshare_box: Box::new(Persist::read(r)?),
+            },
+            _ => return Err(DecodeError::LengthOutOfRange.into()),
+        })
+    }
+}
+
+impl Persist for SendEpoch {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.epoch.write(w);
+        self.tag.write(w);
+        self.t0.write(w);
+        self.chain.write(w);
+        self.start.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Ok(SendEpoch {
+            epoch: Persist::read(r)?,
+            tag: Persist::read(r)?,
+            t0: Persist::read(r)?,
+            chain: Persist::read(r)?,
+            start: Persist::read(r)?,
+        })
+    }
+}
+
+impl Persist for OwnEpoch {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.epoch.write(w);
+        self.tag.write(w);
+        self.confirm.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Ok(OwnEpoch {
+            epoch: Persist::read(r)?,
+            tag: Persist::read(r)?,
+            confirm: Persist::read(r)?,
+        })
+    }
+}
+
+impl Persist for RecvEpoch {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.epoch.write(w);
+        self.tag.write(w);
+        self.ratchet.write(w);
+        self.confirm.write(w);
+        self.t0.write(w);
+        self.chain.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Ok(RecvEpoch {
+            epoch: Persist::read(r)?,
+            tag: Persist::read(r)?,
+            ratchet: Persist::read(r)?,
+            confirm: Persist::read(r)?,
+            t0: Persist::read(r)?,
+            chain: Persist::read(r)?,
+        })
+    }
+}
+
+impl Persist for Session {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.peer_user.write(w);
+        self.peer.write(w);
+        self.initiator.write(w);
+        self.root.write(w);
+        self.latest.write(w);
+        self.ratchet.write(w);
+        self.peer_ratchet.write(w);
+        self.send.write(w);
+        self.own.write(w);
+        self.recv.write(w);
+        self.skipped.write(w);
+        self.retired.write(w);
+        self.first_ek.write(w);
+        self.heard_from_peer.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Ok(Session {
+            peer_user: Persist::read(r)?,
+            peer: Persist::read(r)?,
+            initiator: Persist::read(r)?,
+            root: Persist::read(r)?,
+            latest: Persist::read(r)?,
+            ratchet: Persist::read(r)?,
+            peer_ratchet: Persist::read(r)?,
+            send: Persist::read(r)?,
+            own: Persist::read(r)?,
+            recv: Persist::read(r)?,
+            skipped: Persist::read(r)?,
+            retired: Persist::read(r)?,
+            first_ek: Persist::read(r)?,
+            heard_from_peer: Persist::read(r)?,
+        })
     }
 }

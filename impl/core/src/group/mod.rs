@@ -24,6 +24,7 @@ use crate::kdf;
 use crate::keys::Identity;
 use crate::keyshare::KeyShare;
 use crate::limits::MAX_ENVELOPE;
+use crate::persist::Persist;
 use crate::session::{Opened, Sealed};
 use membership::Membership;
 
@@ -411,5 +412,61 @@ impl Group {
             .find(|e| e.tag == *tag)
             .ok_or(GroupError::UnknownGroup)?;
         epoch.open(now, env, &mut self.skipped)
+    }
+}
+
+impl Persist for Membership {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.encode(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Membership::decode(r)
+    }
+}
+
+impl Persist for GroupEpoch {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.membership.write(w);
+        self.keys.write(w);
+        self.index.write(w);
+        self.send.write(w);
+        let recv: Vec<(u8, Chain)> = self.recv.iter().map(|(i, c)| (*i, c.clone())).collect();
+        recv.write(w);
+        self.removed.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        let membership = Membership::read(r)?;
+        let keys = KeyShare::read(r)?;
+        let index = u8::read(r)?;
+        let send = Chain::read(r)?;
+        let recv: Vec<(u8, Chain)> = Persist::read(r)?;
+        let removed: Vec<u8> = Persist::read(r)?;
+        Ok(GroupEpoch {
+            tag: kdf::group_tag(keys.seeds()[2]),
+            membership,
+            keys,
+            index,
+            send,
+            recv: recv.into_iter().collect(),
+            removed,
+        })
+    }
+}
+
+impl Persist for Group {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        let epochs: Vec<GroupEpoch> = self.epochs.values().cloned().collect();
+        epochs.write(w);
+        self.skipped.write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        let epochs: Vec<GroupEpoch> = Persist::read(r)?;
+        if epochs.is_empty() {
+            return Err(DecodeError::LengthOutOfRange.into());
+        }
+        Ok(Group {
+            epochs: epochs.into_iter().map(|e| (e.epoch(), e)).collect(),
+            skipped: Persist::read(r)?,
+        })
     }
 }

@@ -240,3 +240,77 @@ fn signup_request_carries_keys_only_req1_signup_1() {
         1 + 2 + 44 + 128 + 100 + 2 + 5 * 36 + 1 + 9 + 8 + 64
     );
 }
+
+#[test]
+fn exported_state_continues_the_conversation_store_3() {
+    let mut r = rng(20);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    let carol = device(&mut r, 3);
+    scan(&mut alice, &bob);
+    scan(&mut alice, &carol);
+    scan(&mut bob, &alice);
+    let m1 = send(&mut alice, &mut r, T0, &bob, "one");
+    let m2 = send(&mut alice, &mut r, T0, &bob, "two");
+    let m3 = send(&mut alice, &mut r, T0, &bob, "three");
+    bob.receive(T0, &m1.envelope).unwrap();
+    bob.receive(T0, &m3.envelope).unwrap(); // m2's key is now a skipped key
+    let (gid, outs) = alice
+        .create_group(&mut r, T0, &[*bob.user_id(), *carol.user_id()])
+        .unwrap();
+    let bob_id = *bob.user_id();
+    for o in outs.iter().filter(|o| o.to.contains(&bob_id)) {
+        bob.receive(T0, &o.envelope).unwrap();
+    }
+    // Both devices restart from their stored state.
+    let mut alice = sotto_core::Device::import(&alice.export()).unwrap();
+    let mut bob = sotto_core::Device::import(&bob.export()).unwrap();
+    assert_eq!(
+        bob.export().as_slice(),
+        sotto_core::Device::import(&bob.export())
+            .unwrap()
+            .export()
+            .as_slice()
+    );
+    assert_eq!(text_of(&bob.receive(T0, &m2.envelope).unwrap()), "two");
+    assert_eq!(
+        bob.receive(T0, &m1.envelope).unwrap_err(),
+        Error::Session(SessionError::Duplicate)
+    );
+    let reply = send(&mut bob, &mut r, T0, &alice, "back");
+    assert_eq!(
+        text_of(&alice.receive(T0, &reply.envelope).unwrap()),
+        "back"
+    );
+    let g = bob
+        .send_group(T0, &gid, &Content::Text("group after restart".into()))
+        .unwrap();
+    assert_eq!(
+        text_of(&alice.receive(T0, &g.envelope).unwrap()),
+        "group after restart"
+    );
+    assert_eq!(alice.contact(bob.user_id()).unwrap().0, Trust::Verified);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, .. Default::default() })]
+    /// A corrupted or truncated state is a typed error or a valid device, never a panic.
+    #[test]
+    fn corrupted_state_never_panics_store_3(at in proptest::prelude::any::<usize>(), mask in 1u8.., cut in proptest::prelude::any::<bool>()) {
+        let mut r = rng(21);
+        let mut alice = device(&mut r, 1);
+        let mut bob = device(&mut r, 2);
+        scan(&mut alice, &bob);
+        let m = send(&mut alice, &mut r, T0, &bob, "x");
+        bob.receive(T0, &m.envelope).unwrap();
+        let mut state = bob.export().to_vec();
+        let i = at % state.len();
+        if cut {
+            state.truncate(i);
+            proptest::prop_assert!(sotto_core::Device::import(&state).is_err());
+        } else {
+            state[i] ^= mask;
+            let _ = sotto_core::Device::import(&state);
+        }
+    }
+}
