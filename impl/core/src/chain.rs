@@ -60,21 +60,6 @@ impl Chain {
         self.next
     }
 
-    /// The chain's state, for the device state (persist).
-    pub(crate) fn parts(&self) -> (&Secret<32>, u32, &Secret<16>, bool) {
-        (&self.ck, self.next, &self.s2, self.exhausted)
-    }
-
-    /// A chain restored from its parts.
-    pub(crate) fn from_parts(ck: Secret<32>, next: u32, s2: Secret<16>, exhausted: bool) -> Self {
-        Chain {
-            ck,
-            next,
-            s2,
-            exhausted,
-        }
-    }
-
     /// Keys of message `next`, advancing the chain and deleting `CK_n` (CHAIN-2, CHAIN-5).
     pub fn advance(&mut self) -> Result<(u32, MessageKeys)> {
         if self.exhausted {
@@ -121,6 +106,13 @@ impl Chain {
         }
     }
 }
+
+crate::persist::persist_struct!(Chain {
+    ck,
+    next,
+    s2,
+    exhausted
+});
 
 /// The outcome of [`Chain::read_ahead`]: apply it with [`ReadAhead::commit`] once the message opened.
 #[derive(Debug)]

@@ -212,6 +212,27 @@ pub fn expand<const N: usize>(prk: &Secret<32>, info: &[&[u8]]) -> Secret<N> {
     Secret(out)
 }
 
+/// A PRK keyed once and expanded several times with different labels (saves re-keying HMAC).
+pub struct Expander(Hkdf<Sha256>);
+
+impl Expander {
+    /// Keys HKDF-Expand with `prk`.
+    pub fn new(prk: &Secret<32>) -> Self {
+        Expander(
+            Hkdf::<Sha256>::from_prk(prk.expose()).expect("a 32-byte PRK is always long enough"),
+        )
+    }
+
+    /// `HKDF-Expand(prk, info_parts..., N)`; `N` is at most 64 for every caller.
+    pub fn expand<const N: usize>(&self, info: &[&[u8]]) -> Secret<N> {
+        let mut out = [0u8; N];
+        self.0
+            .expand_multi_info(info, &mut out)
+            .expect("outputs of at most 64 bytes are within HKDF's limit");
+        Secret(out)
+    }
+}
+
 /// `Derive(ikm, info, N) = Expand(Extract(0^32, ikm), info, N)` (PRIM-3).
 pub fn derive<const N: usize>(ikm: &[u8], info: &[&[u8]]) -> Secret<N> {
     expand(&extract(&[0u8; 32], ikm), info)
@@ -250,6 +271,19 @@ pub fn seal(key: &Secret<32>, nonce: &[u8; 12], ad: &[u8], pt: &[u8]) -> Vec<u8>
     cipher
         .encrypt(Nonce::from_slice(nonce), Payload { msg: pt, aad: ad })
         .expect("ChaCha20-Poly1305 encrypts any message below 256 GiB")
+}
+
+/// Seals in place: `buf` holds `ad || plaintext` and becomes `ad || ct || tag` (one allocation for the
+/// whole envelope).
+pub fn seal_in_place(key: &Secret<32>, nonce: &[u8; 12], buf: &mut Vec<u8>, ad_len: usize) {
+    use chacha20poly1305::aead::AeadInPlace;
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(key.expose()));
+    let split = ad_len.min(buf.len());
+    let (ad, msg) = buf.split_at_mut(split);
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(nonce), ad, msg)
+        .expect("ChaCha20-Poly1305 encrypts any message below 256 GiB");
+    buf.extend_from_slice(&tag);
 }
 
 /// Opens `ct || tag`; any change to the key, nonce, associated data or bytes is

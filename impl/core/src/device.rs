@@ -133,6 +133,7 @@ pub struct Device {
     tags: BTreeMap<[u8; 8], u64>,
     groups: BTreeMap<GroupId, Group>,
     group_tags: BTreeMap<[u8; 8], GroupId>,
+    left_groups: BTreeMap<GroupId, u32>,
     delivered: DeliveredIds,
     bucket: usize,
 }
@@ -161,6 +162,7 @@ impl Device {
             tags: BTreeMap::new(),
             groups: BTreeMap::new(),
             group_tags: BTreeMap::new(),
+            left_groups: BTreeMap::new(),
             delivered: DeliveredIds::default(),
             bucket: 0,
         }
@@ -387,8 +389,11 @@ impl Device {
             .sessions
             .get_mut(&sid)
             .ok_or(MisuseError::UnknownPeer)?;
+        let epoch = session.latest_epoch();
         let sealed = session.seal(rng, now, content, bucket)?;
-        self.reindex(sid);
+        if session.latest_epoch() != epoch {
+            self.reindex(sid);
+        }
         Ok(Outgoing {
             to: vec![*to],
             envelope: sealed.bytes,
@@ -481,9 +486,12 @@ impl Device {
                     .sessions
                     .get_mut(&sid)
                     .ok_or(SessionError::UnknownRoutingTag)?;
+                let epoch = session.latest_epoch();
                 let opened = session.open(now, &env)?;
                 let from = *session.peer_user();
-                self.reindex(sid);
+                if session.latest_epoch() != epoch {
+                    self.reindex(sid);
+                }
                 Opening {
                     from,
                     group_sender: None,
@@ -652,13 +660,18 @@ impl Device {
             Content::GroupRemoved(m) => {
                 let group = self.groups.get(m.group()).ok_or(GroupError::UnknownGroup)?;
                 check_from_admin(m, from_iks)?;
-                group.check_install(m)?;
+                group.check_removal(m)?;
                 if m.index_of(&self.user_id).is_some() {
                     return Err(GroupError::NotAMember.into());
                 }
                 let gid = *m.group();
                 self.groups.remove(&gid);
                 self.group_tags.retain(|_, g| *g != gid);
+                // Remember the removal so that a late, older group key cannot bring the group back.
+                self.left_groups.insert(gid, m.epoch());
+                while self.left_groups.len() > MAX_GROUPS {
+                    self.left_groups.pop_first();
+                }
                 events.push(Event::RemovedFromGroup(gid));
                 Ok(())
             }
@@ -699,6 +712,13 @@ impl Device {
             return Err(GroupError::NotAMember.into());
         }
         let gid = *m.group();
+        if self
+            .left_groups
+            .get(&gid)
+            .is_some_and(|left| m.epoch() <= *left)
+        {
+            return Err(GroupError::StaleGroupEpoch.into());
+        }
         let epoch = GroupEpoch::new(m.clone(), gk.keys.clone(), index);
         let number = epoch.epoch();
         match self.groups.get_mut(&gid) {
@@ -982,6 +1002,8 @@ impl Device {
         self.replay.write(&mut w);
         let groups: Vec<Group> = self.groups.values().cloned().collect();
         groups.write(&mut w);
+        let left: Vec<(GroupId, u32)> = self.left_groups.iter().map(|(g, e)| (*g, *e)).collect();
+        left.write(&mut w);
         self.delivered.write(&mut w);
         u32::try_from(self.bucket).unwrap_or(u32::MAX).write(&mut w);
         zeroize::Zeroizing::new(w.into_vec())
@@ -1017,6 +1039,7 @@ impl Device {
         let next_session = u64::read(&mut r)?;
         let replay = ReplayCache::read(&mut r)?;
         let groups: Vec<Group> = Persist::read(&mut r)?;
+        let left_groups: Vec<(GroupId, u32)> = Persist::read(&mut r)?;
         let delivered = DeliveredIds::read(&mut r)?;
         let bucket = usize::try_from(u32::read(&mut r)?).unwrap_or(0);
         r.finish()?;
@@ -1033,6 +1056,7 @@ impl Device {
             tags: BTreeMap::new(),
             groups: groups.into_iter().map(|g| (*g.id(), g)).collect(),
             group_tags: BTreeMap::new(),
+            left_groups: left_groups.into_iter().collect(),
             delivered,
             bucket,
         };

@@ -109,7 +109,17 @@ impl Header {
 
     /// The header bytes: the associated data of the payload (ENV-6).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(320);
+        self.encode_with_room(0)
+    }
+
+    /// The header bytes in a buffer with room for `extra` more bytes (the sealed payload).
+    pub fn encode_with_room(&self, extra: usize) -> Vec<u8> {
+        let len = match self {
+            Header::Data { .. } | Header::Group { .. } => 1 + 8 + 1 + 5,
+            Header::First { .. } => FIRST_KEYSHARE_AT + KeyShare::SEALED_LEN + 5,
+            Header::EpochStart { .. } => EPOCH_KEYSHARE_AT + KeyShare::SEALED_LEN + 5,
+        };
+        let mut w = Writer::with_capacity(len.saturating_add(extra));
         w.u8(self.type_byte());
         match self {
             Header::Data { tag, n } => {

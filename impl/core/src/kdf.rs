@@ -124,9 +124,10 @@ pub fn chain_start(mk: &Secret<32>, s1: &Secret<16>) -> Secret<32> {
 
 /// One chain step (CHAIN-2, CHAIN-3): `(K_n, ID_n, CK_{n+1})` from `CK_n`.
 pub fn chain_step(ck: &Secret<32>) -> (Secret<32>, [u8; 16], Secret<32>) {
-    let k: Secret<32> = crypto::expand(ck, &[MSG]);
-    let id: Secret<16> = crypto::expand(ck, &[ID]);
-    let next: Secret<32> = crypto::expand(ck, &[CHAIN]);
+    let hk = crypto::Expander::new(ck);
+    let k: Secret<32> = hk.expand(&[MSG]);
+    let id: Secret<16> = hk.expand(&[ID]);
+    let next: Secret<32> = hk.expand(&[CHAIN]);
     (k, *id.expose(), next)
 }
 

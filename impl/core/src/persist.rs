@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use crate::chain::{Chain, MessageKeys, SkippedKeys};
+use crate::chain::{MessageKeys, SkippedKeys};
 use crate::codec::{Reader, Writer};
 use crate::crypto::{DhPublic, DhSecret, Secret, SignPublic};
 use crate::error::{DecodeError, Result};
@@ -26,6 +26,22 @@ pub(crate) trait Persist: Sized {
     fn write(&self, w: &mut Writer);
     fn read(r: &mut Reader<'_>) -> Result<Self>;
 }
+
+/// Implements [`Persist`] for a struct as its fields in order (used in the module that owns the
+/// struct, so private fields stay private).
+macro_rules! persist_struct {
+    ($t:ty { $($f:ident),* $(,)? }) => {
+        impl $crate::persist::Persist for $t {
+            fn write(&self, w: &mut $crate::codec::Writer) {
+                $( $crate::persist::Persist::write(&self.$f, w); )*
+            }
+            fn read(r: &mut $crate::codec::Reader<'_>) -> $crate::error::Result<Self> {
+                Ok(Self { $( $f: $crate::persist::Persist::read(r)?, )* })
+            }
+        }
+    };
+}
+pub(crate) use persist_struct;
 
 impl Persist for u8 {
     fn write(&self, w: &mut Writer) {
@@ -242,38 +258,7 @@ impl<T: Persist> Persist for VecDeque<T> {
     }
 }
 
-impl Persist for MessageKeys {
-    fn write(&self, w: &mut Writer) {
-        self.key.write(w);
-        self.id.write(w);
-        w.bytes(&self.nonce);
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
-        Ok(MessageKeys {
-            key: Secret::read(r)?,
-            id: MessageId::read(r)?,
-            nonce: r.array()?,
-        })
-    }
-}
-
-impl Persist for Chain {
-    fn write(&self, w: &mut Writer) {
-        let (ck, next, s2, exhausted) = self.parts();
-        ck.write(w);
-        next.write(w);
-        s2.write(w);
-        exhausted.write(w);
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
-        Ok(Chain::from_parts(
-            Secret::read(r)?,
-            u32::read(r)?,
-            Secret::read(r)?,
-            bool::read(r)?,
-        ))
-    }
-}
+persist_struct!(MessageKeys { key, id, nonce });
 
 impl<K: Persist + Ord + Copy> Persist for SkippedKeys<K> {
     fn write(&self, w: &mut Writer) {

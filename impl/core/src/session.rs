@@ -299,6 +299,11 @@ impl Session {
             .chain(self.retired.iter().map(|(t, _, _)| *t))
     }
 
+    /// The newest epoch known (changes exactly when the routing tags do).
+    pub fn latest_epoch(&self) -> u32 {
+        self.latest
+    }
+
     /// The public shape of the session.
     pub fn summary(&self) -> SessionSummary {
         SessionSummary {
@@ -386,7 +391,7 @@ impl Session {
         }
         let send = self.send.as_mut().ok_or(SessionError::EpochConflict)?;
         let (n, keys) = send.chain.advance()?;
-        let header = match (&send.start, n) {
+        let mut buf = match (&send.start, n) {
             (
                 StartHeader::First {
                     ek,
@@ -421,10 +426,12 @@ impl Session {
             },
             _ => Header::Data { tag: send.tag, n },
         }
-        .encode();
-        let sealed = crypto::seal(&keys.key, &keys.nonce, &header, &plain);
+        .encode_with_room(plain.len().saturating_add(TAG_LEN));
+        let header_len = buf.len();
+        buf.extend_from_slice(&plain);
+        crypto::seal_in_place(&keys.key, &keys.nonce, &mut buf, header_len);
         Ok(Sealed {
-            bytes: envelope::assemble(&header, &sealed)?,
+            bytes: buf,
             id: keys.id,
             epoch: send.epoch,
             counter: n,
@@ -701,94 +708,39 @@ impl Persist for StartHeader {
     }
 }
 
-impl Persist for SendEpoch {
-    fn write(&self, w: &mut crate::codec::Writer) {
-        self.epoch.write(w);
-        self.tag.write(w);
-        self.t0.write(w);
-        self.chain.write(w);
-        self.start.write(w);
-    }
-    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
-        Ok(SendEpoch {
-            epoch: Persist::read(r)?,
-            tag: Persist::read(r)?,
-            t0: Persist::read(r)?,
-            chain: Persist::read(r)?,
-            start: Persist::read(r)?,
-        })
-    }
-}
-
-impl Persist for OwnEpoch {
-    fn write(&self, w: &mut crate::codec::Writer) {
-        self.epoch.write(w);
-        self.tag.write(w);
-        self.confirm.write(w);
-    }
-    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
-        Ok(OwnEpoch {
-            epoch: Persist::read(r)?,
-            tag: Persist::read(r)?,
-            confirm: Persist::read(r)?,
-        })
-    }
-}
-
-impl Persist for RecvEpoch {
-    fn write(&self, w: &mut crate::codec::Writer) {
-        self.epoch.write(w);
-        self.tag.write(w);
-        self.ratchet.write(w);
-        self.confirm.write(w);
-        self.t0.write(w);
-        self.chain.write(w);
-    }
-    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
-        Ok(RecvEpoch {
-            epoch: Persist::read(r)?,
-            tag: Persist::read(r)?,
-            ratchet: Persist::read(r)?,
-            confirm: Persist::read(r)?,
-            t0: Persist::read(r)?,
-            chain: Persist::read(r)?,
-        })
-    }
-}
-
-impl Persist for Session {
-    fn write(&self, w: &mut crate::codec::Writer) {
-        self.peer_user.write(w);
-        self.peer.write(w);
-        self.initiator.write(w);
-        self.root.write(w);
-        self.latest.write(w);
-        self.ratchet.write(w);
-        self.peer_ratchet.write(w);
-        self.send.write(w);
-        self.own.write(w);
-        self.recv.write(w);
-        self.skipped.write(w);
-        self.retired.write(w);
-        self.first_ek.write(w);
-        self.heard_from_peer.write(w);
-    }
-    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
-        Ok(Session {
-            peer_user: Persist::read(r)?,
-            peer: Persist::read(r)?,
-            initiator: Persist::read(r)?,
-            root: Persist::read(r)?,
-            latest: Persist::read(r)?,
-            ratchet: Persist::read(r)?,
-            peer_ratchet: Persist::read(r)?,
-            send: Persist::read(r)?,
-            own: Persist::read(r)?,
-            recv: Persist::read(r)?,
-            skipped: Persist::read(r)?,
-            retired: Persist::read(r)?,
-            first_ek: Persist::read(r)?,
-            heard_from_peer: Persist::read(r)?,
-        })
-    }
-}
+crate::persist::persist_struct!(SendEpoch {
+    epoch,
+    tag,
+    t0,
+    chain,
+    start
+});
+crate::persist::persist_struct!(OwnEpoch {
+    epoch,
+    tag,
+    confirm
+});
+crate::persist::persist_struct!(RecvEpoch {
+    epoch,
+    tag,
+    ratchet,
+    confirm,
+    t0,
+    chain
+});
+crate::persist::persist_struct!(Session {
+    peer_user,
+    peer,
+    initiator,
+    root,
+    latest,
+    ratchet,
+    peer_ratchet,
+    send,
+    own,
+    recv,
+    skipped,
+    retired,
+    first_ek,
+    heard_from_peer
+});

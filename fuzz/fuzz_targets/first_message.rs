@@ -1,0 +1,8 @@
+//! A fixed responder device receives the input; KeyShare::open and KeyShare::from_plaintext parse it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    sotto_core_fuzz::checks::first_message(data);
+});
