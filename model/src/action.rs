@@ -1,0 +1,300 @@
+//! Actions, named in the protocol vocabulary (docs/protocol.md section 18).
+//!
+//! Actions are structural (devices, message names, forgery kinds), never term ids, so a recorded
+//! trace means the same thing in every run and can be replayed with `Path::from_actions`.
+
+use crate::state::What;
+use crate::term::Dev;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a forged prekey bundle contains (ForgeBundle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Forgery {
+    /// The server's own identity and prekeys under the victim's user id (trust on first use).
+    Impersonate,
+    /// The victim's real `IKs` with the server's `IKd` and `SPK` (signatures cannot verify).
+    SwapKeys,
+}
+
+/// A message the attacker builds and injects (Inject).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Injection {
+    /// A first message claiming to come from `claim` (needs `DH(IKd_claim, SPK_target)`).
+    FirstAs(Dev),
+    /// A data message on the target's newest receiving chain from `peer` (needs that chain key).
+    DataAs(Dev),
+}
+
+/// One step of the model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Action {
+    /// SIGNUP-1.
+    Signup(Dev),
+    /// CARD-2: `by` scans `of`'s card in person.
+    ScanCard {
+        /// Scanner.
+        by: Dev,
+        /// Card owner.
+        of: Dev,
+    },
+    /// KEY-5: the directory serves `of`'s genuine bundle to `by`.
+    FetchBundle {
+        /// Fetcher.
+        by: Dev,
+        /// Bundle owner.
+        of: Dev,
+    },
+    /// The membership service serves a forged bundle instead.
+    ForgeBundle {
+        /// Fetcher.
+        by: Dev,
+        /// Claimed owner.
+        of: Dev,
+        /// What is forged.
+        forgery: Forgery,
+    },
+    /// Seal text `m<msg>` (ENV-2..4), keep it in the outbox (RX-6), publish it if online.
+    Send {
+        /// Sender.
+        from: Dev,
+        /// Recipient.
+        to: Dev,
+        /// Text index.
+        msg: u8,
+    },
+    /// EPOCH-2: a key update that turns the epoch.
+    EpochTurn {
+        /// Who turns.
+        from: Dev,
+        /// Peer.
+        to: Dev,
+    },
+    /// Disconnect; what was not committed is lost.
+    GoOffline(Dev),
+    /// Reconnect and flush the outbox.
+    GoOnline(Dev),
+    /// GRP-1.
+    GroupCreate {
+        /// Admin.
+        admin: Dev,
+    },
+    /// GRP-6 add.
+    GroupAdd {
+        /// Admin.
+        admin: Dev,
+        /// New member.
+        member: Dev,
+    },
+    /// GRP-6 remove.
+    GroupRemove {
+        /// Admin.
+        admin: Dev,
+        /// Removed member.
+        member: Dev,
+    },
+    /// GRP-7/GRP-8.
+    GroupSend {
+        /// Sender.
+        from: Dev,
+        /// Group text index.
+        msg: u8,
+    },
+    /// Deliver the first queued packet; the device opens it (RX-1..RX-3), commits the result
+    /// with its receipt in one transaction (RX-4, RX-5), then acknowledges it so the broker drops
+    /// its copy (Req6). In the variant `ack-before-commit` the ack comes first and the commit is
+    /// a separate [`Action::Commit`].
+    Receive(Dev),
+    /// Broken variant `ack-before-commit` only: commit what was acknowledged earlier.
+    Commit(Dev),
+    /// RX-6: the timeout fired; publish the identical envelope again.
+    Resend {
+        /// Sender.
+        from: Dev,
+        /// Recipient.
+        to: Dev,
+        /// Which message.
+        what: What,
+    },
+    /// Broker drops the i-th waiting packet of an inbox.
+    Drop {
+        /// Inbox owner.
+        inbox: Dev,
+        /// Position among waiting packets.
+        index: u8,
+    },
+    /// Broker queues a second copy of the i-th waiting packet.
+    Duplicate {
+        /// Inbox owner.
+        inbox: Dev,
+        /// Position among waiting packets.
+        index: u8,
+    },
+    /// Broker moves the newest waiting packet to the front.
+    Reorder {
+        /// Inbox owner.
+        inbox: Dev,
+    },
+    /// Broker queues a recorded first message again.
+    Replay {
+        /// Inbox owner (the original recipient).
+        inbox: Dev,
+        /// Original sender.
+        from: Dev,
+        /// The message the first message carried.
+        what: What,
+    },
+    /// Attacker queues a message it built.
+    Inject {
+        /// Target inbox.
+        inbox: Dev,
+        /// What it built.
+        injection: Injection,
+    },
+    /// Broker restarts and loses every queue.
+    Restart,
+    /// The device's current state leaks.
+    Compromise(Dev),
+    /// The device's encrypted store leaks (Req7).
+    Steal(Dev),
+    /// The CA issues a certificate for the device's user id to the attacker.
+    IssueCert(Dev),
+}
+
+impl Action {
+    /// The vocabulary name of the action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Signup(_) => "Signup",
+            Action::ScanCard { .. } => "ScanCard",
+            Action::FetchBundle { .. } => "FetchBundle",
+            Action::ForgeBundle { .. } => "ForgeBundle",
+            Action::Send { .. } => "Send",
+            Action::EpochTurn { .. } => "EpochTurn",
+            Action::GoOffline(_) => "GoOffline",
+            Action::GoOnline(_) => "GoOnline",
+            Action::GroupCreate { .. } => "GroupCreate",
+            Action::GroupAdd { .. } => "GroupAdd",
+            Action::GroupRemove { .. } => "GroupRemove",
+            Action::GroupSend { .. } => "GroupSend",
+            Action::Receive(_) => "Receive",
+            Action::Commit(_) => "Commit",
+            Action::Resend { .. } => "Resend",
+            Action::Drop { .. } => "Drop",
+            Action::Duplicate { .. } => "Duplicate",
+            Action::Reorder { .. } => "Reorder",
+            Action::Replay { .. } => "Replay",
+            Action::Inject { .. } => "Inject",
+            Action::Restart => "Restart",
+            Action::Compromise(_) => "Compromise",
+            Action::Steal(_) => "Steal",
+            Action::IssueCert(_) => "IssueCert",
+        }
+    }
+
+    /// Whether the server side (the attacker) takes this step.
+    pub fn by_attacker(&self) -> bool {
+        matches!(
+            self,
+            Action::ForgeBundle { .. }
+                | Action::Drop { .. }
+                | Action::Duplicate { .. }
+                | Action::Reorder { .. }
+                | Action::Replay { .. }
+                | Action::Inject { .. }
+                | Action::Restart
+                | Action::Compromise(_)
+                | Action::Steal(_)
+                | Action::IssueCert(_)
+        )
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Signup(d) => write!(f, "Signup: {d} uploads its public keys, gets a user id"),
+            Action::ScanCard { by, of } => write!(f, "ScanCard: {by} scans {of}'s card in person"),
+            Action::FetchBundle { by, of } => {
+                write!(
+                    f,
+                    "FetchBundle: {by} gets {of}'s genuine bundle from the directory"
+                )
+            }
+            Action::ForgeBundle { by, of, forgery } => match forgery {
+                Forgery::Impersonate => write!(
+                    f,
+                    "ForgeBundle: the server hands {by} its own keys as {of}'s bundle"
+                ),
+                Forgery::SwapKeys => write!(
+                    f,
+                    "ForgeBundle: the server hands {by} {of}'s IKs with its own IKd and SPK"
+                ),
+            },
+            Action::Send { from, to, msg } => write!(f, "Send: {from} seals m{msg} for {to}"),
+            Action::EpochTurn { from, to } => {
+                write!(f, "EpochTurn: {from} sends {to} a key update")
+            }
+            Action::GoOffline(d) => write!(f, "GoOffline: {d} disconnects"),
+            Action::GoOnline(d) => write!(f, "GoOnline: {d} reconnects"),
+            Action::GroupCreate { admin } => write!(f, "GroupCreate: {admin} creates the group"),
+            Action::GroupAdd { admin, member } => {
+                write!(f, "GroupAdd: {admin} adds {member} and rekeys")
+            }
+            Action::GroupRemove { admin, member } => {
+                write!(f, "GroupRemove: {admin} removes {member}")
+            }
+            Action::GroupSend { from, msg } => write!(f, "GroupSend: {from} sends g{msg}"),
+            Action::Receive(d) => write!(
+                f,
+                "Receive: {d} takes its next packet from the broker and handles it"
+            ),
+            Action::Commit(d) => write!(f, "Commit: {d} commits the packet it acknowledged"),
+            Action::Resend { from, to, what } => {
+                write!(
+                    f,
+                    "Resend: {from}'s timeout fires, {what} goes to {to} again"
+                )
+            }
+            Action::Drop { inbox, index } => {
+                write!(
+                    f,
+                    "Drop: the broker drops packet {index} of {inbox}'s queue"
+                )
+            }
+            Action::Duplicate { inbox, index } => {
+                write!(
+                    f,
+                    "Duplicate: the broker queues packet {index} of {inbox}'s queue twice"
+                )
+            }
+            Action::Reorder { inbox } => {
+                write!(
+                    f,
+                    "Reorder: the broker moves {inbox}'s newest packet to the front"
+                )
+            }
+            Action::Replay { inbox, from, what } => write!(
+                f,
+                "Replay: the broker queues {from}'s recorded first message ({what}) for {inbox} again"
+            ),
+            Action::Inject { inbox, injection } => match injection {
+                Injection::FirstAs(p) => {
+                    write!(f, "Inject: the server sends {inbox} a first message as {p}")
+                }
+                Injection::DataAs(p) => {
+                    write!(f, "Inject: the server sends {inbox} a data message as {p}")
+                }
+            },
+            Action::Restart => write!(f, "Restart: the broker restarts and loses every queue"),
+            Action::Compromise(d) => write!(f, "Compromise: {d}'s current state leaks"),
+            Action::Steal(d) => write!(f, "Steal: {d}'s encrypted store leaks"),
+            Action::IssueCert(d) => {
+                write!(
+                    f,
+                    "IssueCert: the CA issues the server a certificate as {d}"
+                )
+            }
+        }
+    }
+}

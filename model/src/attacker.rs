@@ -1,0 +1,388 @@
+//! The server side as a Dolev-Yao attacker: broker faults, replays, injections, leaks.
+//!
+//! The attacker runs the membership service (it issues certificates and may hand out forged
+//! bundles, see [`crate::handshake`]) and the broker (persistent-session queues, QoS 1). Within
+//! its budget it may:
+//!
+//! | step | effect |
+//! |---|---|
+//! | Drop | remove a waiting packet |
+//! | Duplicate | queue a second copy of a waiting packet |
+//! | Reorder | move the newest waiting packet to the front |
+//! | Replay | queue a recorded first message again |
+//! | Inject | queue a message it *built* from what it knows (typed candidates below) |
+//! | Restart | lose every queue |
+//! | Compromise | learn a device's current state (keys, sessions, chains, group key) |
+//! | Steal | learn a device's store, sealed under the passphrase-derived key (Req7) |
+//! | IssueCert | mint a certificate for a user id |
+//!
+//! Injection is bounded to typed candidates, each enabled only if the attacker can build every
+//! part of it: a first message claiming to come from some user (it needs `DH(IKd_claim,
+//! SPK_target)`), or a data message on a target's receiving chain (it needs that chain key).
+//! The message history in a store is not part of a Compromise: forward secrecy is about the
+//! keys, and a history the user keeps is readable to whoever holds the unlocked device.
+
+use crate::action::{Action, Injection};
+use crate::model::{SERVER_SLOT, SottoModel};
+use crate::ratchet::{chain_key, seal_chain, skipped_keys};
+use crate::scenario::Fault;
+use crate::state::{State, What};
+use crate::term::{Atom, Const, Dev, Kind, Label, Party, Shape, Term, TermId};
+
+impl SottoModel {
+    fn budget_left(&self, s: &State, f: Fault) -> bool {
+        self.config
+            .budgets
+            .allow
+            .iter()
+            .any(|a| a.fault == f && (a.from..a.to).contains(&s.pc) && s.used[f as usize] < a.count)
+    }
+
+    /// Attacker actions enabled in a state.
+    pub fn attacker_actions(&self, s: &State, out: &mut Vec<Action>) {
+        for d in self.devs() {
+            let q = &s.queues[d.ix()];
+            let waiting: Vec<TermId> = q.iter().map(|p| p.env).collect();
+            for (i, env) in waiting.iter().enumerate() {
+                if waiting[..i].contains(env) {
+                    continue;
+                }
+                let index = i as u8;
+                if self.budget_left(s, Fault::Drop) {
+                    out.push(Action::Drop { inbox: d, index });
+                }
+                if self.budget_left(s, Fault::Duplicate) {
+                    out.push(Action::Duplicate { inbox: d, index });
+                }
+            }
+            if waiting.len() >= 2 && self.budget_left(s, Fault::Reorder) {
+                out.push(Action::Reorder { inbox: d });
+            }
+        }
+        if self.budget_left(s, Fault::Replay) {
+            let mut seen = Vec::new();
+            for r in s.log.iter() {
+                if seen.contains(&r.env) || !self.is_first(r.env) {
+                    continue;
+                }
+                seen.push(r.env);
+                if !s.queues[r.to.ix()].iter().any(|p| p.env == r.env) {
+                    out.push(Action::Replay {
+                        inbox: r.to,
+                        from: r.from,
+                        what: r.what,
+                    });
+                }
+            }
+        }
+        if self.budget_left(s, Fault::Inject) {
+            for target in self.devs().filter(|d| s.dev(*d).signed_up) {
+                for claim in self.devs().filter(|c| *c != target) {
+                    if self.forged_first_buildable(s, target, claim) {
+                        out.push(Action::Inject {
+                            inbox: target,
+                            injection: Injection::FirstAs(claim),
+                        });
+                    }
+                    if self.forged_data(s, target, claim).is_some() {
+                        out.push(Action::Inject {
+                            inbox: target,
+                            injection: Injection::DataAs(claim),
+                        });
+                    }
+                }
+            }
+        }
+        if self.budget_left(s, Fault::Restart) && s.queues.iter().any(|q| !q.is_empty()) {
+            out.push(Action::Restart);
+        }
+        if let Some(v) = self.config.compromise_victim {
+            if self.budget_left(s, Fault::Compromise) && s.dev(v).signed_up {
+                out.push(Action::Compromise(v));
+            }
+        }
+        if let Some(v) = self.config.steal_victim {
+            if self.budget_left(s, Fault::Steal) && s.dev(v).signed_up {
+                out.push(Action::Steal(v));
+            }
+        }
+        if self.budget_left(s, Fault::IssueCert) {
+            for d in self.devs().filter(|d| s.dev(*d).signed_up) {
+                out.push(Action::IssueCert(d));
+            }
+        }
+    }
+
+    fn is_first(&self, env: TermId) -> bool {
+        let t = self.t();
+        t.fields(env)
+            .and_then(|f| f.first().copied())
+            .is_some_and(|x| t.get(x) == Term::Const(Const::Shape(Shape::First)))
+    }
+
+    /// Applies an attacker action.
+    pub(crate) fn attack(&self, s: &mut State, a: &Action) -> bool {
+        let t = self.t();
+        match *a {
+            Action::Drop { inbox, index } => {
+                let Some(qi) = waiting_pos(s, inbox, index) else {
+                    return false;
+                };
+                s.queues[inbox.ix()].remove(qi);
+                s.used[Fault::Drop as usize] += 1;
+            }
+            Action::Duplicate { inbox, index } => {
+                let Some(qi) = waiting_pos(s, inbox, index) else {
+                    return false;
+                };
+                let p = s.queues[inbox.ix()][qi].clone();
+                s.queues[inbox.ix()].insert(qi + 1, p);
+                s.used[Fault::Duplicate as usize] += 1;
+            }
+            Action::Reorder { inbox } => {
+                let q = &mut s.queues[inbox.ix()];
+                if q.len() < 2 {
+                    return false;
+                }
+                let p = q.pop().expect("two packets");
+                q.insert(0, p);
+                s.used[Fault::Reorder as usize] += 1;
+            }
+            Action::Replay { inbox, from, what } => {
+                let Some(env) = s
+                    .log
+                    .iter()
+                    .find(|r| r.to == inbox && r.from == from && r.what == what)
+                    .map(|r| r.env)
+                else {
+                    return false;
+                };
+                self.publish(s, inbox, env);
+                s.used[Fault::Replay as usize] += 1;
+            }
+            Action::Inject { inbox, injection } => {
+                let env = match injection {
+                    Injection::FirstAs(claim) => self.forged_first(s, inbox, claim),
+                    Injection::DataAs(peer) => self.forged_data(s, inbox, peer),
+                };
+                let Some(env) = env else { return false };
+                self.publish(s, inbox, env);
+                s.used[Fault::Inject as usize] += 1;
+            }
+            Action::Restart => {
+                for q in s.queues.iter_mut() {
+                    q.clear();
+                }
+                s.restarted = true;
+                s.used[Fault::Restart as usize] += 1;
+            }
+            Action::Compromise(d) => {
+                let leak = self.leak(s, d);
+                s.knowledge_mut().learn(t, &leak);
+                s.compromised = Some(d);
+                for i in 0..s.log.len() {
+                    let r = &s.log[i];
+                    let done = s.dev(r.to).has_committed_from(r.what, r.from);
+                    let limit = fs_limit(s, r, d);
+                    s.log_mut()[i].past = done;
+                    s.log_mut()[i].fs_limit = if done { limit } else { 0 };
+                }
+                s.used[Fault::Compromise as usize] += 1;
+            }
+            Action::Steal(d) => {
+                let mut inside = self.leak(s, d);
+                for x in &s.dev(d).store {
+                    if let What::Text(i) = x.what {
+                        inside.push(t.atom(Atom::Text(i)));
+                    }
+                }
+                let key = t.kdf(Label::StoreKey, &[t.atom(Atom::Passphrase(d))]);
+                let sealed = t.aead(key, 0, t.tup_tree(&inside));
+                s.knowledge_mut().learn(t, &[sealed]);
+                s.stolen = Some(d);
+                s.used[Fault::Steal as usize] += 1;
+            }
+            Action::IssueCert(d) => {
+                let cert = t.sig(
+                    t.atom(Atom::Ca),
+                    t.tup(&[
+                        t.cnst(Const::Label(Label::Cert)),
+                        t.cnst(Const::UserId(Party::Dev(d))),
+                        t.pk(Atom::Tls(Party::Server)),
+                    ]),
+                );
+                s.knowledge_mut().learn(t, &[cert]);
+                s.used[Fault::IssueCert as usize] += 1;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Every secret a device holds right now (Compromise).
+    pub fn leak(&self, s: &State, d: Dev) -> Vec<TermId> {
+        let t = self.t();
+        let me = Party::Dev(d);
+        let dev = s.dev(d);
+        let mut out = vec![
+            t.atom(Atom::IdSig(me)),
+            t.atom(Atom::IdDh(me)),
+            t.atom(Atom::Spk(me)),
+            t.atom(Atom::Tls(me)),
+            t.atom(Atom::Personal(d)),
+        ];
+        for k in 0..crate::handshake::OPKS {
+            if dev.opk_used >> k & 1 == 0 {
+                out.push(t.atom(Atom::Opk(me, k)));
+            }
+        }
+        for ses in &dev.sessions {
+            out.push(ses.root);
+            out.extend(ses.mine);
+            if let Some(c) = &ses.send {
+                out.extend([c.ck, c.seeds]);
+            }
+            for c in &ses.recv {
+                out.extend([c.ck, c.seeds]);
+                out.extend(skipped_keys(t, c));
+            }
+        }
+        if let Some(g) = &dev.group {
+            out.extend([g.gmk, g.seeds]);
+            if let Some(p) = &g.prev {
+                out.extend(p.chains.iter().map(|c| c.2));
+            }
+        }
+        out
+    }
+
+    fn forged_first_buildable(&self, s: &State, target: Dev, claim: Dev) -> bool {
+        let t = self.t();
+        let dh1 = t.dh(
+            t.atom(Atom::IdDh(Party::Dev(claim))),
+            t.atom(Atom::Spk(Party::Dev(target))),
+        );
+        s.knowledge.can_build(&t.read(), dh1)
+    }
+
+    /// A first message to `target` claiming to come from `claim`, built with the server's own
+    /// ephemeral key and key share.
+    fn forged_first(&self, s: &State, target: Dev, claim: Dev) -> Option<TermId> {
+        if !self.forged_first_buildable(s, target, claim) {
+            return None;
+        }
+        let t = self.t();
+        let sv = Party::Server;
+        let tp = Party::Dev(target);
+        let ek = t.atom(Atom::Ek(SERVER_SLOT));
+        let ek_pub = t.pub_of(ek);
+        let spk_pub = t.pk(Atom::Spk(tp));
+        let spk = t.atom(Atom::Spk(tp));
+        let ikd_t = t.atom(Atom::IdDh(tp));
+        let dhs = [
+            t.dh(t.atom(Atom::IdDh(Party::Dev(claim))), spk),
+            t.dh(ek, ikd_t),
+            t.dh(ek, spk),
+        ];
+        let sk = t.kdf(Label::X3dh, &dhs);
+        let ks0 = self.keyshare_key0(sk, ek_pub, spk_pub);
+        let id_key = t.kdf(Label::Identity, &[dhs[1], ek_pub, t.pub_of(ikd_t)]);
+        let claim_p = Party::Dev(claim);
+        let id_box = t.aead(
+            id_key,
+            0,
+            t.tup(&[
+                t.cnst(Const::UserId(claim_p)),
+                self.public_identity(claim_p),
+            ]),
+        );
+        let mk = t.atom(Atom::MasterKey(SERVER_SLOT, 0, sv));
+        let seeds = t.atom(Atom::Seeds(SERVER_SLOT, 0, sv));
+        let ks_box = t.aead(ks0, 0, t.tup(&[mk, seeds]));
+        let mut chain = crate::state::SendChain {
+            epoch: 0,
+            n: 0,
+            ck: chain_key(t, mk, seeds),
+            seeds,
+            ratchet: ek,
+            header: None,
+        };
+        let inner = t.tup(&[t.cnst(Const::Kind(Kind::Text)), t.atom(Atom::Forged(1))]);
+        let (n, payload, _) = seal_chain(t, crate::variant::Variant::None, &mut chain, inner);
+        let env = t.tup(&[
+            t.cnst(Const::Shape(Shape::First)),
+            ek_pub,
+            spk_pub,
+            t.cnst(Const::NoOpk),
+            id_box,
+            ks_box,
+            t.num(n),
+            payload,
+        ]);
+        debug_assert!(s.knowledge.can_build(&t.read(), env));
+        Some(env)
+    }
+
+    /// A data message on `target`'s newest receiving chain from `peer`, if the attacker can
+    /// build its key.
+    fn forged_data(&self, s: &State, target: Dev, peer: Dev) -> Option<TermId> {
+        let t = self.t();
+        let dev = s.dev(target);
+        let ses = &dev.sessions[dev.sending_session(peer)?];
+        let chain = ses.recv.iter().max_by_key(|c| c.epoch)?;
+        let table = t.read();
+        if !(s.knowledge.can_build(&table, chain.ck) && s.knowledge.knows(chain.tag)) {
+            return None;
+        }
+        drop(table);
+        if chain.next > crate::ratchet::MAX_COUNTER {
+            return None;
+        }
+        let inner = t.tup(&[t.cnst(Const::Kind(Kind::Text)), t.atom(Atom::Forged(0))]);
+        let payload = t.aead(t.kdf(Label::Msg, &[chain.ck]), chain.next, inner);
+        Some(t.tup(&[
+            t.cnst(Const::Shape(Shape::Data)),
+            chain.tag,
+            t.num(chain.next),
+            payload,
+        ]))
+    }
+}
+
+/// Forward-secrecy limits of the protocol as specified, for a message committed before `victim`
+/// was compromised: 1 when the message is in epoch 0 of a session set up without a one-time
+/// prekey and the victim is the responder, which still holds its signed prekey (X3DH-9 protects
+/// only sessions with one), or in epoch 1 while the responder still holds its ratchet secret; 2 when the message is in epoch 0 and the victim is the initiator,
+/// which still holds `EK_A` as its epoch-0 ratchet key (X3DH-7) and so can redo X3DH. 0 otherwise.
+pub fn fs_limit(s: &State, r: &crate::state::Sent, victim: Dev) -> u8 {
+    if r.epoch > 1 {
+        return 0;
+    }
+    let initiator = if r.slot.initiator == Party::Dev(r.from) {
+        r.from
+    } else {
+        r.to
+    };
+    let responder = if initiator == r.from { r.to } else { r.from };
+    let init_ses = s.dev(initiator).sessions.iter().find(|x| x.slot == r.slot);
+    let resp_ses = s.dev(responder).sessions.iter().find(|x| x.slot == r.slot);
+    // Without a one-time prekey `RK_0` can be recomputed from the responder's keys, and with it
+    // epoch 1 while the responder still holds that epoch's ratchet secret.
+    let epoch1_open = resp_ses.is_some_and(|x| x.mine.is_some() && x.newest == 1);
+    if victim == responder && init_ses.is_some_and(|x| !x.opk) && (r.epoch == 0 || epoch1_open) {
+        return 1;
+    }
+    if r.epoch != 0 {
+        return 0;
+    }
+    if victim == initiator && init_ses.is_some_and(|x| x.mine.is_some() && x.newest == 0) {
+        return 2;
+    }
+    0
+}
+
+/// Queue position of the `index`-th waiting (not in flight) packet.
+fn waiting_pos(s: &State, inbox: Dev, index: u8) -> Option<usize> {
+    let i = index as usize;
+    (i < s.queues[inbox.ix()].len()).then_some(i)
+}

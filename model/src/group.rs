@@ -1,0 +1,398 @@
+//! Groups: the paper's group master key, chosen by the admin, rekeyed on every change (GRP-1..GRP-8).
+//!
+//! ```text
+//!  admin: GMK_e, seeds_e fresh --group key (kind 4) over each pairwise session--> members
+//!         removed member <-- group removed (kind 5), never GMK_e
+//!  member i: CK_0 = KDF-11(GMK_e, seeds_e, i); group message (ENV-5) =
+//!         <tag_e, i, n, {Sig_IKs_i(group, e, i, n, inner)}_K_n>  published to every other member
+//! ```
+//!
+//! A member offline during a change finds the group key queued in its inbox (GRP-3): it catches
+//! up when it reconnects. Group messages carry no receipt in the protocol (RX-5 speaks of pairwise
+//! sessions), so the model checks them for secrecy, authenticity and at-most-once delivery.
+
+use crate::action::Action;
+use crate::handshake::open;
+use crate::model::SottoModel;
+use crate::ratchet::{MAX_COUNTER, num};
+use crate::scenario::Intent;
+use crate::state::{
+    GroupEpochRec, GroupSent, GroupView, Member, PrevGroupEpoch, Session, State, Stored, What,
+};
+use crate::term::{Atom, Const, Dev, Kind, Label, Party, Shape, Term, TermId, Terms};
+use crate::variant::Variant;
+
+/// What opening a group envelope gave.
+pub enum GroupOutcome {
+    /// Opened and committed.
+    Committed,
+    /// Counter already received.
+    Duplicate,
+    /// No such group epoch (yet): keep for retry (RX-8).
+    Unknown,
+    /// Refused.
+    Refused,
+}
+
+/// KDF-11: member `idx`'s chain key of a group epoch.
+pub fn member_chain(t: &Terms, gmk: TermId, seeds: TermId, idx: u8) -> TermId {
+    t.kdf(Label::GroupChain, &[gmk, seeds, t.num(idx)])
+}
+
+fn mask(devs: impl Iterator<Item = Dev>) -> u8 {
+    devs.fold(0, |m, d| m | 1 << d.ix())
+}
+
+impl SottoModel {
+    /// GroupCreate / GroupAdd / GroupRemove / GroupSend.
+    pub(crate) fn group_step(&self, s: &mut State, a: &Action) {
+        match *a {
+            Action::GroupCreate { admin } => {
+                let members = match self.config.script.get(s.pc as usize) {
+                    Some(Intent::GroupCreate { members, .. }) => members.clone(),
+                    _ => vec![admin],
+                };
+                self.distribute(s, admin, members, 0, None);
+            }
+            Action::GroupAdd { admin, member } => {
+                let g = s
+                    .dev(admin)
+                    .group
+                    .clone()
+                    .expect("GroupAdd needs the group");
+                let mut members: Vec<Dev> = g.members.iter().map(|m| m.dev).collect();
+                members.push(member);
+                self.distribute(s, admin, members, g.epoch + 1, None);
+            }
+            Action::GroupRemove { admin, member } => {
+                let g = s
+                    .dev(admin)
+                    .group
+                    .clone()
+                    .expect("GroupRemove needs the group");
+                let members: Vec<Dev> = g
+                    .members
+                    .iter()
+                    .map(|m| m.dev)
+                    .filter(|d| *d != member)
+                    .collect();
+                self.distribute(s, admin, members, g.epoch + 1, Some(member));
+            }
+            Action::GroupSend { from, msg } => self.group_send(s, from, msg),
+            _ => {}
+        }
+    }
+
+    /// GRP-2, GRP-3, GRP-6: a new group epoch and its key, sent to every member.
+    fn distribute(
+        &self,
+        s: &mut State,
+        admin: Dev,
+        members: Vec<Dev>,
+        epoch: u8,
+        removed: Option<Dev>,
+    ) {
+        let t = self.t();
+        let old = s.dev(admin).group.clone();
+        let (gmk, seeds) = match (&old, removed, self.variant) {
+            (Some(g), Some(_), Variant::NoRekeyOnRemoval) => (g.gmk, g.seeds),
+            _ => (
+                t.atom(Atom::GroupKey(epoch)),
+                t.atom(Atom::GroupSeeds(epoch)),
+            ),
+        };
+        let list: Vec<Member> = members
+            .iter()
+            .map(|d| Member {
+                dev: *d,
+                iks: t.pk(Atom::IdSig(Party::Dev(*d))),
+            })
+            .collect();
+        let mut fields = vec![
+            t.cnst(Const::Shape(Shape::Members)),
+            t.cnst(Const::GroupId),
+            t.num(epoch),
+        ];
+        for m in &list {
+            fields.push(t.cnst(Const::UserId(Party::Dev(m.dev))));
+            fields.push(m.iks);
+        }
+        let membership = t.sig(t.atom(Atom::IdSig(Party::Dev(admin))), t.tup(&fields));
+        let view = self.new_view(old.as_ref(), epoch, list, gmk, seeds, true);
+        s.dev_mut(admin).group = Some(view);
+        let key = t.tup(&[t.cnst(Const::Kind(Kind::GroupKey)), membership, gmk, seeds]);
+        for m in members.iter().filter(|m| **m != admin) {
+            self.send_content(s, admin, *m, What::GroupKey(epoch), key);
+        }
+        if let Some(r) = removed {
+            let note = t.tup(&[t.cnst(Const::Kind(Kind::GroupRemoved)), membership]);
+            self.send_content(s, admin, r, What::GroupRemoved(epoch), note);
+        }
+        let offline = mask(
+            members
+                .iter()
+                .chain(removed.iter())
+                .copied()
+                .filter(|d| !s.dev(*d).online),
+        );
+        s.missed_group_change |= offline;
+        s.group_epochs.push(GroupEpochRec {
+            epoch,
+            members: mask(members.iter().copied()),
+            gmk,
+            seeds,
+        });
+    }
+
+    fn new_view(
+        &self,
+        old: Option<&GroupView>,
+        epoch: u8,
+        members: Vec<Member>,
+        gmk: TermId,
+        seeds: TermId,
+        verified_admin: bool,
+    ) -> GroupView {
+        let t = self.t();
+        let prev = old.map(|g| PrevGroupEpoch {
+            epoch: g.epoch,
+            tag: g.tag,
+            chains: g
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| members.iter().any(|x| x.dev == m.dev))
+                .map(|(i, m)| {
+                    (
+                        i as u8,
+                        m.clone(),
+                        member_chain(t, g.gmk, g.seeds, i as u8),
+                        g.recv[i],
+                    )
+                })
+                .collect(),
+        });
+        GroupView {
+            epoch,
+            recv: vec![0; members.len()],
+            members,
+            gmk,
+            seeds,
+            tag: t.kdf(Label::GroupTag, &[seeds]),
+            sent: 0,
+            verified_admin,
+            prev,
+        }
+    }
+
+    /// GRP-4: a group key or removal notice arriving over the pairwise session `ses`.
+    /// Returns what to commit, or `None` to refuse it.
+    pub(crate) fn accept_group_key(
+        &self,
+        s: &mut State,
+        d: Dev,
+        ses: &Session,
+        f: &[TermId],
+    ) -> Option<What> {
+        let t = self.t();
+        let Term::Sig { body, .. } = t.get(*f.get(1)?) else {
+            return None;
+        };
+        if !self.verify(f[1], ses.peer_iks) {
+            return None; // not_group_admin
+        }
+        let fields = t.fields(body)?;
+        let epoch = num(t, *fields.get(2)?)?;
+        let mut members = Vec::new();
+        for pair in fields.get(3..)?.chunks(2) {
+            let [uid, iks] = *pair else { return None };
+            let Term::Const(Const::UserId(Party::Dev(dev))) = t.get(uid) else {
+                return None;
+            };
+            members.push(Member { dev, iks });
+        }
+        if members.first().is_none_or(|m| m.iks != ses.peer_iks) {
+            return None; // the admin is the first member
+        }
+        let fresh = s.dev(d).group.as_ref().is_none_or(|g| epoch > g.epoch);
+        let is_member = members.iter().any(|m| m.dev == d);
+        let kind = t.get(f[0]);
+        if kind == Term::Const(Const::Kind(Kind::GroupKey)) {
+            let (&gmk, &seeds) = (f.get(2)?, f.get(3)?);
+            if !is_member {
+                return None; // not_a_member
+            }
+            if fresh {
+                let old = s.dev(d).group.clone();
+                let view = self.new_view(old.as_ref(), epoch, members, gmk, seeds, ses.verified);
+                s.dev_mut(d).group = Some(view);
+            }
+            Some(What::GroupKey(epoch))
+        } else {
+            if is_member {
+                return None;
+            }
+            if fresh {
+                s.dev_mut(d).group = None;
+            }
+            Some(What::GroupRemoved(epoch))
+        }
+    }
+
+    /// GRP-7, GRP-8: seal a group text and publish it to every other member.
+    fn group_send(&self, s: &mut State, from: Dev, msg: u8) {
+        let t = self.t();
+        let g = s
+            .dev(from)
+            .group
+            .clone()
+            .expect("GroupSend needs the group");
+        let idx = g
+            .members
+            .iter()
+            .position(|m| m.dev == from)
+            .expect("a member") as u8;
+        let mut ck = member_chain(t, g.gmk, g.seeds, idx);
+        for _ in 0..g.sent {
+            ck = t.kdf(Label::Chain, &[ck]);
+        }
+        let n = g.sent;
+        let inner = t.tup(&[
+            t.cnst(Const::Kind(Kind::Text)),
+            t.atom(Atom::GroupText(msg)),
+        ]);
+        let body = t.tup(&[
+            t.cnst(Const::GroupId),
+            t.num(g.epoch),
+            t.num(idx),
+            t.num(n),
+            inner,
+        ]);
+        let signed = t.sig(
+            t.atom(Atom::IdSig(Party::Dev(from))),
+            t.tup(&[t.cnst(Const::Label(Label::SigGroupMsg)), body]),
+        );
+        let payload = t.aead(t.kdf(Label::Msg, &[ck]), n, signed);
+        let env = t.tup(&[
+            t.cnst(Const::Shape(Shape::Group)),
+            g.tag,
+            t.num(idx),
+            t.num(n),
+            payload,
+        ]);
+        if self.variant != Variant::ReuseMessageKey {
+            if let Some(v) = s.dev_mut(from).group.as_mut() {
+                v.sent += 1;
+            }
+        }
+        for m in g.members.iter().filter(|m| m.dev != from) {
+            self.publish(s, m.dev, env);
+        }
+        s.group_log.push(GroupSent {
+            msg,
+            from,
+            epoch: g.epoch,
+            members: mask(g.members.iter().map(|m| m.dev)),
+            env,
+        });
+    }
+
+    /// RX-1, GRP-5, GRP-7: opens and commits a group message.
+    pub(crate) fn open_group(&self, s: &mut State, d: Dev, f: &[TermId]) -> GroupOutcome {
+        let t = self.t();
+        let [_, tag, idx, n, payload] = *f else {
+            return GroupOutcome::Refused;
+        };
+        let (Some(idx), Some(n)) = (num(t, idx), num(t, n)) else {
+            return GroupOutcome::Refused;
+        };
+        let Some(g) = s.dev(d).group.clone() else {
+            return GroupOutcome::Unknown;
+        };
+        let (epoch, member, ck0, got, current) = if g.tag == tag {
+            let Some(m) = g.members.get(idx as usize) else {
+                return GroupOutcome::Refused;
+            };
+            (
+                g.epoch,
+                m.clone(),
+                member_chain(t, g.gmk, g.seeds, idx),
+                g.recv[idx as usize],
+                true,
+            )
+        } else if let Some(p) = g.prev.as_ref().filter(|p| p.tag == tag) {
+            let Some((_, m, ck0, got)) = p.chains.iter().find(|c| c.0 == idx) else {
+                return GroupOutcome::Refused;
+            };
+            (p.epoch, m.clone(), *ck0, *got, false)
+        } else {
+            return GroupOutcome::Unknown;
+        };
+        if member.dev == d || n > MAX_COUNTER {
+            return GroupOutcome::Refused;
+        }
+        if got >> n & 1 == 1 {
+            return GroupOutcome::Duplicate;
+        }
+        let mut ck = ck0;
+        for _ in 0..n {
+            ck = t.kdf(Label::Chain, &[ck]);
+        }
+        let Some(signed) = open(self, payload, t.kdf(Label::Msg, &[ck]), n) else {
+            return GroupOutcome::Refused;
+        };
+        if !self.verify(signed, member.iks) {
+            return GroupOutcome::Refused; // bad_signature (GRP-7)
+        }
+        let Term::Sig { body, .. } = t.get(signed) else {
+            return GroupOutcome::Refused;
+        };
+        let Some([_, body]) = t
+            .fields(body)
+            .and_then(|v| <[TermId; 2]>::try_from(v.as_slice()).ok())
+        else {
+            return GroupOutcome::Refused;
+        };
+        let Some([_, e, i, nn, inner]) = t
+            .fields(body)
+            .and_then(|v| <[TermId; 5]>::try_from(v.as_slice()).ok())
+        else {
+            return GroupOutcome::Refused;
+        };
+        if (num(t, e), num(t, i), num(t, nn)) != (Some(epoch), Some(idx), Some(n)) {
+            return GroupOutcome::Refused;
+        }
+        let what = match t
+            .fields(inner)
+            .and_then(|v| v.get(1).copied())
+            .and_then(|x| t.as_atom(x))
+        {
+            Some(Atom::GroupText(k)) => What::GroupText(k),
+            Some(Atom::Forged(k)) => What::Forged(k),
+            _ => return GroupOutcome::Refused,
+        };
+        if let Some(v) = s.dev_mut(d).group.as_mut() {
+            if current {
+                v.recv[idx as usize] |= 1 << n;
+            } else if let Some(c) = v
+                .prev
+                .as_mut()
+                .and_then(|p| p.chains.iter_mut().find(|c| c.0 == idx))
+            {
+                c.3 |= 1 << n;
+            }
+        }
+        let honest = !s.is_compromised(d) && !s.is_compromised(member.dev);
+        s.dev_mut(d).store.push(Stored {
+            what,
+            from: member.dev,
+            verified: g.verified_admin,
+            slot: None,
+            epoch,
+            n: idx << 4 | n,
+            id: t.kdf(Label::Id, &[ck]),
+            honest,
+        });
+        GroupOutcome::Committed
+    }
+}

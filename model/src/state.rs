@@ -1,0 +1,456 @@
+//! The model's state: devices, the broker's queues, the attacker, and ghost records.
+//!
+//! Everything is ordered (`Vec` kept in a canonical order, no hash maps), so equal states hash
+//! equally and a path can be rebuilt from action indices. Secrets are term ids (see
+//! [`crate::term`]). *Ghost* fields record facts the properties need (who really sent what,
+//! whether a session's keys are genuine) and never influence an honest device's behaviour.
+
+use crate::knowledge::Knowledge;
+use crate::term::{Dev, Slot, TermId};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What a content message is, as the model names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum What {
+    /// Scripted pairwise text `m<i>`.
+    Text(u8),
+    /// Scripted group text `g<i>`.
+    GroupText(u8),
+    /// Group key of group epoch e (GRP-3).
+    GroupKey(u8),
+    /// Group removed notice of group epoch e (GRP-6).
+    GroupRemoved(u8),
+    /// Key update (EPOCH-2), numbered per sender.
+    KeyUpdate(u8),
+    /// A text the attacker made up.
+    Forged(u8),
+}
+
+impl std::fmt::Display for What {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What::Text(i) => write!(f, "m{i}"),
+            What::GroupText(i) => write!(f, "g{i}"),
+            What::GroupKey(e) => write!(f, "group-key(e{e})"),
+            What::GroupRemoved(e) => write!(f, "group-removed(e{e})"),
+            What::KeyUpdate(i) => write!(f, "key-update{i}"),
+            What::Forged(i) => write!(f, "forged{i}"),
+        }
+    }
+}
+
+/// A packet in a broker queue (MQTT QoS 1, persistent session).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Packet {
+    /// The envelope term.
+    pub env: TermId,
+}
+
+/// A contact entry (CARD-4).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// The user id the contact is filed under.
+    pub peer: Dev,
+    /// Scanned in person (verified) or from the directory / a first message (unverified).
+    pub verified: bool,
+    /// `IKs` (public).
+    pub iks: TermId,
+    /// `IKd` (public).
+    pub ikd: TermId,
+    /// `SPK` (public), if known.
+    pub spk: Option<TermId>,
+    /// An `OPK` (public) not used yet.
+    pub opk: Option<TermId>,
+    /// Ghost: the keys are the peer's real keys.
+    pub genuine: bool,
+}
+
+/// The sending chain of the device's own newest epoch (CHAIN-1..CHAIN-5).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SendChain {
+    /// Epoch number (EPOCH-1).
+    pub epoch: u8,
+    /// Next counter.
+    pub n: u8,
+    /// `CK_n`.
+    pub ck: TermId,
+    /// The epoch's seeds (nonces, tag, confirmation).
+    pub seeds: TermId,
+    /// The epoch's ratchet key pair (private).
+    pub ratchet: TermId,
+    /// The epoch header (`prev_tag, E, confirm, keyshare_box`) of an epoch start (ENV-4), repeated
+    /// on every message of the epoch until the peer answers it; `None` for epoch 0.
+    pub header: Option<TermId>,
+}
+
+/// A receiving chain of one of the peer's epochs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecvChain {
+    /// Epoch number.
+    pub epoch: u8,
+    /// Next expected counter.
+    pub next: u8,
+    /// `CK_next`.
+    pub ck: TermId,
+    /// Ghost bookkeeping: `CK_0`, to name skipped message keys.
+    pub ck0: TermId,
+    /// Counters below `next` whose keys are kept as skipped keys (RX-2), as a bit mask.
+    pub skipped: u8,
+    /// The epoch's seeds.
+    pub seeds: TermId,
+    /// The epoch's routing tag (KDF-9).
+    pub tag: TermId,
+    /// The peer's ratchet public key of this epoch.
+    pub ratchet: TermId,
+}
+
+/// A pairwise session (one X3DH run).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Session {
+    /// The user id of the peer, as the device believes.
+    pub peer: Dev,
+    /// Which X3DH run.
+    pub slot: Slot,
+    /// The device started it.
+    pub initiator: bool,
+    /// The peer was a verified contact when the session started (or was verified later).
+    pub verified: bool,
+    /// The peer's `IKs` (public).
+    pub peer_iks: TermId,
+    /// `RK` of the newest epoch.
+    pub root: TermId,
+    /// The device's newest ratchet secret, until the peer answers it.
+    pub mine: Option<TermId>,
+    /// The newest epoch the device knows.
+    pub newest: u8,
+    /// The device's own newest epoch's sending chain.
+    pub send: Option<SendChain>,
+    /// Receiving chains of the peer's epochs (at most LIM-6 in the protocol; the model keeps all).
+    pub recv: Vec<RecvChain>,
+    /// Ghost: the peer's keys used by the initiator were genuine.
+    pub genuine: bool,
+    /// Ghost: the first message used a one-time prekey.
+    pub opk: bool,
+    /// Ghost: `SK`, for the man-in-the-middle property.
+    pub sk: TermId,
+    /// Ghost: first epoch drawn by this device after it was compromised (post-compromise).
+    pub heal: Option<u8>,
+    /// Ghost: the device accepted something the attacker built in this session.
+    pub tainted: bool,
+}
+
+/// A committed message in the device's store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Stored {
+    /// What it is.
+    pub what: What,
+    /// Claimed sender.
+    pub from: Dev,
+    /// The sender was a verified contact (or, for groups, a member vouched for by a verified admin).
+    pub verified: bool,
+    /// Session of a pairwise message (None for group messages).
+    pub slot: Option<Slot>,
+    /// Epoch (pairwise) or group epoch.
+    pub epoch: u8,
+    /// Counter, or sender index for group messages in the high nibble.
+    pub n: u8,
+    /// Message id (CHAIN-3), to send receipts again for duplicates.
+    pub id: TermId,
+    /// Ghost: neither end was compromised when it was committed.
+    pub honest: bool,
+}
+
+/// An outbox entry (RX-6).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Out {
+    /// Recipient.
+    pub to: Dev,
+    /// What.
+    pub what: What,
+    /// The sealed envelope, resent byte for byte.
+    pub env: TermId,
+    /// Its message id.
+    pub id: TermId,
+    /// Published at least once.
+    pub published: bool,
+    /// Resends so far (RX-6 backs off; the model gives up after [`MAX_RESENDS`]).
+    pub resends: u8,
+}
+
+/// Resends of one message the model allows (the protocol backs off without limit).
+pub const MAX_RESENDS: u8 = 2;
+
+/// What the device holds between taking a packet and acknowledging it (RX-4).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Hold {
+    /// Nothing in hand.
+    Idle,
+    /// Broken variant `ack-before-commit`: acknowledged, not committed yet.
+    Acked(TermId),
+}
+
+/// A member of a group epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Member {
+    /// User id.
+    pub dev: Dev,
+    /// `IKs` (public) from the signed membership.
+    pub iks: TermId,
+}
+
+/// The previous group epoch, kept for late messages of remaining members (GRP-6).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PrevGroupEpoch {
+    /// Group epoch.
+    pub epoch: u8,
+    /// Its routing tag.
+    pub tag: TermId,
+    /// (index, member, `CK_0`, received mask) of remaining members.
+    pub chains: Vec<(u8, Member, TermId, u8)>,
+}
+
+/// A device's view of the group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupView {
+    /// Group epoch (GRP-1).
+    pub epoch: u8,
+    /// Members; index 0 is the admin.
+    pub members: Vec<Member>,
+    /// `GMK`.
+    pub gmk: TermId,
+    /// Group seeds.
+    pub seeds: TermId,
+    /// Routing tag (KDF-12).
+    pub tag: TermId,
+    /// Next counter of the device's own chain.
+    pub sent: u8,
+    /// Received counters per member index, as bit masks.
+    pub recv: Vec<u8>,
+    /// The admin's `IKs` was verified by this device.
+    pub verified_admin: bool,
+    /// The previous epoch.
+    pub prev: Option<PrevGroupEpoch>,
+}
+
+/// One honest device.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Device {
+    /// Signed up (SIGNUP-1).
+    pub signed_up: bool,
+    /// Connected to the broker.
+    pub online: bool,
+    /// Contacts, ordered by peer.
+    pub contacts: Vec<Contact>,
+    /// Sessions, oldest first.
+    pub sessions: Vec<Session>,
+    /// Own one-time prekeys consumed, as a bit mask (KEY-4, X3DH-9).
+    pub opk_used: u8,
+    /// Directory handed out own one-time prekeys, as a bit mask.
+    pub opk_given: u8,
+    /// `EK_A` of accepted first messages (X3DH-8), sorted.
+    pub replay_cache: Vec<TermId>,
+    /// Committed messages.
+    pub store: Vec<Stored>,
+    /// Sent content messages awaiting a receipt.
+    pub outbox: Vec<Out>,
+    /// The packet in hand.
+    pub hold: Hold,
+    /// Envelopes kept for retry (RX-8), sorted.
+    pub retry: Vec<TermId>,
+    /// The group, if a member.
+    pub group: Option<GroupView>,
+    /// Sessions this device initiated (next slot number).
+    pub next_slot: u8,
+    /// Key updates sent.
+    pub key_updates: u8,
+}
+
+/// Ghost record of every content message an honest device sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Sent {
+    /// What.
+    pub what: What,
+    /// Sender.
+    pub from: Dev,
+    /// Recipient (the user id the sender addressed).
+    pub to: Dev,
+    /// Session.
+    pub slot: Slot,
+    /// Epoch.
+    pub epoch: u8,
+    /// The sender's session used the recipient's genuine keys.
+    pub genuine: bool,
+    /// The recipient was a verified contact of the sender.
+    pub verified: bool,
+    /// The envelope.
+    pub env: TermId,
+    /// Committed by its recipient before the first compromise (forward secrecy applies).
+    pub past: bool,
+    /// Committed before the compromise but readable through a documented limit (see
+    /// [`crate::properties`]): 1 = no one-time prekey (X3DH-9), 2 = `EK_A` still held (X3DH-7).
+    pub fs_limit: u8,
+    /// The recipient acknowledged a packet carrying it.
+    pub acked: bool,
+}
+
+/// Ghost record of a group text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupSent {
+    /// Which text.
+    pub msg: u8,
+    /// Sender.
+    pub from: Dev,
+    /// Group epoch it was sealed in.
+    pub epoch: u8,
+    /// Members of that epoch, as a bit mask of devices.
+    pub members: u8,
+    /// The envelope.
+    pub env: TermId,
+}
+
+/// Ghost record of each group epoch the admin created.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupEpochRec {
+    /// Group epoch.
+    pub epoch: u8,
+    /// Members, as a bit mask of devices.
+    pub members: u8,
+    /// `GMK` atom used.
+    pub gmk: TermId,
+    /// Seeds atom used.
+    pub seeds: TermId,
+}
+
+/// Sticky events, for `sometimes` properties.
+pub mod flag {
+    /// A forged bundle was rejected (CARD-4, KEY-5).
+    pub const FORGED_REJECTED: u16 = 1;
+    /// A duplicate was dropped (RX-2).
+    pub const DUPLICATE_DROPPED: u16 = 1 << 1;
+    /// A replayed first message reached a device and was not accepted (X3DH-8).
+    pub const REPLAY_REJECTED: u16 = 1 << 2;
+    /// Something was committed after a broker restart.
+    pub const DELIVERED_AFTER_RESTART: u16 = 1 << 3;
+    /// A member offline during a group change committed the new group key.
+    pub const OFFLINE_CAUGHT_UP: u16 = 1 << 4;
+    /// A resend happened (RX-6).
+    pub const RESENT: u16 = 1 << 5;
+    /// An envelope was kept for retry and later opened (RX-8).
+    pub const RETRIED: u16 = 1 << 6;
+    /// A device turned an epoch after it was compromised and the peer committed a message in it.
+    pub const HEALED: u16 = 1 << 7;
+}
+
+/// The whole model state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Position in the scenario.
+    pub pc: u8,
+    /// Devices, indexed by [`Dev::ix`].
+    pub devices: Vec<Arc<Device>>,
+    /// Broker queues, one per inbox.
+    pub queues: Vec<Vec<Packet>>,
+    /// What the server side knows.
+    pub knowledge: Arc<Knowledge>,
+    /// Attacker steps taken, indexed by [`crate::scenario::Fault`].
+    pub used: [u8; 9],
+    /// The compromised device, if any.
+    pub compromised: Option<Dev>,
+    /// The device whose store was stolen, if any.
+    pub stolen: Option<Dev>,
+    /// Devices that were offline during a group change, as a bit mask.
+    pub missed_group_change: u8,
+    /// Ghost: content messages sealed by honest devices.
+    pub log: Arc<Vec<Sent>>,
+    /// Ghost: group texts.
+    pub group_log: Vec<GroupSent>,
+    /// Ghost: group epochs.
+    pub group_epochs: Vec<GroupEpochRec>,
+    /// Ghost: restart happened.
+    pub restarted: bool,
+    /// Sticky events.
+    pub flags: u16,
+}
+
+impl State {
+    /// The device.
+    pub fn dev(&self, d: Dev) -> &Device {
+        &self.devices[d.ix()]
+    }
+
+    /// The device, mutably.
+    pub fn dev_mut(&mut self, d: Dev) -> &mut Device {
+        Arc::make_mut(&mut self.devices[d.ix()])
+    }
+
+    /// The ghost log, mutably.
+    pub fn log_mut(&mut self) -> &mut Vec<Sent> {
+        Arc::make_mut(&mut self.log)
+    }
+
+    /// The attacker's knowledge, mutably.
+    pub fn knowledge_mut(&mut self) -> &mut Knowledge {
+        Arc::make_mut(&mut self.knowledge)
+    }
+
+    /// Whether the device was compromised.
+    pub fn is_compromised(&self, d: Dev) -> bool {
+        self.compromised == Some(d)
+    }
+}
+
+impl Device {
+    /// A fresh device before signup.
+    pub fn new() -> Device {
+        Device {
+            signed_up: false,
+            online: true,
+            contacts: Vec::new(),
+            sessions: Vec::new(),
+            opk_used: 0,
+            opk_given: 0,
+            replay_cache: Vec::new(),
+            store: Vec::new(),
+            outbox: Vec::new(),
+            hold: Hold::Idle,
+            retry: Vec::new(),
+            group: None,
+            next_slot: 0,
+            key_updates: 0,
+        }
+    }
+
+    /// The contact filed under a user id.
+    pub fn contact(&self, peer: Dev) -> Option<&Contact> {
+        self.contacts.iter().find(|c| c.peer == peer)
+    }
+
+    /// Files a contact, replacing an older entry for the same user id.
+    pub fn set_contact(&mut self, c: Contact) {
+        self.contacts.retain(|x| x.peer != c.peer);
+        self.contacts.push(c);
+        self.contacts.sort_by_key(|c| c.peer);
+    }
+
+    /// The session used for sending to a peer: the newest (RX-10).
+    pub fn sending_session(&self, peer: Dev) -> Option<usize> {
+        self.sessions.iter().rposition(|s| s.peer == peer)
+    }
+
+    /// Whether a message was committed.
+    pub fn has_committed(&self, what: What) -> bool {
+        self.store.iter().any(|s| s.what == what)
+    }
+
+    /// Whether a message from a given sender was committed.
+    pub fn has_committed_from(&self, what: What, from: Dev) -> bool {
+        self.store.iter().any(|s| s.what == what && s.from == from)
+    }
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,255 @@
+//! Integration tests of the model: pinned state counts, every property on the small
+//! configuration, every broken variant's counterexample, traces that parse back, and the command
+//! line's handling of bad input.
+//!
+//! The unique-state count is pinned so that any change to the model shows up in review (as in
+//! stateright's own examples). Update the number only together with an explanation.
+
+use sotto_model::action::Action;
+use sotto_model::check::{self, Mode, Options, Verdict};
+use sotto_model::properties::names::*;
+use sotto_model::scenario::{Budgets, Config};
+use sotto_model::state::State;
+use sotto_model::trace::{Trace, covering_runs};
+use sotto_model::{SottoModel, Variant};
+use stateright::Model;
+
+/// Unique states of `--config small` (2 users, 8 scenario steps, every fault after the first send).
+const SMALL_UNIQUE_STATES: usize = 180_044;
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
+fn run(config: Config, variant: Variant) -> check::Report {
+    check::run(&Options {
+        config,
+        variant,
+        mode: Mode::Bfs,
+        threads: threads(),
+        progress: false,
+        simulate_states: 0,
+    })
+}
+
+/// Evaluates a property's raw condition on a state with a fresh model (no latches).
+fn violates(config: &Config, variant: Variant, property: &str, actions: &[Action]) -> bool {
+    let model = SottoModel::new(config.clone(), variant);
+    let path = check::replay(&model, actions).expect("the counterexample replays");
+    let last: State = path.last_state().clone();
+    let p = model
+        .properties()
+        .into_iter()
+        .find(|p| p.name == property)
+        .expect("the property exists");
+    !(p.condition)(&model, &last)
+}
+
+#[test]
+fn small_config_explores_exactly_the_pinned_state_count_and_every_property_holds() {
+    let report = run(Config::small(), Variant::None);
+    let failed: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Counterexample(_) | Verdict::NotFound))
+        .map(|r| r.name)
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    assert_eq!(report.unique_states, SMALL_UNIQUE_STATES);
+    assert!(report.passed());
+    // Every named requirement is checked in this configuration.
+    for name in [
+        REQ8_SECRECY,
+        REQ5_AGREEMENT,
+        REQ5_NO_MITM_VERIFIED,
+        FS,
+        PCS,
+        REQ6_NOTHING_HELD,
+        RX4_ACKED_NOT_LOST,
+        RX4_EXACTLY_ONCE,
+        RX2_AT_MOST_ONCE,
+        REQ1_NO_PERSONAL,
+        X3DH8_REPLAY_REJECTED,
+        S_FS_LIMIT,
+        S_PCS,
+    ] {
+        assert!(
+            report.results.iter().any(|r| r.name == name),
+            "{name} is checked"
+        );
+    }
+}
+
+#[test]
+fn default_config_lists_every_property_of_the_issue() {
+    let model = SottoModel::new(Config::default_config(), Variant::None);
+    let names: Vec<&str> = model.properties().iter().map(|p| p.name).collect();
+    for name in [
+        REQ8_SECRECY,
+        REQ5_AGREEMENT,
+        REQ5_NO_MITM_VERIFIED,
+        TOFU_LIMIT,
+        FS,
+        PCS,
+        REQ6_NOTHING_HELD,
+        RX4_EXACTLY_ONCE,
+        GRP6_REMOVED_MEMBER,
+        GRP3_CATCH_UP,
+        S_CATCH_UP,
+        REQ1_NO_PERSONAL,
+        REQ7_STOLEN_STORE,
+        X3DH8_REPLAY_REJECTED,
+        S_RESTART,
+    ] {
+        assert!(names.contains(&name), "{name} is in the default config");
+    }
+}
+
+fn assert_variant(config: Config, variant: Variant, steps: usize, last: &str) {
+    let (property, actions) = check::shortest_counterexample(&config, variant, threads())
+        .unwrap_or_else(|| panic!("{} must break its property", variant.name()));
+    assert_eq!(Some(property), variant.breaks());
+    assert!(
+        violates(&config, variant, property, &actions),
+        "the last state of the counterexample violates `{property}`"
+    );
+    let correct = SottoModel::new(config.clone(), Variant::None);
+    if let Some(path) = check::replay(&correct, &actions) {
+        let p = correct.property(property);
+        assert!(
+            (p.condition)(&correct, path.last_state()),
+            "the same steps do not violate `{property}` in the correct protocol"
+        );
+    }
+    assert_eq!(actions.len(), steps, "{}: {actions:#?}", variant.name());
+    assert_eq!(
+        actions.last().map(|a| a.name()),
+        Some(last),
+        "{}",
+        variant.name()
+    );
+}
+
+#[test]
+fn key5_skipping_the_prekey_signature_check_lets_the_server_read_a_verified_contact() {
+    assert_variant(
+        Config::default_config(),
+        Variant::SkipPrekeySignatureCheck,
+        10,
+        "Send",
+    );
+}
+
+#[test]
+fn chain5_reusing_a_message_key_breaks_req8_secrecy() {
+    assert_variant(Config::small(), Variant::ReuseMessageKey, 9, "Send");
+}
+
+#[test]
+fn x3dh8_without_a_replay_cache_a_replayed_first_message_makes_a_second_session() {
+    assert_variant(Config::small(), Variant::NoReplayCache, 8, "Receive");
+}
+
+#[test]
+fn rx4_acking_before_the_commit_loses_a_message_when_the_device_goes_offline() {
+    assert_variant(Config::small(), Variant::AckBeforeCommit, 7, "GoOffline");
+}
+
+#[test]
+fn grp6_without_a_rekey_the_removed_member_reads_later_group_messages() {
+    // The counterexample needs no fault, so the budgets are dropped to keep the test short; the
+    // command line finds the same 40-step path on the full default configuration.
+    let mut c = Config::default_config();
+    c.budgets = Budgets::default();
+    assert_variant(c, Variant::NoRekeyOnRemoval, 40, "GroupSend");
+}
+
+#[test]
+fn ks2_a_key_share_readable_by_the_server_breaks_req8_secrecy() {
+    assert_variant(Config::small(), Variant::KeyShareReadable, 5, "Send");
+}
+
+#[test]
+fn req5_the_trust_on_first_use_limit_is_a_discovery_in_the_default_scenario() {
+    let c = Config::default_config();
+    let actions = check::shortest_discovery(&c, Variant::None, TOFU_LIMIT, threads(), 30)
+        .expect("the server can read a message to an unverified contact");
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::ForgeBundle { .. }))
+    );
+    let model = SottoModel::new(c, Variant::None);
+    let last = check::replay(&model, &actions)
+        .expect("replays")
+        .last_state()
+        .clone();
+    let p = model.property(TOFU_LIMIT);
+    assert!((p.condition)(&model, &last));
+}
+
+#[test]
+fn exported_traces_parse_back_and_replay_against_the_model() {
+    let model = SottoModel::new(Config::small(), Variant::None);
+    let dir = std::env::temp_dir().join(format!("sotto-model-traces-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let discovery = check::shortest_discovery(&Config::small(), Variant::None, S_PCS, 1, 40)
+        .expect("an example");
+    let mut runs = vec![("pcs".to_string(), discovery)];
+    runs.extend(
+        covering_runs(&model, 40, 60)
+            .into_iter()
+            .map(|(seed, a)| (format!("run {seed}"), a)),
+    );
+    assert!(runs.len() > 3, "covering runs were kept");
+    for (written, (name, actions)) in runs.iter().enumerate() {
+        let trace = Trace::record(&model, name, actions).expect("records");
+        let file = dir.join(format!("{written}.json"));
+        std::fs::write(
+            &file,
+            serde_json::to_string_pretty(&trace).expect("serializes"),
+        )
+        .expect("writes");
+        let back: Trace =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("reads")).expect("parses");
+        assert_eq!(back, trace);
+        back.replay(&model).expect("replays");
+    }
+    // A tampered trace is caught.
+    let mut bad = Trace::record(&model, "tampered", &runs[0].1).expect("records");
+    bad.steps[2].state.devices[0].online = !bad.steps[2].state.devices[0].online;
+    assert!(bad.replay(&model).is_err());
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn the_command_line_rejects_bad_input_with_exit_code_2() {
+    let bin = env!("CARGO_BIN_EXE_sotto-model");
+    for args in [
+        vec!["frobnicate"],
+        vec!["check", "--config", "huge"],
+        vec!["check", "--variant", "no-such-variant"],
+        vec!["check", "--threads", "zero"],
+        vec!["check", "--simulate"],
+        vec!["export-traces"],
+    ] {
+        let out = std::process::Command::new(bin)
+            .args(&args)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("error:"),
+            "{args:?}"
+        );
+    }
+    let out = std::process::Command::new(bin)
+        .arg("--list-variants")
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for v in Variant::BROKEN {
+        assert!(listed.contains(v.name()));
+    }
+}
