@@ -42,6 +42,8 @@ pub enum Op {
         alice: PartyKeys,
         bob: PartyKeys,
         ek: Hex,
+        /// A's epoch-0 ratchet private key `E_A0` (X3DH-7).
+        e0: Hex,
         keyshare: Fields,
         now: u64,
         text: String,
@@ -60,6 +62,7 @@ pub(crate) fn first_message(
     alice: &PartyKeys,
     bob: &PartyKeys,
     ek: &Hex,
+    e0: &Hex,
     keyshare: &Fields,
     now: u64,
     text: &str,
@@ -69,6 +72,7 @@ pub(crate) fn first_message(
         &alice.identity()?,
         &bob.bundle()?,
         DhSecret::from_bytes(ek.arr()?),
+        DhSecret::from_bytes(e0.arr()?),
         keyshare.share()?,
     )
     .map_err(|e| core_err("initiate", e))?;
@@ -150,10 +154,11 @@ impl Area for First {
             let alice = PartyKeys::random(&mut r, 1, false);
             let bob = PartyKeys::random(&mut r, 2, with_opk);
             let ek = Hex::of(bytes::<32>(&mut r));
+            let e0 = Hex::of(bytes::<32>(&mut r));
             let keyshare = random_fields(&mut r, NOW);
             let text = "hello".to_owned();
             let Ok((mut session, env)) =
-                first_message(&alice, &bob, &ek, &keyshare, NOW + 2500, &text)
+                first_message(&alice, &bob, &ek, &e0, &keyshare, NOW + 2500, &text)
             else {
                 continue;
             };
@@ -166,7 +171,7 @@ impl Area for First {
             };
             let mut envs: Vec<(&str, Vec<u8>)> = Vec::new();
             let mut tampered = env.clone();
-            tampered[41 + 154 + 10] ^= 0x01;
+            tampered[41 + 186 + 10] ^= 0x01;
             envs.push((
                 "key-share box tampered: decrypt_failed, nothing changes",
                 tampered,
@@ -179,22 +184,22 @@ impl Area for First {
                 unknown_opk[40] ^= 0x01;
                 envs.push(("one-time prekey id unknown", unknown_opk));
             }
-            envs.push((
-                "data message before its first message: retryable",
-                second.clone(),
-            ));
             envs.push(("truncated", env[..env.len() - 17].to_vec()));
-            envs.push(("the first message", env.clone()));
+            envs.push((
+                "the second message first: it repeats the header (EPOCH-3) and sets the session up",
+                second,
+            ));
+            envs.push(("the first message, from the key kept for it", env.clone()));
             envs.push((
                 "the same first message again (resend or replay): duplicate",
                 env.clone(),
             ));
-            envs.push(("now the data message opens", second));
             if with_opk {
                 // Another session that reuses the same one-time prekey (a cheating directory).
                 let ek2 = Hex::of(bytes::<32>(&mut r));
+                let e02 = Hex::of(bytes::<32>(&mut r));
                 let ks2 = random_fields(&mut r, NOW);
-                if let Ok((_, env2)) = first_message(&alice, &bob, &ek2, &ks2, NOW, "again") {
+                if let Ok((_, env2)) = first_message(&alice, &bob, &ek2, &e02, &ks2, NOW, "again") {
                     envs.push(("a second session on a used one-time prekey", env2));
                 }
             }
@@ -206,13 +211,14 @@ impl Area for First {
                     "X3DH-6 first message from a scanned card"
                 },
                 &[
-                    "ENV-3", "X3DH-3", "X3DH-4", "X3DH-6", "X3DH-8", "X3DH-9", "RX-2", "RX-3",
-                    "RX-8", "Req4",
+                    "ENV-3", "X3DH-3", "X3DH-4", "X3DH-6", "X3DH-7", "X3DH-8", "X3DH-9", "EPOCH-3",
+                    "RX-2", "RX-3", "Req4",
                 ],
                 Op::FirstMessage {
                     alice,
                     bob,
                     ek,
+                    e0,
                     keyshare,
                     now: NOW + 2500,
                     text,
@@ -230,6 +236,7 @@ impl Area for First {
             alice,
             bob,
             ek,
+            e0,
             keyshare,
             now,
             text,
@@ -237,7 +244,7 @@ impl Area for First {
             received_at,
             deliveries,
         } = op;
-        let (_, env) = first_message(alice, bob, ek, keyshare, *now, text)?;
+        let (_, env) = first_message(alice, bob, ek, e0, keyshare, *now, text)?;
         same("envelope", &env, envelope)?;
         let mut device = bob.device()?;
         deliver(&mut device, *received_at, deliveries)

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 use sotto_core::crypto::{DhPublic, DhSecret, Secret};
-use sotto_core::keys::PublicIdentity;
 use sotto_core::{PreKeyBundle, x3dh};
 
 use super::{Area, Case, Expect, Hex, PartyKeys, bytes, case, check, core_err, seeded};
@@ -27,7 +26,7 @@ pub struct Derived {
     pub ks0: Hex,
     /// KDF-4.
     pub identity_key: Hex,
-    /// X3DH-3: `Seal(identity_key, 0^12, ad, user id_A || public identity_A)`.
+    /// X3DH-3: `Seal(identity_key, 0^12, ad, user id_A || public identity_A || E_A0)`.
     pub identity_box: Hex,
 }
 
@@ -38,6 +37,8 @@ pub struct Sender {
     pub user: Hex,
     /// The initiator's public identity (KEY-2).
     pub identity: Hex,
+    /// The initiator's epoch-0 ratchet key `E_A0` (X3DH-7).
+    pub ratchet: Hex,
 }
 
 /// The operations of `session-setup.json`.
@@ -51,6 +52,8 @@ pub enum Op {
         bob: PartyKeys,
         bundle: Hex,
         ek: Hex,
+        /// A's epoch-0 ratchet public key `E_A0`, sealed in the identity box (X3DH-3, X3DH-7).
+        e0: Hex,
         /// The identity box's associated data: `0x12 || EK_A || spk_id || opk_id`.
         ad: Hex,
         expect: Expect<Derived>,
@@ -71,9 +74,16 @@ fn dh(a: &DhSecret, b: &DhPublic) -> sotto_core::Result<Secret<32>> {
     a.dh(b).map_err(Into::into)
 }
 
-fn derive(alice: &PartyKeys, bundle: &Hex, ek: &Hex, ad: &Hex) -> Result<Expect<Derived>, String> {
+fn derive(
+    alice: &PartyKeys,
+    bundle: &Hex,
+    ek: &Hex,
+    e0: &Hex,
+    ad: &Hex,
+) -> Result<Expect<Derived>, String> {
     let a = alice.identity()?;
     let ek = DhSecret::from_bytes(ek.arr()?);
+    let e0 = DhPublic(e0.arr()?);
     let r = (|| {
         let b = PreKeyBundle::from_bytes(&bundle.0)?;
         let s = x3dh::initiator_secrets(&a, &ek, &b)?;
@@ -82,7 +92,8 @@ fn derive(alice: &PartyKeys, bundle: &Hex, ek: &Hex, ad: &Hex) -> Result<Expect<
             Some(o) => Some(Hex::of(dh(&ek, o.key())?.expose())),
             None => None,
         };
-        let boxed = x3dh::seal_identity(&s.identity_key, &ad.0, &alice_user(alice)?, a.public());
+        let boxed =
+            x3dh::seal_identity(&s.identity_key, &ad.0, &alice_user(alice)?, a.public(), &e0);
         Ok(Derived {
             dh1: Hex::of(dh(a.dh(), spk)?.expose()),
             dh2: Hex::of(dh(&ek, b.identity().ikd())?.expose()),
@@ -115,9 +126,10 @@ fn ad_of(ek: &DhPublic, spk_id: u32, opk_id: u32) -> Hex {
 fn open(key: &Hex, ad: &Hex, sealed: &Hex) -> Result<Expect<Sender>, String> {
     Ok(Expect::from_result(
         x3dh::open_identity(&Secret::new(key.arr()?), &ad.0, &sealed.0),
-        |(u, id): (sotto_core::UserId, PublicIdentity)| Sender {
-            user: Hex::of(u.0),
-            identity: Hex(id.to_bytes()),
+        |i: x3dh::Initiator| Sender {
+            user: Hex::of(i.user.0),
+            identity: Hex(i.identity.to_bytes()),
+            ratchet: Hex::of(i.ratchet.0),
         },
     ))
 }
@@ -135,11 +147,12 @@ impl Area for Setup {
         for with_opk in [false, true] {
             let bob = PartyKeys::random(&mut r, 2, with_opk);
             let ek = Hex::of(bytes::<32>(&mut r));
+            let e0 = Hex::of(DhSecret::from_bytes(bytes::<32>(&mut r)).public().0);
             let bundle = Hex(bob.bundle().map(|b| b.to_bytes()).unwrap_or_default());
             let ek_pub = DhSecret::from_bytes(ek.arr().unwrap_or([0; 32])).public();
             let ad = ad_of(&ek_pub, bob.spk_id, bob.opk_id.unwrap_or(0));
             let expect =
-                derive(&alice, &bundle, &ek, &ad).unwrap_or(Expect::Error("schema".into()));
+                derive(&alice, &bundle, &ek, &e0, &ad).unwrap_or(Expect::Error("schema".into()));
             if let Expect::Ok(d) = &expect {
                 opened_key = Some((d.identity_key.clone(), ad.clone(), d.identity_box.clone()));
             }
@@ -155,6 +168,7 @@ impl Area for Setup {
                     bob,
                     bundle,
                     ek,
+                    e0: e0.clone(),
                     ad,
                     expect,
                 },
@@ -176,9 +190,10 @@ impl Area for Setup {
             })
             .unwrap_or_default();
         let ek = Hex::of(bytes::<32>(&mut r));
+        let e0 = Hex::of(DhSecret::from_bytes(bytes::<32>(&mut r)).public().0);
         let ad = ad_of(&DhPublic([0; 32]), 1, 0);
         let low = Hex(low);
-        let expect = derive(&alice, &low, &ek, &ad).unwrap_or(Expect::Error("schema".into()));
+        let expect = derive(&alice, &low, &ek, &e0, &ad).unwrap_or(Expect::Error("schema".into()));
         cases.push(case(
             "PRIM-1 signed prekey is a low-order point: all-zero DH",
             &["PRIM-1", "X3DH-1"],
@@ -187,6 +202,7 @@ impl Area for Setup {
                 bob: bob.clone(),
                 bundle: low.clone(),
                 ek: ek.clone(),
+                e0: e0.clone(),
                 ad: ad.clone(),
                 expect,
             },
@@ -196,7 +212,8 @@ impl Area for Setup {
         let sig_at = 1 + 10 + 128 + 4 + 32;
         forged[sig_at] ^= 0x40;
         let forged = Hex(forged);
-        let expect = derive(&alice, &forged, &ek, &ad).unwrap_or(Expect::Error("schema".into()));
+        let expect =
+            derive(&alice, &forged, &ek, &e0, &ad).unwrap_or(Expect::Error("schema".into()));
         cases.push(case(
             "KEY-3 bundle with a forged prekey signature",
             &["KEY-3", "KEY-5", "X3DH-1", "Req5"],
@@ -205,6 +222,7 @@ impl Area for Setup {
                 bob,
                 bundle: forged,
                 ek,
+                e0: e0.clone(),
                 ad,
                 expect,
             },
@@ -254,6 +272,7 @@ impl Area for Setup {
                 .unwrap_or_default();
             identity[127] ^= 1;
             plain.extend_from_slice(&identity);
+            plain.extend_from_slice(&e0.0);
             let resealed = sotto_core::crypto::seal(
                 &Secret::new(key.arr().unwrap_or([0; 32])),
                 &[0; 12],
@@ -283,10 +302,11 @@ impl Area for Setup {
                 bob,
                 bundle,
                 ek,
+                e0,
                 ad,
                 expect,
             } => {
-                let got = derive(alice, bundle, ek, ad)?;
+                let got = derive(alice, bundle, ek, e0, ad)?;
                 check(got.clone(), expect)?;
                 // B derives the same secrets from his private keys (X3DH-6).
                 if let Expect::Ok(d) = got {

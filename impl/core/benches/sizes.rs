@@ -49,21 +49,33 @@ fn main() {
     alice.add_contact_from_card(&carol.card().unwrap());
     let topic_len = bob.user_id().inbox_topic().len();
 
+    // The conversation of EPOCH-2/EPOCH-3: Alice's first message; Bob's receipt, which starts his
+    // epoch; Alice's answer (a new epoch); Bob's receipt on his chain, which acknowledges it; and
+    // Alice's next text, a plain data message.
     let first = alice.send(&mut rng, T0, bob.user_id(), &text).unwrap();
-    let data = alice.send(&mut rng, T0, bob.user_id(), &text).unwrap();
-    bob.receive(T0, &first.envelope).unwrap();
-    bob.receive(T0, &data.envelope).unwrap();
-    let epoch = bob.send(&mut rng, T0, alice.user_id(), &text).unwrap();
-    alice.receive(T0, &epoch.envelope).unwrap();
-    // A receipt in the steady state: Bob's epoch is open, so it is a data message.
+    let got = bob.receive(T0, &first.envelope).unwrap();
+    let receipt_start = bob
+        .send(
+            &mut rng,
+            T0,
+            alice.user_id(),
+            &Content::Receipt(vec![got.id]),
+        )
+        .unwrap();
+    alice.receive(T0, &receipt_start.envelope).unwrap();
+    let epoch = alice.send(&mut rng, T0, bob.user_id(), &text).unwrap();
+    let got = bob.receive(T0, &epoch.envelope).unwrap();
     let receipt = bob
         .send(
             &mut rng,
             T0,
             alice.user_id(),
-            &Content::Receipt(vec![data.id]),
+            &Content::Receipt(vec![got.id]),
         )
         .unwrap();
+    alice.receive(T0, &receipt.envelope).unwrap();
+    let data = alice.send(&mut rng, T0, bob.user_id(), &text).unwrap();
+    bob.receive(T0, &data.envelope).unwrap();
     let (gid, keys) = alice
         .create_group(&mut rng, T0, &[*bob.user_id(), *carol.user_id()])
         .unwrap();
@@ -85,6 +97,10 @@ fn main() {
         ("epoch start, 5-character text", &epoch.envelope),
         ("group message, 5-character text", &group.envelope),
         ("receipt of 1 id", &receipt.envelope),
+        (
+            "receipt of 1 id that starts an epoch",
+            &receipt_start.envelope,
+        ),
     ];
     println!("| message | type | envelope (B) | MQTT QoS 1 PUBLISH frame (B) |");
     println!("|---|---|---:|---:|");

@@ -2,10 +2,10 @@
 //!
 //! ```text
 //!   0x11 data         tag [8] || n varint                                            || sealed
-//!   0x12 first        EK [32] || spk_id u32 || opk_id u32 || identity_box [154]
+//!   0x12 first        EK [32] || spk_id u32 || opk_id u32 || identity_box [186]
 //!                     || keyshare_box [120] || n varint                              || sealed
 //!   0x13 epoch start  prev_tag [8] || E [32] || confirm [16] || keyshare_box [120]
-//!                     || n varint                                                    || sealed
+//!                     || pn varint || n varint                                       || sealed
 //!   0x14 group        tag [8] || index u8 || n varint                                || sealed
 //!   sealed = ct || tag16, with every byte before it as associated data (ENV-6)
 //! ```
@@ -29,7 +29,7 @@ pub const TYPE_EPOCH: u8 = 0x13;
 /// Type byte of a group message (ENV-5).
 pub const TYPE_GROUP: u8 = 0x14;
 /// Length of the sealed identity in a first message (X3DH-3).
-pub const IDENTITY_BOX_LEN: usize = 154;
+pub const IDENTITY_BOX_LEN: usize = 186;
 /// Offset of the identity box in a first message: its associated data is everything before.
 pub const FIRST_IDENTITY_AT: usize = 1 + 32 + 4 + 4;
 /// Offset of the key-share box in a first message.
@@ -72,6 +72,8 @@ pub enum Header {
         confirm: [u8; 16],
         /// The sealed key-share block of the new epoch.
         keyshare_box: Box<[u8; KeyShare::SEALED_LEN]>,
+        /// How many messages the sender sent in its previous epoch (EPOCH-5).
+        pn: u32,
         /// Message counter.
         n: u32,
     },
@@ -117,7 +119,7 @@ impl Header {
         let len = match self {
             Header::Data { .. } | Header::Group { .. } => 1 + 8 + 1 + 5,
             Header::First { .. } => FIRST_KEYSHARE_AT + KeyShare::SEALED_LEN + 5,
-            Header::EpochStart { .. } => EPOCH_KEYSHARE_AT + KeyShare::SEALED_LEN + 5,
+            Header::EpochStart { .. } => EPOCH_KEYSHARE_AT + KeyShare::SEALED_LEN + 10,
         };
         let mut w = Writer::with_capacity(len.saturating_add(extra));
         w.u8(self.type_byte());
@@ -145,12 +147,14 @@ impl Header {
                 e,
                 confirm,
                 keyshare_box,
+                pn,
                 n,
             } => {
                 w.bytes(prev_tag)
                     .bytes(&e.0)
                     .bytes(confirm)
                     .bytes(&keyshare_box[..])
+                    .varint(*pn)
                     .varint(*n);
             }
             Header::Group { tag, index, n } => {
@@ -183,6 +187,7 @@ impl Header {
                 e: DhPublic(r.array()?),
                 confirm: r.array()?,
                 keyshare_box: Box::new(r.array()?),
+                pn: r.varint()?,
                 n: r.varint()?,
             },
             TYPE_GROUP => Header::Group {
@@ -299,13 +304,15 @@ mod tests {
                 any::<[u8; 32]>(),
                 any::<[u8; 16]>(),
                 proptest::collection::vec(any::<u8>(), KeyShare::SEALED_LEN),
+                any::<u32>(),
                 any::<u32>()
             )
-                .prop_map(|(prev_tag, e, confirm, kb, n)| Header::EpochStart {
+                .prop_map(|(prev_tag, e, confirm, kb, pn, n)| Header::EpochStart {
                     prev_tag,
                     e: DhPublic(e),
                     confirm,
                     keyshare_box: Box::new(kb.try_into().unwrap()),
+                    pn,
                     n
                 }),
             (any::<[u8; 8]>(), any::<u8>(), any::<u32>())

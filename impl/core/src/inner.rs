@@ -76,9 +76,15 @@ impl Content {
         }
     }
 
-    /// Whether this content is receipted (RX-5: receipts are not).
+    /// Whether this content is receipted (RX-5: receipts and group acks are not).
     pub fn wants_receipt(&self) -> bool {
         !matches!(self, Content::Receipt(_) | Content::GroupAck(_))
+    }
+
+    /// Whether sending this content turns the epoch when the peer's is the newest (EPOCH-2):
+    /// acknowledgements (receipts, group acks) ride the current chain instead.
+    pub fn turns_epoch(&self) -> bool {
+        self.wants_receipt()
     }
 }
 

@@ -215,6 +215,18 @@ impl<A: Persist, B: Persist, C: Persist> Persist for (A, B, C) {
     }
 }
 
+impl<A: Persist, B: Persist, C: Persist, D: Persist> Persist for (A, B, C, D) {
+    fn write(&self, w: &mut Writer) {
+        self.0.write(w);
+        self.1.write(w);
+        self.2.write(w);
+        self.3.write(w);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok((A::read(r)?, B::read(r)?, C::read(r)?, D::read(r)?))
+    }
+}
+
 /// Writes a count as `u32` (every collection in the state is bounded far below that).
 pub(crate) fn write_len(w: &mut Writer, n: usize) {
     w.u32(u32::try_from(n).unwrap_or(u32::MAX));

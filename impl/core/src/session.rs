@@ -3,12 +3,14 @@
 //!
 //! ```text
 //!   epoch:   0 (A)        1 (B)          2 (A)          3 (B) ...      even = initiator's
-//!   header:  first msg    epoch start    epoch start    epoch start    on counter 0 only (EPOCH-3)
-//!   root:    RK_0 --KDF-5(DH(E_B1,EK_A))--> RK_1 --KDF-5(DH(E_A2,E_B1))--> RK_2 ...
+//!   header:  first msg    epoch start    epoch start    epoch start    until acknowledged (EPOCH-3)
+//!   root:    RK_0 --KDF-5(DH(E_B1,E_A0))--> RK_1 --KDF-5(DH(E_A2,E_B1))--> RK_2 ...
 //!   chains:  each epoch's chain comes from its owner's key-share block (MK, s1..s4, t0)
 //! ```
-//! [`Session::seal`] turns the epoch when the newest epoch is the peer's (EPOCH-2); [`Session::open`]
-//! verifies and decrypts, and changes state only once the payload opened (RX-3).
+//! [`Session::seal`] turns the epoch when it sends content and the newest epoch is the peer's
+//! (EPOCH-2); receipts ride the current chain. Every message of an epoch carries the epoch's header
+//! until the peer acknowledges it with a receipt or answers with a newer epoch (EPOCH-3).
+//! [`Session::open`] verifies and decrypts, and changes state only once the payload opened (RX-3).
 
 use std::collections::VecDeque;
 
@@ -23,12 +25,14 @@ use crate::inner::{Content, Inner};
 use crate::kdf;
 use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
 use crate::keyshare::KeyShare;
-use crate::limits::{MAX_ENVELOPE, MAX_RECV_EPOCHS, MAX_RETIRED_TAGS};
+use crate::limits::{MAX_ENVELOPE, MAX_RECV_EPOCHS, MAX_RETIRED_TAGS, MAX_SKIP};
 use crate::persist::Persist;
 use crate::x3dh;
 
 /// Own epochs remembered for key confirmation and routing of the peer's epoch starts.
 const MAX_OWN_EPOCHS: usize = 3;
+/// Ids of an unacknowledged epoch's messages remembered to recognise a receipt (EPOCH-3).
+const MAX_UNACKED_IDS: usize = 256;
 /// The largest header: a first message with a 5-byte counter.
 const MAX_HEADER: usize = 1 + 32 + 4 + 4 + IDENTITY_BOX_LEN + KeyShare::SEALED_LEN + 5;
 
@@ -47,7 +51,20 @@ enum StartHeader {
         e: DhPublic,
         confirm: [u8; 16],
         keyshare_box: Box<[u8; KeyShare::SEALED_LEN]>,
+        pn: u32,
     },
+}
+
+/// A peer epoch whose chain was dropped: late messages may still open from its skipped keys.
+#[derive(Clone, Debug)]
+struct Retired {
+    tag: [u8; 8],
+    epoch: u32,
+    t0: u64,
+    /// Its ratchet key (`EK_A` for epoch 0), to recognise a repeated header.
+    ratchet: DhPublic,
+    /// Every counter below this was received or has a skipped key: the rest never existed.
+    end: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +74,10 @@ struct SendEpoch {
     t0: u64,
     chain: Chain,
     start: StartHeader,
+    /// Whether the peer has the epoch (a receipt for one of its messages, or a newer peer epoch).
+    acked: bool,
+    /// Ids of messages sent while unacknowledged (the first LIM of them).
+    unacked_ids: Vec<MessageId>,
 }
 
 #[derive(Clone, Debug)]
@@ -133,7 +154,10 @@ pub struct Session {
     own: VecDeque<OwnEpoch>,
     recv: VecDeque<RecvEpoch>,
     skipped: SkippedKeys,
-    retired: VecDeque<([u8; 8], u32, u64)>,
+    /// Tags of every own epoch still routable (no secrets): epoch starts name them (EPOCH-3).
+    own_tags: VecDeque<([u8; 8], u32)>,
+    /// Dropped receive epochs, for late messages and duplicates (RX-8).
+    retired: VecDeque<Retired>,
     first_ek: DhPublic,
     heard_from_peer: bool,
 }
@@ -148,20 +172,24 @@ impl Session {
         bundle: &PreKeyBundle,
     ) -> Result<Self> {
         let ek = DhSecret::random(rng);
+        let e0 = DhSecret::random(rng);
         let share = KeyShare::random(rng, now);
-        Session::initiate_with(local_user, local, bundle, ek, share)
+        Session::initiate_with(local_user, local, bundle, ek, e0, share)
     }
 
-    /// [`Session::initiate`] with explicit randomness (vectors).
+    /// [`Session::initiate`] with explicit randomness (vectors): the ephemeral key `EK_A`, the epoch-0
+    /// ratchet key `E_A0` and the epoch-0 key share. `EK_A` is dropped (zeroized) on return.
     pub fn initiate_with(
         local_user: &UserId,
         local: &Identity,
         bundle: &PreKeyBundle,
         ek: DhSecret,
+        e0: DhSecret,
         share: KeyShare,
     ) -> Result<Self> {
         let secrets = x3dh::initiator_secrets(local, &ek, bundle)?;
         let ek_pub = ek.public();
+        drop(ek);
         let spk_id = bundle.signed_prekey().id();
         let opk_id = bundle.one_time_prekey().map_or(0, |o| o.id());
         let mut ad = Vec::with_capacity(envelope::FIRST_KEYSHARE_AT);
@@ -169,8 +197,13 @@ impl Session {
         ad.extend_from_slice(&ek_pub.0);
         ad.extend_from_slice(&spk_id.to_be_bytes());
         ad.extend_from_slice(&opk_id.to_be_bytes());
-        let identity_box =
-            x3dh::seal_identity(&secrets.identity_key, &ad, local_user, local.public());
+        let identity_box = x3dh::seal_identity(
+            &secrets.identity_key,
+            &ad,
+            local_user,
+            local.public(),
+            &e0.public(),
+        );
         ad.extend_from_slice(&identity_box);
         let keyshare_box = boxed_keyshare(share.seal(&secrets.ks0, &ad))?;
         let tag = share.routing_tag();
@@ -180,7 +213,7 @@ impl Session {
             initiator: true,
             root: secrets.rk0,
             latest: 0,
-            ratchet: Some(ek),
+            ratchet: Some(e0),
             peer_ratchet: None,
             send: Some(SendEpoch {
                 epoch: 0,
@@ -194,12 +227,15 @@ impl Session {
                     identity_box: Box::new(identity_box),
                     keyshare_box,
                 },
+                acked: false,
+                unacked_ids: Vec::new(),
             }),
             own: VecDeque::from([OwnEpoch {
                 epoch: 0,
                 tag,
                 confirm: share.confirm_key(),
             }]),
+            own_tags: VecDeque::from([(tag, 0)]),
             recv: VecDeque::new(),
             skipped: SkippedKeys::default(),
             retired: VecDeque::new(),
@@ -228,10 +264,12 @@ impl Session {
             return Err(DecodeError::UnknownType.into());
         };
         let (dh2, identity_key) = x3dh::responder_identity_key(local, ek)?;
-        let (peer_user, peer) =
+        let initiator =
             x3dh::open_identity(&identity_key, env.identity_box_ad(), &identity_box[..])?;
+        let (peer_user, peer) = (initiator.user, initiator.identity);
         let secrets = x3dh::responder_secrets(local, spk, opk, ek, dh2, identity_key, &peer)?;
         let share = KeyShare::open(&secrets.ks0, env.keyshare_box_ad(), &keyshare_box[..])?;
+        // Epoch 0 is recognised by EK_A (a repeated first-message header); its ratchet key is E_A0.
         let mut recv = RecvEpoch {
             epoch: 0,
             tag: share.routing_tag(),
@@ -252,9 +290,10 @@ impl Session {
             root: secrets.rk0,
             latest: 0,
             ratchet: None,
-            peer_ratchet: Some(*ek),
+            peer_ratchet: Some(initiator.ratchet),
             send: None,
             own: VecDeque::new(),
+            own_tags: VecDeque::new(),
             recv: VecDeque::from([recv]),
             skipped,
             retired: VecDeque::new(),
@@ -295,8 +334,8 @@ impl Session {
         self.recv
             .iter()
             .map(|r| r.tag)
-            .chain(self.own.iter().map(|o| o.tag))
-            .chain(self.retired.iter().map(|(t, _, _)| *t))
+            .chain(self.own_tags.iter().map(|(t, _)| *t))
+            .chain(self.retired.iter().map(|r| r.tag))
     }
 
     /// The newest epoch known (changes exactly when the routing tags do).
@@ -326,12 +365,16 @@ impl Session {
         (epoch % 2 == 0) == self.initiator
     }
 
-    /// Whether the next [`Session::seal`] starts a new epoch (EPOCH-2).
-    pub fn needs_new_epoch(&self) -> bool {
-        self.send.is_none() || !self.is_mine(self.latest)
+    /// Whether sealing `content` next starts a new epoch (EPOCH-2): content does when the newest
+    /// epoch is the peer's; receipts and group acks ride the current chain if there is one.
+    pub fn needs_new_epoch(&self, content: &Content) -> bool {
+        match &self.send {
+            None => true,
+            Some(_) => !self.is_mine(self.latest) && content.turns_epoch(),
+        }
     }
 
-    /// Seals a message, turning the epoch first if the newest epoch is the peer's (EPOCH-2).
+    /// Seals a message, turning the epoch first if EPOCH-2 says so.
     /// `bucket > 1` pads the inner plaintext to a multiple of `bucket` bytes (IN-4).
     pub fn seal(
         &mut self,
@@ -340,7 +383,7 @@ impl Session {
         content: &Content,
         bucket: usize,
     ) -> Result<Sealed> {
-        let fresh = if self.needs_new_epoch() {
+        let fresh = if self.needs_new_epoch(content) {
             Some((DhSecret::random(rng), KeyShare::random(rng, now)))
         } else {
             None
@@ -358,7 +401,7 @@ impl Session {
         fresh: Option<(DhSecret, KeyShare)>,
     ) -> Result<Sealed> {
         // Everything that can fail happens before the first state change.
-        let turn = if self.needs_new_epoch() {
+        let turn = if self.needs_new_epoch(content) {
             let (e, share) = fresh.ok_or(MisuseError::LimitReached)?;
             Some(self.prepare_epoch(e, share)?)
         } else {
@@ -387,11 +430,15 @@ impl Session {
             self.latest = self.latest.saturating_add(1);
             self.ratchet = Some(ratchet);
             self.send = Some(send);
+            push_bounded(&mut self.own_tags, (own.tag, own.epoch), MAX_RETIRED_TAGS);
             push_bounded(&mut self.own, own, MAX_OWN_EPOCHS);
         }
         let send = self.send.as_mut().ok_or(SessionError::EpochConflict)?;
         let (n, keys) = send.chain.advance()?;
-        let mut buf = match (&send.start, n) {
+        if !send.acked && send.unacked_ids.len() < MAX_UNACKED_IDS {
+            send.unacked_ids.push(keys.id);
+        }
+        let mut buf = match (&send.start, send.acked) {
             (
                 StartHeader::First {
                     ek,
@@ -400,7 +447,7 @@ impl Session {
                     identity_box,
                     keyshare_box,
                 },
-                0,
+                false,
             ) => Header::First {
                 ek: *ek,
                 spk_id: *spk_id,
@@ -415,13 +462,15 @@ impl Session {
                     e,
                     confirm,
                     keyshare_box,
+                    pn,
                 },
-                0,
+                false,
             ) => Header::EpochStart {
                 prev_tag: *prev_tag,
                 e: *e,
                 confirm: *confirm,
                 keyshare_box: keyshare_box.clone(),
+                pn: *pn,
                 n,
             },
             _ => Header::Data { tag: send.tag, n },
@@ -475,7 +524,10 @@ impl Session {
                 e: e_pub,
                 confirm,
                 keyshare_box,
+                pn: self.send.as_ref().map_or(0, |s| s.chain.next_counter()),
             },
+            acked: false,
+            unacked_ids: Vec::new(),
         };
         let own = OwnEpoch {
             epoch,
@@ -488,15 +540,13 @@ impl Session {
     /// Opens a data message, a repeated first message, or an epoch start (RX-1..RX-3, EPOCH-5).
     pub fn open(&mut self, now: u64, env: &Envelope<'_>) -> Result<Opened> {
         self.skipped.expire(now);
-        match env.header() {
+        let opened = match env.header() {
             Header::Data { tag, n } => self.open_data(now, env, tag, *n),
             Header::First { ek, n, .. } => {
                 // Already set up (X3DH-8): the header was processed; only the chain matters.
                 let tag = self
-                    .recv
-                    .iter()
-                    .find(|r| r.epoch == 0 && r.ratchet == *ek && !self.initiator)
-                    .map(|r| r.tag)
+                    .processed_epoch(ek)
+                    .filter(|_| !self.initiator)
                     .ok_or(SessionError::Duplicate)?;
                 self.open_data(now, env, &tag, *n)
             }
@@ -505,28 +555,49 @@ impl Session {
                 e,
                 confirm,
                 keyshare_box,
+                pn,
                 n,
-            } => self.open_epoch_start(now, env, prev_tag, e, confirm, &keyshare_box[..], *n),
+            } => self.open_epoch_start(now, env, prev_tag, e, confirm, &keyshare_box[..], *pn, *n),
             Header::Group { .. } => Err(DecodeError::UnknownType.into()),
+        }?;
+        self.note_opened(&opened);
+        Ok(opened)
+    }
+
+    // EPOCH-3: the peer has our sending epoch once it answers with a newer epoch of its own or
+    // receipts one of the epoch's messages; from then on the epoch's messages drop the header.
+    fn note_opened(&mut self, opened: &Opened) {
+        self.heard_from_peer = true;
+        if let Some(send) = self.send.as_mut() {
+            let receipted = match &opened.inner.content {
+                Content::Receipt(ids) => ids.iter().any(|id| send.unacked_ids.contains(id)),
+                _ => false,
+            };
+            if !send.acked && (opened.epoch > send.epoch || receipted) {
+                send.acked = true;
+                send.unacked_ids = Vec::new();
+            }
         }
     }
 
     fn open_data(&mut self, now: u64, env: &Envelope<'_>, tag: &[u8; 8], n: u32) -> Result<Opened> {
         let Some(idx) = self.recv.iter().position(|r| r.tag == *tag) else {
-            // A dropped epoch: only its skipped keys may remain (RX-8).
-            let (_, epoch, t0) = *self
+            // A dropped epoch: only its skipped keys may remain (RX-8). Below its end, a message
+            // without a key was received already.
+            let (epoch, t0, end) = self
                 .retired
                 .iter()
-                .find(|(t, _, _)| t == tag)
+                .find(|r| r.tag == *tag)
+                .map(|r| (r.epoch, r.t0, r.end))
                 .ok_or(SessionError::UnknownRoutingTag)?;
-            let keys = self
-                .skipped
-                .get((epoch, n))
-                .ok_or(SessionError::ExpiredEpoch)?;
+            let keys = self.skipped.get((epoch, n)).ok_or(if n < end {
+                SessionError::Duplicate
+            } else {
+                SessionError::ExpiredEpoch
+            })?;
             let inner = decrypt(keys, env)?;
             let opened = opened(keys, inner, t0, epoch, n);
             self.skipped.remove((epoch, n));
-            self.heard_from_peer = true;
             return Ok(opened);
         };
         let recv = self
@@ -538,15 +609,28 @@ impl Session {
             let inner = decrypt(keys, env)?;
             let opened = opened(keys, inner, recv.t0, epoch, n);
             self.skipped.remove((epoch, n));
-            self.heard_from_peer = true;
             return Ok(opened);
         }
         let ahead = recv.chain.read_ahead(n)?;
         let inner = decrypt(&ahead.keys, env)?;
         let opened = opened(&ahead.keys, inner, recv.t0, epoch, n);
         ahead.commit(&mut recv.chain, &mut self.skipped, |m| (epoch, m), now);
-        self.heard_from_peer = true;
         Ok(opened)
+    }
+
+    // The tag of a peer epoch whose header was processed, found by its ratchet key (EK_A for epoch 0),
+    // whether its chain is kept or dropped.
+    fn processed_epoch(&self, ratchet: &DhPublic) -> Option<[u8; 8]> {
+        self.recv
+            .iter()
+            .find(|r| r.ratchet == *ratchet)
+            .map(|r| r.tag)
+            .or_else(|| {
+                self.retired
+                    .iter()
+                    .find(|r| r.ratchet == *ratchet)
+                    .map(|r| r.tag)
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -558,10 +642,22 @@ impl Session {
         e: &DhPublic,
         confirm: &[u8; 16],
         keyshare_box: &[u8],
+        pn: u32,
         n: u32,
     ) -> Result<Opened> {
+        // A header already processed (repeated until acknowledged, EPOCH-3, or a resend or replay):
+        // go on with the chain (EPOCH-5). A forgery with a known E fails to open, changing nothing.
+        if let Some(tag) = self.processed_epoch(e) {
+            return self.open_data(now, env, &tag, n);
+        }
         let Some(own) = self.own.iter().find(|o| o.tag == *prev_tag) else {
-            return Err(SessionError::UnknownRoutingTag.into());
+            // It answers an own epoch older than those kept: its answer was processed long ago.
+            return Err(if self.own_tags.iter().any(|(t, _)| t == prev_tag) {
+                SessionError::ExpiredEpoch
+            } else {
+                SessionError::UnknownRoutingTag
+            }
+            .into());
         };
         let answered = own.epoch;
         let epoch = answered.checked_add(1).ok_or(SessionError::EpochConflict)?;
@@ -600,25 +696,49 @@ impl Session {
         let ahead = recv.chain.read_ahead(n)?;
         let inner = decrypt(&ahead.keys, env)?;
         let opened = opened(&ahead.keys, inner, recv.t0, epoch, n);
-        // Commit (RX-3): the new root, the peer's ratchet key, and the end of our sending epoch.
+        // Commit (RX-3): the new root and the peer's ratchet key. Our sending chain stays, for receipts,
+        // until our next content turns the epoch (EPOCH-2); the peer has it now (EPOCH-3).
         ahead.commit(&mut recv.chain, &mut self.skipped, |m| (epoch, m), now);
         self.root = root;
         self.latest = epoch;
         self.ratchet = None;
         self.peer_ratchet = Some(*e);
-        self.send = None;
+        // EPOCH-5: the peer's previous epoch is closed at `pn` messages: keep keys for those not yet
+        // received (LIM-3), then drop its chain (forward secrecy).
+        if let Some(prev) = epoch.checked_sub(2) {
+            if let Some(i) = self.recv.iter().position(|r| r.epoch == prev) {
+                if let Some(mut old) = self.recv.remove(i) {
+                    let end = pn.min(old.chain.next_counter().saturating_add(MAX_SKIP));
+                    while old.chain.next_counter() < end {
+                        match old.chain.advance() {
+                            Ok((m, keys)) => self.skipped.insert((prev, m), keys, now),
+                            Err(_) => break,
+                        }
+                    }
+                    self.retire(old);
+                }
+            }
+        }
         self.recv.push_back(recv);
         while self.recv.len() > MAX_RECV_EPOCHS {
             if let Some(old) = self.recv.pop_front() {
-                push_bounded(
-                    &mut self.retired,
-                    (old.tag, old.epoch, old.t0),
-                    MAX_RETIRED_TAGS,
-                );
+                self.retire(old);
             }
         }
-        self.heard_from_peer = true;
         Ok(opened)
+    }
+}
+
+impl Session {
+    fn retire(&mut self, old: RecvEpoch) {
+        let retired = Retired {
+            tag: old.tag,
+            epoch: old.epoch,
+            t0: old.t0,
+            ratchet: old.ratchet,
+            end: old.chain.next_counter(),
+        };
+        push_bounded(&mut self.retired, retired, MAX_RETIRED_TAGS);
     }
 }
 
@@ -679,12 +799,14 @@ impl Persist for StartHeader {
                 e,
                 confirm,
                 keyshare_box,
+                pn,
             } => {
                 w.u8(1);
                 prev_tag.write(w);
                 e.write(w);
                 confirm.write(w);
                 keyshare_box.write(w);
+                pn.write(w);
             }
         }
     }
@@ -702,6 +824,7 @@ impl Persist for StartHeader {
                 e: Persist::read(r)?,
                 confirm: Persist::read(r)?,
                 keyshare_box: Box::new(Persist::read(r)?),
+                pn: Persist::read(r)?,
             },
             _ => return Err(DecodeError::LengthOutOfRange.into()),
         })
@@ -713,7 +836,16 @@ crate::persist::persist_struct!(SendEpoch {
     tag,
     t0,
     chain,
-    start
+    start,
+    acked,
+    unacked_ids
+});
+crate::persist::persist_struct!(Retired {
+    tag,
+    epoch,
+    t0,
+    ratchet,
+    end
 });
 crate::persist::persist_struct!(OwnEpoch {
     epoch,
@@ -738,6 +870,7 @@ crate::persist::persist_struct!(Session {
     peer_ratchet,
     send,
     own,
+    own_tags,
     recv,
     skipped,
     retired,

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //!   A (initiator)                                         B (responder, maybe offline)
-//!   EK_A fresh
+//!   EK_A, E_A0 fresh (EK_A deleted once SK is derived)
 //!   DH1 = DH(IKd_A, SPK_B)   DH2 = DH(EK_A, IKd_B)
 //!   DH3 = DH(EK_A, SPK_B)    DH4 = DH(EK_A, OPK_B)?
 //!   SK = KDF-1(...)  RK_0, KS_0 = KDF-2, KDF-3
-//!   identity_box = Seal(KDF-4(DH2), user id_A || identity_A)
+//!   identity_box = Seal(KDF-4(DH2), user id_A || identity_A || E_A0)
 //!   keyshare_box = Seal(KS_0, MK_AB || s1..s4 || t0)
 //!   ------------------- first message (ENV-3), via B's offline queue ------------------>
 //!                                                          open identity with DH2, verify sig_ikd,
@@ -111,37 +111,52 @@ pub fn responder_secrets(
     })
 }
 
-/// Seals the initiator's `user id || public identity` (X3DH-3): 154 bytes.
+/// Seals the initiator's `user id || public identity || E_A0` (X3DH-3): 186 bytes. `E_A0` is the
+/// initiator's ratchet key for epoch 0 (X3DH-7), so that `EK_A` can be deleted at once.
 pub fn seal_identity(
     key: &Secret<32>,
     ad: &[u8],
     user: &UserId,
     identity: &PublicIdentity,
+    ratchet: &DhPublic,
 ) -> [u8; IDENTITY_BOX_LEN] {
-    let mut w = Writer::with_capacity(10 + PublicIdentity::LEN);
+    let mut w = Writer::with_capacity(10 + PublicIdentity::LEN + 32);
     w.bytes(&user.0);
     identity.encode(&mut w);
+    w.bytes(&ratchet.0);
     let sealed = crypto::seal(key, &[0u8; 12], ad, w.as_slice());
     let mut out = [0u8; IDENTITY_BOX_LEN];
-    // 138 bytes of plaintext and a 16-byte tag: always exactly IDENTITY_BOX_LEN.
+    // 170 bytes of plaintext and a 16-byte tag: always exactly IDENTITY_BOX_LEN.
     for (o, s) in out.iter_mut().zip(sealed.iter()) {
         *o = *s;
     }
     out
 }
 
+/// The initiator as the sealed identity names it (X3DH-3).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Initiator {
+    /// Its user id.
+    pub user: UserId,
+    /// Its verified public identity.
+    pub identity: PublicIdentity,
+    /// Its ratchet key for epoch 0 (`E_A0`).
+    pub ratchet: DhPublic,
+}
+
 /// Opens a sealed identity and verifies its `sig_ikd` (X3DH-6).
-pub fn open_identity(
-    key: &Secret<32>,
-    ad: &[u8],
-    sealed: &[u8],
-) -> Result<(UserId, PublicIdentity)> {
+pub fn open_identity(key: &Secret<32>, ad: &[u8], sealed: &[u8]) -> Result<Initiator> {
     let plain = Zeroizing::new(crypto::open(key, &[0u8; 12], ad, sealed)?);
     let mut r = Reader::new(&plain);
     let user = UserId(r.array()?);
     let identity = PublicIdentity::decode(&mut r)?;
+    let ratchet = DhPublic(r.array()?);
     r.finish().map_err(|_| DecodeError::TrailingBytes)?;
-    Ok((user, identity))
+    Ok(Initiator {
+        user,
+        identity,
+        ratchet,
+    })
 }
 
 #[cfg(test)]
@@ -183,9 +198,13 @@ mod tests {
             assert_eq!(sa.rk0.expose(), sb.rk0.expose());
             assert_eq!(sa.ks0.expose(), sb.ks0.expose());
             assert_ne!(sa.rk0.expose(), sa.ks0.expose());
-            let boxed = seal_identity(&sa.identity_key, b"ad", &UserId([1; 10]), a.public());
-            let (u, id) = open_identity(&sb.identity_key, b"ad", &boxed).unwrap();
-            assert_eq!((u, id), (UserId([1; 10]), *a.public()));
+            let e0 = DhSecret::random(&mut rng).public();
+            let boxed = seal_identity(&sa.identity_key, b"ad", &UserId([1; 10]), a.public(), &e0);
+            let got = open_identity(&sb.identity_key, b"ad", &boxed).unwrap();
+            assert_eq!(
+                (got.user, got.identity, got.ratchet),
+                (UserId([1; 10]), *a.public(), e0)
+            );
         }
     }
 

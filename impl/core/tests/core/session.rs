@@ -1,8 +1,8 @@
 //! Pairwise sessions through the device engine: setup, epochs, loss, reordering, duplicates, replay.
 
 use proptest::prelude::*;
-use sotto_core::Trust;
 use sotto_core::error::{Error, SessionError};
+use sotto_core::{Content, Trust};
 
 use crate::common::*;
 
@@ -12,7 +12,8 @@ fn offline_first_message_and_reply_x3dh_5_req4() {
     let mut alice = device(&mut r, 1);
     let mut bob = device(&mut r, 2);
     scan(&mut alice, &bob);
-    // Bob is offline: Alice's messages wait in his inbox (here: a Vec).
+    // Bob is offline: Alice's messages wait in his inbox (here: a Vec). Each carries the first-message
+    // header with the key share until Bob acknowledges one (EPOCH-3).
     let m1 = send(&mut alice, &mut r, T0, &bob, "hi bob");
     let m2 = send(&mut alice, &mut r, T0 + 1000, &bob, "are you there?");
     assert_eq!(
@@ -20,8 +21,8 @@ fn offline_first_message_and_reply_x3dh_5_req4() {
         "the first message carries the key share"
     );
     assert_eq!(
-        m2.envelope[0], 0x11,
-        "later messages of the epoch are data messages"
+        m2.envelope[0], 0x12,
+        "so does every message until Bob acknowledges one"
     );
     let got1 = bob.receive(T0 + 60_000, &m1.envelope).unwrap();
     assert_eq!(text_of(&got1), "hi bob");
@@ -36,19 +37,34 @@ fn offline_first_message_and_reply_x3dh_5_req4() {
     let got2 = bob.receive(T0 + 60_000, &m2.envelope).unwrap();
     assert_eq!(text_of(&got2), "are you there?");
     assert_eq!(got2.sent_at, T0 + 1000);
-    // Bob replies: a new epoch (EPOCH-2) that confirms Alice's key share (EPOCH-4).
-    let reply = send(&mut bob, &mut r, T0 + 61_000, &alice, "yes!");
-    assert_eq!(reply.envelope[0], 0x13);
-    let got = alice.receive(T0 + 62_000, &reply.envelope).unwrap();
-    assert_eq!(text_of(&got), "yes!");
-    assert_eq!(got.trust, Trust::Verified);
-    // Alice answers in a new epoch; Bob keeps chatting.
+    // Bob's receipt starts his first epoch (he has no chain yet) and confirms Alice's key share.
+    let receipt = bob
+        .send(
+            &mut r,
+            T0 + 60_500,
+            alice.user_id(),
+            &Content::Receipt(vec![got1.id, got2.id]),
+        )
+        .unwrap();
+    assert_eq!(receipt.envelope[0], 0x13);
+    alice.receive(T0 + 61_000, &receipt.envelope).unwrap();
+    // Now Alice knows Bob has epoch 0: her next message there would be a plain data message, but
+    // Bob's epoch is the newest, so her next text turns the epoch (EPOCH-2).
     let a3 = send(&mut alice, &mut r, T0 + 63_000, &bob, "great");
     assert_eq!(a3.envelope[0], 0x13);
-    assert_eq!(
-        text_of(&bob.receive(T0 + 63_500, &a3.envelope).unwrap()),
-        "great"
-    );
+    let got3 = bob.receive(T0 + 63_500, &a3.envelope).unwrap();
+    assert_eq!(text_of(&got3), "great");
+    // Bob's receipt rides his current chain (it does not turn the epoch) and acknowledges epoch 2.
+    let receipt = bob
+        .send(
+            &mut r,
+            T0 + 63_600,
+            alice.user_id(),
+            &Content::Receipt(vec![got3.id]),
+        )
+        .unwrap();
+    assert_eq!(receipt.envelope[0], 0x11);
+    alice.receive(T0 + 63_700, &receipt.envelope).unwrap();
     let a4 = send(&mut alice, &mut r, T0 + 64_000, &bob, "x");
     assert_eq!(a4.envelope[0], 0x11);
     assert_eq!(a4.envelope.len(), 1 + 8 + 1 + 1 + 1 + 1 + 16);
@@ -134,18 +150,64 @@ fn tampering_is_a_typed_error_and_changes_nothing_rx_3() {
 }
 
 #[test]
-fn message_before_its_epoch_start_is_retryable_rx_8() {
+fn any_message_of_an_unacknowledged_epoch_sets_it_up_epoch_3() {
     let mut r = rng(5);
     let mut alice = device(&mut r, 1);
     let mut bob = device(&mut r, 2);
     scan(&mut alice, &bob);
     let m1 = send(&mut alice, &mut r, T0, &bob, "first");
     let m2 = send(&mut alice, &mut r, T0, &bob, "second");
-    let e = bob.receive(T0, &m2.envelope).unwrap_err();
+    // The first message is lost for now: the second carries the same header and opens on its own.
+    assert_eq!(text_of(&bob.receive(T0, &m2.envelope).unwrap()), "second");
+    assert_eq!(text_of(&bob.receive(T0, &m1.envelope).unwrap()), "first");
+    // Bob's first receipt starts his epoch; it is lost. His second receipt carries the header again,
+    // so Alice can open it (a receipt is never resent, so it must not need its predecessor).
+    let lost = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![m1.id]))
+        .unwrap();
+    assert_eq!(lost.envelope[0], 0x13);
+    let again = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![m2.id]))
+        .unwrap();
+    assert_eq!(again.envelope[0], 0x13);
+    assert_eq!(
+        alice.receive(T0, &again.envelope).unwrap().content,
+        Content::Receipt(vec![m2.id])
+    );
+    assert_eq!(
+        alice.receive(T0, &lost.envelope).unwrap().content,
+        Content::Receipt(vec![m1.id])
+    );
+}
+
+#[test]
+fn a_data_message_without_its_epoch_is_retryable_rx_8() {
+    // After an acknowledgement, data messages carry no header; one that reaches a device which lost
+    // the epoch (here: a stale copy of Bob restored from before) finds no routing tag.
+    let mut r = rng(6);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    let m1 = send(&mut alice, &mut r, T0, &bob, "first");
+    let stale_bob = bob.clone();
+    let got = bob.receive(T0, &m1.envelope).unwrap();
+    let receipt = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![got.id]))
+        .unwrap();
+    alice.receive(T0, &receipt.envelope).unwrap();
+    let reply = send(&mut alice, &mut r, T0, &bob, "new epoch");
+    let got = bob.receive(T0, &reply.envelope).unwrap();
+    let receipt = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![got.id]))
+        .unwrap();
+    alice.receive(T0, &receipt.envelope).unwrap();
+    let data = send(&mut alice, &mut r, T0, &bob, "plain");
+    assert_eq!(data.envelope[0], 0x11);
+    let mut stale_bob = stale_bob;
+    let e = stale_bob.receive(T0, &data.envelope).unwrap_err();
     assert_eq!(e, Error::Session(SessionError::UnknownRoutingTag));
     assert!(e.is_retryable());
-    bob.receive(T0, &m1.envelope).unwrap();
-    assert_eq!(text_of(&bob.receive(T0, &m2.envelope).unwrap()), "second");
+    assert_eq!(text_of(&bob.receive(T0, &data.envelope).unwrap()), "plain");
 }
 
 #[test]
@@ -245,72 +307,212 @@ proptest! {
 enum Net {
     AliceSends,
     BobSends,
+    AliceReceipts,
+    BobReceipts,
     ToBob(usize),
     ToAlice(usize),
     Duplicate(bool),
+    Lose(bool),
 }
 
 fn arb_net() -> impl Strategy<Value = Net> {
     prop_oneof![
         2 => Just(Net::AliceSends),
         2 => Just(Net::BobSends),
+        1 => Just(Net::AliceReceipts),
+        1 => Just(Net::BobReceipts),
         3 => any::<usize>().prop_map(Net::ToBob),
         3 => any::<usize>().prop_map(Net::ToAlice),
         1 => any::<bool>().prop_map(Net::Duplicate),
+        1 => any::<bool>().prop_map(Net::Lose),
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
-    /// Both sides send whenever they like; the network delivers in any order and duplicates. In the
-    /// end, every message is delivered exactly once with its own text (RX-2, RX-8, EPOCH-5).
-    #[test]
-    fn interleaved_sends_any_order_exactly_once(actions in proptest::collection::vec(arb_net(), 1..60)) {
-        let mut r = rng(7);
-        let mut alice = device(&mut r, 1);
-        let mut bob = device(&mut r, 2);
-        scan(&mut alice, &bob);
-        scan(&mut bob, &alice);
-        // Alice speaks first so both sides have a session; Bob's sends before he received anything
-        // start a second session (RX-10), which is fine too.
-        let mut to_bob: Vec<(Vec<u8>, String)> = Vec::new();
-        let mut to_alice: Vec<(Vec<u8>, String)> = Vec::new();
-        let mut got_bob = std::collections::BTreeSet::new();
-        let mut got_alice = std::collections::BTreeSet::new();
-        let mut sent = 0usize;
-        let mut now = T0;
-        let deliver = |rx: &mut sotto_core::Device, q: &mut Vec<(Vec<u8>, String)>, i: usize, got: &mut std::collections::BTreeSet<String>, now: u64, keep: bool| {
-            if q.is_empty() { return; }
-            let i = i % q.len();
-            let (env, body) = q.remove(i);
-            match rx.receive(now, &env) {
-                Ok(inc) => {
-                    assert_eq!(text_of(&inc), body);
-                    assert!(got.insert(body.clone()), "twice: {body}");
-                    if keep { q.push((env, body)); }
-                }
-                Err(e) if e.is_retryable() => q.push((env, body)),
-                Err(Error::Session(SessionError::Duplicate)) => assert!(got.contains(&body), "{body} refused as duplicate"),
-                Err(e) => panic!("{e:?} for {body}"),
-            }
-        };
-        for a in &actions {
-            now += 500;
-            match a {
-                Net::AliceSends => { sent += 1; let b = format!("a{sent}"); to_bob.push((send(&mut alice, &mut r, now, &bob, &b).envelope, b)); }
-                Net::BobSends => { sent += 1; let b = format!("b{sent}"); to_alice.push((send(&mut bob, &mut r, now, &alice, &b).envelope, b)); }
-                Net::ToBob(i) => deliver(&mut bob, &mut to_bob, *i, &mut got_bob, now, false),
-                Net::ToAlice(i) => deliver(&mut alice, &mut to_alice, *i, &mut got_alice, now, false),
-                Net::Duplicate(b) => if *b { deliver(&mut bob, &mut to_bob, 0, &mut got_bob, now, true) } else { deliver(&mut alice, &mut to_alice, 0, &mut got_alice, now, true) },
-            }
-        }
-        // Drain: everything still queued arrives, in order, duplicates dropped.
-        for _ in 0..200 {
-            if to_bob.is_empty() && to_alice.is_empty() { break; }
-            deliver(&mut bob, &mut to_bob, 0, &mut got_bob, now, false);
-            deliver(&mut alice, &mut to_alice, 0, &mut got_alice, now, false);
-        }
-        prop_assert!(to_bob.is_empty() && to_alice.is_empty(), "stuck: {} {}", to_bob.len(), to_alice.len());
-        prop_assert_eq!(got_bob.len() + got_alice.len(), sent);
+/// What travels: an envelope and, for a text, its body (receipts may be lost; texts are resent).
+type Queue = Vec<(Vec<u8>, Option<String>)>;
+
+struct Side {
+    device: sotto_core::Device,
+    inbox: Queue,
+    got: std::collections::BTreeSet<String>,
+    unreceipted: Vec<sotto_core::MessageId>,
+    sent: Vec<(Vec<u8>, String)>,
+}
+
+fn deliver(rx: &mut Side, i: usize, now: u64, keep: bool) {
+    if rx.inbox.is_empty() {
+        return;
     }
+    let i = i % rx.inbox.len();
+    let (env, body) = rx.inbox.remove(i);
+    match rx.device.receive(now, &env) {
+        Ok(inc) => {
+            match (&inc.content, &body) {
+                (Content::Text(t), Some(b)) => {
+                    assert_eq!(t, b);
+                    assert!(rx.got.insert(b.clone()), "twice: {b}");
+                    rx.unreceipted.push(inc.id);
+                }
+                (Content::Receipt(_), None) => {}
+                (c, b) => panic!("{c:?} delivered for {b:?}"),
+            }
+            if keep {
+                rx.inbox.push((env, body));
+            }
+        }
+        Err(e) if e.is_retryable() => rx.inbox.push((env, body)),
+        Err(Error::Session(SessionError::Duplicate)) => {
+            if let Some(b) = &body {
+                assert!(rx.got.contains(b), "{b} refused as duplicate");
+            }
+        }
+        Err(e) => panic!("{e:?} for {body:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+    /// Both sides send texts and receipts whenever they like; the network delivers in any order,
+    /// duplicates, and loses messages (a lost text is resent as the same envelope, RX-6; a lost receipt
+    /// is gone). In the end every text is delivered exactly once with its own body (RX-2, RX-8,
+    /// EPOCH-3, EPOCH-5).
+    #[test]
+    fn interleaved_sends_any_order_exactly_once(actions in proptest::collection::vec(arb_net(), 1..80)) {
+        let mut r = rng(7);
+        let mut a = Side { device: device(&mut r, 1), inbox: Vec::new(), got: Default::default(), unreceipted: Vec::new(), sent: Vec::new() };
+        let mut b = Side { device: device(&mut r, 2), inbox: Vec::new(), got: Default::default(), unreceipted: Vec::new(), sent: Vec::new() };
+        scan(&mut a.device, &b.device);
+        scan(&mut b.device, &a.device);
+        let mut count = 0usize;
+        let mut now = T0;
+        for act in &actions {
+            now += 500;
+            match act {
+                Net::AliceSends | Net::BobSends => {
+                    count += 1;
+                    let (tx, rx) = if matches!(act, Net::AliceSends) { (&mut a, &mut b) } else { (&mut b, &mut a) };
+                    let body = format!("m{count}");
+                    let env = tx.device.send(&mut r, now, rx.device.user_id(), &text(&body)).unwrap().envelope;
+                    tx.sent.push((env.clone(), body.clone()));
+                    rx.inbox.push((env, Some(body)));
+                }
+                Net::AliceReceipts | Net::BobReceipts => {
+                    let (tx, rx) = if matches!(act, Net::AliceReceipts) { (&mut a, &mut b) } else { (&mut b, &mut a) };
+                    if !tx.unreceipted.is_empty() {
+                        let ids = std::mem::take(&mut tx.unreceipted);
+                        let env = tx.device.send(&mut r, now, rx.device.user_id(), &Content::Receipt(ids)).unwrap().envelope;
+                        rx.inbox.push((env, None));
+                    }
+                }
+                Net::ToBob(i) => deliver(&mut b, *i, now, false),
+                Net::ToAlice(i) => deliver(&mut a, *i, now, false),
+                Net::Duplicate(to_bob) => if *to_bob { deliver(&mut b, 0, now, true) } else { deliver(&mut a, 0, now, true) },
+                Net::Lose(to_bob) => { let q = if *to_bob { &mut b.inbox } else { &mut a.inbox }; if !q.is_empty() { q.remove(0); } }
+            }
+        }
+        // Outboxes resend every text not yet delivered (the same envelope); then everything drains.
+        let (a_sent, b_sent) = (a.sent.clone(), b.sent.clone());
+        for (side_sent, rx) in [(a_sent, &mut b), (b_sent, &mut a)] {
+            for (env, body) in side_sent {
+                if !rx.got.contains(&body) {
+                    rx.inbox.push((env, Some(body)));
+                }
+            }
+        }
+        for _ in 0..400 {
+            if a.inbox.is_empty() && b.inbox.is_empty() { break; }
+            deliver(&mut b, 0, now, false);
+            deliver(&mut a, 0, now, false);
+        }
+        prop_assert!(a.inbox.is_empty() && b.inbox.is_empty(), "stuck: {} {}", a.inbox.len(), b.inbox.len());
+        prop_assert_eq!(a.got.len() + b.got.len(), count);
+    }
+}
+
+/// Found by `interleaved_sends_any_order_exactly_once`: a lost first-epoch message, resent after the
+/// conversation turned the epoch three times, must still open: the epoch start that closes the peer's
+/// epoch says how many messages it had (`pn`), and their keys are kept (EPOCH-5).
+#[test]
+fn late_message_of_a_closed_epoch_opens_epoch_5() {
+    use Net::*;
+    let actions = [
+        AliceSends,
+        ToBob(0),
+        AliceSends,
+        Lose(true),
+        BobSends,
+        ToAlice(0),
+        AliceSends,
+        Duplicate(true),
+        ToBob(0),
+        BobSends,
+        ToAlice(0),
+        AliceSends,
+        ToBob(0),
+        BobSends,
+        ToAlice(0),
+        AliceSends,
+    ];
+    let mut r = rng(7);
+    let mut a = Side {
+        device: device(&mut r, 1),
+        inbox: Vec::new(),
+        got: Default::default(),
+        unreceipted: Vec::new(),
+        sent: Vec::new(),
+    };
+    let mut b = Side {
+        device: device(&mut r, 2),
+        inbox: Vec::new(),
+        got: Default::default(),
+        unreceipted: Vec::new(),
+        sent: Vec::new(),
+    };
+    scan(&mut a.device, &b.device);
+    scan(&mut b.device, &a.device);
+    let mut count = 0;
+    for act in &actions {
+        match act {
+            AliceSends | BobSends => {
+                count += 1;
+                let (tx, rx) = if matches!(act, AliceSends) {
+                    (&mut a, &mut b)
+                } else {
+                    (&mut b, &mut a)
+                };
+                let body = format!("m{count}");
+                let env = tx
+                    .device
+                    .send(&mut r, T0, rx.device.user_id(), &text(&body))
+                    .unwrap()
+                    .envelope;
+                tx.sent.push((env.clone(), body.clone()));
+                rx.inbox.push((env, Some(body)));
+            }
+            ToBob(i) => deliver(&mut b, *i, T0, false),
+            ToAlice(i) => deliver(&mut a, *i, T0, false),
+            Duplicate(to_bob) => deliver(if *to_bob { &mut b } else { &mut a }, 0, T0, true),
+            Lose(_) => {
+                b.inbox.remove(0);
+            }
+            _ => {}
+        }
+    }
+    // Alice's newest message (a fourth epoch) arrives before her resent second one (epoch 0).
+    let m2 = a.sent[1].clone();
+    assert_eq!(m2.1, "m2");
+    b.inbox.push((m2.0.clone(), Some(m2.1)));
+    while !b.inbox.is_empty() {
+        deliver(&mut b, 0, T0, false);
+    }
+    assert!(b.got.contains("m2") && b.got.contains("m8"));
+    // A resend of a message of the closed epoch that was received is a duplicate, not an error.
+    assert_eq!(
+        b.device.receive(T0, &a.sent[0].0).unwrap_err(),
+        Error::Session(SessionError::Duplicate)
+    );
+    assert_eq!(
+        b.device.receive(T0, &m2.0).unwrap_err(),
+        Error::Session(SessionError::Duplicate)
+    );
 }

@@ -49,23 +49,46 @@ fn encodings() {
         (bob.user_id(), bob.identity().public().iks()),
     );
     insta::assert_snapshot!("safety_number", sn.to_string());
+    // A first message, Bob's receipt (which starts his epoch), Alice's answer (a new epoch), Bob's
+    // receipt on his chain (acknowledging it), and Alice's next text: a plain data message.
     let first = send(&mut alice, &mut r, T0, &bob, "hello");
-    let data = send(&mut alice, &mut r, T0 + 12_000, &bob, "hello");
-    bob.receive(T0, &first.envelope).unwrap();
-    bob.receive(T0, &data.envelope).unwrap();
-    let reply = send(&mut bob, &mut r, T0 + 20_000, &alice, "hi");
+    let got = bob.receive(T0, &first.envelope).unwrap();
+    let receipt_start = bob
+        .send(
+            &mut r,
+            T0 + 1_000,
+            alice.user_id(),
+            &Content::Receipt(vec![got.id]),
+        )
+        .unwrap();
+    alice.receive(T0, &receipt_start.envelope).unwrap();
+    let turn = send(&mut alice, &mut r, T0 + 20_000, &bob, "hi");
+    let got = bob.receive(T0, &turn.envelope).unwrap();
     let receipt = bob
         .send(
             &mut r,
             T0 + 21_000,
             alice.user_id(),
-            &Content::Receipt(vec![first.id, data.id]),
+            &Content::Receipt(vec![got.id]),
         )
         .unwrap();
+    alice.receive(T0, &receipt.envelope).unwrap();
+    let data = send(&mut alice, &mut r, T0 + 32_000, &bob, "hello");
+    assert_eq!(
+        [
+            first.envelope[0],
+            receipt_start.envelope[0],
+            turn.envelope[0],
+            receipt.envelope[0],
+            data.envelope[0]
+        ],
+        [0x12, 0x13, 0x13, 0x11, 0x11]
+    );
     insta::assert_snapshot!("first_message", hex(&first.envelope));
-    insta::assert_snapshot!("data_message", hex(&data.envelope));
-    insta::assert_snapshot!("epoch_start", hex(&reply.envelope));
+    insta::assert_snapshot!("receipt_starting_an_epoch", hex(&receipt_start.envelope));
+    insta::assert_snapshot!("epoch_start", hex(&turn.envelope));
     insta::assert_snapshot!("receipt", hex(&receipt.envelope));
+    insta::assert_snapshot!("data_message", hex(&data.envelope));
     let (gid, outs) = alice
         .create_group(&mut r, T0, &[*bob.user_id(), *carol.user_id()])
         .unwrap();
