@@ -1,0 +1,110 @@
+//! # sotto-store: the encrypted device store (Req7)
+//!
+//! Everything a device keeps lives in one SQLCipher database, keyed with the raw key
+//! `Argon2id(passphrase, salt)` (STORE-1); the salt and the Argon2 parameters sit beside it in a
+//! small plaintext header, `<db>.salt` ([`kdf`]). Nothing in either file is readable without the
+//! passphrase: not the messages, not the contacts' names, not the user id, not the keys.
+//!
+//! ```text
+//!   passphrase ──Argon2id(m, t, p, salt from <db>.salt)──> 32-byte key ──> SQLCipher <db>
+//!
+//!   <db>:  device    the core's whole state (Device::export): keys, sessions, contacts, groups,
+//!                    replay cache, delivered ids          (one row)
+//!          contacts  user id, trust (mirrored from the device), name, added_at
+//!          messages  texts in and out, by conversation, with their state
+//!          outbox    one row per recipient: the sealed envelope, attempts, next attempt (RX-6)
+//!          received  envelope hash -> message id, for repeated receipts (RX-6)
+//!          parked    retryable envelopes (RX-8)
+//!          kv        settings: service addresses, TLS credentials, time offset
+//! ```
+//!
+//! ## Contract with the shell (STORE-3, RX-4)
+//! The core changes its state in memory; the shell then commits that state *together with* what it
+//! concerns, in one SQLite transaction, and only then acknowledges the PUBLISH or reports a message
+//! as sent:
+//!
+//! - [`Store::commit_incoming`]: the state after `Device::receive`, the message, its receipt.
+//! - [`Store::commit_outgoing`]: the state after `Device::send`, the message, its outbox rows.
+//! - [`Store::commit_device`]: any other state change, with the envelopes it produced.
+//!
+//! If a commit fails, nothing was written; the shell drops its in-memory device and reloads it with
+//! [`Store::load_device`], so memory never runs ahead of the disk.
+//!
+//! Time is an argument everywhere (`now`, server-corrected ms): the store reads no clock.
+//!
+//! ```
+//! # use rand_core::SeedableRng;
+//! use sotto_core::{Content, Device, UserId};
+//! use sotto_store::{Chat, KdfParams, Store};
+//!
+//! # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+//! # let dir = tempfile::tempdir()?;
+//! # let now = 1_767_225_600_000;
+//! # let (a, b) = (UserId::random(&mut rng), UserId::random(&mut rng));
+//! let mut alice = Device::new(&mut rng, a);
+//! # let bob = Device::new(&mut rng, b);
+//! # alice.add_contact_from_bundle(&bob.bundle(None)?)?;
+//! // KdfParams::default() in real life; the cheapest parameters keep this example fast.
+//! let path = dir.path().join("alice.db");
+//! let mut store =
+//!     Store::create_with_params(&path, b"passphrase", &alice, now, KdfParams::INSECURE_FOR_TESTS)?;
+//!
+//! // Seal, then commit the new state, the message and its outbox row together (STORE-3).
+//! let content = Content::Text("hello".into());
+//! let out = alice.send(&mut rng, now, bob.user_id(), &content)?;
+//! store.commit_outgoing(&alice, &out, &content, now)?;
+//!
+//! // The shell publishes what is due, then records the PUBACK (RX-6).
+//! for entry in store.due_outbox(now, 100)? {
+//!     // publish entry.envelope to entry.recipient's inbox ...
+//!     store.mark_published(&entry.message_id, &entry.recipient, now)?;
+//! }
+//! store.close()?;
+//!
+//! let store = Store::open(&path, b"passphrase")?;
+//! let _alice = store.load_device()?;
+//! assert_eq!(store.messages_with(&Chat::User(*bob.user_id()))?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Files and failure
+//! - A wrong passphrase is [`StoreError::WrongPassphrase`] and writes nothing (STORE-2).
+//! - The database uses a rollback journal, deleted after each commit; freed pages are overwritten
+//!   (`secure_delete`), so superseded device states (old chain keys) do not linger in the file.
+//! - Schema changes are numbered migrations applied in one transaction on open ([`schema`]).
+//! - One process opens a store at a time.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable
+    )
+)]
+
+mod contacts;
+mod error;
+pub mod kdf;
+mod messages;
+mod outbox;
+mod received;
+pub mod schema;
+mod settings;
+mod store;
+
+pub use contacts::{ContactEntry, MAX_NAME};
+pub use error::{Result, StoreError};
+pub use kdf::{KdfHeader, KdfParams};
+pub use messages::{Chat, Direction, MessageState, StoredMessage};
+pub use outbox::{Backoff, OutboxEntry, ToSend};
+pub use received::{Parked, ReceivedRef};
+pub use settings::{MAX_SETTING, Setting};
+pub use store::{Store, header_path};
+
+#[cfg(test)]
+mod tests;

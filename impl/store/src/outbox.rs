@@ -1,0 +1,323 @@
+//! The outbox (RX-6): every sealed envelope waits here, one row per recipient (GRP-8), until a
+//! receipt names its id; the shell publishes the rows that are due and resends the identical bytes
+//! with backoff. Receipts and acks (not receipted, RX-5) leave after their first publish.
+//!
+//! ```text
+//!   commit_* ──> row (attempts 0, due now) ──due_outbox(now)──> shell publishes
+//!                   │  mark_published: attempts+1, due now+backoff     │ broker unreachable:
+//!                   │                  (a receipt-less row is deleted) │ bump_attempt
+//!                   └── mark_delivered (receipt from that recipient): row deleted
+//! ```
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sotto_core::{MessageId, Outgoing, UserId};
+
+use crate::error::{Result, StoreError};
+use crate::messages::MessageState;
+use crate::store::{Store, from_ms, ms, ms_clamped, user_from};
+
+/// An envelope to queue with a commit: one outbox row per recipient.
+#[derive(Clone, Copy, Debug)]
+pub struct ToSend<'a> {
+    /// What the core produced.
+    pub outgoing: &'a Outgoing,
+    /// Resend until a receipt names its id (RX-6); `false` for receipts and group acks, which are
+    /// published once (RX-5).
+    pub until_receipt: bool,
+}
+
+impl<'a> ToSend<'a> {
+    /// A message that is resent until its receipt arrives.
+    pub fn until_receipt(outgoing: &'a Outgoing) -> Self {
+        ToSend {
+            outgoing,
+            until_receipt: true,
+        }
+    }
+
+    /// A receipt or ack: published once, never resent (RX-5).
+    pub fn once(outgoing: &'a Outgoing) -> Self {
+        ToSend {
+            outgoing,
+            until_receipt: false,
+        }
+    }
+
+    /// Chosen by the content that was sealed (`Content::wants_receipt`).
+    pub fn for_content(outgoing: &'a Outgoing, content: &sotto_core::Content) -> Self {
+        ToSend {
+            outgoing,
+            until_receipt: content.wants_receipt(),
+        }
+    }
+}
+
+/// One outbox row: an envelope for one recipient.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OutboxEntry {
+    /// The message id a receipt will name.
+    pub message_id: MessageId,
+    /// The recipient (publish to its inbox, ID-5).
+    pub recipient: UserId,
+    /// The envelope, identical at every attempt (RX-6).
+    pub envelope: Vec<u8>,
+    /// Whether the row stays until a receipt.
+    pub until_receipt: bool,
+    /// Publish attempts so far.
+    pub attempts: u32,
+    /// When it is due, ms.
+    pub next_attempt_at: u64,
+    /// When it was queued, ms.
+    pub created_at: u64,
+}
+
+/// The resend schedule: the n-th attempt (n >= 1) is followed by a wait of
+/// `min(first_ms * 2^(n-1), max_ms)`. Deterministic: the caller's clock decides.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Backoff {
+    /// Wait after the first attempt, ms.
+    pub first_ms: u64,
+    /// Longest wait, ms.
+    pub max_ms: u64,
+}
+
+impl Backoff {
+    /// 30 s, doubling up to one hour.
+    pub const DEFAULT: Backoff = Backoff {
+        first_ms: 30_000,
+        max_ms: 3_600_000,
+    };
+
+    /// The wait after `attempts` attempts.
+    pub fn delay(&self, attempts: u32) -> u64 {
+        if attempts == 0 {
+            return 0;
+        }
+        let mut d = self.first_ms;
+        for _ in 1..attempts {
+            if d >= self.max_ms {
+                break;
+            }
+            d = d.saturating_mul(2);
+        }
+        d.min(self.max_ms)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::DEFAULT
+    }
+}
+
+/// A receipt from `from` names `id`: its row leaves the outbox; when no recipient is left waiting,
+/// the message is delivered. Returns whether a row matched (a repeated or unexpected receipt does
+/// nothing).
+pub(crate) fn apply_receipt(conn: &Connection, id: &MessageId, from: &UserId) -> Result<bool> {
+    let n = conn.execute(
+        "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2 AND until_receipt = 1",
+        params![&id.0[..], &from.0[..]],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    conn.execute(
+        "UPDATE messages SET state = ?2
+         WHERE message_id = ?1 AND outgoing = 1 AND state < ?2
+           AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND until_receipt = 1)",
+        params![&id.0[..], MessageState::Delivered.code()],
+    )?;
+    Ok(true)
+}
+
+type RawEntry = (Vec<u8>, Vec<u8>, Vec<u8>, bool, i64, i64, i64);
+
+fn check_entry(raw: RawEntry) -> Result<OutboxEntry> {
+    let (id, to, envelope, until_receipt, attempts, next, created) = raw;
+    Ok(OutboxEntry {
+        message_id: MessageId(
+            id.as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("message id length"))?,
+        ),
+        recipient: user_from(&to)?,
+        envelope,
+        until_receipt,
+        attempts: u32::try_from(attempts).map_err(|_| StoreError::Corrupt("attempts"))?,
+        next_attempt_at: from_ms(next)?,
+        created_at: from_ms(created)?,
+    })
+}
+
+impl Store {
+    /// Rows due at `now` (at most `limit`), the longest-waiting first, then in queue order.
+    pub fn due_outbox(&self, now: u64, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT message_id, recipient, envelope, until_receipt, attempts, next_attempt_at,
+                    created_at
+             FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let raws = stmt
+            .query_map(params![ms_clamped(now), limit], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<RawEntry>>>()?;
+        raws.into_iter().map(check_entry).collect()
+    }
+
+    /// When the next row falls due (for the shell's timer); `None` if the outbox is empty.
+    pub fn next_attempt_at(&self) -> Result<Option<u64>> {
+        let next: Option<i64> =
+            self.conn
+                .query_row("SELECT min(next_attempt_at) FROM outbox", [], |r| r.get(0))?;
+        next.map(from_ms).transpose()
+    }
+
+    /// Rows in the outbox.
+    pub fn outbox_len(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        usize::try_from(n).map_err(|_| StoreError::Corrupt("row count"))
+    }
+
+    /// The broker accepted the envelope for `to` (PUBACK). A receipt or ack leaves the outbox; a
+    /// message waits `backoff.delay(attempts)` for its receipt before it is due again, and is
+    /// `Sent` once no recipient still waits for a first publish. Returns whether a row matched (a
+    /// receipt may have been faster).
+    pub fn mark_published(&mut self, id: &MessageId, to: &UserId, now: u64) -> Result<bool> {
+        ms(now)?;
+        let backoff = self.backoff;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(bool, i64)> = tx
+            .query_row(
+                "SELECT until_receipt, attempts FROM outbox WHERE message_id = ?1 AND recipient = ?2",
+                params![&id.0[..], &to.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((until_receipt, attempts)) = row else {
+            return Ok(false);
+        };
+        if until_receipt {
+            let attempts = next_attempts(attempts)?;
+            tx.execute(
+                "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4
+                 WHERE message_id = ?1 AND recipient = ?2",
+                params![
+                    &id.0[..],
+                    &to.0[..],
+                    attempts,
+                    ms_clamped(now.saturating_add(backoff.delay(attempts)))
+                ],
+            )?;
+            tx.execute(
+                "UPDATE messages SET state = ?2
+                 WHERE message_id = ?1 AND outgoing = 1 AND state = ?3
+                   AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND attempts = 0)",
+                params![
+                    &id.0[..],
+                    MessageState::Sent.code(),
+                    MessageState::Queued.code()
+                ],
+            )?;
+        } else {
+            tx.execute(
+                "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2",
+                params![&id.0[..], &to.0[..]],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// A publish failed (no connection, no PUBACK): counts the attempt and makes the row due again
+    /// after the backoff. Returns the new due time, or `None` if no row matched.
+    pub fn bump_attempt(&mut self, id: &MessageId, to: &UserId, now: u64) -> Result<Option<u64>> {
+        ms(now)?;
+        let backoff = self.backoff;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let attempts: Option<i64> = tx
+            .query_row(
+                "SELECT attempts FROM outbox WHERE message_id = ?1 AND recipient = ?2",
+                params![&id.0[..], &to.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(attempts) = attempts else {
+            return Ok(None);
+        };
+        let attempts = next_attempts(attempts)?;
+        let due = ms_clamped(now.saturating_add(backoff.delay(attempts)));
+        tx.execute(
+            "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4
+             WHERE message_id = ?1 AND recipient = ?2",
+            params![&id.0[..], &to.0[..], attempts, due],
+        )?;
+        tx.commit()?;
+        Ok(Some(from_ms(due)?))
+    }
+
+    /// A receipt from `from` names `id` (RX-5, RX-6): the row for `from` leaves the outbox and the
+    /// message is `Delivered` once every recipient's receipt is in. Returns whether a row matched.
+    /// [`Store::commit_incoming`] does this by itself for a received receipt.
+    pub fn mark_delivered(&mut self, id: &MessageId, from: &UserId) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let hit = apply_receipt(&tx, id, from)?;
+        tx.commit()?;
+        Ok(hit)
+    }
+
+    /// The recipients of a message whose receipt has not arrived (GRP-10: who does not have it yet).
+    pub fn pending_recipients(&self, id: &MessageId) -> Result<Vec<UserId>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT recipient FROM outbox WHERE message_id = ?1 AND until_receipt = 1 ORDER BY id",
+        )?;
+        let raws = stmt
+            .query_map([&id.0[..]], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.iter().map(|b| user_from(b)).collect()
+    }
+}
+
+fn next_attempts(attempts: i64) -> Result<u32> {
+    u32::try_from(attempts)
+        .map(|a| a.saturating_add(1))
+        .map_err(|_| StoreError::Corrupt("attempts"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_rx_6() {
+        let b = Backoff {
+            first_ms: 1_000,
+            max_ms: 10_000,
+        };
+        let delays: Vec<u64> = (0..7).map(|n| b.delay(n)).collect();
+        assert_eq!(delays, [0, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+        assert_eq!(b.delay(u32::MAX), 10_000);
+        let huge = Backoff {
+            first_ms: u64::MAX / 2,
+            max_ms: u64::MAX,
+        };
+        assert_eq!(huge.delay(5), u64::MAX);
+    }
+}

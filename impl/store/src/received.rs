@@ -1,0 +1,132 @@
+//! Bookkeeping for exactly-once delivery beyond the core's own state:
+//!
+//! - RX-6: for each committed, receipted message, the hash of its envelope and its id (the newest
+//!   LIM-7 of them). When the sender resends an envelope whose receipt was lost, the core answers
+//!   `duplicate`; the shell finds the id here and sends the receipt again.
+//! - RX-8: envelopes parked because they were retryable (`unknown_routing_tag`, `unknown_group`),
+//!   at most LIM-12, kept durably so that the PUBLISH can be acknowledged. Retrying one that has
+//!   since been committed is harmless: the core reports it as a `duplicate`.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use sotto_core::limits::{MAX_ENVELOPE, MAX_PENDING};
+use sotto_core::{GroupId, MessageId, UserId};
+
+use crate::error::{Result, StoreError};
+use crate::store::{Store, from_ms, ms, user_from};
+
+/// What a committed envelope was (RX-6).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReceivedRef {
+    /// Its message id, for the receipt.
+    pub id: MessageId,
+    /// Its sender, to whom the receipt goes.
+    pub from: UserId,
+    /// Its group, for a group message (the receipt goes to the group, GRP-10).
+    pub group: Option<GroupId>,
+}
+
+/// A parked envelope (RX-8).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Parked {
+    /// Its handle for [`Store::unpark`].
+    pub id: i64,
+    /// The envelope as received.
+    pub envelope: Vec<u8>,
+    /// When it was parked, ms.
+    pub parked_at: u64,
+}
+
+impl Store {
+    /// The committed message an envelope carried, if its hash is still remembered (RX-6).
+    pub fn received_by_envelope(&self, envelope: &[u8]) -> Result<Option<ReceivedRef>> {
+        let hash = sotto_core::crypto::sha256(&[envelope]);
+        let row = self
+            .conn
+            .query_row(
+                "SELECT message_id, sender, group_id FROM received WHERE envelope_hash = ?1",
+                [&hash[..]],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Option<Vec<u8>>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, from, group)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(ReceivedRef {
+            id: MessageId(
+                id.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("message id length"))?,
+            ),
+            from: user_from(&from)?,
+            group: group
+                .map(|g| {
+                    g.as_slice()
+                        .try_into()
+                        .map(GroupId)
+                        .map_err(|_| StoreError::Corrupt("group id length"))
+                })
+                .transpose()?,
+        }))
+    }
+
+    /// Parks a retryable envelope (RX-8); the oldest beyond LIM-12 are dropped. Returns its handle.
+    pub fn park(&mut self, envelope: &[u8], now: u64) -> Result<i64> {
+        if envelope.is_empty() || envelope.len() > MAX_ENVELOPE {
+            return Err(StoreError::Invalid("envelope size out of range (LIM-1)"));
+        }
+        let now = ms(now)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO parked (envelope, parked_at) VALUES (?1, ?2)",
+            params![envelope, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "DELETE FROM parked WHERE id NOT IN (SELECT id FROM parked ORDER BY id DESC LIMIT ?1)",
+            [MAX_PENDING as i64],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The parked envelopes, oldest first.
+    pub fn parked(&self) -> Result<Vec<Parked>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, envelope, parked_at FROM parked ORDER BY id")?;
+        let raws = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter()
+            .map(|(id, envelope, at)| {
+                Ok(Parked {
+                    id,
+                    envelope,
+                    parked_at: from_ms(at)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops a parked envelope (it opened, or failed for good). Returns whether it was there.
+    pub fn unpark(&mut self, id: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM parked WHERE id = ?1", [id])?
+            == 1)
+    }
+}

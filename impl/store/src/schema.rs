@@ -1,0 +1,117 @@
+//! The schema and its migrations. `PRAGMA user_version` is the number of migrations applied; `open`
+//! applies the missing ones in order, all in one transaction, so a store is always at one version.
+//!
+//! A migration, once released, never changes: a store written by an older program must still be
+//! read. Add a new one at the end instead.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Result, StoreError};
+
+/// Migration 1: the device state, the contacts list, messages, the outbox and settings.
+pub const V1: &str = "
+CREATE TABLE device (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    user_id BLOB NOT NULL CHECK (length(user_id) = 10),
+    state   BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE contacts (
+    user_id  BLOB PRIMARY KEY CHECK (length(user_id) = 10),
+    trust    INTEGER NOT NULL CHECK (trust IN (0, 1)),
+    name     TEXT,
+    added_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE messages (
+    id          INTEGER PRIMARY KEY,
+    message_id  BLOB NOT NULL CHECK (length(message_id) = 16),
+    chat        BLOB NOT NULL,
+    is_group    INTEGER NOT NULL CHECK (is_group IN (0, 1)),
+    sender      BLOB CHECK (sender IS NULL OR length(sender) = 10),
+    outgoing    INTEGER NOT NULL CHECK (outgoing IN (0, 1)),
+    kind        INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    sent_at     INTEGER NOT NULL,
+    received_at INTEGER,
+    state       INTEGER NOT NULL CHECK (state BETWEEN 0 AND 4),
+    CHECK (length(chat) = CASE is_group WHEN 1 THEN 16 ELSE 10 END),
+    UNIQUE (chat, outgoing, message_id)
+) STRICT;
+CREATE INDEX messages_by_chat ON messages (chat, sent_at, id);
+CREATE INDEX messages_by_id ON messages (message_id);
+
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    message_id      BLOB NOT NULL CHECK (length(message_id) = 16),
+    recipient       BLOB NOT NULL CHECK (length(recipient) = 10),
+    envelope        BLOB NOT NULL CHECK (length(envelope) BETWEEN 1 AND 8192),
+    until_receipt   INTEGER NOT NULL CHECK (until_receipt IN (0, 1)),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    UNIQUE (message_id, recipient)
+) STRICT;
+CREATE INDEX outbox_due ON outbox (next_attempt_at, id);
+
+CREATE TABLE kv (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+";
+
+/// Migration 2: what the shell keeps for RX-6 (the hash and id of each committed envelope, to
+/// repeat a lost receipt when the sender resends) and RX-8 (envelopes parked for a retry, LIM-12).
+pub const V2: &str = "
+CREATE TABLE received (
+    envelope_hash BLOB PRIMARY KEY CHECK (length(envelope_hash) = 32),
+    message_id    BLOB NOT NULL CHECK (length(message_id) = 16),
+    sender        BLOB NOT NULL CHECK (length(sender) = 10),
+    group_id      BLOB CHECK (group_id IS NULL OR length(group_id) = 16),
+    received_at   INTEGER NOT NULL,
+    UNIQUE (sender, message_id)
+) STRICT;
+
+CREATE TABLE parked (
+    id        INTEGER PRIMARY KEY,
+    envelope  BLOB NOT NULL CHECK (length(envelope) BETWEEN 1 AND 8192),
+    parked_at INTEGER NOT NULL
+) STRICT;
+";
+
+/// Every migration, in order; migration `i` (0-based) takes a store from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// The schema version this build writes.
+pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+/// The store's schema version.
+pub(crate) fn version(conn: &Connection) -> Result<u32> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Brings an existing store to [`LATEST`] in one transaction and returns the version it had. A
+/// database at version 0 was not made by this crate (`create` writes the schema and the device in
+/// one transaction) and is `NotAStore`.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = version(&tx)?;
+    if found > LATEST {
+        return Err(StoreError::TooNew {
+            found,
+            supported: LATEST,
+        });
+    }
+    if found == 0 {
+        return Err(StoreError::NotAStore("a database without a schema version"));
+    }
+    if found == LATEST {
+        return Ok(found);
+    }
+    for sql in MIGRATIONS.iter().skip(found as usize) {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", LATEST)?;
+    tx.commit()?;
+    Ok(found)
+}
