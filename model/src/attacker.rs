@@ -185,7 +185,7 @@ impl SottoModel {
                     let done = s.dev(r.to).has_committed_from(r.what, r.from);
                     let limit = fs_limit(s, r, d);
                     s.log_mut()[i].past = done;
-                    s.log_mut()[i].fs_limit = if done { limit } else { 0 };
+                    s.log_mut()[i].fs_limit = done && limit;
                 }
                 s.used[Fault::Compromise as usize] += 1;
             }
@@ -243,7 +243,10 @@ impl SottoModel {
                 out.extend([c.ck, c.seeds]);
             }
             for c in &ses.recv {
-                out.extend([c.ck, c.seeds]);
+                // A closed epoch (EPOCH-5) keeps only the keys of messages not received yet.
+                if !c.closed {
+                    out.extend([c.ck, c.seeds]);
+                }
                 out.extend(skipped_keys(t, c));
             }
         }
@@ -294,17 +297,19 @@ impl SottoModel {
             t.tup(&[
                 t.cnst(Const::UserId(claim_p)),
                 self.public_identity(claim_p),
+                t.pk(Atom::Ratchet(SERVER_SLOT, 0, sv)),
             ]),
         );
         let mk = t.atom(Atom::MasterKey(SERVER_SLOT, 0, sv));
         let seeds = t.atom(Atom::Seeds(SERVER_SLOT, 0, sv));
         let ks_box = t.aead(ks0, 0, t.tup(&[mk, seeds]));
+        let ck0 = chain_key(t, mk, seeds);
         let mut chain = crate::state::SendChain {
             epoch: 0,
             n: 0,
-            ck: chain_key(t, mk, seeds),
+            ck: ck0,
+            ck0,
             seeds,
-            ratchet: ek,
             header: None,
         };
         let inner = t.tup(&[t.cnst(Const::Kind(Kind::Text)), t.atom(Atom::Forged(1))]);
@@ -349,14 +354,17 @@ impl SottoModel {
     }
 }
 
-/// Forward-secrecy limits of the protocol as specified, for a message committed before `victim`
-/// was compromised: 1 when the message is in epoch 0 of a session set up without a one-time
-/// prekey and the victim is the responder, which still holds its signed prekey (X3DH-9 protects
-/// only sessions with one), or in epoch 1 while the responder still holds its ratchet secret; 2 when the message is in epoch 0 and the victim is the initiator,
-/// which still holds `EK_A` as its epoch-0 ratchet key (X3DH-7) and so can redo X3DH. 0 otherwise.
-pub fn fs_limit(s: &State, r: &crate::state::Sent, victim: Dev) -> u8 {
+/// The forward-secrecy limit of the protocol as specified, for a message committed before
+/// `victim` was compromised: the session was set up without a one-time prekey (a card carries
+/// none) and the victim is the responder, whose signed prekey and identity key recompute `SK`
+/// (X3DH-9 protects only sessions with one). That reveals epoch 0, and epoch 1 while the
+/// responder still holds that epoch's ratchet secret (`RK_0` and `DH(E_B1, E_A0)` give `KS_1`).
+///
+/// The initiator is no such limit any more: it keeps `E_A0`, not `EK_A`, as its epoch-0 ratchet
+/// key and deletes `EK_A` once `SK` is derived (X3DH-7), so its state cannot redo X3DH.
+pub fn fs_limit(s: &State, r: &crate::state::Sent, victim: Dev) -> bool {
     if r.epoch > 1 {
-        return 0;
+        return false;
     }
     let initiator = if r.slot.initiator == Party::Dev(r.from) {
         r.from
@@ -366,19 +374,8 @@ pub fn fs_limit(s: &State, r: &crate::state::Sent, victim: Dev) -> u8 {
     let responder = if initiator == r.from { r.to } else { r.from };
     let init_ses = s.dev(initiator).sessions.iter().find(|x| x.slot == r.slot);
     let resp_ses = s.dev(responder).sessions.iter().find(|x| x.slot == r.slot);
-    // Without a one-time prekey `RK_0` can be recomputed from the responder's keys, and with it
-    // epoch 1 while the responder still holds that epoch's ratchet secret.
     let epoch1_open = resp_ses.is_some_and(|x| x.mine.is_some() && x.newest == 1);
-    if victim == responder && init_ses.is_some_and(|x| !x.opk) && (r.epoch == 0 || epoch1_open) {
-        return 1;
-    }
-    if r.epoch != 0 {
-        return 0;
-    }
-    if victim == initiator && init_ses.is_some_and(|x| x.mine.is_some() && x.newest == 0) {
-        return 2;
-    }
-    0
+    victim == responder && init_ses.is_some_and(|x| !x.opk) && (r.epoch == 0 || epoch1_open)
 }
 
 /// Queue position of the `index`-th waiting (not in flight) packet.

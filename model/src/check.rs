@@ -334,8 +334,16 @@ pub fn render_report(model: &SottoModel, r: &Report) -> String {
         }
     }
     for name in &model.config.skip {
+        // The configurations that do exercise it.
+        let shown: Vec<&str> = crate::scenario::Config::NAMES
+            .into_iter()
+            .filter(|c| {
+                crate::scenario::Config::named(c).is_some_and(|x| !x.skip.iter().any(|s| s == name))
+            })
+            .collect();
         out.push_str(&format!(
-            "  not exercised   {name} (this scenario has no such case; see --config small)\n"
+            "  not exercised   {name} (this scenario has no such case; see --config {})\n",
+            shown.join(" or --config ")
         ));
     }
     out

@@ -8,8 +8,10 @@
 //! ```
 //!
 //! A member offline during a change finds the group key queued in its inbox (GRP-3): it catches
-//! up when it reconnects. Group messages carry no receipt in the protocol (RX-5 speaks of pairwise
-//! sessions), so the model checks them for secrecy, authenticity and at-most-once delivery.
+//! up when it reconnects. Group messages are receipted like pairwise ones (GRP-10): a member that
+//! commits one sends a receipt naming its id as a group message (on its own chain, to every other
+//! member); the sender keeps the envelope in its outbox once per member and resends it to a member
+//! whose receipt is missing; a duplicate is dropped and answered with the receipt again (RX-6).
 
 use crate::action::Action;
 use crate::handshake::open;
@@ -17,17 +19,24 @@ use crate::model::SottoModel;
 use crate::ratchet::{MAX_COUNTER, num};
 use crate::scenario::Intent;
 use crate::state::{
-    GroupEpochRec, GroupSent, GroupView, Member, PrevGroupEpoch, Session, State, Stored, What,
+    GroupEpochRec, GroupSent, GroupView, Member, Out, PrevGroupEpoch, Session, State, Stored, What,
 };
 use crate::term::{Atom, Const, Dev, Kind, Label, Party, Shape, Term, TermId, Terms};
 use crate::variant::Variant;
 
 /// What opening a group envelope gave.
 pub enum GroupOutcome {
-    /// Opened and committed.
+    /// Opened and committed (a text, with its receipt sent), or a receipt taken.
     Committed,
-    /// Counter already received.
-    Duplicate,
+    /// Counter already received: the sender, the group epoch and `index << 4 | n`.
+    Duplicate {
+        /// The member who sent it.
+        from: Dev,
+        /// Its group epoch.
+        epoch: u8,
+        /// Index and counter, as in [`crate::state::Stored::n`].
+        n: u8,
+    },
     /// No such group epoch (yet): keep for retry (RX-8).
     Unknown,
     /// Refused.
@@ -239,14 +248,15 @@ impl SottoModel {
         }
     }
 
-    /// GRP-7, GRP-8: seal a group text and publish it to every other member.
-    fn group_send(&self, s: &mut State, from: Dev, msg: u8) {
+    /// GRP-7, GRP-8: seals `inner` on the device's own chain of its current group epoch.
+    /// Returns the envelope, its message id, the group epoch and the other members.
+    fn seal_group(&self, s: &mut State, from: Dev, inner: TermId) -> (TermId, TermId, GroupView) {
         let t = self.t();
         let g = s
             .dev(from)
             .group
             .clone()
-            .expect("GroupSend needs the group");
+            .expect("sealing a group message needs the group");
         let idx = g
             .members
             .iter()
@@ -257,10 +267,6 @@ impl SottoModel {
             ck = t.kdf(Label::Chain, &[ck]);
         }
         let n = g.sent;
-        let inner = t.tup(&[
-            t.cnst(Const::Kind(Kind::Text)),
-            t.atom(Atom::GroupText(msg)),
-        ]);
         let body = t.tup(&[
             t.cnst(Const::GroupId),
             t.num(g.epoch),
@@ -285,8 +291,31 @@ impl SottoModel {
                 v.sent += 1;
             }
         }
+        (env, t.kdf(Label::Id, &[ck]), g)
+    }
+
+    /// GRP-7, GRP-8, GRP-10: seal a group text, keep it in the outbox once per other member
+    /// (RX-6) and publish it to each of them.
+    fn group_send(&self, s: &mut State, from: Dev, msg: u8) {
+        let t = self.t();
+        let inner = t.tup(&[
+            t.cnst(Const::Kind(Kind::Text)),
+            t.atom(Atom::GroupText(msg)),
+        ]);
+        let (env, id, g) = self.seal_group(s, from, inner);
+        let online = s.dev(from).online;
         for m in g.members.iter().filter(|m| m.dev != from) {
-            self.publish(s, m.dev, env);
+            s.dev_mut(from).outbox.push(Out {
+                to: m.dev,
+                what: What::GroupText(msg),
+                env,
+                id,
+                published: online,
+                resends: 0,
+            });
+            if online {
+                self.publish(s, m.dev, env);
+            }
         }
         s.group_log.push(GroupSent {
             msg,
@@ -295,6 +324,32 @@ impl SottoModel {
             members: mask(g.members.iter().map(|m| m.dev)),
             env,
         });
+    }
+
+    /// GRP-10: a receipt naming a group message, as a group message to every other member.
+    fn group_receipt(&self, s: &mut State, d: Dev, id: TermId) {
+        if s.dev(d).group.is_none() {
+            return;
+        }
+        let t = self.t();
+        let inner = t.tup(&[t.cnst(Const::Kind(Kind::Receipt)), id]);
+        let (env, _, g) = self.seal_group(s, d, inner);
+        for m in g.members.iter().filter(|m| m.dev != d) {
+            self.publish(s, m.dev, env);
+        }
+    }
+
+    /// GRP-10, RX-6: a duplicate of a committed group message is answered with its receipt again.
+    pub(crate) fn group_receipt_again(&self, s: &mut State, d: Dev, from: Dev, epoch: u8, n: u8) {
+        let hit = s
+            .dev(d)
+            .store
+            .iter()
+            .find(|x| x.slot.is_none() && x.from == from && x.epoch == epoch && x.n == n)
+            .map(|x| x.id);
+        if let Some(id) = hit {
+            self.group_receipt(s, d, id);
+        }
     }
 
     /// RX-1, GRP-5, GRP-7: opens and commits a group message.
@@ -332,7 +387,11 @@ impl SottoModel {
             return GroupOutcome::Refused;
         }
         if got >> n & 1 == 1 {
-            return GroupOutcome::Duplicate;
+            return GroupOutcome::Duplicate {
+                from: member.dev,
+                epoch,
+                n: idx << 4 | n,
+            };
         }
         let mut ck = ck0;
         for _ in 0..n {
@@ -362,13 +421,15 @@ impl SottoModel {
         if (num(t, e), num(t, i), num(t, nn)) != (Some(epoch), Some(idx), Some(n)) {
             return GroupOutcome::Refused;
         }
-        let what = match t
-            .fields(inner)
-            .and_then(|v| v.get(1).copied())
-            .and_then(|x| t.as_atom(x))
-        {
-            Some(Atom::GroupText(k)) => What::GroupText(k),
-            Some(Atom::Forged(k)) => What::Forged(k),
+        let Some(inner) = t.fields(inner) else {
+            return GroupOutcome::Refused;
+        };
+        let receipt =
+            inner.first().map(|x| t.get(*x)) == Some(Term::Const(Const::Kind(Kind::Receipt)));
+        let what = match inner.get(1).and_then(|x| t.as_atom(*x)) {
+            Some(Atom::GroupText(k)) if !receipt => Some(What::GroupText(k)),
+            Some(Atom::Forged(k)) if !receipt => Some(What::Forged(k)),
+            _ if receipt => None,
             _ => return GroupOutcome::Refused,
         };
         if let Some(v) = s.dev_mut(d).group.as_mut() {
@@ -382,7 +443,17 @@ impl SottoModel {
                 c.3 |= 1 << n;
             }
         }
+        let Some(what) = what else {
+            // GRP-10: a receipt from `member` for one of the device's group messages.
+            if let Some(&rid) = inner.get(1) {
+                s.dev_mut(d)
+                    .outbox
+                    .retain(|o| !(o.to == member.dev && o.id == rid));
+            }
+            return GroupOutcome::Committed;
+        };
         let honest = !s.is_compromised(d) && !s.is_compromised(member.dev);
+        let id = t.kdf(Label::Id, &[ck]);
         s.dev_mut(d).store.push(Stored {
             what,
             from: member.dev,
@@ -390,9 +461,10 @@ impl SottoModel {
             slot: None,
             epoch,
             n: idx << 4 | n,
-            id: t.kdf(Label::Id, &[ck]),
+            id,
             honest,
         });
+        self.group_receipt(s, d, id);
         GroupOutcome::Committed
     }
 }

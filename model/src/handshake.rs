@@ -2,13 +2,18 @@
 //!
 //! ```text
 //!   A (initiator)                                   B (responder)
-//!   EK fresh; DH1..DH4; SK = KDF-1
+//!   EK, E_A0 fresh; DH1..DH4; SK = KDF-1; EK deleted
 //!   first message (ENV-3):
-//!     pub(EK), SPK_B, OPK_B?, {uid_A, identity_A}_KDF-4(DH2),
+//!     pub(EK), SPK_B, OPK_B?, {uid_A, identity_A, pub(E_A0)}_KDF-4(DH2),
 //!     {MK, seeds}_KS0, {inner}_K0            ---->  replay cache (X3DH-8), SPK, OPK,
 //!                                                   open identity, RX-9, SK, key share,
 //!                                                   payload; only then change state
 //! ```
+//!
+//! `E_A0` is A's ratchet key of epoch 0 (X3DH-7): B's first epoch answers it. `EK_A` is used only
+//! for `SK` and deleted at once, so a later compromise of A cannot redo X3DH. Every message of
+//! epoch 0 carries this first-message header until A knows B has the epoch (EPOCH-3); B routes a
+//! repeated header to the session it created by `EK_A` (X3DH-8).
 
 use crate::action::Forgery;
 use crate::model::SottoModel;
@@ -176,25 +181,33 @@ impl SottoModel {
         let rk0 = t.kdf(Label::Root, &[sk]);
         let ks0 = self.keyshare_key0(sk, ek_pub, spk_pub);
         let id_key = t.kdf(Label::Identity, &[dhs[1], ek_pub, c.ikd]);
+        // X3DH-7: a fresh epoch-0 ratchet key, sent inside the identity box (X3DH-3).
+        let e0 = t.atom(Atom::Ratchet(slot, 0, me));
         let id_box = t.aead(
             id_key,
             0,
-            t.tup(&[t.cnst(Const::UserId(me)), self.public_identity(me)]),
+            t.tup(&[
+                t.cnst(Const::UserId(me)),
+                self.public_identity(me),
+                t.pub_of(e0),
+            ]),
         );
         let mk = t.atom(Atom::MasterKey(slot, 0, me));
         let seeds = t.atom(Atom::Seeds(slot, 0, me));
         let ks_box = t.aead(ks0, 0, t.tup(&[mk, seeds]));
         let ck0 = chain_key(t, mk, seeds);
+        let opk_field = c.opk.unwrap_or_else(|| t.cnst(Const::NoOpk));
+        // EPOCH-3: the first-message header, repeated until B has epoch 0.
+        let header = t.tup(&[ek_pub, spk_pub, opk_field, id_box, ks_box]);
         let mut chain = SendChain {
             epoch: 0,
             n: 0,
             ck: ck0,
+            ck0,
             seeds,
-            ratchet: ek,
-            header: None,
+            header: Some(header),
         };
         let (n, payload, id) = seal_chain(t, self.variant, &mut chain, inner);
-        let opk_field = c.opk.unwrap_or_else(|| t.cnst(Const::NoOpk));
         let env = t.tup(&[
             t.cnst(Const::Shape(Shape::First)),
             ek_pub,
@@ -220,7 +233,9 @@ impl SottoModel {
             verified: c.verified,
             peer_iks: c.iks,
             root: rk0,
-            mine: Some(ek),
+            // EK_A is not kept: only E_A0 is (X3DH-7).
+            mine: Some(e0),
+            peer_ratchet: None,
             newest: 0,
             send: Some(chain),
             recv: Vec::new(),
@@ -269,7 +284,7 @@ impl SottoModel {
         let dh2 = t.dh(ek, ikd_me);
         let id_key = t.kdf(Label::Identity, &[dh2, ek_pub, t.pk(Atom::IdDh(me))]);
         let ident = open(self, id_box, id_key, 0)?;
-        let [uid, pid] = *t.fields(ident)?.as_slice() else {
+        let [uid, pid, e0_pub] = *t.fields(ident)?.as_slice() else {
             return None;
         };
         let Term::Const(Const::UserId(Party::Dev(peer))) = t.get(uid) else {
@@ -310,7 +325,10 @@ impl SottoModel {
             skipped: 0,
             seeds,
             tag: t.kdf(Label::Tag, &[seeds]),
+            // Epoch 0 is recognised by EK_A (a repeated first-message header); its ratchet key
+            // is E_A0.
             ratchet: ek_pub,
+            closed: false,
         };
         let (inner, id) = crate::ratchet::open_on_chain(self, &mut chain, n, payload)?;
         let slot = match t.as_atom(ek) {
@@ -337,6 +355,7 @@ impl SottoModel {
                 peer_iks: iks,
                 root: rk0,
                 mine: None,
+                peer_ratchet: Some(e0_pub),
                 newest: 0,
                 send: None,
                 recv: vec![chain],

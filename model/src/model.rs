@@ -121,6 +121,7 @@ impl SottoModel {
             Atom::Tls(sv),
             Atom::Ca,
             Atom::Ek(SERVER_SLOT),
+            Atom::Ratchet(SERVER_SLOT, 0, sv),
             Atom::MasterKey(SERVER_SLOT, 0, sv),
             Atom::Seeds(SERVER_SLOT, 0, sv),
             Atom::Forged(0),
@@ -414,7 +415,7 @@ impl SottoModel {
     ) {
         let (env, id, i, epoch) = match s.dev(from).sending_session(to) {
             Some(i) => {
-                let (env, id, epoch) = self.seal_on_session(s, from, i, inner);
+                let (env, id, epoch) = self.seal_on_session(s, from, i, inner, true);
                 (env, id, i, epoch)
             }
             None => {
@@ -443,7 +444,7 @@ impl SottoModel {
             verified,
             env,
             past: false,
-            fs_limit: 0,
+            fs_limit: false,
             acked: false,
         });
         if online {

@@ -326,7 +326,7 @@ fn req5_no_mitm(m: &SottoModel, s: &State) -> bool {
 /// Forward secrecy: texts committed before the compromise stay secret.
 fn forward_secrecy(m: &SottoModel, s: &State) -> bool {
     s.log.iter().all(|r| match text_atom(r.what) {
-        Some(a) if r.past && r.fs_limit == 0 && (r.verified || r.genuine) => !knows_atom(m, s, a),
+        Some(a) if r.past && !r.fs_limit && (r.verified || r.genuine) => !knows_atom(m, s, a),
         _ => true,
     })
 }
@@ -525,9 +525,9 @@ fn verified_commit(s: &State) -> bool {
 
 /// An FS limit case: a text committed before the compromise that the server reads.
 fn fs_limit_read(m: &SottoModel, s: &State) -> bool {
-    s.log.iter().any(|r| {
-        r.past && r.fs_limit != 0 && text_atom(r.what).is_some_and(|a| knows_atom(m, s, a))
-    })
+    s.log
+        .iter()
+        .any(|r| r.past && r.fs_limit && text_atom(r.what).is_some_and(|a| knows_atom(m, s, a)))
 }
 
 /// The CARD-4 limit: a text to an unverified contact with a forged bundle is read by the server.

@@ -5,14 +5,18 @@
 //!                                              |Msg           |Msg
 //!                                              K_0            K_1
 //!  epoch k+1 (owner Y): E fresh; RK_{k+1}, KS_{k+1} = KDF-5(RK_k, DH(E, E_peer));
-//!                       {MK', seeds'}_KS_{k+1}; confirm = KDF-10(seeds_k, pub(E))
+//!                       {MK', seeds'}_KS_{k+1}; confirm = KDF-10(seeds_k, pub(E)); pn
 //! ```
 //!
-//! Epochs alternate: a party turns the epoch when it sends and the newest epoch belongs to the
-//! peer (EPOCH-2). The epoch's owner keeps its ratchet secret until the peer answers; the receiver
-//! of a new epoch deletes its own secret (EPOCH-5). Both sides delete `MK` once `CK_0` exists and
-//! every `CK_n`, `K_n` once used (CHAIN-5); only the seeds stay, for nonces, tags and the
-//! confirmation.
+//! Epochs alternate: a party turns the epoch when it sends content and the newest epoch belongs
+//! to the peer, or when it has no sending epoch at all (EPOCH-2); receipts ride the current
+//! sending epoch. Every message of an epoch carries the epoch's header until the sender knows
+//! the peer has the epoch: a receipt for one of its messages, or a message of a newer peer epoch
+//! (EPOCH-3). The epoch's owner keeps its ratchet secret until the peer answers; the receiver of
+//! a new epoch deletes its own secret and closes the sender's previous epoch at `pn`, keeping
+//! only the keys of messages it has not received (EPOCH-5). Both sides delete `MK` once `CK_0`
+//! exists and every `CK_n`, `K_n` once used (CHAIN-5); only the seeds stay, for nonces, tags and
+//! the confirmation.
 
 use crate::handshake::open;
 use crate::model::SottoModel;
@@ -85,6 +89,9 @@ pub fn open_counter(
     if n > MAX_COUNTER {
         return None; // beyond the model's bound (too_many_skipped)
     }
+    if chain.closed && n >= chain.next {
+        return None; // expired_epoch: the epoch was closed at `pn`, so no such message was sent
+    }
     if n < chain.next {
         if chain.skipped >> n & 1 == 0 {
             return Some(Opened::Duplicate);
@@ -110,6 +117,29 @@ pub fn open_counter(
     Some(Opened::Fresh(inner, t.kdf(Label::Id, &[ck])))
 }
 
+/// EPOCH-5: closes a receiving chain at `pn` messages: keys of the counters not received yet are
+/// kept as skipped keys, the chain key is deleted.
+pub fn close_chain(chain: &mut RecvChain, pn: u8) {
+    for j in chain.next..pn.min(MAX_COUNTER + 1) {
+        chain.skipped |= 1 << j;
+    }
+    chain.next = chain.next.max(pn.min(MAX_COUNTER + 1));
+    chain.closed = true;
+}
+
+/// Whether `id` names a message sealed so far on a sending chain (EPOCH-3: a receipt for it
+/// acknowledges the epoch).
+pub fn names_message_of(t: &Terms, chain: &SendChain, id: TermId) -> bool {
+    let mut ck = chain.ck0;
+    for _ in 0..chain.n {
+        if t.kdf(Label::Id, &[ck]) == id {
+            return true;
+        }
+        ck = t.kdf(Label::Chain, &[ck]);
+    }
+    false
+}
+
 /// The skipped message keys a receiving chain holds (they leak on compromise).
 pub fn skipped_keys(t: &Terms, chain: &RecvChain) -> Vec<TermId> {
     let mut out = Vec::new();
@@ -124,42 +154,62 @@ pub fn skipped_keys(t: &Terms, chain: &RecvChain) -> Vec<TermId> {
 }
 
 impl SottoModel {
-    /// Seals `inner` on session `i` of `from`: a data message in its own newest epoch, or an epoch
-    /// start when the newest epoch belongs to the peer (EPOCH-2). Returns (envelope, id, epoch).
+    /// Seals `inner` on session `i` of `from` (EPOCH-2, EPOCH-3). Content (`content`) turns the
+    /// epoch when the newest epoch belongs to the peer; a receipt rides the current sending
+    /// epoch, and turns one only when the device has none yet (a responder that has only
+    /// received). Every message of an unacknowledged epoch carries the epoch's header.
+    /// Returns (envelope, id, epoch).
     pub(crate) fn seal_on_session(
         &self,
         s: &mut State,
         from: Dev,
         i: usize,
         inner: TermId,
+        content: bool,
     ) -> (TermId, TermId, u8) {
+        let t = self.t();
+        let ses = s.dev(from).sessions[i].clone();
+        let turn = match &ses.send {
+            None => true,
+            Some(_) => content && !owns(&ses, ses.newest),
+        };
+        if turn {
+            self.turn_epoch(s, from, i);
+        }
+        let mut chain = s.dev(from).sessions[i]
+            .send
+            .clone()
+            .expect("a sending epoch exists or was just started");
+        let (n, payload, id) = seal_chain(t, self.variant, &mut chain, inner);
+        let shape = if chain.epoch == 0 {
+            Shape::First
+        } else {
+            Shape::EpochStart
+        };
+        let env = match chain.header.and_then(|h| t.fields(h)) {
+            // EPOCH-3: the header rides on every message until the epoch is acknowledged.
+            Some(h) => {
+                let mut f = vec![t.cnst(Const::Shape(shape))];
+                f.extend_from_slice(&h);
+                f.extend([t.num(n), payload]);
+                t.tup(&f)
+            }
+            None => {
+                let tag = t.kdf(Label::Tag, &[chain.seeds]);
+                t.tup(&[t.cnst(Const::Shape(Shape::Data)), tag, t.num(n), payload])
+            }
+        };
+        let epoch = chain.epoch;
+        s.dev_mut(from).sessions[i].send = Some(chain);
+        (env, id, epoch)
+    }
+
+    /// EPOCH-2: starts a new sending epoch answering the peer's newest one. The previous sending
+    /// chain and ratchet secret are deleted; `pn` tells the peer how many messages it had.
+    fn turn_epoch(&self, s: &mut State, from: Dev, i: usize) {
         let t = self.t();
         let compromised = s.is_compromised(from);
         let ses = s.dev(from).sessions[i].clone();
-        if owns(&ses, ses.newest) {
-            let mut chain = ses
-                .send
-                .clone()
-                .expect("the owner of an epoch has its chain");
-            let (n, payload, id) = seal_chain(t, self.variant, &mut chain, inner);
-            let env = match chain.header.and_then(|h| t.fields(h)) {
-                // EPOCH-3 (model): the header rides on every message until the peer answers.
-                Some(h) => {
-                    let mut f = vec![t.cnst(Const::Shape(Shape::EpochStart))];
-                    f.extend_from_slice(&h);
-                    f.extend([t.num(n), payload]);
-                    t.tup(&f)
-                }
-                None => {
-                    let tag = t.kdf(Label::Tag, &[chain.seeds]);
-                    t.tup(&[t.cnst(Const::Shape(Shape::Data)), tag, t.num(n), payload])
-                }
-            };
-            let epoch = chain.epoch;
-            s.dev_mut(from).sessions[i].send = Some(chain);
-            return (env, id, epoch);
-        }
-        // EPOCH-2: turn the epoch.
         let me = Party::Dev(from);
         let k = ses.newest;
         let peer = ses
@@ -170,7 +220,10 @@ impl SottoModel {
         let e = k + 1;
         let ratchet = t.atom(Atom::Ratchet(ses.slot, e, me));
         let ratchet_pub = t.pub_of(ratchet);
-        let peer_priv = t.private_of(peer.ratchet).expect("a ratchet public key");
+        let peer_pub = ses
+            .peer_ratchet
+            .expect("the peer's newest ratchet key is known");
+        let peer_priv = t.private_of(peer_pub).expect("a ratchet public key");
         let dh = t.dh(ratchet, peer_priv);
         let root = t.kdf(Label::EpochRoot, &[ses.root, dh]);
         let ks = if self.variant == Variant::KeyShareReadable {
@@ -182,24 +235,16 @@ impl SottoModel {
         let seeds = t.atom(Atom::Seeds(ses.slot, e, me));
         let ks_box = t.aead(ks, 0, t.tup(&[mk, seeds]));
         let confirm = t.kdf(Label::Confirm, &[peer.seeds, ratchet_pub]);
-        let mut chain = SendChain {
+        let pn = ses.send.as_ref().map_or(0, |c| c.n);
+        let ck0 = chain_key(t, mk, seeds);
+        let chain = SendChain {
             epoch: e,
             n: 0,
-            ck: chain_key(t, mk, seeds),
+            ck: ck0,
+            ck0,
             seeds,
-            ratchet,
-            header: Some(t.tup(&[peer.tag, ratchet_pub, confirm, ks_box])),
+            header: Some(t.tup(&[peer.tag, ratchet_pub, confirm, ks_box, t.num(pn)])),
         };
-        let (n, payload, id) = seal_chain(t, self.variant, &mut chain, inner);
-        let env = t.tup(&[
-            t.cnst(Const::Shape(Shape::EpochStart)),
-            peer.tag,
-            ratchet_pub,
-            confirm,
-            ks_box,
-            t.num(n),
-            payload,
-        ]);
         let ses = &mut s.dev_mut(from).sessions[i];
         ses.root = root;
         ses.mine = Some(ratchet);
@@ -208,7 +253,6 @@ impl SottoModel {
         if compromised && ses.heal.is_none() {
             ses.heal = Some(e);
         }
-        (env, id, e)
     }
 
     /// EPOCH-3..EPOCH-5: opens an epoch start without changing state. Returns the session index,
@@ -222,10 +266,11 @@ impl SottoModel {
         f: &[TermId],
     ) -> Result<(usize, Session, TermId, u8, TermId), bool> {
         let t = self.t();
-        let [_, prev_tag, e_pub, confirm, ks_box, n, payload] = *f else {
+        let [_, prev_tag, e_pub, confirm, ks_box, pn, n, payload] = *f else {
             return Err(false);
         };
         let n = num(t, n).ok_or(false)?;
+        let pn = num(t, pn).ok_or(false)?;
         let dev = s.dev(me);
         let i = dev
             .sessions
@@ -258,8 +303,9 @@ impl SottoModel {
             return Err(false);
         };
         let ck0 = chain_key(t, mk, seeds);
+        let epoch = own.epoch + 1;
         let mut chain = RecvChain {
-            epoch: own.epoch + 1,
+            epoch,
             next: 0,
             ck: ck0,
             ck0,
@@ -267,6 +313,7 @@ impl SottoModel {
             seeds,
             tag: t.kdf(Label::Tag, &[seeds]),
             ratchet: e_pub,
+            closed: false,
         };
         let (inner, id) = open_on_chain(self, &mut chain, n, payload).ok_or(false)?;
         if matches!(
@@ -277,8 +324,18 @@ impl SottoModel {
         }
         ses.root = root;
         ses.mine = None;
-        ses.newest = own.epoch + 1;
-        ses.send = None;
+        ses.peer_ratchet = Some(e_pub);
+        ses.newest = epoch;
+        // The sending chain stays for receipts (EPOCH-2); the peer has its epoch now (EPOCH-3).
+        if let Some(c) = ses.send.as_mut() {
+            c.header = None;
+        }
+        // EPOCH-5: the peer's previous epoch is closed at `pn` messages.
+        if let Some(prev) = epoch.checked_sub(2) {
+            if let Some(c) = ses.recv.iter_mut().find(|c| c.epoch == prev) {
+                close_chain(c, pn);
+            }
+        }
         ses.recv.push(chain);
         Ok((i, ses, inner, n, id))
     }

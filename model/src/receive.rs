@@ -13,7 +13,7 @@
 
 use crate::group::GroupOutcome;
 use crate::model::SottoModel;
-use crate::ratchet::{Opened, num, open_counter};
+use crate::ratchet::{Opened, names_message_of, num, open_counter};
 use crate::state::{Hold, State, Stored, What, flag};
 use crate::term::{Atom, Const, Dev, Kind, Shape, Slot, Term, TermId};
 use crate::variant::Variant;
@@ -33,6 +33,8 @@ enum Outcome {
     Group,
     /// RX-2 duplicate on a session's epoch and counter.
     Duplicate { slot: Slot, epoch: u8, n: u8 },
+    /// RX-2 duplicate of a group message: sender, group epoch, index and counter.
+    GroupDuplicate { from: Dev, epoch: u8, n: u8 },
     /// Unknown routing tag or group (RX-8): keep for retry.
     Unknown,
     /// Refused; nothing changes.
@@ -112,13 +114,19 @@ impl SottoModel {
                 n,
                 new_keys,
             } => {
-                self.commit_pairwise(s, d, session, inner, id, epoch, n);
-                new_keys
+                self.note_opened(s, d, session, inner, epoch);
+                // A group key is new keys too: a group message kept for it opens now (RX-8).
+                self.commit_pairwise(s, d, session, inner, id, epoch, n) || new_keys
             }
             Outcome::Group => false,
             Outcome::Duplicate { slot, epoch, n } => {
                 s.flags |= flag::DUPLICATE_DROPPED;
                 self.receipt_again(s, d, slot, epoch, n);
+                false
+            }
+            Outcome::GroupDuplicate { from, epoch, n } => {
+                s.flags |= flag::DUPLICATE_DROPPED;
+                self.group_receipt_again(s, d, from, epoch, n);
                 false
             }
             Outcome::Unknown => {
@@ -146,7 +154,7 @@ impl SottoModel {
             Shape::First => self.open_first(s, d, &f),
             Shape::EpochStart => {
                 let e_pub = f.get(2).copied();
-                if let Some(o) = self.on_known_ratchet(s, d, e_pub, &f, 5) {
+                if let Some(o) = self.on_known_ratchet(s, d, e_pub, &f, 6) {
                     return o;
                 }
                 match self.open_epoch_start(s, d, &f) {
@@ -175,9 +183,8 @@ impl SottoModel {
             }
             Shape::Group => match self.open_group(s, d, &f) {
                 GroupOutcome::Committed => Outcome::Group,
-                GroupOutcome::Duplicate => {
-                    s.flags |= flag::DUPLICATE_DROPPED;
-                    Outcome::Refused
+                GroupOutcome::Duplicate { from, epoch, n } => {
+                    Outcome::GroupDuplicate { from, epoch, n }
                 }
                 GroupOutcome::Unknown => Outcome::Unknown,
                 GroupOutcome::Refused => Outcome::Refused,
@@ -249,11 +256,15 @@ impl SottoModel {
             return Outcome::Refused;
         };
         if self.variant != Variant::NoReplayCache && s.dev(d).replay_cache.contains(&ek_pub) {
-            // Routed to the session it created: a resend, a duplicate or a replay.
-            s.flags |= flag::REPLAY_REJECTED;
-            return self
+            // Routed to the session it created: a later message of epoch 0 that still carries
+            // the header (EPOCH-3), or a resend, a duplicate or a replay.
+            let o = self
                 .on_known_ratchet(s, d, Some(ek_pub), f, 6)
                 .unwrap_or(Outcome::Refused); // replayed_first_message
+            if !matches!(o, Outcome::Pairwise { .. }) {
+                s.flags |= flag::REPLAY_REJECTED;
+            }
+            return o;
         }
         let Some(acc) = self.x3dh_respond(s, d, f) else {
             if s.dev(d).sessions.iter().any(|x| {
@@ -287,7 +298,30 @@ impl SottoModel {
         }
     }
 
-    /// RX-4/RX-5: commits an opened pairwise message and seals its receipt.
+    /// EPOCH-3: the device knows the peer has its sending epoch once it opens a message of a
+    /// newer peer epoch, or a receipt naming one of the epoch's messages; from then on the
+    /// epoch's messages are data messages.
+    fn note_opened(&self, s: &mut State, d: Dev, i: usize, inner: TermId, epoch: u8) {
+        let t = self.t();
+        let Some(send) = s.dev(d).sessions[i].send.as_ref() else {
+            return;
+        };
+        if send.header.is_none() {
+            return;
+        }
+        let receipted = t.fields(inner).is_some_and(|f| {
+            f.first().map(|x| t.get(*x)) == Some(Term::Const(Const::Kind(Kind::Receipt)))
+                && f.get(1).is_some_and(|id| names_message_of(t, send, *id))
+        });
+        if epoch > send.epoch || receipted {
+            if let Some(c) = s.dev_mut(d).sessions[i].send.as_mut() {
+                c.header = None;
+            }
+        }
+    }
+
+    /// RX-4/RX-5: commits an opened pairwise message and seals its receipt. Returns whether it
+    /// installed a group epoch.
     #[allow(clippy::too_many_arguments)]
     fn commit_pairwise(
         &self,
@@ -298,13 +332,15 @@ impl SottoModel {
         id: TermId,
         epoch: u8,
         n: u8,
-    ) {
+    ) -> bool {
         let t = self.t();
         let ses = s.dev(d).sessions[i].clone();
-        let Some(f) = t.fields(inner) else { return };
+        let Some(f) = t.fields(inner) else {
+            return false;
+        };
         let kind = match f.first().map(|x| t.get(*x)) {
             Some(Term::Const(Const::Kind(k))) => k,
-            _ => return,
+            _ => return false,
         };
         let what = match kind {
             Kind::Receipt => {
@@ -313,20 +349,20 @@ impl SottoModel {
                         .outbox
                         .retain(|o| !(o.to == ses.peer && o.id == rid));
                 }
-                return;
+                return false;
             }
             Kind::Text => match f.get(1).and_then(|x| t.as_atom(*x)) {
                 Some(Atom::Text(k)) => What::Text(k),
                 Some(Atom::Forged(k)) => What::Forged(k),
-                _ => return,
+                _ => return false,
             },
             Kind::KeyUpdate => match f.get(1).and_then(|x| num(t, *x)) {
                 Some(k) => What::KeyUpdate(k),
-                None => return,
+                None => return false,
             },
             Kind::GroupKey | Kind::GroupRemoved => match self.accept_group_key(s, d, &ses, &f) {
                 Some(w) => w,
-                None => return,
+                None => return false,
             },
         };
         if matches!(what, What::Forged(_)) {
@@ -345,6 +381,7 @@ impl SottoModel {
         });
         self.note_commit(s, d, &ses, what, epoch);
         self.send_receipt(s, d, ses.peer, id);
+        matches!(what, What::GroupKey(_))
     }
 
     fn note_commit(
@@ -386,7 +423,7 @@ impl SottoModel {
             return;
         };
         let inner = t.tup(&[t.cnst(Const::Kind(Kind::Receipt)), id]);
-        let (env, _, _) = self.seal_on_session(s, d, i, inner);
+        let (env, _, _) = self.seal_on_session(s, d, i, inner, false);
         self.publish(s, peer, env);
     }
 

@@ -75,12 +75,16 @@ pub struct SendChain {
     pub n: u8,
     /// `CK_n`.
     pub ck: TermId,
+    /// Ghost bookkeeping: `CK_0`, to recognise the ids of the epoch's messages in a receipt
+    /// (the implementation keeps the ids themselves); never leaked.
+    pub ck0: TermId,
     /// The epoch's seeds (nonces, tag, confirmation).
     pub seeds: TermId,
-    /// The epoch's ratchet key pair (private).
-    pub ratchet: TermId,
-    /// The epoch header (`prev_tag, E, confirm, keyshare_box`) of an epoch start (ENV-4), repeated
-    /// on every message of the epoch until the peer answers it; `None` for epoch 0.
+    /// The epoch's header, repeated on every message of the epoch until the sender knows the
+    /// peer has the epoch (EPOCH-3): for epoch 0 the first-message fields `EK_A, SPK, OPK,
+    /// identity_box, keyshare_box` (ENV-3), later `prev_tag, E, confirm, keyshare_box, pn`
+    /// (ENV-4). `None` once acknowledged: the peer receipted one of the epoch's messages, or the
+    /// device opened a message of a newer peer epoch.
     pub header: Option<TermId>,
 }
 
@@ -101,8 +105,13 @@ pub struct RecvChain {
     pub seeds: TermId,
     /// The epoch's routing tag (KDF-9).
     pub tag: TermId,
-    /// The peer's ratchet public key of this epoch.
+    /// The key that recognises a repeated header of this epoch (EPOCH-5): the peer's ratchet
+    /// public key `E`, and for epoch 0 `EK_A` (X3DH-8 routes a repeated first message here).
     pub ratchet: TermId,
+    /// EPOCH-5: closed at `pn` by the peer's next epoch. Its chain key is deleted; `next` is
+    /// `pn`, and only the skipped keys of counters below it remain, so a late message still
+    /// opens, a resent one is a duplicate, and a counter at or above `pn` never existed.
+    pub closed: bool,
 }
 
 /// A pairwise session (one X3DH run).
@@ -120,11 +129,16 @@ pub struct Session {
     pub peer_iks: TermId,
     /// `RK` of the newest epoch.
     pub root: TermId,
-    /// The device's newest ratchet secret, until the peer answers it.
+    /// The device's newest ratchet secret, until the peer answers it (`E_A0` for the
+    /// initiator's epoch 0, X3DH-7; `EK_A` itself is deleted once `SK` is derived).
     pub mine: Option<TermId>,
+    /// The peer's newest ratchet public key (`E_A0` for epoch 0, from the identity box), which
+    /// the next epoch turn answers (EPOCH-2).
+    pub peer_ratchet: Option<TermId>,
     /// The newest epoch the device knows.
     pub newest: u8,
-    /// The device's own newest epoch's sending chain.
+    /// The device's own newest epoch's sending chain. It stays after the peer answers with a
+    /// newer epoch, for receipts, until the device's next content turns the epoch (EPOCH-2).
     pub send: Option<SendChain>,
     /// Receiving chains of the peer's epochs (at most LIM-6 in the protocol; the model keeps all).
     pub recv: Vec<RecvChain>,
@@ -287,9 +301,9 @@ pub struct Sent {
     pub env: TermId,
     /// Committed by its recipient before the first compromise (forward secrecy applies).
     pub past: bool,
-    /// Committed before the compromise but readable through a documented limit (see
-    /// [`crate::properties`]): 1 = no one-time prekey (X3DH-9), 2 = `EK_A` still held (X3DH-7).
-    pub fs_limit: u8,
+    /// Committed before the compromise but readable through the documented limit of X3DH
+    /// without a one-time prekey (X3DH-9; see [`crate::attacker::fs_limit`]).
+    pub fs_limit: bool,
     /// The recipient acknowledged a packet carrying it.
     pub acked: bool,
 }

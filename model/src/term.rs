@@ -111,9 +111,10 @@ pub enum Atom {
     Personal(Dev),
     /// The store passphrase, only in the user's head (Req7).
     Passphrase(Dev),
-    /// `EK_A`, the ephemeral key of a session (X3DH-1), also the initiator's epoch-0 ratchet key.
+    /// `EK_A`, the ephemeral key of a session (X3DH-1), deleted once `SK` is derived (X3DH-7).
     Ek(Slot),
-    /// `E`, the ratchet key of an epoch (EPOCH-2), drawn by `by`.
+    /// `E`, the ratchet key of an epoch (EPOCH-2), drawn by `by`; for epoch 0 the initiator's
+    /// `E_A0`, sent in the identity box (X3DH-3, X3DH-7).
     Ratchet(Slot, u8, Party),
     /// `MK`, the paper's master key of an epoch (KS-1).
     MasterKey(Slot, u8, Party),
