@@ -1,0 +1,759 @@
+//! The authorizing filter of the MQTT front: a panic-free MQTT 3.1.1 parser and the policy that
+//! decides, per client packet, what reaches the broker (BROKER-1..3). No I/O: the front feeds
+//! whole packets in and acts on the [`Verdict`].
+//!
+//! ```text
+//!  client bytes --packet_len--> one packet --ClientFilter::check--> Verdict
+//!     Forward                  relay the packet to the broker as it is
+//!     Connect{..}              CONNECT accepted: the front sends its own canonical CONNECT
+//!     Refuse{reason, reply}    do not forward; send `reply` (e.g. a SUBACK 0x80) to the client
+//!     Disconnect{reason, reply} send `reply` if any (e.g. a CONNACK refusal), then close
+//! ```
+//!
+//! Rules, given the user id of the client certificate (TLS-1):
+//! - CONNECT: protocol "MQTT" level 4 only; client id == user id (BROKER-1); no will; keep-alive in
+//!   [`KEEP_ALIVE_MIN`]..=[`KEEP_ALIVE_MAX`]; username/password are ignored (the front replaces them).
+//! - SUBSCRIBE: only the own inbox `i/<user id>` (ID-5) at QoS <= 1; otherwise the whole SUBSCRIBE
+//!   is answered by the front with a SUBACK failure (0x80) for every filter (BROKER-2).
+//! - PUBLISH: only to `i/<16-char user id>`, no retain, QoS 0 or 1, payload <= LIM-1 bytes
+//!   (BROKER-3). MQTT 3.1.1 has no negative PUBACK, so a refused PUBLISH closes the connection.
+//! - Packets larger than [`MAX_CLIENT_REMAINING`] are refused from their fixed header, before
+//!   they are buffered. QoS 2 flows and server-to-client packet types close the connection.
+
+use std::fmt;
+
+/// LIM-1: largest envelope (PUBLISH payload) in bytes.
+pub const MAX_ENVELOPE: usize = 8192;
+/// ID-1: length of a user id in its base32 form.
+pub const USER_ID_LEN: usize = 16;
+/// ID-5: prefix of an inbox topic.
+pub const INBOX_PREFIX: &str = "i/";
+/// Largest remaining length accepted from a client: a PUBLISH with a LIM-1 payload to an inbox
+/// topic needs 2 + 18 + 2 + 8192 = 8214 bytes; the margin covers CONNECT and SUBSCRIBE packets.
+pub const MAX_CLIENT_REMAINING: usize = MAX_ENVELOPE + 256;
+/// Smallest keep-alive accepted, seconds (0 would disable liveness checks).
+pub const KEEP_ALIVE_MIN: u16 = 5;
+/// Largest keep-alive accepted, seconds.
+pub const KEEP_ALIVE_MAX: u16 = 1200;
+
+/// CONNACK return code: unacceptable protocol version.
+pub const CONNACK_BAD_PROTOCOL: u8 = 0x01;
+/// CONNACK return code: identifier rejected.
+pub const CONNACK_BAD_CLIENT_ID: u8 = 0x02;
+/// CONNACK return code: not authorized.
+pub const CONNACK_NOT_AUTHORIZED: u8 = 0x05;
+/// SUBACK return code: failure.
+pub const SUBACK_FAILURE: u8 = 0x80;
+
+/// Why bytes are not a valid MQTT 3.1.1 packet. Carries no packet contents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The remaining-length varint is longer than 4 bytes.
+    #[error("malformed remaining length")]
+    MalformedLength,
+    /// The packet is larger than the limit (refused from its header).
+    #[error("packet of {remaining} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Announced remaining length.
+        remaining: usize,
+        /// The limit applied.
+        limit: usize,
+    },
+    /// The packet is shorter than its fields, or the buffer is not exactly one packet.
+    #[error("truncated packet")]
+    Truncated,
+    /// Bytes left after the last field.
+    #[error("trailing bytes in packet")]
+    Trailing,
+    /// Packet type 0 or 15.
+    #[error("reserved packet type")]
+    ReservedType,
+    /// Fixed-header flags invalid for the packet type.
+    #[error("invalid fixed-header flags")]
+    InvalidFlags,
+    /// A string is not UTF-8 or contains U+0000.
+    #[error("invalid UTF-8 string")]
+    InvalidUtf8,
+    /// A QoS value of 3, or reserved bits set.
+    #[error("invalid QoS or reserved bits")]
+    InvalidQos,
+    /// Packet identifier 0 where one is required.
+    #[error("zero packet identifier")]
+    ZeroPacketId,
+    /// SUBSCRIBE or UNSUBSCRIBE without any topic filter.
+    #[error("no topic filter")]
+    NoFilter,
+    /// Invalid CONNECT flags (reserved bit, password without username, will flags without will).
+    #[error("invalid CONNECT flags")]
+    ConnectFlags,
+}
+
+/// Packet types, as in the fixed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PacketType {
+    /// 1
+    Connect,
+    /// 2
+    ConnAck,
+    /// 3
+    Publish,
+    /// 4
+    PubAck,
+    /// 5
+    PubRec,
+    /// 6
+    PubRel,
+    /// 7
+    PubComp,
+    /// 8
+    Subscribe,
+    /// 9
+    SubAck,
+    /// 10
+    Unsubscribe,
+    /// 11
+    UnsubAck,
+    /// 12
+    PingReq,
+    /// 13
+    PingResp,
+    /// 14
+    Disconnect,
+}
+
+impl PacketType {
+    fn from_nibble(n: u8) -> Option<PacketType> {
+        Some(match n {
+            1 => PacketType::Connect,
+            2 => PacketType::ConnAck,
+            3 => PacketType::Publish,
+            4 => PacketType::PubAck,
+            5 => PacketType::PubRec,
+            6 => PacketType::PubRel,
+            7 => PacketType::PubComp,
+            8 => PacketType::Subscribe,
+            9 => PacketType::SubAck,
+            10 => PacketType::Unsubscribe,
+            11 => PacketType::UnsubAck,
+            12 => PacketType::PingReq,
+            13 => PacketType::PingResp,
+            14 => PacketType::Disconnect,
+            _ => return None,
+        })
+    }
+}
+
+/// A will message announced in CONNECT (only its presence matters to the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    /// Will QoS.
+    pub qos: u8,
+    /// Will retain flag.
+    pub retain: bool,
+}
+
+/// A parsed CONNECT. The password is never kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect<'a> {
+    /// Protocol name ("MQTT" for 3.1.1).
+    pub protocol_name: &'a str,
+    /// Protocol level (4 for 3.1.1).
+    pub level: u8,
+    /// The clean-session flag.
+    pub clean_session: bool,
+    /// Keep-alive, seconds.
+    pub keep_alive: u16,
+    /// The client identifier.
+    pub client_id: &'a str,
+    /// The will, if any.
+    pub will: Option<Will>,
+    /// Whether a username was sent (its value is ignored).
+    pub has_username: bool,
+    /// Whether a password was sent (its value is never kept).
+    pub has_password: bool,
+}
+
+/// A parsed PUBLISH header; the payload is only measured.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Publish<'a> {
+    /// DUP flag.
+    pub dup: bool,
+    /// QoS 0..=2.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// Topic name.
+    pub topic: &'a str,
+    /// Packet identifier (QoS > 0).
+    pub pkid: Option<u16>,
+    /// Payload length in bytes.
+    pub payload_len: usize,
+}
+
+impl fmt::Debug for Publish<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The topic names the recipient: metadata, kept out of Debug output.
+        f.debug_struct("Publish")
+            .field("dup", &self.dup)
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .field("pkid", &self.pkid)
+            .field("payload_len", &self.payload_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One parsed client or server packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Packet<'a> {
+    /// CONNECT.
+    Connect(Connect<'a>),
+    /// PUBLISH.
+    Publish(Publish<'a>),
+    /// SUBSCRIBE: packet id and (filter, requested QoS) pairs.
+    Subscribe {
+        /// Packet identifier.
+        pkid: u16,
+        /// Topic filters with their requested QoS.
+        filters: Vec<(&'a str, u8)>,
+    },
+    /// UNSUBSCRIBE: packet id and filters.
+    Unsubscribe {
+        /// Packet identifier.
+        pkid: u16,
+        /// Topic filters.
+        filters: Vec<&'a str>,
+    },
+    /// PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK: a packet id only.
+    Ack {
+        /// Which acknowledgement.
+        kind: PacketType,
+        /// Packet identifier.
+        pkid: u16,
+    },
+    /// PINGREQ.
+    PingReq,
+    /// DISCONNECT.
+    Disconnect,
+    /// Another packet only a server sends (CONNACK, SUBACK, PINGRESP), not parsed further.
+    ServerOnly(PacketType),
+}
+
+/// Why a client packet was refused. `Display` names the rule only: no topics, ids or payloads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Not a valid MQTT 3.1.1 packet.
+    #[error("malformed packet: {0}")]
+    Malformed(#[from] ParseError),
+    /// Protocol other than MQTT 3.1.1.
+    #[error("unsupported protocol level {0}")]
+    ProtocolLevel(u8),
+    /// BROKER-1: the client id is not the certificate's user id.
+    #[error("client id does not match the certificate (BROKER-1)")]
+    ClientIdMismatch,
+    /// Will messages are not allowed.
+    #[error("will message not allowed")]
+    Will,
+    /// Keep-alive outside the accepted range.
+    #[error("keep-alive {0} s outside {KEEP_ALIVE_MIN}..={KEEP_ALIVE_MAX}")]
+    KeepAlive(u16),
+    /// A second CONNECT.
+    #[error("duplicate CONNECT")]
+    DuplicateConnect,
+    /// Another packet before CONNECT.
+    #[error("packet before CONNECT")]
+    NotConnected,
+    /// BROKER-2: a subscription to something other than the own inbox, or above QoS 1.
+    #[error("subscription outside the own inbox or above QoS 1 (BROKER-2)")]
+    Subscribe,
+    /// BROKER-3: publish to a topic that is not an inbox.
+    #[error("publish to a non-inbox topic (BROKER-3)")]
+    PublishTopic,
+    /// BROKER-3: retain flag.
+    #[error("publish with retain (BROKER-3)")]
+    PublishRetain,
+    /// BROKER-3 / BROKER-4: QoS 2.
+    #[error("publish with QoS 2 (BROKER-3)")]
+    PublishQos2,
+    /// BROKER-3: payload above LIM-1.
+    #[error("payload of {0} bytes exceeds LIM-1 ({MAX_ENVELOPE})")]
+    PayloadTooLarge(usize),
+    /// A QoS 2 flow packet or a server-only packet from the client.
+    #[error("unexpected {0:?} from client")]
+    Unexpected(PacketType),
+}
+
+/// The decision for one client packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Relay the packet to the broker unchanged.
+    Forward,
+    /// An acceptable CONNECT: the front connects to the broker with its own canonical CONNECT
+    /// ([`encode_connect`]) for the certificate's user id.
+    Connect {
+        /// The client's clean-session flag (BROKER-4 clients send false).
+        clean_session: bool,
+        /// The client's keep-alive, seconds.
+        keep_alive: u16,
+    },
+    /// Drop the packet; send `reply` to the client if any; keep the connection.
+    Refuse {
+        /// Why.
+        reason: Refusal,
+        /// The front's own answer (e.g. a SUBACK failure).
+        reply: Option<Vec<u8>>,
+    },
+    /// Send `reply` to the client if any, then close the connection.
+    Disconnect {
+        /// Why.
+        reason: Refusal,
+        /// The front's own answer (e.g. a CONNACK refusal).
+        reply: Option<Vec<u8>>,
+    },
+}
+
+/// ID-1: `[a-z2-7]{16}`.
+pub fn is_user_id(s: &str) -> bool {
+    s.len() == USER_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
+
+/// ID-5: whether `topic` is `i/<user id>`.
+pub fn is_inbox_topic(topic: &str) -> bool {
+    topic.strip_prefix(INBOX_PREFIX).is_some_and(is_user_id)
+}
+
+/// The length of the first packet in `buf` once its fixed header is complete (`Ok(None)` while it
+/// is not). Refuses a remaining length above `max_remaining` before the body is read.
+pub fn packet_len(buf: &[u8], max_remaining: usize) -> Result<Option<usize>, ParseError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if PacketType::from_nibble(first >> 4).is_none() {
+        return Err(ParseError::ReservedType);
+    }
+    let mut remaining: usize = 0;
+    for i in 0..4 {
+        let Some(&byte) = buf.get(1 + i) else {
+            return Ok(None);
+        };
+        remaining |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            if remaining > max_remaining {
+                return Err(ParseError::TooLarge {
+                    remaining,
+                    limit: max_remaining,
+                });
+            }
+            return Ok(Some(1 + (i + 1) + remaining));
+        }
+    }
+    Err(ParseError::MalformedLength)
+}
+
+/// A cursor over a packet body; every read is bounds-checked.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Result<u8, ParseError> {
+        let (&b, rest) = self.buf.split_first().ok_or(ParseError::Truncated)?;
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn u16(&mut self) -> Result<u16, ParseError> {
+        Ok(u16::from_be_bytes([self.u8()?, self.u8()?]))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], ParseError> {
+        let len = usize::from(self.u16()?);
+        if self.buf.len() < len {
+            return Err(ParseError::Truncated);
+        }
+        let (b, rest) = self.buf.split_at(len);
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn string(&mut self) -> Result<&'a str, ParseError> {
+        let s = std::str::from_utf8(self.bytes()?).map_err(|_| ParseError::InvalidUtf8)?;
+        if s.contains('\0') {
+            return Err(ParseError::InvalidUtf8);
+        }
+        Ok(s)
+    }
+
+    fn pkid(&mut self) -> Result<u16, ParseError> {
+        match self.u16()? {
+            0 => Err(ParseError::ZeroPacketId),
+            id => Ok(id),
+        }
+    }
+
+    fn end(&self) -> Result<(), ParseError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(ParseError::Trailing)
+        }
+    }
+}
+
+/// Parses exactly one complete packet (as delimited by [`packet_len`] with no size limit).
+pub fn parse(packet: &[u8]) -> Result<Packet<'_>, ParseError> {
+    let total = packet_len(packet, usize::MAX)?.ok_or(ParseError::Truncated)?;
+    if total != packet.len() {
+        return Err(if total > packet.len() {
+            ParseError::Truncated
+        } else {
+            ParseError::Trailing
+        });
+    }
+    let header = packet[0];
+    let flags = header & 0x0f;
+    let kind = PacketType::from_nibble(header >> 4).ok_or(ParseError::ReservedType)?;
+    let body_start = packet.len() - packet_body_len(packet);
+    let mut r = Reader {
+        buf: &packet[body_start..],
+    };
+    let expect_flags = |want: u8| {
+        if flags == want {
+            Ok(())
+        } else {
+            Err(ParseError::InvalidFlags)
+        }
+    };
+    let parsed = match kind {
+        PacketType::Connect => {
+            expect_flags(0)?;
+            Packet::Connect(parse_connect(&mut r)?)
+        }
+        PacketType::Publish => {
+            let qos = (flags >> 1) & 0x03;
+            if qos == 3 {
+                return Err(ParseError::InvalidQos);
+            }
+            let dup = flags & 0x08 != 0;
+            if qos == 0 && dup {
+                return Err(ParseError::InvalidFlags);
+            }
+            let topic = r.string()?;
+            let pkid = if qos > 0 { Some(r.pkid()?) } else { None };
+            let payload_len = r.buf.len();
+            r.buf = &[];
+            Packet::Publish(Publish {
+                dup,
+                qos,
+                retain: flags & 0x01 != 0,
+                topic,
+                pkid,
+                payload_len,
+            })
+        }
+        PacketType::PubAck | PacketType::PubRec | PacketType::PubComp | PacketType::UnsubAck => {
+            expect_flags(0)?;
+            Packet::Ack {
+                kind,
+                pkid: r.pkid()?,
+            }
+        }
+        PacketType::PubRel => {
+            expect_flags(0x02)?;
+            Packet::Ack {
+                kind,
+                pkid: r.pkid()?,
+            }
+        }
+        PacketType::Subscribe => {
+            expect_flags(0x02)?;
+            let pkid = r.pkid()?;
+            let mut filters = Vec::new();
+            while !r.buf.is_empty() {
+                let filter = r.string()?;
+                let qos = r.u8()?;
+                if qos > 2 {
+                    return Err(ParseError::InvalidQos);
+                }
+                filters.push((filter, qos));
+            }
+            if filters.is_empty() {
+                return Err(ParseError::NoFilter);
+            }
+            Packet::Subscribe { pkid, filters }
+        }
+        PacketType::Unsubscribe => {
+            expect_flags(0x02)?;
+            let pkid = r.pkid()?;
+            let mut filters = Vec::new();
+            while !r.buf.is_empty() {
+                filters.push(r.string()?);
+            }
+            if filters.is_empty() {
+                return Err(ParseError::NoFilter);
+            }
+            Packet::Unsubscribe { pkid, filters }
+        }
+        PacketType::PingReq => {
+            expect_flags(0)?;
+            Packet::PingReq
+        }
+        PacketType::Disconnect => {
+            expect_flags(0)?;
+            Packet::Disconnect
+        }
+        PacketType::ConnAck | PacketType::SubAck | PacketType::PingResp => {
+            r.buf = &[];
+            Packet::ServerOnly(kind)
+        }
+    };
+    r.end()?;
+    Ok(parsed)
+}
+
+/// Length of the body of a packet whose header [`packet_len`] accepted.
+fn packet_body_len(packet: &[u8]) -> usize {
+    let header_len = 1
+        + packet
+            .iter()
+            .skip(1)
+            .take(4)
+            .take_while(|b| *b & 0x80 != 0)
+            .count()
+        + 1;
+    packet.len().saturating_sub(header_len)
+}
+
+fn parse_connect<'a>(r: &mut Reader<'a>) -> Result<Connect<'a>, ParseError> {
+    let protocol_name = r.string()?;
+    let level = r.u8()?;
+    let flags = r.u8()?;
+    let keep_alive = r.u16()?;
+    if flags & 0x01 != 0 {
+        return Err(ParseError::ConnectFlags);
+    }
+    let has_username = flags & 0x80 != 0;
+    let has_password = flags & 0x40 != 0;
+    let will_retain = flags & 0x20 != 0;
+    let will_qos = (flags >> 3) & 0x03;
+    let will_flag = flags & 0x04 != 0;
+    if has_password && !has_username {
+        return Err(ParseError::ConnectFlags);
+    }
+    if !will_flag && (will_retain || will_qos != 0) {
+        return Err(ParseError::ConnectFlags);
+    }
+    if will_qos == 3 {
+        return Err(ParseError::InvalidQos);
+    }
+    let client_id = r.string()?;
+    let will = if will_flag {
+        let _topic = r.string()?;
+        let _message = r.bytes()?;
+        Some(Will {
+            qos: will_qos,
+            retain: will_retain,
+        })
+    } else {
+        None
+    };
+    if has_username {
+        let _username = r.string()?;
+    }
+    if has_password {
+        let _password = r.bytes()?;
+    }
+    Ok(Connect {
+        protocol_name,
+        level,
+        clean_session: flags & 0x02 != 0,
+        keep_alive,
+        client_id,
+        will,
+        has_username,
+        has_password,
+    })
+}
+
+/// The per-packet policy, stateless (CONNECT is judged wherever it appears). `packet` must be one
+/// whole packet. This is the fuzzing entry point; the front uses [`ClientFilter`].
+pub fn inspect(user_id: &str, packet: &[u8]) -> Verdict {
+    if let Err(e) = packet_len(packet, MAX_CLIENT_REMAINING) {
+        return disconnect(e.into(), None);
+    }
+    let parsed = match parse(packet) {
+        Ok(p) => p,
+        Err(e) => return disconnect(e.into(), None),
+    };
+    match parsed {
+        Packet::Connect(c) => {
+            if c.protocol_name != "MQTT" || c.level != 4 {
+                disconnect(
+                    Refusal::ProtocolLevel(c.level),
+                    Some(connack(CONNACK_BAD_PROTOCOL)),
+                )
+            } else if c.client_id != user_id || !is_user_id(user_id) {
+                disconnect(
+                    Refusal::ClientIdMismatch,
+                    Some(connack(CONNACK_BAD_CLIENT_ID)),
+                )
+            } else if c.will.is_some() {
+                disconnect(Refusal::Will, Some(connack(CONNACK_NOT_AUTHORIZED)))
+            } else if !(KEEP_ALIVE_MIN..=KEEP_ALIVE_MAX).contains(&c.keep_alive) {
+                disconnect(
+                    Refusal::KeepAlive(c.keep_alive),
+                    Some(connack(CONNACK_NOT_AUTHORIZED)),
+                )
+            } else {
+                Verdict::Connect {
+                    clean_session: c.clean_session,
+                    keep_alive: c.keep_alive,
+                }
+            }
+        }
+        Packet::Publish(p) => {
+            if !is_inbox_topic(p.topic) {
+                disconnect(Refusal::PublishTopic, None)
+            } else if p.retain {
+                disconnect(Refusal::PublishRetain, None)
+            } else if p.qos == 2 {
+                disconnect(Refusal::PublishQos2, None)
+            } else if p.payload_len > MAX_ENVELOPE {
+                disconnect(Refusal::PayloadTooLarge(p.payload_len), None)
+            } else {
+                Verdict::Forward
+            }
+        }
+        Packet::Subscribe { pkid, filters } => {
+            let own = filters
+                .iter()
+                .all(|(f, qos)| *qos <= 1 && f.strip_prefix(INBOX_PREFIX) == Some(user_id));
+            if own && is_user_id(user_id) {
+                Verdict::Forward
+            } else {
+                Verdict::Refuse {
+                    reason: Refusal::Subscribe,
+                    reply: Some(suback_failure(pkid, filters.len())),
+                }
+            }
+        }
+        Packet::Unsubscribe { .. } | Packet::PingReq | Packet::Disconnect => Verdict::Forward,
+        Packet::Ack {
+            kind: PacketType::PubAck,
+            ..
+        } => Verdict::Forward,
+        Packet::Ack { kind, .. } => disconnect(Refusal::Unexpected(kind), None),
+        Packet::ServerOnly(kind) => disconnect(Refusal::Unexpected(kind), None),
+    }
+}
+
+fn disconnect(reason: Refusal, reply: Option<Vec<u8>>) -> Verdict {
+    Verdict::Disconnect { reason, reply }
+}
+
+/// The per-connection filter: [`inspect`] plus the CONNECT-first rule.
+#[derive(Debug, Clone)]
+pub struct ClientFilter {
+    user_id: String,
+    connected: bool,
+}
+
+impl ClientFilter {
+    /// A filter for a connection authenticated as `user_id` (the certificate CN).
+    pub fn new(user_id: &str) -> ClientFilter {
+        ClientFilter {
+            user_id: user_id.to_owned(),
+            connected: false,
+        }
+    }
+
+    /// Whether a CONNECT has been accepted.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Judges the next whole packet from the client.
+    pub fn check(&mut self, packet: &[u8]) -> Verdict {
+        let is_connect = packet.first().is_some_and(|b| b >> 4 == 1);
+        match (self.connected, is_connect) {
+            (false, false) => disconnect(Refusal::NotConnected, None),
+            (true, true) => disconnect(Refusal::DuplicateConnect, None),
+            _ => {
+                let verdict = inspect(&self.user_id, packet);
+                if matches!(verdict, Verdict::Connect { .. }) {
+                    self.connected = true;
+                }
+                verdict
+            }
+        }
+    }
+}
+
+/// Appends the remaining-length varint of `len` (at most 4 bytes; `len` < 2^28).
+fn push_remaining_len(out: &mut Vec<u8>, mut len: usize) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+fn push_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let len = u16::try_from(b.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&b[..usize::from(len)]);
+}
+
+/// A CONNACK with `code` and no session present.
+pub fn connack(code: u8) -> Vec<u8> {
+    vec![0x20, 0x02, 0x00, code]
+}
+
+/// A SUBACK answering `count` filters of `pkid` with failure (BROKER-2).
+pub fn suback_failure(pkid: u16, count: usize) -> Vec<u8> {
+    let mut out = vec![0x90];
+    push_remaining_len(&mut out, 2 + count);
+    out.extend_from_slice(&pkid.to_be_bytes());
+    out.extend(std::iter::repeat_n(SUBACK_FAILURE, count));
+    out
+}
+
+/// The canonical MQTT 3.1.1 CONNECT the front sends to the internal broker: the certificate's
+/// user id as client id (BROKER-1) and username, the internal secret as password, no will.
+/// Strings longer than 65535 bytes are truncated (ids are 16 bytes).
+pub fn encode_connect(
+    client_id: &str,
+    keep_alive: u16,
+    clean_session: bool,
+    username: &str,
+    password: &[u8],
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(32 + client_id.len() + username.len() + password.len());
+    push_bytes(&mut body, b"MQTT");
+    body.push(4);
+    body.push(0x80 | 0x40 | if clean_session { 0x02 } else { 0 });
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    push_bytes(&mut body, client_id.as_bytes());
+    push_bytes(&mut body, username.as_bytes());
+    push_bytes(&mut body, password);
+    let mut out = vec![0x10];
+    push_remaining_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+#[path = "filter_tests.rs"]
+mod tests;

@@ -1,0 +1,458 @@
+//! The authorizing mutual-TLS front of the embedded broker (TLS-1, BROKER-1..3).
+//!
+//! ```text
+//!  client ==TLS 1.3, client cert==> front --plain TCP, loopback--> rumqttd (internal port)
+//!           CN = user id               | client->broker: packet_len + ClientFilter per packet
+//!                                      | broker->client: framed only, relayed as they are
+//!                                      | CONNECT replaced by encode_connect(user id, secret)
+//! ```
+//!
+//! Per connection: TLS handshake (certificate required, chained to the service CA), the CN is the
+//! user id; the first packet must be an acceptable CONNECT, only then is the internal broker
+//! dialled, with the front's own CONNECT carrying the internal secret (so no other local process
+//! can use the internal port). Three tasks relay afterwards: client reader (filter), broker
+//! reader, and one client writer fed by a bounded channel (so the front's own SUBACK failures never
+//! interleave with a broker packet). Any change of the upstream (broker stopped or restarted)
+//! closes every relayed connection. Logs name rules and connection numbers, never topics,
+//! payloads or secrets.
+//!
+//! For the conformance wiretap (Req8), [`Front::wiretap`] yields every MQTT packet seen in
+//! plaintext on the client side of the front: client packets as received (forwarded or not) and
+//! broker packets as relayed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::filter::{
+    self, ClientFilter, MAX_CLIENT_REMAINING, ParseError, Verdict, encode_connect, is_user_id,
+};
+use crate::ca;
+
+/// Time allowed for the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed between the handshake and a complete CONNECT.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest remaining length accepted from the internal broker (trusted; only framed).
+const MAX_BROKER_REMAINING: usize = 1 << 20;
+/// Concurrent client connections.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Packets queued towards one client before the broker reader waits.
+const CLIENT_QUEUE: usize = 64;
+/// Time the writer gets to flush a last reply (e.g. a CONNACK refusal) before the close.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// CONNACK return code: server unavailable (the internal broker is stopped).
+const CONNACK_UNAVAILABLE: u8 = 0x03;
+
+/// The internal broker the front relays to.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Its plain-TCP loopback address.
+    pub addr: SocketAddr,
+    /// The password of the front's CONNECT (never logged).
+    pub secret: Arc<str>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Running(Upstream),
+    Paused,
+    Shutdown,
+}
+
+/// Why one connection ended abnormally (logged at debug level).
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("framing: {0}")]
+    Frame(#[from] ParseError),
+    #[error("timeout")]
+    Timeout,
+    #[error("connection closed inside a packet")]
+    Eof,
+    #[error("certificate without a valid user id")]
+    NoIdentity,
+}
+
+/// Which way a tapped packet went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapDirection {
+    /// From the client; `forwarded` is false when the filter refused it.
+    ClientToBroker {
+        /// Whether the packet reached the broker (a CONNECT is replaced by the front's own).
+        forwarded: bool,
+    },
+    /// From the broker to the client.
+    BrokerToClient,
+}
+
+/// One packet seen by the front (see [`Front::wiretap`]).
+#[derive(Debug, Clone)]
+pub struct TapRecord {
+    /// Connection number (per front, from 1).
+    pub conn: u64,
+    /// Direction.
+    pub direction: TapDirection,
+    /// The whole MQTT packet.
+    pub packet: Bytes,
+}
+
+type TapSlot = Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<TapRecord>>>>;
+
+fn record(tap: &TapSlot, conn: u64, direction: TapDirection, packet: &Bytes) {
+    if let Ok(mut slot) = tap.lock() {
+        if let Some(tx) = slot.as_ref() {
+            if tx
+                .send(TapRecord {
+                    conn,
+                    direction,
+                    packet: packet.clone(),
+                })
+                .is_err()
+            {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// A running front: a TLS listener relaying to the internal broker.
+pub struct Front {
+    local_addr: SocketAddr,
+    state: watch::Sender<State>,
+    accept_task: Option<JoinHandle<()>>,
+    tap: TapSlot,
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Front {
+    /// Binds `listen` (use port 0 for any free port) and serves TLS with `tls`
+    /// ([`crate::ca::Pki::mqtt_server_config`]), relaying to `upstream` (`None`: every CONNECT is
+    /// answered "server unavailable" until [`Front::set_upstream`]).
+    pub async fn bind(
+        listen: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        upstream: Option<Upstream>,
+    ) -> std::io::Result<Front> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let initial = upstream.map_or(State::Paused, State::Running);
+        let (state, state_rx) = watch::channel(initial);
+        let tap = TapSlot::default();
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(tls),
+            state_rx,
+            tap.clone(),
+        ));
+        tracing::info!(%local_addr, "MQTT front listening");
+        Ok(Front {
+            local_addr,
+            state,
+            accept_task: Some(accept_task),
+            tap,
+        })
+    }
+
+    /// Starts a wiretap (replacing any previous one): every packet of every connection from now
+    /// on, in plaintext. For tests and the conformance wiretap only.
+    pub fn wiretap(&self) -> mpsc::UnboundedReceiver<TapRecord> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut slot) = self.tap.lock() {
+            *slot = Some(tx);
+        }
+        rx
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Switches the internal broker (`None`: paused). Closes every relayed connection.
+    pub fn set_upstream(&self, upstream: Option<Upstream>) {
+        self.state
+            .send_replace(upstream.map_or(State::Paused, State::Running));
+    }
+
+    /// Stops accepting and closes every connection.
+    pub async fn shutdown(mut self) {
+        self.state.send_replace(State::Shutdown);
+        if let Some(task) = self.accept_task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.state.send_replace(State::Shutdown);
+        if let Some(task) = &self.accept_task {
+            task.abort();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    mut state: watch::Receiver<State>,
+    tap: TapSlot,
+) {
+    let next_id = AtomicU64::new(1);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        if matches!(*state.borrow_and_update(), State::Shutdown) {
+            break;
+        }
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!("connection limit reached; dropping a new connection");
+                    continue;
+                };
+                let conn = next_id.fetch_add(1, Ordering::Relaxed);
+                let acceptor = acceptor.clone();
+                let state = state.clone();
+                let tap = tap.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve(conn, tcp, acceptor, state, tap).await {
+                        tracing::debug!(conn, error = %e, "connection ended");
+                    }
+                    drop(permit);
+                });
+            }
+            changed = state.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("MQTT front stopped");
+}
+
+/// Reads one whole packet (refusing oversize ones from their header); `None` on a clean EOF.
+async fn read_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    max_remaining: usize,
+) -> Result<Option<Bytes>, ConnError> {
+    loop {
+        if let Some(len) = filter::packet_len(buf, max_remaining)? {
+            if buf.len() >= len {
+                return Ok(Some(buf.split_to(len).freeze()));
+            }
+            buf.reserve(len - buf.len());
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(ConnError::Eof)
+            };
+        }
+    }
+}
+
+async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, reply: Option<&[u8]>) {
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+        if let Some(reply) = reply {
+            wr.write_all(reply).await?;
+        }
+        wr.shutdown().await
+    })
+    .await;
+}
+
+async fn serve(
+    conn: u64,
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    mut state: watch::Receiver<State>,
+    tap: TapSlot,
+) -> Result<(), ConnError> {
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        .await
+        .map_err(|_| ConnError::Timeout)??;
+    let user_id = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(ca::common_name)
+        .filter(|cn| is_user_id(cn))
+        .ok_or(ConnError::NoIdentity)?;
+    let (mut client_rd, mut client_wr) = tokio::io::split(tls);
+    let mut filter = ClientFilter::new(&user_id);
+    let mut client_buf = BytesMut::with_capacity(1024);
+
+    // The first packet must be an acceptable CONNECT.
+    let first = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        read_packet(&mut client_rd, &mut client_buf, MAX_CLIENT_REMAINING),
+    )
+    .await
+    .map_err(|_| ConnError::Timeout)??;
+    let Some(first) = first else { return Ok(()) };
+    let verdict = filter.check(&first);
+    let accepted = matches!(verdict, Verdict::Connect { .. });
+    record(
+        &tap,
+        conn,
+        TapDirection::ClientToBroker {
+            forwarded: accepted,
+        },
+        &first,
+    );
+    let (clean_session, keep_alive) = match verdict {
+        Verdict::Connect {
+            clean_session,
+            keep_alive,
+        } => (clean_session, keep_alive),
+        Verdict::Disconnect { reason, reply } | Verdict::Refuse { reason, reply } => {
+            tracing::info!(conn, %reason, "refused CONNECT");
+            write_and_close(&mut client_wr, reply.as_deref()).await;
+            return Ok(());
+        }
+        Verdict::Forward => {
+            write_and_close(&mut client_wr, None).await;
+            return Ok(());
+        }
+    };
+    let upstream = match &*state.borrow_and_update() {
+        State::Running(up) => Some(up.clone()),
+        State::Paused | State::Shutdown => None,
+    };
+    let Some(upstream) = upstream else {
+        tracing::info!(conn, "internal broker unavailable");
+        write_and_close(&mut client_wr, Some(&filter::connack(CONNACK_UNAVAILABLE))).await;
+        return Ok(());
+    };
+    let broker = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.addr))
+        .await
+        .map_err(|_| ConnError::Timeout)??;
+    let _ = broker.set_nodelay(true);
+    let (mut broker_rd, mut broker_wr) = broker.into_split();
+    broker_wr
+        .write_all(&encode_connect(
+            &user_id,
+            keep_alive,
+            clean_session,
+            &user_id,
+            upstream.secret.as_bytes(),
+        ))
+        .await?;
+    tracing::debug!(conn, "relaying");
+
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
+    let mut writer = tokio::spawn(async move {
+        while let Some(packet) = rx.recv().await {
+            if client_wr.write_all(&packet).await.is_err() {
+                return;
+            }
+        }
+        write_and_close(&mut client_wr, None).await;
+    });
+    let broker_tx = tx.clone();
+    let broker_tap = tap.clone();
+    let mut broker_reader = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        while let Some(packet) = read_packet(&mut broker_rd, &mut buf, MAX_BROKER_REMAINING).await?
+        {
+            record(&broker_tap, conn, TapDirection::BrokerToClient, &packet);
+            if broker_tx.send(packet).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), ConnError>(())
+    });
+    let client_reader = async {
+        loop {
+            let Some(packet) =
+                read_packet(&mut client_rd, &mut client_buf, MAX_CLIENT_REMAINING).await?
+            else {
+                return Ok::<(), ConnError>(());
+            };
+            let verdict = filter.check(&packet);
+            let forwarded = matches!(verdict, Verdict::Forward);
+            record(
+                &tap,
+                conn,
+                TapDirection::ClientToBroker { forwarded },
+                &packet,
+            );
+            match verdict {
+                Verdict::Forward => broker_wr.write_all(&packet).await?,
+                Verdict::Refuse { reason, reply } => {
+                    tracing::info!(conn, %reason, "refused packet");
+                    if let Some(reply) = reply {
+                        if tx.send(Bytes::from(reply)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Verdict::Disconnect { reason, reply } => {
+                    tracing::info!(conn, %reason, "refused packet; closing the connection");
+                    if let Some(reply) = reply {
+                        let _ = tx.send(Bytes::from(reply)).await;
+                    }
+                    return Ok(());
+                }
+                Verdict::Connect { .. } => return Ok(()),
+            }
+        }
+    };
+
+    let result = tokio::select! {
+        r = client_reader => r,
+        r = &mut broker_reader => r.unwrap_or(Ok(())),
+        _ = state.changed() => {
+            tracing::debug!(conn, "upstream changed; closing");
+            Ok(())
+        }
+    };
+    broker_reader.abort();
+    drop(broker_wr);
+    drop(tx);
+    if tokio::time::timeout(FLUSH_TIMEOUT, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    result
+}

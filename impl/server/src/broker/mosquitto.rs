@@ -1,0 +1,237 @@
+//! The Mosquitto profile: the same rules (TLS-1, BROKER-1..4) expressed as a Mosquitto 2.0
+//! configuration, for deployments that run an external broker.
+//!
+//! ```text
+//!  <dir>/mosquitto.conf  listener on loopback, mTLS (require_certificate, CN = username = client id)
+//!  <dir>/acl             pattern read i/%u, pattern write i/+
+//!  <dir>/ca.pem server.pem server.key (0600)   from ca::Pki
+//!  <dir>/data/           persistence: queued messages survive a restart (unlike embedded rumqttd)
+//! ```
+//!
+//! Differences from the embedded front (documented by the conformance work):
+//! - BROKER-1: `use_username_as_clientid` replaces the client id with the certificate CN instead
+//!   of refusing a foreign one; a session takeover is impossible either way.
+//! - BROKER-3: the ACL allows `i/+`, so the 16-character form of the user id is not checked;
+//!   an oversize packet closes the connection (`max_packet_size`); retain closes it too
+//!   (`retain_available false`); a QoS 1 publish denied by the ACL is PUBACKed and dropped.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::BrokerError;
+use super::filter::{INBOX_PREFIX, MAX_ENVELOPE, USER_ID_LEN};
+use crate::ca::{self, Pki};
+
+/// `max_packet_size`, as Mosquitto 2.0 counts it (remaining length + 1, the length varint left
+/// out): 1 + topic `i/<user id>` (2 + 18) + packet id (2) + a LIM-1 payload = 8,215. A PUBLISH
+/// with 8,193 payload bytes to an inbox is one byte over and closes the connection.
+pub const MAX_PACKET_SIZE: usize = 1 + 2 + INBOX_PREFIX.len() + USER_ID_LEN + 2 + MAX_ENVELOPE;
+/// Messages queued per offline client (BROKER-4).
+pub const MAX_QUEUED_MESSAGES: usize = 100_000;
+/// Largest keep-alive, seconds (same as the front).
+pub const MAX_KEEPALIVE: u16 = super::filter::KEEP_ALIVE_MAX;
+/// How long [`MosquittoProcess::spawn`] waits for the port.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A written Mosquitto configuration.
+#[derive(Debug, Clone)]
+pub struct MosquittoProfile {
+    dir: PathBuf,
+    listen: SocketAddr,
+}
+
+impl MosquittoProfile {
+    /// Writes `mosquitto.conf`, `acl` and the certificates of `pki` into `dir`, for a listener on
+    /// `listen` (port 0: a free loopback port is picked now).
+    pub fn write(
+        pki: &Pki,
+        dir: &Path,
+        listen: SocketAddr,
+    ) -> Result<MosquittoProfile, BrokerError> {
+        let listen = if listen.port() == 0 {
+            let probe = std::net::TcpListener::bind(listen)?;
+            probe.local_addr()?
+        } else {
+            listen
+        };
+        fs::create_dir_all(dir.join("data"))?;
+        fs::write(dir.join("ca.pem"), pki.ca_pem())?;
+        fs::write(dir.join("server.pem"), pki.server_cert_pem())?;
+        ca::write_private(&dir.join("server.key"), pki.server_key_pem())?;
+        fs::write(dir.join("acl"), acl())?;
+        let conf_path = dir.join("mosquitto.conf");
+        fs::write(&conf_path, "")?;
+        let as_root = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&conf_path)?.uid() == 0
+        };
+        fs::write(&conf_path, config(dir, listen, as_root))?;
+        Ok(MosquittoProfile {
+            dir: dir.to_owned(),
+            listen,
+        })
+    }
+
+    /// The configuration file.
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.join("mosquitto.conf")
+    }
+
+    /// The listener address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Mosquitto's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("mosquitto.log")
+    }
+}
+
+/// The ACL: read only the own inbox (BROKER-2), write only inbox topics (BROKER-3).
+pub fn acl() -> String {
+    format!(
+        "# Sotto: BROKER-2, BROKER-3\npattern read {INBOX_PREFIX}%u\npattern write {INBOX_PREFIX}+\n"
+    )
+}
+
+/// The `mosquitto.conf` text. `as_root`: keep running as root (otherwise Mosquitto started as root
+/// switches to the `mosquitto` user, which cannot read a private temporary directory).
+pub fn config(dir: &Path, listen: SocketAddr, as_root: bool) -> String {
+    let d = dir.display();
+    let mut c = String::new();
+    let _ = writeln!(
+        c,
+        "# Sotto message service, Mosquitto profile (TLS-1, BROKER-1..4)"
+    );
+    if as_root {
+        let _ = writeln!(c, "user root");
+    }
+    let _ = writeln!(c, "per_listener_settings false");
+    let _ = writeln!(c, "allow_anonymous false");
+    let _ = writeln!(c, "acl_file {d}/acl");
+    let _ = writeln!(c, "persistence true");
+    let _ = writeln!(c, "persistence_location {d}/data/");
+    let _ = writeln!(c, "autosave_interval 10");
+    let _ = writeln!(c, "max_packet_size {MAX_PACKET_SIZE}");
+    let _ = writeln!(c, "max_queued_messages {MAX_QUEUED_MESSAGES}");
+    let _ = writeln!(c, "max_queued_bytes 0");
+    let _ = writeln!(c, "queue_qos0_messages false");
+    let _ = writeln!(c, "retain_available false");
+    let _ = writeln!(c, "max_keepalive {MAX_KEEPALIVE}");
+    let _ = writeln!(c, "log_dest file {d}/mosquitto.log");
+    let _ = writeln!(c, "log_type error");
+    let _ = writeln!(c, "log_type warning");
+    let _ = writeln!(c, "log_type notice");
+    let _ = writeln!(c, "log_type information");
+    let _ = writeln!(c, "connection_messages true");
+    let _ = writeln!(c);
+    let _ = writeln!(c, "listener {} {}", listen.port(), listen.ip());
+    let _ = writeln!(c, "cafile {d}/ca.pem");
+    let _ = writeln!(c, "certfile {d}/server.pem");
+    let _ = writeln!(c, "keyfile {d}/server.key");
+    let _ = writeln!(c, "tls_version tlsv1.3");
+    let _ = writeln!(c, "require_certificate true");
+    let _ = writeln!(c, "use_identity_as_username true");
+    let _ = writeln!(c, "use_username_as_clientid true");
+    // Listener options: placed before `listener` they would open a default listener on 1883.
+    let _ = writeln!(c, "max_qos 1");
+    c
+}
+
+/// Whether a `mosquitto` binary is on the PATH.
+pub fn mosquitto_available() -> bool {
+    Command::new("mosquitto")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// A `mosquitto -c <conf>` child process, killed on drop.
+#[derive(Debug)]
+pub struct MosquittoProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl MosquittoProcess {
+    /// Starts Mosquitto with `profile` and waits until its port accepts connections.
+    pub async fn spawn(profile: &MosquittoProfile) -> Result<MosquittoProcess, BrokerError> {
+        let stderr = fs::File::create(profile.dir.join("mosquitto.stderr"))?;
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(profile.conf_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(BrokerError::MosquittoMissing)?;
+        let mut process = MosquittoProcess {
+            child,
+            addr: profile.addr(),
+        };
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = process.child.try_wait()? {
+                let log = fs::read_to_string(profile.dir.join("mosquitto.stderr"))
+                    .unwrap_or_default()
+                    + &fs::read_to_string(profile.log_path()).unwrap_or_default();
+                return Err(BrokerError::MosquittoExited {
+                    status: status.to_string(),
+                    log,
+                });
+            }
+            if tokio::net::TcpStream::connect(process.addr).await.is_ok() {
+                tracing::info!(addr = %process.addr, "mosquitto ready");
+                return Ok(process);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(BrokerError::NotReady(process.addr));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The listener address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops Mosquitto gracefully (SIGTERM: it writes its persistence file), killing it after
+    /// 10 s.
+    pub async fn stop(mut self) -> Result<(), BrokerError> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait()?.is_none() {
+            if tokio::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MosquittoProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A free loopback address (port picked by the OS; free at the time of the call).
+pub fn free_loopback_addr() -> Result<SocketAddr, BrokerError> {
+    let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(probe.local_addr()?)
+}

@@ -1,0 +1,24 @@
+//! # sotto-server: the membership service, its CA, and the message service
+//!
+//! The server side of Sotto. It never sees a plaintext or a private key: it certifies TLS keys,
+//! hands out public prekeys and moves opaque envelopes (docs/threat-model.md treats all of it as the
+//! attacker `A1`).
+//!
+//! ```text
+//!   device ──HTTPS (TLS 1.3)──▶ membership ── membership.db (public keys only, Req1)
+//!     │        signup, renew,       │
+//!     │        prekeys, bundles,    └── ca::Pki: issues client certificates, CN = user id (TLS-1)
+//!     │        time (TIME-1)
+//!     └──MQTT over mutual TLS──▶ broker front ──▶ embedded rumqttd (BROKER-1..4)
+//! ```
+//!
+//! - [`ca`]: the service's certificate authority (created on first start, kept in the data
+//!   directory) and the TLS configurations built from it (TLS-1).
+//! - [`membership`]: signup without personal data (Req1), certificates, the prekey directory and
+//!   server time, over HTTPS; with the typed client devices use ([`membership::MembershipClient`]).
+//! - [`broker`]: the message service: an embedded rumqttd on an internal loopback port behind the
+//!   authorizing mutual-TLS front (BROKER-1..4), and the Mosquitto profile.
+
+pub mod broker;
+pub mod ca;
+pub mod membership;

@@ -1,0 +1,150 @@
+//! Errors of the membership service: [`ApiError`] is what a request gets back (a status and a stable
+//! code in a JSON body), [`MembershipError`] what starting the service can fail with, [`StoreError`]
+//! what the directory's database can fail with.
+//!
+//! Codes the core reports keep the core's names (protocol.md section 17: `truncated`,
+//! `bad_signature`, `insufficient_work`, ...); the service's own codes are listed in
+//! docs/operations.md. No message contains key material or a peer address.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::api::ErrorBody;
+use crate::ca::CaError;
+
+/// An error response: HTTP status, stable code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with any status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// 413 `body_too_large`.
+    pub fn body_too_large() -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body larger than {} bytes", super::api::MAX_BODY),
+        )
+    }
+
+    /// 401 `client_certificate_required`.
+    pub fn client_certificate_required() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "client_certificate_required",
+            "this endpoint needs a client certificate issued at signup",
+        )
+    }
+
+    /// 404 `unknown_user`.
+    pub fn unknown_user() -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user")
+    }
+
+    /// 500 `internal`: details go to the log, not to the peer.
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    /// 503 `timeout`: the request took longer than the service allows.
+    pub fn timeout() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "request timed out",
+        )
+    }
+}
+
+impl From<sotto_core::Error> for ApiError {
+    /// A refusal by the core: 400 with the core's code.
+    fn from(e: sotto_core::Error) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+    }
+}
+
+impl From<sotto_core::error::DecodeError> for ApiError {
+    fn from(e: sotto_core::error::DecodeError) -> Self {
+        sotto_core::Error::from(e).into()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "membership store");
+        ApiError::internal()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The directory's database failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file has a schema this version does not know (a newer release wrote it).
+    #[error("unsupported schema version {0}")]
+    UnsupportedSchema(i64),
+    /// A stored row does not decode (the file was altered outside the service).
+    #[error("corrupt row in {0}")]
+    Corrupt(&'static str),
+    /// A blocking task was cancelled or panicked.
+    #[error("store task failed")]
+    Task,
+}
+
+/// Starting the membership service failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The configuration is invalid (for example a difficulty above 32).
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    /// Creating the data directory or binding the listener failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The CA could not build the TLS configuration.
+    #[error("tls: {0}")]
+    Tls(#[from] CaError),
+}

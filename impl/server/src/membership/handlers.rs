@@ -1,0 +1,359 @@
+//! The HTTP handlers of the membership API (docs/operations.md, "Membership API").
+//!
+//! ```text
+//!   GET  /v1/time                -> {"server_time_ms"}                            TIME-1
+//!   GET  /v1/challenge           -> {"challenge", "difficulty"}                    SIGNUP-3
+//!   POST /v1/signup    (bytes)   -> {"user_id", "certificate_pem", "ca_pem", ..}  SIGNUP-1..4, Req1
+//!   POST /v1/renew     (bytes)   -> {"certificate_pem", "ca_pem", ..}             KEY-6, TLS-1
+//!   POST /v1/prekeys   (bytes)   -> 204                     client certificate    KEY-3, KEY-4, LIM-15
+//!   GET  /v1/prekeys/count       -> {"one_time_prekeys"}     client certificate
+//!   GET  /v1/bundle/{user_id}    -> KEY-5 bytes              client certificate    KEY-4, KEY-5
+//! ```
+//!
+//! Every handler validates with the core first (so refusals carry the core's error codes), then
+//! touches the store on a blocking thread. The caller's identity, when a route needs it, is the CN of
+//! the client certificate the TLS layer verified ([`Caller`]).
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::{Body, HttpBody};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand_core::OsRng;
+use sotto_core::UserId;
+use sotto_core::signup::SignupRequest;
+
+use super::api::{
+    CertificateResponse, ChallengeResponse, MAX_BODY, PrekeyCountResponse, PrekeyUpload,
+    RENEW_WINDOW_MS, RenewRequest, SignupResponse, TimeResponse,
+};
+use super::challenge::Challenges;
+use super::error::{ApiError, StoreError};
+use super::store::{CertRecord, NewUser, Store, UploadRefusal};
+use crate::ca::{CaError, Pki};
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<Store>,
+    pub(crate) pki: Arc<Pki>,
+    pub(crate) challenges: Challenges,
+    pub(crate) difficulty: u8,
+    pub(crate) broker: String,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// The authenticated peer of a connection: the user id in the CN of its verified client certificate,
+/// if it presented one. The accept loop puts it into every request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeerIdentity(pub(crate) Option<UserId>);
+
+/// Extractor for routes that need a client certificate: 401 without one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller(pub(crate) UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<PeerIdentity>() {
+            Some(PeerIdentity(Some(user))) => Ok(Caller(*user)),
+            _ => Err(ApiError::client_certificate_required()),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch on the server's clock (TIME-1).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes (413 `body_too_large` beyond).
+///
+/// An oversize body is still read (and dropped) up to [`DRAIN_LIMIT`] bytes before the 413 goes
+/// out: a client that is still sending when the server closes the connection may otherwise see a
+/// reset instead of the answer. Beyond that the connection is simply closed after the answer.
+async fn read_body(mut body: Body) -> Result<Vec<u8>, ApiError> {
+    let declared = body.size_hint().lower();
+    if declared > DRAIN_LIMIT as u64 {
+        return Err(ApiError::body_too_large());
+    }
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                "the request body could not be read",
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > MAX_BODY || declared > MAX_BODY as u64 {
+        return Err(ApiError::body_too_large());
+    }
+    Ok(buf)
+}
+
+/// Runs a store operation on the blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::from(StoreError::Task))?
+}
+
+/// Issues a certificate and reads back what the store records about it.
+fn issue(pki: &Pki, user: &UserId, spki: &[u8]) -> Result<(String, CertRecord), ApiError> {
+    let pem = pki
+        .issue_client_cert(&user.to_text(), spki)
+        .map_err(|e| match e {
+            CaError::UnsupportedKey => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_key",
+                "the TLS public key must be a DER SubjectPublicKeyInfo of ECDSA P-256 or Ed25519",
+            ),
+            other => {
+                tracing::error!(error = %other, "issuing a client certificate");
+                ApiError::internal()
+            }
+        })?;
+    let record = cert_record(&pem).ok_or_else(|| {
+        tracing::error!("the CA issued a certificate that does not parse");
+        ApiError::internal()
+    })?;
+    Ok((pem, record))
+}
+
+fn cert_record(pem: &str) -> Option<CertRecord> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let not_after = cert.validity().not_after.timestamp();
+    Some(CertRecord {
+        serial: hex::encode(cert.raw_serial()),
+        not_after_ms: u64::try_from(not_after).ok()?.checked_mul(1000)?,
+    })
+}
+
+// ------------------------------------------------------------------------------------ routes
+
+/// `GET /v1/time` (TIME-1).
+pub(crate) async fn time() -> Json<TimeResponse> {
+    Json(TimeResponse {
+        server_time_ms: now_ms(),
+    })
+}
+
+/// `GET /v1/challenge` (SIGNUP-3).
+pub(crate) async fn challenge(State(state): Shared) -> Json<ChallengeResponse> {
+    let value = state.challenges.issue(&mut OsRng, Instant::now());
+    Json(ChallengeResponse {
+        challenge: hex::encode(value),
+        difficulty: state.difficulty,
+    })
+}
+
+/// `POST /v1/signup` (SIGNUP-1..4, Req1).
+pub(crate) async fn signup(
+    State(state): Shared,
+    body: Body,
+) -> Result<Json<SignupResponse>, ApiError> {
+    let bytes = read_body(body).await?;
+    // SIGNUP-2: layout, bounds, all three signatures and the work, in that order, by the core.
+    let req = SignupRequest::from_bytes(&bytes, state.difficulty)?;
+    let challenge_ok = state.challenges.take(req.challenge(), Instant::now());
+    if state.difficulty > 0 && !challenge_ok {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_challenge",
+            "the challenge was not issued by this service, has expired or was used",
+        ));
+    }
+    let response = blocking(move || {
+        // ID-1: 80 random bits; a collision (never expected) just draws again.
+        for _ in 0..4 {
+            let user_id = UserId::random(&mut OsRng);
+            if state.store.user_exists(&user_id)? {
+                continue;
+            }
+            let (certificate_pem, cert) = issue(&state.pki, &user_id, req.tls_spki())?;
+            let now = now_ms();
+            let inserted = state.store.insert_user(&NewUser {
+                user_id,
+                identity: req.identity(),
+                tls_spki: req.tls_spki(),
+                signed_prekey: req.signed_prekey(),
+                one_time_prekeys: req.one_time_prekeys(),
+                cert,
+                now_ms: now,
+            })?;
+            if inserted {
+                return Ok(SignupResponse {
+                    user_id: user_id.to_text(),
+                    certificate_pem,
+                    ca_pem: state.pki.ca_pem().to_owned(),
+                    server_time_ms: now,
+                    broker: state.broker.clone(),
+                });
+            }
+        }
+        Err(ApiError::internal())
+    })
+    .await?;
+    tracing::debug!("signup accepted");
+    Ok(Json(response))
+}
+
+/// `POST /v1/renew`: a new certificate for a new TLS key, authorized by `IKs` (KEY-6, TLS-1).
+pub(crate) async fn renew(
+    State(state): Shared,
+    body: Body,
+) -> Result<Json<CertificateResponse>, ApiError> {
+    let bytes = read_body(body).await?;
+    let req = RenewRequest::from_bytes(&bytes)?;
+    let now = now_ms();
+    if now.abs_diff(req.timestamp_ms()) > RENEW_WINDOW_MS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "stale_timestamp",
+            "the request's timestamp is more than 5 minutes from the server's time",
+        ));
+    }
+    let response = blocking(move || {
+        let identity = state
+            .store
+            .identity(req.user_id())?
+            .ok_or_else(ApiError::unknown_user)?;
+        req.verify(&identity)?;
+        let (certificate_pem, cert) = issue(&state.pki, req.user_id(), req.tls_spki())?;
+        if !state
+            .store
+            .update_certificate(req.user_id(), req.tls_spki(), &cert)?
+        {
+            return Err(ApiError::unknown_user());
+        }
+        Ok(CertificateResponse {
+            certificate_pem,
+            ca_pem: state.pki.ca_pem().to_owned(),
+            server_time_ms: now_ms(),
+        })
+    })
+    .await?;
+    Ok(Json(response))
+}
+
+/// `POST /v1/prekeys` (KEY-3, KEY-4, LIM-15), for the caller's own directory entry.
+pub(crate) async fn upload_prekeys(
+    State(state): Shared,
+    Caller(user): Caller,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let bytes = read_body(body).await?;
+    blocking(move || {
+        let identity = state
+            .store
+            .identity(&user)?
+            .ok_or_else(ApiError::unknown_user)?;
+        let upload = PrekeyUpload::from_bytes(&bytes, &identity)?;
+        match state
+            .store
+            .add_prekeys(&user, upload.signed_prekey(), upload.one_time_prekeys())?
+        {
+            Ok(()) => Ok(StatusCode::NO_CONTENT),
+            Err(UploadRefusal::UnknownUser) => Err(ApiError::unknown_user()),
+            Err(UploadRefusal::StaleSignedPrekey) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "stale_signed_prekey",
+                "the signed prekey id must be higher than the current one",
+            )),
+            Err(UploadRefusal::TooManyPrekeys) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "limit_reached",
+                format!(
+                    "at most {} one-time prekeys are kept per user",
+                    super::store::MAX_STORED_OPKS
+                ),
+            )),
+        }
+    })
+    .await
+}
+
+/// `GET /v1/prekeys/count`.
+pub(crate) async fn prekey_count(
+    State(state): Shared,
+    Caller(user): Caller,
+) -> Result<Json<PrekeyCountResponse>, ApiError> {
+    let n = blocking(move || Ok(state.store.one_time_prekey_count(&user)?)).await?;
+    Ok(Json(PrekeyCountResponse {
+        one_time_prekeys: u32::try_from(n).unwrap_or(u32::MAX),
+    }))
+}
+
+/// `GET /v1/bundle/{user_id}` (KEY-5): consumes one one-time prekey, if any is left (KEY-4).
+pub(crate) async fn bundle(
+    State(state): Shared,
+    Caller(_caller): Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(text) = path.map_err(|_| sotto_core::error::DecodeError::InvalidUserId)?;
+    let user = UserId::parse(&text)?;
+    let bundle = blocking(move || {
+        state
+            .store
+            .take_bundle(&user)?
+            .ok_or_else(ApiError::unknown_user)
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        bundle.to_bytes(),
+    )
+        .into_response())
+}
+
+/// Unknown paths: 404 `not_found`.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// Known paths with the wrong method: 405 `method_not_allowed`.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+/// How much of an oversize request body is read and dropped before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// How long a request may take from its first byte to its response.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,267 @@
+//! The membership service: signup without personal data (Req1, SIGNUP-1..4), client certificates
+//! from the service CA (TLS-1), the prekey directory (KEY-3..5) and the server's clock (TIME-1), over
+//! HTTPS.
+//!
+//! ```text
+//!  device --TLS 1.3 (client cert optional)--> accept loop ----------------------------+
+//!                                              | CN of the verified client cert        |
+//!                                              v  = PeerIdentity (request extension)  |
+//!                                           axum router (handlers.rs)                 |
+//!            signup / renew / prekeys /        |  validate with sotto-core first      |
+//!            bundle / time / challenge         v                                      |
+//!                                        Store (membership.db)   Pki (ca.rs)          |
+//!                                                                                      |
+//!  every response <-- x-sotto-server-time, cache-control: no-store, JSON errors <------+
+//! ```
+//!
+//! The service keeps only public keys and certificate bookkeeping ([`store`]); it never records or
+//! logs a peer's address. Bodies are bounded ([`api::MAX_BODY`]), connections are bounded
+//! ([`MAX_CONNECTIONS`]), every TLS handshake, request header and request has a deadline, and the
+//! challenge map is bounded ([`challenge::MAX_CHALLENGES`]). A restart with the same data directory
+//! keeps every user (and [`crate::ca::Pki`] keeps the CA).
+//!
+//! The wire format of the API is in [`api`] and docs/operations.md; [`client`] is the typed client the
+//! device uses.
+
+pub mod api;
+pub mod challenge;
+pub mod client;
+pub mod error;
+mod handlers;
+pub mod store;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Request, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use sotto_core::UserId;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::ca::{self, Pki};
+pub use client::{ClientError, MembershipClient};
+pub use error::{ApiError, MembershipError, StoreError};
+use handlers::{AppState, PeerIdentity};
+
+/// Most connections served at once; further ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long reading a request's header may take (also closes idle keep-alive connections).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The proof-of-work difficulty `sotto serve` uses by default (SIGNUP-3).
+pub const DEFAULT_DIFFICULTY: u8 = 8;
+
+/// How to run the membership service.
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// Where `membership.db` lives (created if missing).
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port ([`MembershipHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// Proof-of-work difficulty in bits, 0..=32 (SIGNUP-3); 0 turns the work and the challenge check
+    /// off.
+    pub difficulty: u8,
+    /// The message service's address, `host:port`, told to devices at signup.
+    pub broker_addr: String,
+}
+
+/// The membership service.
+#[derive(Debug)]
+pub struct Membership;
+
+impl Membership {
+    /// Opens the store, binds the listener and starts serving HTTPS with `pki`'s server
+    /// certificate. Returns once the service accepts connections.
+    pub async fn start(
+        config: MembershipConfig,
+        pki: Arc<Pki>,
+    ) -> Result<MembershipHandle, MembershipError> {
+        if config.difficulty > sotto_core::limits::MAX_POW_DIFFICULTY {
+            return Err(MembershipError::Config("difficulty above 32"));
+        }
+        tokio::fs::create_dir_all(&config.data_dir).await?;
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || store::Store::open(&dir))
+            .await
+            .map_err(|_| StoreError::Task)??;
+        let tls = TlsAcceptor::from(pki.https_server_config()?);
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            store: Arc::new(store),
+            pki,
+            challenges: challenge::Challenges::new(),
+            difficulty: config.difficulty,
+            broker: config.broker_addr,
+        });
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept_loop(listener, tls, router(state), stopped));
+        tracing::info!(addr = %local_addr, "membership service listening");
+        Ok(MembershipHandle {
+            local_addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running membership service. Dropping it stops the service as [`MembershipHandle::shutdown`]
+/// does, without waiting.
+#[derive(Debug)]
+pub struct MembershipHandle {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl MembershipHandle {
+    /// The address the service listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL for [`MembershipClient`]: `https://localhost:<port>` (the server certificate
+    /// names localhost, 127.0.0.1 and ::1).
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.local_addr.port())
+    }
+
+    /// Stops accepting, closes every open connection and waits for that. The database is closed
+    /// when the last store operation still running on a blocking thread ends (each commits or rolls
+    /// back as a whole; a new instance on the same directory may start at once).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the service stops (it only stops through [`MembershipHandle::shutdown`] or a
+    /// drop, so this is for a `serve` command that runs until killed).
+    pub async fn wait(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for MembershipHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    use api::paths;
+    Router::new()
+        .route(paths::TIME, get(handlers::time))
+        .route(paths::CHALLENGE, get(handlers::challenge))
+        .route(paths::SIGNUP, post(handlers::signup))
+        .route(paths::RENEW, post(handlers::renew))
+        .route(paths::PREKEYS, post(handlers::upload_prekeys))
+        .route(paths::PREKEY_COUNT, get(handlers::prekey_count))
+        .route("/v1/bundle/{user_id}", get(handlers::bundle))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(state)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    router: Router,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                // The peer's address is deliberately ignored: it is neither stored nor logged.
+                let Ok((tcp, _)) = accepted else {
+                    // Out of file descriptors and the like: back off a little.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(tcp);
+                    continue;
+                };
+                let (tls, router) = (tls.clone(), router.clone());
+                connections.spawn(async move {
+                    serve_connection(tcp, tls, router).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+    connections.shutdown().await;
+    tracing::info!("membership service stopped");
+}
+
+async fn serve_connection(tcp: TcpStream, tls: TlsAcceptor, router: Router) {
+    let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await else {
+        return;
+    };
+    // The TLS layer verified the chain to the CA (https_server_config); the CN is the user id.
+    let peer = PeerIdentity(
+        stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(ca::common_name)
+            .and_then(|cn| UserId::parse(&cn).ok()),
+    );
+    let service = TowerToHyperService::new(router);
+    let per_request = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(peer);
+        let response = hyper::service::Service::call(&service, req);
+        async move {
+            let mut response: Response =
+                match tokio::time::timeout(handlers::REQUEST_TIMEOUT, response).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => ApiError::timeout().into_response(),
+                };
+            stamp(&mut response);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), per_request)
+        .await;
+}
+
+/// TIME-1 on every response, and no caching of anything (bundles are single-use).
+fn stamp(response: &mut Response) {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&handlers::now_ms().to_string()) {
+        headers.insert(api::TIME_HEADER, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}

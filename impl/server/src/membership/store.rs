@@ -1,0 +1,508 @@
+//! The membership directory: `membership.db`, a plain SQLite file (rusqlite, no SQLCipher key: it
+//! holds public keys only) in the service's data directory.
+//!
+//! Req1: the schema has no column that could hold personal data. It stores, per user:
+//!
+//! | table | columns |
+//! |---|---|
+//! | `users` | `user_id` (10 random bytes, ID-1), `identity` (public identity, KEY-2, 128 bytes), `tls_spki` (DER SubjectPublicKeyInfo of the current client certificate), `created_day` (signup day, UTC midnight in ms: deliberately coarse), `cert_serial` (hex), `cert_not_after_ms` |
+//! | `signed_prekeys` | `user_id`, `prekey_id`, `body` (KEY-3, 100 bytes); the newest LIM-9 = 3 kept (current + grace) |
+//! | `one_time_prekeys` | `user_id`, `prekey_id`, `body` (KEY-4, 36 bytes); deleted in the transaction that serves it |
+//!
+//! No IP address, name, contact, timestamp of use, or anything else about a person is written; nor is
+//! anything logged per request. `secure_delete` is on, so a served one-time prekey is overwritten in
+//! the file, not just unlinked. The schema version is SQLite's `user_version` ([`SCHEMA_VERSION`]).
+//!
+//! Rows are decoded (and their signatures verified again, PRIM-2) every time they are read, so a
+//! file altered outside the service yields [`StoreError::Corrupt`], never a forged bundle.
+//!
+//! The store is synchronous; the service calls it from `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sotto_core::codec::Reader;
+use sotto_core::keys::{OneTimePreKey, SignedPreKey};
+use sotto_core::limits::MAX_SIGNED_PREKEYS;
+use sotto_core::{PreKeyBundle, PublicIdentity, UserId};
+
+use super::error::StoreError;
+
+/// The file name inside the data directory.
+pub const FILE_NAME: &str = "membership.db";
+
+/// The schema version this code writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Most one-time prekeys the directory keeps per user (uploads beyond it are refused).
+pub const MAX_STORED_OPKS: usize = 1000;
+
+/// How long a statement waits for a lock held by another connection to the same file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MS_PER_DAY: u64 = 24 * 3600 * 1000;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE users (
+    user_id           BLOB PRIMARY KEY CHECK (length(user_id) = 10),
+    identity          BLOB NOT NULL CHECK (length(identity) = 128),
+    tls_spki          BLOB NOT NULL CHECK (length(tls_spki) BETWEEN 1 AND 512),
+    created_day       INTEGER NOT NULL,
+    cert_serial       TEXT NOT NULL,
+    cert_not_after_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE signed_prekeys (
+    user_id   BLOB NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    prekey_id INTEGER NOT NULL,
+    body      BLOB NOT NULL CHECK (length(body) = 100),
+    PRIMARY KEY (user_id, prekey_id)
+) WITHOUT ROWID;
+CREATE TABLE one_time_prekeys (
+    user_id   BLOB NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    prekey_id INTEGER NOT NULL,
+    body      BLOB NOT NULL CHECK (length(body) = 36),
+    PRIMARY KEY (user_id, prekey_id)
+) WITHOUT ROWID;
+";
+
+/// What the service records about an issued client certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertRecord {
+    /// The certificate's serial number, hex.
+    pub serial: String,
+    /// Its `notAfter`, in milliseconds since the Unix epoch.
+    pub not_after_ms: u64,
+}
+
+/// A new user, as accepted from a verified signup request.
+#[derive(Clone, Debug)]
+pub struct NewUser<'a> {
+    /// The id the service chose (ID-1).
+    pub user_id: UserId,
+    /// The device's public identity (KEY-2).
+    pub identity: &'a PublicIdentity,
+    /// The TLS key the certificate was issued for.
+    pub tls_spki: &'a [u8],
+    /// The signed prekey (KEY-3).
+    pub signed_prekey: &'a SignedPreKey,
+    /// The one-time prekeys (KEY-4).
+    pub one_time_prekeys: &'a [OneTimePreKey],
+    /// The certificate issued.
+    pub cert: CertRecord,
+    /// Server time of the signup, in milliseconds (stored rounded down to the day).
+    pub now_ms: u64,
+}
+
+/// Why an upload of prekeys was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadRefusal {
+    /// No such user.
+    UnknownUser,
+    /// The signed prekey's id is not newer than the current one (and not an identical retry).
+    StaleSignedPrekey,
+    /// The upload would take the user beyond [`MAX_STORED_OPKS`].
+    TooManyPrekeys,
+}
+
+/// The directory's database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `membership.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::from_connection(Connection::open(dir.join(FILE_NAME))?)
+    }
+
+    /// A throwaway in-memory store (unit tests).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Store::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(conn: Connection) -> Result<Store, StoreError> {
+        // Another process (an old instance still shutting down) may hold the file briefly.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA synchronous = FULL;",
+        )?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match version {
+            0 => {
+                conn.execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))?;
+            }
+            SCHEMA_VERSION => {}
+            other => return Err(StoreError::UnsupportedSchema(other)),
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // SQLite rolls back an unfinished transaction when its guard drops, so a poisoned lock still
+        // guards a consistent database.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `user` exists.
+    pub fn user_exists(&self, user: &UserId) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM users WHERE user_id = ?1",
+                [&user.0[..]],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Inserts a new user with its prekeys in one transaction; false if the user id is taken.
+    pub fn insert_user(&self, user: &NewUser<'_>) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO users
+                 (user_id, identity, tls_spki, created_day, cert_serial, cert_not_after_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                &user.user_id.0[..],
+                user.identity.to_bytes(),
+                user.tls_spki,
+                to_sql_int(user.now_ms - user.now_ms % MS_PER_DAY),
+                user.cert.serial,
+                to_sql_int(user.cert.not_after_ms),
+            ],
+        )?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO signed_prekeys (user_id, prekey_id, body) VALUES (?1, ?2, ?3)",
+            params![
+                &user.user_id.0[..],
+                user.signed_prekey.id(),
+                spk_bytes(user.signed_prekey)
+            ],
+        )?;
+        insert_opks(&tx, &user.user_id, user.one_time_prekeys)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The stored public identity of `user`.
+    pub fn identity(&self, user: &UserId) -> Result<Option<PublicIdentity>, StoreError> {
+        let conn = self.lock();
+        load_identity(&conn, user)
+    }
+
+    /// Records a renewed certificate for a new TLS key.
+    pub fn update_certificate(
+        &self,
+        user: &UserId,
+        tls_spki: &[u8],
+        cert: &CertRecord,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let n = conn.execute(
+            "UPDATE users SET tls_spki = ?2, cert_serial = ?3, cert_not_after_ms = ?4
+             WHERE user_id = ?1",
+            params![
+                &user.0[..],
+                tls_spki,
+                cert.serial,
+                to_sql_int(cert.not_after_ms)
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Stores uploaded prekeys (KEY-3, KEY-4) in one transaction.
+    ///
+    /// A signed prekey must have a higher id than the current one (an identical re-upload of the
+    /// current one is accepted as a retry); the newest LIM-9 are kept. A one-time prekey with the id
+    /// of one still stored replaces it (the device's latest key for that id is the one it holds).
+    pub fn add_prekeys(
+        &self,
+        user: &UserId,
+        spk: Option<&SignedPreKey>,
+        opks: &[OneTimePreKey],
+    ) -> Result<Result<(), UploadRefusal>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if load_identity(&tx, user)?.is_none() {
+            return Ok(Err(UploadRefusal::UnknownUser));
+        }
+        if let Some(spk) = spk {
+            let current: Option<(u32, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT prekey_id, body FROM signed_prekeys WHERE user_id = ?1
+                     ORDER BY prekey_id DESC LIMIT 1",
+                    [&user.0[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let body = spk_bytes(spk);
+            match current {
+                Some((id, ref old)) if id == spk.id() && *old == body => {}
+                Some((id, _)) if id >= spk.id() => {
+                    return Ok(Err(UploadRefusal::StaleSignedPrekey));
+                }
+                _ => {
+                    tx.execute(
+                        "INSERT INTO signed_prekeys (user_id, prekey_id, body) VALUES (?1, ?2, ?3)",
+                        params![&user.0[..], spk.id(), body],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM signed_prekeys WHERE user_id = ?1 AND prekey_id NOT IN
+                         (SELECT prekey_id FROM signed_prekeys WHERE user_id = ?1
+                          ORDER BY prekey_id DESC LIMIT ?2)",
+                        params![&user.0[..], to_sql_int(MAX_SIGNED_PREKEYS as u64)],
+                    )?;
+                }
+            }
+        }
+        insert_opks(&tx, user, opks)?;
+        if count_opks(&tx, user)? > MAX_STORED_OPKS {
+            // Dropping the transaction rolls the whole upload back.
+            return Ok(Err(UploadRefusal::TooManyPrekeys));
+        }
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    /// How many one-time prekeys `user` has left.
+    pub fn one_time_prekey_count(&self, user: &UserId) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        count_opks(&conn, user)
+    }
+
+    /// The bundle of `user` (KEY-5) with its newest signed prekey and, if one is left, a one-time
+    /// prekey, which is deleted in the same transaction (KEY-4: handed out at most once).
+    pub fn take_bundle(&self, user: &UserId) -> Result<Option<PreKeyBundle>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(identity) = load_identity(&tx, user)? else {
+            return Ok(None);
+        };
+        let spk_body: Vec<u8> = tx
+            .query_row(
+                "SELECT body FROM signed_prekeys WHERE user_id = ?1
+                 ORDER BY prekey_id DESC LIMIT 1",
+                [&user.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(StoreError::Corrupt("signed_prekeys"))?;
+        let mut r = Reader::new(&spk_body);
+        let spk = SignedPreKey::decode(&mut r, &identity)
+            .ok()
+            .filter(|_| r.remaining() == 0)
+            .ok_or(StoreError::Corrupt("signed_prekeys"))?;
+        let opk_row: Option<(u32, Vec<u8>)> = tx
+            .query_row(
+                "SELECT prekey_id, body FROM one_time_prekeys WHERE user_id = ?1
+                 ORDER BY prekey_id LIMIT 1",
+                [&user.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let opk = match opk_row {
+            None => None,
+            Some((id, body)) => {
+                tx.execute(
+                    "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND prekey_id = ?2",
+                    params![&user.0[..], id],
+                )?;
+                let mut r = Reader::new(&body);
+                let opk = OneTimePreKey::decode(&mut r)
+                    .ok()
+                    .filter(|o| o.id() == id && r.remaining() == 0)
+                    .ok_or(StoreError::Corrupt("one_time_prekeys"))?;
+                Some(opk)
+            }
+        };
+        tx.commit()?;
+        Ok(Some(PreKeyBundle::new(*user, identity, spk, opk)))
+    }
+}
+
+fn load_identity(conn: &Connection, user: &UserId) -> Result<Option<PublicIdentity>, StoreError> {
+    let bytes: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT identity FROM users WHERE user_id = ?1",
+            [&user.0[..]],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let mut r = Reader::new(&bytes);
+    let identity = PublicIdentity::decode(&mut r)
+        .ok()
+        .filter(|_| r.remaining() == 0)
+        .ok_or(StoreError::Corrupt("users"))?;
+    Ok(Some(identity))
+}
+
+fn insert_opks(conn: &Connection, user: &UserId, opks: &[OneTimePreKey]) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO one_time_prekeys (user_id, prekey_id, body) VALUES (?1, ?2, ?3)",
+    )?;
+    for opk in opks {
+        let mut w = sotto_core::codec::Writer::with_capacity(OneTimePreKey::LEN);
+        opk.encode(&mut w);
+        stmt.execute(params![&user.0[..], opk.id(), w.into_vec()])?;
+    }
+    Ok(())
+}
+
+fn count_opks(conn: &Connection, user: &UserId) -> Result<usize, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM one_time_prekeys WHERE user_id = ?1",
+        [&user.0[..]],
+        |r| r.get(0),
+    )?;
+    usize::try_from(n).map_err(|_| StoreError::Corrupt("one_time_prekeys"))
+}
+
+fn spk_bytes(spk: &SignedPreKey) -> Vec<u8> {
+    let mut w = sotto_core::codec::Writer::with_capacity(SignedPreKey::LEN);
+    spk.encode(&mut w);
+    w.into_vec()
+}
+
+// SQLite integers are i64; times in ms fit until the year 292 million.
+fn to_sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+    use sotto_core::Identity;
+    use sotto_core::keys::OneTimePreKeyPair;
+
+    struct Fixture {
+        id: Identity,
+        user: UserId,
+        store: Store,
+    }
+
+    fn fixture(opks: u32) -> Fixture {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let id = Identity::generate(&mut rng);
+        let spk = *id.new_signed_prekey(&mut rng, 1).public();
+        let opks: Vec<_> = (1..=opks)
+            .map(|i| *OneTimePreKeyPair::generate(&mut rng, i).unwrap().public())
+            .collect();
+        let store = Store::in_memory().unwrap();
+        let user = UserId([1; 10]);
+        let new = NewUser {
+            user_id: user,
+            identity: id.public(),
+            tls_spki: &[0x30, 0x00],
+            signed_prekey: &spk,
+            one_time_prekeys: &opks,
+            cert: CertRecord {
+                serial: "01".into(),
+                not_after_ms: 1,
+            },
+            now_ms: 1_700_000_123_456,
+        };
+        assert!(store.insert_user(&new).unwrap());
+        assert!(!store.insert_user(&new).unwrap(), "the id is taken");
+        Fixture { id, user, store }
+    }
+
+    #[test]
+    fn each_one_time_prekey_is_served_once_key_4() {
+        let f = fixture(3);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let b = f.store.take_bundle(&f.user).unwrap().unwrap();
+            seen.push(b.one_time_prekey().unwrap().id());
+        }
+        assert_eq!(seen, vec![1, 2, 3]);
+        let last = f.store.take_bundle(&f.user).unwrap().unwrap();
+        assert!(last.one_time_prekey().is_none());
+        assert_eq!(last.to_bytes().len(), 240);
+        assert!(f.store.take_bundle(&UserId([2; 10])).unwrap().is_none());
+    }
+
+    #[test]
+    fn signed_prekeys_rotate_and_keep_grace_lim_9() {
+        let f = fixture(0);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        for id in 2..=5 {
+            let spk = *f.id.new_signed_prekey(&mut rng, id).public();
+            f.store
+                .add_prekeys(&f.user, Some(&spk), &[])
+                .unwrap()
+                .unwrap();
+            // An identical retry is fine; an older or reused id is not.
+            f.store
+                .add_prekeys(&f.user, Some(&spk), &[])
+                .unwrap()
+                .unwrap();
+            let other = *f.id.new_signed_prekey(&mut rng, id).public();
+            assert_eq!(
+                f.store.add_prekeys(&f.user, Some(&other), &[]).unwrap(),
+                Err(UploadRefusal::StaleSignedPrekey)
+            );
+        }
+        let b = f.store.take_bundle(&f.user).unwrap().unwrap();
+        assert_eq!(b.signed_prekey().id(), 5);
+        let conn = f.store.lock();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM signed_prekeys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn opk_cap_rolls_back() {
+        let f = fixture(0);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let mut next = 1;
+        for _ in 0..10 {
+            let batch: Vec<_> = (next..next + 100)
+                .map(|i| *OneTimePreKeyPair::generate(&mut rng, i).unwrap().public())
+                .collect();
+            next += 100;
+            f.store.add_prekeys(&f.user, None, &batch).unwrap().unwrap();
+        }
+        assert_eq!(f.store.one_time_prekey_count(&f.user).unwrap(), 1000);
+        let one = [*OneTimePreKeyPair::generate(&mut rng, next)
+            .unwrap()
+            .public()];
+        assert_eq!(
+            f.store.add_prekeys(&f.user, None, &one).unwrap(),
+            Err(UploadRefusal::TooManyPrekeys)
+        );
+        assert_eq!(f.store.one_time_prekey_count(&f.user).unwrap(), 1000);
+        assert_eq!(
+            f.store.add_prekeys(&UserId([9; 10]), None, &one).unwrap(),
+            Err(UploadRefusal::UnknownUser)
+        );
+    }
+
+    #[test]
+    fn created_day_is_coarse_req1() {
+        let f = fixture(0);
+        let conn = f.store.lock();
+        let day: i64 = conn
+            .query_row("SELECT created_day FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(day % (MS_PER_DAY as i64), 0);
+    }
+}

@@ -1,0 +1,569 @@
+//! The message service against real brokers: the embedded rumqttd behind the authorizing front,
+//! and a real Mosquitto with the profile's configuration (skipped with a printed notice if the
+//! `mosquitto` binary is missing). Clients are rumqttc over mutual TLS with certificates issued
+//! by the service PKI (TLS-1). Every wait is bounded; no assertion is about speed.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use common::{Client, Identity, QUIET, WAIT, identity, inbox, options, start};
+use rumqttc::SubscribeReasonCode;
+use sotto_server::broker::MessageService;
+use sotto_server::broker::mosquitto::{self, MosquittoProcess, MosquittoProfile};
+use sotto_server::ca::Pki;
+use tempfile::TempDir;
+
+const LIM1: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Embedded,
+    Mosquitto,
+}
+
+/// A running broker of either profile, with its PKI.
+struct Backend {
+    kind: Kind,
+    pki: Pki,
+    embedded: Option<MessageService>,
+    mosquitto: Option<(MosquittoProfile, MosquittoProcess)>,
+    _dir: TempDir,
+}
+
+impl Backend {
+    /// `None` (after printing why) when Mosquitto is requested but not installed.
+    async fn start(kind: Kind) -> Option<Backend> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::load_or_create(&dir.path().join("pki")).expect("pki");
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        match kind {
+            Kind::Embedded => {
+                let service = MessageService::start_embedded(&pki, loopback)
+                    .await
+                    .expect("embedded");
+                Some(Backend {
+                    kind,
+                    pki,
+                    embedded: Some(service),
+                    mosquitto: None,
+                    _dir: dir,
+                })
+            }
+            Kind::Mosquitto => {
+                if !mosquitto::mosquitto_available() {
+                    println!("SKIPPED: `mosquitto` binary not found (apt-get install mosquitto)");
+                    return None;
+                }
+                let profile =
+                    MosquittoProfile::write(&pki, &dir.path().join("mosquitto"), loopback)
+                        .expect("profile");
+                let process = MosquittoProcess::spawn(&profile).await.expect("mosquitto");
+                Some(Backend {
+                    kind,
+                    pki,
+                    embedded: None,
+                    mosquitto: Some((profile, process)),
+                    _dir: dir,
+                })
+            }
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match (&self.embedded, &self.mosquitto) {
+            (Some(s), _) => s.local_addr(),
+            (None, Some((_, p))) => p.addr(),
+            (None, None) => unreachable!("a backend is running"),
+        }
+    }
+
+    /// Restarts the broker process (embedded: a fresh rumqttd; Mosquitto: SIGTERM and respawn).
+    async fn restart(&mut self) {
+        if let Some(service) = &mut self.embedded {
+            service.restart_broker().await.expect("restart rumqttd");
+        }
+        if let Some((profile, process)) = self.mosquitto.take() {
+            process.stop().await.expect("stop mosquitto");
+            let process = MosquittoProcess::spawn(&profile)
+                .await
+                .expect("respawn mosquitto");
+            self.mosquitto = Some((profile, process));
+        }
+    }
+
+    fn identity(&self) -> Identity {
+        identity(&self.pki)
+    }
+
+    /// Connects `id` (client id = its user id) and waits for the CONNACK.
+    async fn connect(&self, id: &Identity, clean_session: bool) -> (Client, bool) {
+        let mut client = start(options(id, self.addr(), self.pki.ca_pem(), clean_session));
+        let session_present = client.connack().await.expect("CONNACK accepted");
+        (client, session_present)
+    }
+
+    /// Connects `id` and subscribes to its own inbox (SUBACK success required).
+    async fn subscriber(&self, id: &Identity, clean_session: bool) -> Client {
+        let (mut client, _) = self.connect(id, clean_session).await;
+        let codes = client.subscribe(&inbox(&id.user_id)).await.expect("SUBACK");
+        assert!(
+            matches!(codes[..], [SubscribeReasonCode::Success(_)]),
+            "own inbox: {codes:?}"
+        );
+        client
+    }
+}
+
+/// Runs one scenario against both profiles.
+macro_rules! both {
+    ($scenario:ident, $embedded:ident, $mosquitto:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $embedded() {
+            let backend = Backend::start(Kind::Embedded)
+                .await
+                .expect("embedded backend");
+            $scenario(backend).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $mosquitto() {
+            if let Some(backend) = Backend::start(Kind::Mosquitto).await {
+                $scenario(backend).await;
+            }
+        }
+    };
+}
+
+/// BROKER-4: a message to an offline persistent session is delivered when it reconnects.
+async fn offline_delivery(b: Backend) {
+    let alice = b.identity();
+    let bob = b.identity();
+    b.subscriber(&bob, false).await.disconnect().await;
+
+    let (mut a, _) = b.connect(&alice, true).await;
+    assert!(
+        a.publish(&inbox(&bob.user_id), b"while you were away".to_vec(), false)
+            .await,
+        "PUBACK"
+    );
+
+    let (mut bob_again, session_present) = b.connect(&bob, false).await;
+    assert!(session_present, "persistent session kept");
+    let (topic, payload) = bob_again
+        .next_message(WAIT)
+        .await
+        .expect("queued message delivered");
+    assert_eq!(topic, inbox(&bob.user_id));
+    assert_eq!(payload, b"while you were away");
+}
+both!(
+    offline_delivery,
+    broker4_offline_delivery_embedded,
+    broker4_offline_delivery_mosquitto
+);
+
+/// BROKER-2: subscribing to another inbox (or a wildcard) gets a SUBACK failure and nothing.
+/// Mosquitto 2.0's ACL file does not check subscriptions (SUBACK success), only deliveries.
+async fn foreign_subscription_refused(b: Backend) {
+    let alice = b.identity();
+    let bob = b.identity();
+    let eve = b.identity();
+    let mut bob_c = b.subscriber(&bob, false).await;
+    let (mut eve_c, _) = b.connect(&eve, true).await;
+    for filter in [inbox(&bob.user_id), "#".to_owned(), "i/+".to_owned()] {
+        let codes = eve_c.subscribe(&filter).await.expect("SUBACK");
+        match b.kind {
+            Kind::Embedded => {
+                assert_eq!(codes, vec![SubscribeReasonCode::Failure], "filter {filter}")
+            }
+            Kind::Mosquitto => assert_eq!(codes.len(), 1, "filter {filter}"),
+        }
+    }
+
+    let (mut a, _) = b.connect(&alice, true).await;
+    assert!(
+        a.publish(&inbox(&bob.user_id), b"for bob".to_vec(), false)
+            .await
+    );
+    assert_eq!(
+        bob_c.next_message(WAIT).await.expect("bob gets it").1,
+        b"for bob"
+    );
+    assert_eq!(
+        eve_c.next_message(QUIET).await,
+        None,
+        "eve received bob's message"
+    );
+}
+both!(
+    foreign_subscription_refused,
+    broker2_foreign_subscription_refused_embedded,
+    broker2_foreign_subscription_refused_mosquitto
+);
+
+/// BROKER-1: a CONNECT with another user's client id cannot take over that user's session.
+/// Embedded: refused (CONNACK 0x02). Mosquitto: the client id is replaced by the CN.
+async fn client_id_takeover_refused(b: Backend) {
+    let alice = b.identity();
+    let bob = b.identity();
+    let eve = b.identity();
+    let mut bob_c = b.subscriber(&bob, false).await;
+
+    let mut opts = options(&eve, b.addr(), b.pki.ca_pem(), false);
+    opts.set_client_id(bob.user_id.clone());
+    let mut eve_c = start(opts);
+    let eve_connack = eve_c.connack().await;
+    if b.kind == Kind::Embedded {
+        let err = eve_connack.expect_err("foreign client id refused");
+        assert!(
+            err.contains("BadClientId") || err.contains("refused"),
+            "{err}"
+        );
+    }
+
+    let (mut a, _) = b.connect(&alice, true).await;
+    assert!(
+        a.publish(&inbox(&bob.user_id), b"still mine".to_vec(), false)
+            .await
+    );
+    let (_, payload) = bob_c
+        .next_message(WAIT)
+        .await
+        .expect("victim's connection and session intact");
+    assert_eq!(payload, b"still mine");
+    assert_eq!(
+        eve_c.next_message(QUIET).await,
+        None,
+        "attacker received the victim's message"
+    );
+}
+both!(
+    client_id_takeover_refused,
+    broker1_client_id_takeover_refused_embedded,
+    broker1_client_id_takeover_refused_mosquitto
+);
+
+/// TLS-1: a certificate from another CA, or none, fails the handshake: no CONNACK.
+async fn foreign_ca_refused(b: Backend) {
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = Pki::load_or_create(other_dir.path()).expect("other pki");
+    let mallory = identity(&other);
+    // Mallory trusts the right server CA but presents a certificate of another CA.
+    let mut c = start(options(&mallory, b.addr(), b.pki.ca_pem(), true));
+    assert!(
+        c.connack().await.is_err(),
+        "certificate of another CA accepted"
+    );
+
+    // No client certificate at all.
+    let mut opts = rumqttc::MqttOptions::new(mallory.user_id.clone(), "127.0.0.1", b.addr().port());
+    let tls = sotto_server::ca::client_config(b.pki.ca_pem(), None).expect("config");
+    opts.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(tls),
+    ));
+    let mut c = start(opts);
+    assert!(
+        c.connack().await.is_err(),
+        "connection without a certificate accepted"
+    );
+}
+both!(
+    foreign_ca_refused,
+    tls1_foreign_ca_refused_embedded,
+    tls1_foreign_ca_refused_mosquitto
+);
+
+/// BROKER-3 / LIM-1: a payload of 8,192 bytes passes, 8,193 bytes closes the connection and is
+/// not delivered.
+async fn oversize_payload_refused(b: Backend) {
+    let alice = b.identity();
+    let bob = b.identity();
+    let mut bob_c = b.subscriber(&bob, false).await;
+    let (mut a, _) = b.connect(&alice, true).await;
+    assert!(
+        a.publish(&inbox(&bob.user_id), vec![1u8; LIM1], false)
+            .await,
+        "LIM-1 payload accepted"
+    );
+    assert_eq!(
+        bob_c.next_message(WAIT).await.expect("delivered").1.len(),
+        LIM1
+    );
+
+    let _ = a
+        .client
+        .publish(
+            inbox(&bob.user_id),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            vec![2u8; LIM1 + 1],
+        )
+        .await;
+    assert!(
+        a.closed_within(WAIT).await,
+        "oversize publish did not close the connection"
+    );
+    assert_eq!(
+        bob_c.next_message(QUIET).await,
+        None,
+        "oversize payload delivered"
+    );
+}
+both!(
+    oversize_payload_refused,
+    broker3_oversize_payload_refused_embedded,
+    broker3_oversize_payload_refused_mosquitto
+);
+
+/// BROKER-3: a retained publish closes the connection; nothing is retained or delivered.
+async fn retain_refused(b: Backend) {
+    let alice = b.identity();
+    let bob = b.identity();
+    let mut bob_c = b.subscriber(&bob, true).await;
+    let (mut a, _) = b.connect(&alice, true).await;
+    let _ = a
+        .client
+        .publish(
+            inbox(&bob.user_id),
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            b"kept?".to_vec(),
+        )
+        .await;
+    assert!(
+        a.closed_within(WAIT).await,
+        "retained publish did not close the connection"
+    );
+    assert_eq!(
+        bob_c.next_message(QUIET).await,
+        None,
+        "retained publish delivered"
+    );
+    bob_c.disconnect().await;
+    // A new subscription gets no retained message.
+    let mut bob_again = b.subscriber(&bob, true).await;
+    assert_eq!(
+        bob_again.next_message(QUIET).await,
+        None,
+        "message was retained"
+    );
+}
+both!(
+    retain_refused,
+    broker3_retain_refused_embedded,
+    broker3_retain_refused_mosquitto
+);
+
+/// BROKER-3: a publish outside the inbox topics is not delivered (embedded: the connection is
+/// closed; Mosquitto: PUBACKed and dropped by the ACL).
+async fn non_inbox_publish_refused(b: Backend) {
+    let alice = b.identity();
+    let bob = b.identity();
+    let mut bob_c = b.subscriber(&bob, false).await;
+    let (mut a, _) = b.connect(&alice, true).await;
+    let _ = a
+        .client
+        .publish(
+            "x/y",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            b"side channel".to_vec(),
+        )
+        .await;
+    if b.kind == Kind::Embedded {
+        assert!(
+            a.closed_within(WAIT).await,
+            "non-inbox publish did not close the connection"
+        );
+        let (a2, _) = b.connect(&alice, true).await;
+        a = a2;
+    }
+    assert!(
+        a.publish(&inbox(&bob.user_id), b"control".to_vec(), false)
+            .await
+    );
+    assert_eq!(
+        bob_c.next_message(WAIT).await.expect("control delivered").1,
+        b"control"
+    );
+    assert_eq!(bob_c.next_message(QUIET).await, None);
+}
+both!(
+    non_inbox_publish_refused,
+    broker3_non_inbox_publish_refused_embedded,
+    broker3_non_inbox_publish_refused_mosquitto
+);
+
+/// The documented difference: a restart of the embedded rumqttd loses queued messages (memory);
+/// Mosquitto's persistence keeps them.
+async fn restart_and_queue(mut b: Backend) {
+    let alice = b.identity();
+    let bob = b.identity();
+    b.subscriber(&bob, false).await.disconnect().await;
+    let (mut a, _) = b.connect(&alice, true).await;
+    assert!(
+        a.publish(&inbox(&bob.user_id), b"before restart".to_vec(), false)
+            .await
+    );
+    a.disconnect().await;
+
+    b.restart().await;
+
+    let (mut bob_again, session_present) = b.connect(&bob, false).await;
+    let got = bob_again
+        .next_message(if b.kind == Kind::Mosquitto {
+            WAIT
+        } else {
+            QUIET
+        })
+        .await;
+    match b.kind {
+        Kind::Embedded => {
+            assert!(!session_present, "rumqttd kept a session across a restart");
+            assert_eq!(got, None, "rumqttd kept a message across a restart");
+        }
+        Kind::Mosquitto => {
+            assert!(session_present, "mosquitto lost the session");
+            assert_eq!(got.expect("queued message survives").1, b"before restart");
+        }
+    }
+}
+both!(
+    restart_and_queue,
+    broker4_restart_loses_queue_embedded,
+    broker4_restart_keeps_queue_mosquitto
+);
+
+/// The internal rumqttd port refuses a CONNECT without the front's secret (so local processes
+/// cannot bypass the front).
+#[tokio::test]
+async fn embedded_internal_port_requires_the_front_secret() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::start(Kind::Embedded).await.expect("embedded");
+    let internal = b
+        .embedded
+        .as_ref()
+        .and_then(|s| s.internal_addr())
+        .expect("internal addr");
+    let id = common::random_user_id();
+    let connect = sotto_server::broker::filter::encode_connect(&id, 30, true, &id, b"guess");
+    let mut tcp = tokio::net::TcpStream::connect(internal).await.expect("tcp");
+    tcp.write_all(&connect).await.expect("write");
+    let mut buf = [0u8; 4];
+    let read = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .expect("bounded");
+    match read {
+        Ok(0) | Err(_) => {}
+        Ok(n) => assert_ne!(
+            &buf[..n],
+            &[0x20, 0x02, 0x00, 0x00][..n.min(4)],
+            "CONNACK accepted"
+        ),
+    }
+}
+
+/// A stopped embedded broker answers CONNECT with "server unavailable" and a restart serves again.
+#[tokio::test]
+async fn embedded_stop_and_restart() {
+    let mut b = Backend::start(Kind::Embedded).await.expect("embedded");
+    let alice = b.identity();
+    let (mut a, _) = b.connect(&alice, true).await;
+    b.embedded.as_mut().expect("embedded").stop_broker();
+    assert!(
+        a.closed_within(WAIT).await,
+        "relayed connection closed on stop"
+    );
+    let mut c = start(options(&alice, b.addr(), b.pki.ca_pem(), true));
+    assert!(c.connack().await.is_err(), "CONNACK accepted while stopped");
+    b.restart().await;
+    b.connect(&alice, true).await;
+}
+
+/// The front's wiretap sees each packet in both directions (for the conformance wiretap, Req8).
+#[tokio::test]
+async fn embedded_wiretap_sees_both_directions() {
+    use sotto_server::broker::front::TapDirection;
+    let b = Backend::start(Kind::Embedded).await.expect("embedded");
+    let mut tap = b.embedded.as_ref().expect("embedded").wiretap();
+    let alice = b.identity();
+    let bob = b.identity();
+    let mut bob_c = b.subscriber(&bob, false).await;
+    let (mut a, _) = b.connect(&alice, true).await;
+    let marker = b"tap-marker-0123456789".to_vec();
+    assert!(a.publish(&inbox(&bob.user_id), marker.clone(), false).await);
+    assert_eq!(bob_c.next_message(WAIT).await.expect("delivered").1, marker);
+
+    let contains = |p: &[u8]| p.windows(marker.len()).any(|w| w == marker);
+    let (mut sent, mut delivered) = (false, false);
+    while let Ok(Some(record)) = tokio::time::timeout(QUIET, tap.recv()).await {
+        if contains(&record.packet) {
+            match record.direction {
+                TapDirection::ClientToBroker { forwarded } => sent |= forwarded,
+                TapDirection::BrokerToClient => delivered = true,
+            }
+        }
+    }
+    assert!(sent && delivered, "sent {sent}, delivered {delivered}");
+}
+
+/// BROKER-4: 10,000 messages queued for an offline persistent session all arrive.
+async fn ten_thousand_queued(b: Backend) {
+    const N: usize = 10_000;
+    let bound = std::time::Duration::from_secs(120);
+    let alice = b.identity();
+    let bob = b.identity();
+    b.subscriber(&bob, false).await.disconnect().await;
+
+    let (mut a, _) = b.connect(&alice, true).await;
+    let topic = inbox(&bob.user_id);
+    let publisher = a.client.clone();
+    let sending = tokio::spawn(async move {
+        for i in 0..N {
+            let payload = format!("{i:08}").into_bytes();
+            publisher
+                .publish(topic.as_str(), rumqttc::QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("request queue");
+        }
+    });
+    let mut acked = 0;
+    let all_acked = a
+        .wait_for(bound, |e| match e {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                acked += 1;
+                (acked == N).then_some(true)
+            }
+            Err(_) => Some(false),
+            _ => None,
+        })
+        .await;
+    assert_eq!(all_acked, Some(true), "{acked} of {N} PUBACKs");
+    sending.await.expect("publisher task");
+
+    let (mut bob_again, session_present) = b.connect(&bob, false).await;
+    assert!(session_present);
+    let mut seen = std::collections::BTreeSet::new();
+    let done = bob_again
+        .wait_for(bound, |e| match e {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                seen.insert(p.payload.to_vec());
+                (seen.len() == N).then_some(true)
+            }
+            Err(_) => Some(false),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        done,
+        Some(true),
+        "{} of {N} queued messages delivered",
+        seen.len()
+    );
+}
+both!(
+    ten_thousand_queued,
+    broker4_ten_thousand_queued_embedded,
+    broker4_ten_thousand_queued_mosquitto
+);
