@@ -1,0 +1,410 @@
+//! The account: one device's keys and state in its encrypted store, its TLS credentials, and the
+//! operations that need no broker (signup, contacts, groups, sealing messages into the outbox).
+//!
+//! Every operation follows the store's contract (STORE-3): the core changes the in-memory
+//! [`Device`], the store commits that state together with what it concerns, and if the commit
+//! fails the device is reloaded from the store so memory never runs ahead of the disk.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_core::OsRng;
+use sotto_core::keys::OneTimePreKeyPair;
+use sotto_core::signup::SignupRequest;
+use sotto_core::{Device, Identity, ServerClock, UserId};
+use sotto_server::membership::MembershipClient;
+use sotto_server::membership::api::PrekeyUpload;
+use sotto_store::{Backoff, KdfParams, Setting, Store};
+use zeroize::Zeroizing;
+
+use crate::error::{ClientError, Result};
+
+/// One-time prekeys sent with the signup request (LIM-15 allows 100).
+pub const SIGNUP_ONE_TIME_PREKEYS: usize = 50;
+
+/// Below this many one-time prekeys in the directory, [`Client::refill_prekeys`] uploads more.
+pub const PREKEY_LOW_WATER: u32 = 20;
+
+/// How to sign up.
+#[derive(Clone, Debug)]
+pub struct SignupOptions {
+    /// Argon2id parameters of the new store (STORE-1).
+    pub kdf: KdfParams,
+    /// One-time prekeys in the signup request (at most LIM-15).
+    pub one_time_prekeys: usize,
+    /// Connect once after signup so the broker keeps a persistent session for the inbox
+    /// (BROKER-4): messages sent before the first real connection are then queued, not lost.
+    /// `None` skips it; a failure is logged, not returned.
+    pub establish_inbox: Option<Duration>,
+}
+
+impl Default for SignupOptions {
+    fn default() -> Self {
+        SignupOptions {
+            kdf: KdfParams::default(),
+            one_time_prekeys: SIGNUP_ONE_TIME_PREKEYS,
+            establish_inbox: Some(Duration::from_secs(15)),
+        }
+    }
+}
+
+/// The service addresses and TLS credentials, as kept in the store's settings.
+pub(crate) struct Credentials {
+    pub(crate) server_url: String,
+    pub(crate) broker: String,
+    pub(crate) ca_pem: String,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: Zeroizing<String>,
+}
+
+impl core::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("server_url", &self.server_url)
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    fn load(store: &Store) -> Result<Credentials> {
+        let text = |s: Setting, name: &'static str| -> Result<Zeroizing<String>> {
+            store
+                .setting_text(s)?
+                .ok_or(ClientError::MissingSetting(name))
+        };
+        Ok(Credentials {
+            server_url: text(Setting::ServerUrl, "server_url")?.to_string(),
+            broker: text(Setting::BrokerAddress, "broker_address")?.to_string(),
+            ca_pem: text(Setting::CaPem, "ca_pem")?.to_string(),
+            cert_pem: text(Setting::CertificatePem, "certificate_pem")?.to_string(),
+            key_pem: text(Setting::TlsKeyPem, "tls_key_pem")?,
+        })
+    }
+
+    fn save(&self, store: &mut Store) -> Result<()> {
+        store.set_setting(Setting::ServerUrl, self.server_url.as_bytes())?;
+        store.set_setting(Setting::BrokerAddress, self.broker.as_bytes())?;
+        store.set_setting(Setting::CaPem, self.ca_pem.as_bytes())?;
+        store.set_setting(Setting::CertificatePem, self.cert_pem.as_bytes())?;
+        store.set_setting(Setting::TlsKeyPem, self.key_pem.as_bytes())?;
+        Ok(())
+    }
+
+    /// A membership client presenting the device certificate (TLS-1).
+    pub(crate) fn membership(&self) -> Result<MembershipClient> {
+        Ok(MembershipClient::new(
+            &self.server_url,
+            &self.ca_pem,
+            Some((&self.cert_pem, &self.key_pem)),
+        )?)
+    }
+}
+
+/// A device's account: its encrypted store, the protocol state, the TLS credentials and the
+/// server clock (TIME-1). See the crate documentation for the flow.
+pub struct Client {
+    pub(crate) store: Store,
+    pub(crate) device: Device,
+    pub(crate) clock: ServerClock,
+    pub(crate) creds: Credentials,
+    pub(crate) rng: OsRng,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("user_id", self.device.user_id())
+            .field("store", &self.store)
+            .field("creds", &self.creds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The local clock in ms since the Unix epoch (0 if the clock is before it).
+pub(crate) fn local_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Client {
+    // ------------------------------------------------------------------ signup and open
+
+    /// Signs up with the membership service at `server_url` (trusting only `ca_pem`, the CA the
+    /// operator distributed) and creates the encrypted store at `store_path` (Req1, SIGNUP-1..4).
+    pub async fn signup(
+        server_url: &str,
+        ca_pem: &str,
+        store_path: impl AsRef<Path>,
+        passphrase: &[u8],
+    ) -> Result<Client> {
+        Client::signup_with(
+            server_url,
+            ca_pem,
+            store_path,
+            passphrase,
+            &SignupOptions::default(),
+        )
+        .await
+    }
+
+    /// [`Client::signup`] with options.
+    ///
+    /// 1. a challenge and the difficulty from the service (SIGNUP-3);
+    /// 2. a TLS key pair (ECDSA P-256, KEY-6), the identity, signed prekey 1 and one-time prekeys;
+    /// 3. the signup request with its proof of work (on a blocking thread);
+    /// 4. the store, with the certificate, TLS key, pinned CA, broker address and time offset;
+    /// 5. a check of the certificate against the directory (prekey count, refilled if low);
+    /// 6. optionally a first connection, so the broker keeps the inbox (BROKER-4).
+    pub async fn signup_with(
+        server_url: &str,
+        ca_pem: &str,
+        store_path: impl AsRef<Path>,
+        passphrase: &[u8],
+        options: &SignupOptions,
+    ) -> Result<Client> {
+        let path: PathBuf = store_path.as_ref().to_owned();
+        if passphrase.is_empty() {
+            return Err(sotto_store::StoreError::EmptyPassphrase.into());
+        }
+        if path.exists() {
+            return Err(sotto_store::StoreError::AlreadyExists.into());
+        }
+        if options.one_time_prekeys > sotto_core::limits::MAX_OPK_UPLOAD {
+            return Err(ClientError::Invalid("more one-time prekeys than LIM-15"));
+        }
+        let anonymous = MembershipClient::new(server_url, ca_pem, None)?;
+        let (challenge, difficulty) = anonymous.challenge().await?;
+
+        let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|_| ClientError::KeyGeneration)?;
+        let key_pem = Zeroizing::new(tls_key.serialize_pem());
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&tls_key);
+        drop(tls_key);
+
+        let opk_count = options.one_time_prekeys;
+        let (identity, spk, opks, request) = tokio::task::spawn_blocking(move || {
+            let mut rng = OsRng;
+            let identity = Identity::generate(&mut rng);
+            let spk = identity.new_signed_prekey(&mut rng, 1);
+            let mut opks = Vec::with_capacity(opk_count);
+            for id in 1..=opk_count {
+                let id = u32::try_from(id).map_err(|_| ClientError::Invalid("prekey id"))?;
+                opks.push(OneTimePreKeyPair::generate(&mut rng, id)?);
+            }
+            let publics: Vec<_> = opks.iter().map(|o| *o.public()).collect();
+            let request = SignupRequest::build(
+                &identity,
+                &spki,
+                spk.public(),
+                &publics,
+                &challenge,
+                difficulty,
+            )?;
+            Ok::<_, ClientError>((identity, spk, opks, request))
+        })
+        .await
+        .map_err(|_| ClientError::Task)??;
+
+        let response = anonymous.signup(&request.to_bytes()).await?;
+        let mut clock = ServerClock::new();
+        clock.observe(response.server_time_ms, local_ms());
+        let user_id = UserId::parse(&response.user_id)
+            .map_err(|_| ClientError::BadServerAnswer("user id"))?;
+        let mut device = Device::from_keys(user_id, identity, spk);
+        for opk in opks {
+            device.insert_one_time_prekey(opk);
+        }
+        let now = clock.now(local_ms());
+        let kdf = options.kdf;
+        let pass = Zeroizing::new(passphrase.to_vec());
+        let (store, device) = tokio::task::spawn_blocking(move || {
+            let store = Store::create_with_params(&path, &pass, &device, now, kdf)?;
+            Ok::<_, ClientError>((store, device))
+        })
+        .await
+        .map_err(|_| ClientError::Task)??;
+        let creds = Credentials {
+            server_url: server_url.to_owned(),
+            broker: response.broker,
+            ca_pem: response.ca_pem,
+            cert_pem: response.certificate_pem,
+            key_pem,
+        };
+        let mut client = Client {
+            store,
+            device,
+            clock,
+            creds,
+            rng: OsRng,
+        };
+        client.creds.save(&mut client.store)?;
+        client.store.set_time_offset(client.clock.offset_ms())?;
+        tracing::info!(user = %client.user_id(), "signed up");
+
+        client.refill_prekeys(PREKEY_LOW_WATER).await?;
+        if let Some(wait) = options.establish_inbox {
+            if let Err(e) = client.sync(wait).await {
+                tracing::warn!(error = %e, "could not establish the inbox session after signup");
+            }
+        }
+        Ok(client)
+    }
+
+    /// Opens the account in the store at `store_path` (STORE-1, STORE-2: a wrong passphrase is
+    /// `ClientError::Store(StoreError::WrongPassphrase)` and changes nothing).
+    pub async fn open(store_path: impl AsRef<Path>, passphrase: &[u8]) -> Result<Client> {
+        let path = store_path.as_ref().to_owned();
+        let pass = Zeroizing::new(passphrase.to_vec());
+        let (store, device) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&path, &pass)?;
+            let device = store.load_device()?;
+            Ok::<_, ClientError>((store, device))
+        })
+        .await
+        .map_err(|_| ClientError::Task)??;
+        let creds = Credentials::load(&store)?;
+        let clock = ServerClock::with_offset(store.time_offset()?.unwrap_or(0));
+        Ok(Client {
+            store,
+            device,
+            clock,
+            creds,
+            rng: OsRng,
+        })
+    }
+
+    // ------------------------------------------------------------------ accessors
+
+    /// This device's user id (ID-1).
+    pub fn user_id(&self) -> UserId {
+        *self.device.user_id()
+    }
+
+    /// The encrypted store (messages, contacts, outbox), read-only.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The protocol state, read-only.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The membership service URL this account signed up with.
+    pub fn server_url(&self) -> &str {
+        &self.creds.server_url
+    }
+
+    /// The broker address (`host:port`) the service named at signup.
+    pub fn broker_address(&self) -> &str {
+        &self.creds.broker
+    }
+
+    /// The server-corrected time, ms (TIME-1).
+    pub fn now(&self) -> u64 {
+        self.clock.now(local_ms())
+    }
+
+    /// Sets the resend schedule of the outbox (RX-6) for this process.
+    pub fn set_resend_backoff(&mut self, backoff: Backoff) {
+        self.store.set_backoff(backoff);
+    }
+
+    /// Closes the store.
+    pub fn close(self) -> Result<()> {
+        Ok(self.store.close()?)
+    }
+
+    // ------------------------------------------------------------------ state changes (STORE-3)
+
+    /// Runs `op` on the device, then `commit`; on any error the device is reloaded from the store.
+    pub(crate) fn mutate<T>(
+        &mut self,
+        op: impl FnOnce(&mut Device, &mut OsRng, u64) -> Result<T>,
+        commit: impl FnOnce(&mut Store, &Device, &T, u64) -> Result<()>,
+    ) -> Result<T> {
+        let now = self.now();
+        let result = op(&mut self.device, &mut self.rng, now)
+            .and_then(|t| commit(&mut self.store, &self.device, &t, now).map(|()| t));
+        if result.is_err() {
+            self.reload()?;
+        }
+        result
+    }
+
+    /// Drops the in-memory device and reloads the last committed one.
+    pub(crate) fn reload(&mut self) -> Result<()> {
+        self.device = self.store.load_device()?;
+        Ok(())
+    }
+
+    /// Records the server time of the last membership response (TIME-1).
+    pub(crate) fn observe(&mut self, membership: &MembershipClient) -> Result<()> {
+        if let Some(t) = membership.last_server_time_ms() {
+            self.clock.observe(t, local_ms());
+            self.store.set_time_offset(self.clock.offset_ms())?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ prekeys
+
+    /// Asks the directory how many one-time prekeys are left and, below `min`, generates and
+    /// uploads enough to reach LIM-15 (the new private keys are committed before the upload).
+    /// Returns the count in the directory afterwards.
+    pub async fn refill_prekeys(&mut self, min: u32) -> Result<u32> {
+        let membership = self.creds.membership()?;
+        let left = membership.prekey_count().await;
+        self.observe(&membership)?;
+        let left = left?;
+        if left >= min {
+            return Ok(left);
+        }
+        let max = u32::try_from(sotto_core::limits::MAX_OPK_UPLOAD).unwrap_or(u32::MAX);
+        let n = usize::try_from(max.saturating_sub(left)).unwrap_or(0);
+        let opks = self.mutate(
+            |d, rng, _| Ok(d.generate_one_time_prekeys(rng, n)?),
+            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
+        )?;
+        let upload = PrekeyUpload::new(None, opks)?;
+        membership.upload_prekeys(&upload).await?;
+        self.observe(&membership)?;
+        tracing::debug!(uploaded = n, "one-time prekeys uploaded");
+        Ok(left.saturating_add(u32::try_from(n).unwrap_or(0)))
+    }
+
+    /// Rotates the signed prekey (KEY-3; the core keeps LIM-9 of them for first messages in
+    /// flight) and uploads the new one; the new private key is committed before the upload.
+    pub async fn rotate_signed_prekey(&mut self) -> Result<()> {
+        let membership = self.creds.membership()?;
+        let spk = self.mutate(
+            |d, rng, _| {
+                d.rotate_signed_prekey(rng)?;
+                Ok(*d.bundle(None)?.signed_prekey())
+            },
+            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
+        )?;
+        let upload = PrekeyUpload::new(Some(spk), Vec::new())?;
+        let sent = membership.upload_prekeys(&upload).await;
+        self.observe(&membership)?;
+        sent?;
+        tracing::debug!("signed prekey rotated");
+        Ok(())
+    }
+
+    /// Asks the membership service for its time and keeps the offset (TIME-1).
+    pub async fn refresh_time(&mut self) -> Result<i64> {
+        let membership = self.creds.membership()?;
+        let local_before = local_ms();
+        let server = membership.time().await?;
+        let local_after = local_ms();
+        // The server read its clock somewhere in between: take the midpoint.
+        let local = local_before + local_after.saturating_sub(local_before) / 2;
+        self.clock.observe(server, local);
+        self.store.set_time_offset(self.clock.offset_ms())?;
+        Ok(self.clock.offset_ms())
+    }
+}

@@ -1,0 +1,205 @@
+//! Conversations: contacts (cards, directory, trust), sending to people and groups, and reading
+//! what the store holds. Each state change is committed with what it produced (STORE-3) through
+//! `Client::mutate`.
+
+use sotto_core::keys::PreKeyBundle;
+use sotto_core::{ContactCard, Content, Device, GroupId, MessageId, Outgoing, Trust, UserId};
+use sotto_store::{Chat, ContactEntry, MessageState, Store, StoredMessage, ToSend};
+
+use crate::account::Client;
+use crate::error::{ClientError, Result};
+
+impl Client {
+    // ------------------------------------------------------------------ contacts (CARD, RX-9)
+
+    /// This device's contact card as a `sotto:` URI (CARD-2).
+    pub fn card(&self) -> Result<String> {
+        Ok(self.device.card()?.to_uri())
+    }
+
+    /// Adds a contact from a scanned card: verified (CARD-4). Returns the contact's user id.
+    pub fn add_card(&mut self, uri: &str) -> Result<UserId> {
+        let card = ContactCard::from_uri(uri.trim())?;
+        let user = *card.user_id();
+        if user == self.user_id() {
+            return Err(ClientError::Invalid("this is the own card"));
+        }
+        self.mutate(
+            |d, _, _| {
+                d.add_contact_from_card(&card);
+                Ok(())
+            },
+            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
+        )?;
+        Ok(user)
+    }
+
+    /// Fetches `user`'s prekey bundle from the directory and checks its signatures (KEY-5); the
+    /// result is unverified.
+    pub async fn fetch_bundle(&mut self, user: &UserId) -> Result<PreKeyBundle> {
+        let membership = self.creds.membership()?;
+        let bytes = membership.bundle(user).await;
+        self.observe(&membership)?;
+        check_bundle(&bytes?, user)
+    }
+
+    /// Adds a contact from the directory: unverified (CARD-4). A known contact whose identity
+    /// changed is [`ClientError::IdentityChanged`] (RX-9).
+    pub async fn add_from_directory(&mut self, user: &UserId) -> Result<()> {
+        let bundle = self.fetch_bundle(user).await?;
+        self.add_bundle(&bundle)
+    }
+
+    /// Adds a contact from a bundle fetched with [`Client::fetch_bundle`].
+    pub fn add_bundle(&mut self, bundle: &PreKeyBundle) -> Result<()> {
+        let user = *bundle.user_id();
+        if user == self.user_id() {
+            return Err(ClientError::Invalid("this is the own bundle"));
+        }
+        self.mutate(
+            |d, _, _| {
+                d.add_contact_from_bundle(bundle).map_err(|e| {
+                    if e == sotto_core::error::SessionError::IdentityChanged.into() {
+                        ClientError::IdentityChanged(user)
+                    } else {
+                        e.into()
+                    }
+                })
+            },
+            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
+        )
+    }
+
+    /// Accepts a changed identity from the directory: the contact becomes unverified and its old
+    /// sessions are dropped (RX-9).
+    pub async fn accept_new_identity(&mut self, user: &UserId) -> Result<()> {
+        let bundle = self.fetch_bundle(user).await?;
+        self.mutate(
+            |d, _, _| {
+                d.replace_contact(&bundle);
+                Ok(())
+            },
+            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
+        )
+    }
+
+    /// Marks a contact verified after the people compared safety numbers (SAFE-1).
+    pub fn verify(&mut self, user: &UserId) -> Result<()> {
+        self.mutate(
+            |d, _, _| Ok(d.mark_verified(user)?),
+            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
+        )
+    }
+
+    /// The safety number with a contact, grouped for reading aloud (SAFE-1).
+    pub fn safety_number(&self, user: &UserId) -> Result<String> {
+        Ok(self.device.safety_number(user)?.grouped())
+    }
+
+    /// A contact's trust, if it is a contact.
+    pub fn trust(&self, user: &UserId) -> Option<Trust> {
+        self.device.contact(user).map(|(t, _)| t)
+    }
+
+    /// The contacts, as the store lists them.
+    pub fn contacts(&self) -> Result<Vec<ContactEntry>> {
+        Ok(self.store.contacts()?)
+    }
+
+    // ------------------------------------------------------------------ sending (RX-6)
+
+    /// Seals `text` for `to` and commits it with its outbox row; the connected session (or the
+    /// next [`Client::sync`]) publishes it and resends it until the receipt arrives.
+    pub fn send(&mut self, to: &UserId, text: &str) -> Result<MessageId> {
+        let content = Content::Text(text.to_owned());
+        let out = self.mutate(
+            |d, rng, now| Ok(d.send(rng, now, to, &content)?),
+            |s, d, out, now| Ok(s.commit_outgoing(d, out, &content, now)?),
+        )?;
+        Ok(out.id)
+    }
+
+    /// Seals `text` for a group (GRP-7, GRP-8): one envelope, one outbox row per other member.
+    pub fn send_group(&mut self, group: &GroupId, text: &str) -> Result<MessageId> {
+        let content = Content::Text(text.to_owned());
+        let out = self.mutate(
+            |d, _, now| Ok(d.send_group(now, group, &content)?),
+            |s, d, out, now| Ok(s.commit_outgoing(d, out, &content, now)?),
+        )?;
+        Ok(out.id)
+    }
+
+    /// Creates a group with this device as admin; the group key goes to every member over the
+    /// pairwise sessions (GRP-1, GRP-3). Every member must be a contact.
+    pub fn create_group(&mut self, members: &[UserId]) -> Result<GroupId> {
+        let (gid, _) = self.mutate(
+            |d, rng, now| Ok(d.create_group(rng, now, members)?),
+            |s, d, (_, outs), now| commit_all(s, d, outs, now),
+        )?;
+        Ok(gid)
+    }
+
+    /// Adds a member to a group this device administers: a new epoch for everyone (GRP-6).
+    pub fn add_to_group(&mut self, group: &GroupId, user: &UserId) -> Result<()> {
+        self.mutate(
+            |d, rng, now| Ok(d.add_to_group(rng, now, group, user)?),
+            |s, d, outs, now| commit_all(s, d, outs, now),
+        )?;
+        Ok(())
+    }
+
+    /// Removes a member: a new epoch without them and a removal notice to them (GRP-6).
+    pub fn remove_from_group(&mut self, group: &GroupId, user: &UserId) -> Result<()> {
+        self.mutate(
+            |d, rng, now| Ok(d.remove_from_group(rng, now, group, user)?),
+            |s, d, outs, now| commit_all(s, d, outs, now),
+        )?;
+        Ok(())
+    }
+
+    /// The groups this device is in, with their epoch and members (admin first).
+    pub fn groups(&self) -> Vec<(GroupId, u32, Vec<UserId>)> {
+        self.device
+            .groups()
+            .filter_map(|g| {
+                self.device
+                    .group_members(g)
+                    .map(|(epoch, members)| (*g, epoch, members))
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------------ reading
+
+    /// The messages of a conversation, in commit order.
+    pub fn messages(&self, chat: &Chat) -> Result<Vec<StoredMessage>> {
+        Ok(self.store.messages_with(chat)?)
+    }
+
+    /// The state of a message this device sent.
+    pub fn outgoing_state(&self, id: &MessageId) -> Result<Option<MessageState>> {
+        Ok(self.store.outgoing_state(id)?)
+    }
+
+    /// Rows waiting in the outbox (RX-6).
+    pub fn outbox_len(&self) -> Result<usize> {
+        Ok(self.store.outbox_len()?)
+    }
+}
+
+/// Commits a state change with envelopes that are resent until their receipt (group keys and
+/// removal notices want receipts, RX-5).
+fn commit_all(store: &mut Store, device: &Device, outs: &[Outgoing], now: u64) -> Result<()> {
+    let queue: Vec<ToSend<'_>> = outs.iter().map(ToSend::until_receipt).collect();
+    Ok(store.commit_device(device, now, &queue)?)
+}
+
+/// A directory answer is unverified until its signatures check and it names the user asked for.
+pub(crate) fn check_bundle(bytes: &[u8], user: &UserId) -> Result<PreKeyBundle> {
+    let bundle = PreKeyBundle::from_bytes(bytes)
+        .map_err(|_| ClientError::BadServerAnswer("bundle does not verify"))?;
+    if bundle.user_id() != user {
+        return Err(ClientError::BadServerAnswer("bundle of another user"));
+    }
+    Ok(bundle)
+}

@@ -1,0 +1,103 @@
+//! What the client tells the person: [`ClientEvent`]s, sent to the UI over a tokio channel by the
+//! connected session ([`crate::Client::connect`]) and collected by [`crate::Client::sync`].
+//!
+//! Events carry what the UI shows and nothing secret; the text of a message is in the event
+//! because the UI displays it, but `Debug` prints only its length.
+
+use sotto_core::{GroupId, MessageId, Trust, UserId};
+
+/// A message that was received and committed (RX-4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The message id (ID-3).
+    pub id: MessageId,
+    /// The sender.
+    pub from: UserId,
+    /// How far the sender is trusted (CARD-4).
+    pub trust: Trust,
+    /// The group, for a group message.
+    pub group: Option<GroupId>,
+    /// The text.
+    pub text: String,
+    /// The sender's server-corrected send time, ms.
+    pub sent_at: u64,
+    /// When this device committed it (server-corrected), ms.
+    pub received_at: u64,
+}
+
+impl core::fmt::Debug for ReceivedMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReceivedMessage")
+            .field("id", &self.id)
+            .field("from", &self.from)
+            .field("trust", &self.trust)
+            .field("group", &self.group)
+            .field("text_len", &self.text.len())
+            .field("sent_at", &self.sent_at)
+            .finish()
+    }
+}
+
+/// Why an envelope was dropped without a state change. Carries the core's stable error code.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Refusal {
+    /// The core's error code (protocol.md section 17), e.g. `decrypt_failed`.
+    pub code: &'static str,
+}
+
+/// Something the UI should know about.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The broker accepted the connection and the inbox subscription.
+    Connected {
+        /// Whether the broker still had the persistent session (BROKER-4).
+        session_present: bool,
+    },
+    /// The connection ended; the session reconnects with backoff.
+    Disconnected {
+        /// Why, without secrets.
+        reason: String,
+    },
+    /// A text message arrived and was committed.
+    Message(ReceivedMessage),
+    /// A receipt from `by` names a message this device sent (RX-5).
+    Delivered {
+        /// The message.
+        id: MessageId,
+        /// Who confirmed it.
+        by: UserId,
+        /// Whether every recipient has now confirmed it (GRP-10).
+        complete: bool,
+    },
+    /// A first message from an unknown user created an unverified contact (RX-9).
+    NewContact(UserId),
+    /// A first message was refused because its sender's identity differs from the contact's
+    /// (RX-9, `identity_changed`). The envelope names no sender, so neither does the event.
+    IdentityChangeRefused,
+    /// This device joined a group or learned a new epoch of it (GRP-4).
+    GroupKey {
+        /// The group.
+        group: GroupId,
+        /// The epoch.
+        epoch: u32,
+    },
+    /// The admin removed this device from a group (GRP-6).
+    RemovedFromGroup(GroupId),
+    /// A member confirmed holding a group epoch (GRP-9).
+    MemberConfirmed {
+        /// The group.
+        group: GroupId,
+        /// The epoch.
+        epoch: u32,
+        /// The member's index.
+        index: u8,
+    },
+    /// An envelope could not be opened yet and was kept for a retry (RX-8).
+    Parked,
+    /// An envelope was dropped without any state change (tampered, forged, replayed...).
+    Refused(Refusal),
+    /// A message opened, but its content was refused by the core (for example a group key that
+    /// did not come from the admin).
+    ContentRejected(Refusal),
+}

@@ -1,0 +1,193 @@
+//! One MQTT connection: rumqttc over mutual TLS (TLS-1), client id = user id (BROKER-1), a
+//! persistent session (BROKER-4), manual acknowledgements (RX-4).
+//!
+//! Each connection attempt gets a fresh rumqttc `EventLoop`, polled on its own task and stopped at
+//! its first error: rumqttc's own retransmission state never outlives a connection, so the outbox
+//! in the store is the only source of resends (RX-6), and the mapping of packet ids to outbox rows
+//! stays simple.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, QoS, TlsConfiguration, Transport,
+};
+use sotto_core::{MessageId, UserId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::account::Credentials;
+use crate::error::{ClientError, Result};
+
+/// MQTT keep-alive (the front accepts 5..=1200 s).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Largest MQTT packet either way: a LIM-1 envelope with its topic fits with room to spare.
+pub const MAX_PACKET: usize = 16 * 1024;
+/// Publishes awaiting their PUBACK at once.
+pub const MAX_INFLIGHT: usize = 32;
+/// Capacity of rumqttc's request channel (publishes, acks, subscribe, disconnect).
+const REQUEST_CAPACITY: usize = 1024;
+
+/// An outbox row in flight: (message id, recipient).
+pub(crate) type RowKey = (MessageId, UserId);
+
+/// Splits `host:port` (IPv6 in brackets).
+pub(crate) fn split_address(addr: &str) -> Result<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':').ok_or(ClientError::BadBrokerAddress)?;
+    let port: u16 = port.parse().map_err(|_| ClientError::BadBrokerAddress)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(ClientError::BadBrokerAddress);
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// The rumqttc options for this device.
+pub(crate) fn options(user: &UserId, creds: &Credentials) -> Result<MqttOptions> {
+    let (host, port) = split_address(&creds.broker)?;
+    let tls =
+        sotto_server::ca::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
+    let mut opts = MqttOptions::new(user.to_text(), host, port);
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_keep_alive(KEEP_ALIVE);
+    opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    // rumqttc stops reading requests (acks included) when its own window is full: keep it
+    // above ours so that acknowledgements never wait behind publishes.
+    opts.set_inflight(u16::try_from(4 * MAX_INFLIGHT).unwrap_or(u16::MAX));
+    Ok(opts)
+}
+
+/// A live connection and the bookkeeping that dies with it.
+pub(crate) struct Connection {
+    pub(crate) client: AsyncClient,
+    pub(crate) events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
+    task: JoinHandle<()>,
+    /// CONNACK received.
+    pub(crate) connected: bool,
+    /// SUBACK for the inbox received.
+    pub(crate) subscribed: bool,
+    /// The broker still had the session at CONNACK.
+    pub(crate) session_present: bool,
+    /// Publishes requested, waiting for rumqttc to assign their packet id (FIFO).
+    pub(crate) unassigned: VecDeque<RowKey>,
+    /// Packet id -> row, waiting for the PUBACK.
+    pub(crate) by_pkid: HashMap<u16, RowKey>,
+    /// Rows requested or awaiting their PUBACK.
+    pub(crate) inflight: HashSet<RowKey>,
+    /// Acknowledgements not yet accepted by rumqttc's request channel.
+    pub(crate) acks: VecDeque<rumqttc::Publish>,
+    /// A DISCONNECT was requested.
+    pub(crate) closing: bool,
+}
+
+impl Connection {
+    /// Starts the event loop of `opts` on its own task.
+    pub(crate) fn start(opts: MqttOptions) -> Connection {
+        let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(drive(eventloop, tx));
+        Connection {
+            client,
+            events,
+            task,
+            connected: false,
+            subscribed: false,
+            session_present: false,
+            unassigned: VecDeque::new(),
+            by_pkid: HashMap::new(),
+            inflight: HashSet::new(),
+            acks: VecDeque::new(),
+            closing: false,
+        }
+    }
+
+    /// Hands queued acknowledgements to rumqttc (RX-4: only ever after the commit).
+    pub(crate) fn flush_acks(&mut self) {
+        while let Some(p) = self.acks.front() {
+            if self.client.try_ack(p).is_err() {
+                break;
+            }
+            self.acks.pop_front();
+        }
+    }
+
+    /// Asks for a graceful DISCONNECT.
+    pub(crate) fn disconnect(&mut self) {
+        if !self.closing && self.client.try_disconnect().is_ok() {
+            self.closing = true;
+        }
+    }
+
+    /// Publishes an envelope to `to`'s inbox at QoS 1 (ID-5, BROKER-3). `false` if rumqttc's
+    /// request channel is full.
+    pub(crate) fn publish(&mut self, key: RowKey, envelope: Vec<u8>) -> bool {
+        let topic = key.1.inbox_topic();
+        if self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, envelope)
+            .is_err()
+        {
+            return false;
+        }
+        self.unassigned.push_back(key);
+        self.inflight.insert(key);
+        true
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls the event loop until its first error (or a sent DISCONNECT), forwarding every event.
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::UnboundedSender<Result<Event, ConnectionError>>,
+) {
+    loop {
+        let event = eventloop.poll().await;
+        let stop = matches!(
+            event,
+            Err(_) | Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))
+        );
+        if tx.send(event).is_err() || stop {
+            break;
+        }
+    }
+}
+
+/// A connection error as a client error; `true` if retrying cannot help (the broker refused).
+pub(crate) fn classify(e: &ConnectionError) -> (ClientError, bool) {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            (ClientError::BrokerRefused(format!("{code:?}")), true)
+        }
+        ConnectionError::Tls(t) => (ClientError::Connection(format!("TLS: {t}")), false),
+        other => (ClientError::Connection(other.to_string()), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_addresses_split() {
+        assert_eq!(
+            split_address("127.0.0.1:8883").ok(),
+            Some(("127.0.0.1".to_owned(), 8883))
+        );
+        assert_eq!(split_address("[::1]:1").ok(), Some(("::1".to_owned(), 1)));
+        assert_eq!(
+            split_address("localhost:7883").ok(),
+            Some(("localhost".to_owned(), 7883))
+        );
+        for bad in ["", "host", "host:", ":1", "host:0", "host:70000", "host:x"] {
+            assert!(split_address(bad).is_err(), "{bad}");
+        }
+    }
+}

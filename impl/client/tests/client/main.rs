@@ -1,0 +1,9 @@
+//! Integration tests of `sotto-client` against the real stack in-process (one binary): membership
+//! service, message service (embedded rumqttd behind its front, or Mosquitto when installed),
+//! real TLS, real SQLCipher.
+
+mod common;
+mod delivery;
+mod groups;
+mod receiving;
+mod session;
