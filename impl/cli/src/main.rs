@@ -1,60 +1,112 @@
-//! `sotto`: the command line.
+//! # `sotto`: the command line
 //!
-//! Today it runs `demo`, an in-memory conversation through `sotto-core` with a broker that only
-//! relays ciphertext (the real MQTT service, signup and device store arrive with the next issue).
+//! One binary for both sides of the service:
+//!
+//! ```text
+//!  operator:  sotto serve ──> CA (DIR/ca.pem) + membership (HTTPS) + message service (MQTT/mTLS)
+//!                              prints the membership URL, the broker, the CA file and its SHA-256
+//!
+//!  person:    sotto signup --server URL --ca ca.pem      (creates ./sotto.db, SQLCipher, Req7)
+//!             sotto card | add | verify | contacts | whoami
+//!             sotto send <user> <text> | inbox | chat <user>
+//!             sotto group create|add|remove|send|list
+//!
+//!  anyone:    sotto demo              (the whole stack in-process, then what the server saw, Req8)
+//!             sotto demo --in-memory  (the protocol core alone, no network)
+//! ```
+//!
+//! Person commands open the store at `--store` (or `SOTTO_STORE`, default `./sotto.db`) with the
+//! passphrase from `SOTTO_PASSPHRASE` or a prompt without echo. Errors end with what to do next;
+//! logs go to stderr through `tracing` (`RUST_LOG=sotto=debug,sotto_client=debug`).
 
+mod cli;
 mod demo;
+mod demo_live;
+mod errors;
+mod format;
+mod group;
+mod messaging;
+mod passphrase;
+mod person;
+mod pin;
+mod qr;
+mod serve;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-sotto: private mobile chat, reference implementation
+use clap::Parser;
 
-usage: sotto <command>
-
-commands:
-  demo [--seed N]   three people exchange cards in person, chat while one is offline, run a group
-                    with a removal and rekey, and see what the server saw (ciphertext only).
-                    In memory, no network; --seed makes a run reproducible (default: OS randomness).
-  help              this text";
+use crate::cli::{Cli, Command, DemoArgs, GroupCommand};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => {
-            let seed = match args.get(1).map(String::as_str) {
-                None => None,
-                Some("--seed") => match args.get(2).map(|s| s.parse::<u64>()) {
-                    Some(Ok(n)) => Some(n),
-                    _ => {
-                        eprintln!("error: --seed needs a number, e.g. `sotto demo --seed 7`");
-                        return ExitCode::from(2);
-                    }
-                },
-                Some(other) => {
-                    eprintln!("error: unknown option {other:?} for demo; try `sotto help`");
-                    return ExitCode::from(2);
-                }
-            };
-            match demo::run(seed, &mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
-        Some("help" | "-h" | "--help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("error: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-        None => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    };
+    let result = runtime.block_on(run(cli));
+    // The embedded broker's threads never end by themselves: do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", errors::render(&e));
+            ExitCode::FAILURE
         }
     }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = cli.store;
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Signup(args) => person::signup(&store, args).await,
+        Command::Card(args) => person::card(&store, args).await,
+        Command::Add(args) => person::add(&store, args).await,
+        Command::Verify(args) => person::verify(&store, args).await,
+        Command::Contacts => person::contacts(&store).await,
+        Command::Whoami => person::whoami(&store).await,
+        Command::Send(args) => messaging::send(&store, args).await,
+        Command::Inbox(args) => messaging::inbox(&store, args).await,
+        Command::Chat(args) => messaging::chat(&store, args).await,
+        Command::Group(g) => match g {
+            GroupCommand::Create(a) => group::create(&store, a).await,
+            GroupCommand::Add(a) => group::add(&store, a).await,
+            GroupCommand::Remove(a) => group::remove(&store, a).await,
+            GroupCommand::Send(a) => group::send(&store, a).await,
+            GroupCommand::List => group::list(&store).await,
+        },
+        Command::Demo(DemoArgs { in_memory, seed }) => {
+            if in_memory {
+                demo::run(seed, &mut std::io::stdout()).map_err(|e| anyhow::anyhow!("{e}"))
+            } else {
+                demo_live::run(&mut std::io::stdout()).await
+            }
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` wins over `-v`.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        // rumqttd reports every closed connection as an error: only its own debugging wants that.
+        0 => "warn,rumqttd=off",
+        1 => "info,rumqttd=off",
+        2 => "debug,rumqttd=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,0 +1,294 @@
+//! The command-line grammar (clap derive). Every command and flag has its help text here; the
+//! behaviour lives in the module named after the command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Sotto: private chat over MQTT. The server moves ciphertext only and keeps no personal data.
+#[derive(Debug, Parser)]
+#[command(name = "sotto", version, propagate_version = true)]
+#[command(after_help = "\
+Getting started:
+  sotto serve --data ./server                        # operator: prints URL, CA file, fingerprint
+  sotto signup --server https://localhost:7443 --ca ./server/ca.pem
+  sotto card                                         # show your card; the other person scans it
+  sotto add 'sotto:...'                              # add their card (verified)
+  sotto send <user id> 'hello'                       # delivered even if they are offline
+  sotto inbox                                        # read what arrived
+
+  sotto demo                                         # everything above in one process")]
+pub struct Cli {
+    /// The encrypted device store (SQLCipher) of person commands.
+    #[arg(
+        long,
+        global = true,
+        env = "SOTTO_STORE",
+        default_value = "./sotto.db",
+        value_name = "PATH"
+    )]
+    pub store: PathBuf,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: CA, membership (HTTPS) and message service (MQTT over mutual TLS).
+    ///
+    /// Creates the CA in the data directory on first start (and keeps it afterwards), prints the
+    /// membership URL, the broker address, the CA file and its SHA-256 fingerprint, and runs until
+    /// Ctrl-C. Listens on loopback unless told otherwise.
+    Serve(ServeArgs),
+    /// Create an account: a new encrypted store, keys, and a certificate from the service (Req1).
+    ///
+    /// Nothing personal is sent: only public keys. The passphrase (SOTTO_PASSPHRASE or a prompt)
+    /// encrypts the store.
+    Signup(SignupArgs),
+    /// Show your contact card: a `sotto:` URI and a QR code for the other person to scan.
+    Card(CardArgs),
+    /// Add a contact: from a card (verified) or a user id (from the directory, unverified).
+    Add(AddArgs),
+    /// Compare safety numbers with a contact and mark them verified.
+    Verify(VerifyArgs),
+    /// Send a message; it is delivered even if the recipient is offline.
+    Send(SendArgs),
+    /// Receive everything queued for you, print the new messages and exit.
+    Inbox(InboxArgs),
+    /// Chat interactively: lines you type are sent, incoming messages and receipts are shown.
+    Chat(ChatArgs),
+    /// Groups: create, add or remove members (the admin rekeys), send, list.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List your contacts and how far each is trusted.
+    Contacts,
+    /// Show your user id, the service you signed up with, and the state of the store.
+    Whoami,
+    /// Run a demonstration: three people on an in-process server, then what the server saw.
+    Demo(DemoArgs),
+}
+
+/// Which message service `serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BrokerKind {
+    /// An in-process rumqttd behind the authorizing mutual-TLS front (queued messages live in
+    /// memory).
+    Embedded,
+    /// Mosquitto 2 with the Sotto profile (DIR/mosquitto; queued messages persist).
+    Mosquitto,
+}
+
+/// `sotto serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The data directory: CA, server certificate, membership.db, Mosquitto profile.
+    #[arg(long, default_value = "./sotto-server", value_name = "DIR")]
+    pub data: PathBuf,
+    /// Where the membership service (HTTPS) listens; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Where the message service (MQTT over mutual TLS) listens; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8883", value_name = "ADDR")]
+    pub mqtt: SocketAddr,
+    /// The broker: the embedded one, or Mosquitto (started on the --mqtt address).
+    #[arg(long, value_enum, default_value_t = BrokerKind::Embedded)]
+    pub broker: BrokerKind,
+    /// With --broker mosquitto: only write the profile into DIR/mosquitto for a Mosquitto you
+    /// run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`).
+    #[arg(long)]
+    pub mosquitto_external: bool,
+    /// The broker address told to devices at signup (default: the --mqtt address, with
+    /// `localhost` for an unspecified IP).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub public_broker: Option<String>,
+    /// Proof-of-work difficulty of signup in bits, 0..=32 (0 turns it off).
+    #[arg(long, default_value_t = sotto_server::membership::DEFAULT_DIFFICULTY, value_name = "N")]
+    pub difficulty: u8,
+}
+
+/// `sotto signup`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("trust").required(true).args(["ca", "ca_fingerprint"])))]
+pub struct SignupArgs {
+    /// The membership service URL that `sotto serve` printed.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The service's CA certificate (DIR/ca.pem of the server), given to you by the operator.
+    #[arg(long, value_name = "CA.pem")]
+    pub ca: Option<PathBuf>,
+    /// Instead of the CA file: its SHA-256 fingerprint (hex, as `sotto serve` prints it). The
+    /// CA is fetched from the server and used only if it matches.
+    #[arg(long, value_name = "HEX")]
+    pub ca_fingerprint: Option<String>,
+    /// One-time prekeys uploaded at signup (at most 100).
+    #[arg(long, default_value_t = sotto_client::SIGNUP_ONE_TIME_PREKEYS, hide = true)]
+    pub one_time_prekeys: usize,
+}
+
+/// `sotto card`.
+#[derive(Debug, Args)]
+pub struct CardArgs {
+    /// Print only the URI, no QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+/// `sotto add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// A card (`sotto:...`, scanned in person: verified) or a user id (fetched from the
+    /// directory: unverified until you compare safety numbers).
+    #[arg(value_name = "CARD|USER_ID")]
+    pub who: String,
+}
+
+/// `sotto verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The contact's user id (or a unique prefix of it).
+    #[arg(value_name = "USER_ID")]
+    pub user: String,
+    /// Mark verified without asking (only after comparing the numbers another way).
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+/// `sotto send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The recipient's user id (or a unique prefix among your contacts).
+    #[arg(value_name = "USER_ID")]
+    pub to: String,
+    /// The text (several words are joined with spaces).
+    #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+    pub text: Vec<String>,
+    /// How long to try to reach the broker before leaving the message queued in the store.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// `sotto inbox`.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Longest time to spend receiving.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// How long nothing new must arrive before the inbox counts as drained.
+    #[arg(long, default_value = "1500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub quiet: Duration,
+}
+
+/// `sotto chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The contact's user id (or a unique prefix).
+    #[arg(value_name = "USER_ID")]
+    pub with: String,
+    /// Earlier messages of the conversation to show first.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub history: usize,
+}
+
+/// `sotto group ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with you as admin; every member must be a contact.
+    Create(GroupCreateArgs),
+    /// Add a member (admin only): a new epoch for everyone.
+    Add(GroupMemberArgs),
+    /// Remove a member (admin only): a new epoch and key that they never get.
+    Remove(GroupMemberArgs),
+    /// Send a message to a group.
+    Send(GroupSendArgs),
+    /// List your groups with their epoch and members.
+    List,
+}
+
+/// `sotto group create`.
+#[derive(Debug, Args)]
+pub struct GroupCreateArgs {
+    /// A name for the group, shown when it is created (not stored: use the printed group id).
+    pub name: String,
+    /// The members' user ids (or unique prefixes among your contacts).
+    #[arg(required = true, num_args = 1.., value_name = "USER_ID")]
+    pub members: Vec<String>,
+}
+
+/// `sotto group add` / `sotto group remove`.
+#[derive(Debug, Args)]
+pub struct GroupMemberArgs {
+    /// The group id (or a unique prefix, see `sotto group list`).
+    pub group: String,
+    /// The member's user id (or a unique prefix).
+    #[arg(value_name = "USER_ID")]
+    pub user: String,
+}
+
+/// `sotto group send`.
+#[derive(Debug, Args)]
+pub struct GroupSendArgs {
+    /// The group id (or a unique prefix, see `sotto group list`).
+    pub group: String,
+    /// The text (several words are joined with spaces).
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+/// `sotto demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The protocol core alone, in memory, without network, TLS or store.
+    #[arg(long)]
+    pub in_memory: bool,
+    /// With --in-memory: a seed that makes the run reproducible.
+    #[arg(long, requires = "in_memory", value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// `500ms`, `20s`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 20s, 2m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("unknown unit in {s:?}: use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! `send`, `inbox` and `chat`: the commands that talk to the message service.
+//!
+//! `send` and `inbox` are one [`Client::sync`] each: connect, drain the inbox (committing before
+//! acknowledging, RX-4), publish the outbox and wait for its PUBACKs (RX-6), disconnect. A message
+//! that cannot go out stays in the store's outbox and leaves with the next sync. `chat` keeps a
+//! session open ([`Client::connect`]) and feeds it the lines typed on stdin.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sotto_client::{Chat, Client, ClientEvent, Direction, MessageState, SyncReport, UserId};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::cli::{ChatArgs, InboxArgs, SendArgs};
+use crate::errors::{self, hinted};
+use crate::format;
+use crate::person::open;
+
+/// Quiet period of `send`: only long enough to pick up what is already queued.
+const SEND_QUIET: Duration = Duration::from_millis(500);
+
+/// Prints what a sync brought; returns how many messages.
+pub fn show_report(report: &SyncReport) -> usize {
+    let mut messages = 0;
+    for e in &report.events {
+        if matches!(e, ClientEvent::Message(_)) {
+            messages += 1;
+        }
+        match (e, format::event(e)) {
+            // Refusals change nothing (a late epoch ack from a removed member, a tampered
+            // envelope): a note on stderr, not part of the conversation.
+            (ClientEvent::Refused(_) | ClientEvent::ContentRejected(_), Some(line)) => {
+                eprintln!("note:{line}");
+            }
+            (_, Some(line)) => println!("{line}"),
+            (_, None) => {}
+        }
+    }
+    messages
+}
+
+/// Requires `user` to be a contact, with the next step if not.
+pub fn require_contact(client: &Client, user: &UserId) -> anyhow::Result<()> {
+    if client.trust(user).is_none() {
+        return Err(hinted(
+            format!("{user} is not a contact"),
+            format!(
+                "add them first: `sotto add <their card URI>` (verified) or `sotto add {user}` \
+                 (from the directory)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Syncs and reports whether the outbox is empty afterwards.
+pub async fn sync_and_report(
+    client: &mut Client,
+    store: &Path,
+    timeout: Duration,
+    quiet: Duration,
+) -> anyhow::Result<SyncReport> {
+    let report = client
+        .sync_with(timeout, quiet)
+        .await
+        .map_err(|e| errors::client(e, store))?;
+    show_report(&report);
+    Ok(report)
+}
+
+/// `sotto send`.
+pub async fn send(store: &Path, args: SendArgs) -> anyhow::Result<()> {
+    let mut client = open(store).await?;
+    let to = format::user(&client, &args.to)?;
+    require_contact(&client, &to)?;
+    let text = args.text.join(" ");
+    let id = client
+        .send(&to, &text)
+        .map_err(|e| errors::client(e, store))?;
+    let result = client.sync_with(args.timeout, SEND_QUIET).await;
+    let state = client
+        .outgoing_state(&id)
+        .map_err(|e| errors::client(e, store))?;
+    match result {
+        Ok(report) => {
+            show_report(&report);
+        }
+        Err(e) => {
+            client.close().map_err(|e| errors::client(e, store))?;
+            return Err(errors::client(e, store).context(
+                "the message is saved in the outbox and goes out with the next \
+                 `sotto send`, `sotto inbox` or `sotto chat`",
+            ));
+        }
+    }
+    match state {
+        Some(MessageState::Queued) | None => {
+            println!(
+                "queued for {to}: the broker did not confirm it yet; it goes out with the next sync"
+            );
+        }
+        Some(MessageState::Delivered) => println!("sent to {to} and delivered"),
+        Some(_) => println!("sent to {to} (the server holds it until they connect)"),
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto inbox`.
+pub async fn inbox(store: &Path, args: InboxArgs) -> anyhow::Result<()> {
+    let mut client = open(store).await?;
+    let report = client
+        .sync_with(args.timeout, args.quiet)
+        .await
+        .map_err(|e| errors::client(e, store))?;
+    let n = show_report(&report);
+    if n == 0 {
+        println!("no new messages");
+    } else {
+        println!("{n} new message(s)");
+    }
+    if !report.complete {
+        eprintln!(
+            "note: the inbox may hold more (stopped after {:?})",
+            args.timeout
+        );
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto chat`.
+pub async fn chat(store: &Path, args: ChatArgs) -> anyhow::Result<()> {
+    let client = open(store).await?;
+    let with = format::user(&client, &args.with)?;
+    require_contact(&client, &with)?;
+    let history = client
+        .messages(&Chat::User(with))
+        .map_err(|e| errors::client(e, store))?;
+    let skip = history.len().saturating_sub(args.history);
+    for m in history.iter().skip(skip) {
+        let who = match m.direction {
+            Direction::In => with.to_string(),
+            Direction::Out => "you".to_owned(),
+        };
+        println!("[{}] {who}: {}", format::time(m.sent_at), m.text);
+    }
+    let trust = client.trust(&with).map(format::trust).unwrap_or("?");
+    println!("chatting with {with} ({trust}); type a line and Enter to send, Ctrl-D to leave");
+
+    let (session, mut events) = client.connect();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut last_sent = None;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => {
+                    let text = line.trim_end().to_owned();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    match session.send(with, text).await {
+                        Ok(id) => last_sent = Some(id),
+                        Err(e) => eprintln!("error: {}", errors::render(&errors::client(e, store))),
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            },
+            ev = events.recv() => match ev {
+                Some(ClientEvent::Connected { .. }) => eprintln!("  (connected)"),
+                Some(ClientEvent::Disconnected { reason }) => {
+                    eprintln!("  (disconnected: {reason}; reconnecting)");
+                }
+                Some(e) => {
+                    if let Some(line) = format::event(&e) {
+                        println!("{line}");
+                    }
+                }
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    // Give the last line a moment to reach the broker before the session closes.
+    if let Some(id) = last_sent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            let state = session.call(move |c| c.outgoing_state(&id)).await;
+            if !matches!(state, Ok(Ok(Some(MessageState::Queued)))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let client = session
+        .shutdown()
+        .await
+        .map_err(|e| errors::client(e, store))?;
+    let waiting = client.outbox_len().unwrap_or(0);
+    if waiting > 0 {
+        eprintln!(
+            "{waiting} envelope(s) in the outbox await their receipt; they are resent if needed"
+        );
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}

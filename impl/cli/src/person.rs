@@ -1,0 +1,189 @@
+//! The account commands: `signup`, `card`, `add`, `verify`, `contacts`, `whoami`.
+//!
+//! Trust follows CARD-4: a card scanned in person makes a *verified* contact; a user id looked up
+//! in the directory makes an *unverified* one until the safety numbers were compared (SAFE-1).
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use sotto_client::{Client, SignupOptions, UserId};
+
+use crate::cli::{AddArgs, CardArgs, SignupArgs, VerifyArgs};
+use crate::errors::{self, hinted};
+use crate::{format, passphrase, pin, qr};
+
+/// Opens the account in `store` (passphrase from the environment or the prompt).
+pub async fn open(store: &Path) -> anyhow::Result<Client> {
+    if !store.exists() {
+        return Err(hinted(
+            format!("no store at {}", store.display()),
+            "run `sotto signup --server URL --ca CA.pem` first, or point --store / SOTTO_STORE \
+             at your store",
+        ));
+    }
+    let pass = passphrase::for_open()?;
+    Client::open(store, &pass)
+        .await
+        .map_err(|e| errors::client(e, store))
+}
+
+/// `sotto signup`.
+pub async fn signup(store: &Path, args: SignupArgs) -> anyhow::Result<()> {
+    if store.exists() {
+        return Err(hinted(
+            format!("a store already exists at {}", store.display()),
+            "this device has an account already (`sotto whoami`); use --store for another one",
+        ));
+    }
+    let ca_pem = match (&args.ca, &args.ca_fingerprint) {
+        (Some(path), _) => std::fs::read_to_string(path).map_err(|e| {
+            hinted(
+                format!("cannot read the CA file {}: {e}", path.display()),
+                "the operator's `sotto serve` printed the CA file path (DIR/ca.pem)",
+            )
+        })?,
+        (None, Some(fp)) => pin::fetch_ca(&args.server, fp).await?,
+        (None, None) => {
+            return Err(hinted(
+                "no CA given",
+                "pass --ca CA.pem or --ca-fingerprint HEX",
+            ));
+        }
+    };
+    let pass = passphrase::for_create()?;
+    let options = SignupOptions {
+        one_time_prekeys: args.one_time_prekeys,
+        ..SignupOptions::default()
+    };
+    eprintln!("signing up with {} ...", args.server);
+    let client = Client::signup_with(&args.server, &ca_pem, store, &pass, &options)
+        .await
+        .map_err(|e| errors::client(e, store))?;
+    println!("signed up: your user id is {}", client.user_id());
+    println!(
+        "store:     {} (encrypted with your passphrase)",
+        store.display()
+    );
+    println!("broker:    {}", client.broker_address());
+    println!("next: `sotto card` shows your card for others to scan");
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto card`.
+pub async fn card(store: &Path, args: CardArgs) -> anyhow::Result<()> {
+    let client = open(store).await?;
+    let uri = client.card().map_err(|e| errors::client(e, store))?;
+    if !args.no_qr {
+        match qr::render(&uri) {
+            Ok(code) => println!("{code}"),
+            Err(e) => tracing::warn!(error = %e, "no QR code"),
+        }
+    }
+    println!("{uri}");
+    eprintln!(
+        "user id {}: the other person runs `sotto add '<this URI>'` (or scans the code)",
+        client.user_id()
+    );
+    Ok(())
+}
+
+/// `sotto add`.
+pub async fn add(store: &Path, args: AddArgs) -> anyhow::Result<()> {
+    let mut client = open(store).await?;
+    let who = args.who.trim();
+    if who.starts_with("sotto:") {
+        let user = client.add_card(who).map_err(|e| errors::client(e, store))?;
+        println!("added {user} from their card (verified)");
+    } else {
+        let user = UserId::parse(who).map_err(|_| {
+            hinted(
+                format!("{who:?} is neither a card nor a user id"),
+                "a card starts with `sotto:`; a user id is 16 characters a-z and 2-7",
+            )
+        })?;
+        if client.trust(&user).is_some() {
+            println!("{user} is already a contact ({})", trust_of(&client, &user));
+            return Ok(());
+        }
+        client
+            .add_from_directory(&user)
+            .await
+            .map_err(|e| errors::client(e, store))?;
+        println!("added {user} from the directory (UNVERIFIED)");
+        eprintln!(
+            "warning: the server could have given you someone else's keys. Compare safety \
+             numbers in person or on a call: `sotto verify {user}`"
+        );
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+fn trust_of(client: &Client, user: &UserId) -> &'static str {
+    client
+        .trust(user)
+        .map(format::trust)
+        .unwrap_or("not a contact")
+}
+
+/// `sotto verify`.
+pub async fn verify(store: &Path, args: VerifyArgs) -> anyhow::Result<()> {
+    let mut client = open(store).await?;
+    let user = format::user(&client, &args.user)?;
+    let number = client
+        .safety_number(&user)
+        .map_err(|e| errors::client(e, store))?;
+    println!("safety number with {user}:\n\n  {number}\n");
+    println!("currently: {}", trust_of(&client, &user));
+    if !args.yes {
+        print!("Does {user} see the same number? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            println!("not marked verified");
+            return Ok(());
+        }
+    }
+    client.verify(&user).map_err(|e| errors::client(e, store))?;
+    println!("{user} is now verified");
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto contacts`.
+pub async fn contacts(store: &Path) -> anyhow::Result<()> {
+    let client = open(store).await?;
+    let contacts = client.contacts().map_err(|e| errors::client(e, store))?;
+    if contacts.is_empty() {
+        println!("no contacts yet: `sotto add <card URI or user id>`");
+    }
+    for c in contacts {
+        println!(
+            "{}  {:<10}  added {}{}",
+            c.user,
+            format::trust(c.trust),
+            format::time(c.added_at),
+            c.name.map(|n| format!("  {n}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `sotto whoami`.
+pub async fn whoami(store: &Path) -> anyhow::Result<()> {
+    let client = open(store).await?;
+    let map = |e| errors::client(e, store);
+    println!("user id:   {}", client.user_id());
+    println!("store:     {}", store.display());
+    println!("server:    {}", client.server_url());
+    println!("broker:    {}", client.broker_address());
+    println!("contacts:  {}", client.contacts().map_err(map)?.len());
+    println!("groups:    {}", client.groups().len());
+    println!(
+        "outbox:    {} envelope(s) waiting",
+        client.outbox_len().map_err(map)?
+    );
+    Ok(())
+}
