@@ -6,4 +6,5 @@ mod common;
 mod delivery;
 mod groups;
 mod receiving;
+mod restart;
 mod session;
