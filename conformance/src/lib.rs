@@ -9,4 +9,9 @@
 //!   sotto-core      --generate_dir--> vectors/*-new.json          (drift is a diff)
 //! ```
 
+pub mod evidence;
+pub mod model_run;
+pub mod replay;
+pub mod report;
 pub mod vectors;
+pub mod wiretap;

@@ -340,12 +340,22 @@ impl SottoModel {
     }
 
     /// GRP-10, RX-6: a duplicate of a committed group message is answered with its receipt again.
-    pub(crate) fn group_receipt_again(&self, s: &mut State, d: Dev, from: Dev, epoch: u8, n: u8) {
+    pub(crate) fn group_receipt_again(
+        &self,
+        s: &mut State,
+        d: Dev,
+        from: Dev,
+        epoch: u8,
+        n: u8,
+        env: TermId,
+    ) {
         let hit = s
             .dev(d)
             .store
             .iter()
-            .find(|x| x.slot.is_none() && x.from == from && x.epoch == epoch && x.n == n)
+            .find(|x| {
+                x.slot.is_none() && x.from == from && x.epoch == epoch && x.n == n && x.env == env
+            })
             .map(|x| x.id);
         if let Some(id) = hit {
             self.group_receipt(s, d, id);
@@ -353,7 +363,13 @@ impl SottoModel {
     }
 
     /// RX-1, GRP-5, GRP-7: opens and commits a group message.
-    pub(crate) fn open_group(&self, s: &mut State, d: Dev, f: &[TermId]) -> GroupOutcome {
+    pub(crate) fn open_group(
+        &self,
+        s: &mut State,
+        d: Dev,
+        env: TermId,
+        f: &[TermId],
+    ) -> GroupOutcome {
         let t = self.t();
         let [_, tag, idx, n, payload] = *f else {
             return GroupOutcome::Refused;
@@ -462,6 +478,7 @@ impl SottoModel {
             epoch,
             n: idx << 4 | n,
             id,
+            env,
             honest,
         });
         self.group_receipt(s, d, id);

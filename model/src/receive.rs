@@ -116,17 +116,17 @@ impl SottoModel {
             } => {
                 self.note_opened(s, d, session, inner, epoch);
                 // A group key is new keys too: a group message kept for it opens now (RX-8).
-                self.commit_pairwise(s, d, session, inner, id, epoch, n) || new_keys
+                self.commit_pairwise(s, d, session, inner, id, epoch, n, env) || new_keys
             }
             Outcome::Group => false,
             Outcome::Duplicate { slot, epoch, n } => {
                 s.flags |= flag::DUPLICATE_DROPPED;
-                self.receipt_again(s, d, slot, epoch, n);
+                self.receipt_again(s, d, slot, epoch, n, env);
                 false
             }
             Outcome::GroupDuplicate { from, epoch, n } => {
                 s.flags |= flag::DUPLICATE_DROPPED;
-                self.group_receipt_again(s, d, from, epoch, n);
+                self.group_receipt_again(s, d, from, epoch, n, env);
                 false
             }
             Outcome::Unknown => {
@@ -181,7 +181,7 @@ impl SottoModel {
                 self.open_on_tag(s, d, |c| c.tag == tag, n, payload)
                     .unwrap_or(Outcome::Unknown)
             }
-            Shape::Group => match self.open_group(s, d, &f) {
+            Shape::Group => match self.open_group(s, d, env, &f) {
                 GroupOutcome::Committed => Outcome::Group,
                 GroupOutcome::Duplicate { from, epoch, n } => {
                     Outcome::GroupDuplicate { from, epoch, n }
@@ -332,6 +332,7 @@ impl SottoModel {
         id: TermId,
         epoch: u8,
         n: u8,
+        env: TermId,
     ) -> bool {
         let t = self.t();
         let ses = s.dev(d).sessions[i].clone();
@@ -342,7 +343,10 @@ impl SottoModel {
             Some(Term::Const(Const::Kind(k))) => k,
             _ => return false,
         };
+        let group_before = s.dev(d).group.as_ref().map(|g| g.epoch);
         let what = match kind {
+            // GRP-9: the admin learns a member holds the epoch; nothing is stored or receipted.
+            Kind::GroupAck => return false,
             Kind::Receipt => {
                 if let Some(&rid) = f.get(1) {
                     s.dev_mut(d)
@@ -377,11 +381,29 @@ impl SottoModel {
             epoch,
             n,
             id,
+            env,
             honest,
         });
         self.note_commit(s, d, &ses, what, epoch);
         self.send_receipt(s, d, ses.peer, id);
+        if let What::GroupKey(e) = what {
+            if s.dev(d).group.as_ref().map(|g| g.epoch) != group_before {
+                self.send_group_ack(s, d, ses.peer, e);
+            }
+        }
         matches!(what, What::GroupKey(_))
+    }
+
+    /// GRP-9: after installing a group epoch, the member confirms it to the admin, on the newest
+    /// session with the admin, published once (like a receipt).
+    fn send_group_ack(&self, s: &mut State, d: Dev, admin: Dev, epoch: u8) {
+        let t = self.t();
+        let Some(i) = s.dev(d).sending_session(admin) else {
+            return;
+        };
+        let inner = t.tup(&[t.cnst(Const::Kind(Kind::GroupAck)), t.num(epoch)]);
+        let (env, _, _) = self.seal_on_session(s, d, i, inner, false);
+        self.publish(s, admin, env);
     }
 
     fn note_commit(
@@ -429,12 +451,12 @@ impl SottoModel {
 
     /// A duplicate of a committed message is answered with its receipt again, so that a lost
     /// receipt cannot make the sender resend forever (RX-5, RX-6).
-    fn receipt_again(&self, s: &mut State, d: Dev, slot: Slot, epoch: u8, n: u8) {
+    fn receipt_again(&self, s: &mut State, d: Dev, slot: Slot, epoch: u8, n: u8, env: TermId) {
         let hit = s
             .dev(d)
             .store
             .iter()
-            .find(|x| x.slot == Some(slot) && x.epoch == epoch && x.n == n)
+            .find(|x| x.slot == Some(slot) && x.epoch == epoch && x.n == n && x.env == env)
             .map(|x| (x.from, x.id));
         if let Some((peer, id)) = hit {
             self.send_receipt(s, d, peer, id);

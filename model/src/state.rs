@@ -171,6 +171,9 @@ pub struct Stored {
     pub n: u8,
     /// Message id (CHAIN-3), to send receipts again for duplicates.
     pub id: TermId,
+    /// The envelope it came in: only the identical envelope is answered with its receipt again
+    /// (RX-6; the implementation finds it by its bytes).
+    pub env: TermId,
     /// Ghost: neither end was compromised when it was committed.
     pub honest: bool,
 }

@@ -192,6 +192,8 @@ pub enum Kind {
     GroupKey,
     /// 5: group removed (GRP-6).
     GroupRemoved,
+    /// 6: group ack (GRP-9): a member holds a group epoch's key; not receipted.
+    GroupAck,
 }
 
 /// Envelope types (ENV-1), plus the out-of-band and directory formats.

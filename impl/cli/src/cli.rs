@@ -75,6 +75,12 @@ pub enum Command {
     Whoami,
     /// Run a demonstration: three people on an in-process server, then what the server saw.
     Demo(DemoArgs),
+    /// Check Req1..Req8: the model check, the vectors, the trace replay and the wiretap, then a
+    /// table of every requirement with its evidence (exit 0 only when all pass).
+    ///
+    /// Progress goes to stderr, the table (or JSON) to stdout. A skipped source shows as
+    /// SKIPPED and never counts as a pass.
+    Check(CheckArgs),
 }
 
 /// Which message service `serve` runs.
@@ -252,6 +258,67 @@ pub struct DemoArgs {
     /// With --in-memory: a seed that makes the run reproducible.
     #[arg(long, requires = "in_memory", value_name = "N")]
     pub seed: Option<u64>,
+}
+
+/// The brokers `sotto check` runs the replay and the wiretap on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckBroker {
+    /// The embedded rumqttd behind the authorizing front.
+    Embedded,
+    /// A real Mosquitto (needs `mosquitto` on the PATH).
+    Mosquitto,
+    /// Each of them in turn.
+    Both,
+}
+
+/// A source of evidence `sotto check` can skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckSource {
+    /// The exhaustive model check.
+    Model,
+    /// The replay of model traces against the real stack.
+    Replay,
+    /// The wiretap of the server side (Req6, Req8).
+    Wiretap,
+    /// The known-answer vectors.
+    Vectors,
+}
+
+/// `sotto check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The model configuration to check exhaustively.
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "NAME",
+        value_parser = clap::builder::PossibleValuesParser::new(sotto_conformance::model_run::CONFIG_NAMES)
+    )]
+    pub model_config: String,
+    /// Model checker threads (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub model_threads: usize,
+    /// The directory of vector files.
+    #[arg(long, default_value = "vectors", value_name = "DIR")]
+    pub vectors: PathBuf,
+    /// The directory of model traces to replay (`sotto-model export-traces`).
+    #[arg(long, default_value = "traces", value_name = "DIR")]
+    pub traces: PathBuf,
+    /// The broker(s) for the replay and the wiretap.
+    #[arg(long, value_enum, default_value_t = CheckBroker::Embedded)]
+    pub broker: CheckBroker,
+    /// Replay every trace (default: a bounded set, the discoveries first).
+    #[arg(long)]
+    pub full: bool,
+    /// A source not to run (repeatable); its requirements show SKIPPED, never PASS.
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub skip: Vec<CheckSource>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as JSON to this file (CI keeps it beside the table).
+    #[arg(long, value_name = "FILE")]
+    pub json_file: Option<PathBuf>,
 }
 
 /// `500ms`, `20s`, `2m`, or plain seconds.

@@ -13,12 +13,14 @@
 //!
 //!  anyone:    sotto demo              (the whole stack in-process, then what the server saw, Req8)
 //!             sotto demo --in-memory  (the protocol core alone, no network)
+//!             sotto check             (Req1..Req8: model, vectors, replay, wiretap; exit 1 unless all pass)
 //! ```
 //!
 //! Person commands open the store at `--store` (or `SOTTO_STORE`, default `./sotto.db`) with the
 //! passphrase from `SOTTO_PASSPHRASE` or a prompt without echo. Errors end with what to do next;
 //! logs go to stderr through `tracing` (`RUST_LOG=sotto=debug,sotto_client=debug`).
 
+mod check;
 mod cli;
 mod demo;
 mod demo_live;
@@ -84,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             GroupCommand::Send(a) => group::send(&store, a).await,
             GroupCommand::List => group::list(&store).await,
         },
+        Command::Check(args) => check::run(args, &mut std::io::stdout()).await,
         Command::Demo(DemoArgs { in_memory, seed }) => {
             if in_memory {
                 demo::run(seed, &mut std::io::stdout()).map_err(|e| anyhow::anyhow!("{e}"))

@@ -119,6 +119,18 @@ impl Client {
         Ok(out.id)
     }
 
+    /// Sends `to` a key update (EPOCH-2): when the newest epoch is the peer's, it turns the epoch
+    /// with a fresh key share, so keys this device held before stop mattering for what follows
+    /// (post-compromise security). Resent until its receipt, like a text.
+    pub fn key_update(&mut self, to: &UserId) -> Result<MessageId> {
+        let content = Content::KeyUpdate;
+        let out = self.mutate(
+            |d, rng, now| Ok(d.send(rng, now, to, &content)?),
+            |s, d, out, now| Ok(s.commit_outgoing(d, out, &content, now)?),
+        )?;
+        Ok(out.id)
+    }
+
     /// Seals `text` for a group (GRP-7, GRP-8): one envelope, one outbox row per other member.
     pub fn send_group(&mut self, group: &GroupId, text: &str) -> Result<MessageId> {
         let content = Content::Text(text.to_owned());
@@ -181,6 +193,13 @@ impl Client {
         Ok(self.store.outgoing_state(id)?)
     }
 
+    /// Publishes the envelope of `id` for `to` again at the next chance, without waiting for its
+    /// backoff (RX-6: the identical bytes). `false` if no such row waits for a receipt.
+    pub fn resend_now(&mut self, id: &MessageId, to: &UserId) -> Result<bool> {
+        let now = self.now();
+        Ok(self.store.make_due(id, to, now)?)
+    }
+
     /// Rows waiting in the outbox (RX-6).
     pub fn outbox_len(&self) -> Result<usize> {
         Ok(self.store.outbox_len()?)
@@ -194,8 +213,10 @@ fn commit_all(store: &mut Store, device: &Device, outs: &[Outgoing], now: u64) -
     Ok(store.commit_device(device, now, &queue)?)
 }
 
-/// A directory answer is unverified until its signatures check and it names the user asked for.
-pub(crate) fn check_bundle(bytes: &[u8], user: &UserId) -> Result<PreKeyBundle> {
+/// A directory answer is unverified until its signatures check and it names the user asked for
+/// (KEY-5): what [`Client::add_from_directory`] does with the bytes the directory returned, for
+/// callers that fetched them another way.
+pub fn check_bundle(bytes: &[u8], user: &UserId) -> Result<PreKeyBundle> {
     let bundle = PreKeyBundle::from_bytes(bytes)
         .map_err(|_| ClientError::BadServerAnswer("bundle does not verify"))?;
     if bundle.user_id() != user {

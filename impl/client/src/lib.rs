@@ -59,6 +59,7 @@ mod session;
 mod transport;
 
 pub use account::{Client, PREKEY_LOW_WATER, SIGNUP_ONE_TIME_PREKEYS, SignupOptions};
+pub use conversation::check_bundle;
 pub use error::{ClientError, Result};
 pub use events::{ClientEvent, ReceivedMessage, Refusal};
 pub use session::{DEFAULT_QUIET, EVENT_CAPACITY, SessionHandle, SyncReport};

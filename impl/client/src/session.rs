@@ -48,6 +48,9 @@ const INFLIGHT_TICK: Duration = Duration::from_secs(1);
 const MIN_SLEEP: Duration = Duration::from_millis(10);
 /// Connections lost with a row in flight before that row is pushed back by the backoff.
 const STRIKES: u32 = 3;
+/// Mutation `AckBeforeCommit`: how long an acknowledged envelope waits before its commit.
+#[cfg(feature = "mutations")]
+const ACK_BEFORE_COMMIT_DELAY: Duration = Duration::from_millis(300);
 
 /// What [`Client::sync`] did.
 #[derive(Clone, Debug, Default)]
@@ -94,6 +97,10 @@ struct Engine<'a> {
     received: usize,
     published: usize,
     shutting_down: bool,
+    /// Mutation `AckBeforeCommit`: envelopes acknowledged but not yet committed, with their
+    /// arrival time. Lost if the process stops before they are committed (the RX-4 bug).
+    #[cfg(feature = "mutations")]
+    pending: std::collections::VecDeque<(Instant, Vec<u8>)>,
 }
 
 impl Client {
@@ -230,6 +237,8 @@ impl<'a> Engine<'a> {
             received: 0,
             published: 0,
             shutting_down: false,
+            #[cfg(feature = "mutations")]
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -327,6 +336,8 @@ impl<'a> Engine<'a> {
     async fn run_connection(&mut self, conn: &mut Connection, mode: &Mode) -> ConnEnd {
         let mut last_activity = Instant::now();
         loop {
+            #[cfg(feature = "mutations")]
+            self.commit_pending();
             conn.flush_acks();
             if conn.connected && !conn.closing {
                 if let Err(e) = self.drain_outbox(conn) {
@@ -352,6 +363,11 @@ impl<'a> Engine<'a> {
             }
             if conn.connected && !conn.closing {
                 wake = wake.min(self.outbox_wake(conn));
+            }
+            #[cfg(feature = "mutations")]
+            if let Some((at, _)) = self.pending.front() {
+                let due = *at + ACK_BEFORE_COMMIT_DELAY;
+                wake = wake.min(due.saturating_duration_since(Instant::now()));
             }
             let wake = wake.max(MIN_SLEEP);
             tokio::select! {
@@ -393,6 +409,10 @@ impl<'a> Engine<'a> {
 
     /// Nothing left to do on this connection: no acks pending, nothing in flight, nothing due.
     fn flushed(&self, conn: &Connection) -> bool {
+        #[cfg(feature = "mutations")]
+        if !self.pending.is_empty() {
+            return false;
+        }
         conn.acks.is_empty()
             && conn.inflight.is_empty()
             && self
@@ -474,20 +494,17 @@ impl<'a> Engine<'a> {
             Event::Incoming(Packet::Publish(p)) => {
                 *last_activity = Instant::now();
                 if p.topic == self.client.device.user_id().inbox_topic() {
-                    let mut events = Vec::new();
-                    let outcome = self.client.handle_envelope(&p.payload, false, &mut events);
-                    self.emit_all(events);
-                    // A store failure propagates: no ack, the broker delivers it again (RX-4).
-                    let outcome = outcome?;
-                    self.received += 1;
-                    if outcome == (Outcome::Committed { new_keys: true }) {
-                        let mut events = Vec::new();
-                        let retried = self.client.retry_parked(&mut events);
-                        self.emit_all(events);
-                        if let Err(e) = retried {
-                            tracing::warn!(error = %e, "retrying parked envelopes failed");
-                        }
+                    // Mutation `AckBeforeCommit`: ack now, commit on a later loop iteration.
+                    #[cfg(feature = "mutations")]
+                    if sotto_core::mutation::active(sotto_core::mutation::Mutation::AckBeforeCommit)
+                    {
+                        self.pending.push_back((Instant::now(), p.payload.to_vec()));
+                        conn.acks.push_back(p);
+                        conn.flush_acks();
+                        return Ok(());
                     }
+                    // A store failure propagates: no ack, the broker delivers it again (RX-4).
+                    self.commit_envelope(&p.payload)?;
                 } else {
                     tracing::warn!("PUBLISH on a foreign topic ignored");
                 }
@@ -516,5 +533,43 @@ impl<'a> Engine<'a> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Opens and commits one envelope of the inbox, then retries the parked ones if it brought
+    /// new keys (RX-8). Only after this may the PUBLISH be acknowledged (RX-4).
+    fn commit_envelope(&mut self, payload: &[u8]) -> Result<()> {
+        let mut events = Vec::new();
+        let outcome = self.client.handle_envelope(payload, false, &mut events);
+        self.emit_all(events);
+        let outcome = outcome?;
+        self.received += 1;
+        if outcome == (Outcome::Committed { new_keys: true }) {
+            let mut events = Vec::new();
+            let retried = self.client.retry_parked(&mut events);
+            self.emit_all(events);
+            if let Err(e) = retried {
+                tracing::warn!(error = %e, "retrying parked envelopes failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Mutation `AckBeforeCommit`: commits the acknowledged envelopes that arrived at least
+    /// [`ACK_BEFORE_COMMIT_DELAY`] ago. A failed commit loses the envelope: the broker no longer
+    /// has it.
+    #[cfg(feature = "mutations")]
+    fn commit_pending(&mut self) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.pending.front() {
+            if now.saturating_duration_since(*at) < ACK_BEFORE_COMMIT_DELAY {
+                break;
+            }
+            let Some((_, payload)) = self.pending.pop_front() else {
+                break;
+            };
+            if let Err(e) = self.commit_envelope(&payload) {
+                tracing::warn!(error = %e, "an acknowledged envelope could not be committed");
+            }
+        }
     }
 }

@@ -72,12 +72,20 @@ impl Chain {
             Some(m) => self.next = m,
             None => self.exhausted = true,
         }
+        let nonce = kdf::nonce(&self.s2, n);
+        // Mutation `ReuseNonce`: the nonce of counter 0 for every message (breaks CHAIN-5).
+        #[cfg(feature = "mutations")]
+        let nonce = if crate::mutation::active(crate::mutation::Mutation::ReuseNonce) {
+            kdf::nonce(&self.s2, 0)
+        } else {
+            nonce
+        };
         Ok((
             n,
             MessageKeys {
                 key,
                 id: MessageId(id),
-                nonce: kdf::nonce(&self.s2, n),
+                nonce,
             },
         ))
     }

@@ -373,6 +373,28 @@ impl Device {
         self.sessions.get(&sid).map(Session::summary)
     }
 
+    /// Every session, oldest first, with its peer and shape (for conformance and diagnostics;
+    /// nothing secret).
+    pub fn sessions_overview(&self) -> Vec<(UserId, SessionSummary)> {
+        self.sessions
+            .values()
+            .map(|s| (*s.peer_user(), s.summary()))
+            .collect()
+    }
+
+    /// A data message claiming to come from `peer`, built from this device's own state on its
+    /// newest session with `peer` (see [`Session::forge_as_peer`]): what an attacker holding a
+    /// leaked copy of this state can send this device. For the conformance replay.
+    pub fn forge_data_as(&self, peer: &UserId, now: u64, content: &Content) -> Result<Vec<u8>> {
+        let sid = self
+            .contacts
+            .get(peer)
+            .and_then(|c| c.sessions.last().copied())
+            .ok_or(MisuseError::UnknownPeer)?;
+        let session = self.sessions.get(&sid).ok_or(MisuseError::UnknownPeer)?;
+        session.forge_as_peer(now, content, self.bucket)
+    }
+
     // ------------------------------------------------------------------ sending
 
     /// Seals `content` for `to`, starting a session from the contact's bundle if there is none.

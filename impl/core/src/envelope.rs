@@ -217,11 +217,23 @@ impl<'a> Envelope<'a> {
         let mut r = Reader::new(bytes);
         let header = Header::decode(&mut r)?;
         let sealed = r.rest();
+        let header_len = bytes.len().saturating_sub(sealed.len());
+        let header_bytes = bytes.get(..header_len).ok_or(DecodeError::Truncated)?;
+        // Mutation `PlaintextIdInClear`: a pairwise envelope ends with its message id in the clear.
+        #[cfg(feature = "mutations")]
+        let sealed = match header {
+            Header::Group { .. } => sealed,
+            _ if crate::mutation::active(crate::mutation::Mutation::PlaintextIdInClear) => {
+                let id_len = core::mem::size_of::<crate::ids::MessageId>();
+                sealed
+                    .get(..sealed.len().saturating_sub(id_len))
+                    .unwrap_or(sealed)
+            }
+            _ => sealed,
+        };
         if sealed.len() < TAG_LEN {
             return Err(DecodeError::Truncated.into());
         }
-        let header_len = bytes.len().saturating_sub(sealed.len());
-        let header_bytes = bytes.get(..header_len).ok_or(DecodeError::Truncated)?;
         Ok(Envelope {
             header,
             header_bytes,

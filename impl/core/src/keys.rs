@@ -321,6 +321,10 @@ impl PreKeyBundle {
 
     /// Decodes and verifies a bundle (KEY-5): both signatures must hold.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        #[cfg(feature = "mutations")]
+        if crate::mutation::active(crate::mutation::Mutation::SkipPrekeySignatureCheck) {
+            return Self::from_bytes_unverified(bytes);
+        }
         let mut r = Reader::new(bytes);
         if r.u8()? != 0x01 {
             return Err(DecodeError::UnknownVersion.into());
@@ -328,6 +332,38 @@ impl PreKeyBundle {
         let user_id = UserId(r.array()?);
         let identity = PublicIdentity::decode(&mut r)?;
         let spk = SignedPreKey::decode(&mut r, &identity)?;
+        let opk = match r.u8()? {
+            0 => None,
+            1 => Some(OneTimePreKey::decode(&mut r)?),
+            _ => return Err(DecodeError::LengthOutOfRange.into()),
+        };
+        r.finish()?;
+        Ok(PreKeyBundle {
+            user_id,
+            identity,
+            spk,
+            opk,
+        })
+    }
+
+    // Mutation `SkipPrekeySignatureCheck`: KEY-5 decoding with neither signature checked.
+    #[cfg(feature = "mutations")]
+    fn from_bytes_unverified(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != 0x01 {
+            return Err(DecodeError::UnknownVersion.into());
+        }
+        let user_id = UserId(r.array()?);
+        let identity = PublicIdentity {
+            iks: SignPublic(r.array()?),
+            ikd: DhPublic(r.array()?),
+            sig_ikd: r.array()?,
+        };
+        let spk = SignedPreKey {
+            id: r.u32()?,
+            key: DhPublic(r.array()?),
+            sig: r.array()?,
+        };
         let opk = match r.u8()? {
             0 => None,
             1 => Some(OneTimePreKey::decode(&mut r)?),

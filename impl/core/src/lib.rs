@@ -52,6 +52,8 @@ pub mod kdf;
 pub mod keys;
 pub mod keyshare;
 pub mod limits;
+#[cfg(feature = "mutations")]
+pub mod mutation;
 pub mod persist;
 pub mod replay;
 pub mod session;

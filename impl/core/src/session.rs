@@ -479,12 +479,48 @@ impl Session {
         let header_len = buf.len();
         buf.extend_from_slice(&plain);
         crypto::seal_in_place(&keys.key, &keys.nonce, &mut buf, header_len);
+        // Mutation `PlaintextIdInClear`: the message id in the clear after the ciphertext.
+        #[cfg(feature = "mutations")]
+        if crate::mutation::active(crate::mutation::Mutation::PlaintextIdInClear) {
+            buf.extend_from_slice(&keys.id.0);
+        }
         Ok(Sealed {
             bytes: buf,
             id: keys.id,
             epoch: send.epoch,
             counter: n,
         })
+    }
+
+    /// A data message *as the peer*, on the newest receiving epoch at its next counter: what
+    /// anyone holding this session's state can build (the state is the key; a compromise hands it
+    /// to the attacker). Nothing changes here. The conformance replay uses it for the model's
+    /// `Inject DataAs` (docs/conformance.md); it is no capability beyond the state itself.
+    pub fn forge_as_peer(&self, now: u64, content: &Content, bucket: usize) -> Result<Vec<u8>> {
+        let recv = self
+            .recv
+            .iter()
+            .max_by_key(|r| r.epoch)
+            .ok_or(SessionError::EpochConflict)?;
+        let mut chain = recv.chain.clone();
+        let (n, keys) = chain.advance()?;
+        let delta = u32::try_from(now.saturating_sub(recv.t0) / 1000).unwrap_or(u32::MAX);
+        let plain = Inner {
+            delta,
+            content: content.clone(),
+        }
+        .encode(bucket)?;
+        let mut buf =
+            Header::Data { tag: recv.tag, n }.encode_with_room(plain.len().saturating_add(TAG_LEN));
+        let header_len = buf.len();
+        buf.extend_from_slice(&plain);
+        crypto::seal_in_place(&keys.key, &keys.nonce, &mut buf, header_len);
+        // Mutation `PlaintextIdInClear`: the same envelope shape as `seal_with`.
+        #[cfg(feature = "mutations")]
+        if crate::mutation::active(crate::mutation::Mutation::PlaintextIdInClear) {
+            buf.extend_from_slice(&keys.id.0);
+        }
+        Ok(buf)
     }
 
     // EPOCH-2: the new sending epoch, its own-epoch record, the new root and ratchet secret.

@@ -271,6 +271,16 @@ impl Store {
         Ok(Some(from_ms(due)?))
     }
 
+    /// Makes the row of `id` for `to` due at `now` (a resend the user or a test asks for, without
+    /// waiting for the backoff). Returns whether a row matched.
+    pub fn make_due(&mut self, id: &MessageId, to: &UserId, now: u64) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?3 WHERE message_id = ?1 AND recipient = ?2",
+            params![&id.0[..], &to.0[..], ms(now)?],
+        )?;
+        Ok(n > 0)
+    }
+
     /// A receipt from `from` names `id` (RX-5, RX-6): the row for `from` leaves the outbox and the
     /// message is `Delivered` once every recipient's receipt is in. Returns whether a row matched.
     /// [`Store::commit_incoming`] does this by itself for a received receipt.

@@ -39,8 +39,9 @@ async fn session_reconnects_and_resubscribes_after_a_broker_restart() {
     })
     .await;
 
-    // The embedded broker loses its sessions on restart: Bob's loop must reconnect and subscribe
-    // again by itself.
+    // The embedded broker loses its sessions on restart; the front gives each known inbox its
+    // session back (BROKER-4), and Bob's loop must reconnect and subscribe again by itself
+    // (rumqttc does not resubscribe).
     match &mut stack.broker {
         Broker::Embedded(service) => service.restart_broker().await.expect("restart"),
         Broker::Mosquitto(_) => unreachable!("embedded stack"),
@@ -54,7 +55,10 @@ async fn session_reconnects_and_resubscribes_after_a_broker_restart() {
         _ => None,
     })
     .await;
-    assert!(!present, "a fresh broker has no session");
+    assert!(
+        present,
+        "the front restored Bob's inbox session on the fresh broker"
+    );
 
     alice.send(&bob_id, "after the restart").expect("send");
     sync(&mut alice).await;

@@ -754,6 +754,18 @@ pub fn encode_connect(
     out
 }
 
+/// A SUBSCRIBE of one topic filter at QoS 1.
+pub fn encode_subscribe(pkid: u16, topic: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(5 + topic.len());
+    body.extend_from_slice(&pkid.to_be_bytes());
+    push_bytes(&mut body, topic.as_bytes());
+    body.push(1);
+    let mut out = vec![0x82];
+    push_remaining_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
 #[cfg(test)]
 #[path = "filter_tests.rs"]
 mod tests;

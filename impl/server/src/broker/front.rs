@@ -139,7 +139,11 @@ pub struct Front {
     state: watch::Sender<State>,
     accept_task: Option<JoinHandle<()>>,
     tap: TapSlot,
+    seen: SeenUsers,
 }
+
+/// User ids whose CONNECT the front relayed (their inbox sessions live in the broker).
+type SeenUsers = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
 
 impl std::fmt::Debug for Front {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,11 +167,13 @@ impl Front {
         let initial = upstream.map_or(State::Paused, State::Running);
         let (state, state_rx) = watch::channel(initial);
         let tap = TapSlot::default();
+        let seen = SeenUsers::default();
         let accept_task = tokio::spawn(accept_loop(
             listener,
             TlsAcceptor::from(tls),
             state_rx,
             tap.clone(),
+            seen.clone(),
         ));
         tracing::info!(%local_addr, "MQTT front listening");
         Ok(Front {
@@ -175,7 +181,17 @@ impl Front {
             state,
             accept_task: Some(accept_task),
             tap,
+            seen,
         })
+    }
+
+    /// The user ids whose sessions the front has relayed since it started: after a broker
+    /// restart that lost them, [`restore_sessions`] gives each its inbox session back.
+    pub fn seen_users(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Starts a wiretap (replacing any previous one): every packet of every connection from now
@@ -222,6 +238,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     mut state: watch::Receiver<State>,
     tap: TapSlot,
+    seen: SeenUsers,
 ) {
     let next_id = AtomicU64::new(1);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -247,8 +264,9 @@ async fn accept_loop(
                 let acceptor = acceptor.clone();
                 let state = state.clone();
                 let tap = tap.clone();
+                let seen = seen.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(conn, tcp, acceptor, state, tap).await {
+                    if let Err(e) = serve(conn, tcp, acceptor, state, tap, seen).await {
                         tracing::debug!(conn, error = %e, "connection ended");
                     }
                     drop(permit);
@@ -262,6 +280,56 @@ async fn accept_loop(
         }
     }
     tracing::info!("MQTT front stopped");
+}
+
+/// Gives each user back its persistent inbox session (BROKER-4) on a broker that lost them (a
+/// restart of the embedded rumqttd, or of Mosquitto without its persistence file): a CONNECT with
+/// the user's client id and `clean_session = 0`, a QoS 1 SUBSCRIBE to `i/<user id>`, and a
+/// DISCONNECT. Messages published to an offline user after the restart are then queued again
+/// instead of being dropped for want of a subscriber. Anything the broker delivers on this
+/// connection is left unacknowledged, so it stays queued for the user.
+pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io::Result<()> {
+    for user in users {
+        let mut tcp = TcpStream::connect(upstream.addr).await?;
+        tcp.write_all(&encode_connect(
+            user,
+            30,
+            false,
+            user,
+            upstream.secret.as_bytes(),
+        ))
+        .await?;
+        let mut buf = BytesMut::with_capacity(256);
+        let connack = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            read_packet(&mut tcp, &mut buf, MAX_BROKER_REMAINING),
+        )
+        .await
+        .map_err(|_| std::io::Error::other("no CONNACK"))?
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if connack.as_deref().and_then(|c| c.get(3)) != Some(&0) {
+            return Err(std::io::Error::other("session restore refused"));
+        }
+        tcp.write_all(&filter::encode_subscribe(1, &format!("i/{user}")))
+            .await?;
+        // Wait for the SUBACK (packets delivered before it are left unacknowledged).
+        let suback = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                match read_packet(&mut tcp, &mut buf, MAX_BROKER_REMAINING).await {
+                    Ok(Some(p)) if p.first().is_some_and(|b| b >> 4 == 9) => return Ok(()),
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Err(std::io::Error::other("closed before SUBACK")),
+                    Err(e) => return Err(std::io::Error::other(e.to_string())),
+                }
+            }
+        })
+        .await
+        .map_err(|_| std::io::Error::other("no SUBACK"))?;
+        suback?;
+        tcp.write_all(&[0xe0, 0x00]).await?;
+        let _ = tcp.shutdown().await;
+    }
+    Ok(())
 }
 
 /// Reads one whole packet (refusing oversize ones from their header); `None` on a clean EOF.
@@ -303,6 +371,7 @@ async fn serve(
     acceptor: TlsAcceptor,
     mut state: watch::Receiver<State>,
     tap: TapSlot,
+    seen: SeenUsers,
 ) -> Result<(), ConnError> {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
@@ -376,6 +445,11 @@ async fn serve(
             upstream.secret.as_bytes(),
         ))
         .await?;
+    if !clean_session {
+        if let Ok(mut s) = seen.lock() {
+            s.insert(user_id.clone());
+        }
+    }
     tracing::debug!(conn, "relaying");
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(CLIENT_QUEUE);

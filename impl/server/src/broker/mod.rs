@@ -103,10 +103,13 @@ impl MessageService {
         }
     }
 
-    /// Stops rumqttd and starts a fresh one (empty: queued messages and sessions are lost).
+    /// Stops rumqttd and starts a fresh one: queued messages are lost; the inbox session of every
+    /// user the front has relayed is restored ([`front::restore_sessions`]), so that messages to
+    /// offline users are queued again from now on (BROKER-4).
     pub async fn restart_broker(&mut self) -> Result<(), BrokerError> {
         self.stop_broker();
         let broker = EmbeddedBroker::start().await?;
+        front::restore_sessions(&broker.upstream(), &self.front.seen_users()).await?;
         self.front.set_upstream(Some(broker.upstream()));
         self.broker = Some(broker);
         Ok(())

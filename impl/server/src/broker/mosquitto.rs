@@ -8,6 +8,10 @@
 //!  <dir>/data/           persistence: queued messages survive a restart (unlike embedded rumqttd)
 //! ```
 //!
+//! [`InternalMosquitto`] is the other way to use Mosquitto: as the internal broker *behind* the
+//! authorizing front ([`super::front::Front`]), in place of the embedded rumqttd, on a plain
+//! loopback listener (see its documentation for what that listener may and may not be used for).
+//!
 //! Differences from the embedded front (documented by the conformance work):
 //! - BROKER-1: `use_username_as_clientid` replaces the client id with the certificate CN instead
 //!   of refusing a foreign one; a session takeover is impossible either way.
@@ -20,10 +24,12 @@ use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::BrokerError;
 use super::filter::{INBOX_PREFIX, MAX_ENVELOPE, USER_ID_LEN};
+use super::front::Upstream;
 use crate::ca::{self, Pki};
 
 /// `max_packet_size`, as Mosquitto 2.0 counts it (remaining length + 1, the length varint left
@@ -234,4 +240,166 @@ impl Drop for MosquittoProcess {
 pub fn free_loopback_addr() -> Result<SocketAddr, BrokerError> {
     let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(probe.local_addr()?)
+}
+
+/// Mosquitto's `max_inflight_messages` behind the front (QoS 1 messages in flight to one client).
+pub const INTERNAL_MAX_INFLIGHT: usize = 100;
+
+/// The `mosquitto.conf` text of [`InternalMosquitto`]: one plain listener on `listen` (which must
+/// be a loopback address), anonymous connections allowed, the same ACL and persistence as
+/// [`config`]. `as_root`: as in [`config`].
+pub fn internal_config(dir: &Path, listen: SocketAddr, as_root: bool) -> String {
+    let d = dir.display();
+    let mut c = String::new();
+    let _ = writeln!(
+        c,
+        "# Sotto message service: Mosquitto behind the authorizing front (BROKER-2..4)"
+    );
+    let _ = writeln!(
+        c,
+        "# Plain loopback listener, no password file: only the front may connect (see InternalMosquitto)."
+    );
+    if as_root {
+        let _ = writeln!(c, "user root");
+    }
+    let _ = writeln!(c, "per_listener_settings false");
+    let _ = writeln!(c, "allow_anonymous true");
+    let _ = writeln!(c, "acl_file {d}/acl");
+    let _ = writeln!(c, "persistence true");
+    let _ = writeln!(c, "persistence_location {d}/data/");
+    let _ = writeln!(c, "autosave_interval 10");
+    let _ = writeln!(c, "max_inflight_messages {INTERNAL_MAX_INFLIGHT}");
+    let _ = writeln!(c, "max_queued_messages {MAX_QUEUED_MESSAGES}");
+    let _ = writeln!(c, "max_queued_bytes 0");
+    let _ = writeln!(c, "queue_qos0_messages false");
+    let _ = writeln!(c, "retain_available false");
+    let _ = writeln!(c, "max_keepalive {MAX_KEEPALIVE}");
+    let _ = writeln!(c, "log_dest file {d}/mosquitto.log");
+    let _ = writeln!(c, "log_type error");
+    let _ = writeln!(c, "log_type warning");
+    let _ = writeln!(c, "log_type notice");
+    let _ = writeln!(c, "log_type information");
+    let _ = writeln!(c, "connection_messages true");
+    let _ = writeln!(c);
+    let _ = writeln!(c, "listener {} {}", listen.port(), listen.ip());
+    // Listener options: placed before `listener` they would open a default listener on 1883.
+    let _ = writeln!(c, "max_qos 1");
+    c
+}
+
+/// Mosquitto as the internal broker behind the front: a child process with a **plain** listener
+/// on `127.0.0.1:<free port>`, persistence in its own data directory, the profile's ACL
+/// ([`acl`]: `pattern read i/%u`, `pattern write i/+`), `max_inflight_messages`
+/// [`INTERNAL_MAX_INFLIGHT`] and `max_queued_messages` [`MAX_QUEUED_MESSAGES`].
+///
+/// ```text
+///  device --mTLS (CN = user id)--> front --filter--> mosquitto (127.0.0.1:<internal>, plain)
+///                                    CONNECT: client id = username = user id, password = secret
+/// ```
+///
+/// **For use behind the front only.** The listener has `allow_anonymous true` and no password
+/// file: Mosquitto ignores the front's password and takes the username as given, and the ACL's
+/// `%u` is that username. Any process on the same host that can reach the loopback port can
+/// therefore connect as any user; the listener is bound to loopback only, and this mode is meant
+/// for a single-tenant machine (tests, the conformance wiretap, a demo). Deployments that face
+/// clients use the TLS profile ([`MosquittoProfile`]).
+///
+/// Dropping it kills the child process (without the graceful stop of
+/// [`InternalMosquitto::stop`], so queued messages since the last autosave may be lost).
+#[derive(Debug)]
+pub struct InternalMosquitto {
+    profile: MosquittoProfile,
+    secret: Arc<str>,
+    process: Option<MosquittoProcess>,
+}
+
+impl InternalMosquitto {
+    /// Writes the configuration and the ACL into `dir` (created if missing), picks a free
+    /// loopback port and starts Mosquitto; returns once the port accepts connections.
+    pub async fn start(dir: &Path) -> Result<InternalMosquitto, BrokerError> {
+        fs::create_dir_all(dir.join("data"))?;
+        let listen = free_loopback_addr()?;
+        fs::write(dir.join("acl"), acl())?;
+        let conf_path = dir.join("mosquitto.conf");
+        fs::write(&conf_path, "")?;
+        let as_root = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&conf_path)?.uid() == 0
+        };
+        fs::write(&conf_path, internal_config(dir, listen, as_root))?;
+        let profile = MosquittoProfile {
+            dir: dir.to_owned(),
+            listen,
+        };
+        let process = MosquittoProcess::spawn(&profile).await?;
+        Ok(InternalMosquitto {
+            profile,
+            secret: random_secret()?.into(),
+            process: Some(process),
+        })
+    }
+
+    /// Where the front connects. The secret is random per instance and sent as the CONNECT
+    /// password; this listener does not check it (see the type's documentation).
+    pub fn upstream(&self) -> Upstream {
+        Upstream {
+            addr: self.profile.addr(),
+            secret: self.secret.clone(),
+        }
+    }
+
+    /// The listener address (plain MQTT, loopback).
+    pub fn addr(&self) -> SocketAddr {
+        self.profile.addr()
+    }
+
+    /// The directory with the configuration, the ACL, the log and `data/`.
+    pub fn dir(&self) -> &Path {
+        &self.profile.dir
+    }
+
+    /// Mosquitto's persistence file (`data/mosquitto.db`; written on a graceful stop and every
+    /// autosave interval).
+    pub fn persistence_file(&self) -> PathBuf {
+        self.profile.dir.join("data").join("mosquitto.db")
+    }
+
+    /// Whether the child process is running (not stopped).
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// Stops Mosquitto gracefully (SIGTERM: it writes its persistence file; killed after 10 s).
+    /// Relayed connections close; the front answers new ones only once the port is back.
+    pub async fn stop(&mut self) -> Result<(), BrokerError> {
+        match self.process.take() {
+            Some(process) => process.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops Mosquitto, deletes the persistence file first when `keep_queues` is false (every
+    /// session and queued message is lost), and starts it again on the same port.
+    pub async fn restart(&mut self, keep_queues: bool) -> Result<(), BrokerError> {
+        self.stop().await?;
+        if !keep_queues {
+            match fs::remove_file(self.persistence_file()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.process = Some(MosquittoProcess::spawn(&self.profile).await?);
+        Ok(())
+    }
+}
+
+/// 32 random bytes, hex: the password the front sends to the internal broker.
+fn random_secret() -> Result<String, BrokerError> {
+    let mut bytes = [0u8; 32];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| BrokerError::Random)?;
+    Ok(hex::encode(bytes))
 }

@@ -22,6 +22,9 @@
 //!
 //! The wire format of the API is in [`api`] and docs/operations.md; [`client`] is the typed client the
 //! device uses.
+//!
+//! For the conformance wiretap (Req8), [`MembershipHandle::wiretap`] yields every request and
+//! response in plaintext ([`tap`]); with no tap attached nothing is buffered.
 
 pub mod api;
 pub mod challenge;
@@ -29,6 +32,7 @@ pub mod client;
 pub mod error;
 mod handlers;
 pub mod store;
+pub mod tap;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::http::{HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -53,6 +58,8 @@ use crate::ca::{self, Pki};
 pub use client::{ClientError, MembershipClient};
 pub use error::{ApiError, MembershipError, StoreError};
 use handlers::{AppState, PeerIdentity};
+pub use tap::HttpTapRecord;
+use tap::TapSlot;
 
 /// Most connections served at once; further ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -110,12 +117,20 @@ impl Membership {
             broker: config.broker_addr,
         });
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, tls, router(state), stopped));
+        let tap = Arc::new(TapSlot::default());
+        let task = tokio::spawn(accept_loop(
+            listener,
+            tls,
+            router(state),
+            tap.clone(),
+            stopped,
+        ));
         tracing::info!(addr = %local_addr, "membership service listening");
         Ok(MembershipHandle {
             local_addr,
             stop: Some(stop),
             task: Some(task),
+            tap,
         })
     }
 }
@@ -127,6 +142,7 @@ pub struct MembershipHandle {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    tap: Arc<TapSlot>,
 }
 
 impl MembershipHandle {
@@ -139,6 +155,14 @@ impl MembershipHandle {
     /// names localhost, 127.0.0.1 and ::1).
     pub fn url(&self) -> String {
         format!("https://localhost:{}", self.local_addr.port())
+    }
+
+    /// Starts a wiretap (replacing any previous one): every HTTP request (method, path and query,
+    /// body) and response (status, body) the service handles from now on, in plaintext (after
+    /// TLS), paired by exchange number. For tests and the conformance wiretap (Req8) only; without
+    /// a tap (or once its receiver is dropped) nothing is buffered.
+    pub fn wiretap(&self) -> tokio::sync::mpsc::UnboundedReceiver<HttpTapRecord> {
+        self.tap.attach()
     }
 
     /// Stops accepting, closes every open connection and waits for that. The database is closed
@@ -189,6 +213,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: TlsAcceptor,
     router: Router,
+    tap: Arc<TapSlot>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -208,9 +233,9 @@ async fn accept_loop(
                     drop(tcp);
                     continue;
                 };
-                let (tls, router) = (tls.clone(), router.clone());
+                let (tls, router, tap) = (tls.clone(), router.clone(), tap.clone());
                 connections.spawn(async move {
-                    serve_connection(tcp, tls, router).await;
+                    serve_connection(tcp, tls, router, tap).await;
                     drop(slot);
                 });
             }
@@ -220,7 +245,7 @@ async fn accept_loop(
     tracing::info!("membership service stopped");
 }
 
-async fn serve_connection(tcp: TcpStream, tls: TlsAcceptor, router: Router) {
+async fn serve_connection(tcp: TcpStream, tls: TlsAcceptor, router: Router, tap: Arc<TapSlot>) {
     let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await else {
         return;
     };
@@ -235,17 +260,28 @@ async fn serve_connection(tcp: TcpStream, tls: TlsAcceptor, router: Router) {
             .and_then(|cn| UserId::parse(&cn).ok()),
     );
     let service = TowerToHyperService::new(router);
-    let per_request = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(peer);
-        let response = hyper::service::Service::call(&service, req);
+    let per_request = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let service = service.clone();
+        let tap = tap.active();
         async move {
+            let handled = async {
+                let mut req = req.map(Body::new);
+                if let Some(tap) = &tap {
+                    req = tap.request(req).await;
+                }
+                req.extensions_mut().insert(peer);
+                hyper::service::Service::call(&service, req).await
+            };
             let mut response: Response =
-                match tokio::time::timeout(handlers::REQUEST_TIMEOUT, response).await {
+                match tokio::time::timeout(handlers::REQUEST_TIMEOUT, handled).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(never)) => match never {},
                     Err(_) => ApiError::timeout().into_response(),
                 };
             stamp(&mut response);
+            if let Some(tap) = &tap {
+                response = tap.response(response).await;
+            }
             Ok::<_, Infallible>(response)
         }
     });

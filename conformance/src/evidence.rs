@@ -1,0 +1,91 @@
+//! What each conformance run hands to the requirements report ([`crate::report`]).
+//!
+//! Plain data, serializable, so that `sotto check --json` can print it and CI can keep it. Each
+//! producer fills its own struct: the model check ([`ModelEvidence`]), the trace replay against the
+//! real stack ([`ReplayEvidence`]), the wiretap ([`WiretapEvidence`]) and the known-answer vectors
+//! ([`VectorEvidence`]).
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One property of the model, as checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PropertyEvidence {
+    /// Property name (`Req8 ...`, `sometimes ...`), as `sotto-model` names it.
+    pub name: String,
+    /// `always` (an invariant) or `sometimes` (an example that must exist).
+    pub always: bool,
+    /// Holds (invariant) or was found (example).
+    pub passed: bool,
+    /// Skipped by this configuration (checked in another one).
+    pub skipped: bool,
+}
+
+/// The model check of one configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelEvidence {
+    /// Configuration name (`small`, `default`, `deep`).
+    pub config: String,
+    /// Unique states explored.
+    pub states: usize,
+    /// Depth reached.
+    pub max_depth: usize,
+    /// Whether the search was exhaustive.
+    pub exhaustive: bool,
+    /// Seconds taken.
+    pub seconds: f64,
+    /// Every property.
+    pub properties: Vec<PropertyEvidence>,
+}
+
+/// The replay of model traces against the real stack, on one broker.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayEvidence {
+    /// `embedded` or `mosquitto`.
+    pub broker: String,
+    /// Traces replayed to the end with every state equal.
+    pub traces_passed: usize,
+    /// Traces replayed.
+    pub traces: usize,
+    /// Steps replayed (each compared with the model's abstract state).
+    pub steps: usize,
+    /// Steps replayed per model action kind (`Send`, `Drop`, ...).
+    pub actions: BTreeMap<String, usize>,
+    /// Model action kinds the replay cannot map yet, with the number of traces skipped for them.
+    pub unmapped: BTreeMap<String, usize>,
+    /// The property each replayed trace was exported for (`sometimes ...`), or `run <seed>`.
+    pub shown: Vec<String>,
+    /// Failures: trace, step and a readable difference.
+    pub failures: Vec<String>,
+    /// Each trace replayed to the end (`<config>/<name>`), with the action kinds it took.
+    #[serde(default)]
+    pub kinds: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The wiretap of one run of the real stack (Req8).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WiretapEvidence {
+    /// `embedded` or `mosquitto`.
+    pub broker: String,
+    /// MQTT packets recorded on the server side (both directions).
+    pub frames: usize,
+    /// Bytes of those packets.
+    pub bytes: usize,
+    /// HTTP requests and responses of the membership service recorded.
+    pub http_exchanges: usize,
+    /// Server-side files searched (databases, broker persistence).
+    pub files: usize,
+    /// Distinct secrets searched for (canaries, texts, keys, message ids).
+    pub needles: usize,
+    /// Every secret found, where: empty when Req8 holds.
+    pub findings: Vec<String>,
+}
+
+/// The known-answer vectors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorEvidence {
+    /// Cases per area file (`kdf`, `keyshare`, ...): (passed, total).
+    pub areas: BTreeMap<String, (usize, usize)>,
+    /// Failing cases, as `area/case: why`.
+    pub failures: Vec<String>,
+}
