@@ -191,15 +191,28 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
 
     let report = Report::build(inputs);
-    if let Some(path) = &args.json_file {
-        std::fs::write(path, report.to_json())?;
-    }
     if args.json {
         writeln!(out, "{}", report.to_json())?;
     } else {
         write!(out, "{}", report.render_table())?;
     }
     out.flush()?;
+    if let Some(path) = &args.json_file {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                hinted(
+                    format!("cannot create {}: {e}", dir.display()),
+                    "choose another --json-file",
+                )
+            })?;
+        }
+        std::fs::write(path, report.to_json()).map_err(|e| {
+            hinted(
+                format!("cannot write {}: {e}", path.display()),
+                "choose another --json-file",
+            )
+        })?;
+    }
     if report.passed() {
         Ok(())
     } else {
