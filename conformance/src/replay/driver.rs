@@ -636,8 +636,9 @@ impl Driver {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "the system did not settle within {STEP_WAIT:?} (queues: {})",
-                    self.queue_summary()
+                    "the system did not settle within {STEP_WAIT:?} (queues: {}; unplaced: {:?})",
+                    self.queue_summary(),
+                    self.stack.relay.unexpected()
                 ));
             }
             tokio::time::sleep(POLL).await;

@@ -30,6 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use sotto_server::broker::filter;
+
 /// Largest packet the relay accepts either way.
 const MAX_PACKET: usize = 1 << 20;
 
@@ -131,8 +133,6 @@ struct Inner {
     /// Client PUBACKs for released packets, by (conn, relay pkid).
     acked: Vec<(u64, u16)>,
     /// Every packet seen (both directions), for the wiretap of a replay.
-    frames: usize,
-    bytes: usize,
     log: Vec<Bytes>,
     unexpected: Vec<String>,
 }
@@ -175,32 +175,12 @@ fn encode_puback(pkid: u16) -> Bytes {
     buf.freeze()
 }
 
-/// Splits one MQTT packet off `buf`, if complete.
-fn split_packet(buf: &mut BytesMut) -> std::io::Result<Option<Bytes>> {
-    let mut len: usize = 0;
-    let mut shift = 0;
-    let mut i = 1;
-    loop {
-        let Some(&b) = buf.get(i) else {
-            return Ok(None);
-        };
-        len |= usize::from(b & 0x7f) << shift;
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 21 {
-            return Err(std::io::Error::other("bad remaining length"));
-        }
+/// Splits one MQTT packet off `buf`, if complete, with the front's framing.
+fn split_packet(buf: &mut BytesMut) -> Result<Option<Bytes>, filter::ParseError> {
+    match filter::packet_len(buf, MAX_PACKET)? {
+        Some(len) if buf.len() >= len => Ok(Some(buf.split_to(len).freeze())),
+        _ => Ok(None),
     }
-    if len > MAX_PACKET {
-        return Err(std::io::Error::other("packet too large"));
-    }
-    if buf.len() < i + len {
-        return Ok(None);
-    }
-    Ok(Some(buf.split_to(i + len).freeze()))
 }
 
 fn parse(frame: &Bytes) -> Option<Packet> {
@@ -449,10 +429,9 @@ impl Relay {
         lock(&self.inner).log.clone()
     }
 
-    /// Packets and bytes relayed so far, and anything unexpected.
-    pub fn stats(&self) -> (usize, usize, Vec<String>) {
-        let g = lock(&self.inner);
-        (g.frames, g.bytes, g.unexpected.clone())
+    /// What the relay could not place (a broker packet nobody published, a foreign topic).
+    pub fn unexpected(&self) -> Vec<String> {
+        lock(&self.inner).unexpected.clone()
     }
 }
 
@@ -608,8 +587,6 @@ async fn read_all(
 }
 
 fn count(g: &mut Inner, frame: &Bytes) {
-    g.frames += 1;
-    g.bytes += frame.len();
     g.log.push(frame.clone());
 }
 
