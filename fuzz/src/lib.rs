@@ -3,6 +3,9 @@
 //!
 //! - [`checks`]: the decoder targets (`envelope`, `inner`, `first_message`, `card`, `signup`,
 //!   `bundle`); also replayed over the committed corpus by `impl/core/tests/core/fuzz_corpus.rs`.
+//! - [`server_checks`]: the `filter` (authorizing MQTT front) and `membership` (request bodies)
+//!   targets, on `sotto-server`'s source files compiled here by path; replayed over the corpus by
+//!   `impl/server/tests/fuzz_corpus.rs`.
 //! - [`two_party`] and [`group`]: seeded devices driven by an `arbitrary` action sequence through an
 //!   in-memory broker that drops, duplicates, reorders and tampers with envelopes.
 //!
@@ -11,7 +14,16 @@
 
 pub mod checks;
 pub mod group;
+pub mod server_checks;
 pub mod two_party;
+
+/// `sotto-server`'s authorizing MQTT filter, compiled from its source (see [`server_checks`]).
+#[path = "../../impl/server/src/broker/filter.rs"]
+pub mod filter;
+
+/// `sotto-server`'s membership API wire types, compiled from its source (see [`server_checks`]).
+#[path = "../../impl/server/src/membership/api.rs"]
+pub mod api;
 
 use arbitrary::{Arbitrary, Unstructured};
 use rand_chacha::ChaCha20Rng;

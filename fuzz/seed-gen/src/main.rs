@@ -24,8 +24,11 @@ use sotto_core::{Content, Device, GroupId, MessageId, UserId};
 #[path = "../../src/lib.rs"]
 mod harness;
 
+use harness::api::{PrekeyUpload, RenewRequest};
 use harness::checks::{self, KEYSHARE_KEY, NOW};
+use harness::filter::{encode_connect, encode_subscribe};
 use harness::group::GroupAction as G;
+use harness::server_checks::{self, FILTER_USER, owner};
 use harness::two_party::Action as A;
 use harness::{ToArbitraryBytes, encode_actions, parse_actions};
 
@@ -289,6 +292,156 @@ fn signups() -> Vec<Vec<u8>> {
     }
     for s in &out {
         assert!(checks::signup(s), "signup seed rejected");
+    }
+    out
+}
+
+/// A PUBLISH of `payload` to `topic` at `qos` (a packet id 7 for QoS > 0), flags as given.
+fn publish(topic: &str, qos: u8, retain: bool, payload: &[u8]) -> Vec<u8> {
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&7u16.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    let mut out = vec![0x30 | (qos << 1) | u8::from(retain)];
+    let mut len = body.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        out.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+/// `filter` seeds: the user-id byte, then a client's packet stream.
+fn filters() -> Vec<Vec<u8>> {
+    let inbox = format!("i/{FILTER_USER}");
+    let peer = "i/qrstuvwxyz234567";
+    let connect = encode_connect(FILTER_USER, 60, false, "", b"");
+    let stream = |choice: u8, packets: &[&[u8]]| {
+        let mut out = vec![choice];
+        for p in packets {
+            out.extend_from_slice(p);
+        }
+        out
+    };
+    let puback = [0x40, 0x02, 0x00, 0x07];
+    let pingreq = [0xc0, 0x00];
+    let disconnect = [0xe0, 0x00];
+    let unsubscribe = {
+        let mut u = vec![
+            0xa2,
+            (4 + inbox.len()) as u8,
+            0x00,
+            0x09,
+            0x00,
+            inbox.len() as u8,
+        ];
+        u.extend_from_slice(inbox.as_bytes());
+        u
+    };
+    // A CONNECT with a will (flags: clean session + will, QoS 0), no username or password.
+    let will_connect = {
+        let mut body = vec![0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x06, 0x00, 0x3c];
+        for field in [FILTER_USER.as_bytes(), b"i/qrstuvwxyz234567", b"bye"] {
+            body.extend_from_slice(&(field.len() as u16).to_be_bytes());
+            body.extend_from_slice(field);
+        }
+        [&[0x10, body.len() as u8][..], &body].concat()
+    };
+    let own_sub = encode_subscribe(1, &inbox);
+    let foreign_sub = encode_subscribe(2, peer);
+    let wildcard_sub = encode_subscribe(3, "#");
+    let small = publish(peer, 1, false, b"envelope bytes");
+    let qos0 = publish(peer, 0, false, &[0xab; 300]);
+    let out = vec![
+        // A whole honest session: connect, subscribe, publish, ack, ping, unsubscribe, disconnect.
+        stream(
+            0,
+            &[
+                &connect,
+                &own_sub,
+                &small,
+                &qos0,
+                &puback,
+                &pingreq,
+                &unsubscribe,
+                &disconnect,
+            ],
+        ),
+        // Refused: a foreign and a wildcard subscription, answered with SUBACK failures.
+        stream(0, &[&connect, &foreign_sub, &wildcard_sub, &own_sub]),
+        // Disconnected: a packet before CONNECT, a foreign client id, a second CONNECT.
+        stream(0, &[&own_sub, &connect]),
+        stream(
+            0,
+            &[&encode_connect("qrstuvwxyz234567", 60, false, "", b"")],
+        ),
+        stream(0, &[&connect, &connect]),
+        // Refused CONNECTs: a will, keep-alive 0, a certificate without a user id.
+        stream(0, &[&will_connect]),
+        stream(0, &[&encode_connect(FILTER_USER, 0, false, "", b"")]),
+        stream(
+            1,
+            &[&encode_connect(
+                server_checks::FILTER_BAD_USER,
+                60,
+                false,
+                "",
+                b"",
+            )],
+        ),
+        // Refused PUBLISHes: retained, QoS 2, to a non-inbox topic (one above LIM-1 would exceed
+        // the seeds' 4 KiB; the fuzzer grows payloads itself).
+        stream(0, &[&connect, &publish(peer, 1, true, b"x")]),
+        stream(0, &[&connect, &publish(peer, 2, false, b"x")]),
+        stream(0, &[&connect, &publish("$SYS/broker", 0, false, b"x")]),
+    ];
+    for (i, s) in out.iter().enumerate() {
+        let passed = server_checks::filter(s);
+        // The streams that start with a valid CONNECT pass it; the others pass nothing.
+        assert_eq!(passed, ![2, 3, 5, 6, 7].contains(&i), "filter seed {i}");
+    }
+    out
+}
+
+/// `membership` seeds: renew requests (even first byte) and prekey uploads (odd) of the owner.
+fn memberships() -> Vec<Vec<u8>> {
+    let mut r = rng(9);
+    let id = owner();
+    let user = UserId([0x4d; 10]);
+    let spki = [0x30u8; 44];
+    let mut out = Vec::new();
+    for (spki, ts) in [
+        (&spki[..], NOW),
+        (&[0x42; 1][..], 0),
+        (&[0x17; 512][..], u64::MAX),
+    ] {
+        let req = RenewRequest::sign(id, user, spki, ts).expect("renew");
+        out.push([&[0][..], &req.to_bytes()].concat());
+    }
+    let spk = id.new_signed_prekey(&mut r, 2).public().clone();
+    let opks = |n: u32, r: &mut ChaCha20Rng| -> Vec<_> {
+        (1..=n)
+            .map(|i| {
+                sotto_core::keys::OneTimePreKeyPair::generate(r, i)
+                    .expect("opk")
+                    .public()
+                    .clone()
+            })
+            .collect()
+    };
+    for (spk, n) in [(None, 0), (Some(spk.clone()), 0), (None, 3), (Some(spk), 2)] {
+        let upload = PrekeyUpload::new(spk, opks(n, &mut r)).expect("upload");
+        out.push([&[1][..], &upload.to_bytes()].concat());
+    }
+    for s in &out {
+        assert!(server_checks::membership(s), "membership seed rejected");
     }
     out
 }
@@ -617,4 +770,6 @@ fn main() {
     write(&root, "bundle", &bundles());
     write(&root, "two_party", &two_party());
     write(&root, "group", &group());
+    write(&root, "filter", &filters());
+    write(&root, "membership", &memberships());
 }

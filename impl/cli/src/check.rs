@@ -21,24 +21,8 @@ use sotto_conformance::model_run;
 use sotto_conformance::report::{Absent, Inputs, Report, Source};
 use sotto_conformance::{replay, vectors, wiretap};
 
-use crate::cli::{CheckArgs, CheckBroker, CheckSource};
+use crate::cli::{Broker, CheckArgs, CheckSource};
 use crate::errors::hinted;
-
-/// A broker the replay and the wiretap run against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Broker {
-    Embedded,
-    Mosquitto,
-}
-
-impl Broker {
-    fn name(self) -> &'static str {
-        match self {
-            Broker::Embedded => "embedded",
-            Broker::Mosquitto => "mosquitto",
-        }
-    }
-}
 
 /// Why a replay or wiretap run produced no evidence.
 #[derive(Debug)]
@@ -61,11 +45,7 @@ impl std::error::Error for RunError {}
 /// requirement passes.
 pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let skip = |s: CheckSource| args.skip.contains(&s);
-    let brokers: Vec<Broker> = match args.broker {
-        CheckBroker::Embedded => vec![Broker::Embedded],
-        CheckBroker::Mosquitto => vec![Broker::Mosquitto],
-        CheckBroker::Both => vec![Broker::Embedded, Broker::Mosquitto],
-    };
+    let brokers: Vec<Broker> = args.broker.each();
     let mut inputs = Inputs::default();
 
     // Vectors first: they take a second and catch a broken core early.

@@ -81,6 +81,13 @@ pub enum Command {
     /// Progress goes to stderr, the table (or JSON) to stdout. A skipped source shows as
     /// SKIPPED and never counts as a pass.
     Check(CheckArgs),
+    /// Load test: N clients x M messages through each broker over loopback, with random
+    /// disconnects; every message must arrive exactly once.
+    ///
+    /// Runs `sotto serve` as a child process and the clients in this one; prints throughput,
+    /// latency (p50, p99, max) and the server's peak memory. Exit 0 only when every message is in
+    /// its recipient's store exactly once and every receipt came back.
+    Soak(SoakArgs),
 }
 
 /// Which message service `serve` runs.
@@ -260,7 +267,7 @@ pub struct DemoArgs {
     pub seed: Option<u64>,
 }
 
-/// The brokers `sotto check` runs the replay and the wiretap on.
+/// The brokers `sotto check` (replay and wiretap) and `sotto soak` run through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckBroker {
     /// The embedded rumqttd behind the authorizing front.
@@ -269,6 +276,36 @@ pub enum CheckBroker {
     Mosquitto,
     /// Each of them in turn.
     Both,
+}
+
+impl CheckBroker {
+    /// The brokers chosen, in the order they run.
+    pub fn each(self) -> Vec<Broker> {
+        match self {
+            CheckBroker::Embedded => vec![Broker::Embedded],
+            CheckBroker::Mosquitto => vec![Broker::Mosquitto],
+            CheckBroker::Both => vec![Broker::Embedded, Broker::Mosquitto],
+        }
+    }
+}
+
+/// One broker a command runs through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broker {
+    /// The embedded rumqttd behind the authorizing front.
+    Embedded,
+    /// Mosquitto.
+    Mosquitto,
+}
+
+impl Broker {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Broker::Embedded => "embedded",
+            Broker::Mosquitto => "mosquitto",
+        }
+    }
 }
 
 /// A source of evidence `sotto check` can skip.
@@ -319,6 +356,46 @@ pub struct CheckArgs {
     /// Also write the report as JSON to this file (CI keeps it beside the table).
     #[arg(long, value_name = "FILE")]
     pub json_file: Option<PathBuf>,
+}
+
+/// `sotto soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Clients, each with its own account, store and MQTT session.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub clients: usize,
+    /// Messages each client sends (round robin to its peers).
+    #[arg(long, default_value_t = 500, value_name = "M")]
+    pub messages: usize,
+    /// Peers each client writes to (and hears from); offsets on a ring chosen by the seed.
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    pub peers: usize,
+    /// Messages a client may have on the way (sent, not yet received) before it waits.
+    #[arg(long, default_value_t = 8, value_name = "W")]
+    pub window: usize,
+    /// The broker(s) to run through, one after the other.
+    #[arg(long, value_enum, default_value_t = CheckBroker::Both)]
+    pub broker: CheckBroker,
+    /// After each send, the probability that the client disconnects and stays offline for a
+    /// while (its inbox queues at the broker, what it sends meanwhile waits in its outbox).
+    #[arg(long, default_value_t = 0.01, value_name = "P")]
+    pub disconnect: f64,
+    /// Longest offline period after a random disconnect (uniform from 0).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub offline: Duration,
+    /// Seed of every random choice (peers, disconnects, offline periods).
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub seed: u64,
+    /// Hard bound of the whole command (every broker); past it the soak fails.
+    #[arg(long, default_value = "60m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Where the throwaway stores and server data go (default: the system temp directory; on
+    /// a tmpfs such as /dev/shm the figures leave out the disk's fsync).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print the figures as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `500ms`, `20s`, `2m`, or plain seconds.

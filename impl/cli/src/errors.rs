@@ -140,6 +140,28 @@ pub fn store(s: &StoreError, store: &Path, text: String) -> anyhow::Error {
 }
 
 fn membership(m: &MembershipError, text: String) -> anyhow::Error {
+    if let MembershipError::Transport(t) = m
+        && (t.is_connect() || t.is_timeout())
+    {
+        let at = t
+            .url()
+            .map(|u| format!(" at {}", u.origin().ascii_serialization()))
+            .unwrap_or_default();
+        // The innermost cause says why (connection refused, timed out, ...); the layers above it
+        // repeat the URL.
+        let mut cause: &dyn std::error::Error = t;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        return anyhow::Error::new(Hinted {
+            what: format!("could not reach the membership service{at}: {cause}"),
+            hint: Some(
+                "is `sotto serve` running at that URL? Messages already in the store are not \
+                 affected; try again once it is up"
+                    .to_owned(),
+            ),
+        });
+    }
     let hint = match m.code() {
         Some("unknown_user") => Some("check the user id (16 letters a-z and digits 2-7)"),
         Some("insufficient_work" | "unknown_challenge") => Some("try `sotto signup` again"),

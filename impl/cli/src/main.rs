@@ -14,6 +14,7 @@
 //!  anyone:    sotto demo              (the whole stack in-process, then what the server saw, Req8)
 //!             sotto demo --in-memory  (the protocol core alone, no network)
 //!             sotto check             (Req1..Req8: model, vectors, replay, wiretap; exit 1 unless all pass)
+//!             sotto soak              (load: N clients x M messages per broker, exactly once)
 //! ```
 //!
 //! Person commands open the store at `--store` (or `SOTTO_STORE`, default `./sotto.db`) with the
@@ -33,6 +34,7 @@ mod person;
 mod pin;
 mod qr;
 mod serve;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -87,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             GroupCommand::List => group::list(&store).await,
         },
         Command::Check(args) => check::run(args, &mut std::io::stdout()).await,
+        Command::Soak(args) => soak::run(args, &mut std::io::stdout()).await,
         Command::Demo(DemoArgs { in_memory, seed }) => {
             if in_memory {
                 demo::run(seed, &mut std::io::stdout()).map_err(|e| anyhow::anyhow!("{e}"))

@@ -1,157 +1,10 @@
 //! The built `sotto` binary end to end: `sotto serve` in the background on free loopback ports,
 //! people as separate processes with their own stores, the demo. Every wait is bounded and every
-//! child is killed when its guard drops.
+//! child is killed when its guard drops (helpers in `common/mod.rs`, shared with `faults.rs`).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
-const SOTTO: &str = env!("CARGO_BIN_EXE_sotto");
-/// Upper bound of one person command (signup connects once, send and inbox sync once).
-const COMMAND_WAIT: Duration = Duration::from_secs(90);
-/// Upper bound of the server's start.
-const SERVE_WAIT: Duration = Duration::from_secs(60);
-const PASSPHRASE: &str = "correct horse battery staple";
-
-/// A child process killed on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `sotto serve` on free loopback ports.
-struct Server {
-    _child: Guard,
-    url: String,
-    ca: PathBuf,
-    fingerprint: String,
-    _lines: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let mut child = Command::new(SOTTO)
-            .args(["serve", "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
-            .args(["--difficulty", "2", "--data"])
-            .arg(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("sotto serve starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let guard = Guard(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + SERVE_WAIT;
-        let (mut url, mut ca, mut fingerprint) = (None, None, None);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("sotto serve prints `ready` in time");
-            let value = |prefix: &str| {
-                line.strip_prefix(prefix)
-                    .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
-            };
-            if let Some(v) = value("membership:") {
-                url = Some(v);
-            } else if let Some(v) = value("CA file:") {
-                ca = Some(PathBuf::from(v));
-            } else if let Some(v) = value("CA SHA-256:") {
-                fingerprint = Some(v);
-            } else if line.starts_with("ready") {
-                break;
-            }
-        }
-        Server {
-            _child: guard,
-            url: url.expect("membership URL printed"),
-            ca: ca.expect("CA file printed"),
-            fingerprint: fingerprint.expect("fingerprint printed"),
-            _lines: rx,
-        }
-    }
-}
-
-/// What a finished command printed.
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ok: {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.ok, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `sotto <args>` on `store` with `passphrase`, bounded by [`COMMAND_WAIT`].
-fn sotto(dir: &Path, store: &Path, passphrase: &str, args: &[&str]) -> Output {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let out_path = dir.join(format!("out-{n}"));
-    let err_path = dir.join(format!("err-{n}"));
-    let child = Command::new(SOTTO)
-        .args(args)
-        .env("SOTTO_STORE", store)
-        .env("SOTTO_PASSPHRASE", passphrase)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("sotto starts");
-    let mut guard = Guard(child);
-    let deadline = Instant::now() + COMMAND_WAIT;
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`sotto {}` did not finish within {COMMAND_WAIT:?}",
-            args.join(" ")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        ok: status.success(),
-        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-    }
-}
-
-/// The user id `sotto whoami` prints.
-fn user_id(dir: &Path, store: &Path) -> String {
-    let out = sotto(dir, store, PASSPHRASE, &["whoami"]);
-    assert!(out.ok, "{out:?}");
-    out.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("user id:"))
-        .map(|v| v.trim().to_owned())
-        .expect("whoami prints the user id")
-}
+use common::{PASSPHRASE, Server, sotto, user_id};
 
 #[test]
 fn a_message_to_someone_offline_arrives_with_their_inbox_req4() {
@@ -294,6 +147,25 @@ fn a_wrong_passphrase_or_no_store_says_what_to_do_req7() {
         &["signup", "--server", &server.url, "--ca", ca],
     );
     assert!(!out.ok && out.stderr.contains("already exists"), "{out:?}");
+
+    // A damaged store file (one byte flipped in every page but the first, as in the store's own
+    // `damaged_pages_are_corrupt_not_a_panic`): a typed error with what to do, no panic.
+    let good = std::fs::read(&store).expect("read store");
+    let mut bad = good.clone();
+    for page in (4096..bad.len()).step_by(4096) {
+        bad[page + 100] ^= 0x01;
+    }
+    std::fs::write(&store, &bad).expect("damage store");
+    let out = sotto(dir.path(), &store, PASSPHRASE, &["whoami"]);
+    assert!(!out.ok, "{out:?}");
+    assert!(
+        out.stderr.contains("restore the store from a backup"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains("panicked") && out.stdout.is_empty(),
+        "{out:?}"
+    );
 }
 
 #[test]

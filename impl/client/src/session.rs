@@ -383,6 +383,13 @@ impl<'a> Engine<'a> {
                     }
                     Some(Ok(ev)) => {
                         if let Err(e) = self.on_event(ev, conn, &mut last_activity) {
+                            // A request refused because the event loop already stopped: its
+                            // own error says why.
+                            if matches!(e, ClientError::Connection(_)) {
+                                if let Some((why, fatal)) = conn.stop_reason() {
+                                    return ConnEnd::Lost(why, fatal);
+                                }
+                            }
                             return ConnEnd::Lost(e, false);
                         }
                     }

@@ -113,6 +113,21 @@ impl Connection {
         }
     }
 
+    /// The error the event loop stopped with, if it has stopped and sent one: a request the
+    /// engine made in answer to an earlier event (the SUBSCRIBE after a CONNACK) fails with
+    /// rumqttc's "Failed to send mqtt requests to eventloop" once the loop has ended, while the
+    /// reason (the broker closed the connection, ...) waits in the channel behind the events
+    /// still queued. Those events are dropped: the connection is over and nothing of them was
+    /// acknowledged.
+    pub(crate) fn stop_reason(&mut self) -> Option<(ClientError, bool)> {
+        while let Ok(ev) = self.events.try_recv() {
+            if let Err(e) = ev {
+                return Some(classify(&e));
+            }
+        }
+        None
+    }
+
     /// Asks for a graceful DISCONNECT.
     pub(crate) fn disconnect(&mut self) {
         if !self.closing && self.client.try_disconnect().is_ok() {

@@ -4,7 +4,9 @@
 
 mod common;
 mod delivery;
+mod faults;
 mod groups;
+mod proxy;
 mod receiving;
 mod restart;
 mod session;

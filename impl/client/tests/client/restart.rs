@@ -11,18 +11,21 @@
 //!   profile on the same port, so queued messages survive, and resends that race them arrive as
 //!   duplicates.
 //!
+//! The hard-kill variant ([`Stop::Kill`]: Mosquitto SIGKILLed, the embedded service dropped as a
+//! whole) runs the same scenario from `faults.rs` (issue 6, item 2).
+//!
 //! Every wait is bounded; nothing asserts on speed.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use sotto_client::{Backoff, Chat, Client, ClientEvent, MessageId, MessageState, SessionHandle};
+use sotto_client::{Backoff, Chat, Client, MessageId};
+use sotto_server::broker::MessageService;
 use sotto_server::broker::mosquitto::{MosquittoProcess, MosquittoProfile};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
-use crate::common::{Broker, QUIET, Stack, WAIT, exchange_cards};
+use crate::common::{
+    Broker, Shown, Stack, Tally, assert_all_delivered, assert_exactly_once, exchange_cards,
+    go_offline, go_online, settle, try_sync,
+};
 
 /// Messages Alice sends.
 const COUNT: usize = 30;
@@ -45,15 +48,40 @@ fn text(i: usize) -> String {
     format!("message {i:02} across the restarts")
 }
 
-/// Restarts the message service shortly after the call (which runs alongside a sync): the
-/// embedded rumqttd loses its queues; Mosquitto is stopped gracefully and spawned again from the
-/// same profile (same port, same persistence directory).
-async fn restart(stack: Stack) -> Stack {
+/// How the message service stops before it starts again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Embedded: rumqttd restarts behind the running front, which gives every user it has seen
+    /// the inbox session back. Mosquitto: SIGTERM, its persistence file written.
+    Graceful,
+    /// Embedded: the whole message service (front and rumqttd) goes away at once, as when the
+    /// server process dies, and a new one starts on the same port knowing nobody: queues and
+    /// sessions are lost until each user connects again. Mosquitto: SIGKILL, so whatever changed
+    /// since its last autosave (10 s) is lost, sessions included.
+    Kill,
+}
+
+/// Restarts the message service shortly after the call (which runs alongside a sync), on the
+/// same port: see [`Stop`]. Mosquitto starts again from the same profile (same persistence
+/// directory).
+async fn restart(stack: Stack, stop: Stop) -> Stack {
     // Let the sync running alongside connect and publish first.
     tokio::time::sleep(Duration::from_millis(100)).await;
     match stack.broker {
         Broker::Embedded(mut service) => {
-            service.restart_broker().await.expect("restart rumqttd");
+            let service = match stop {
+                Stop::Graceful => {
+                    service.restart_broker().await.expect("restart rumqttd");
+                    service
+                }
+                Stop::Kill => {
+                    let addr = service.local_addr();
+                    service.shutdown().await;
+                    MessageService::start_embedded(&stack.pki, addr)
+                        .await
+                        .expect("message service again on the same port")
+                }
+            };
             Stack {
                 broker: Broker::Embedded(service),
                 ..stack
@@ -61,7 +89,10 @@ async fn restart(stack: Stack) -> Stack {
         }
         Broker::Mosquitto(process) => {
             let addr = process.addr();
-            process.stop().await.expect("stop mosquitto");
+            match stop {
+                Stop::Graceful => process.stop().await.expect("stop mosquitto"),
+                Stop::Kill => process.kill().expect("kill mosquitto"),
+            }
             // Writing the profile again with the same address yields the same configuration;
             // the persistence directory stays as the stopped broker wrote it.
             let profile =
@@ -78,105 +109,12 @@ async fn restart(stack: Stack) -> Stack {
     }
 }
 
-/// What Alice's syncs did, summed.
-#[derive(Default)]
-struct Tally {
-    /// Envelopes published (messages, resends).
-    published: usize,
-    /// Envelopes received (receipts).
-    received: usize,
+fn expected() -> Vec<String> {
+    (0..COUNT).map(text).collect()
 }
 
-/// One sync that may fail or end early (the broker may be down): what happened is in the store.
-async fn try_sync(client: &mut Client, tally: &mut Tally) {
-    match client.sync_with(WAIT, QUIET).await {
-        Ok(report) => {
-            if !report.complete {
-                eprintln!("sync incomplete: {} events", report.events.len());
-            }
-            tally.published += report.published;
-            tally.received += report.received;
-        }
-        Err(e) => eprintln!("sync failed: {e}"),
-    }
-}
-
-/// What Bob's session showed him.
-#[derive(Default)]
-struct Shown {
-    texts: Vec<String>,
-    disconnections: usize,
-}
-
-/// Bob connected: his session and the task collecting its events.
-struct Online {
-    session: SessionHandle,
-    collector: JoinHandle<Shown>,
-}
-
-/// Collects the texts of the message events, and counts the disconnections, until the session
-/// ends; tells `connected` about the first inbox subscription.
-async fn collect(mut events: mpsc::Receiver<ClientEvent>, connected: oneshot::Sender<()>) -> Shown {
-    let mut connected = Some(connected);
-    let mut shown = Shown::default();
-    while let Some(e) = events.recv().await {
-        match e {
-            // With a persistent session, the broker may deliver queued messages before the SUBACK.
-            ClientEvent::Message(m) => shown.texts.push(m.text),
-            ClientEvent::Connected { .. } => {
-                if let Some(tx) = connected.take() {
-                    let _ = tx.send(());
-                }
-            }
-            ClientEvent::Disconnected { .. } => shown.disconnections += 1,
-            _ => {}
-        }
-    }
-    shown
-}
-
-/// Connects Bob and waits for his inbox subscription.
-async fn go_online(bob: Client) -> Online {
-    let (session, events) = bob.connect();
-    let (tx, rx) = oneshot::channel();
-    let collector = tokio::spawn(collect(events, tx));
-    tokio::time::timeout(WAIT, rx)
-        .await
-        .expect("Bob connected within the wait")
-        .expect("Bob's session stopped before connecting");
-    Online { session, collector }
-}
-
-/// Stops Bob's session; returns his account and what the session showed.
-async fn go_offline(online: Online) -> (Client, Shown) {
-    let bob = tokio::time::timeout(WAIT, online.session.shutdown())
-        .await
-        .expect("Bob's session stops within the wait")
-        .expect("shutdown");
-    let shown = tokio::time::timeout(WAIT, online.collector)
-        .await
-        .expect("event channel closed")
-        .expect("collector");
-    (bob, shown)
-}
-
-fn assert_exactly_once(what: &str, texts: &[String]) {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for t in texts {
-        *counts.entry(t.as_str()).or_insert(0) += 1;
-    }
-    for i in 0..COUNT {
-        let t = text(i);
-        assert_eq!(
-            counts.get(t.as_str()).copied().unwrap_or(0),
-            1,
-            "{what}: {t:?} must be there exactly once (counts: {counts:?})"
-        );
-    }
-    assert_eq!(texts.len(), COUNT, "{what}: nothing else ({counts:?})");
-}
-
-async fn exactly_once_across_restarts(mut stack: Stack) {
+/// The scenario of the module documentation, with the broker stopped as `stop` says.
+pub async fn exactly_once_across_restarts(mut stack: Stack, stop: Stop) {
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
@@ -196,7 +134,8 @@ async fn exactly_once_across_restarts(mut stack: Stack) {
         ids.push(alice.send(&bob_id, &text(i)).expect("send"));
         match i {
             FIRST_RESTART | SECOND_RESTART => {
-                let (_, restarted) = tokio::join!(try_sync(&mut alice, &mut tally), restart(stack));
+                let (_, restarted) =
+                    tokio::join!(try_sync(&mut alice, &mut tally), restart(stack, stop));
                 stack = restarted;
             }
             BOB_OFFLINE => {
@@ -220,31 +159,7 @@ async fn exactly_once_across_restarts(mut stack: Stack) {
     let online = online.expect("Bob online at the end");
 
     // Keep both sides going until every message is delivered and Bob has all of them.
-    let deadline = Instant::now() + SETTLE;
-    let settled = loop {
-        try_sync(&mut alice, &mut tally).await;
-        let delivered = ids
-            .iter()
-            .filter(|id| alice.outgoing_state(id).expect("state") == Some(MessageState::Delivered))
-            .count();
-        let outbox = alice.outbox_len().expect("outbox");
-        let at_bob = online
-            .session
-            .call(move |c| c.messages(&Chat::User(alice_id)).map(|m| m.len()))
-            .await
-            .expect("Bob's session runs")
-            .expect("Bob's messages");
-        if delivered == COUNT && outbox == 0 && at_bob >= COUNT {
-            break true;
-        }
-        if Instant::now() >= deadline {
-            eprintln!(
-                "not settled: {delivered} delivered, {outbox} in the outbox, {at_bob} at Bob"
-            );
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let settled = settle(&mut alice, &ids, &mut tally, &online, SETTLE).await;
     let (bob, seen) = go_offline(online).await;
     shown.texts.extend(seen.texts);
     eprintln!(
@@ -259,23 +174,16 @@ async fn exactly_once_across_restarts(mut stack: Stack) {
         .into_iter()
         .map(|m| m.text)
         .collect();
-    assert_exactly_once("Bob's store", &stored);
-    assert_exactly_once("Bob's message events", &shown.texts);
+    assert_exactly_once("Bob's store", &stored, &expected());
+    assert_exactly_once("Bob's message events", &shown.texts, &expected());
     // Every message delivered at Alice's, nothing left to resend.
-    for (i, id) in ids.iter().enumerate() {
-        assert_eq!(
-            alice.outgoing_state(id).expect("state"),
-            Some(MessageState::Delivered),
-            "message {i}"
-        );
-    }
-    assert_eq!(alice.outbox_len().expect("outbox"), 0);
+    assert_all_delivered(&alice, &ids);
     assert!(settled, "settled within {SETTLE:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_across_embedded_broker_restarts_rx_4_rx_6() {
-    exactly_once_across_restarts(Stack::embedded().await).await;
+    exactly_once_across_restarts(Stack::embedded().await, Stop::Graceful).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,5 +192,5 @@ async fn exactly_once_across_mosquitto_restarts_rx_4_rx_6_broker_4() {
         eprintln!("SKIPPED: mosquitto not installed");
         return;
     }
-    exactly_once_across_restarts(Stack::mosquitto().await).await;
+    exactly_once_across_restarts(Stack::mosquitto().await, Stop::Graceful).await;
 }

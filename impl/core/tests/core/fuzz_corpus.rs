@@ -4,41 +4,13 @@
 //! invalidates them fails here rather than silently weakening the fuzzing.
 //! Regenerate the seeds with `cargo run --manifest-path fuzz/seed-gen/Cargo.toml`.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
 #[path = "../../../../fuzz/src/checks.rs"]
 mod checks;
 
-fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target)
-}
+#[path = "../../../../fuzz/src/corpus.rs"]
+mod corpus;
 
-/// Runs `check` on every file of the target's corpus: at least one file, and at least one accepted.
-fn replay(target: &str, check: fn(&[u8]) -> bool) {
-    let dir = corpus_dir(target);
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect();
-    files.sort();
-    let mut accepted = 0;
-    for path in &files {
-        let data = fs::read(path).unwrap();
-        if check(&data) {
-            accepted += 1;
-        }
-    }
-    assert!(!files.is_empty(), "no file in {}", dir.display());
-    assert!(
-        accepted > 0,
-        "no seed in {} is accepted any more",
-        dir.display()
-    );
-}
+use corpus::replay;
 
 #[test]
 fn envelope_corpus_round_trips_env_6() {

@@ -516,3 +516,35 @@ fn late_message_of_a_closed_epoch_opens_epoch_5() {
         Error::Session(SessionError::Duplicate)
     );
 }
+
+#[test]
+fn envelopes_for_someone_else_are_typed_errors_and_change_nothing_rx_3() {
+    let mut r = rng(40);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    let mut carol = device(&mut r, 3);
+    scan(&mut alice, &bob);
+    scan(&mut carol, &alice);
+    // Alice's first message to Bob, then (after Bob answers) a data message of the session.
+    let first = send(&mut alice, &mut r, T0, &bob, "for bob only");
+    assert_eq!(
+        text_of(&bob.receive(T0, &first.envelope).unwrap()),
+        "for bob only"
+    );
+    let reply = send(&mut bob, &mut r, T0, &alice, "hi alice");
+    alice.receive(T0, &reply.envelope).unwrap();
+    let data = send(&mut alice, &mut r, T0, &bob, "still for bob");
+    // Carol, who knows Alice, is handed both: neither opens, each is a typed error of the
+    // session layer, and her state is unchanged (its Debug form shows every table and counter).
+    let before = format!("{carol:?}");
+    let codes: Vec<&str> = [&first.envelope, &data.envelope]
+        .iter()
+        .map(|env| carol.receive(T0, env).expect_err("not Carol's").code())
+        .collect();
+    assert_eq!(codes, ["decrypt_failed", "unknown_routing_tag"]);
+    assert_eq!(format!("{carol:?}"), before);
+    assert_eq!(
+        text_of(&bob.receive(T0, &data.envelope).unwrap()),
+        "still for bob"
+    );
+}

@@ -225,6 +225,18 @@ impl MosquittoProcess {
         }
         Ok(())
     }
+
+    /// Kills Mosquitto at once (SIGKILL), as a crash would, and reaps it: nothing is written, so
+    /// whatever changed since its last autosave (`autosave_interval`) or graceful stop is lost
+    /// (queued messages, sessions, subscriptions); the persistence file keeps its older state.
+    /// Its connections are closed by the kernel.
+    pub fn kill(mut self) -> Result<(), BrokerError> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill()?;
+        }
+        self.child.wait()?;
+        Ok(())
+    }
 }
 
 impl Drop for MosquittoProcess {

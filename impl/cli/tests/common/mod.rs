@@ -1,0 +1,344 @@
+//! Shared by the integration tests of the built `sotto` binary: `sotto serve` in the background,
+//! person commands as separate processes with their own stores, free loopback ports, reading a
+//! store directly. Every wait is bounded and every child is killed when its guard drops.
+
+// Each test crate uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sotto_store::{Chat, Store, StoredMessage};
+
+pub const SOTTO: &str = env!("CARGO_BIN_EXE_sotto");
+/// Upper bound of one person command (signup connects once, send and inbox sync once).
+pub const COMMAND_WAIT: Duration = Duration::from_secs(90);
+/// Upper bound of the server's start.
+pub const SERVE_WAIT: Duration = Duration::from_secs(60);
+/// Upper bound of a graceful stop (SIGTERM) before SIGKILL.
+pub const STOP_WAIT: Duration = Duration::from_secs(10);
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// A child process killed on drop: SIGKILL, or for a graceful guard SIGTERM first (so that
+/// `sotto serve` stops the Mosquitto it started) and SIGKILL after [`STOP_WAIT`].
+pub struct Guard {
+    pub child: Child,
+    graceful: bool,
+}
+
+impl Guard {
+    /// Killed with SIGKILL on drop.
+    pub fn new(child: Child) -> Guard {
+        Guard {
+            child,
+            graceful: false,
+        }
+    }
+
+    /// Stopped with SIGTERM on drop (SIGKILL if it does not exit in time).
+    pub fn graceful(child: Child) -> Guard {
+        Guard {
+            child,
+            graceful: true,
+        }
+    }
+
+    /// SIGKILL now and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then SIGKILL after [`STOP_WAIT`].
+    pub fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + STOP_WAIT;
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.graceful {
+            self.terminate();
+        } else {
+            self.kill();
+        }
+    }
+}
+
+/// A loopback address with a port that was free a moment ago (for a restart on the same ports).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr")
+}
+
+/// Waits until `addr` accepts TCP connections; `false` after `wait`.
+pub fn wait_for_port(addr: SocketAddr, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// `sotto serve` in the background.
+pub struct Server {
+    guard: Guard,
+    pub url: String,
+    pub ca: PathBuf,
+    pub fingerprint: String,
+    pub data: PathBuf,
+    _lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// `sotto serve` with the embedded broker on free loopback ports.
+    pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &["--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
+    }
+
+    /// `sotto serve <args> --difficulty 2 --data <data>`; waits for `ready`.
+    pub fn start_with(data: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(SOTTO)
+            .arg("serve")
+            .args(args)
+            .args(["--difficulty", "2", "--data"])
+            .arg(data)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sotto serve starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let guard = Guard::graceful(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + SERVE_WAIT;
+        let (mut url, mut ca, mut fingerprint) = (None, None, None);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("sotto serve prints `ready` in time");
+            let value = |prefix: &str| {
+                line.strip_prefix(prefix)
+                    .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
+            };
+            if let Some(v) = value("membership:") {
+                url = Some(v);
+            } else if let Some(v) = value("CA file:") {
+                ca = Some(PathBuf::from(v));
+            } else if let Some(v) = value("CA SHA-256:") {
+                fingerprint = Some(v);
+            } else if line.starts_with("ready") {
+                break;
+            }
+        }
+        Server {
+            guard,
+            url: url.expect("membership URL printed"),
+            ca: ca.expect("CA file printed"),
+            fingerprint: fingerprint.expect("fingerprint printed"),
+            data: data.to_owned(),
+            _lines: rx,
+        }
+    }
+
+    /// SIGKILL: the process dies without any cleanup (a crash).
+    pub fn kill(mut self) {
+        self.guard.kill();
+    }
+
+    /// The CA file as a `&str` argument.
+    pub fn ca_arg(&self) -> &str {
+        self.ca.to_str().expect("utf-8 path")
+    }
+}
+
+/// What a finished command printed.
+pub struct Output {
+    pub ok: bool,
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok: {} (code {:?})\n--- stdout\n{}\n--- stderr\n{}",
+            self.ok, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Output {
+    /// A failure that says what went wrong: exit code 1 (not a panic's 101, not a signal), every
+    /// `needle` on stderr, no panic message and no backtrace.
+    pub fn assert_clear_error(&self, needles: &[&str]) {
+        assert!(!self.ok, "expected a failure: {self:?}");
+        assert_eq!(self.code, Some(1), "a plain error exit: {self:?}");
+        let all = format!("{}{}", self.stdout, self.stderr).to_lowercase();
+        assert!(
+            !all.contains("panicked") && !all.contains("backtrace"),
+            "no panic: {self:?}"
+        );
+        assert!(
+            self.stderr.lines().any(|l| l.starts_with("error: ")),
+            "an `error:` line: {self:?}"
+        );
+        for n in needles {
+            assert!(self.stderr.contains(n), "{n:?} on stderr: {self:?}");
+        }
+    }
+}
+
+/// A `sotto` person command running in the background.
+pub struct Running {
+    pub guard: Guard,
+    what: String,
+    out_path: PathBuf,
+    err_path: PathBuf,
+}
+
+static OUTPUT_FILES: AtomicU64 = AtomicU64::new(0);
+
+impl Running {
+    /// Starts `sotto <args>` on `store` with `passphrase`; its output goes to files in `dir`.
+    pub fn spawn(dir: &Path, store: &Path, passphrase: &str, args: &[&str]) -> Running {
+        let n = OUTPUT_FILES.fetch_add(1, Ordering::Relaxed);
+        let out_path = dir.join(format!("out-{n}"));
+        let err_path = dir.join(format!("err-{n}"));
+        let child = Command::new(SOTTO)
+            .args(args)
+            .env("SOTTO_STORE", store)
+            .env("SOTTO_PASSPHRASE", passphrase)
+            .env_remove("RUST_LOG")
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+            .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+            .spawn()
+            .expect("sotto starts");
+        Running {
+            guard: Guard::new(child),
+            what: format!("sotto {}", args.join(" ")),
+            out_path,
+            err_path,
+        }
+    }
+
+    /// The output if the command has finished.
+    pub fn try_finish(&mut self) -> Option<Output> {
+        let status = self.guard.child.try_wait().expect("wait")?;
+        Some(Output {
+            ok: status.success(),
+            code: status.code(),
+            stdout: std::fs::read_to_string(&self.out_path).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.err_path).unwrap_or_default(),
+        })
+    }
+
+    /// Waits for the end, bounded by [`COMMAND_WAIT`].
+    pub fn wait(mut self) -> Output {
+        let deadline = Instant::now() + COMMAND_WAIT;
+        loop {
+            if let Some(out) = self.try_finish() {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{}` did not finish within {COMMAND_WAIT:?}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs `sotto <args>` on `store` with `passphrase`, bounded by [`COMMAND_WAIT`].
+pub fn sotto(dir: &Path, store: &Path, passphrase: &str, args: &[&str]) -> Output {
+    Running::spawn(dir, store, passphrase, args).wait()
+}
+
+/// The user id `sotto whoami` prints.
+pub fn user_id(dir: &Path, store: &Path) -> String {
+    let out = sotto(dir, store, PASSPHRASE, &["whoami"]);
+    assert!(out.ok, "{out:?}");
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("user id:"))
+        .map(|v| v.trim().to_owned())
+        .expect("whoami prints the user id")
+}
+
+/// `sotto signup` with the CA file on `server`; returns the user id.
+pub fn signup(dir: &Path, store: &Path, server: &Server) -> String {
+    let out = sotto(
+        dir,
+        store,
+        PASSPHRASE,
+        &["signup", "--server", &server.url, "--ca", server.ca_arg()],
+    );
+    assert!(out.ok, "{out:?}");
+    user_id(dir, store)
+}
+
+/// The card URI `sotto card` prints.
+pub fn card(dir: &Path, store: &Path) -> String {
+    let out = sotto(dir, store, PASSPHRASE, &["card"]);
+    assert!(out.ok, "{out:?}");
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with("sotto:"))
+        .expect("the card URI")
+        .to_owned()
+}
+
+/// `sotto add <card of whom>` on `store`: a verified contact.
+pub fn add_card(dir: &Path, store: &Path, whom: &Path) -> Output {
+    let uri = card(dir, whom);
+    sotto(dir, store, PASSPHRASE, &["add", &uri])
+}
+
+/// The messages of the conversation with `peer` in the store at `store`, read directly (no
+/// network; the store must not be open in a running command).
+pub fn stored_messages(store: &Path, peer: &str) -> Vec<StoredMessage> {
+    let peer = sotto_core::UserId::parse(peer).expect("a user id");
+    let store = Store::open(store, PASSPHRASE.as_bytes()).expect("the store opens");
+    store
+        .messages_with(&Chat::User(peer))
+        .expect("messages listed")
+}
