@@ -210,10 +210,7 @@ async fn run_replay(
     full: bool,
 ) -> Result<ReplayEvidence, RunError> {
     let opts = replay::Options {
-        broker: match broker {
-            Broker::Embedded => replay::Broker::Embedded,
-            Broker::Mosquitto => replay::Broker::Mosquitto,
-        },
+        broker,
         traces: replay::TraceSource::Dir(traces.to_path_buf()),
         full,
     };

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use sotto_conformance::replay::Broker;
 
 /// Sotto: private chat over MQTT. The server moves ciphertext only and keeps no personal data.
 #[derive(Debug, Parser)]
@@ -279,31 +280,12 @@ pub enum CheckBroker {
 }
 
 impl CheckBroker {
-    /// The brokers chosen, in the order they run.
+    /// The brokers chosen, in the order they run (the replay's broker names serve every command).
     pub fn each(self) -> Vec<Broker> {
         match self {
             CheckBroker::Embedded => vec![Broker::Embedded],
             CheckBroker::Mosquitto => vec![Broker::Mosquitto],
             CheckBroker::Both => vec![Broker::Embedded, Broker::Mosquitto],
-        }
-    }
-}
-
-/// One broker a command runs through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Broker {
-    /// The embedded rumqttd behind the authorizing front.
-    Embedded,
-    /// Mosquitto.
-    Mosquitto,
-}
-
-impl Broker {
-    /// Its name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Broker::Embedded => "embedded",
-            Broker::Mosquitto => "mosquitto",
         }
     }
 }

@@ -20,15 +20,6 @@ impl Drop for Guard {
     }
 }
 
-fn mosquitto_installed() -> bool {
-    Command::new("mosquitto")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// What a finished `sotto soak` printed, and how long it took.
 struct Run {
     ok: bool,
@@ -74,7 +65,7 @@ fn sotto(dir: &std::path::Path, args: &[&str], wait: Duration) -> Run {
 
 #[test]
 fn a_small_soak_delivers_everything_exactly_once_through_each_broker() {
-    let broker = if mosquitto_installed() {
+    let broker = if sotto_server::broker::mosquitto::mosquitto_available() {
         "both"
     } else {
         eprintln!("mosquitto is not installed: the soak runs through the embedded broker only");
