@@ -19,7 +19,6 @@
 //! the interleaving of the network does not. Every wait is bounded by `--timeout`.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1110,76 +1109,55 @@ async fn run_one(
 
 // ---------------------------------------------------------------------------------- JSON
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
+/// The whole soak as one JSON object (`--json`): the plan, one object per broker, the failures.
 fn json(plan: &Plan, reports: &[Report], failures: &[String]) -> String {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let runs: Vec<String> = reports
+    // Seconds and milliseconds to the microsecond, as the text report prints them.
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let ms = |d: Duration| round(d.as_secs_f64() * 1000.0);
+    let runs: Vec<serde_json::Value> = reports
         .iter()
         .map(|r| {
-            let problems: Vec<String> = r.problems.iter().map(|p| json_str(p)).collect();
-            format!(
-                "{{\"broker\":{},\"setup_s\":{:.3},\"wall_s\":{:.3},\"delivered\":{},\
-                 \"receipts\":{},\"missing\":{},\"duplicates\":{},\"undelivered\":{},\
-                 \"throughput_per_s\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\
-                 \"max\":{:.3}}},\"server_peak_kib\":{{\"serve\":{},\"mosquitto\":{},\"total\":{}}},\
-                 \"reconnects\":{},\"lost_connections\":{},\"refused\":{},\
-                 \"duplicate_events\":{},\"problems\":[{}]}}",
-                json_str(r.broker.name()),
-                r.setup.as_secs_f64(),
-                r.wall.as_secs_f64(),
-                r.delivered,
-                r.receipts,
-                r.missing,
-                r.duplicates,
-                r.undelivered,
-                r.throughput(),
-                ms(r.latency_p50),
-                ms(r.latency_p99),
-                ms(r.latency_max),
-                r.memory.serve_kib,
-                r.memory
-                    .mosquitto_kib
-                    .map_or_else(|| "null".to_owned(), |k| k.to_string()),
-                r.memory.total_kib(),
-                r.reconnects,
-                r.lost_connections,
-                r.refused,
-                r.duplicate_events,
-                problems.join(",")
-            )
+            serde_json::json!({
+                "broker": r.broker.name(),
+                "setup_s": round(r.setup.as_secs_f64()),
+                "wall_s": round(r.wall.as_secs_f64()),
+                "delivered": r.delivered,
+                "receipts": r.receipts,
+                "missing": r.missing,
+                "duplicates": r.duplicates,
+                "undelivered": r.undelivered,
+                "throughput_per_s": (r.throughput() * 10.0).round() / 10.0,
+                "latency_ms": {
+                    "p50": ms(r.latency_p50),
+                    "p99": ms(r.latency_p99),
+                    "max": ms(r.latency_max),
+                },
+                "server_peak_kib": {
+                    "serve": r.memory.serve_kib,
+                    "mosquitto": r.memory.mosquitto_kib,
+                    "total": r.memory.total_kib(),
+                },
+                "reconnects": r.reconnects,
+                "lost_connections": r.lost_connections,
+                "refused": r.refused,
+                "duplicate_events": r.duplicate_events,
+                "problems": r.problems,
+            })
         })
         .collect();
-    let failures: Vec<String> = failures.iter().map(|f| json_str(f)).collect();
-    format!(
-        "{{\"clients\":{},\"messages\":{},\"peers\":{},\"window\":{},\"disconnect\":{},\
-         \"offline_ms\":{},\"seed\":{},\"pass\":{},\"runs\":[{}],\"failures\":[{}]}}",
-        plan.n,
-        plan.m,
-        plan.offsets.len(),
-        plan.window,
-        plan.disconnect,
-        plan.offline.as_millis(),
-        plan.seed,
-        failures.is_empty(),
-        runs.join(","),
-        failures.join(",")
-    )
+    serde_json::json!({
+        "clients": plan.n,
+        "messages": plan.m,
+        "peers": plan.offsets.len(),
+        "window": plan.window,
+        "disconnect": plan.disconnect,
+        "offline_ms": plan.offline.as_millis(),
+        "seed": plan.seed,
+        "pass": failures.is_empty(),
+        "runs": runs,
+        "failures": failures,
+    })
+    .to_string()
 }
 
 #[cfg(test)]
