@@ -21,6 +21,7 @@
 //! passphrase from `SOTTO_PASSPHRASE` or a prompt without echo. Errors end with what to do next;
 //! logs go to stderr through `tracing` (`RUST_LOG=sotto=debug,sotto_client=debug`).
 
+mod banner;
 mod check;
 mod cli;
 mod demo;

@@ -21,6 +21,7 @@ use sotto_server::broker::mosquitto::{MosquittoProcess, MosquittoProfile};
 use sotto_server::ca::Pki;
 use sotto_server::membership::{Membership, MembershipConfig};
 
+use crate::banner;
 use crate::cli::{BrokerKind, ServeArgs};
 use crate::errors::hinted;
 
@@ -136,18 +137,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Broker::Mosquitto(_) => "mosquitto",
         Broker::External => "mosquitto, started by you",
     };
-    println!("data directory: {}", data.display());
-    println!("membership:     {}", membership.url());
-    println!("broker:         {broker_public} ({kind})");
-    println!("CA file:        {}", data.join("ca.pem").display());
-    println!("CA SHA-256:     {}", pki.ca_fingerprint());
+    println!("{}", banner::line("data directory:", data.display()));
+    println!("{}", banner::line(banner::MEMBERSHIP, membership.url()));
+    println!(
+        "{}",
+        banner::line("broker:", format!("{broker_public} ({kind})"))
+    );
+    println!(
+        "{}",
+        banner::line(banner::CA_FILE, data.join("ca.pem").display())
+    );
+    println!("{}", banner::line(banner::CA_SHA256, pki.ca_fingerprint()));
     println!("signup difficulty: {} bits", args.difficulty);
     println!(
         "people sign up with: sotto signup --server {} --ca {}",
         membership.url(),
         data.join("ca.pem").display()
     );
-    println!("ready; Ctrl-C stops the service");
+    println!("{}; Ctrl-C stops the service", banner::READY);
 
     wait_for_stop().await;
     eprintln!("stopping ...");

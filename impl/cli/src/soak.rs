@@ -33,10 +33,12 @@ use sotto_client::{
     Chat, Client, ClientEvent, Direction, KdfParams, MessageId, MessageState, SessionHandle,
     SignupOptions, UserId,
 };
+use sotto_server::process::{self, Stopped};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::banner::Banner;
 use crate::cli::{Broker, SoakArgs};
 use crate::errors::hinted;
 
@@ -301,16 +303,6 @@ fn child_named(pid: u32, name: &str) -> Option<u32> {
     None
 }
 
-/// Sends SIGTERM (or SIGKILL) to `pid` with the system's `kill`.
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
 impl Server {
     async fn start(broker: Broker, data: &Path, deadline: Instant) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)
@@ -352,7 +344,7 @@ impl Server {
             }
         });
         let until = deadline.min(Instant::now() + SERVE_WAIT);
-        let mut ca_file = None;
+        let mut banner = Banner::default();
         loop {
             let line = match tokio::time::timeout_at(until, server.lines.recv()).await {
                 Ok(Some(line)) => line,
@@ -365,21 +357,16 @@ impl Server {
                     server.stderr_tail()
                 ),
             };
-            let value = |prefix: &str| {
-                line.strip_prefix(prefix)
-                    .and_then(|v| v.split_whitespace().next())
-                    .map(str::to_owned)
-            };
-            if let Some(v) = value("membership:") {
-                server.url = v;
-            } else if let Some(v) = value("CA file:") {
-                ca_file = Some(PathBuf::from(v));
-            } else if line.starts_with("ready") {
+            if banner.read_line(&line) {
                 break;
             }
         }
-        let ca_file = ca_file.ok_or_else(|| anyhow!("`sotto serve` printed no CA file"))?;
-        ensure!(!server.url.is_empty(), "`sotto serve` printed no URL");
+        let ca_file = banner
+            .ca_file
+            .ok_or_else(|| anyhow!("`sotto serve` printed no CA file"))?;
+        server.url = banner
+            .membership_url
+            .ok_or_else(|| anyhow!("`sotto serve` printed no URL"))?;
         server.ca_pem = std::fs::read_to_string(&ca_file)
             .with_context(|| format!("reading the CA {}", ca_file.display()))?;
         if broker == Broker::Mosquitto {
@@ -413,44 +400,28 @@ impl Server {
 
     /// Stops the server: SIGTERM, a bounded wait, then SIGKILL.
     async fn stop(mut self) -> anyhow::Result<()> {
-        signal(self.child.id(), "-TERM");
-        let until = Instant::now() + STOP_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "`sotto serve` stopped with {status}: {}",
-                    self.stderr_tail()
-                );
-                return Ok(());
+        match process::terminate(&mut self.child, STOP_WAIT).await? {
+            Stopped::Exited(status) => ensure!(
+                status.success(),
+                "`sotto serve` stopped with {status}: {}",
+                self.stderr_tail()
+            ),
+            Stopped::Killed => {
+                bail!("`sotto serve` did not stop within {STOP_WAIT:?} of SIGTERM (killed)")
             }
-            if Instant::now() >= until {
-                bail!("`sotto serve` did not stop within {STOP_WAIT:?} of SIGTERM (killed)");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(())
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            signal(self.child.id(), "-TERM");
-            let until = std::time::Instant::now() + Duration::from_secs(5);
-            while let Ok(None) = self.child.try_wait() {
-                if std::time::Instant::now() >= until {
-                    let _ = self.child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.wait();
-        }
+        let _ = process::terminate_blocking(&mut self.child, Duration::from_secs(5));
         // If `sotto serve` had to be killed its mosquitto is left behind: end it too.
         if let Some(pid) = self.mosquitto {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() == "mosquitto" {
-                signal(pid, "-KILL");
+                let _ = process::signal(pid, "KILL");
             }
         }
     }

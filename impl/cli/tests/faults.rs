@@ -367,7 +367,8 @@ fn kill_between_receiving_and_committing(broker: Broker) {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    let (listen, mqtt) = (free_addr(), free_addr());
+    let (listen_port, mqtt_port) = (free_addr(), free_addr());
+    let (listen, mqtt) = (listen_port.addr(), mqtt_port.addr());
     let proxy = KillProxy::start(mqtt);
     let public = proxy.addr.to_string();
     let server = serve(
@@ -465,7 +466,8 @@ fn broker_killed_mid_traffic(broker: Broker) {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path().to_owned();
     let data = d.join("server");
-    let (listen, mqtt) = (free_addr(), free_addr());
+    let (listen_port, mqtt_port) = (free_addr(), free_addr());
+    let (listen, mqtt) = (listen_port.addr(), mqtt_port.addr());
     let extra: &[&str] = match broker {
         Broker::Embedded => &[],
         Broker::Mosquitto => &["--mosquitto-external"],
@@ -598,7 +600,8 @@ fn the_membership_service_killed_and_restarted_while_mosquitto_runs_signup_4_key
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let data = d.join("server");
-    let (listen, mqtt) = (free_addr(), free_addr());
+    let (listen_port, mqtt_port) = (free_addr(), free_addr());
+    let (listen, mqtt) = (listen_port.addr(), mqtt_port.addr());
     let extra = ["--mosquitto-external"];
     let server = serve(&data, broker, listen, mqtt, &extra);
     let _mosquitto = start_mosquitto(&data, mqtt);

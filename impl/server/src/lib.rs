@@ -18,7 +18,9 @@
 //!   server time, over HTTPS; with the typed client devices use ([`membership::MembershipClient`]).
 //! - [`broker`]: the message service: an embedded rumqttd on an internal loopback port behind the
 //!   authorizing mutual-TLS front (BROKER-1..4), and the Mosquitto profile.
+//! - [`process`]: stopping a child process (SIGTERM, a bounded wait, SIGKILL).
 
 pub mod broker;
 pub mod ca;
 pub mod membership;
+pub mod process;

@@ -6,13 +6,19 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use sotto_server::broker::port::PortReservation;
+
+/// The start-up lines of `sotto serve`, shared with the binary.
+#[path = "../../src/banner.rs"]
+mod banner;
+use banner::Banner;
 use sotto_store::{Chat, Store, StoredMessage};
 
 pub const SOTTO: &str = env!("CARGO_BIN_EXE_sotto");
@@ -56,22 +62,7 @@ impl Guard {
 
     /// SIGTERM, then SIGKILL after [`STOP_WAIT`].
     pub fn terminate(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let pid = self.child.id().to_string();
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + STOP_WAIT;
-            while let Ok(None) = self.child.try_wait() {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        self.kill();
+        let _ = sotto_server::process::terminate_blocking(&mut self.child, STOP_WAIT);
     }
 }
 
@@ -85,10 +76,10 @@ impl Drop for Guard {
     }
 }
 
-/// A loopback address with a port that was free a moment ago (for a restart on the same ports).
-pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr")
+/// A free loopback port, held (without listening) for as long as the reservation lives, so that
+/// `sotto serve` can bind it, and bind it again after a restart, while no other socket gets it.
+pub fn free_addr() -> PortReservation {
+    PortReservation::loopback().expect("reserve a free port")
 }
 
 /// Waits until `addr` accepts TCP connections; `false` after `wait`.
@@ -144,31 +135,21 @@ impl Server {
             }
         });
         let deadline = Instant::now() + SERVE_WAIT;
-        let (mut url, mut ca, mut fingerprint) = (None, None, None);
+        let mut banner = Banner::default();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx
                 .recv_timeout(left)
                 .expect("sotto serve prints `ready` in time");
-            let value = |prefix: &str| {
-                line.strip_prefix(prefix)
-                    .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
-            };
-            if let Some(v) = value("membership:") {
-                url = Some(v);
-            } else if let Some(v) = value("CA file:") {
-                ca = Some(PathBuf::from(v));
-            } else if let Some(v) = value("CA SHA-256:") {
-                fingerprint = Some(v);
-            } else if line.starts_with("ready") {
+            if banner.read_line(&line) {
                 break;
             }
         }
         Server {
             guard,
-            url: url.expect("membership URL printed"),
-            ca: ca.expect("CA file printed"),
-            fingerprint: fingerprint.expect("fingerprint printed"),
+            url: banner.membership_url.expect("membership URL printed"),
+            ca: banner.ca_file.expect("CA file printed"),
+            fingerprint: banner.ca_fingerprint.expect("fingerprint printed"),
             data: data.to_owned(),
             _lines: rx,
         }

@@ -12,7 +12,7 @@
 //! until the process exits. A restart is a new rumqttd with an empty store on a new port.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use super::BrokerError;
 use super::filter::{self, MAX_CLIENT_REMAINING};
 use super::front::Upstream;
+use super::port::PortReservation;
 
 /// Bytes per commit-log segment (per topic).
 pub const SEGMENT_SIZE: usize = 16 * 1024 * 1024;
@@ -94,11 +95,9 @@ impl EmbeddedBroker {
     /// CONNECT with the secret.
     pub async fn start() -> Result<EmbeddedBroker, BrokerError> {
         let secret: Arc<str> = random_secret()?.into();
-        // Pick a free port: bind port 0, then hand the port to rumqttd. Another process could
-        // take it in between; the readiness probe (a CONNECT with the secret) detects that.
-        let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let addr = probe.local_addr()?;
-        drop(probe);
+        // A free port, held until rumqttd listens on it (see `port`).
+        let reserved = PortReservation::loopback()?;
+        let addr = reserved.addr();
 
         let enabled = Arc::new(AtomicBool::new(true));
         let auth = {
@@ -122,6 +121,7 @@ impl EmbeddedBroker {
 
         let upstream = Upstream { addr, secret };
         wait_ready(&upstream).await?;
+        drop(reserved);
         tracing::info!(%addr, "embedded rumqttd ready");
         Ok(EmbeddedBroker { upstream, enabled })
     }
@@ -144,7 +144,7 @@ impl Drop for EmbeddedBroker {
     }
 }
 
-/// Connects, sends a CONNECT with the secret, expects CONNACK accepted, disconnects.
+/// Connects, sends a CONNECT with the secret, expects CONNACK accepted, closes.
 async fn wait_ready(upstream: &Upstream) -> Result<(), BrokerError> {
     let attempt = async {
         loop {
@@ -176,8 +176,9 @@ async fn probe(upstream: &Upstream) -> std::io::Result<()> {
     if connack != [0x20, 0x02, 0x00, 0x00] {
         return Err(std::io::Error::other("CONNACK not accepted"));
     }
-    tcp.write_all(&[0xe0, 0x00]).await?;
-    Ok(())
+    // Closed without a DISCONNECT packet: rumqttd would free the probe's connection id twice and
+    // could close the next client given that id (see the front's `is_disconnect`).
+    tcp.shutdown().await
 }
 
 fn random_secret() -> Result<String, BrokerError> {

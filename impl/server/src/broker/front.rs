@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  client ==TLS 1.3, client cert==> front --plain TCP, loopback--> rumqttd (internal port)
-//!           CN = user id               | client->broker: packet_len + ClientFilter per packet
+//!           CN = user id               | client->broker: packet_len + ClientFilter per packet;
+//!                                      |   a DISCONNECT ends the relay (not passed on)
 //!                                      | broker->client: framed only, relayed as they are
 //!                                      | CONNECT replaced by encode_connect(user id, secret)
 //! ```
@@ -284,10 +285,10 @@ async fn accept_loop(
 
 /// Gives each user back its persistent inbox session (BROKER-4) on a broker that lost them (a
 /// restart of the embedded rumqttd, or of Mosquitto without its persistence file): a CONNECT with
-/// the user's client id and `clean_session = 0`, a QoS 1 SUBSCRIBE to `i/<user id>`, and a
-/// DISCONNECT. Messages published to an offline user after the restart are then queued again
-/// instead of being dropped for want of a subscriber. Anything the broker delivers on this
-/// connection is left unacknowledged, so it stays queued for the user.
+/// the user's client id and `clean_session = 0`, a QoS 1 SUBSCRIBE to `i/<user id>`, and a close
+/// (not a DISCONNECT packet, see `is_disconnect`). Messages published to an offline user after the
+/// restart are then queued again instead of being dropped for want of a subscriber. Anything the
+/// broker delivers on this connection is left unacknowledged, so it stays queued for the user.
 pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io::Result<()> {
     for user in users {
         let mut tcp = TcpStream::connect(upstream.addr).await?;
@@ -326,7 +327,7 @@ pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io:
         .await
         .map_err(|_| std::io::Error::other("no SUBACK"))?;
         suback?;
-        tcp.write_all(&[0xe0, 0x00]).await?;
+        // Closed without a DISCONNECT packet (see `is_disconnect`).
         let _ = tcp.shutdown().await;
     }
     Ok(())
@@ -353,6 +354,16 @@ async fn read_packet<R: AsyncRead + Unpin>(
             };
         }
     }
+}
+
+/// Whether `packet` is a DISCONNECT. The front never passes one to the internal broker: rumqttd
+/// 0.20 frees a connection's id when it handles a DISCONNECT packet, and its link task frees the
+/// same id again when the socket then closes; if another client was given that id in between,
+/// the late second disconnect closes that client right after its CONNACK (seen in the broker
+/// tests under load). Closing the socket alone disconnects once; since wills are refused
+/// (BROKER-3), a close ends the session exactly as a DISCONNECT would.
+fn is_disconnect(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|b| b >> 4 == 14)
 }
 
 async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, reply: Option<&[u8]>) {
@@ -482,7 +493,8 @@ async fn serve(
                 return Ok::<(), ConnError>(());
             };
             let verdict = filter.check(&packet);
-            let forwarded = matches!(verdict, Verdict::Forward);
+            let disconnect = is_disconnect(&packet);
+            let forwarded = matches!(verdict, Verdict::Forward) && !disconnect;
             record(
                 &tap,
                 conn,
@@ -490,6 +502,9 @@ async fn serve(
                 &packet,
             );
             match verdict {
+                // The client's DISCONNECT ends the relay: closing the internal socket is the
+                // only disconnect rumqttd sees (see `is_disconnect`).
+                Verdict::Forward if disconnect => return Ok(()),
                 Verdict::Forward => broker_wr.write_all(&packet).await?,
                 Verdict::Refuse { reason, reply } => {
                     tracing::info!(conn, %reason, "refused packet");

@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod filter;
 pub mod front;
 pub mod mosquitto;
+pub mod port;
 
 use std::net::SocketAddr;
 

@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use std::time::Duration;
 use super::BrokerError;
 use super::filter::{INBOX_PREFIX, MAX_ENVELOPE, USER_ID_LEN};
 use super::front::Upstream;
+use super::port::PortReservation;
 use crate::ca::{self, Pki};
 
 /// `max_packet_size`, as Mosquitto 2.0 counts it (remaining length + 1, the length varint left
@@ -42,28 +43,33 @@ pub const MAX_QUEUED_MESSAGES: usize = 100_000;
 pub const MAX_KEEPALIVE: u16 = super::filter::KEEP_ALIVE_MAX;
 /// How long [`MosquittoProcess::spawn`] waits for the port.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`MosquittoProcess::stop`] waits after SIGTERM before killing.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A written Mosquitto configuration.
 #[derive(Debug, Clone)]
 pub struct MosquittoProfile {
     dir: PathBuf,
     listen: SocketAddr,
+    /// Holds a port picked by [`MosquittoProfile::write`] until Mosquitto and every process
+    /// spawned from this profile are gone (see [`super::port`]).
+    reserved: Option<Arc<PortReservation>>,
 }
 
 impl MosquittoProfile {
     /// Writes `mosquitto.conf`, `acl` and the certificates of `pki` into `dir`, for a listener on
-    /// `listen` (port 0: a free loopback port is picked now).
+    /// `listen` (port 0: a free port is picked now and held for this profile's processes).
     pub fn write(
         pki: &Pki,
         dir: &Path,
         listen: SocketAddr,
     ) -> Result<MosquittoProfile, BrokerError> {
-        let listen = if listen.port() == 0 {
-            let probe = std::net::TcpListener::bind(listen)?;
-            probe.local_addr()?
+        let reserved = if listen.port() == 0 {
+            Some(Arc::new(PortReservation::new(listen)?))
         } else {
-            listen
+            None
         };
+        let listen = reserved.as_ref().map_or(listen, |r| r.addr());
         fs::create_dir_all(dir.join("data"))?;
         fs::write(dir.join("ca.pem"), pki.ca_pem())?;
         fs::write(dir.join("server.pem"), pki.server_cert_pem())?;
@@ -79,6 +85,7 @@ impl MosquittoProfile {
         Ok(MosquittoProfile {
             dir: dir.to_owned(),
             listen,
+            reserved,
         })
     }
 
@@ -164,6 +171,7 @@ pub fn mosquitto_available() -> bool {
 pub struct MosquittoProcess {
     child: Child,
     addr: SocketAddr,
+    _reserved: Option<Arc<PortReservation>>,
 }
 
 impl MosquittoProcess {
@@ -181,6 +189,7 @@ impl MosquittoProcess {
         let mut process = MosquittoProcess {
             child,
             addr: profile.addr(),
+            _reserved: profile.reserved.clone(),
         };
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
@@ -212,17 +221,7 @@ impl MosquittoProcess {
     /// Stops Mosquitto gracefully (SIGTERM: it writes its persistence file), killing it after
     /// 10 s.
     pub async fn stop(mut self) -> Result<(), BrokerError> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait()?.is_none() {
-            if tokio::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::process::terminate(&mut self.child, STOP_WAIT).await?;
         Ok(())
     }
 
@@ -246,12 +245,6 @@ impl Drop for MosquittoProcess {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A free loopback address (port picked by the OS; free at the time of the call).
-pub fn free_loopback_addr() -> Result<SocketAddr, BrokerError> {
-    let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(probe.local_addr()?)
 }
 
 /// Mosquitto's `max_inflight_messages` behind the front (QoS 1 messages in flight to one client).
@@ -330,7 +323,8 @@ impl InternalMosquitto {
     /// loopback port and starts Mosquitto; returns once the port accepts connections.
     pub async fn start(dir: &Path) -> Result<InternalMosquitto, BrokerError> {
         fs::create_dir_all(dir.join("data"))?;
-        let listen = free_loopback_addr()?;
+        let reserved = PortReservation::loopback()?;
+        let listen = reserved.addr();
         fs::write(dir.join("acl"), acl())?;
         let conf_path = dir.join("mosquitto.conf");
         fs::write(&conf_path, "")?;
@@ -342,6 +336,7 @@ impl InternalMosquitto {
         let profile = MosquittoProfile {
             dir: dir.to_owned(),
             listen,
+            reserved: Some(Arc::new(reserved)),
         };
         let process = MosquittoProcess::spawn(&profile).await?;
         Ok(InternalMosquitto {

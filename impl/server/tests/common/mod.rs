@@ -17,6 +17,17 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// How long a negative check ("nothing arrives") waits after a positive control arrived.
 pub const QUIET: Duration = Duration::from_millis(700);
 
+/// Sends the server's and rumqttd's `tracing` events to the test output, filtered by
+/// `SOTTO_TEST_LOG` (for example `SOTTO_TEST_LOG=debug`); silent when it is unset.
+pub fn log_to_test_output() {
+    if let Ok(filter) = std::env::var("SOTTO_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A fresh random user id (ID-1: 16 characters of `[a-z2-7]`).
 pub fn random_user_id() -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -131,12 +142,29 @@ impl Client {
         .unwrap_or_else(|| Err("no CONNACK within the wait".to_owned()))
     }
 
+    /// Why the event loop stopped: the error it ended with (for a panic message when a request
+    /// can no longer be queued).
+    pub fn ended(&mut self) -> String {
+        let mut last = String::from("event loop ended without an error event");
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                Err(e) => return format!("connection ended: {e} ({e:?})"),
+                Ok(e) => last = format!("event loop ended; last event {e:?}"),
+            }
+        }
+        last
+    }
+
     /// Subscribes to `filter` at QoS 1 and returns the SUBACK return codes.
     pub async fn subscribe(&mut self, filter: &str) -> Option<Vec<rumqttc::SubscribeReasonCode>> {
-        self.client
+        if self
+            .client
             .subscribe(filter, rumqttc::QoS::AtLeastOnce)
             .await
-            .expect("request queue");
+            .is_err()
+        {
+            panic!("SUBSCRIBE {filter}: {}", self.ended());
+        }
         self.wait_for(WAIT, |e| match e {
             Ok(Event::Incoming(Packet::SubAck(ack))) => Some(Some(ack.return_codes.clone())),
             Err(_) => Some(None),
@@ -148,10 +176,14 @@ impl Client {
 
     /// Publishes at QoS 1 and waits for the PUBACK (`false` if the connection ends first).
     pub async fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> bool {
-        self.client
+        if self
+            .client
             .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
             .await
-            .expect("request queue");
+            .is_err()
+        {
+            panic!("PUBLISH {topic}: {}", self.ended());
+        }
         self.wait_for(WAIT, |e| match e {
             Ok(Event::Incoming(Packet::PubAck(_))) => Some(true),
             Err(_) => Some(false),
