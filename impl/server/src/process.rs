@@ -34,17 +34,10 @@ pub fn signal(pid: u32, signal: &str) -> io::Result<()> {
 /// SIGTERM, then waits up to `wait` for the child to exit (polling without blocking the async
 /// runtime); kills and reaps it if it has not.
 pub async fn terminate(child: &mut Child, wait: Duration) -> io::Result<Stopped> {
-    if let Some(status) = child.try_wait()? {
-        return Ok(Stopped::Exited(status));
-    }
-    signal(child.id(), "TERM")?;
-    let deadline = Instant::now() + wait;
+    let deadline = begin(child, wait)?;
     loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Stopped::Exited(status));
-        }
-        if Instant::now() >= deadline {
-            return kill(child);
+        if let Some(stopped) = poll(child, deadline)? {
+            return Ok(stopped);
         }
         tokio::time::sleep(POLL).await;
     }
@@ -52,27 +45,36 @@ pub async fn terminate(child: &mut Child, wait: Duration) -> io::Result<Stopped>
 
 /// [`terminate`] for synchronous code (a `Drop`, a test guard): sleeps the thread between polls.
 pub fn terminate_blocking(child: &mut Child, wait: Duration) -> io::Result<Stopped> {
-    if let Some(status) = child.try_wait()? {
-        return Ok(Stopped::Exited(status));
-    }
-    signal(child.id(), "TERM")?;
-    let deadline = Instant::now() + wait;
+    let deadline = begin(child, wait)?;
     loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Stopped::Exited(status));
-        }
-        if Instant::now() >= deadline {
-            return kill(child);
+        if let Some(stopped) = poll(child, deadline)? {
+            return Ok(stopped);
         }
         std::thread::sleep(POLL);
     }
 }
 
-fn kill(child: &mut Child) -> io::Result<Stopped> {
-    // A child that exited between the last poll and now makes `kill` fail; the wait reaps it.
+/// Sends SIGTERM unless the child has already exited; the deadline of the wait.
+fn begin(child: &mut Child, wait: Duration) -> io::Result<Instant> {
+    if child.try_wait()?.is_none() {
+        signal(child.id(), "TERM")?;
+    }
+    Ok(Instant::now() + wait)
+}
+
+/// The end, once the child has exited (its status is kept once reaped) or the deadline passed
+/// (killed and reaped).
+fn poll(child: &mut Child, deadline: Instant) -> io::Result<Option<Stopped>> {
+    if let Some(status) = child.try_wait()? {
+        return Ok(Some(Stopped::Exited(status)));
+    }
+    if Instant::now() < deadline {
+        return Ok(None);
+    }
+    // A child that exited since the last look makes `kill` fail; the wait reaps it either way.
     let _ = child.kill();
     child.wait()?;
-    Ok(Stopped::Killed)
+    Ok(Some(Stopped::Killed))
 }
 
 #[cfg(test)]
