@@ -30,7 +30,12 @@
 //! ## Runtime
 //! Everything runs on tokio. Argon2id (opening or creating a store) and the signup proof of work
 //! run on blocking threads; the store's other operations are short SQLite transactions made on
-//! the session task itself, between MQTT events. One process opens a store at a time.
+//! the session task itself, between MQTT events. A commit waits for the disk
+//! (`synchronous=FULL`, RX-4): in the task [`Client::connect`] spawns on a multi-thread runtime,
+//! store work runs through `tokio::task::block_in_place`, so that the worker's other tasks (other
+//! clients' sessions in one process, as in `sotto soak`) move to another thread meanwhile; a
+//! [`Client::sync`] commits in its caller's context (a current-thread runtime allows no
+//! blocking section). One process opens a store at a time.
 //!
 //! ## Requirements guarded here
 //! RX-4 (ack after commit), RX-5/RX-6 (receipts, resends, receipt again for a duplicate), RX-8

@@ -97,6 +97,12 @@ struct Engine<'a> {
     received: usize,
     published: usize,
     shutting_down: bool,
+    /// Store work (commits with `synchronous=FULL` wait for the disk) runs through
+    /// `block_in_place`, so that the other tasks of this worker thread move to another one
+    /// meanwhile. Only for the task [`Client::connect`] spawns on a multi-thread runtime; a sync
+    /// runs in its caller's context, which may not allow it (a current-thread runtime, a
+    /// `LocalSet`), and commits there in place.
+    off_worker: bool,
     /// Mutation `AckBeforeCommit`: envelopes acknowledged but not yet committed, with their
     /// arrival time. Lost if the process stops before they are committed (the RX-4 bug).
     #[cfg(feature = "mutations")]
@@ -148,6 +154,9 @@ impl Client {
             let mut client = self;
             {
                 let mut engine = Engine::new(&mut client, Sink::Channel(ev_tx), Some(cmd_rx));
+                // A task spawned on a multi-thread runtime runs on one of its workers.
+                engine.off_worker = tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::MultiThread;
                 if let Err(e) = engine.run(Mode::Forever).await {
                     tracing::error!(error = %e, "session stopped");
                 }
@@ -237,8 +246,18 @@ impl<'a> Engine<'a> {
             received: 0,
             published: 0,
             shutting_down: false,
+            off_worker: false,
             #[cfg(feature = "mutations")]
             pending: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Runs store work `f` on this engine; see `off_worker`.
+    fn on_disk<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        if self.off_worker {
+            tokio::task::block_in_place(|| f(self))
+        } else {
+            f(self)
         }
     }
 
@@ -309,7 +328,7 @@ impl<'a> Engine<'a> {
         loop {
             tokio::select! {
                 cmd = next_command(&mut self.commands) => match cmd {
-                    Some(f) => f(self.client),
+                    Some(f) => self.on_disk(|e| f(e.client)),
                     None => return false,
                 },
                 _ = tokio::time::sleep_until(until) => return true,
@@ -399,7 +418,7 @@ impl<'a> Engine<'a> {
                     }
                 },
                 cmd = next_command(&mut self.commands), if !self.shutting_down => match cmd {
-                    Some(f) => f(self.client),
+                    Some(f) => self.on_disk(|e| f(e.client)),
                     None => {
                         self.shutting_down = true;
                         if conn.connected {
@@ -511,7 +530,7 @@ impl<'a> Engine<'a> {
                         return Ok(());
                     }
                     // A store failure propagates: no ack, the broker delivers it again (RX-4).
-                    self.commit_envelope(&p.payload)?;
+                    self.on_disk(|e| e.commit_envelope(&p.payload))?;
                 } else {
                     tracing::warn!("PUBLISH on a foreign topic ignored");
                 }
@@ -532,9 +551,10 @@ impl<'a> Engine<'a> {
                     conn.inflight.remove(&key);
                     self.strikes.remove(&key);
                     self.published += 1;
-                    self.client
-                        .store
-                        .mark_published(&key.0, &key.1, self.client.now())?;
+                    self.on_disk(|e| {
+                        let now = e.client.now();
+                        e.client.store.mark_published(&key.0, &key.1, now)
+                    })?;
                 }
             }
             _ => {}
