@@ -50,7 +50,7 @@ async fn conformance_failures() -> Vec<String> {
     .await
     .expect("replay runs");
     why.extend(ev.failures.into_iter().map(|f| format!("replay {f}")));
-    match wiretap::run(wiretap::BrokerKind::Embedded).await {
+    match wiretap::run(sotto_server::Broker::Embedded).await {
         Ok(ev) => why.extend(ev.findings.into_iter().map(|f| format!("wiretap {f}"))),
         Err(e) => why.push(format!("wiretap could not complete: {e}")),
     }

@@ -3,7 +3,8 @@
 //! shown to work on a frame that does contain a canary, so that an empty result means something.
 
 use bytes::Bytes;
-use sotto_conformance::wiretap::{self, BrokerKind, Needle, WiretapError};
+use sotto_conformance::wiretap::{self, Needle, WiretapError};
+use sotto_server::Broker;
 use sotto_server::broker::front::{TapDirection, TapRecord};
 use sotto_server::broker::mosquitto;
 
@@ -31,9 +32,7 @@ fn assert_clean(evidence: &sotto_conformance::evidence::WiretapEvidence) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiretap_embedded_sees_no_plaintext() {
-    let evidence = wiretap::run(BrokerKind::Embedded)
-        .await
-        .expect("wiretap run");
+    let evidence = wiretap::run(Broker::Embedded).await.expect("wiretap run");
     assert_eq!(evidence.broker, "embedded");
     assert_clean(&evidence);
 }
@@ -44,7 +43,7 @@ async fn wiretap_mosquitto_sees_no_plaintext() {
         println!("SKIPPED: `mosquitto` binary not found (apt-get install mosquitto)");
         return;
     }
-    let evidence = match wiretap::run(BrokerKind::Mosquitto).await {
+    let evidence = match wiretap::run(Broker::Mosquitto).await {
         Ok(e) => e,
         Err(WiretapError::MosquittoMissing) => unreachable!("checked above"),
         Err(e) => panic!("wiretap run: {e}"),

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    sotto_core_fuzz::checks::card(data);
+    sotto_fuzz_harness::checks::card(data);
 });

@@ -1,9 +1,9 @@
 //! An admin and two members run a group through a lossy, reordering, tampering broker, with a member
-//! removed and added back (see `sotto_core_fuzz::group` for the input layout and the invariants).
+//! removed and added back (see `sotto_fuzz_harness::group` for the input layout and the invariants).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    sotto_core_fuzz::group::run(data);
+    sotto_fuzz_harness::group::run(data);
 });

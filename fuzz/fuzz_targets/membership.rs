@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    sotto_core_fuzz::server_checks::membership(data);
+    sotto_fuzz_harness::server_checks::membership(data);
 });

@@ -64,7 +64,7 @@ pub enum Action {
         msg: u8,
     },
     /// EPOCH-2: a key update that turns the epoch.
-    EpochTurn {
+    KeyUpdate {
         /// Who turns.
         from: Dev,
         /// Peer.
@@ -170,7 +170,7 @@ impl Action {
             Action::FetchBundle { .. } => "FetchBundle",
             Action::ForgeBundle { .. } => "ForgeBundle",
             Action::Send { .. } => "Send",
-            Action::EpochTurn { .. } => "EpochTurn",
+            Action::KeyUpdate { .. } => "KeyUpdate",
             Action::GoOffline(_) => "GoOffline",
             Action::GoOnline(_) => "GoOnline",
             Action::GroupCreate { .. } => "GroupCreate",
@@ -232,8 +232,8 @@ impl fmt::Display for Action {
                 ),
             },
             Action::Send { from, to, msg } => write!(f, "Send: {from} seals m{msg} for {to}"),
-            Action::EpochTurn { from, to } => {
-                write!(f, "EpochTurn: {from} sends {to} a key update")
+            Action::KeyUpdate { from, to } => {
+                write!(f, "KeyUpdate: {from} sends {to} a key update")
             }
             Action::GoOffline(d) => write!(f, "GoOffline: {d} disconnects"),
             Action::GoOnline(d) => write!(f, "GoOnline: {d} reconnects"),

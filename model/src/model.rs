@@ -200,11 +200,11 @@ impl SottoModel {
                     });
                 }
             }
-            Intent::EpochTurn { from, to } => {
+            Intent::KeyUpdate { from, to } => {
                 // A key update turns the epoch when the newest one is the peer's (EPOCH-2);
                 // otherwise it travels in the sender's own epoch, which the peer's answer turns.
                 if s.dev(*from).sending_session(*to).is_some() {
-                    out.push(Action::EpochTurn {
+                    out.push(Action::KeyUpdate {
                         from: *from,
                         to: *to,
                     });
@@ -329,7 +329,7 @@ impl SottoModel {
                 s.pc += 1;
                 true
             }
-            Action::EpochTurn { from, to } => {
+            Action::KeyUpdate { from, to } => {
                 let n = s.dev(*from).key_updates;
                 s.dev_mut(*from).key_updates += 1;
                 let t = self.t();

@@ -49,7 +49,7 @@ pub enum Intent {
         after: Option<u8>,
     },
     /// EPOCH-2: a key update (kind 3); it turns the epoch when the newest one is the peer's.
-    EpochTurn {
+    KeyUpdate {
         /// Who turns.
         from: Dev,
         /// The session's peer.
@@ -290,7 +290,7 @@ impl Config {
         use Fault::*;
         use Intent::*;
         let mut script = default_script();
-        script.push(EpochTurn { from: B, to: A });
+        script.push(KeyUpdate { from: B, to: A });
         script.push(Send {
             from: A,
             to: B,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand_core::{OsRng, RngCore};
 use sotto_client::{
-    Backoff, Chat, Client, ClientEvent, Direction, KdfParams, SessionHandle, SignupOptions, Trust,
+    Backoff, Chat, Client, ClientEvent, Config as ClientConfig, Direction, KdfParams, Online, Trust,
 };
 use sotto_core::envelope::Header;
 use sotto_core::{Content, Device, GroupId, MessageId, UserId};
@@ -37,7 +37,7 @@ enum Link {
     None,
     Offline(Box<Client>),
     Online {
-        handle: SessionHandle,
+        handle: Online,
         _events: mpsc::Receiver<ClientEvent>,
     },
 }
@@ -266,7 +266,7 @@ impl Driver {
             Action::GroupCreate { admin }
             | Action::GroupAdd { admin, .. }
             | Action::GroupRemove { admin, .. } => Some(*admin),
-            Action::EpochTurn { from, .. } => Some(*from),
+            Action::KeyUpdate { from, .. } => Some(*from),
             _ => None,
         };
         let Some(sender) = sender else {
@@ -275,9 +275,11 @@ impl Driver {
         let before = self.awaiting(sender).await?;
         self.apply_action(action).await?;
         let after = self.awaiting(sender).await?;
-        let epoch = call(self.person(sender)?, |c| c.groups().first().map(|g| g.1))
-            .await?
-            .unwrap_or(0);
+        let epoch = call(self.person(sender)?, |c| {
+            c.groups().first().map(|g| g.epoch)
+        })
+        .await?
+        .unwrap_or(0);
         let users: BTreeMap<UserId, Dev> = self
             .people
             .iter()
@@ -291,7 +293,7 @@ impl Driver {
                 Action::GroupRemove { member, .. } if *member == to_dev => {
                     What::GroupRemoved(u8::try_from(epoch).unwrap_or(u8::MAX)).to_string()
                 }
-                Action::EpochTurn { .. } => {
+                Action::KeyUpdate { .. } => {
                     let n = self.key_updates.entry(sender).or_default();
                     let name = What::KeyUpdate(*n).to_string();
                     *n += 1;
@@ -510,7 +512,7 @@ impl Driver {
                 Ok(())
             }
             Action::Steal(d) => self.steal(*d),
-            Action::EpochTurn { from, to } => {
+            Action::KeyUpdate { from, to } => {
                 let to_user = self.user(*to)?;
                 call(self.person(*from)?, move |c| c.key_update(&to_user))
                     .await?
@@ -520,10 +522,13 @@ impl Driver {
             Action::IssueCert(d) => {
                 // The CA (the attacker) certifies a key of its own under d's user id.
                 let user = self.user(*d)?.to_text();
-                let key = sotto_server::ca::generate_device_key().map_err(|e| e.to_string())?;
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                    .map_err(|e| e.to_string())?;
+                let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
                 self.stack
-                    .pki
-                    .issue_client_cert(&user, &key.spki_der)
+                    .service
+                    .pki()
+                    .issue_client_cert(&user, &spki)
                     .map(|_| ())
                     .map_err(|e| format!("issue certificate: {e}"))
             }
@@ -574,21 +579,22 @@ impl Driver {
     }
 
     async fn signup(&mut self, d: Dev) -> StepResult {
-        let url = self.stack.membership.url();
-        let ca = self.stack.pki.ca_pem().to_owned();
+        let url = self.stack.service.membership_url();
+        let ca = self.stack.service.pki().ca_pem().to_owned();
         let path = self.person(d)?.path.clone();
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
-        let options = SignupOptions {
+        let config = ClientConfig {
             kdf: KdfParams::INSECURE_FOR_TESTS,
-            one_time_prekeys: 10,
+            signup_one_time_prekeys: 10,
             establish_inbox: Some(STEP_WAIT),
+            resend: NO_RESEND,
+            ..ClientConfig::default()
         };
-        let mut client = Client::signup_with(&url, &ca, &path, PASSPHRASE, &options)
+        let client = Client::signup_with(&url, &ca, &path, PASSPHRASE, config)
             .await
             .map_err(|e| format!("signup: {e}"))?;
-        client.set_resend_backoff(NO_RESEND);
         let user = client.user_id();
         let (handle, events) = client.connect();
         let p = self.person(d)?;
@@ -760,7 +766,7 @@ impl Driver {
                     .collect();
                 let mut chats: Vec<Chat> = entries.iter().map(|e| Chat::User(e.user)).collect();
                 let groups = c.groups();
-                chats.extend(groups.iter().map(|(g, _, _)| Chat::Group(*g)));
+                chats.extend(groups.iter().map(|g| Chat::Group(g.id)));
                 let mut store = Vec::new();
                 for chat in chats {
                     for m in c.messages(&chat)? {
@@ -795,7 +801,7 @@ impl Driver {
                 let retry = c.store().parked()?.len();
                 let group_epoch = groups
                     .first()
-                    .map(|(_, e, _)| u8::try_from(*e).unwrap_or(u8::MAX));
+                    .map(|g| u8::try_from(g.epoch).unwrap_or(u8::MAX));
                 Ok(DeviceView {
                     dev: d,
                     signed_up: true,

@@ -18,7 +18,7 @@
 //! commit), `Resend` publishes the identical envelope again, `Drop`/`Duplicate`/`Reorder`/`Replay`
 //! are the relay's, `Restart` restarts the broker, `Steal` copies the store's files and searches
 //! them, `Compromise` exports the device state (the leak itself changes nothing observable).
-//! `EpochTurn` sends a key update, `IssueCert` has the CA certify a key of the attacker's under the
+//! `KeyUpdate` sends a key update, `IssueCert` has the CA certify a key of the attacker's under the
 //! user id, `Inject` queues a first message as the claimed sender or a data message on the target's
 //! receiving chain, built from the keys the model's attacker holds. `Commit` exists only in the
 //! broken variant `ack-before-commit`, whose traces are not replayed; a trace that has it is
@@ -42,24 +42,8 @@ use sotto_model::trace::Trace;
 
 use crate::evidence::ReplayEvidence;
 
-/// Which broker runs behind the front.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Broker {
-    /// The embedded rumqttd.
-    Embedded,
-    /// Mosquitto, on a loopback listener behind the front.
-    Mosquitto,
-}
-
-impl Broker {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Broker::Embedded => "embedded",
-            Broker::Mosquitto => "mosquitto",
-        }
-    }
-}
+/// Which broker runs behind the front (the service's one word for it).
+pub use sotto_server::Broker;
 
 /// Where the traces come from.
 #[derive(Clone, Debug)]

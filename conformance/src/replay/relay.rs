@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use sotto_server::broker::filter;
+use sotto_wire::mqtt;
 
 /// Largest packet the relay accepts either way.
 const MAX_PACKET: usize = 1 << 20;
@@ -176,8 +176,8 @@ fn encode_puback(pkid: u16) -> Bytes {
 }
 
 /// Splits one MQTT packet off `buf`, if complete, with the front's framing.
-fn split_packet(buf: &mut BytesMut) -> Result<Option<Bytes>, filter::ParseError> {
-    match filter::packet_len(buf, MAX_PACKET)? {
+fn split_packet(buf: &mut BytesMut) -> Result<Option<Bytes>, mqtt::ParseError> {
+    match mqtt::packet_len(buf, MAX_PACKET)? {
         Some(len) if buf.len() >= len => Ok(Some(buf.split_to(len).freeze())),
         _ => Ok(None),
     }

@@ -1,52 +1,39 @@
-//! The real stack of one replay: PKI, membership service, the authorizing front, the relay and a
-//! broker (the embedded rumqttd or Mosquitto behind the front), all on loopback in a temp dir.
+//! The real stack of one replay: the service through its one builder (`sotto_server::Service`:
+//! PKI, membership service, the authorizing front, a broker behind it) with the relay interposed
+//! between the front and the broker, all on loopback in a temp dir.
 //!
 //! ```text
-//!  sotto_client::Client --mTLS--> Front --> Relay --> EmbeddedBroker | InternalMosquitto
-//!         \--HTTPS--> Membership (signup, directory, time)
+//!  sotto_client::Client --mTLS--> front --> Relay --> rumqttd | Mosquitto   (Service + interpose)
+//!         \--HTTPS--> membership (signup, directory, time)
 //! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sotto_server::broker::embedded::EmbeddedBroker;
-use sotto_server::broker::front::{Front, Upstream};
-use sotto_server::broker::mosquitto::InternalMosquitto;
-use sotto_server::ca::Pki;
-use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle};
+use sotto_server::broker::Hop;
+use sotto_server::{Broker, BrokerStop, Service};
 
+use super::ReplayError;
 use super::relay::Relay;
-use super::{Broker, ReplayError};
 
 /// Proof-of-work difficulty of the replay's membership service (small; the path still runs).
 const DIFFICULTY: u8 = 4;
 
-enum Backend {
-    Embedded(EmbeddedBroker),
-    Mosquitto(InternalMosquitto),
-}
+impl Hop for Relay {
+    fn local_addr(&self) -> SocketAddr {
+        Relay::local_addr(self)
+    }
 
-impl Backend {
-    fn upstream(&self) -> Upstream {
-        match self {
-            Backend::Embedded(b) => b.upstream(),
-            Backend::Mosquitto(m) => m.upstream(),
-        }
+    fn retarget(&self, broker: SocketAddr) {
+        self.restart(broker);
     }
 }
 
 /// A running stack.
 pub(crate) struct Stack {
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) pki: Arc<Pki>,
-    pub(crate) membership: MembershipHandle,
-    pub(crate) relay: Relay,
-    front: Front,
-    backend: Backend,
-}
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
+    pub(crate) service: Service,
+    pub(crate) relay: Arc<Relay>,
 }
 
 fn stack_err(what: &str, e: impl std::fmt::Display) -> ReplayError {
@@ -56,90 +43,40 @@ fn stack_err(what: &str, e: impl std::fmt::Display) -> ReplayError {
 impl Stack {
     pub(crate) async fn start(broker: Broker) -> Result<Stack, ReplayError> {
         let dir = tempfile::tempdir()?;
-        let pki = Arc::new(
-            Pki::load_or_create(&dir.path().join("pki")).map_err(|e| stack_err("PKI", e))?,
-        );
-        let backend = match broker {
-            Broker::Embedded => Backend::Embedded(
-                EmbeddedBroker::start()
-                    .await
-                    .map_err(|e| stack_err("embedded broker", e))?,
-            ),
-            Broker::Mosquitto => Backend::Mosquitto(
-                InternalMosquitto::start(&dir.path().join("mosquitto"))
-                    .await
-                    .map_err(|e| stack_err("mosquitto", e))?,
-            ),
-        };
-        let up = backend.upstream();
-        let relay = Relay::start(up.addr)
+        let mut service = Service::builder(dir.path().join("server"))
+            .broker(broker)
+            .difficulty(DIFFICULTY)
+            .start()
             .await
+            .map_err(|e| stack_err("service", e))?;
+        let internal = service
+            .internal_broker_addr()
+            .ok_or_else(|| stack_err("service", "no front"))?;
+        let relay = Arc::new(
+            Relay::start(internal)
+                .await
+                .map_err(|e| stack_err("relay", e))?,
+        );
+        service
+            .interpose(relay.clone())
             .map_err(|e| stack_err("relay", e))?;
-        let tls = pki.mqtt_server_config().map_err(|e| stack_err("TLS", e))?;
-        let front = Front::bind(
-            loopback(),
-            tls,
-            Some(Upstream {
-                addr: relay.local_addr(),
-                secret: up.secret,
-            }),
-        )
-        .await
-        .map_err(|e| stack_err("front", e))?;
-        let membership = Membership::start(
-            MembershipConfig {
-                data_dir: dir.path().join("membership"),
-                listen: loopback(),
-                difficulty: DIFFICULTY,
-                broker_addr: front.local_addr().to_string(),
-            },
-            pki.clone(),
-        )
-        .await
-        .map_err(|e| stack_err("membership", e))?;
         Ok(Stack {
             dir,
-            pki,
-            membership,
+            service,
             relay,
-            front,
-            backend,
         })
     }
 
-    /// The broker restarts and loses every queue (the model's Restart).
+    /// The broker restarts and loses every queue (the model's Restart); the front gives every
+    /// inbox its session back, and the relay follows the broker.
     pub(crate) async fn restart_broker(&mut self) -> Result<(), ReplayError> {
-        match &mut self.backend {
-            Backend::Embedded(b) => {
-                b.stop();
-                *b = EmbeddedBroker::start()
-                    .await
-                    .map_err(|e| stack_err("embedded broker", e))?;
-            }
-            Backend::Mosquitto(m) => m
-                .restart(false)
-                .await
-                .map_err(|e| stack_err("mosquitto", e))?,
-        }
-        let up = self.backend.upstream();
-        // The broker lost its sessions too; the front gives every inbox its session back.
-        sotto_server::broker::front::restore_sessions(&up, &self.front.seen_users())
+        self.service
+            .restart_broker(BrokerStop::Fresh)
             .await
-            .map_err(|e| stack_err("session restore", e))?;
-        self.relay.restart(up.addr);
-        // The front's CONNECT to the new broker must carry the new secret.
-        self.front.set_upstream(Some(Upstream {
-            addr: self.relay.local_addr(),
-            secret: up.secret,
-        }));
-        Ok(())
+            .map_err(|e| stack_err("broker restart", e))
     }
 
     pub(crate) async fn shutdown(self) {
-        self.membership.shutdown().await;
-        self.front.shutdown().await;
-        if let Backend::Embedded(b) = &self.backend {
-            b.stop();
-        }
+        self.service.shutdown().await;
     }
 }

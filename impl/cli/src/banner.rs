@@ -1,7 +1,7 @@
 //! The lines `sotto serve` prints on start-up, and their reader. Whoever starts `sotto serve` as a
 //! child process (the soak test, the integration tests, a script) waits for the `ready` line and
 //! takes the membership URL and the CA file from the lines before it; printing and reading them
-//! here keeps the two in step. The integration tests include this file by path.
+//! here keeps the two in step ([`crate::serve_child`] reads them).
 
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -23,8 +23,11 @@ pub fn line(label: &str, value: impl Display) -> String {
 /// What the start-up lines said, read one line at a time.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Banner {
+    /// The membership service's URL.
     pub membership_url: Option<String>,
+    /// The CA certificate file.
     pub ca_file: Option<PathBuf>,
+    /// The CA certificate's SHA-256 fingerprint.
     pub ca_fingerprint: Option<String>,
 }
 

@@ -221,11 +221,7 @@ async fn run_replay(
 
 /// The wiretap of the real stack on `broker` (Req6, Req8).
 async fn run_wiretap(broker: Broker) -> Result<WiretapEvidence, RunError> {
-    let kind = match broker {
-        Broker::Embedded => wiretap::BrokerKind::Embedded,
-        Broker::Mosquitto => wiretap::BrokerKind::Mosquitto,
-    };
-    wiretap::run(kind)
+    wiretap::run(broker)
         .await
         .map_err(|e| RunError::Failed(e.to_string()))
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use sotto_conformance::replay::Broker;
+pub use sotto_server::Broker;
 
 /// Sotto: private chat over MQTT. The server moves ciphertext only and keeps no personal data.
 #[derive(Debug, Parser)]
@@ -91,16 +91,6 @@ pub enum Command {
     Soak(SoakArgs),
 }
 
-/// Which message service `serve` runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BrokerKind {
-    /// An in-process rumqttd behind the authorizing mutual-TLS front (queued messages live in
-    /// memory).
-    Embedded,
-    /// Mosquitto 2 with the Sotto profile (DIR/mosquitto; queued messages persist).
-    Mosquitto,
-}
-
 /// `sotto serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -113,9 +103,11 @@ pub struct ServeArgs {
     /// Where the message service (MQTT over mutual TLS) listens; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8883", value_name = "ADDR")]
     pub mqtt: SocketAddr,
-    /// The broker: the embedded one, or Mosquitto (started on the --mqtt address).
-    #[arg(long, value_enum, default_value_t = BrokerKind::Embedded)]
-    pub broker: BrokerKind,
+    /// The broker: `embedded` (an in-process rumqttd behind the authorizing mutual-TLS front;
+    /// queued messages live in memory) or `mosquitto` (Mosquitto 2 with the Sotto profile in
+    /// DIR/mosquitto, started on the --mqtt address; queued messages persist).
+    #[arg(long, default_value = "embedded", value_name = "embedded|mosquitto")]
+    pub broker: Broker,
     /// With --broker mosquitto: only write the profile into DIR/mosquitto for a Mosquitto you
     /// run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`).
     #[arg(long)]
@@ -144,7 +136,7 @@ pub struct SignupArgs {
     #[arg(long, value_name = "HEX")]
     pub ca_fingerprint: Option<String>,
     /// One-time prekeys uploaded at signup (at most 100).
-    #[arg(long, default_value_t = sotto_client::SIGNUP_ONE_TIME_PREKEYS, hide = true)]
+    #[arg(long, default_value_t = sotto_client::Config::default().signup_one_time_prekeys, hide = true)]
     pub one_time_prekeys: usize,
 }
 
@@ -268,24 +260,28 @@ pub struct DemoArgs {
     pub seed: Option<u64>,
 }
 
-/// The brokers `sotto check` (replay and wiretap) and `sotto soak` run through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CheckBroker {
-    /// The embedded rumqttd behind the authorizing front.
-    Embedded,
-    /// A real Mosquitto (needs `mosquitto` on the PATH).
-    Mosquitto,
-    /// Each of them in turn.
-    Both,
+/// The brokers `sotto check` (replay and wiretap) and `sotto soak` run through: one [`Broker`]
+/// by name, or `both` (each in turn, embedded first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Brokers(Vec<Broker>);
+
+impl Brokers {
+    /// The brokers chosen, in the order they run.
+    pub fn each(&self) -> Vec<Broker> {
+        self.0.clone()
+    }
 }
 
-impl CheckBroker {
-    /// The brokers chosen, in the order they run (the replay's broker names serve every command).
-    pub fn each(self) -> Vec<Broker> {
-        match self {
-            CheckBroker::Embedded => vec![Broker::Embedded],
-            CheckBroker::Mosquitto => vec![Broker::Mosquitto],
-            CheckBroker::Both => vec![Broker::Embedded, Broker::Mosquitto],
+impl std::str::FromStr for Brokers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "both" => Ok(Brokers(Broker::ALL.to_vec())),
+            one => one
+                .parse::<Broker>()
+                .map(|b| Brokers(vec![b]))
+                .map_err(|_| "one of embedded, mosquitto, both".to_owned()),
         }
     }
 }
@@ -324,8 +320,12 @@ pub struct CheckArgs {
     #[arg(long, default_value = "traces", value_name = "DIR")]
     pub traces: PathBuf,
     /// The broker(s) for the replay and the wiretap.
-    #[arg(long, value_enum, default_value_t = CheckBroker::Embedded)]
-    pub broker: CheckBroker,
+    #[arg(
+        long,
+        default_value = "embedded",
+        value_name = "embedded|mosquitto|both"
+    )]
+    pub broker: Brokers,
     /// Replay every trace (default: a bounded set, the discoveries first).
     #[arg(long)]
     pub full: bool,
@@ -356,8 +356,8 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 8, value_name = "W")]
     pub window: usize,
     /// The broker(s) to run through, one after the other.
-    #[arg(long, value_enum, default_value_t = CheckBroker::Both)]
-    pub broker: CheckBroker,
+    #[arg(long, default_value = "both", value_name = "embedded|mosquitto|both")]
+    pub broker: Brokers,
     /// After each send, the probability that the client disconnects and stays offline for a
     /// while (its inbox queues at the broker, what it sends meanwhile waits in its outbox).
     #[arg(long, default_value_t = 0.01, value_name = "P")]

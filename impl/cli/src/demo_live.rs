@@ -1,7 +1,8 @@
 //! `sotto demo`: the real stack in one process, then what the server saw.
 //!
 //! ```text
-//!  temp dir ── Pki ── membership (HTTPS, 127.0.0.1:free) ── directory of public keys (Req1)
+//!  temp dir ── sotto_server::Service (the one builder): Pki, membership (HTTPS, 127.0.0.1:free),
+//!           │  directory of public keys (Req1)
 //!           └─ message service: mTLS front ─ embedded rumqttd (127.0.0.1:free)
 //!                                 └─ wiretap: every MQTT packet the server side handled
 //!  alice, bob, carol: sotto_client::Client, each with a SQLCipher store in the temp dir
@@ -16,17 +17,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use sotto_client::{Chat, Client, ClientEvent, KdfParams, SignupOptions, SyncReport, UserId};
-use sotto_server::broker::MessageService;
-use sotto_server::broker::filter::{self, Packet};
+use sotto_client::{Chat, Client, ClientEvent, Config, KdfParams, SyncReport, UserId};
+use sotto_server::Service;
 use sotto_server::broker::front::{TapDirection, TapRecord};
-use sotto_server::ca::Pki;
-use sotto_server::membership::{DEFAULT_DIFFICULTY, Membership, MembershipConfig};
+use sotto_server::membership::DEFAULT_DIFFICULTY;
+use sotto_wire::mqtt::{self, Packet};
 
 /// Upper bound of every sync.
 const WAIT: Duration = Duration::from_secs(20);
@@ -56,14 +54,10 @@ impl Person {
     }
 }
 
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
 async fn sync(p: &mut Person) -> anyhow::Result<SyncReport> {
     let report = p
         .client
-        .sync_with(WAIT, QUIET)
+        .sync(WAIT)
         .await
         .with_context(|| format!("{} could not sync", p.name))?;
     ensure!(
@@ -72,17 +66,6 @@ async fn sync(p: &mut Person) -> anyhow::Result<SyncReport> {
         p.name
     );
     Ok(report)
-}
-
-fn texts(report: &SyncReport) -> Vec<String> {
-    report
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            ClientEvent::Message(m) => Some(m.text.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Tells the story of one sync.
@@ -130,7 +113,7 @@ fn show(
                 who.name
             )?,
             ClientEvent::Refused(r) => {
-                writeln!(out, "  {} refused an envelope ({})", who.name, r.code)?
+                writeln!(out, "  {} refused an envelope ({})", who.name, r.code())?
             }
             _ => {}
         }
@@ -153,7 +136,7 @@ fn publishes(tap: &[TapRecord]) -> Vec<Seen> {
                 TapDirection::ClientToBroker { .. } => true,
                 TapDirection::BrokerToClient => false,
             };
-            match filter::parse(&r.packet) {
+            match mqtt::parse(&r.packet) {
                 Ok(Packet::Publish(p)) => {
                     let start = r.packet.len().checked_sub(p.payload_len)?;
                     Some(Seen {
@@ -183,44 +166,40 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         dir.path().display()
     )?;
 
-    let pki = Arc::new(Pki::load_or_create(&dir.path().join("server"))?);
-    let service = MessageService::start_embedded(&pki, loopback()).await?;
-    let mut tap = service.wiretap();
-    let membership = Membership::start(
-        MembershipConfig {
-            data_dir: dir.path().join("server"),
-            listen: loopback(),
-            difficulty: DEFAULT_DIFFICULTY,
-            broker_addr: service.local_addr().to_string(),
-        },
-        pki.clone(),
-    )
-    .await?;
+    let service = Service::builder(dir.path().join("server"))
+        .start()
+        .await
+        .context("starting the service")?;
+    let mut tap = service
+        .mqtt_wiretap()
+        .context("the embedded broker runs behind the front")?;
     writeln!(
         out,
         "server: membership {}, broker {}, CA SHA-256 {}...",
-        membership.url(),
-        service.local_addr(),
-        &pki.ca_fingerprint()[..16]
+        service.membership_url(),
+        service.broker_addr(),
+        &service.pki().ca_fingerprint()[..16]
     )?;
 
     writeln!(
         out,
         "\n1. Signup (Req1): keys only, no name, number or e-mail; {DEFAULT_DIFFICULTY}-bit proof of work"
     )?;
-    let options = SignupOptions {
+    let config = Config {
         kdf: KdfParams::default(),
-        one_time_prekeys: 10,
+        signup_one_time_prekeys: 10,
         establish_inbox: Some(WAIT),
+        sync_quiet: QUIET,
+        ..Config::default()
     };
     let mut people = Vec::new();
     for name in ["alice", "bob", "carol"] {
         let client = Client::signup_with(
-            &membership.url(),
-            pki.ca_pem(),
+            &service.membership_url(),
+            service.pki().ca_pem(),
             dir.path().join(format!("{name}.db")),
             PASSPHRASE,
-            &options,
+            config.clone(),
         )
         .await
         .with_context(|| format!("{name} could not sign up"))?;
@@ -278,15 +257,15 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let got = sync(&mut bob).await?;
     show(out, &bob, &got, &names)?;
     ensure!(
-        texts(&got) == [TEXTS[0], TEXTS[1]],
+        got.texts() == [TEXTS[0], TEXTS[1]],
         "bob should read alice's two messages, got {:?}",
-        texts(&got)
+        got.texts()
     );
     bob.client.send(&alice.id(), TEXTS[2])?;
     sync(&mut bob).await?;
     let got = sync(&mut alice).await?;
     show(out, &alice, &got, &names)?;
-    ensure!(texts(&got) == [TEXTS[2]], "alice should read bob's answer");
+    ensure!(got.texts() == [TEXTS[2]], "alice should read bob's answer");
 
     writeln!(
         out,
@@ -304,7 +283,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         let got = sync(p).await?;
         show(out, p, &got, &names)?;
         ensure!(
-            texts(&got) == [TEXTS[3]],
+            got.texts() == [TEXTS[3]],
             "{} should read bob's group message",
             p.name
         );
@@ -320,13 +299,13 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let got = sync(&mut bob).await?;
     show(out, &bob, &got, &names)?;
     ensure!(
-        texts(&got) == [TEXTS[4]],
+        got.texts() == [TEXTS[4]],
         "bob should read the message after the rekey"
     );
     let got = sync(&mut carol).await?;
     show(out, &carol, &got, &names)?;
     ensure!(
-        texts(&got).is_empty(),
+        got.texts().is_empty(),
         "carol read a message sent after her removal"
     );
     ensure!(
@@ -421,7 +400,6 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         "  and none in the three store files on disk ({checked} bytes, SQLCipher, Req7)"
     )?;
 
-    membership.shutdown().await;
     service.shutdown().await;
     writeln!(out, "\ndemo finished: everything as expected")?;
     Ok(())

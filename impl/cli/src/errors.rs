@@ -1,14 +1,16 @@
 //! Errors as the person reads them: what went wrong, then what to do next.
 //!
-//! Library errors (`ClientError`, `StoreError`) name the failure without user data; here they get
-//! the store path and the command to run next. Nothing secret is ever part of a message.
+//! Library errors (`ClientError`, `StoreError`) are typed and name the failure without user data;
+//! here they get the store path and the command to run next, chosen by matching their variants
+//! and codes (never their text). Nothing secret is ever part of a message.
 
 use std::fmt;
 use std::path::Path;
 
-use sotto_client::ClientError;
-use sotto_server::membership::ClientError as MembershipError;
-use sotto_store::StoreError;
+use sotto_client::{
+    ApiCode, ClientError, CryptoError, GroupError, MisuseError, NetworkFailure, ProtocolError,
+    Service, StoreError,
+};
 
 /// An error with the next step for the person.
 #[derive(Debug)]
@@ -49,8 +51,32 @@ pub fn client(e: ClientError, store: &Path) -> anyhow::Error {
     let shown = store.display();
     let (what, hint): (String, Option<String>) = match &e {
         ClientError::Store(s) => return self::store(s, store, e.to_string()),
-        ClientError::Membership(m) => return membership(m, e.to_string()),
-        ClientError::MissingSetting(_) => (
+        ClientError::Network {
+            service: Service::Membership,
+            failure: NetworkFailure::Tls,
+            cause,
+        } => (
+            format!("the membership service failed the TLS check: {cause}"),
+            Some(
+                "is the CA the one `sotto serve` printed? (a TLS failure means the CA does not \
+                 match)"
+                    .into(),
+            ),
+        ),
+        ClientError::Network {
+            service: Service::Membership,
+            cause,
+            ..
+        } => (
+            format!("could not reach the membership service: {cause}"),
+            Some(
+                "is `sotto serve` running at that URL? Messages already in the store are not \
+                 affected; try again once it is up"
+                    .into(),
+            ),
+        ),
+        ClientError::Refused { code, .. } => (e.to_string(), refused_hint(*code)),
+        ClientError::NoAccount(_) => (
             format!("the store at {shown} has no account"),
             Some("run `sotto signup --server URL --ca CA.pem` to create one".into()),
         ),
@@ -60,7 +86,7 @@ pub fn client(e: ClientError, store: &Path) -> anyhow::Error {
                 "compare safety numbers with {user} in person before trusting the new identity"
             )),
         ),
-        ClientError::Connection(_) | ClientError::Timeout => (
+        ClientError::Network { .. } | ClientError::Timeout => (
             format!("could not reach the message service: {e}"),
             Some(
                 "is `sotto serve` running? Your messages stay queued in the store and go out \
@@ -76,28 +102,59 @@ pub fn client(e: ClientError, store: &Path) -> anyhow::Error {
                     .into(),
             ),
         ),
-        ClientError::Core(c) => match c.code() {
-            "unknown_peer" => (
-                e.to_string(),
-                Some("add the person first: `sotto add <card URI or user id>`".into()),
-            ),
-            "not_a_member" => (
-                e.to_string(),
-                Some("add the person to the group first: `sotto group add GROUP USER_ID`".into()),
-            ),
-            "unknown_group" => (
-                e.to_string(),
-                Some("see your groups with `sotto group list`".into()),
-            ),
-            "not_group_admin" => (
-                e.to_string(),
-                Some("only the group's admin (its creator) changes its members".into()),
-            ),
-            _ => (e.to_string(), None),
-        },
+        ClientError::Protocol(p) => (e.to_string(), protocol_hint(*p)),
         _ => (e.to_string(), None),
     };
     anyhow::Error::new(Hinted { what, hint })
+}
+
+/// What to do about a refusal of the membership service.
+fn refused_hint(code: ApiCode) -> Option<String> {
+    let hint = match code {
+        ApiCode::UnknownUser => "check the user id (16 letters a-z and digits 2-7)",
+        ApiCode::Core(ProtocolError::Crypto(CryptoError::InsufficientWork))
+        | ApiCode::UnknownChallenge => "try `sotto signup` again",
+        ApiCode::Internal | ApiCode::Timeout => "the service had a problem; try again later",
+        _ => return None,
+    };
+    Some(hint.to_owned())
+}
+
+/// What to do about a refusal of the protocol core.
+fn protocol_hint(e: ProtocolError) -> Option<String> {
+    let hint = match e {
+        ProtocolError::Misuse(MisuseError::UnknownPeer) => {
+            "add the person first: `sotto add <card URI or user id>`"
+        }
+        ProtocolError::Group(GroupError::NotAMember) => {
+            "add the person to the group first: `sotto group add GROUP USER_ID`"
+        }
+        ProtocolError::Group(GroupError::UnknownGroup) => "see your groups with `sotto group list`",
+        ProtocolError::Group(GroupError::NotGroupAdmin) => {
+            "only the group's admin (its creator) changes its members"
+        }
+        _ => return None,
+    };
+    Some(hint.to_owned())
+}
+
+/// Explains why the CA could not be fetched by its fingerprint (`signup --ca-fingerprint`).
+pub fn fetch_ca(e: ClientError, url: &str) -> anyhow::Error {
+    match e {
+        ClientError::Invalid(_) => hinted(
+            format!("{url:?} is not an https:// URL"),
+            "give the membership URL `sotto serve` printed, e.g. https://localhost:7443",
+        ),
+        ClientError::FingerprintMismatch => hinted(
+            "the server's CA does not have the fingerprint you gave: signup stopped",
+            "check the fingerprint with the operator; someone may be in between",
+        ),
+        ClientError::Network { cause, .. } => hinted(
+            format!("cannot fetch the CA from {url}: {cause}"),
+            "is `sotto serve` running at that URL?",
+        ),
+        other => anyhow::Error::new(other),
+    }
 }
 
 /// Explains a store error.
@@ -136,43 +193,5 @@ pub fn store(s: &StoreError, store: &Path, text: String) -> anyhow::Error {
     anyhow::Error::new(Hinted {
         what,
         hint: Some(hint),
-    })
-}
-
-fn membership(m: &MembershipError, text: String) -> anyhow::Error {
-    if let MembershipError::Transport(t) = m
-        && (t.is_connect() || t.is_timeout())
-    {
-        let at = t
-            .url()
-            .map(|u| format!(" at {}", u.origin().ascii_serialization()))
-            .unwrap_or_default();
-        // The innermost cause says why (connection refused, timed out, ...); the layers above it
-        // repeat the URL.
-        let mut cause: &dyn std::error::Error = t;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
-        return anyhow::Error::new(Hinted {
-            what: format!("could not reach the membership service{at}: {cause}"),
-            hint: Some(
-                "is `sotto serve` running at that URL? Messages already in the store are not \
-                 affected; try again once it is up"
-                    .to_owned(),
-            ),
-        });
-    }
-    let hint = match m.code() {
-        Some("unknown_user") => Some("check the user id (16 letters a-z and digits 2-7)"),
-        Some("insufficient_work" | "unknown_challenge") => Some("try `sotto signup` again"),
-        Some(_) => None,
-        None => Some(
-            "is `sotto serve` running at that URL, and is the CA the one it printed? \
-             (a TLS failure means the CA does not match)",
-        ),
-    };
-    anyhow::Error::new(Hinted {
-        what: text,
-        hint: hint.map(str::to_owned),
     })
 }

@@ -72,7 +72,7 @@ pub fn group(client: &Client, text: &str) -> anyhow::Result<GroupId> {
     let groups = client.groups();
     let matches: Vec<GroupId> = groups
         .iter()
-        .map(|(g, _, _)| *g)
+        .map(|g| g.id)
         .filter(|g| !text.is_empty() && g.to_string().starts_with(text))
         .collect();
     match matches.as_slice() {
@@ -123,9 +123,9 @@ pub fn event(e: &ClientEvent) -> Option<String> {
         ClientEvent::RemovedFromGroup(g) => {
             Some(format!("  group {}: the admin removed you", short_group(g)))
         }
-        ClientEvent::Refused(r) => Some(format!("  an envelope was refused ({})", r.code)),
+        ClientEvent::Refused(r) => Some(format!("  an envelope was refused ({})", r.code())),
         ClientEvent::ContentRejected(r) => {
-            Some(format!("  a message's content was refused ({})", r.code))
+            Some(format!("  a message's content was refused ({})", r.code()))
         }
         _ => None,
     }

@@ -114,10 +114,10 @@ pub async fn list(store: &Path) -> anyhow::Result<()> {
         println!("no groups: `sotto group create <name> <user id>...`");
     }
     let me = client.user_id();
-    for (group, epoch, members) in groups {
-        println!("{group}  epoch {epoch}");
-        for (i, m) in members.iter().enumerate() {
-            let role = if i == 0 { "admin" } else { "member" };
+    for group in groups {
+        println!("{}  epoch {}", group.id, group.epoch);
+        for m in &group.members {
+            let role = if *m == group.admin { "admin" } else { "member" };
             let you = if *m == me { " (you)" } else { "" };
             println!("  {m}  {role}{you}");
         }

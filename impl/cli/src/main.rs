@@ -21,7 +21,6 @@
 //! passphrase from `SOTTO_PASSPHRASE` or a prompt without echo. Errors end with what to do next;
 //! logs go to stderr through `tracing` (`RUST_LOG=sotto=debug,sotto_client=debug`).
 
-mod banner;
 mod check;
 mod cli;
 mod demo;
@@ -32,7 +31,6 @@ mod group;
 mod messaging;
 mod passphrase;
 mod person;
-mod pin;
 mod qr;
 mod serve;
 mod soak;

@@ -168,7 +168,7 @@ pub async fn chat(store: &Path, args: ChatArgs) -> anyhow::Result<()> {
             },
             ev = events.recv() => match ev {
                 Some(ClientEvent::Connected { .. }) => eprintln!("  (connected)"),
-                Some(ClientEvent::Disconnected { reason }) => {
+                Some(ClientEvent::Disconnected { reason, .. }) => {
                     eprintln!("  (disconnected: {reason}; reconnecting)");
                 }
                 Some(e) => {

@@ -6,11 +6,12 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use sotto_client::{Client, SignupOptions, UserId};
+use sotto_client::pin::{Fingerprint, fetch_ca};
+use sotto_client::{Client, Config, UserId};
 
 use crate::cli::{AddArgs, CardArgs, SignupArgs, VerifyArgs};
 use crate::errors::{self, hinted};
-use crate::{format, passphrase, pin, qr};
+use crate::{format, passphrase, qr};
 
 /// Opens the account in `store` (passphrase from the environment or the prompt).
 pub async fn open(store: &Path) -> anyhow::Result<Client> {
@@ -42,7 +43,17 @@ pub async fn signup(store: &Path, args: SignupArgs) -> anyhow::Result<()> {
                 "the operator's `sotto serve` printed the CA file path (DIR/ca.pem)",
             )
         })?,
-        (None, Some(fp)) => pin::fetch_ca(&args.server, fp).await?,
+        (None, Some(fp)) => {
+            let fingerprint = Fingerprint::parse(fp).map_err(|_| {
+                hinted(
+                    format!("{fp:?} is not a SHA-256 fingerprint"),
+                    "give the 64 hex digits `sotto serve` printed after `CA SHA-256`",
+                )
+            })?;
+            fetch_ca(&args.server, &fingerprint)
+                .await
+                .map_err(|e| errors::fetch_ca(e, &args.server))?
+        }
         (None, None) => {
             return Err(hinted(
                 "no CA given",
@@ -51,12 +62,12 @@ pub async fn signup(store: &Path, args: SignupArgs) -> anyhow::Result<()> {
         }
     };
     let pass = passphrase::for_create()?;
-    let options = SignupOptions {
-        one_time_prekeys: args.one_time_prekeys,
-        ..SignupOptions::default()
+    let config = Config {
+        signup_one_time_prekeys: args.one_time_prekeys,
+        ..Config::default()
     };
     eprintln!("signing up with {} ...", args.server);
-    let client = Client::signup_with(&args.server, &ca_pem, store, &pass, &options)
+    let client = Client::signup_with(&args.server, &ca_pem, store, &pass, config)
         .await
         .map_err(|e| errors::client(e, store))?;
     println!("signed up: your user id is {}", client.user_id());

@@ -9,37 +9,17 @@
 //!                (or, with --mosquitto-external, only the files for a Mosquitto run elsewhere)
 //! ```
 //!
+//! Everything is started by `sotto_server::Service`, the builder the demo, the conformance runs
+//! and the tests use too.
+//!
 //! Runs until Ctrl-C or SIGTERM, then stops accepting, closes the connections and exits 0. The
 //! first lines on stdout say where everything is (the tests read them).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use sotto_server::{Broker, Service, ServiceError};
 
-use anyhow::Context as _;
-use sotto_server::broker::MessageService;
-use sotto_server::broker::mosquitto::{MosquittoProcess, MosquittoProfile};
-use sotto_server::ca::Pki;
-use sotto_server::membership::{Membership, MembershipConfig};
-
-use crate::banner;
-use crate::cli::{BrokerKind, ServeArgs};
+use crate::cli::ServeArgs;
 use crate::errors::hinted;
-
-/// The running message service.
-enum Broker {
-    Embedded(MessageService),
-    Mosquitto(MosquittoProcess),
-    External,
-}
-
-/// The address devices are told, `host:port`: `localhost` stands in for an unspecified IP.
-fn advertised(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        format!("localhost:{}", addr.port())
-    } else {
-        addr.to_string()
-    }
-}
+use sotto::banner;
 
 /// `sotto serve`.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -49,123 +29,109 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("warning: {what} {addr} is reachable from other machines");
         }
     }
-    if args.mosquitto_external && args.broker != BrokerKind::Mosquitto {
+    if args.mosquitto_external && args.broker != Broker::Mosquitto {
         return Err(hinted(
             "--mosquitto-external needs --broker mosquitto",
             "run `sotto serve --broker mosquitto --mosquitto-external`",
         ));
     }
     let data = args.data.clone();
-    let pki = {
-        let dir = data.clone();
-        tokio::task::spawn_blocking(move || Pki::load_or_create(&dir))
-            .await?
-            .map_err(|e| {
-                hinted(
-                    format!("cannot load or create the CA in {}: {e}", data.display()),
-                    "check that the directory is writable and that ca.key / server.key are \
-                     mode 0600",
-                )
-            })?
-    };
-    let pki = Arc::new(pki);
+    let mut builder = Service::builder(&data)
+        .broker(args.broker)
+        .membership_listen(args.listen)
+        .mqtt_listen(args.mqtt)
+        .difficulty(args.difficulty);
+    if args.broker == Broker::Mosquitto {
+        // The Mosquitto profile faces the devices itself (mutual TLS and the ACL), or is only
+        // written for a Mosquitto the operator runs.
+        builder = if args.mosquitto_external {
+            builder.mosquitto_files_only()
+        } else {
+            builder.mosquitto_direct()
+        };
+    }
+    if let Some(public) = &args.public_broker {
+        builder = builder.advertise_broker(public.clone());
+    }
+    let service = builder.start().await.map_err(|e| explain(e, &args))?;
 
-    let (broker, broker_addr) = match args.broker {
-        BrokerKind::Embedded => {
-            let service = MessageService::start_embedded(&pki, args.mqtt)
-                .await
-                .map_err(|e| {
-                    hinted(
-                        format!("cannot start the message service on {}: {e}", args.mqtt),
-                        "is the port in use? choose another with --mqtt (port 0: any free port)",
-                    )
-                })?;
-            let addr = service.local_addr();
-            (Broker::Embedded(service), addr)
-        }
-        BrokerKind::Mosquitto => {
-            let dir = data.join("mosquitto");
-            let profile = MosquittoProfile::write(&pki, &dir, args.mqtt)
-                .with_context(|| format!("writing the Mosquitto profile into {}", dir.display()))?;
-            if args.mosquitto_external {
-                println!("mosquitto config: {}", profile.conf_path().display());
-                println!(
-                    "  start it with: mosquitto -c {}",
-                    profile.conf_path().display()
-                );
-                (Broker::External, profile.addr())
-            } else {
-                let process = MosquittoProcess::spawn(&profile).await.map_err(|e| {
-                    hinted(
-                        format!("cannot start mosquitto: {e}"),
-                        "install Mosquitto 2 (`apt-get install mosquitto`), free the --mqtt \
-                         port, or use --broker embedded",
-                    )
-                })?;
-                let addr = process.addr();
-                (Broker::Mosquitto(process), addr)
-            }
-        }
-    };
-    let broker_public = args
-        .public_broker
-        .clone()
-        .unwrap_or_else(|| advertised(broker_addr));
-
-    let membership = Membership::start(
-        MembershipConfig {
-            data_dir: data.clone(),
-            listen: args.listen,
-            difficulty: args.difficulty,
-            broker_addr: broker_public.clone(),
-        },
-        pki.clone(),
-    )
-    .await
-    .map_err(|e| {
-        hinted(
-            format!(
-                "cannot start the membership service on {}: {e}",
-                args.listen
-            ),
-            "is the port in use? choose another with --listen (port 0: any free port)",
-        )
-    })?;
-
-    let kind = match &broker {
-        Broker::Embedded(_) => "embedded rumqttd behind the mTLS front",
-        Broker::Mosquitto(_) => "mosquitto",
-        Broker::External => "mosquitto, started by you",
+    if let Some(conf) = service.mosquitto_conf().filter(|_| args.mosquitto_external) {
+        println!("mosquitto config: {}", conf.display());
+        println!("  start it with: mosquitto -c {}", conf.display());
+    }
+    let kind = match (
+        service.broker(),
+        service.has_front(),
+        args.mosquitto_external,
+    ) {
+        (Broker::Embedded, _, _) => "embedded rumqttd behind the mTLS front",
+        (Broker::Mosquitto, true, _) => "mosquitto behind the mTLS front",
+        (Broker::Mosquitto, false, false) => "mosquitto",
+        (Broker::Mosquitto, false, true) => "mosquitto, started by you",
     };
     println!("{}", banner::line("data directory:", data.display()));
-    println!("{}", banner::line(banner::MEMBERSHIP, membership.url()));
     println!(
         "{}",
-        banner::line("broker:", format!("{broker_public} ({kind})"))
+        banner::line(banner::MEMBERSHIP, service.membership_url())
     );
     println!(
         "{}",
-        banner::line(banner::CA_FILE, data.join("ca.pem").display())
+        banner::line(
+            "broker:",
+            format!("{} ({kind})", service.advertised_broker())
+        )
     );
-    println!("{}", banner::line(banner::CA_SHA256, pki.ca_fingerprint()));
+    println!(
+        "{}",
+        banner::line(banner::CA_FILE, service.ca_file().display())
+    );
+    println!(
+        "{}",
+        banner::line(banner::CA_SHA256, service.pki().ca_fingerprint())
+    );
     println!("signup difficulty: {} bits", args.difficulty);
     println!(
         "people sign up with: sotto signup --server {} --ca {}",
-        membership.url(),
-        data.join("ca.pem").display()
+        service.membership_url(),
+        service.ca_file().display()
     );
     println!("{}; Ctrl-C stops the service", banner::READY);
 
     wait_for_stop().await;
     eprintln!("stopping ...");
-    membership.shutdown().await;
-    match broker {
-        Broker::Embedded(service) => service.shutdown().await,
-        Broker::Mosquitto(process) => process.stop().await?,
-        Broker::External => {}
-    }
+    service.shutdown().await;
     eprintln!("stopped");
     Ok(())
+}
+
+/// A start-up failure with what to do about it, by the part that failed.
+fn explain(e: ServiceError, args: &ServeArgs) -> anyhow::Error {
+    match &e {
+        ServiceError::Io(_) | ServiceError::Pki(_) => hinted(
+            format!(
+                "cannot load or create the CA in {}: {e}",
+                args.data.display()
+            ),
+            "check that the directory is writable and that ca.key / server.key are mode 0600",
+        ),
+        ServiceError::Broker(_) if args.broker == Broker::Mosquitto => hinted(
+            format!("cannot start mosquitto: {e}"),
+            "install Mosquitto 2 (`apt-get install mosquitto`), free the --mqtt port, or use \
+             --broker embedded",
+        ),
+        ServiceError::Broker(_) => hinted(
+            format!("cannot start the message service on {}: {e}", args.mqtt),
+            "is the port in use? choose another with --mqtt (port 0: any free port)",
+        ),
+        ServiceError::Membership(_) => hinted(
+            format!(
+                "cannot start the membership service on {}: {e}",
+                args.listen
+            ),
+            "is the port in use? choose another with --listen (port 0: any free port)",
+        ),
+        _ => anyhow::Error::new(e),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

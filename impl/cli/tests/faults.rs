@@ -52,6 +52,7 @@ use common::{
     COMMAND_WAIT, Guard, Output, PASSPHRASE, Running, SERVE_WAIT, Server, add_card, free_addr,
     signup, sotto, stored_messages, wait_for_port,
 };
+use sotto_server::Broker;
 use sotto_store::{Direction, MessageState, StoredMessage};
 
 /// A broker->client TLS record at least this long carries a message: the texts of scenario 1
@@ -65,25 +66,11 @@ const SHORT_TIMEOUT: &str = "4s";
 /// The error of a command that could not reach the broker.
 const BROKER_DOWN: &str = "could not reach the message service";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Broker {
-    Embedded,
-    Mosquitto,
-}
-
-/// `true` if Mosquitto can run here; otherwise says that the test is skipped.
+/// `true` if `broker` can run here; otherwise says that the test is skipped.
 fn broker_available(broker: Broker, test: &str) -> bool {
-    if broker == Broker::Embedded {
-        return true;
-    }
-    let found = Command::new("mosquitto")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
+    let found = broker.is_available();
     if !found {
-        eprintln!("{test}: SKIPPED, mosquitto is not installed (apt-get install mosquitto)");
+        eprintln!("{test}: SKIPPED, {broker} is not installed (apt-get install {broker})");
     }
     found
 }
@@ -97,10 +84,14 @@ fn serve(
     extra: &[&str],
 ) -> Server {
     let (listen, mqtt) = (listen.to_string(), mqtt.to_string());
-    let mut args = vec!["--listen", &listen, "--mqtt", &mqtt];
-    if broker == Broker::Mosquitto {
-        args.extend(["--broker", "mosquitto"]);
-    }
+    let mut args = vec![
+        "--listen",
+        &listen,
+        "--mqtt",
+        &mqtt,
+        "--broker",
+        broker.name(),
+    ];
     args.extend(extra);
     Server::start_with(data, &args)
 }

@@ -6,47 +6,19 @@
 //! fails the device is reloaded from the store so memory never runs ahead of the disk.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand_core::OsRng;
 use sotto_core::keys::OneTimePreKeyPair;
 use sotto_core::signup::SignupRequest;
 use sotto_core::{Device, Identity, ServerClock, UserId};
-use sotto_server::membership::MembershipClient;
-use sotto_server::membership::api::PrekeyUpload;
-use sotto_store::{Backoff, KdfParams, Setting, Store};
+use sotto_store::{Setting, Store};
+use sotto_wire::membership_api::PrekeyUpload;
 use zeroize::Zeroizing;
 
-use crate::error::{ClientError, Result};
-
-/// One-time prekeys sent with the signup request (LIM-15 allows 100).
-pub const SIGNUP_ONE_TIME_PREKEYS: usize = 50;
-
-/// Below this many one-time prekeys in the directory, [`Client::refill_prekeys`] uploads more.
-pub const PREKEY_LOW_WATER: u32 = 20;
-
-/// How to sign up.
-#[derive(Clone, Debug)]
-pub struct SignupOptions {
-    /// Argon2id parameters of the new store (STORE-1).
-    pub kdf: KdfParams,
-    /// One-time prekeys in the signup request (at most LIM-15).
-    pub one_time_prekeys: usize,
-    /// Connect once after signup so the broker keeps a persistent session for the inbox
-    /// (BROKER-4): messages sent before the first real connection are then queued, not lost.
-    /// `None` skips it; a failure is logged, not returned.
-    pub establish_inbox: Option<Duration>,
-}
-
-impl Default for SignupOptions {
-    fn default() -> Self {
-        SignupOptions {
-            kdf: KdfParams::default(),
-            one_time_prekeys: SIGNUP_ONE_TIME_PREKEYS,
-            establish_inbox: Some(Duration::from_secs(15)),
-        }
-    }
-}
+use crate::config::Config;
+use crate::error::{BadAnswer, ClientError, Result};
+use crate::membership::MembershipClient;
 
 /// The service addresses and TLS credentials, as kept in the store's settings.
 pub(crate) struct Credentials {
@@ -69,9 +41,7 @@ impl core::fmt::Debug for Credentials {
 impl Credentials {
     fn load(store: &Store) -> Result<Credentials> {
         let text = |s: Setting, name: &'static str| -> Result<Zeroizing<String>> {
-            store
-                .setting_text(s)?
-                .ok_or(ClientError::MissingSetting(name))
+            store.setting_text(s)?.ok_or(ClientError::NoAccount(name))
         };
         Ok(Credentials {
             server_url: text(Setting::ServerUrl, "server_url")?.to_string(),
@@ -93,21 +63,25 @@ impl Credentials {
 
     /// A membership client presenting the device certificate (TLS-1).
     pub(crate) fn membership(&self) -> Result<MembershipClient> {
-        Ok(MembershipClient::new(
+        MembershipClient::new(
             &self.server_url,
             &self.ca_pem,
             Some((&self.cert_pem, &self.key_pem)),
-        )?)
+        )
     }
 }
 
 /// A device's account: its encrypted store, the protocol state, the TLS credentials and the
 /// server clock (TIME-1). See the crate documentation for the flow.
+///
+/// Nothing of it is reachable from outside but through its methods: no private key, no store
+/// handle (the `test-utils` feature adds read access for conformance runs).
 pub struct Client {
     pub(crate) store: Store,
     pub(crate) device: Device,
     pub(crate) clock: ServerClock,
     pub(crate) creds: Credentials,
+    pub(crate) config: Config,
     pub(crate) rng: OsRng,
 }
 
@@ -133,7 +107,8 @@ impl Client {
     // ------------------------------------------------------------------ signup and open
 
     /// Signs up with the membership service at `server_url` (trusting only `ca_pem`, the CA the
-    /// operator distributed) and creates the encrypted store at `store_path` (Req1, SIGNUP-1..4).
+    /// operator distributed) and creates the encrypted store at `store_path` (Req1, SIGNUP-1..4),
+    /// with the default [`Config`].
     pub async fn signup(
         server_url: &str,
         ca_pem: &str,
@@ -145,12 +120,13 @@ impl Client {
             ca_pem,
             store_path,
             passphrase,
-            &SignupOptions::default(),
+            Config::default(),
         )
         .await
     }
 
-    /// [`Client::signup`] with options.
+    /// [`Client::signup`] with a [`Config`] (kept for as long as the account is open, like
+    /// [`Client::open_with`]).
     ///
     /// 1. a challenge and the difficulty from the service (SIGNUP-3);
     /// 2. a TLS key pair (ECDSA P-256, KEY-6), the identity, signed prekey 1 and one-time prekeys;
@@ -163,17 +139,15 @@ impl Client {
         ca_pem: &str,
         store_path: impl AsRef<Path>,
         passphrase: &[u8],
-        options: &SignupOptions,
+        config: Config,
     ) -> Result<Client> {
+        config.check()?;
         let path: PathBuf = store_path.as_ref().to_owned();
         if passphrase.is_empty() {
             return Err(sotto_store::StoreError::EmptyPassphrase.into());
         }
         if path.exists() {
             return Err(sotto_store::StoreError::AlreadyExists.into());
-        }
-        if options.one_time_prekeys > sotto_core::limits::MAX_OPK_UPLOAD {
-            return Err(ClientError::Invalid("more one-time prekeys than LIM-15"));
         }
         let anonymous = MembershipClient::new(server_url, ca_pem, None)?;
         let (challenge, difficulty) = anonymous.challenge().await?;
@@ -184,7 +158,7 @@ impl Client {
         let spki = rcgen::PublicKeyData::subject_public_key_info(&tls_key);
         drop(tls_key);
 
-        let opk_count = options.one_time_prekeys;
+        let opk_count = config.signup_one_time_prekeys;
         let (identity, spk, opks, request) = tokio::task::spawn_blocking(move || {
             let mut rng = OsRng;
             let identity = Identity::generate(&mut rng);
@@ -212,16 +186,18 @@ impl Client {
         let mut clock = ServerClock::new();
         clock.observe(response.server_time_ms, local_ms());
         let user_id = UserId::parse(&response.user_id)
-            .map_err(|_| ClientError::BadServerAnswer("user id"))?;
+            .map_err(|_| ClientError::BadAnswer(BadAnswer::UserId))?;
         let mut device = Device::from_keys(user_id, identity, spk);
         for opk in opks {
             device.insert_one_time_prekey(opk);
         }
         let now = clock.now(local_ms());
-        let kdf = options.kdf;
+        let kdf = config.kdf;
         let pass = Zeroizing::new(passphrase.to_vec());
+        let resend = config.resend;
         let (store, device) = tokio::task::spawn_blocking(move || {
-            let store = Store::create_with_params(&path, &pass, &device, now, kdf)?;
+            let mut store = Store::create_with_params(&path, &pass, &device, now, kdf)?;
+            store.set_backoff(resend);
             Ok::<_, ClientError>((store, device))
         })
         .await
@@ -233,19 +209,22 @@ impl Client {
             cert_pem: response.certificate_pem,
             key_pem,
         };
+        let establish_inbox = config.establish_inbox;
+        let low_water = config.prekey_low_water;
         let mut client = Client {
             store,
             device,
             clock,
             creds,
+            config,
             rng: OsRng,
         };
         client.creds.save(&mut client.store)?;
         client.store.set_time_offset(client.clock.offset_ms())?;
         tracing::info!(user = %client.user_id(), "signed up");
 
-        client.refill_prekeys(PREKEY_LOW_WATER).await?;
-        if let Some(wait) = options.establish_inbox {
+        client.refill_prekeys(low_water).await?;
+        if let Some(wait) = establish_inbox {
             if let Err(e) = client.sync(wait).await {
                 tracing::warn!(error = %e, "could not establish the inbox session after signup");
             }
@@ -254,8 +233,19 @@ impl Client {
     }
 
     /// Opens the account in the store at `store_path` (STORE-1, STORE-2: a wrong passphrase is
-    /// `ClientError::Store(StoreError::WrongPassphrase)` and changes nothing).
+    /// `ClientError::Store(StoreError::WrongPassphrase)` and changes nothing), with the default
+    /// [`Config`].
     pub async fn open(store_path: impl AsRef<Path>, passphrase: &[u8]) -> Result<Client> {
+        Client::open_with(store_path, passphrase, Config::default()).await
+    }
+
+    /// [`Client::open`] with a [`Config`].
+    pub async fn open_with(
+        store_path: impl AsRef<Path>,
+        passphrase: &[u8],
+        config: Config,
+    ) -> Result<Client> {
+        config.check()?;
         let path = store_path.as_ref().to_owned();
         let pass = Zeroizing::new(passphrase.to_vec());
         let (store, device) = tokio::task::spawn_blocking(move || {
@@ -265,6 +255,8 @@ impl Client {
         })
         .await
         .map_err(|_| ClientError::Task)??;
+        let mut store = store;
+        store.set_backoff(config.resend);
         let creds = Credentials::load(&store)?;
         let clock = ServerClock::with_offset(store.time_offset()?.unwrap_or(0));
         Ok(Client {
@@ -272,6 +264,7 @@ impl Client {
             device,
             clock,
             creds,
+            config,
             rng: OsRng,
         })
     }
@@ -283,14 +276,23 @@ impl Client {
         *self.device.user_id()
     }
 
-    /// The encrypted store (messages, contacts, outbox), read-only.
+    /// The encrypted store (messages, contacts, outbox), read-only. For conformance runs and
+    /// tests only (feature `test-utils`).
+    #[cfg(feature = "test-utils")]
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The protocol state, read-only.
+    /// The protocol state, read-only. For conformance runs and tests only (feature
+    /// `test-utils`): it holds the private keys.
+    #[cfg(feature = "test-utils")]
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The configuration this account was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The membership service URL this account signed up with.
@@ -306,11 +308,6 @@ impl Client {
     /// The server-corrected time, ms (TIME-1).
     pub fn now(&self) -> u64 {
         self.clock.now(local_ms())
-    }
-
-    /// Sets the resend schedule of the outbox (RX-6) for this process.
-    pub fn set_resend_backoff(&mut self, backoff: Backoff) {
-        self.store.set_backoff(backoff);
     }
 
     /// Closes the store.

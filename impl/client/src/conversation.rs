@@ -8,6 +8,20 @@ use sotto_store::{Chat, ContactEntry, MessageState, Store, StoredMessage, ToSend
 
 use crate::account::Client;
 use crate::error::{ClientError, Result};
+use crate::membership::check_bundle;
+
+/// A group this device is in ([`Client::groups`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group id (ID-4).
+    pub id: GroupId,
+    /// The epoch this device holds (GRP-6: it turns with every change of members).
+    pub epoch: u32,
+    /// The admin: the member who created the group and alone changes its members (GRP-1).
+    pub admin: UserId,
+    /// Every member, the admin first.
+    pub members: Vec<UserId>,
+}
 
 impl Client {
     // ------------------------------------------------------------------ contacts (CARD, RX-9)
@@ -108,7 +122,7 @@ impl Client {
 
     // ------------------------------------------------------------------ sending (RX-6)
 
-    /// Seals `text` for `to` and commits it with its outbox row; the connected session (or the
+    /// Seals `text` for `to` and commits it with its outbox row; the online loop (or the
     /// next [`Client::sync`]) publishes it and resends it until the receipt arrives.
     pub fn send(&mut self, to: &UserId, text: &str) -> Result<MessageId> {
         let content = Content::Text(text.to_owned());
@@ -169,14 +183,18 @@ impl Client {
         Ok(())
     }
 
-    /// The groups this device is in, with their epoch and members (admin first).
-    pub fn groups(&self) -> Vec<(GroupId, u32, Vec<UserId>)> {
+    /// The groups this device is in.
+    pub fn groups(&self) -> Vec<GroupInfo> {
         self.device
             .groups()
             .filter_map(|g| {
-                self.device
-                    .group_members(g)
-                    .map(|(epoch, members)| (*g, epoch, members))
+                let (epoch, members) = self.device.group_members(g)?;
+                Some(GroupInfo {
+                    id: *g,
+                    epoch,
+                    admin: *members.first()?,
+                    members,
+                })
             })
             .collect()
     }
@@ -211,16 +229,4 @@ impl Client {
 fn commit_all(store: &mut Store, device: &Device, outs: &[Outgoing], now: u64) -> Result<()> {
     let queue: Vec<ToSend<'_>> = outs.iter().map(ToSend::until_receipt).collect();
     Ok(store.commit_device(device, now, &queue)?)
-}
-
-/// A directory answer is unverified until its signatures check and it names the user asked for
-/// (KEY-5): what [`Client::add_from_directory`] does with the bytes the directory returned, for
-/// callers that fetched them another way.
-pub fn check_bundle(bytes: &[u8], user: &UserId) -> Result<PreKeyBundle> {
-    let bundle = PreKeyBundle::from_bytes(bytes)
-        .map_err(|_| ClientError::BadServerAnswer("bundle does not verify"))?;
-    if bundle.user_id() != user {
-        return Err(ClientError::BadServerAnswer("bundle of another user"));
-    }
-    Ok(bundle)
 }

@@ -1,10 +1,12 @@
 //! What the client tells the person: [`ClientEvent`]s, sent to the UI over a tokio channel by the
-//! connected session ([`crate::Client::connect`]) and collected by [`crate::Client::sync`].
+//! online loop ([`crate::Client::connect`]) and collected by [`crate::Client::sync`].
 //!
 //! Events carry what the UI shows and nothing secret; the text of a message is in the event
 //! because the UI displays it, but `Debug` prints only its length.
 
 use sotto_core::{GroupId, MessageId, Trust, UserId};
+
+use crate::error::{Fault, ProtocolError};
 
 /// A message that was received and committed (RX-4).
 #[derive(Clone, PartialEq, Eq)]
@@ -38,11 +40,18 @@ impl core::fmt::Debug for ReceivedMessage {
     }
 }
 
-/// Why an envelope was dropped without a state change. Carries the core's stable error code.
+/// Why an envelope was dropped without a state change: the core's typed error.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Refusal {
-    /// The core's error code (protocol.md section 17), e.g. `decrypt_failed`.
-    pub code: &'static str,
+    /// The core's error (protocol.md section 17), e.g. `Crypto(DecryptFailed)`.
+    pub error: ProtocolError,
+}
+
+impl Refusal {
+    /// The error's stable code, e.g. `decrypt_failed`.
+    pub fn code(&self) -> &'static str {
+        self.error.code()
+    }
 }
 
 /// Something the UI should know about.
@@ -54,9 +63,14 @@ pub enum ClientEvent {
         /// Whether the broker still had the persistent session (BROKER-4).
         session_present: bool,
     },
-    /// The connection ended; the session reconnects with backoff.
+    /// The connection ended; the online loop reconnects with backoff.
     Disconnected {
-        /// Why, without secrets.
+        /// Who is at fault ([`crate::ClientError::fault`]): `Network` for a lost or refused
+        /// connection, `Service` for a TLS failure or a broker refusal.
+        fault: Fault,
+        /// Whether the loop's reconnection can help ([`crate::ClientError::is_retryable`]).
+        retryable: bool,
+        /// Why, for people and logs, without secrets (the error's `Display`).
         reason: String,
     },
     /// A text message arrived and was committed.

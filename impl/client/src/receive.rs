@@ -71,7 +71,7 @@ impl Client {
                 events.push(if e == SessionError::IdentityChanged.into() {
                     ClientEvent::IdentityChangeRefused
                 } else {
-                    ClientEvent::Refused(Refusal { code: e.code() })
+                    ClientEvent::Refused(Refusal { error: e })
                 });
                 return Ok(Outcome::Refused);
             }
@@ -154,7 +154,7 @@ impl Client {
                 },
                 Event::Rejected(e) => {
                     tracing::info!(code = e.code(), "message content refused");
-                    ClientEvent::ContentRejected(Refusal { code: e.code() })
+                    ClientEvent::ContentRejected(Refusal { error: *e })
                 }
                 _ => continue,
             });

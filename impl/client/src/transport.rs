@@ -7,24 +7,19 @@
 //! stays simple.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, QoS,
+    TlsConfiguration, Transport,
 };
 use sotto_core::{MessageId, UserId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::account::Credentials;
-use crate::error::{ClientError, Result};
+use crate::config::Config;
+use crate::error::{BrokerRefusal, Cause, ClientError, NetworkFailure, Result, Service};
 
-/// MQTT keep-alive (the front accepts 5..=1200 s).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// Largest MQTT packet either way: a LIM-1 envelope with its topic fits with room to spare.
-pub const MAX_PACKET: usize = 16 * 1024;
-/// Publishes awaiting their PUBACK at once.
-pub const MAX_INFLIGHT: usize = 32;
 /// Capacity of rumqttc's request channel (publishes, acks, subscribe, disconnect).
 const REQUEST_CAPACITY: usize = 1024;
 
@@ -33,29 +28,29 @@ pub(crate) type RowKey = (MessageId, UserId);
 
 /// Splits `host:port` (IPv6 in brackets).
 pub(crate) fn split_address(addr: &str) -> Result<(String, u16)> {
-    let (host, port) = addr.rsplit_once(':').ok_or(ClientError::BadBrokerAddress)?;
-    let port: u16 = port.parse().map_err(|_| ClientError::BadBrokerAddress)?;
+    const BAD: ClientError = ClientError::Invalid("the broker address must be host:port");
+    let (host, port) = addr.rsplit_once(':').ok_or(BAD)?;
+    let port: u16 = port.parse().map_err(|_| BAD)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || port == 0 {
-        return Err(ClientError::BadBrokerAddress);
+        return Err(BAD);
     }
     Ok((host.to_owned(), port))
 }
 
 /// The rumqttc options for this device.
-pub(crate) fn options(user: &UserId, creds: &Credentials) -> Result<MqttOptions> {
+pub(crate) fn options(user: &UserId, creds: &Credentials, config: &Config) -> Result<MqttOptions> {
     let (host, port) = split_address(&creds.broker)?;
-    let tls =
-        sotto_server::ca::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
+    let tls = crate::tls::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
     let mut opts = MqttOptions::new(user.to_text(), host, port);
     opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
-    opts.set_keep_alive(KEEP_ALIVE);
-    opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    opts.set_keep_alive(config.keep_alive);
+    opts.set_max_packet_size(config.max_packet, config.max_packet);
     // rumqttc stops reading requests (acks included) when its own window is full: keep it
     // above ours so that acknowledgements never wait behind publishes.
-    opts.set_inflight(u16::try_from(4 * MAX_INFLIGHT).unwrap_or(u16::MAX));
+    opts.set_inflight(u16::try_from(4 * config.max_inflight).unwrap_or(u16::MAX));
     Ok(opts)
 }
 
@@ -68,7 +63,7 @@ pub(crate) struct Connection {
     pub(crate) connected: bool,
     /// SUBACK for the inbox received.
     pub(crate) subscribed: bool,
-    /// The broker still had the session at CONNACK.
+    /// The broker still had the inbox session at CONNACK.
     pub(crate) session_present: bool,
     /// Publishes requested, waiting for rumqttc to assign their packet id (FIFO).
     pub(crate) unassigned: VecDeque<RowKey>,
@@ -122,7 +117,7 @@ impl Connection {
     pub(crate) fn stop_reason(&mut self) -> Option<(ClientError, bool)> {
         while let Ok(ev) = self.events.try_recv() {
             if let Err(e) = ev {
-                return Some(classify(&e));
+                return Some(classify(e));
             }
         }
         None
@@ -176,14 +171,40 @@ async fn drive(
 }
 
 /// A connection error as a client error; `true` if retrying cannot help (the broker refused).
-pub(crate) fn classify(e: &ConnectionError) -> (ClientError, bool) {
-    match e {
+pub(crate) fn classify(e: ConnectionError) -> (ClientError, bool) {
+    let failure = match &e {
         ConnectionError::ConnectionRefused(code) => {
-            (ClientError::BrokerRefused(format!("{code:?}")), true)
+            let refusal = match code {
+                ConnectReturnCode::RefusedProtocolVersion => BrokerRefusal::UnacceptableProtocol,
+                ConnectReturnCode::BadClientId => BrokerRefusal::IdentifierRejected,
+                ConnectReturnCode::ServiceUnavailable => BrokerRefusal::ServerUnavailable,
+                ConnectReturnCode::BadUserNamePassword => BrokerRefusal::BadCredentials,
+                ConnectReturnCode::NotAuthorized => BrokerRefusal::NotAuthorized,
+                ConnectReturnCode::Success => BrokerRefusal::Other,
+            };
+            return (ClientError::BrokerRefused(refusal), true);
         }
-        ConnectionError::Tls(t) => (ClientError::Connection(format!("TLS: {t}")), false),
-        other => (ClientError::Connection(other.to_string()), false),
-    }
+        ConnectionError::Tls(_) => NetworkFailure::Tls,
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => NetworkFailure::Timeout,
+        ConnectionError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            NetworkFailure::Connect
+        }
+        _ => NetworkFailure::Closed,
+    };
+    let cause = Cause::new(e);
+    let failure = if cause.is_tls() {
+        NetworkFailure::Tls
+    } else {
+        failure
+    };
+    (ClientError::network(Service::Broker, failure, cause), false)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::ids::MessageId;
 use crate::kdf;
 use crate::keyshare::KeyShare;
 use crate::limits::{MAX_SKIP, MAX_SKIPPED_PER_SESSION, SKIPPED_KEY_TTL_MS};
+use crate::persist::Persist;
 
 /// The keys of one message.
 #[derive(Clone, Debug)]
@@ -112,6 +113,32 @@ impl Chain {
             }
             skipped.push((m, keys));
         }
+    }
+}
+
+// Their encoding in the device state (`crate::persist`).
+crate::persist::persist_struct!(MessageKeys { key, id, nonce });
+
+impl<K: Persist + Ord + Copy> Persist for SkippedKeys<K> {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        let entries = self.entries();
+        crate::persist::write_len(w, entries.len());
+        for (k, keys, at) in entries {
+            k.write(w);
+            keys.write(w);
+            at.write(w);
+        }
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        let n = crate::persist::read_len(r)?;
+        let mut s = SkippedKeys::default();
+        for _ in 0..n {
+            let k = K::read(r)?;
+            let keys = MessageKeys::read(r)?;
+            let at = u64::read(r)?;
+            s.insert(k, keys, at);
+        }
+        Ok(s)
     }
 }
 

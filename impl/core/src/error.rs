@@ -185,6 +185,52 @@ pub enum Error {
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
+    /// Every error the core reports, one per stable code (protocol.md section 17).
+    pub const ALL: [Error; 36] = [
+        Error::Decode(DecodeError::Truncated),
+        Error::Decode(DecodeError::TrailingBytes),
+        Error::Decode(DecodeError::UnknownVersion),
+        Error::Decode(DecodeError::UnknownType),
+        Error::Decode(DecodeError::UnknownKind),
+        Error::Decode(DecodeError::LengthOutOfRange),
+        Error::Decode(DecodeError::NonCanonicalVarint),
+        Error::Decode(DecodeError::ReservedBits),
+        Error::Decode(DecodeError::InvalidText),
+        Error::Decode(DecodeError::InvalidUserId),
+        Error::Decode(DecodeError::InvalidBase32),
+        Error::Decode(DecodeError::BadUri),
+        Error::Decode(DecodeError::BadChecksum),
+        Error::Crypto(CryptoError::BadSignature),
+        Error::Crypto(CryptoError::NonContributoryDh),
+        Error::Crypto(CryptoError::DecryptFailed),
+        Error::Crypto(CryptoError::KeyConfirmationFailed),
+        Error::Crypto(CryptoError::InsufficientWork),
+        Error::Session(SessionError::UnknownRoutingTag),
+        Error::Session(SessionError::UnknownSignedPrekey),
+        Error::Session(SessionError::UnknownOneTimePrekey),
+        Error::Session(SessionError::ReplayedFirstMessage),
+        Error::Session(SessionError::ReplayCacheFull),
+        Error::Session(SessionError::Duplicate),
+        Error::Session(SessionError::TooManySkipped),
+        Error::Session(SessionError::ExpiredEpoch),
+        Error::Session(SessionError::EpochConflict),
+        Error::Session(SessionError::ChainExhausted),
+        Error::Session(SessionError::IdentityChanged),
+        Error::Group(GroupError::UnknownGroup),
+        Error::Group(GroupError::NotGroupAdmin),
+        Error::Group(GroupError::StaleGroupEpoch),
+        Error::Group(GroupError::NotAMember),
+        Error::Misuse(MisuseError::UnknownPeer),
+        Error::Misuse(MisuseError::TooLarge),
+        Error::Misuse(MisuseError::LimitReached),
+    ];
+
+    /// The error whose [`Error::code`] is `code`, if the core has one: how a peer that received a
+    /// code (in a membership API error body, a vector) gets the typed error back.
+    pub fn from_code(code: &str) -> Option<Error> {
+        Error::ALL.into_iter().find(|e| e.code() == code)
+    }
+
     /// The stable code of protocol.md section 17.
     pub fn code(&self) -> &'static str {
         match self {
@@ -264,44 +310,7 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_snake_case() {
-        let all = [
-            Error::from(DecodeError::Truncated),
-            DecodeError::TrailingBytes.into(),
-            DecodeError::UnknownVersion.into(),
-            DecodeError::UnknownType.into(),
-            DecodeError::UnknownKind.into(),
-            DecodeError::LengthOutOfRange.into(),
-            DecodeError::NonCanonicalVarint.into(),
-            DecodeError::ReservedBits.into(),
-            DecodeError::InvalidText.into(),
-            DecodeError::InvalidUserId.into(),
-            DecodeError::InvalidBase32.into(),
-            DecodeError::BadUri.into(),
-            DecodeError::BadChecksum.into(),
-            CryptoError::BadSignature.into(),
-            CryptoError::NonContributoryDh.into(),
-            CryptoError::DecryptFailed.into(),
-            CryptoError::KeyConfirmationFailed.into(),
-            CryptoError::InsufficientWork.into(),
-            SessionError::UnknownRoutingTag.into(),
-            SessionError::UnknownSignedPrekey.into(),
-            SessionError::UnknownOneTimePrekey.into(),
-            SessionError::ReplayedFirstMessage.into(),
-            SessionError::ReplayCacheFull.into(),
-            SessionError::Duplicate.into(),
-            SessionError::TooManySkipped.into(),
-            SessionError::ExpiredEpoch.into(),
-            SessionError::EpochConflict.into(),
-            SessionError::ChainExhausted.into(),
-            SessionError::IdentityChanged.into(),
-            GroupError::UnknownGroup.into(),
-            GroupError::NotGroupAdmin.into(),
-            GroupError::StaleGroupEpoch.into(),
-            GroupError::NotAMember.into(),
-            MisuseError::UnknownPeer.into(),
-            MisuseError::TooLarge.into(),
-            MisuseError::LimitReached.into(),
-        ];
+        let all = Error::ALL;
         let mut codes: Vec<&str> = all.iter().map(Error::code).collect();
         let protocol = include_str!("../../../docs/protocol.md");
         for c in &codes {
@@ -318,6 +327,10 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), all.len());
+        for e in all {
+            assert_eq!(Error::from_code(e.code()), Some(e));
+        }
+        assert_eq!(Error::from_code("no_such_code"), None);
         assert!(Error::from(SessionError::UnknownRoutingTag).is_retryable());
         assert!(!Error::from(SessionError::Duplicate).is_retryable());
     }

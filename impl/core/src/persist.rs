@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 
-use crate::chain::{MessageKeys, SkippedKeys};
 use crate::codec::{Reader, Writer};
 use crate::crypto::{DhPublic, DhSecret, Secret, SignPublic};
 use crate::error::{DecodeError, Result};
@@ -267,30 +266,5 @@ impl<T: Persist> Persist for VecDeque<T> {
     }
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         Ok(Vec::<T>::read(r)?.into())
-    }
-}
-
-persist_struct!(MessageKeys { key, id, nonce });
-
-impl<K: Persist + Ord + Copy> Persist for SkippedKeys<K> {
-    fn write(&self, w: &mut Writer) {
-        let entries = self.entries();
-        write_len(w, entries.len());
-        for (k, keys, at) in entries {
-            k.write(w);
-            keys.write(w);
-            at.write(w);
-        }
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
-        let n = read_len(r)?;
-        let mut s = SkippedKeys::default();
-        for _ in 0..n {
-            let k = K::read(r)?;
-            let keys = MessageKeys::read(r)?;
-            let at = u64::read(r)?;
-            s.insert(k, keys, at);
-        }
-        Ok(s)
     }
 }

@@ -495,7 +495,9 @@ impl Session {
     /// A data message *as the peer*, on the newest receiving epoch at its next counter: what
     /// anyone holding this session's state can build (the state is the key; a compromise hands it
     /// to the attacker). Nothing changes here. The conformance replay uses it for the model's
-    /// `Inject DataAs` (docs/conformance.md); it is no capability beyond the state itself.
+    /// `Inject DataAs` (docs/conformance.md); it is no capability beyond the state itself. Only
+    /// with the feature `test-utils`.
+    #[cfg(feature = "test-utils")]
     pub fn forge_as_peer(&self, now: u64, content: &Content, bucket: usize) -> Result<Vec<u8>> {
         let recv = self
             .recv

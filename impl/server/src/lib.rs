@@ -15,12 +15,20 @@
 //! - [`ca`]: the service's certificate authority (created on first start, kept in the data
 //!   directory) and the TLS configurations built from it (TLS-1).
 //! - [`membership`]: signup without personal data (Req1), certificates, the prekey directory and
-//!   server time, over HTTPS; with the typed client devices use ([`membership::MembershipClient`]).
+//!   server time, over HTTPS.
 //! - [`broker`]: the message service: an embedded rumqttd on an internal loopback port behind the
 //!   authorizing mutual-TLS front (BROKER-1..4), and the Mosquitto profile.
 //! - [`process`]: stopping a child process (SIGTERM, a bounded wait, SIGKILL).
+//! - [`service`]: the whole service started in one place ([`Service::builder`]), with [`Broker`],
+//!   the one word for which broker carries the messages.
+//!
+//! What the service shares with devices (the membership API bodies and codes, the MQTT packets,
+//! the rules BROKER-1..3) is `sotto-wire`; the server depends on no client code.
 
 pub mod broker;
 pub mod ca;
 pub mod membership;
 pub mod process;
+pub mod service;
+
+pub use service::{Broker, BrokerStop, Service, ServiceBuilder, ServiceError};

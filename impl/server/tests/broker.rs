@@ -3,109 +3,75 @@
 //! `mosquitto` binary is missing). Clients are rumqttc over mutual TLS with certificates issued
 //! by the service PKI (TLS-1). Every wait is bounded; no assertion is about speed.
 
-mod common;
+use std::net::SocketAddr;
 
-use std::net::{Ipv4Addr, SocketAddr};
-
-use common::{Client, Identity, QUIET, WAIT, identity, inbox, options, start};
 use rumqttc::SubscribeReasonCode;
-use sotto_server::broker::MessageService;
-use sotto_server::broker::mosquitto::{self, MosquittoProcess, MosquittoProfile};
 use sotto_server::ca::Pki;
+use sotto_server::{Broker, BrokerStop, Service};
+use sotto_testkit::QUIET;
+use sotto_testkit::mqtt::{Identity, RawClient, WAIT, identity, inbox, options, start};
 use tempfile::TempDir;
 
 const LIM1: usize = 8192;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Embedded,
-    Mosquitto,
-}
-
-/// A running broker of either profile, with its PKI.
+/// A running message service of either profile: the embedded broker behind the front, or
+/// Mosquitto facing the clients itself with the profile's configuration.
 struct Backend {
-    kind: Kind,
-    pki: Pki,
-    embedded: Option<MessageService>,
-    mosquitto: Option<(MosquittoProfile, MosquittoProcess)>,
+    kind: Broker,
+    service: Service,
     _dir: TempDir,
 }
 
 impl Backend {
     /// `None` (after printing why) when Mosquitto is requested but not installed.
-    async fn start(kind: Kind) -> Option<Backend> {
-        common::log_to_test_output();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pki = Pki::load_or_create(&dir.path().join("pki")).expect("pki");
-        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        match kind {
-            Kind::Embedded => {
-                let service = MessageService::start_embedded(&pki, loopback)
-                    .await
-                    .expect("embedded");
-                Some(Backend {
-                    kind,
-                    pki,
-                    embedded: Some(service),
-                    mosquitto: None,
-                    _dir: dir,
-                })
-            }
-            Kind::Mosquitto => {
-                if !mosquitto::mosquitto_available() {
-                    println!("SKIPPED: `mosquitto` binary not found (apt-get install mosquitto)");
-                    return None;
-                }
-                let profile =
-                    MosquittoProfile::write(&pki, &dir.path().join("mosquitto"), loopback)
-                        .expect("profile");
-                let process = MosquittoProcess::spawn(&profile).await.expect("mosquitto");
-                Some(Backend {
-                    kind,
-                    pki,
-                    embedded: None,
-                    mosquitto: Some((profile, process)),
-                    _dir: dir,
-                })
-            }
+    async fn start(kind: Broker) -> Option<Backend> {
+        sotto_testkit::log_to_test_output();
+        if !kind.is_available() {
+            println!("SKIPPED: `mosquitto` binary not found (apt-get install mosquitto)");
+            return None;
         }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut builder = Service::builder(dir.path().join("server")).broker(kind);
+        if kind == Broker::Mosquitto {
+            builder = builder.mosquitto_direct();
+        }
+        let service = builder.start().await.expect("service");
+        Some(Backend {
+            kind,
+            service,
+            _dir: dir,
+        })
+    }
+
+    fn pki(&self) -> &Pki {
+        self.service.pki()
     }
 
     fn addr(&self) -> SocketAddr {
-        match (&self.embedded, &self.mosquitto) {
-            (Some(s), _) => s.local_addr(),
-            (None, Some((_, p))) => p.addr(),
-            (None, None) => unreachable!("a backend is running"),
-        }
+        self.service.broker_addr()
     }
 
     /// Restarts the broker process (embedded: a fresh rumqttd; Mosquitto: SIGTERM and respawn).
     async fn restart(&mut self) {
-        if let Some(service) = &mut self.embedded {
-            service.restart_broker().await.expect("restart rumqttd");
-        }
-        if let Some((profile, process)) = self.mosquitto.take() {
-            process.stop().await.expect("stop mosquitto");
-            let process = MosquittoProcess::spawn(&profile)
-                .await
-                .expect("respawn mosquitto");
-            self.mosquitto = Some((profile, process));
-        }
+        self.service
+            .restart_broker(BrokerStop::Graceful)
+            .await
+            .expect("restart");
     }
 
     fn identity(&self) -> Identity {
-        identity(&self.pki)
+        identity(self.pki())
     }
 
     /// Connects `id` (client id = its user id) and waits for the CONNACK.
-    async fn connect(&self, id: &Identity, clean_session: bool) -> (Client, bool) {
-        let mut client = start(options(id, self.addr(), self.pki.ca_pem(), clean_session));
+    async fn connect(&self, id: &Identity, clean_session: bool) -> (RawClient, bool) {
+        let mut client = start(options(id, self.addr(), self.pki().ca_pem(), clean_session));
         let session_present = client.connack().await.expect("CONNACK accepted");
         (client, session_present)
     }
 
     /// Connects `id` and subscribes to its own inbox (SUBACK success required).
-    async fn subscriber(&self, id: &Identity, clean_session: bool) -> Client {
+    async fn subscriber(&self, id: &Identity, clean_session: bool) -> RawClient {
         let (mut client, _) = self.connect(id, clean_session).await;
         let codes = client.subscribe(&inbox(&id.user_id)).await.expect("SUBACK");
         assert!(
@@ -121,7 +87,7 @@ macro_rules! both {
     ($scenario:ident, $embedded:ident, $mosquitto:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $embedded() {
-            let backend = Backend::start(Kind::Embedded)
+            let backend = Backend::start(Broker::Embedded)
                 .await
                 .expect("embedded backend");
             $scenario(backend).await;
@@ -129,7 +95,7 @@ macro_rules! both {
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $mosquitto() {
-            if let Some(backend) = Backend::start(Kind::Mosquitto).await {
+            if let Some(backend) = Backend::start(Broker::Mosquitto).await {
                 $scenario(backend).await;
             }
         }
@@ -175,10 +141,10 @@ async fn foreign_subscription_refused(b: Backend) {
     for filter in [inbox(&bob.user_id), "#".to_owned(), "i/+".to_owned()] {
         let codes = eve_c.subscribe(&filter).await.expect("SUBACK");
         match b.kind {
-            Kind::Embedded => {
+            Broker::Embedded => {
                 assert_eq!(codes, vec![SubscribeReasonCode::Failure], "filter {filter}")
             }
-            Kind::Mosquitto => assert_eq!(codes.len(), 1, "filter {filter}"),
+            Broker::Mosquitto => assert_eq!(codes.len(), 1, "filter {filter}"),
         }
     }
 
@@ -211,11 +177,11 @@ async fn client_id_takeover_refused(b: Backend) {
     let eve = b.identity();
     let mut bob_c = b.subscriber(&bob, false).await;
 
-    let mut opts = options(&eve, b.addr(), b.pki.ca_pem(), false);
+    let mut opts = options(&eve, b.addr(), b.pki().ca_pem(), false);
     opts.set_client_id(bob.user_id.clone());
     let mut eve_c = start(opts);
     let eve_connack = eve_c.connack().await;
-    if b.kind == Kind::Embedded {
+    if b.kind == Broker::Embedded {
         let err = eve_connack.expect_err("foreign client id refused");
         assert!(
             err.contains("BadClientId") || err.contains("refused"),
@@ -251,7 +217,7 @@ async fn foreign_ca_refused(b: Backend) {
     let other = Pki::load_or_create(other_dir.path()).expect("other pki");
     let mallory = identity(&other);
     // Mallory trusts the right server CA but presents a certificate of another CA.
-    let mut c = start(options(&mallory, b.addr(), b.pki.ca_pem(), true));
+    let mut c = start(options(&mallory, b.addr(), b.pki().ca_pem(), true));
     assert!(
         c.connack().await.is_err(),
         "certificate of another CA accepted"
@@ -259,7 +225,7 @@ async fn foreign_ca_refused(b: Backend) {
 
     // No client certificate at all.
     let mut opts = rumqttc::MqttOptions::new(mallory.user_id.clone(), "127.0.0.1", b.addr().port());
-    let tls = sotto_server::ca::client_config(b.pki.ca_pem(), None).expect("config");
+    let tls = sotto_client::tls::client_config(b.pki().ca_pem(), None).expect("config");
     opts.set_transport(rumqttc::Transport::tls_with_config(
         rumqttc::TlsConfiguration::Rustls(tls),
     ));
@@ -372,7 +338,7 @@ async fn non_inbox_publish_refused(b: Backend) {
             b"side channel".to_vec(),
         )
         .await;
-    if b.kind == Kind::Embedded {
+    if b.kind == Broker::Embedded {
         assert!(
             a.closed_within(WAIT).await,
             "non-inbox publish did not close the connection"
@@ -413,14 +379,14 @@ async fn restart_and_queue(mut b: Backend) {
 
     let (mut bob_again, session_present) = b.connect(&bob, false).await;
     let got = bob_again
-        .next_message(if b.kind == Kind::Mosquitto {
+        .next_message(if b.kind == Broker::Mosquitto {
             WAIT
         } else {
             QUIET
         })
         .await;
     match b.kind {
-        Kind::Embedded => {
+        Broker::Embedded => {
             // The queue is gone; the session is back: the front restored it (BROKER-4).
             assert!(session_present, "the front restores the inbox session");
             assert_eq!(got, None, "rumqttd kept a message across a restart");
@@ -442,7 +408,7 @@ async fn restart_and_queue(mut b: Backend) {
                 b"after restart"
             );
         }
-        Kind::Mosquitto => {
+        Broker::Mosquitto => {
             assert!(session_present, "mosquitto lost the session");
             assert_eq!(got.expect("queued message survives").1, b"before restart");
         }
@@ -459,14 +425,10 @@ both!(
 #[tokio::test]
 async fn embedded_internal_port_requires_the_front_secret() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let b = Backend::start(Kind::Embedded).await.expect("embedded");
-    let internal = b
-        .embedded
-        .as_ref()
-        .and_then(|s| s.internal_addr())
-        .expect("internal addr");
-    let id = common::random_user_id();
-    let connect = sotto_server::broker::filter::encode_connect(&id, 30, true, &id, b"guess");
+    let b = Backend::start(Broker::Embedded).await.expect("embedded");
+    let internal = b.service.internal_broker_addr().expect("internal addr");
+    let id = sotto_testkit::mqtt::random_user_id();
+    let connect = sotto_wire::mqtt::encode_connect(&id, 30, true, &id, b"guess");
     let mut tcp = tokio::net::TcpStream::connect(internal).await.expect("tcp");
     tcp.write_all(&connect).await.expect("write");
     let mut buf = [0u8; 4];
@@ -486,15 +448,15 @@ async fn embedded_internal_port_requires_the_front_secret() {
 /// A stopped embedded broker answers CONNECT with "server unavailable" and a restart serves again.
 #[tokio::test]
 async fn embedded_stop_and_restart() {
-    let mut b = Backend::start(Kind::Embedded).await.expect("embedded");
+    let mut b = Backend::start(Broker::Embedded).await.expect("embedded");
     let alice = b.identity();
     let (mut a, _) = b.connect(&alice, true).await;
-    b.embedded.as_mut().expect("embedded").stop_broker();
+    b.service.stop_broker().await.expect("stop");
     assert!(
         a.closed_within(WAIT).await,
         "relayed connection closed on stop"
     );
-    let mut c = start(options(&alice, b.addr(), b.pki.ca_pem(), true));
+    let mut c = start(options(&alice, b.addr(), b.pki().ca_pem(), true));
     assert!(c.connack().await.is_err(), "CONNACK accepted while stopped");
     b.restart().await;
     b.connect(&alice, true).await;
@@ -504,8 +466,8 @@ async fn embedded_stop_and_restart() {
 #[tokio::test]
 async fn embedded_wiretap_sees_both_directions() {
     use sotto_server::broker::front::TapDirection;
-    let b = Backend::start(Kind::Embedded).await.expect("embedded");
-    let mut tap = b.embedded.as_ref().expect("embedded").wiretap();
+    let b = Backend::start(Broker::Embedded).await.expect("embedded");
+    let mut tap = b.service.mqtt_wiretap().expect("the front");
     let alice = b.identity();
     let bob = b.identity();
     let mut bob_c = b.subscriber(&bob, false).await;
@@ -537,8 +499,8 @@ async fn embedded_wiretap_sees_both_directions() {
 async fn embedded_disconnect_does_not_close_the_next_connection() {
     use sotto_server::broker::front::TapDirection;
     const ROUNDS: usize = 30;
-    let b = Backend::start(Kind::Embedded).await.expect("embedded");
-    let mut tap = b.embedded.as_ref().expect("embedded").wiretap();
+    let b = Backend::start(Broker::Embedded).await.expect("embedded");
+    let mut tap = b.service.mqtt_wiretap().expect("the front");
     let sender = b.identity();
     let (mut s, _) = b.connect(&sender, true).await;
     for round in 0..ROUNDS {

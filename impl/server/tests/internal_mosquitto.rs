@@ -1,18 +1,20 @@
-//! Mosquitto as the internal broker behind the authorizing front ([`InternalMosquitto`]): the
+//! Mosquitto as the internal broker behind the authorizing front ([`InternalMosquitto`]), as a
+//! component (the whole service with it is `Service::builder(..).broker(Broker::Mosquitto)`): the
 //! `%u` ACL applies to the username the front sends (no password file), offline delivery to a
 //! persistent session works through the front with real mutual-TLS rumqttc clients, and a restart
 //! keeps or loses the queue as asked. Skipped with a printed notice if `mosquitto` is missing.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Client, Identity, QUIET, WAIT, identity, inbox, options, random_user_id, start};
 use rumqttc::MqttOptions;
 use sotto_server::broker::front::Front;
 use sotto_server::broker::mosquitto::{self, InternalMosquitto};
 use sotto_server::ca::Pki;
+use sotto_testkit::QUIET;
+use sotto_testkit::mqtt::{
+    Identity, RawClient as Client, WAIT, identity, inbox, options, random_user_id, start,
+};
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

@@ -11,14 +11,16 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use sotto_client::membership::MembershipClient;
+use sotto_client::tls::client_config;
+use sotto_client::{ClientError, NetworkFailure};
 use sotto_core::keys::OneTimePreKeyPair;
 use sotto_core::{Device, Identity, PreKeyBundle, UserId};
-use sotto_server::ca::{self, DeviceTlsKey, Pki};
-use sotto_server::membership::api::{
+use sotto_server::ca::{self, Pki};
+use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle};
+use sotto_testkit::mqtt::DeviceTlsKey;
+use sotto_wire::membership_api::{
     ErrorBody, PrekeyUpload, RenewRequest, SignupResponse, TIME_HEADER,
-};
-use sotto_server::membership::{
-    ClientError, Membership, MembershipClient, MembershipConfig, MembershipHandle,
 };
 
 const BROKER: &str = "localhost:8883";
@@ -51,7 +53,7 @@ impl Service {
 
     /// A raw reqwest client (no client certificate) for requests the typed client cannot make.
     fn raw(&self) -> reqwest::Client {
-        let config = ca::client_config(self.pki.ca_pem(), None).unwrap();
+        let config = client_config(self.pki.ca_pem(), None).unwrap();
         reqwest::Client::builder()
             .use_preconfigured_tls((*config).clone())
             .build()
@@ -70,7 +72,7 @@ fn new_device(seed: u64, opks: usize, challenge: &[u8], difficulty: u8) -> NewDe
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     // The device learns its user id only from the signup response.
     let mut device = Device::new(&mut rng, UserId([0; 10]));
-    let tls = ca::generate_device_key().unwrap();
+    let tls = DeviceTlsKey::generate();
     let request = device
         .signup_request(&mut rng, &tls.spki_der, opks, challenge, difficulty)
         .unwrap()
@@ -110,8 +112,11 @@ async fn sign_up(svc: &Service, seed: u64, opks: usize) -> Account {
     }
 }
 
-fn api_code(e: &ClientError) -> (u16, &str) {
-    (e.status().unwrap_or(0), e.code().unwrap_or("-"))
+fn api_code(e: &ClientError) -> (u16, &'static str) {
+    match e {
+        ClientError::Refused { status, code } => (*status, code.as_str()),
+        other => panic!("not a refusal of the service: {other:?}"),
+    }
 }
 
 fn cert_der(pem: &str) -> CertificateDer<'static> {
@@ -273,7 +278,7 @@ async fn bundle_needs_a_client_certificate_tls_1() {
     // A certificate from another CA does not even get through the handshake.
     let other_dir = tempfile::tempdir().unwrap();
     let other = Pki::load_or_create(other_dir.path()).unwrap();
-    let key = ca::generate_device_key().unwrap();
+    let key = DeviceTlsKey::generate();
     let foreign = other
         .issue_client_cert(&bob.user.to_text(), &key.spki_der)
         .unwrap();
@@ -284,7 +289,16 @@ async fn bundle_needs_a_client_certificate_tls_1() {
     )
     .unwrap();
     let e = intruder.bundle(&bob.user).await.unwrap_err();
-    assert!(matches!(e, ClientError::Transport(_)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ClientError::Network {
+                failure: NetworkFailure::Tls,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(bob.client.prekey_count().await.unwrap(), 2);
 }
 
@@ -348,7 +362,7 @@ async fn bundle_of_unknown_or_malformed_user() {
     assert_eq!(api_code(&e), (404, "unknown_user"));
 
     let raw = {
-        let config = ca::client_config(
+        let config = client_config(
             svc.pki.ca_pem(),
             Some((&alice.signup.certificate_pem, &alice.tls.key_pem)),
         )
@@ -416,7 +430,7 @@ async fn prekey_upload_with_a_bad_signature_is_refused_key_3() {
     let forged = *mallory.new_signed_prekey(&mut rng, 2).public();
     let body = PrekeyUpload::new(Some(forged), vec![]).unwrap().to_bytes();
     let raw = {
-        let config = ca::client_config(
+        let config = client_config(
             svc.pki.ca_pem(),
             Some((&bob.signup.certificate_pem, &bob.tls.key_pem)),
         )
@@ -470,7 +484,7 @@ async fn renew_needs_the_identity_signature_key_6() {
     let alice = sign_up(&svc, 17, 1).await;
     let anonymous = svc.anonymous();
     let now = anonymous.time().await.unwrap();
-    let new_tls = ca::generate_device_key().unwrap();
+    let new_tls = DeviceTlsKey::generate();
 
     // Signed by another identity: refused.
     let mut rng = ChaCha20Rng::seed_from_u64(101);

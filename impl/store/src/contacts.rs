@@ -5,7 +5,8 @@ use rusqlite::{OptionalExtension, params};
 use sotto_core::{Trust, UserId};
 
 use crate::error::{Result, StoreError};
-use crate::store::{Store, from_ms, user_from};
+use crate::rows::{from_ms, user_from};
+use crate::store::Store;
 
 /// Longest contact name, bytes of UTF-8.
 pub const MAX_NAME: usize = 256;

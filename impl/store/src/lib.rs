@@ -87,14 +87,18 @@
     )
 )]
 
+mod backoff;
+mod commit;
 mod contacts;
 mod error;
 pub mod kdf;
 mod messages;
 mod outbox;
 mod received;
+mod rows;
 pub mod schema;
 mod settings;
+mod state;
 mod store;
 
 pub use contacts::{ContactEntry, MAX_NAME};

@@ -7,7 +7,8 @@ use rusqlite::{Row, params};
 use sotto_core::{GroupId, MessageId, UserId};
 
 use crate::error::{Result, StoreError};
-use crate::store::{Store, from_ms, user_from};
+use crate::rows::{from_ms, user_from};
+use crate::store::Store;
 
 /// A conversation: with one contact, or in a group.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

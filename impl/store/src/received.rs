@@ -12,7 +12,8 @@ use sotto_core::limits::{MAX_ENVELOPE, MAX_PENDING};
 use sotto_core::{GroupId, MessageId, UserId};
 
 use crate::error::{Result, StoreError};
-use crate::store::{Store, from_ms, ms, user_from};
+use crate::rows::{from_ms, ms, user_from};
+use crate::store::Store;
 
 /// What a committed envelope was (RX-6).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -5,20 +5,15 @@
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sotto_server::broker::port::PortReservation;
 
-/// The start-up lines of `sotto serve`, shared with the binary.
-#[path = "../../src/banner.rs"]
-mod banner;
-use banner::Banner;
+use sotto::serve_child::ServeChild;
 use sotto_store::{Chat, Store, StoredMessage};
 
 pub const SOTTO: &str = env!("CARGO_BIN_EXE_sotto");
@@ -94,14 +89,14 @@ pub fn wait_for_port(addr: SocketAddr, wait: Duration) -> bool {
     false
 }
 
-/// `sotto serve` in the background.
+/// `sotto serve` in the background ([`ServeChild`]); stopped gracefully (SIGTERM, so that it stops
+/// the Mosquitto it started, then SIGKILL after [`STOP_WAIT`]) when dropped.
 pub struct Server {
-    guard: Guard,
+    child: ServeChild,
     pub url: String,
     pub ca: PathBuf,
     pub fingerprint: String,
     pub data: PathBuf,
-    _lines: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -112,57 +107,34 @@ impl Server {
 
     /// `sotto serve <args> --difficulty 2 --data <data>`; waits for `ready`.
     pub fn start_with(data: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(SOTTO)
-            .arg("serve")
-            .args(args)
-            .args(["--difficulty", "2", "--data"])
-            .arg(data)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("sotto serve starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let guard = Guard::graceful(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + SERVE_WAIT;
-        let mut banner = Banner::default();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("sotto serve prints `ready` in time");
-            if banner.read_line(&line) {
-                break;
-            }
-        }
+        let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        all.extend(["--difficulty".into(), "2".into(), "--data".into()]);
+        all.push(data.into());
+        let child = ServeChild::start(Path::new(SOTTO), all, Stdio::inherit(), SERVE_WAIT)
+            .expect("sotto serve prints `ready` in time");
         Server {
-            guard,
-            url: banner.membership_url.expect("membership URL printed"),
-            ca: banner.ca_file.expect("CA file printed"),
-            fingerprint: banner.ca_fingerprint.expect("fingerprint printed"),
+            url: child.url().to_owned(),
+            ca: child.ca_file().to_owned(),
+            fingerprint: child.fingerprint().to_owned(),
             data: data.to_owned(),
-            _lines: rx,
+            child,
         }
     }
 
     /// SIGKILL: the process dies without any cleanup (a crash).
     pub fn kill(mut self) {
-        self.guard.kill();
+        self.child.kill();
     }
 
     /// The CA file as a `&str` argument.
     pub fn ca_arg(&self) -> &str {
         self.ca.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.terminate(STOP_WAIT);
     }
 }
 

@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
-use sotto_client::{Backoff, Chat, Client, ClientEvent, MessageState, Trust};
+use sotto_client::{Backoff, Chat, Client, ClientEvent, Config, MessageState, Trust};
 
-use crate::common::{self, PASSPHRASE, Stack, WAIT, exchange_cards, sync, texts};
+use sotto_testkit::{
+    self as common, PASSPHRASE, TestStack, WAIT, exchange_cards, sync, test_config, texts,
+};
 
 /// Alice writes while Bob is offline; Bob connects later and opens the first message with the
 /// key share it carries; Alice learns of the delivery from Bob's receipt.
-async fn offline_delivery(stack: &Stack) {
+async fn offline_delivery(stack: &TestStack) {
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
@@ -73,17 +75,17 @@ async fn offline_delivery(stack: &Stack) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_delivery_with_key_share_req4_rx_5() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     offline_delivery(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_delivery_through_mosquitto_req4_broker_4() {
-    if !sotto_server::broker::mosquitto::mosquitto_available() {
+    if !sotto_server::Broker::Mosquitto.is_available() {
         eprintln!("mosquitto not installed: skipped");
         return;
     }
-    let stack = Stack::mosquitto().await;
+    let stack = TestStack::mosquitto().await;
     offline_delivery(&stack).await;
 }
 
@@ -91,15 +93,18 @@ async fn offline_delivery_through_mosquitto_req4_broker_4() {
 /// it once, answers both copies with a receipt, and Alice's message ends delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_envelope_twice_is_committed_once_rx_4_rx_6() {
-    let stack = Stack::embedded().await;
-    let mut alice = stack.signup("alice").await;
+    let stack = TestStack::embedded().await;
+    // Resend after 2 s; the syncs end after a 0.7 s quiet period.
+    let resend = Config {
+        resend: Backoff {
+            first_ms: 2_000,
+            max_ms: 2_000,
+        },
+        ..test_config()
+    };
+    let mut alice = stack.signup_with("alice", resend).await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
-    // Resend after 2 s; the syncs end after a 0.7 s quiet period.
-    alice.set_resend_backoff(Backoff {
-        first_ms: 2_000,
-        max_ms: 2_000,
-    });
 
     let id = alice.send(&bob.user_id(), "only once").expect("send");
     let first = sync(&mut alice).await;
@@ -130,7 +135,7 @@ async fn same_envelope_twice_is_committed_once_rx_4_rx_6() {
 /// the account, and reopening the store shows what was committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_session_delivers_events_and_sends() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
@@ -212,7 +217,7 @@ async fn connected_session_delivers_events_and_sends() {
 /// STORE-2 through the client: a wrong passphrase is a typed error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passphrase_is_a_typed_error_store_2() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     let alice = stack.signup("alice").await;
     alice.close().expect("close");
     let err = Client::open(stack.store_path("alice"), b"wrong")

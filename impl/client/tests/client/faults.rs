@@ -6,15 +6,15 @@
 //!
 //! 1. **The membership service restarts mid-use** (`membership_restart_*`). Bob is connected,
 //!    Alice is syncing, and the service stops under her. While it is down, everything that needs
-//!    it fails at once with `ClientError::Membership(membership::ClientError::Transport(_))`, a
-//!    connection failure (`is_connect`): `refresh_time`, `refill_prekeys`,
-//!    `add_from_directory` (and `SessionHandle::add_from_directory`), and no contact is created.
+//!    it fails at once with `ClientError::Network { service: Membership, failure: Connect, .. }`,
+//!    the network's fault and worth a retry: `refresh_time`, `refill_prekeys`,
+//!    `add_from_directory` (and `Online::add_from_directory`), and no contact is created.
 //!    Messaging over the broker does not need it and goes on. The service starts again on the
 //!    same address (devices keep its URL) from the same database and the PKI reloaded from disk
 //!    (same CA): the same calls succeed with the old client certificates (mutual TLS), Carol,
 //!    signed up before the restart, is found in the directory and reached with a first message.
 //! 2. **The connection is cut in the middle of a frame** (`cut_mid_frame_*`). Every device
-//!    reaches the broker through a loopback TCP proxy ([`crate::proxy`]; the membership service
+//!    reaches the broker through a loopback TCP proxy (`sotto_testkit::proxy`; the membership service
 //!    advertises the proxy's port, the TLS bytes pass unchanged and the broker certificate names
 //!    127.0.0.1, so the port change is invisible to TLS). The proxy cuts, once each:
 //!    - (a) half of Alice's ~4 KB PUBLISH record, device to broker: the broker drops the
@@ -27,19 +27,19 @@
 //!    - (d) the whole of a PUBLISH to Bob, then the connection before Bob's ack reaches the
 //!      broker: Bob committed it, the broker delivers it again, Bob recognises the duplicate
 //!      (RX-4, RX-7), shows it once and receipts it again;
-//!    - (e) half of a PUBLISH to Bob's connected session (`Client::connect`): the session
-//!      reports `Disconnected` on its channel, reconnects by itself and shows the message once.
+//!    - (e) half of a PUBLISH to Bob's online loop (`Client::connect`): the loop reports
+//!      `Disconnected` on its channel, reconnects by itself and shows the message once.
 //!
-//!    Observed on both brokers: no call fails; each cut shows in the sync's (or the session's)
-//!    events as one `ClientEvent::Disconnected` whose reason is the `ClientError::Connection`
-//!    text of rumqttc's error ("... peer closed connection without sending TLS close_notify": the
+//!    Observed on both brokers: no call fails; each cut shows in the sync's (or the online loop's)
+//!    events as one `ClientEvent::Disconnected` with fault `Network`, retryable, whose reason is
+//!    rumqttc's error ("... peer closed connection without sending TLS close_notify": the
 //!    proxy closes the TCP connection without a TLS alert), followed by a new `Connected` after
 //!    the 0.5 s reconnection delay, and the sync completes. (Before the fix in
 //!    `Connection::stop_reason`, a cut that landed right after Mosquitto's CONNACK was reported
 //!    as rumqttc's "Failed to send mqtt requests to eventloop", the failed SUBSCRIBE, hiding the
 //!    real cause.)
 //! 3. **The broker is killed mid-traffic and restarted** (`exactly_once_across_*_kills_*`): the
-//!    scenario of `restart.rs` with [`Stop::Kill`]: Mosquitto gets SIGKILL (nothing written since
+//!    scenario of `restart.rs` with [`BrokerStop::Kill`]: Mosquitto gets SIGKILL (nothing written since
 //!    its last autosave survives: queues, sessions) and the embedded message service (front and
 //!    rumqttd) goes away as a whole, as when the server process dies, forgetting every session;
 //!    then each starts again on the same port. Alice resends from
@@ -49,28 +49,35 @@
 
 use std::time::Duration;
 
-use sotto_client::{Backoff, Client, ClientError, ClientEvent, MessageId, MessageState, Trust};
-use sotto_server::broker::mosquitto::mosquitto_available;
-use sotto_server::membership::ClientError as MembershipError;
-
-use crate::common::{
-    QUIET, Stack, Tally, WAIT, assert_all_delivered, assert_exactly_once, exchange_cards,
-    go_offline, go_online, received_texts, settle, texts, try_sync,
+use sotto_client::{
+    Backoff, Client, ClientError, ClientEvent, Config, Fault, MessageId, MessageState,
+    NetworkFailure, Service, Trust,
 };
-use crate::proxy::{Cut, Dir, Proxy};
-use crate::restart::{Stop, exactly_once_across_restarts};
+use sotto_server::{Broker, BrokerStop};
+use sotto_testkit::proxy::{Cut, Dir, Proxy};
+use sotto_testkit::{
+    Tally, TestStack, WAIT, assert_all_delivered, assert_exactly_once, exchange_cards, go_offline,
+    go_online, received_texts, settle, test_config, texts, try_sync,
+};
+
+use crate::restart::exactly_once_across_restarts;
 
 /// How long a scenario waits, at most, for everything to settle at the end.
 const SETTLE: Duration = Duration::from_secs(40);
 
 /// A short resend schedule (RX-6), so that a lost message is resent within the test's waits.
-const SHORT_BACKOFF: Backoff = Backoff {
-    first_ms: 1_000,
-    max_ms: 2_000,
-};
+fn short_backoff() -> Config {
+    Config {
+        resend: Backoff {
+            first_ms: 1_000,
+            max_ms: 2_000,
+        },
+        ..test_config()
+    }
+}
 
 fn skip_without_mosquitto() -> bool {
-    if mosquitto_available() {
+    if Broker::Mosquitto.is_available() {
         return false;
     }
     eprintln!("SKIPPED: mosquitto not installed");
@@ -80,25 +87,32 @@ fn skip_without_mosquitto() -> bool {
 // ---------------------------------------------------------------------------------------------
 // 1. The membership service restarts
 
-/// `result` is the typed error of an unreachable membership service: a connection failure.
+/// `result` is the typed error of an unreachable membership service: a connection failure, on
+/// the network, worth a retry.
 #[track_caller]
 fn assert_unreachable<T: std::fmt::Debug>(what: &str, result: Result<T, ClientError>) {
     match result {
-        Err(ClientError::Membership(MembershipError::Transport(e))) => {
-            assert!(e.is_connect(), "{what}: a connection failure, not {e}");
+        Err(
+            e @ ClientError::Network {
+                service: Service::Membership,
+                failure: NetworkFailure::Connect,
+                ..
+            },
+        ) => {
+            assert_eq!(e.fault(), Fault::Network, "{what}");
+            assert!(e.is_retryable(), "{what}: {e}");
         }
         other => panic!("{what}: expected the membership service to be unreachable, got {other:?}"),
     }
 }
 
-async fn membership_restart(stack: Stack) {
-    let mut alice = stack.signup("alice").await;
+async fn membership_restart(mut stack: TestStack) {
+    let mut alice = stack.signup_with("alice", short_backoff()).await;
     let mut bob = stack.signup("bob").await;
     let mut carol = stack.signup("carol").await;
     exchange_cards(&mut alice, &mut bob);
     let (alice_id, bob_id, carol_id) = (alice.user_id(), bob.user_id(), carol.user_id());
-    alice.set_resend_backoff(SHORT_BACKOFF);
-    let url = stack.membership.url();
+    let url = stack.url();
     let online = go_online(bob).await;
     let mut tally = Tally::default();
     let mut ids: Vec<MessageId> = Vec::new();
@@ -113,11 +127,11 @@ async fn membership_restart(stack: Stack) {
 
     // Alice syncs while the service stops under her.
     send(&mut alice, "before the stop");
-    let stop = async move {
+    let stop = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         stack.stop_membership().await
     };
-    let (_, down) = tokio::join!(try_sync(&mut alice, &mut tally), stop);
+    tokio::join!(try_sync(&mut alice, &mut tally), stop);
 
     // Down: whatever needs the service fails with a typed connection error, changing nothing.
     assert_unreachable("refresh_time", alice.refresh_time().await);
@@ -132,18 +146,18 @@ async fn membership_restart(stack: Stack) {
         "no contact from a failed fetch"
     );
     assert_unreachable(
-        "SessionHandle::add_from_directory",
-        online.session.add_from_directory(carol_id).await,
+        "Online::add_from_directory",
+        online.handle.add_from_directory(carol_id).await,
     );
     // Messaging over the broker goes on.
     send(&mut alice, "while the membership service is down");
-    let sent = alice.sync_with(WAIT, QUIET).await.expect("sync while down");
+    let sent = alice.sync(WAIT).await.expect("sync while down");
     assert!(sent.complete, "the sync needs no membership service");
     assert!(sent.published >= 3, "published {}", sent.published);
 
     // Up again, same address, same database and CA (asserted by `start`).
-    let stack = down.start().await;
-    assert_eq!(stack.membership.url(), url, "devices keep the URL");
+    stack.start_membership(None).await;
+    assert_eq!(stack.url(), url, "devices keep the URL");
     let offset = alice.refresh_time().await.expect("refresh_time again");
     eprintln!("clock offset after the restart: {offset} ms");
     let left = alice
@@ -157,7 +171,7 @@ async fn membership_restart(stack: Stack) {
         .expect("Carol in the directory");
     assert_eq!(alice.trust(&carol_id), Some(Trust::Unverified));
     online
-        .session
+        .handle
         .add_from_directory(carol_id)
         .await
         .expect("Carol in the directory, through Bob's session");
@@ -167,7 +181,7 @@ async fn membership_restart(stack: Stack) {
     try_sync(&mut alice, &mut tally).await;
     // Carol opens the first message with the key share from the bundle fetched after the
     // restart; Alice learns of it from Carol's receipt.
-    let got = crate::common::sync(&mut carol).await;
+    let got = sotto_testkit::sync(&mut carol).await;
     assert_eq!(texts(&got), ["hello carol"]);
     assert_eq!(received_texts(&carol, alice_id), ["hello carol"]);
 
@@ -188,7 +202,7 @@ async fn membership_restart(stack: Stack) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_restart_embedded_key_5_time_1_rx_4_rx_6() {
-    membership_restart(Stack::embedded().await).await;
+    membership_restart(TestStack::embedded().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +210,7 @@ async fn membership_restart_mosquitto_key_5_time_1_rx_4_rx_6_broker_4() {
     if skip_without_mosquitto() {
         return;
     }
-    membership_restart(Stack::mosquitto().await).await;
+    membership_restart(TestStack::mosquitto().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,10 +240,7 @@ async fn sync_through_cut(
     client: &mut Client,
 ) -> sotto_client::SyncReport {
     let mut fired = proxy.arm(cut);
-    let report = client
-        .sync_with(WAIT, QUIET)
-        .await
-        .expect("the sync survives the cut");
+    let report = client.sync(WAIT).await.expect("the sync survives the cut");
     let len = fired.try_recv();
     proxy.disarm();
     let len = len.unwrap_or_else(|_| panic!("{cut:?} fired during the sync"));
@@ -237,7 +248,16 @@ async fn sync_through_cut(
         .events
         .iter()
         .filter_map(|e| match e {
-            ClientEvent::Disconnected { reason } => Some(reason.as_str()),
+            ClientEvent::Disconnected {
+                fault,
+                retryable,
+                reason,
+            } => {
+                // The connection error rumqttc saw: the network, worth reconnecting.
+                assert_eq!(*fault, Fault::Network, "{cut:?}: {reason}");
+                assert!(*retryable, "{cut:?}: {reason}");
+                Some(reason.as_str())
+            }
             _ => None,
         })
         .collect();
@@ -247,8 +267,7 @@ async fn sync_through_cut(
         "{cut:?}: the sync reports the lost connection"
     );
     for r in &reasons {
-        // The connection error rumqttc saw, not a follow-up failure of the request channel.
-        assert!(r.starts_with("MQTT connection:"), "{cut:?}: {r}");
+        // Not a follow-up failure of the request channel.
         assert!(
             !r.contains("Failed to send mqtt requests"),
             "{cut:?}: the reason is the lost connection: {r}"
@@ -264,21 +283,15 @@ async fn sync_through_cut(
     report
 }
 
-async fn cut_mid_frame(stack: Stack) {
+async fn cut_mid_frame(mut stack: TestStack) {
     // Every device goes through the proxy: the service advertises it from now on.
     let proxy = Proxy::start(stack.broker_addr()).await;
-    let stack = stack
-        .stop_membership()
-        .await
-        .advertise(proxy.addr())
-        .start()
-        .await;
-    let mut alice = stack.signup("alice").await;
+    stack.start_membership(Some(proxy.addr())).await;
+    let mut alice = stack.signup_with("alice", short_backoff()).await;
     let mut bob = stack.signup("bob").await;
     assert_eq!(alice.broker_address(), proxy.addr().to_string());
     exchange_cards(&mut alice, &mut bob);
     let (alice_id, bob_id) = (alice.user_id(), bob.user_id());
-    alice.set_resend_backoff(SHORT_BACKOFF);
     let mut ids = Vec::new();
     let mut expected = Vec::new();
 
@@ -316,7 +329,7 @@ async fn cut_mid_frame(stack: Stack) {
     };
     let report = sync_through_cut(&proxy, after_up, &mut alice).await;
     assert!(report.published >= 1, "published again after the cut");
-    let got = crate::common::sync(&mut bob).await;
+    let got = sotto_testkit::sync(&mut bob).await;
     eprintln!("c: Bob received {} envelopes", got.received);
     assert!(got.received >= 2, "both copies reached Bob");
     assert_eq!(texts(&got), [c.as_str()], "two copies, shown once");
@@ -325,7 +338,7 @@ async fn cut_mid_frame(stack: Stack) {
     let d = big_text("d: Bob's ack is lost");
     ids.push(alice.send(&bob_id, &d).expect("send"));
     expected.push(d.clone());
-    crate::common::sync(&mut alice).await;
+    sotto_testkit::sync(&mut alice).await;
     let after_down = Cut::AfterChunk {
         dir: Dir::Down,
         min: BIG_CHUNK,
@@ -344,7 +357,7 @@ async fn cut_mid_frame(stack: Stack) {
         dir: Dir::Down,
         min: BIG_CHUNK,
     });
-    crate::common::sync(&mut alice).await;
+    sotto_testkit::sync(&mut alice).await;
     let len = tokio::time::timeout(WAIT, fired)
         .await
         .expect("the cut fires within the wait")
@@ -368,7 +381,7 @@ async fn cut_mid_frame(stack: Stack) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_mid_frame_embedded_rx_4_rx_6_rx_7() {
-    cut_mid_frame(Stack::embedded().await).await;
+    cut_mid_frame(TestStack::embedded().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +389,7 @@ async fn cut_mid_frame_mosquitto_rx_4_rx_6_rx_7_broker_4() {
     if skip_without_mosquitto() {
         return;
     }
-    cut_mid_frame(Stack::mosquitto().await).await;
+    cut_mid_frame(TestStack::mosquitto().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,7 +397,7 @@ async fn cut_mid_frame_mosquitto_rx_4_rx_6_rx_7_broker_4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_across_embedded_service_kills_rx_4_rx_6() {
-    exactly_once_across_restarts(Stack::embedded().await, Stop::Kill).await;
+    exactly_once_across_restarts(TestStack::embedded().await, BrokerStop::Kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,5 +405,5 @@ async fn exactly_once_across_mosquitto_kills_rx_4_rx_6_broker_4() {
     if skip_without_mosquitto() {
         return;
     }
-    exactly_once_across_restarts(Stack::mosquitto().await, Stop::Kill).await;
+    exactly_once_across_restarts(TestStack::mosquitto().await, BrokerStop::Kill).await;
 }

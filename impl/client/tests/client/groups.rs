@@ -3,11 +3,11 @@
 
 use sotto_client::{Chat, ClientEvent, MessageState};
 
-use crate::common::{Stack, exchange_cards, sync, texts};
+use sotto_testkit::{TestStack, exchange_cards, sync, texts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_of_three_with_a_removal_grp_6() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     let mut carol = stack.signup("carol").await;

@@ -1,12 +1,11 @@
 //! Integration tests of `sotto-client` against the real stack in-process (one binary): membership
 //! service, message service (embedded rumqttd behind its front, or Mosquitto when installed),
-//! real TLS, real SQLCipher.
+//! real TLS, real SQLCipher, started through `sotto_testkit::TestStack`.
 
-mod common;
 mod delivery;
 mod faults;
 mod groups;
-mod proxy;
+mod pin;
 mod receiving;
 mod restart;
 mod session;

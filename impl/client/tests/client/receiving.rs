@@ -4,14 +4,14 @@
 
 use sotto_client::{Chat, ClientEvent, MessageState};
 
-use crate::common::{Stack, exchange_cards, outbox, raw_publish, sync, texts};
+use sotto_testkit::{TestStack, exchange_cards, outbox, raw_publish, sync, texts};
 
 /// Types of ENV-1.
 const GROUP_MESSAGE: u8 = 0x14;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_envelopes_are_acked_and_change_nothing_rx_3() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
@@ -34,7 +34,7 @@ async fn refused_envelopes_are_acked_and_change_nothing_rx_3() {
         .events
         .iter()
         .filter_map(|e| match e {
-            ClientEvent::Refused(r) => Some(r.code),
+            ClientEvent::Refused(r) => Some(r.code()),
             _ => None,
         })
         .collect();
@@ -64,7 +64,7 @@ async fn refused_envelopes_are_acked_and_change_nothing_rx_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_group_message_is_parked_until_its_key_rx_8() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);

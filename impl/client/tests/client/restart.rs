@@ -11,20 +11,19 @@
 //!   profile on the same port, so queued messages survive, and resends that race them arrive as
 //!   duplicates.
 //!
-//! The hard-kill variant ([`Stop::Kill`]: Mosquitto SIGKILLed, the embedded service dropped as a
+//! The hard-kill variant ([`BrokerStop::Kill`]: Mosquitto SIGKILLed, the embedded service dropped as a
 //! whole) runs the same scenario from `faults.rs` (issue 6, item 2).
 //!
 //! Every wait is bounded; nothing asserts on speed.
 
 use std::time::Duration;
 
-use sotto_client::{Backoff, Chat, Client, MessageId};
-use sotto_server::broker::MessageService;
-use sotto_server::broker::mosquitto::{MosquittoProcess, MosquittoProfile};
+use sotto_client::{Backoff, Chat, Client, Config, MessageId};
+use sotto_server::{Broker, BrokerStop};
 
-use crate::common::{
-    Broker, Shown, Stack, Tally, assert_all_delivered, assert_exactly_once, exchange_cards,
-    go_offline, go_online, settle, try_sync,
+use sotto_testkit::{
+    Shown, Tally, TestStack, assert_all_delivered, assert_exactly_once, exchange_cards, go_offline,
+    go_online, settle, test_config, try_sync,
 };
 
 /// Messages Alice sends.
@@ -48,65 +47,17 @@ fn text(i: usize) -> String {
     format!("message {i:02} across the restarts")
 }
 
-/// How the message service stops before it starts again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// Embedded: rumqttd restarts behind the running front, which gives every user it has seen
-    /// the inbox session back. Mosquitto: SIGTERM, its persistence file written.
-    Graceful,
-    /// Embedded: the whole message service (front and rumqttd) goes away at once, as when the
-    /// server process dies, and a new one starts on the same port knowing nobody: queues and
-    /// sessions are lost until each user connects again. Mosquitto: SIGKILL, so whatever changed
-    /// since its last autosave (10 s) is lost, sessions included.
-    Kill,
-}
-
 /// Restarts the message service shortly after the call (which runs alongside a sync), on the
-/// same port: see [`Stop`]. Mosquitto starts again from the same profile (same persistence
-/// directory).
-async fn restart(stack: Stack, stop: Stop) -> Stack {
+/// same addresses, as `stop` says: gracefully (embedded: rumqttd restarts behind the running
+/// front, which gives every user it has seen the inbox session back; Mosquitto: SIGTERM, its
+/// persistence file written) or as a crash ([`BrokerStop::Kill`]: the embedded front and rumqttd
+/// go away at once and new ones know nobody, queues and sessions lost until each user connects
+/// again; Mosquitto: SIGKILL, whatever changed since its last autosave is lost). Mosquitto starts
+/// again from the same profile and persistence directory.
+async fn restart(stack: &mut TestStack, stop: BrokerStop) {
     // Let the sync running alongside connect and publish first.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    match stack.broker {
-        Broker::Embedded(mut service) => {
-            let service = match stop {
-                Stop::Graceful => {
-                    service.restart_broker().await.expect("restart rumqttd");
-                    service
-                }
-                Stop::Kill => {
-                    let addr = service.local_addr();
-                    service.shutdown().await;
-                    MessageService::start_embedded(&stack.pki, addr)
-                        .await
-                        .expect("message service again on the same port")
-                }
-            };
-            Stack {
-                broker: Broker::Embedded(service),
-                ..stack
-            }
-        }
-        Broker::Mosquitto(process) => {
-            let addr = process.addr();
-            match stop {
-                Stop::Graceful => process.stop().await.expect("stop mosquitto"),
-                Stop::Kill => process.kill().expect("kill mosquitto"),
-            }
-            // Writing the profile again with the same address yields the same configuration;
-            // the persistence directory stays as the stopped broker wrote it.
-            let profile =
-                MosquittoProfile::write(&stack.pki, &stack.dir.path().join("mosquitto"), addr)
-                    .expect("mosquitto profile");
-            let process = MosquittoProcess::spawn(&profile)
-                .await
-                .expect("mosquitto again");
-            Stack {
-                broker: Broker::Mosquitto(process),
-                ..stack
-            }
-        }
-    }
+    stack.restart_broker(stop).await;
 }
 
 fn expected() -> Vec<String> {
@@ -114,16 +65,19 @@ fn expected() -> Vec<String> {
 }
 
 /// The scenario of the module documentation, with the broker stopped as `stop` says.
-pub async fn exactly_once_across_restarts(mut stack: Stack, stop: Stop) {
-    let mut alice = stack.signup("alice").await;
+pub async fn exactly_once_across_restarts(mut stack: TestStack, stop: BrokerStop) {
+    // Resend a message whose receipt has not come after 1 s (2 s at most), not after 30 s.
+    let short = Config {
+        resend: Backoff {
+            first_ms: 1_000,
+            max_ms: 2_000,
+        },
+        ..test_config()
+    };
+    let mut alice = stack.signup_with("alice", short).await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
     let (alice_id, bob_id) = (alice.user_id(), bob.user_id());
-    // Resend a message whose receipt has not come after 1 s (2 s at most), not after 30 s.
-    alice.set_resend_backoff(Backoff {
-        first_ms: 1_000,
-        max_ms: 2_000,
-    });
 
     let mut online = Some(go_online(bob).await);
     let mut offline: Option<Client> = None;
@@ -134,9 +88,7 @@ pub async fn exactly_once_across_restarts(mut stack: Stack, stop: Stop) {
         ids.push(alice.send(&bob_id, &text(i)).expect("send"));
         match i {
             FIRST_RESTART | SECOND_RESTART => {
-                let (_, restarted) =
-                    tokio::join!(try_sync(&mut alice, &mut tally), restart(stack, stop));
-                stack = restarted;
+                tokio::join!(try_sync(&mut alice, &mut tally), restart(&mut stack, stop));
             }
             BOB_OFFLINE => {
                 let (bob, seen) = go_offline(online.take().expect("Bob online")).await;
@@ -183,14 +135,14 @@ pub async fn exactly_once_across_restarts(mut stack: Stack, stop: Stop) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_across_embedded_broker_restarts_rx_4_rx_6() {
-    exactly_once_across_restarts(Stack::embedded().await, Stop::Graceful).await;
+    exactly_once_across_restarts(TestStack::embedded().await, BrokerStop::Graceful).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_across_mosquitto_restarts_rx_4_rx_6_broker_4() {
-    if !sotto_server::broker::mosquitto::mosquitto_available() {
+    if !Broker::Mosquitto.is_available() {
         eprintln!("SKIPPED: mosquitto not installed");
         return;
     }
-    exactly_once_across_restarts(Stack::mosquitto().await, Stop::Graceful).await;
+    exactly_once_across_restarts(TestStack::mosquitto().await, BrokerStop::Graceful).await;
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use sotto_client::{Chat, ClientEvent, Trust};
 use tokio::sync::mpsc;
 
-use crate::common::{Broker, Stack, WAIT, exchange_cards, sync, texts};
+use sotto_server::BrokerStop;
+use sotto_testkit::{TestStack, WAIT, exchange_cards, sync, test_config, texts};
 
 async fn wait_for<T>(
     events: &mut mpsc::Receiver<ClientEvent>,
@@ -27,7 +28,7 @@ async fn wait_for<T>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_reconnects_and_resubscribes_after_a_broker_restart() {
-    let mut stack = Stack::embedded().await;
+    let mut stack = TestStack::embedded().await;
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
@@ -42,10 +43,7 @@ async fn session_reconnects_and_resubscribes_after_a_broker_restart() {
     // The embedded broker loses its sessions on restart; the front gives each known inbox its
     // session back (BROKER-4), and Bob's loop must reconnect and subscribe again by itself
     // (rumqttc does not resubscribe).
-    match &mut stack.broker {
-        Broker::Embedded(service) => service.restart_broker().await.expect("restart"),
-        Broker::Mosquitto(_) => unreachable!("embedded stack"),
-    }
+    stack.restart_broker(BrokerStop::Graceful).await;
     wait_for(&mut events, |e| {
         matches!(e, ClientEvent::Disconnected { .. }).then_some(())
     })
@@ -73,7 +71,7 @@ async fn session_reconnects_and_resubscribes_after_a_broker_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_contacts_are_unverified_until_compared_card_4_safe_1() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     let (alice_id, bob_id) = (alice.user_id(), bob.user_id());
@@ -151,20 +149,20 @@ async fn directory_contacts_are_unverified_until_compared_card_4_safe_1() {
 /// the signed prekey rotated and served by the directory, the server clock refreshed (TIME-1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prekeys_are_refilled_and_rotated_key_3_key_4_time_1() {
-    let stack = Stack::embedded().await;
+    let stack = TestStack::embedded().await;
     let mut alice = stack.signup("alice").await;
     let mut bob = stack.signup("bob").await;
     let alice_id = alice.user_id();
 
     // Signed up with 10 one-time prekeys: below the low-water mark, so 90 more go up.
     let left = alice
-        .refill_prekeys(sotto_client::PREKEY_LOW_WATER)
+        .refill_prekeys(test_config().prekey_low_water)
         .await
         .expect("refill");
     assert_eq!(left, 100);
     assert_eq!(
         alice
-            .refill_prekeys(sotto_client::PREKEY_LOW_WATER)
+            .refill_prekeys(test_config().prekey_low_water)
             .await
             .expect("no refill needed"),
         100

@@ -5,7 +5,6 @@
 mod codecs;
 mod common;
 mod device;
-mod fuzz_corpus;
 mod group;
 mod session;
 mod sizes;

@@ -3,7 +3,7 @@
 //! rumqttd has no topic authorization and lets a client id take over another's session, so it
 //! never faces clients directly: it listens in plain TCP on `127.0.0.1:<free port>` and accepts
 //! only CONNECTs carrying a per-start random secret as password (the front's, see
-//! [`super::filter::encode_connect`]). Sessions are persistent (`clean_session = false`, BROKER-4)
+//! [`sotto_wire::mqtt::encode_connect`]). Sessions are persistent (`clean_session = false`, BROKER-4)
 //! and queued messages live in rumqttd's in-memory per-topic commit log: sized so that 10,000
 //! queued LIM-1 envelopes per inbox survive, and lost when the process (or this broker) stops.
 //!
@@ -22,9 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::BrokerError;
-use super::filter::{self, MAX_CLIENT_REMAINING};
 use super::front::Upstream;
 use super::port::PortReservation;
+use sotto_wire::filter::MAX_CLIENT_REMAINING;
+use sotto_wire::mqtt;
 
 /// Bytes per commit-log segment (per topic).
 pub const SEGMENT_SIZE: usize = 16 * 1024 * 1024;
@@ -163,7 +164,7 @@ async fn wait_ready(upstream: &Upstream) -> Result<(), BrokerError> {
 async fn probe(upstream: &Upstream) -> std::io::Result<()> {
     let mut tcp = TcpStream::connect(upstream.addr).await?;
     let id = "sotto-probe";
-    tcp.write_all(&filter::encode_connect(
+    tcp.write_all(&mqtt::encode_connect(
         id,
         30,
         true,

@@ -33,10 +33,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::filter::{
-    self, ClientFilter, MAX_CLIENT_REMAINING, ParseError, Verdict, encode_connect, is_user_id,
-};
 use crate::ca;
+use sotto_wire::filter::{ClientFilter, MAX_CLIENT_REMAINING, Verdict, is_user_id};
+use sotto_wire::mqtt::{self, ParseError, encode_connect};
 
 /// Time allowed for the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -218,6 +217,11 @@ impl Front {
 
     /// Stops accepting and closes every connection.
     pub async fn shutdown(mut self) {
+        self.close().await;
+    }
+
+    /// [`Front::shutdown`] in place: once it returns, the address is free again.
+    pub async fn close(&mut self) {
         self.state.send_replace(State::Shutdown);
         if let Some(task) = self.accept_task.take() {
             let _ = task.await;
@@ -311,7 +315,7 @@ pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io:
         if connack.as_deref().and_then(|c| c.get(3)) != Some(&0) {
             return Err(std::io::Error::other("session restore refused"));
         }
-        tcp.write_all(&filter::encode_subscribe(1, &format!("i/{user}")))
+        tcp.write_all(&mqtt::encode_subscribe(1, &format!("i/{user}")))
             .await?;
         // Wait for the SUBACK (packets delivered before it are left unacknowledged).
         let suback = tokio::time::timeout(CONNECT_TIMEOUT, async {
@@ -340,7 +344,7 @@ async fn read_packet<R: AsyncRead + Unpin>(
     max_remaining: usize,
 ) -> Result<Option<Bytes>, ConnError> {
     loop {
-        if let Some(len) = filter::packet_len(buf, max_remaining)? {
+        if let Some(len) = mqtt::packet_len(buf, max_remaining)? {
             if buf.len() >= len {
                 return Ok(Some(buf.split_to(len).freeze()));
             }
@@ -439,7 +443,7 @@ async fn serve(
     };
     let Some(upstream) = upstream else {
         tracing::info!(conn, "internal broker unavailable");
-        write_and_close(&mut client_wr, Some(&filter::connack(CONNACK_UNAVAILABLE))).await;
+        write_and_close(&mut client_wr, Some(&mqtt::connack(CONNACK_UNAVAILABLE))).await;
         return Ok(());
     };
     let broker = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.addr))

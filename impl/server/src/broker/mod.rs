@@ -1,31 +1,38 @@
 //! The message service: MQTT 3.1.1 over mutual TLS, with the rules BROKER-1..4 enforced.
 //!
-//! Two profiles:
-//! - **embedded** ([`MessageService::start_embedded`]): an in-process rumqttd on an internal
-//!   loopback port ([`embedded`]) behind the authorizing TLS front ([`front`]), which applies the
-//!   sans-IO [`filter`] to every client packet.
-//! - **Mosquitto** ([`mosquitto`]): the same rules as a Mosquitto 2.0 configuration (mTLS, CN as
-//!   username and client id, ACL), optionally run as a child process.
+//! - [`MessageService`]: the authorizing TLS front ([`front`]), which applies the sans-IO filter
+//!   of `sotto_wire::filter` to every client packet, with a broker behind it on an internal
+//!   loopback port: the in-process rumqttd ([`embedded`]) or a Mosquitto child process
+//!   ([`mosquitto::InternalMosquitto`]). Something may sit between the two ([`Hop`]: the
+//!   conformance replay's controllable relay).
+//! - The Mosquitto profile ([`mosquitto::MosquittoProfile`]): the same rules as a Mosquitto 2.0
+//!   configuration (mTLS, CN as username and client id, ACL) facing clients itself.
 //!
 //! ```text
-//!  device --mTLS (CN = user id)--> front --filter--> rumqttd (127.0.0.1:<internal>)
+//!  device --mTLS (CN = user id)--> front --filter--> [hop] --> rumqttd | Mosquitto (127.0.0.1:<internal>)
 //!                                    ^ SUBACK 0x80 / CONNACK refusals / close
 //! ```
 //!
-//! Offline messages of the embedded profile live in memory: a restart of rumqttd
+//! Offline messages of the embedded broker live in memory: a restart of rumqttd
 //! ([`MessageService::restart_broker`]) loses them; Mosquitto's persistence keeps them.
+//!
+//! The whole service (PKI, membership, message service) is started by
+//! [`crate::service::Service`].
 
 pub mod embedded;
-pub mod filter;
 pub mod front;
 pub mod mosquitto;
 pub mod port;
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::ca::{CaError, Pki};
+use crate::service::{Broker, BrokerStop};
 use embedded::EmbeddedBroker;
-use front::Front;
+use front::{Front, Upstream};
+use mosquitto::InternalMosquitto;
 
 /// Errors of the message service.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +53,9 @@ pub enum BrokerError {
     /// The `mosquitto` binary could not be started.
     #[error("cannot start mosquitto: {0}")]
     MosquittoMissing(#[source] std::io::Error),
+    /// The session restore after a broker restart failed (BROKER-4).
+    #[error("restoring the inbox sessions: {0}")]
+    Restore(#[source] std::io::Error),
     /// Mosquitto exited during startup.
     #[error("mosquitto exited ({status}): {log}")]
     MosquittoExited {
@@ -56,26 +66,76 @@ pub enum BrokerError {
     },
 }
 
-/// The embedded message service: the TLS front and the internal rumqttd.
+/// Something between the front and the broker: the front connects to [`Hop::local_addr`], which
+/// forwards to the broker (the conformance replay's relay, which holds and releases deliveries).
+pub trait Hop: Send + Sync {
+    /// Where the front connects instead of the broker.
+    fn local_addr(&self) -> SocketAddr;
+    /// The broker restarted at `broker`: forward there from now on.
+    fn retarget(&self, broker: SocketAddr);
+}
+
+/// The broker behind the front.
 #[derive(Debug)]
+enum Backend {
+    Embedded(EmbeddedBroker),
+    Mosquitto(InternalMosquitto),
+}
+
+impl Backend {
+    async fn start(broker: Broker, mosquitto_dir: &Path) -> Result<Backend, BrokerError> {
+        Ok(match broker {
+            Broker::Embedded => Backend::Embedded(EmbeddedBroker::start().await?),
+            Broker::Mosquitto => Backend::Mosquitto(InternalMosquitto::start(mosquitto_dir).await?),
+        })
+    }
+
+    fn upstream(&self) -> Upstream {
+        match self {
+            Backend::Embedded(b) => b.upstream(),
+            Backend::Mosquitto(m) => m.upstream(),
+        }
+    }
+}
+
+/// The message service: the authorizing front and the broker behind it.
 pub struct MessageService {
     front: Front,
-    broker: Option<EmbeddedBroker>,
+    backend: Backend,
+    broker: Broker,
+    tls: Arc<rustls::ServerConfig>,
+    hop: Option<Arc<dyn Hop>>,
+}
+
+impl std::fmt::Debug for MessageService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageService")
+            .field("front", &self.front)
+            .field("backend", &self.backend)
+            .field("hop", &self.hop.as_ref().map(|h| h.local_addr()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl MessageService {
-    /// Starts rumqttd on an internal loopback port and the front on `listen` (port 0: any free
-    /// port; see [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`.
-    pub async fn start_embedded(
+    /// Starts `broker` on an internal loopback port (Mosquitto keeps its files in
+    /// `mosquitto_dir`) and the front on `listen` (port 0: any free port; see
+    /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`.
+    pub(crate) async fn start(
         pki: &Pki,
         listen: SocketAddr,
+        broker: Broker,
+        mosquitto_dir: &Path,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
-        let broker = EmbeddedBroker::start().await?;
-        let front = Front::bind(listen, tls, Some(broker.upstream())).await?;
+        let backend = Backend::start(broker, mosquitto_dir).await?;
+        let front = Front::bind(listen, tls.clone(), Some(backend.upstream())).await?;
         Ok(MessageService {
             front,
-            broker: Some(broker),
+            backend,
+            broker,
+            tls,
+            hop: None,
         })
     }
 
@@ -84,41 +144,125 @@ impl MessageService {
         self.front.local_addr()
     }
 
+    /// Which broker runs behind the front.
+    pub fn broker(&self) -> Broker {
+        self.broker
+    }
+
     /// Starts a wiretap on the front (see [`Front::wiretap`]): every MQTT packet of every
     /// connection from now on, in plaintext, for the conformance wiretap (Req8).
     pub fn wiretap(&self) -> tokio::sync::mpsc::UnboundedReceiver<front::TapRecord> {
         self.front.wiretap()
     }
 
-    /// The internal rumqttd address, if running (plain TCP; it accepts only the front's CONNECT).
-    pub fn internal_addr(&self) -> Option<SocketAddr> {
-        self.broker.as_ref().map(|b| b.upstream().addr)
+    /// The broker's internal address (plain TCP; it accepts only the front's CONNECT).
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.backend.upstream().addr
     }
 
-    /// Stops rumqttd: every connection is closed, new CONNECTs get "server unavailable", queued
-    /// messages are lost.
-    pub fn stop_broker(&mut self) {
-        self.front.set_upstream(None);
-        if let Some(broker) = self.broker.take() {
-            broker.stop();
+    /// Mosquitto's directory (configuration, ACL, log, persistence), if Mosquitto is the broker.
+    pub fn mosquitto_dir(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Mosquitto(m) => Some(m.dir()),
+            Backend::Embedded(_) => None,
         }
     }
 
-    /// Stops rumqttd and starts a fresh one: queued messages are lost; the inbox session of every
-    /// user the front has relayed is restored ([`front::restore_sessions`]), so that messages to
-    /// offline users are queued again from now on (BROKER-4).
-    pub async fn restart_broker(&mut self) -> Result<(), BrokerError> {
-        self.stop_broker();
-        let broker = EmbeddedBroker::start().await?;
-        front::restore_sessions(&broker.upstream(), &self.front.seen_users()).await?;
-        self.front.set_upstream(Some(broker.upstream()));
-        self.broker = Some(broker);
+    /// Puts `hop` between the front and the broker: connections made from now on go through it,
+    /// and [`MessageService::restart_broker`] tells it where the broker went.
+    pub fn interpose(&mut self, hop: Arc<dyn Hop>) {
+        let up = self.backend.upstream();
+        self.front.set_upstream(Some(Upstream {
+            addr: hop.local_addr(),
+            secret: up.secret,
+        }));
+        self.hop = Some(hop);
+    }
+
+    /// The front's upstream for the current broker: through the hop if there is one.
+    fn front_upstream(&self) -> Upstream {
+        let up = self.backend.upstream();
+        match &self.hop {
+            Some(hop) => {
+                hop.retarget(up.addr);
+                Upstream {
+                    addr: hop.local_addr(),
+                    secret: up.secret,
+                }
+            }
+            None => up,
+        }
+    }
+
+    /// Stops the broker: relayed connections close and new CONNECTs are answered "server
+    /// unavailable" until [`MessageService::restart_broker`] (rumqttd's queues are lost;
+    /// Mosquitto writes its persistence file).
+    pub async fn stop_broker(&mut self) -> Result<(), BrokerError> {
+        self.front.set_upstream(None);
+        match &mut self.backend {
+            Backend::Embedded(b) => b.stop(),
+            Backend::Mosquitto(m) => m.stop().await?,
+        }
         Ok(())
     }
 
-    /// Stops the front and the broker.
+    /// Restarts the broker as `stop` says ([`BrokerStop`]). After a graceful restart that lost
+    /// the sessions (rumqttd always, Mosquitto with [`BrokerStop::Fresh`]), the inbox session of
+    /// every user the front has relayed is restored ([`front::restore_sessions`]), so that
+    /// messages to offline users are queued again from then on (BROKER-4). After
+    /// [`BrokerStop::Kill`] the front is a new one too, on the same address, knowing nobody.
+    pub async fn restart_broker(&mut self, stop: BrokerStop) -> Result<(), BrokerError> {
+        // New CONNECTs get "server unavailable" meanwhile; relayed connections close.
+        self.front.set_upstream(None);
+        match stop {
+            BrokerStop::Graceful | BrokerStop::Fresh => {
+                let lost_sessions = match &mut self.backend {
+                    Backend::Embedded(b) => {
+                        b.stop();
+                        *b = EmbeddedBroker::start().await?;
+                        true
+                    }
+                    Backend::Mosquitto(m) => {
+                        let keep = stop == BrokerStop::Graceful;
+                        m.restart(keep).await?;
+                        !keep
+                    }
+                };
+                if lost_sessions {
+                    front::restore_sessions(&self.backend.upstream(), &self.front.seen_users())
+                        .await
+                        .map_err(BrokerError::Restore)?;
+                }
+            }
+            BrokerStop::Kill => {
+                let addr = self.front.local_addr();
+                self.front.close().await;
+                match &mut self.backend {
+                    Backend::Embedded(b) => {
+                        b.stop();
+                        *b = EmbeddedBroker::start().await?;
+                    }
+                    Backend::Mosquitto(m) => m.kill_and_restart().await?,
+                }
+                self.front = Front::bind(addr, self.tls.clone(), None).await?;
+            }
+        }
+        let up = self.front_upstream();
+        self.front.set_upstream(Some(up));
+        Ok(())
+    }
+
+    /// Stops the front and the broker (Mosquitto gracefully: its persistence file is written).
     pub async fn shutdown(mut self) {
-        self.stop_broker();
+        self.front.set_upstream(None);
+        match &mut self.backend {
+            Backend::Embedded(b) => b.stop(),
+            Backend::Mosquitto(m) => {
+                if let Err(e) = m.stop().await {
+                    tracing::warn!(error = %e, "stopping mosquitto");
+                }
+            }
+        }
         self.front.shutdown().await;
     }
 }

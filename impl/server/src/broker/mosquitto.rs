@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::BrokerError;
-use super::filter::{INBOX_PREFIX, MAX_ENVELOPE, USER_ID_LEN};
 use super::front::Upstream;
 use super::port::PortReservation;
 use crate::ca::{self, Pki};
+use sotto_wire::filter::{INBOX_PREFIX, KEEP_ALIVE_MAX, MAX_ENVELOPE, USER_ID_LEN};
 
 /// `max_packet_size`, as Mosquitto 2.0 counts it (remaining length + 1, the length varint left
 /// out): 1 + topic `i/<user id>` (2 + 18) + packet id (2) + a LIM-1 payload = 8,215. A PUBLISH
@@ -40,7 +40,7 @@ pub const MAX_PACKET_SIZE: usize = 1 + 2 + INBOX_PREFIX.len() + USER_ID_LEN + 2 
 /// Messages queued per offline client (BROKER-4).
 pub const MAX_QUEUED_MESSAGES: usize = 100_000;
 /// Largest keep-alive, seconds (same as the front).
-pub const MAX_KEEPALIVE: u16 = super::filter::KEEP_ALIVE_MAX;
+pub const MAX_KEEPALIVE: u16 = KEEP_ALIVE_MAX;
 /// How long [`MosquittoProcess::spawn`] waits for the port.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`MosquittoProcess::stop`] waits after SIGTERM before killing.
@@ -102,6 +102,17 @@ impl MosquittoProfile {
     /// Mosquitto's log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("mosquitto.log")
+    }
+
+    /// The directory with the configuration, the ACL, the log and `data/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Mosquitto's persistence file (`data/mosquitto.db`; written on a graceful stop and every
+    /// autosave interval).
+    pub fn persistence_file(&self) -> PathBuf {
+        self.dir.join("data").join("mosquitto.db")
     }
 }
 
@@ -368,7 +379,7 @@ impl InternalMosquitto {
     /// Mosquitto's persistence file (`data/mosquitto.db`; written on a graceful stop and every
     /// autosave interval).
     pub fn persistence_file(&self) -> PathBuf {
-        self.profile.dir.join("data").join("mosquitto.db")
+        self.profile.persistence_file()
     }
 
     /// Whether the child process is running (not stopped).
@@ -383,6 +394,16 @@ impl InternalMosquitto {
             Some(process) => process.stop().await,
             None => Ok(()),
         }
+    }
+
+    /// Kills Mosquitto at once (SIGKILL, as a crash would: what changed since the last autosave
+    /// is lost) and starts it again on the same port.
+    pub async fn kill_and_restart(&mut self) -> Result<(), BrokerError> {
+        if let Some(process) = self.process.take() {
+            process.kill()?;
+        }
+        self.process = Some(MosquittoProcess::spawn(&self.profile).await?);
+        Ok(())
     }
 
     /// Stops Mosquitto, deletes the persistence file first when `keep_queues` is false (every

@@ -10,22 +10,21 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::api::ErrorBody;
 use crate::ca::CaError;
+use sotto_wire::membership_api::{ApiCode, ErrorBody};
 
-/// An error response: HTTP status, stable code, message.
+/// An error response: a typed stable code (its HTTP status goes with it, [`ApiCode::status`]) and a
+/// message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ApiCode,
     message: String,
 }
 
 impl ApiError {
-    /// An error with any status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code` and a message for people (no key material, no peer data).
+    pub fn new(code: ApiCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
         }
@@ -33,60 +32,53 @@ impl ApiError {
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ApiCode {
         self.code
     }
 
     /// 413 `body_too_large`.
     pub fn body_too_large() -> Self {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body larger than {} bytes", super::api::MAX_BODY),
+            ApiCode::BodyTooLarge,
+            format!(
+                "request body larger than {} bytes",
+                sotto_wire::membership_api::MAX_BODY
+            ),
         )
     }
 
     /// 401 `client_certificate_required`.
     pub fn client_certificate_required() -> Self {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "client_certificate_required",
+            ApiCode::ClientCertificateRequired,
             "this endpoint needs a client certificate issued at signup",
         )
     }
 
     /// 404 `unknown_user`.
     pub fn unknown_user() -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "no such user")
+        ApiError::new(ApiCode::UnknownUser, "no such user")
     }
 
     /// 500 `internal`: details go to the log, not to the peer.
     pub fn internal() -> Self {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        ApiError::new(ApiCode::Internal, "internal error")
     }
 
     /// 503 `timeout`: the request took longer than the service allows.
     pub fn timeout() -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "request timed out",
-        )
+        ApiError::new(ApiCode::Timeout, "request timed out")
     }
 }
 
 impl From<sotto_core::Error> for ApiError {
     /// A refusal by the core: 400 with the core's code.
     fn from(e: sotto_core::Error) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+        ApiError::new(ApiCode::Core(e), e.to_string())
     }
 }
 
@@ -105,11 +97,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = ErrorBody {
-            error: self.code.to_owned(),
+            error: self.code.as_str().to_owned(),
             message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        (status, Json(body)).into_response()
     }
 }
 

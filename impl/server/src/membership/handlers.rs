@@ -28,16 +28,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand_core::OsRng;
 use sotto_core::UserId;
+use sotto_core::error::MisuseError;
 use sotto_core::signup::SignupRequest;
 
-use super::api::{
-    CertificateResponse, ChallengeResponse, MAX_BODY, PrekeyCountResponse, PrekeyUpload,
-    RENEW_WINDOW_MS, RenewRequest, SignupResponse, TimeResponse,
-};
 use super::challenge::Challenges;
 use super::error::{ApiError, StoreError};
 use super::store::{CertRecord, NewUser, Store, UploadRefusal};
 use crate::ca::{CaError, Pki};
+use sotto_wire::membership_api::{
+    ApiCode, CertificateResponse, ChallengeResponse, MAX_BODY, PrekeyCountResponse, PrekeyUpload,
+    RENEW_WINDOW_MS, RenewRequest, SignupResponse, TimeResponse,
+};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -94,8 +95,7 @@ async fn read_body(mut body: Body) -> Result<Vec<u8>, ApiError> {
     while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|_| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body_unreadable",
+                ApiCode::BodyUnreadable,
                 "the request body could not be read",
             )
         })?;
@@ -132,8 +132,7 @@ fn issue(pki: &Pki, user: &UserId, spki: &[u8]) -> Result<(String, CertRecord), 
         .issue_client_cert(&user.to_text(), spki)
         .map_err(|e| match e {
             CaError::UnsupportedKey => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unsupported_key",
+                ApiCode::UnsupportedKey,
                 "the TLS public key must be a DER SubjectPublicKeyInfo of ECDSA P-256 or Ed25519",
             ),
             other => {
@@ -187,8 +186,7 @@ pub(crate) async fn signup(
     let challenge_ok = state.challenges.take(req.challenge(), Instant::now());
     if state.difficulty > 0 && !challenge_ok {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unknown_challenge",
+            ApiCode::UnknownChallenge,
             "the challenge was not issued by this service, has expired or was used",
         ));
     }
@@ -237,8 +235,7 @@ pub(crate) async fn renew(
     let now = now_ms();
     if now.abs_diff(req.timestamp_ms()) > RENEW_WINDOW_MS {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "stale_timestamp",
+            ApiCode::StaleTimestamp,
             "the request's timestamp is more than 5 minutes from the server's time",
         ));
     }
@@ -285,13 +282,11 @@ pub(crate) async fn upload_prekeys(
             Ok(()) => Ok(StatusCode::NO_CONTENT),
             Err(UploadRefusal::UnknownUser) => Err(ApiError::unknown_user()),
             Err(UploadRefusal::StaleSignedPrekey) => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "stale_signed_prekey",
+                ApiCode::StaleSignedPrekey,
                 "the signed prekey id must be higher than the current one",
             )),
             Err(UploadRefusal::TooManyPrekeys) => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "limit_reached",
+                ApiCode::Core(MisuseError::LimitReached.into()),
                 format!(
                     "at most {} one-time prekeys are kept per user",
                     super::store::MAX_STORED_OPKS
@@ -340,14 +335,13 @@ pub(crate) async fn bundle(
 
 /// Unknown paths: 404 `not_found`.
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(ApiCode::NotFound, "no such endpoint")
 }
 
 /// Known paths with the wrong method: 405 `method_not_allowed`.
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ApiCode::MethodNotAllowed,
         "method not allowed on this endpoint",
     )
 }

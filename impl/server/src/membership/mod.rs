@@ -15,20 +15,18 @@
 //! ```
 //!
 //! The service keeps only public keys and certificate bookkeeping ([`store`]); it never records or
-//! logs a peer's address. Bodies are bounded ([`api::MAX_BODY`]), connections are bounded
+//! logs a peer's address. Bodies are bounded (`sotto_wire::membership_api::MAX_BODY`), connections are bounded
 //! ([`MAX_CONNECTIONS`]), every TLS handshake, request header and request has a deadline, and the
 //! challenge map is bounded ([`challenge::MAX_CHALLENGES`]). A restart with the same data directory
 //! keeps every user (and [`crate::ca::Pki`] keeps the CA).
 //!
-//! The wire format of the API is in [`api`] and docs/operations.md; [`client`] is the typed client the
-//! device uses.
+//! The wire format of the API is `sotto_wire::membership_api` and docs/operations.md; the typed
+//! client devices use is `sotto_client::membership::MembershipClient`.
 //!
 //! For the conformance wiretap (Req8), [`MembershipHandle::wiretap`] yields every request and
 //! response in plaintext ([`tap`]); with no tap attached nothing is buffered.
 
-pub mod api;
 pub mod challenge;
-pub mod client;
 pub mod error;
 mod handlers;
 pub mod store;
@@ -55,7 +53,6 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ca::{self, Pki};
-pub use client::{ClientError, MembershipClient};
 pub use error::{ApiError, MembershipError, StoreError};
 use handlers::{AppState, PeerIdentity};
 pub use tap::HttpTapRecord;
@@ -151,8 +148,8 @@ impl MembershipHandle {
         self.local_addr
     }
 
-    /// The base URL for [`MembershipClient`]: `https://localhost:<port>` (the server certificate
-    /// names localhost, 127.0.0.1 and ::1).
+    /// The base URL for a client: `https://localhost:<port>` (the server certificate names
+    /// localhost, 127.0.0.1 and ::1).
     pub fn url(&self) -> String {
         format!("https://localhost:{}", self.local_addr.port())
     }
@@ -195,7 +192,7 @@ impl Drop for MembershipHandle {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    use api::paths;
+    use sotto_wire::membership_api::paths;
     Router::new()
         .route(paths::TIME, get(handlers::time))
         .route(paths::CHALLENGE, get(handlers::challenge))
@@ -297,7 +294,7 @@ async fn serve_connection(tcp: TcpStream, tls: TlsAcceptor, router: Router, tap:
 fn stamp(response: &mut Response) {
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&handlers::now_ms().to_string()) {
-        headers.insert(api::TIME_HEADER, v);
+        headers.insert(sotto_wire::membership_api::TIME_HEADER, v);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }

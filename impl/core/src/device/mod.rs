@@ -1,0 +1,132 @@
+//! The device engine: everything one device knows, driven by `send` and `receive` (sans-IO).
+//! One file per concept:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `output.rs` | what a step hands the shell: [`Outgoing`], [`Incoming`], [`Event`] |
+//! | `prekeys.rs` | the signed prekeys, the one-time prekeys, the bundle and the signup request (KEY-3..KEY-5, SIGNUP-1) |
+//! | `contacts.rs` | contacts and their [`Trust`] (CARD-4, RX-9, SAFE-1) |
+//! | `messages.rs` | pairwise sessions: sending, receiving, the routing-tag index, first messages with the replay cache (X3DH-6..X3DH-9, RX-1..RX-10) |
+//! | `groups.rs` | groups and the control messages that change them (GRP-*) |
+//! | `persist.rs` | the whole state as bytes for the store ([`Device::export`], [`Device::import`]) |
+//!
+//!
+//! It ties the pieces together: contacts and their trust (CARD-4, RX-9), the prekeys and the replay
+//! cache for first messages (X3DH-6..X3DH-9), sessions found by routing tag (RX-1), simultaneous
+//! initiation (RX-10), duplicate suppression (RX-7), and groups (GRP-*).
+//!
+//! Contract with the shell: [`Device::receive`] returns `Err` only when nothing changed, so the shell
+//! can drop (or, if [`crate::Error::is_retryable`], park) the envelope; on `Ok` the shell commits the
+//! message and the device state in one transaction and then acknowledges the PUBLISH (RX-4). Problems
+//! with a message's *content* found after its keys were consumed come back as [`Event::Rejected`].
+
+mod contacts;
+mod groups;
+mod messages;
+mod output;
+mod persist;
+mod prekeys;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::card::ContactCard;
+use crate::crypto::CryptoRng;
+use crate::dedup::DeliveredIds;
+use crate::error::{Result, SessionError};
+use crate::group::Group;
+use crate::ids::{GroupId, UserId};
+use crate::keys::{Identity, OneTimePreKeyPair, PublicIdentity, SignedPreKeyPair};
+use crate::replay::ReplayCache;
+use crate::session::Session;
+
+use contacts::Contact;
+pub use contacts::Trust;
+pub use output::{Event, Incoming, Outgoing};
+
+/// One device's protocol state.
+#[derive(Clone, Debug)]
+pub struct Device {
+    user_id: UserId,
+    identity: Identity,
+    spks: VecDeque<SignedPreKeyPair>,
+    opks: BTreeMap<u32, OneTimePreKeyPair>,
+    next_opk_id: u32,
+    contacts: BTreeMap<UserId, Contact>,
+    sessions: BTreeMap<u64, Session>,
+    next_session: u64,
+    replay: ReplayCache,
+    tags: BTreeMap<[u8; 8], u64>,
+    groups: BTreeMap<GroupId, Group>,
+    group_tags: BTreeMap<[u8; 8], GroupId>,
+    left_groups: BTreeMap<GroupId, u32>,
+    delivered: DeliveredIds,
+    bucket: usize,
+}
+
+impl Device {
+    /// A new device with a fresh identity and signed prekey 1, for the user id the membership service
+    /// assigned.
+    pub fn new(rng: &mut impl CryptoRng, user_id: UserId) -> Self {
+        let identity = Identity::generate(rng);
+        let spk = identity.new_signed_prekey(rng, 1);
+        Device::from_keys(user_id, identity, spk)
+    }
+
+    /// A device from existing keys (restored state, vectors).
+    pub fn from_keys(user_id: UserId, identity: Identity, spk: SignedPreKeyPair) -> Self {
+        Device {
+            user_id,
+            identity,
+            spks: VecDeque::from([spk]),
+            opks: BTreeMap::new(),
+            next_opk_id: 1,
+            contacts: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            next_session: 1,
+            replay: ReplayCache::default(),
+            tags: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            group_tags: BTreeMap::new(),
+            left_groups: BTreeMap::new(),
+            delivered: DeliveredIds::default(),
+            bucket: 0,
+        }
+    }
+
+    /// Pads every inner plaintext to a multiple of `bucket` bytes (IN-4); 0 or 1 turns padding off.
+    pub fn set_padding(&mut self, bucket: usize) {
+        self.bucket = bucket;
+    }
+
+    /// This device's user id.
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+
+    /// This device's public identity (the keys its contacts know it by).
+    pub fn public_identity(&self) -> &PublicIdentity {
+        self.identity.public()
+    }
+
+    /// This device's identity, private keys included. For conformance runs and tests only
+    /// (feature `test-utils`): the keys never leave the core otherwise.
+    #[cfg(feature = "test-utils")]
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn current_spk(&self) -> Result<&SignedPreKeyPair> {
+        self.spks
+            .back()
+            .ok_or_else(|| SessionError::UnknownSignedPrekey.into())
+    }
+
+    /// The contact card to show (CARD-2).
+    pub fn card(&self) -> Result<ContactCard> {
+        Ok(ContactCard::new(
+            self.user_id,
+            *self.identity.public(),
+            *self.current_spk()?.public(),
+        ))
+    }
+}

@@ -1,0 +1,71 @@
+//! What a step of the device hands the shell: the envelopes to publish ([`Outgoing`]), what a
+//! received envelope said ([`Incoming`]) and what the person should see besides ([`Event`]).
+
+use crate::crypto::SignPublic;
+use crate::error::Error;
+use crate::ids::{GroupId, MessageId, UserId};
+use crate::inner::Content;
+
+use super::Trust;
+
+/// Something the person should see besides the message itself.
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A first message from an unknown user id created an unverified contact (RX-9).
+    NewContact(UserId),
+    /// The device joined a group, or learned a new epoch of it (GRP-4).
+    GroupKey {
+        /// The group.
+        group: GroupId,
+        /// Its epoch.
+        epoch: u32,
+    },
+    /// The admin removed this device from a group; its keys are deleted (GRP-6).
+    RemovedFromGroup(GroupId),
+    /// A member confirmed holding a group epoch's key (GRP-9).
+    MemberConfirmed {
+        /// The group.
+        group: GroupId,
+        /// The epoch.
+        epoch: u32,
+        /// The member's index.
+        index: u8,
+    },
+    /// The message opened, but its content was refused (for example a group key not from the admin).
+    Rejected(Error),
+}
+
+/// A message to publish to each recipient's inbox (ID-5).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// Recipients; one for a pairwise message, every other member for a group message (GRP-8).
+    pub to: Vec<UserId>,
+    /// The envelope.
+    pub envelope: Vec<u8>,
+    /// The message id a receipt will name (ID-3).
+    pub id: MessageId,
+    /// The group, for a group message.
+    pub group: Option<GroupId>,
+}
+
+/// A message received and opened.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    /// The sender.
+    pub from: UserId,
+    /// The sender's identity key.
+    pub identity: SignPublic,
+    /// How far the sender is trusted.
+    pub trust: Trust,
+    /// The message id (ID-3).
+    pub id: MessageId,
+    /// The sender's server-corrected send time, ms.
+    pub sent_at: u64,
+    /// What it says.
+    pub content: Content,
+    /// The group, for a group message.
+    pub group: Option<GroupId>,
+    /// Things to show besides the message.
+    pub events: Vec<Event>,
+}

@@ -1,0 +1,512 @@
+//! The whole service started in one place: the PKI, the membership service and the message
+//! service, as `sotto serve`, the demo, the conformance replay and wiretap, the soak and the tests
+//! all run it. [`Service::builder`] takes a data directory and what to change from the defaults;
+//! [`Broker`] is the one word for which broker carries the messages.
+//!
+//! ```text
+//!  <data>/ca.pem ca.key server.pem server.key   Pki (created on first start, TLS-1)
+//!  <data>/membership.db                         membership service, HTTPS   (membership_listen)
+//!  message service on mqtt_listen:
+//!    Embedded                 front (BROKER-1..4) -> [hop] -> rumqttd in-process
+//!    Mosquitto                front (BROKER-1..4) -> [hop] -> mosquitto child, <data>/mosquitto/
+//!    Mosquitto, direct        mosquitto child facing clients itself (mTLS + ACL), <data>/mosquitto/
+//!    Mosquitto, files only    <data>/mosquitto/mosquitto.conf for a Mosquitto the operator runs
+//! ```
+//!
+//! Hooks for what tests and conformance runs need sit on [`Service`]: the wiretaps (HTTP and, with
+//! the front, MQTT), a [`Hop`] between front and broker (the replay's relay), broker restarts of
+//! each kind ([`BrokerStop`]), and stopping and starting the membership service on its address.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sotto_server::service::ServiceError> {
+//! use sotto_server::service::{Broker, Service};
+//! let service = Service::builder("server-data")
+//!     .broker(Broker::Embedded)
+//!     .start()
+//!     .await?;
+//! println!("sign up at {} with the CA {}", service.membership_url(), service.ca_file().display());
+//! service.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::broker::front::TapRecord;
+use crate::broker::mosquitto::{self, MosquittoProcess, MosquittoProfile};
+use crate::broker::{BrokerError, Hop, MessageService};
+use crate::ca::{CaError, Pki};
+use crate::membership::{
+    DEFAULT_DIFFICULTY, HttpTapRecord, Membership, MembershipConfig, MembershipError,
+    MembershipHandle,
+};
+
+/// Which broker carries the messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Broker {
+    /// rumqttd in-process, behind the authorizing front (the default: nothing to install).
+    Embedded,
+    /// Mosquitto 2 as a child process (`apt-get install mosquitto`).
+    Mosquitto,
+}
+
+impl Broker {
+    /// Both, embedded first.
+    pub const ALL: [Broker; 2] = [Broker::Embedded, Broker::Mosquitto];
+
+    /// `embedded` or `mosquitto`, as the command line and the reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Broker::Embedded => "embedded",
+            Broker::Mosquitto => "mosquitto",
+        }
+    }
+
+    /// Whether this broker can run here (Mosquitto: the `mosquitto` binary is installed).
+    pub fn is_available(self) -> bool {
+        match self {
+            Broker::Embedded => true,
+            Broker::Mosquitto => mosquitto::mosquitto_available(),
+        }
+    }
+}
+
+impl std::fmt::Display for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Broker {
+    type Err = ServiceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Broker::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or(ServiceError::Config(
+                "the broker is `embedded` or `mosquitto`",
+            ))
+    }
+}
+
+/// How the broker stops in [`Service::restart_broker`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerStop {
+    /// A clean stop and start. rumqttd restarts behind the running front and loses its queues,
+    /// the front gives every user it has relayed the inbox session back; Mosquitto gets SIGTERM
+    /// (its persistence file is written) and keeps its queues.
+    Graceful,
+    /// As [`BrokerStop::Graceful`], and the broker starts with no queues and no sessions
+    /// (Mosquitto's persistence file is deleted); the front restores the inbox sessions.
+    Fresh,
+    /// As if the server process died: the broker is killed (Mosquitto: SIGKILL, what changed
+    /// since its last autosave is lost) and the front, if any, is a new one on the same address
+    /// that knows nobody.
+    Kill,
+}
+
+/// Why the service could not start or change. Each variant names the part that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The builder's settings do not fit together.
+    #[error("invalid service configuration: {0}")]
+    Config(&'static str),
+    /// The data directory could not be created or read.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// The CA could not be loaded or created in the data directory.
+    #[error("CA in the data directory: {0}")]
+    Pki(#[from] CaError),
+    /// The membership service failed.
+    #[error("membership service: {0}")]
+    Membership(#[from] MembershipError),
+    /// The message service (front or broker) failed.
+    #[error("message service: {0}")]
+    Broker(#[from] BrokerError),
+}
+
+/// What [`Service::builder`] starts; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct ServiceBuilder {
+    data_dir: PathBuf,
+    broker: Broker,
+    mosquitto: MosquittoMode,
+    membership_listen: SocketAddr,
+    mqtt_listen: SocketAddr,
+    difficulty: u8,
+    advertise: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MosquittoMode {
+    BehindFront,
+    Direct,
+    FilesOnly,
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl ServiceBuilder {
+    /// The broker (default [`Broker::Embedded`]).
+    pub fn broker(mut self, broker: Broker) -> Self {
+        self.broker = broker;
+        self
+    }
+
+    /// With [`Broker::Mosquitto`]: Mosquitto faces the clients itself with the profile's
+    /// mutual TLS and ACL (BROKER-1..4 in its configuration), without the front.
+    pub fn mosquitto_direct(mut self) -> Self {
+        self.mosquitto = MosquittoMode::Direct;
+        self
+    }
+
+    /// With [`Broker::Mosquitto`]: only write the profile (`<data>/mosquitto/mosquitto.conf`)
+    /// for a Mosquitto the operator starts; devices are told its address.
+    pub fn mosquitto_files_only(mut self) -> Self {
+        self.mosquitto = MosquittoMode::FilesOnly;
+        self
+    }
+
+    /// Where the membership service listens (default `127.0.0.1:0`, a free port).
+    pub fn membership_listen(mut self, addr: SocketAddr) -> Self {
+        self.membership_listen = addr;
+        self
+    }
+
+    /// Where the message service listens (default `127.0.0.1:0`, a free port).
+    pub fn mqtt_listen(mut self, addr: SocketAddr) -> Self {
+        self.mqtt_listen = addr;
+        self
+    }
+
+    /// The signup proof-of-work difficulty in bits, 0..=32 (default
+    /// [`DEFAULT_DIFFICULTY`]; SIGNUP-3).
+    pub fn difficulty(mut self, bits: u8) -> Self {
+        self.difficulty = bits;
+        self
+    }
+
+    /// The broker address devices are told at signup, `host:port` (default: the message
+    /// service's own address, `localhost` for an unspecified IP).
+    pub fn advertise_broker(mut self, addr: impl Into<String>) -> Self {
+        self.advertise = Some(addr.into());
+        self
+    }
+
+    /// Loads or creates the PKI, starts the message service, then the membership service.
+    /// Returns once both accept connections.
+    pub async fn start(self) -> Result<Service, ServiceError> {
+        if self.broker == Broker::Embedded && self.mosquitto != MosquittoMode::BehindFront {
+            return Err(ServiceError::Config(
+                "the embedded broker always runs behind the front",
+            ));
+        }
+        tokio::fs::create_dir_all(&self.data_dir).await?;
+        let dir = self.data_dir.clone();
+        let pki = tokio::task::spawn_blocking(move || Pki::load_or_create(&dir))
+            .await
+            .map_err(|_| ServiceError::Config("the PKI task failed"))??;
+        let pki = Arc::new(pki);
+        let mosquitto_dir = self.data_dir.join("mosquitto");
+        let messages = match (self.broker, self.mosquitto) {
+            (_, MosquittoMode::BehindFront) => Messages::Fronted(
+                MessageService::start(&pki, self.mqtt_listen, self.broker, &mosquitto_dir).await?,
+            ),
+            (_, MosquittoMode::Direct) => {
+                let profile = MosquittoProfile::write(&pki, &mosquitto_dir, self.mqtt_listen)?;
+                let process = MosquittoProcess::spawn(&profile).await?;
+                Messages::Direct {
+                    profile,
+                    process: Some(process),
+                }
+            }
+            (_, MosquittoMode::FilesOnly) => Messages::FilesOnly(MosquittoProfile::write(
+                &pki,
+                &mosquitto_dir,
+                self.mqtt_listen,
+            )?),
+        };
+        let advertised = self
+            .advertise
+            .clone()
+            .unwrap_or_else(|| advertised(messages.addr()));
+        let membership_config = MembershipConfig {
+            data_dir: self.data_dir.clone(),
+            listen: self.membership_listen,
+            difficulty: self.difficulty,
+            broker_addr: advertised.clone(),
+        };
+        let membership = Membership::start(membership_config.clone(), pki.clone()).await?;
+        // Port 0: keep the port it got, so that a restart comes back where devices look.
+        let membership_config = MembershipConfig {
+            listen: membership.local_addr(),
+            ..membership_config
+        };
+        Ok(Service {
+            data_dir: self.data_dir,
+            broker: self.broker,
+            pki,
+            membership: Some(membership),
+            membership_config,
+            messages,
+        })
+    }
+}
+
+/// The address devices are told, `host:port`: `localhost` stands in for an unspecified IP.
+fn advertised(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// The message service in one of its set-ups.
+#[derive(Debug)]
+enum Messages {
+    Fronted(MessageService),
+    Direct {
+        profile: MosquittoProfile,
+        process: Option<MosquittoProcess>,
+    },
+    FilesOnly(MosquittoProfile),
+}
+
+impl Messages {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Messages::Fronted(m) => m.local_addr(),
+            Messages::Direct { profile, .. } | Messages::FilesOnly(profile) => profile.addr(),
+        }
+    }
+}
+
+/// A running service. Dropping it stops everything without waiting; [`Service::shutdown`] waits.
+#[derive(Debug)]
+pub struct Service {
+    data_dir: PathBuf,
+    broker: Broker,
+    pki: Arc<Pki>,
+    membership: Option<MembershipHandle>,
+    membership_config: MembershipConfig,
+    messages: Messages,
+}
+
+impl Service {
+    /// A builder for a service keeping its files in `data_dir` (created if missing).
+    pub fn builder(data_dir: impl Into<PathBuf>) -> ServiceBuilder {
+        ServiceBuilder {
+            data_dir: data_dir.into(),
+            broker: Broker::Embedded,
+            mosquitto: MosquittoMode::BehindFront,
+            membership_listen: loopback(),
+            mqtt_listen: loopback(),
+            difficulty: DEFAULT_DIFFICULTY,
+            advertise: None,
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Which broker carries the messages.
+    pub fn broker(&self) -> Broker {
+        self.broker
+    }
+
+    /// Whether the authorizing front enforces BROKER-1..4 (every set-up but Mosquitto direct or
+    /// files only).
+    pub fn has_front(&self) -> bool {
+        matches!(self.messages, Messages::Fronted(_))
+    }
+
+    /// The service CA and the certificates it issues.
+    pub fn pki(&self) -> &Arc<Pki> {
+        &self.pki
+    }
+
+    /// The CA certificate file operators hand out (`<data>/ca.pem`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+
+    /// The membership service's address (also while it is stopped: it starts again there).
+    pub fn membership_addr(&self) -> SocketAddr {
+        self.membership
+            .as_ref()
+            .map_or(self.membership_config.listen, MembershipHandle::local_addr)
+    }
+
+    /// The membership service's base URL, `https://localhost:<port>`.
+    pub fn membership_url(&self) -> String {
+        format!("https://localhost:{}", self.membership_addr().port())
+    }
+
+    /// The address the message service listens on for devices (the front, or Mosquitto).
+    pub fn broker_addr(&self) -> SocketAddr {
+        self.messages.addr()
+    }
+
+    /// The broker address devices are told at signup.
+    pub fn advertised_broker(&self) -> &str {
+        &self.membership_config.broker_addr
+    }
+
+    /// The broker's internal address behind the front (plain MQTT on loopback, accepting only
+    /// the front's CONNECT); `None` without a front.
+    pub fn internal_broker_addr(&self) -> Option<SocketAddr> {
+        match &self.messages {
+            Messages::Fronted(m) => Some(m.internal_addr()),
+            _ => None,
+        }
+    }
+
+    /// Mosquitto's directory (configuration, ACL, log, persistence file), if Mosquitto is the
+    /// broker.
+    pub fn mosquitto_dir(&self) -> Option<&Path> {
+        match &self.messages {
+            Messages::Fronted(m) => m.mosquitto_dir(),
+            Messages::Direct { profile, .. } | Messages::FilesOnly(profile) => Some(profile.dir()),
+        }
+    }
+
+    /// Mosquitto's persistence file (written on a graceful stop and every autosave interval), if
+    /// Mosquitto is the broker.
+    pub fn mosquitto_persistence_file(&self) -> Option<PathBuf> {
+        self.mosquitto_dir()
+            .map(|dir| dir.join("data").join("mosquitto.db"))
+    }
+
+    /// The Mosquitto configuration file, when Mosquitto runs (or is to be run) without the front.
+    pub fn mosquitto_conf(&self) -> Option<PathBuf> {
+        match &self.messages {
+            Messages::Direct { profile, .. } | Messages::FilesOnly(profile) => {
+                Some(profile.conf_path())
+            }
+            Messages::Fronted(_) => None,
+        }
+    }
+
+    /// Starts a wiretap on the membership service: every HTTP exchange from now on, in
+    /// plaintext (Req8 evidence; see [`MembershipHandle::wiretap`]). `None` while it is stopped.
+    pub fn http_wiretap(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<HttpTapRecord>> {
+        self.membership.as_ref().map(MembershipHandle::wiretap)
+    }
+
+    /// Starts a wiretap on the front: every MQTT packet of every connection from now on, in
+    /// plaintext. `None` without a front.
+    pub fn mqtt_wiretap(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<TapRecord>> {
+        match &self.messages {
+            Messages::Fronted(m) => Some(m.wiretap()),
+            _ => None,
+        }
+    }
+
+    /// Puts `hop` between the front and the broker (see [`Hop`]); only with a front.
+    pub fn interpose(&mut self, hop: Arc<dyn Hop>) -> Result<(), ServiceError> {
+        match &mut self.messages {
+            Messages::Fronted(m) => {
+                m.interpose(hop);
+                Ok(())
+            }
+            _ => Err(ServiceError::Config("a hop needs the front")),
+        }
+    }
+
+    /// Stops the broker behind the front: connections close and CONNECTs are answered "server
+    /// unavailable" until [`Service::restart_broker`]. Only with a front.
+    pub async fn stop_broker(&mut self) -> Result<(), ServiceError> {
+        match &mut self.messages {
+            Messages::Fronted(m) => Ok(m.stop_broker().await?),
+            _ => Err(ServiceError::Config(
+                "stopping the broker alone needs the front",
+            )),
+        }
+    }
+
+    /// Restarts the broker as `stop` says, on the same addresses.
+    pub async fn restart_broker(&mut self, stop: BrokerStop) -> Result<(), ServiceError> {
+        match &mut self.messages {
+            Messages::Fronted(m) => m.restart_broker(stop).await?,
+            Messages::Direct { profile, process } => {
+                if let Some(running) = process.take() {
+                    match stop {
+                        BrokerStop::Kill => running.kill()?,
+                        BrokerStop::Graceful | BrokerStop::Fresh => running.stop().await?,
+                    }
+                }
+                if stop == BrokerStop::Fresh {
+                    match std::fs::remove_file(profile.persistence_file()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                *process = Some(MosquittoProcess::spawn(profile).await?);
+            }
+            Messages::FilesOnly(_) => {
+                return Err(ServiceError::Config(
+                    "the operator runs this Mosquitto, not the service",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the membership service (closing its connections and waiting for that); the message
+    /// service runs on. Its database and the PKI stay on disk.
+    pub async fn stop_membership(&mut self) {
+        if let Some(m) = self.membership.take() {
+            m.shutdown().await;
+        }
+    }
+
+    /// Starts the membership service again on the address it had, with the PKI loaded again from
+    /// the data directory (as a restarted process would) and the same database. `advertise`
+    /// changes the broker address devices are told from now on.
+    pub async fn start_membership(
+        &mut self,
+        advertise: Option<String>,
+    ) -> Result<(), ServiceError> {
+        self.stop_membership().await;
+        if let Some(addr) = advertise {
+            self.membership_config.broker_addr = addr;
+        }
+        let dir = self.data_dir.clone();
+        let pki = tokio::task::spawn_blocking(move || Pki::load_or_create(&dir))
+            .await
+            .map_err(|_| ServiceError::Config("the PKI task failed"))??;
+        if pki.ca_pem() != self.pki.ca_pem() {
+            return Err(ServiceError::Config("the CA in the data directory changed"));
+        }
+        self.pki = Arc::new(pki);
+        let handle = Membership::start(self.membership_config.clone(), self.pki.clone()).await?;
+        self.membership = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the membership service and the message service (Mosquitto gracefully: its
+    /// persistence file is written) and waits for both.
+    pub async fn shutdown(mut self) {
+        self.stop_membership().await;
+        match self.messages {
+            Messages::Fronted(m) => m.shutdown().await,
+            Messages::Direct { process, .. } => {
+                if let Some(p) = process {
+                    if let Err(e) = p.stop().await {
+                        tracing::warn!(error = %e, "stopping mosquitto");
+                    }
+                }
+            }
+            Messages::FilesOnly(_) => {}
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The command line: [`Args`], their defaults, [`USAGE`] and [`parse_args`].
+
+use std::time::Duration;
+
+use sotto_server::Broker;
+
+/// What to run, and how much of it.
+#[derive(Clone, Debug)]
+pub struct Args {
+    /// Sender -> receiver pairs of phases 1 to 3.
+    pub pairs: usize,
+    /// Messages per pair and round of phases 1 and 2.
+    pub messages: usize,
+    /// Messages per pair of phase 3 (0: skipped).
+    pub client_messages: usize,
+    /// The brokers asked for (the unavailable ones are skipped).
+    pub brokers: Vec<Broker>,
+    /// Envelopes of phase 4 (0: skipped).
+    pub drain: usize,
+    /// Rounds of phases 1 and 2, alternating.
+    pub rounds: usize,
+    /// Bound of every phase.
+    pub timeout: Duration,
+}
+
+const USAGE: &str = "usage: cargo bench -p sotto-testkit --bench e2e -- [--pairs N (4)] \
+[--messages M (2000)] [--client-messages K (200)] [--broker embedded|mosquitto|both (both)] \
+[--drain D (10000)] [--rounds R of plain/encrypted (3)] [--timeout SECONDS per phase (120)]";
+
+/// The arguments of the process; `--help` prints [`USAGE`] and exits.
+pub fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        pairs: 4,
+        messages: 2000,
+        client_messages: 200,
+        brokers: Broker::ALL.to_vec(),
+        drain: 10_000,
+        rounds: 3,
+        timeout: Duration::from_secs(120),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            // `cargo bench` passes `--bench` to harness-less benchmarks.
+            "--bench" => {}
+            "--pairs" => args.pairs = number(value()?)?.max(1),
+            "--messages" => args.messages = number(value()?)?,
+            "--client-messages" => args.client_messages = number(value()?)?,
+            "--drain" => args.drain = number(value()?)?,
+            "--rounds" => args.rounds = number(value()?)?.max(1),
+            "--timeout" => args.timeout = Duration::from_secs(number(value()?)? as u64),
+            "--broker" => {
+                args.brokers = match value()?.as_str() {
+                    "both" => Broker::ALL.to_vec(),
+                    one => vec![
+                        one.parse()
+                            .map_err(|_| format!("--broker: unknown broker {one}"))?,
+                    ],
+                }
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}

@@ -1,0 +1,124 @@
+//! End-to-end benchmark of the message path (issue 4, item 6): a real stack in-process (test PKI,
+//! membership service, message service: the embedded front + rumqttd, and Mosquitto if the binary
+//! is on the PATH), real signups, cards exchanged, mutual TLS on loopback, QoS 1.
+//!
+//! ```text
+//! cargo bench -p sotto-testkit --bench e2e -- [--pairs 4] [--messages 2000] [--client-messages 200]
+//!     [--broker embedded|mosquitto|both] [--drain 10000] [--rounds 3] [--timeout 120]
+//! ```
+//!
+//! Per broker, each phase bounded by `--timeout` seconds (partial figures are printed if hit):
+//! 1. plain MQTT: N sender -> receiver pairs, M payloads of 100 bytes each, no crypto (phases 1
+//!    and 2 alternate for `--rounds` rounds; the figures are messages over summed time);
+//! 2. encrypted, raw device path: the same pairs and connection settings; each payload is the same
+//!    100-byte text sealed with `Device::send` and opened with `Device::receive` (sessions set up
+//!    through the real signup and cards, warmed up by one message and its receipt), no store;
+//! 3. encrypted, full `Client`: `Online::send` (SQLCipher commit + outbox) and the receiver's
+//!    online loop (open, commit, receipt back), `--client-messages` per pair;
+//! 4. drain: `--drain` envelopes queued for an offline recipient (persistent session), then the
+//!    recipient connects and opens each (raw device path).
+//!
+//! Latency is measured from just before sealing (or the `send` call) to just after opening, with
+//! the send time carried in the plaintext. Nothing asserts on speed: these are figures of one run.
+//!
+//! ```text
+//!  main      the run per broker, the report's frame
+//!  ├─ args       the command line
+//!  ├─ stack      service, signups, pairs, raw-connection credentials, warm-up
+//!  ├─ raw        phases 1 and 2 ─┐
+//!  ├─ drain      phase 4 ────────┴─ endpoints: raw MQTT receiver and sender
+//!  ├─ client     phase 3 (the full Client)
+//!  ├─ clock      micros, now_ms, the timestamped plaintext
+//!  └─ report     Received, Summary, Row, merging rounds, percentiles, printing
+//! ```
+
+mod args;
+mod client;
+mod clock;
+mod drain;
+mod endpoints;
+mod raw;
+mod report;
+mod stack;
+
+use std::error::Error;
+
+use sotto_server::Broker;
+
+use crate::args::{Args, parse_args};
+use crate::report::{Row, header, print_row};
+
+/// The result of a setup step or a phase.
+type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Every phase against one broker; prints each row as it is known.
+async fn run_broker(broker: Broker, args: &Args) -> R<Vec<Row>> {
+    let name = broker.name();
+    let stack = stack::start_stack(broker).await;
+    let (pairs, drain_pair) = stack::accounts(&stack, args.pairs).await?;
+    eprintln!(
+        "[{name}] {} accounts signed up, cards exchanged",
+        2 * args.pairs + 2
+    );
+
+    let mut rows = raw::rounds(name, &pairs, args).await?;
+    for row in &rows {
+        print_row(row);
+    }
+    if args.client_messages > 0 {
+        eprintln!("[{name}] full client ...");
+        let row = client::client_phase(name, pairs, args.client_messages, args.timeout).await?;
+        print_row(&row);
+        rows.push(row);
+    }
+    if args.drain > 0 {
+        eprintln!("[{name}] drain ...");
+        let (sender, recipient) = &drain_pair;
+        let drain_rows =
+            drain::drain_phase(name, sender, recipient, args.drain, args.timeout).await?;
+        for r in &drain_rows {
+            print_row(r);
+        }
+        rows.extend(drain_rows);
+    }
+    let _ = drain_pair.0.close();
+    let _ = drain_pair.1.close();
+    stack.service.shutdown().await;
+    Ok(rows)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let _ = clock::micros();
+    report::preamble(&args);
+    let (brokers, unavailable): (Vec<Broker>, Vec<Broker>) =
+        args.brokers.iter().partition(|b| b.is_available());
+    let skipped = unavailable
+        .first()
+        .map(|b| format!("{b}: skipped (no `{b}` binary on the PATH)"));
+    println!();
+    header();
+    let mut all: Vec<Row> = Vec::new();
+    let mut failures = Vec::new();
+    for broker in brokers {
+        match run_broker(broker, &args).await {
+            Ok(rows) => all.extend(rows),
+            Err(e) => failures.push(format!("{broker}: failed: {e}")),
+        }
+    }
+    println!();
+    report::ratios(&all);
+    if let Some(s) = skipped {
+        println!("{s}");
+    }
+    for f in &failures {
+        println!("{f}");
+    }
+}

@@ -1,0 +1,48 @@
+//! # sotto-testkit: what the tests, the benchmarks and the fault runs share
+//!
+//! Test support, never part of a product build: it starts the real service through its one
+//! builder and gives tests people with real encrypted stores, raw MQTT clients and a TCP proxy
+//! that cuts connections. It depends on everything below it; nothing but tests and benchmarks
+//! depends on it.
+//!
+//! ```text
+//!  tests of sotto-client, sotto-server; benches/e2e/
+//!      └── sotto-testkit ── TestStack (sotto_server::Service in a temp dir)
+//!                        ├─ people: signup, sync, online/offline, exactly-once assertions
+//!                        ├─ mqtt:   DeviceTlsKey, Identity (issued by the PKI), RawClient
+//!                        └─ proxy:  Proxy (cuts a connection mid-record on command)
+//! ```
+//!
+//! Every wait is bounded ([`WAIT`]); nothing asserts on speed.
+
+#![forbid(unsafe_code)]
+
+pub mod mqtt;
+pub mod people;
+pub mod proxy;
+pub mod stack;
+
+pub use people::{
+    LiveClient, Shown, Tally, assert_all_delivered, assert_exactly_once, exchange_cards,
+    go_offline, go_online, outbox, raw_publish, received_texts, settle, sync, texts, try_sync,
+};
+pub use stack::{DIFFICULTY, PASSPHRASE, TestStack, test_config};
+
+use std::time::Duration;
+
+/// Upper bound of every sync and wait of a test (never an assertion about speed).
+pub const WAIT: Duration = Duration::from_secs(20);
+/// Quiet period of the test syncs, and how long a negative check ("nothing arrives") waits
+/// after a positive control arrived.
+pub const QUIET: Duration = Duration::from_millis(700);
+
+/// Sends the server's and rumqttd's `tracing` events to the test output, filtered by
+/// `SOTTO_TEST_LOG` (for example `SOTTO_TEST_LOG=debug`); silent when it is unset.
+pub fn log_to_test_output() {
+    if let Ok(filter) = std::env::var("SOTTO_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,129 @@
+//! [`TestStack`]: the real service in-process for a test, through the one builder
+//! (`sotto_server::Service`), in a temporary directory that lives as long as the stack: free
+//! loopback ports, real TLS, real SQLCipher stores for its people.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sotto_client::{Client, Config, KdfParams};
+use sotto_server::{Broker, BrokerStop, Service};
+
+use crate::WAIT;
+
+/// Proof-of-work difficulty of the test services (small, but the work path runs).
+pub const DIFFICULTY: u8 = 4;
+
+/// The passphrase of every test store.
+pub const PASSPHRASE: &[u8] = b"correct horse battery staple";
+
+/// The client configuration of the tests: cheap Argon2 parameters, ten one-time prekeys, the
+/// inbox session established at signup (BROKER-4), a short quiet period for syncs.
+pub fn test_config() -> Config {
+    Config {
+        kdf: KdfParams::INSECURE_FOR_TESTS,
+        signup_one_time_prekeys: 10,
+        establish_inbox: Some(WAIT),
+        sync_quiet: crate::QUIET,
+        ..Config::default()
+    }
+}
+
+/// A running service and the directory of its files and of its people's stores.
+pub struct TestStack {
+    /// The temporary directory: `server/` for the service, `<name>.db` for the stores.
+    pub dir: tempfile::TempDir,
+    /// The service.
+    pub service: Service,
+}
+
+impl TestStack {
+    /// The embedded broker behind the front, the membership service, a test PKI.
+    pub async fn embedded() -> TestStack {
+        TestStack::start(Broker::Embedded).await
+    }
+
+    /// Mosquitto facing the clients itself (the Mosquitto profile: mutual TLS and the ACL).
+    pub async fn mosquitto() -> TestStack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service = Service::builder(dir.path().join("server"))
+            .broker(Broker::Mosquitto)
+            .mosquitto_direct()
+            .difficulty(DIFFICULTY)
+            .start()
+            .await
+            .expect("service with mosquitto");
+        TestStack { dir, service }
+    }
+
+    /// `broker` behind the front.
+    pub async fn start(broker: Broker) -> TestStack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service = Service::builder(dir.path().join("server"))
+            .broker(broker)
+            .difficulty(DIFFICULTY)
+            .start()
+            .await
+            .expect("service");
+        TestStack { dir, service }
+    }
+
+    /// The membership service's URL.
+    pub fn url(&self) -> String {
+        self.service.membership_url()
+    }
+
+    /// The CA devices pin at signup.
+    pub fn ca_pem(&self) -> &str {
+        self.service.pki().ca_pem()
+    }
+
+    /// The address the message service listens on (not a proxy's).
+    pub fn broker_addr(&self) -> SocketAddr {
+        self.service.broker_addr()
+    }
+
+    /// The store path of a user called `name`.
+    pub fn store_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.db"))
+    }
+
+    /// Signs up a user with [`test_config`].
+    pub async fn signup(&self, name: &str) -> Client {
+        self.signup_with(name, test_config()).await
+    }
+
+    /// Signs up a user with `config`.
+    pub async fn signup_with(&self, name: &str, config: Config) -> Client {
+        Client::signup_with(
+            &self.url(),
+            self.ca_pem(),
+            self.store_path(name),
+            PASSPHRASE,
+            config,
+        )
+        .await
+        .expect("signup")
+    }
+
+    /// Restarts the broker (see [`BrokerStop`]).
+    pub async fn restart_broker(&mut self, stop: BrokerStop) {
+        self.service
+            .restart_broker(stop)
+            .await
+            .expect("broker restart");
+    }
+
+    /// Stops the membership service; the broker keeps running.
+    pub async fn stop_membership(&mut self) {
+        self.service.stop_membership().await;
+    }
+
+    /// Starts the membership service again on its address, with the same CA (checked) and
+    /// database; `advertise` changes the broker address devices are told.
+    pub async fn start_membership(&mut self, advertise: Option<SocketAddr>) {
+        self.service
+            .start_membership(advertise.map(|a| a.to_string()))
+            .await
+            .expect("membership service again");
+    }
+}
