@@ -28,6 +28,16 @@ pub fn test_config() -> Config {
     }
 }
 
+/// [`test_config`] with a short resend schedule (RX-6): a message whose receipt has not come is
+/// published again after `first_ms`, doubling up to `max_ms`, so that a lost one is resent within
+/// a test's waits.
+pub fn test_config_resending(first_ms: u64, max_ms: u64) -> Config {
+    Config {
+        resend: sotto_client::Backoff { first_ms, max_ms },
+        ..test_config()
+    }
+}
+
 /// A running service and the directory of its files and of its people's stores.
 pub struct TestStack {
     /// The temporary directory: `server/` for the service, `<name>.db` for the stores.

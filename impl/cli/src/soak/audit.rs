@@ -1,6 +1,6 @@
 //! The judgement after a run: every client's store is read (the chat with each contact), each
-//! stored message is checked against the plan and counted, and the counts and the sessions'
-//! tally become the list of problems. The stores are the judges: what a session reported is
+//! stored message is checked against the plan and counted, and the counts and the online
+//! loops' tally become the list of problems. The stores are the judges: what an online loop reported is
 //! only a figure.
 
 use anyhow::{Context as _, anyhow};
@@ -104,7 +104,7 @@ impl Audit {
         self.sent.saturating_sub(self.undelivered)
     }
 
-    /// Adds the problems the counts show, then those of the sessions' `tally`.
+    /// Adds the problems the counts show, then those of the online loops' `tally`.
     pub(super) fn judge(&mut self, plan: &Plan, tally: &Tally) {
         let total = plan.total();
         let (missing, duplicates) = (self.missing(), self.duplicates());
@@ -142,7 +142,7 @@ impl Audit {
         }
         if tally.duplicate_events > 0 {
             self.problems.push(format!(
-                "{} messages reported twice by a session",
+                "{} messages reported twice by an online loop",
                 tally.duplicate_events
             ));
         }

@@ -14,14 +14,14 @@
 //!
 //! Each text carries its sender, sequence number, recipient and send time (microseconds since the
 //! start of the run, one process clock): `soak <sender> <seq> <to> <t_us>`. The latency of a
-//! message is the time from just before its send call until the recipient's session reports it
+//! message is the time from just before its send call until the recipient's online loop reports it
 //! committed. Every random choice (peer offsets, disconnects, offline times) comes from `--seed`;
 //! the interleaving of the network does not. Every wait is bounded by `--timeout`.
 //!
 //! This module holds the command (`run`: each broker in turn, the verdict) and one run through a
 //! broker as a sequence of steps (`run_one`). The steps live in: `plan` (who writes to whom, the
 //! seeded choices, the texts), `server` (`sotto serve` as a child, its peak memory), `clients`
-//! (signups and cards), `tally` (what the sessions observe), `traffic` (sessions online and
+//! (signups and cards), `tally` (what the online loops observe), `traffic` (clients online and
 //! offline, the load), `audit` (the stores read and judged) and `report` (the figures, as text
 //! or JSON).
 
@@ -128,7 +128,7 @@ pub async fn run(args: SoakArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// One run through `broker`, its files in `dir`: the server, the clients signed up and
-/// introduced, every session up, the load, the wait until everything is received, then every
+/// introduced, every client online, the load, the wait until everything is received, then every
 /// store read and judged.
 async fn run_one(
     broker: Broker,
@@ -146,20 +146,20 @@ async fn run_one(
     let ids: Vec<UserId> = clients.iter().map(Client::user_id).collect();
     let plan = Arc::new(plan.clone());
     let shared = Arc::new(Shared::new(&plan, ids));
-    let sessions = traffic::all_online(clients, &plan, &shared, deadline).await?;
+    let online = traffic::all_online(clients, &plan, &shared, deadline).await?;
     let setup = setup_start.elapsed();
     eprintln!(
-        "soak: {} sessions up after {:.1} s; sending",
+        "soak: {} clients online after {:.1} s; sending",
         plan.n,
         setup.as_secs_f64()
     );
 
-    let sessions = traffic::load(sessions, &plan, &shared, deadline).await?;
+    let online = traffic::load(online, &plan, &shared, deadline).await?;
     let timed_out = traffic::settle(&plan, &shared, deadline).await;
     let memory = server.memory();
 
-    // Sessions down, then the stores are the judges.
-    let clients = traffic::all_offline(sessions, deadline).await?;
+    // Every client offline, then the stores are the judges.
+    let clients = traffic::all_offline(online, deadline).await?;
     let problems = timed_out.into_iter().collect();
     let mut audit = audit::read_stores(&plan, &clients, &shared.ids, problems)?;
     for client in clients {

@@ -32,7 +32,7 @@ pub(super) struct Report {
     pub(super) problems: Vec<String>,
 }
 
-/// What the run through `broker` measured (`setup`, `memory`, `reconnects`), what its sessions
+/// What the run through `broker` measured (`setup`, `memory`, `reconnects`), what its online loops
 /// reported (`tally`) and what its stores hold (`audit`, judged).
 pub(super) struct Run {
     pub(super) broker: Broker,
@@ -111,7 +111,7 @@ impl Report {
         )?;
         writeln!(
             out,
-            "  setup:       {:.1} s (signups, cards, sessions)",
+            "  setup:       {:.1} s (signups, cards, clients online)",
             self.setup.as_secs_f64()
         )?;
         writeln!(

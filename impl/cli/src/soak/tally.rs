@@ -1,6 +1,6 @@
-//! What the sessions observe during a run: the state every task of the run shares ([`Shared`]:
+//! What the online loops observe during a run: the state every task of the run shares ([`Shared`]:
 //! the user ids, the send windows, who is connected, the reconnect count) and the [`Tally`] of
-//! events, kept by one reader task per session ([`consume`]).
+//! events, kept by one reader task per online loop ([`consume`]).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,19 +13,19 @@ use tokio::sync::{Semaphore, mpsc};
 use super::MAX_LISTED;
 use super::plan::{Plan, parse};
 
-/// What the sessions observed, shared by every task of a run.
+/// What the online loops observed, shared by every task of a run.
 pub(super) struct Shared {
     pub(super) start: std::time::Instant,
     pub(super) ids: Vec<UserId>,
     /// Per sender: messages it may still put on the way.
     pub(super) windows: Vec<Semaphore>,
-    /// Per client: its current session reported Connected.
+    /// Per client: its current online loop reported Connected.
     pub(super) connected: Vec<AtomicBool>,
     tally: Mutex<Tally>,
     pub(super) reconnects: AtomicUsize,
 }
 
-/// The counts of what the sessions of a run reported.
+/// The counts of what the online loops of a run reported.
 #[derive(Default)]
 pub(super) struct Tally {
     /// Message events per message (slot).
@@ -77,7 +77,7 @@ impl Shared {
     }
 }
 
-/// Reads the events of one session of client `me` until the session ends.
+/// Reads the events of one online loop of client `me` until the loop ends.
 pub(super) async fn consume(
     me: usize,
     plan: Arc<Plan>,

@@ -1,4 +1,4 @@
-//! The traffic of a run: a client's session going online and offline, the task that sends one
+//! The traffic of a run: a client going online and offline, the task that sends one
 //! client's messages and drops its connection at random ([`drive`]), and the phases of the run
 //! that use them: every client online, the load, the wait until everything is received, every
 //! client offline.
@@ -19,7 +19,7 @@ use super::POLL;
 use super::plan::{Plan, chance, text};
 use super::tally::{Shared, consume};
 
-/// A client's connected session and the task reading its events.
+/// A client's online loop and the task reading its events.
 pub(super) struct Online {
     handle: sotto_client::Online,
     reader: JoinHandle<()>,
@@ -36,8 +36,8 @@ async fn go_offline(me: usize, online: Online) -> anyhow::Result<Client> {
         .handle
         .shutdown()
         .await
-        .with_context(|| format!("client {me}: the session did not stop cleanly"))?;
-    // The reader ends with the session's event channel, after the last event.
+        .with_context(|| format!("client {me}: the online loop did not stop cleanly"))?;
+    // The reader ends with the online loop's event channel, after the last event.
     let _ = online.reader.await;
     Ok(client)
 }
@@ -48,7 +48,7 @@ enum State {
     Offline { client: Box<Client>, until: Instant },
 }
 
-/// Client `me` sends its messages, disconnecting at random; returns its session (online).
+/// Client `me` sends its messages, disconnecting at random; returns it online.
 async fn drive(
     me: usize,
     online: Online,
@@ -113,7 +113,7 @@ async fn take_place(
     }
 }
 
-/// Client `me` sends message `seq`: through its session, or into its outbox while offline.
+/// Client `me` sends message `seq`: through its online loop, or into its outbox while offline.
 async fn send(
     me: usize,
     seq: usize,
@@ -187,7 +187,7 @@ fn reconnect(me: usize, state: State, plan: &Arc<Plan>, shared: &Arc<Shared>) ->
     }
 }
 
-/// Every client online, once each session has reported Connected (the broker keeps a
+/// Every client online, once each online loop has reported Connected (the broker keeps a
 /// persistent session per inbox from now on).
 pub(super) async fn all_online(
     clients: Vec<Client>,
@@ -195,7 +195,7 @@ pub(super) async fn all_online(
     shared: &Arc<Shared>,
     deadline: Instant,
 ) -> anyhow::Result<Vec<Online>> {
-    let sessions: Vec<Online> = clients
+    let online: Vec<Online> = clients
         .into_iter()
         .enumerate()
         .map(|(i, c)| go_online(i, c, plan, shared))
@@ -207,11 +207,11 @@ pub(super) async fn all_online(
             .filter(|c| c.load(Ordering::SeqCst))
             .count();
         if up == plan.n {
-            return Ok(sessions);
+            return Ok(online);
         }
         if Instant::now() >= deadline {
             bail!(
-                "only {up} of {} sessions had connected at the timeout",
+                "only {up} of {} clients had connected at the timeout",
                 plan.n
             );
         }
@@ -219,23 +219,23 @@ pub(super) async fn all_online(
     }
 }
 
-/// The load: every client sends all its messages ([`drive`]); returns the sessions, online.
+/// The load: every client sends all its messages ([`drive`]); returns the clients, online.
 pub(super) async fn load(
-    sessions: Vec<Online>,
+    online: Vec<Online>,
     plan: &Arc<Plan>,
     shared: &Arc<Shared>,
     deadline: Instant,
 ) -> anyhow::Result<Vec<Online>> {
-    let drivers: Vec<_> = sessions
+    let drivers: Vec<_> = online
         .into_iter()
         .enumerate()
         .map(|(i, online)| tokio::spawn(drive(i, online, plan.clone(), shared.clone(), deadline)))
         .collect();
-    let mut sessions = Vec::with_capacity(plan.n);
+    let mut back_online = Vec::with_capacity(plan.n);
     let mut first_error = None;
     for (i, d) in drivers.into_iter().enumerate() {
         match d.await {
-            Ok(Ok(online)) => sessions.push(online),
+            Ok(Ok(client)) => back_online.push(client),
             Ok(Err(e)) => {
                 first_error.get_or_insert(e);
             }
@@ -253,7 +253,7 @@ pub(super) async fn load(
             tally.receipts.len()
         )));
     }
-    Ok(sessions)
+    Ok(back_online)
 }
 
 /// Waits until everything is received and every receipt is back, or the timeout; at the
@@ -280,17 +280,17 @@ pub(super) async fn settle(plan: &Plan, shared: &Shared, deadline: Instant) -> O
     }
 }
 
-/// Every session down, each within 30 s (or the run's deadline, if later); the clients back.
+/// Every client offline, each within 30 s (or the run's deadline, if later); the clients back.
 pub(super) async fn all_offline(
-    sessions: Vec<Online>,
+    online: Vec<Online>,
     deadline: Instant,
 ) -> anyhow::Result<Vec<Client>> {
-    let mut clients = Vec::with_capacity(sessions.len());
-    for (i, online) in sessions.into_iter().enumerate() {
+    let mut clients = Vec::with_capacity(online.len());
+    for (i, one) in online.into_iter().enumerate() {
         let until = (Instant::now() + Duration::from_secs(30)).max(deadline);
-        let client = tokio::time::timeout_at(until, go_offline(i, online))
+        let client = tokio::time::timeout_at(until, go_offline(i, one))
             .await
-            .map_err(|_| anyhow!("the session of client {i} did not stop"))??;
+            .map_err(|_| anyhow!("the online loop of client {i} did not stop"))??;
         clients.push(client);
     }
     Ok(clients)

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use sotto_client::{Backoff, Chat, Client, ClientEvent, Config, MessageState, Trust};
+use sotto_client::{Chat, Client, ClientEvent, MessageState, Trust};
 
 use sotto_testkit::{
-    self as common, PASSPHRASE, TestStack, WAIT, exchange_cards, sync, test_config, texts,
+    self as common, PASSPHRASE, TestStack, WAIT, exchange_cards, sync, test_config_resending, texts,
 };
 
 /// Alice writes while Bob is offline; Bob connects later and opens the first message with the
@@ -95,14 +95,9 @@ async fn offline_delivery_through_mosquitto_req4_broker_4() {
 async fn same_envelope_twice_is_committed_once_rx_4_rx_6() {
     let stack = TestStack::embedded().await;
     // Resend after 2 s; the syncs end after a 0.7 s quiet period.
-    let resend = Config {
-        resend: Backoff {
-            first_ms: 2_000,
-            max_ms: 2_000,
-        },
-        ..test_config()
-    };
-    let mut alice = stack.signup_with("alice", resend).await;
+    let mut alice = stack
+        .signup_with("alice", test_config_resending(2_000, 2_000))
+        .await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
 

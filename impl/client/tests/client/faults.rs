@@ -50,14 +50,14 @@
 use std::time::Duration;
 
 use sotto_client::{
-    Backoff, Client, ClientError, ClientEvent, Config, Fault, MessageId, MessageState,
-    NetworkFailure, Service, Trust,
+    Client, ClientError, ClientEvent, Config, Fault, MessageId, MessageState, NetworkFailure,
+    Service, Trust,
 };
 use sotto_server::{Broker, BrokerStop};
 use sotto_testkit::proxy::{Cut, Dir, Proxy};
 use sotto_testkit::{
     Tally, TestStack, WAIT, assert_all_delivered, assert_exactly_once, exchange_cards, go_offline,
-    go_online, received_texts, settle, test_config, texts, try_sync,
+    go_online, received_texts, settle, test_config_resending, texts, try_sync,
 };
 
 use crate::restart::exactly_once_across_restarts;
@@ -67,13 +67,7 @@ const SETTLE: Duration = Duration::from_secs(40);
 
 /// A short resend schedule (RX-6), so that a lost message is resent within the test's waits.
 fn short_backoff() -> Config {
-    Config {
-        resend: Backoff {
-            first_ms: 1_000,
-            max_ms: 2_000,
-        },
-        ..test_config()
-    }
+    test_config_resending(1_000, 2_000)
 }
 
 fn skip_without_mosquitto() -> bool {

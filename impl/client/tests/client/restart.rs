@@ -18,12 +18,12 @@
 
 use std::time::Duration;
 
-use sotto_client::{Backoff, Chat, Client, Config, MessageId};
+use sotto_client::{Chat, Client, MessageId};
 use sotto_server::{Broker, BrokerStop};
 
 use sotto_testkit::{
     Shown, Tally, TestStack, assert_all_delivered, assert_exactly_once, exchange_cards, go_offline,
-    go_online, settle, test_config, try_sync,
+    go_online, settle, test_config_resending, try_sync,
 };
 
 /// Messages Alice sends.
@@ -67,14 +67,9 @@ fn expected() -> Vec<String> {
 /// The scenario of the module documentation, with the broker stopped as `stop` says.
 pub async fn exactly_once_across_restarts(mut stack: TestStack, stop: BrokerStop) {
     // Resend a message whose receipt has not come after 1 s (2 s at most), not after 30 s.
-    let short = Config {
-        resend: Backoff {
-            first_ms: 1_000,
-            max_ms: 2_000,
-        },
-        ..test_config()
-    };
-    let mut alice = stack.signup_with("alice", short).await;
+    let mut alice = stack
+        .signup_with("alice", test_config_resending(1_000, 2_000))
+        .await;
     let mut bob = stack.signup("bob").await;
     exchange_cards(&mut alice, &mut bob);
     let (alice_id, bob_id) = (alice.user_id(), bob.user_id());
