@@ -28,7 +28,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
 /// Validity of the CA certificate.
@@ -286,75 +286,6 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     cn.as_str().ok().map(str::to_owned)
 }
 
-/// A client config trusting only `ca_pem`, presenting `cert_pem` + `key_pem` if given (used by
-/// clients and tests). TLS 1.3 only.
-pub fn client_config(
-    ca_pem: &str,
-    identity: Option<(&str, &str)>,
-) -> Result<Arc<ClientConfig>, CaError> {
-    let mut roots = RootCertStore::empty();
-    let mut found = false;
-    for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let der = der.map_err(|_| CaError::Malformed {
-            what: "CA certificate",
-        })?;
-        roots.add(der)?;
-        found = true;
-    }
-    if !found {
-        return Err(CaError::Malformed {
-            what: "CA certificate",
-        });
-    }
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots);
-    let config = match identity {
-        None => builder.with_no_client_auth(),
-        Some((cert_pem, key_pem)) => {
-            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| CaError::Malformed {
-                    what: "client certificate",
-                })?;
-            if chain.is_empty() {
-                return Err(CaError::Malformed {
-                    what: "client certificate",
-                });
-            }
-            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-                .map_err(|_| CaError::Malformed { what: "client key" })?;
-            builder.with_client_auth_cert(chain, key)?
-        }
-    };
-    Ok(Arc::new(config))
-}
-
-/// A device's TLS key pair (ECDSA P-256), as a client would make it before signup.
-pub struct DeviceTlsKey {
-    /// The private key, PKCS#8 PEM (secret: never logged).
-    pub key_pem: String,
-    /// The DER SubjectPublicKeyInfo sent in the signup request.
-    pub spki_der: Vec<u8>,
-}
-
-impl std::fmt::Debug for DeviceTlsKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceTlsKey")
-            .field("spki_der", &hex::encode(&self.spki_der))
-            .finish_non_exhaustive()
-    }
-}
-
-/// Makes a device TLS key pair (ECDSA P-256) and its SPKI DER (tests and clients).
-pub fn generate_device_key() -> Result<DeviceTlsKey, CaError> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    Ok(DeviceTlsKey {
-        key_pem: key.serialize_pem(),
-        spki_der: key.subject_public_key_info(),
-    })
-}
-
 fn ca_params() -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -495,11 +426,24 @@ mod tests {
         ));
     }
 
+    /// A device's TLS key, as a client makes it (`sotto-testkit`).
+    fn generate_device_key() -> sotto_testkit::mqtt::DeviceTlsKey {
+        sotto_testkit::mqtt::DeviceTlsKey::generate()
+    }
+
+    /// The device side of TLS-1 (`sotto-client`).
+    fn client_config(
+        ca_pem: &str,
+        identity: Option<(&str, &str)>,
+    ) -> sotto_client::Result<Arc<rustls::ClientConfig>> {
+        sotto_client::tls::client_config(ca_pem, identity)
+    }
+
     #[test]
     fn tls1_client_cert_has_user_id_as_cn_and_works_in_client_config() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(dir.path()).expect("create");
-        let device = generate_device_key().expect("device key");
+        let device = generate_device_key();
         let pem = pki
             .issue_client_cert("abcdefghijklmnop", &device.spki_der)
             .expect("issue");
@@ -525,7 +469,7 @@ mod tests {
     fn tls1_bad_inputs_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(dir.path()).expect("create");
-        let device = generate_device_key().expect("device key");
+        let device = generate_device_key();
         assert!(matches!(
             pki.issue_client_cert("abcdefghijklmnop", b"garbage"),
             Err(CaError::UnsupportedKey)
@@ -548,7 +492,7 @@ mod tests {
     fn tls1_handshake_in_memory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(dir.path()).expect("create");
-        let device = generate_device_key().expect("device key");
+        let device = generate_device_key();
         let pem = pki
             .issue_client_cert("abcdefghijklmnop", &device.spki_der)
             .expect("issue");

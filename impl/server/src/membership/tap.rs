@@ -163,7 +163,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::HttpTapRecord;
-    use crate::ca::{self, Pki};
+    use crate::ca::Pki;
     use crate::membership::{Membership, MembershipConfig};
 
     async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<HttpTapRecord>) -> HttpTapRecord {
@@ -188,7 +188,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let tls = ca::client_config(pki.ca_pem(), None).unwrap();
+        let tls = sotto_client::tls::client_config(pki.ca_pem(), None).unwrap();
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
             .build()
