@@ -70,12 +70,34 @@ impl Keys {
     }
 }
 
-/// A then B: A initiates, B accepts the first message. Returns (A, B).
+/// Envelope type of a data message (ENV-1).
+const TYPE_DATA: u8 = 0x11;
+
+/// A then B: A initiates, B accepts the first message, then messages and receipts until A's epoch
+/// is acknowledged and A's envelopes are data messages (EPOCH-3), as in a running conversation.
+/// Returns (A, B).
 fn established(rng: &mut ChaCha20Rng, a: &Keys, b: &Keys) -> (Session, Session) {
     let mut alice = Session::initiate(rng, T0, &a.user, &a.identity, &b.bundle()).unwrap();
-    let first = alice.seal(rng, T0, &Content::Text("hi".into()), 0).unwrap();
+    let hi = Content::Text("hi".into());
+    let first = alice.seal(rng, T0, &hi, 0).unwrap();
     let env = Envelope::decode(&first.bytes).unwrap();
-    let (bob, _) = Session::accept_first(T0, &b.identity, &b.spk, Some(&b.opk), &env).unwrap();
+    let (mut bob, _) =
+        Session::accept_first(T0, &b.identity, &b.spk, Some(&b.opk), &env).unwrap();
+    let mut last = first;
+    for _ in 0..4 {
+        let receipt = bob
+            .seal(rng, T0, &Content::Receipt(vec![last.id]), 0)
+            .unwrap();
+        alice
+            .open(T0, &Envelope::decode(&receipt.bytes).unwrap())
+            .unwrap();
+        last = alice.seal(rng, T0, &hi, 0).unwrap();
+        bob.open(T0, &Envelope::decode(&last.bytes).unwrap())
+            .unwrap();
+        if last.bytes[0] == TYPE_DATA {
+            break;
+        }
+    }
     (alice, bob)
 }
 
@@ -90,7 +112,7 @@ fn pairwise(c: &mut Criterion) {
     // (a) Steady state: A keeps sending in its epoch, so every message is a data message.
     let (mut alice, mut bob) = established(&mut rng, &a, &b);
     let probe = alice.seal(&mut rng, T0, &text, 0).unwrap();
-    assert_eq!(probe.bytes[0], 0x11);
+    assert_eq!(probe.bytes[0], TYPE_DATA);
     bob.open(T0, &Envelope::decode(&probe.bytes).unwrap())
         .unwrap();
     g.bench_function("seal_open_100B", |bench| {
@@ -106,11 +128,23 @@ fn pairwise(c: &mut Criterion) {
     let mut da = Device::new(&mut drng, UserId([1; 10]));
     let mut db = Device::new(&mut drng, UserId([2; 10]));
     da.add_contact_from_card(&db.card().unwrap());
-    for _ in 0..2 {
-        let out = da.send(&mut drng, T0, db.user_id(), &text).unwrap();
-        db.receive(T0, &out.envelope).unwrap();
-    }
     let to = *db.user_id();
+    // Messages and receipts until A's envelopes are data messages (EPOCH-3).
+    for _ in 0..4 {
+        let out = da.send(&mut drng, T0, &to, &text).unwrap();
+        db.receive(T0, &out.envelope).unwrap();
+        if out.envelope[0] == TYPE_DATA {
+            break;
+        }
+        let receipt = db
+            .send(&mut drng, T0, da.user_id(), &Content::Receipt(vec![out.id]))
+            .unwrap();
+        da.receive(T0, &receipt.envelope).unwrap();
+    }
+    assert_eq!(
+        da.send(&mut drng, T0, &to, &text).unwrap().envelope[0],
+        TYPE_DATA
+    );
     g.bench_function("seal_open_100B_device", |bench| {
         bench.iter(|| {
             let out = da.send(&mut drng, T0, &to, black_box(&text)).unwrap();
