@@ -81,8 +81,7 @@ fn established(rng: &mut ChaCha20Rng, a: &Keys, b: &Keys) -> (Session, Session) 
     let hi = Content::Text("hi".into());
     let first = alice.seal(rng, T0, &hi, 0).unwrap();
     let env = Envelope::decode(&first.bytes).unwrap();
-    let (mut bob, _) =
-        Session::accept_first(T0, &b.identity, &b.spk, Some(&b.opk), &env).unwrap();
+    let (mut bob, _) = Session::accept_first(T0, &b.identity, &b.spk, Some(&b.opk), &env).unwrap();
     let mut last = first;
     for _ in 0..4 {
         let receipt = bob
