@@ -77,8 +77,23 @@ pub struct WiretapEvidence {
     pub files: usize,
     /// Distinct secrets searched for (canaries, texts, keys, message ids).
     pub needles: usize,
-    /// Every secret found, where: empty when Req8 holds.
+    /// Every secret found, where, and every acknowledged envelope the broker still held: empty
+    /// when Req8 and Req6 hold.
     pub findings: Vec<String>,
+    /// Envelopes the broker delivered and their recipient acknowledged, each looked for in the
+    /// broker's own state afterwards (Req6 at the broker).
+    #[serde(default)]
+    pub acknowledged_envelopes: usize,
+    /// Where that state was read (the embedded broker's inboxes, Mosquitto's persistence file).
+    #[serde(default)]
+    pub retention_source: String,
+    /// Stored envelope records in the broker's files whose metadata was searched for a sender
+    /// beside the recipient (BROKER-6); 0 where the broker keeps nothing on disk.
+    #[serde(default)]
+    pub stored_records: usize,
+    /// Server log files searched for user ids and addresses (BROKER-6).
+    #[serde(default)]
+    pub logs: usize,
 }
 
 /// The known-answer vectors.

@@ -64,6 +64,10 @@ fn good_wiretap(broker: &str) -> WiretapEvidence {
         files: 3,
         needles: 40,
         findings: Vec::new(),
+        acknowledged_envelopes: 30,
+        retention_source: "the embedded broker's inboxes".into(),
+        stored_records: 0,
+        logs: 0,
     }
 }
 

@@ -36,7 +36,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// after a positive control arrived.
 pub const QUIET: Duration = Duration::from_millis(700);
 
-/// Sends the server's and rumqttd's `tracing` events to the test output, filtered by
+/// Sends the server's and the client's `tracing` events to the test output, filtered by
 /// `SOTTO_TEST_LOG` (for example `SOTTO_TEST_LOG=debug`); silent when it is unset.
 pub fn log_to_test_output() {
     if let Ok(filter) = std::env::var("SOTTO_TEST_LOG") {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sotto_client::{Client, Config, KdfParams};
-use sotto_server::{Broker, BrokerStop, Service};
+use sotto_server::{Broker, BrokerStop, InboxLimits, Service};
 
 use crate::WAIT;
 
@@ -67,10 +67,17 @@ impl TestStack {
 
     /// `broker` behind the front.
     pub async fn start(broker: Broker) -> TestStack {
+        TestStack::with_inbox_limits(broker, InboxLimits::DEFAULT).await
+    }
+
+    /// `broker` behind the front, whose ledger refuses beyond `limits` (BROKER-5).
+    pub async fn with_inbox_limits(broker: Broker, limits: InboxLimits) -> TestStack {
+        crate::log_to_test_output();
         let dir = tempfile::tempdir().expect("temp dir");
         let service = Service::builder(dir.path().join("server"))
             .broker(broker)
             .difficulty(DIFFICULTY)
+            .inbox_limits(limits)
             .start()
             .await
             .expect("service");

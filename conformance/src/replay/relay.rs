@@ -1,7 +1,7 @@
 //! The controllable relay between the front and the broker: the broker side of the model.
 //!
 //! ```text
-//!  client ==mTLS==> front --plain MQTT--> relay --plain MQTT--> broker (rumqttd | Mosquitto)
+//!  client ==mTLS==> front --plain MQTT--> relay --plain MQTT--> broker (embedded | Mosquitto)
 //!                                           | client PUBLISH i/X: forwarded, noted in X's queue
 //!                                           | broker PUBLISH i/X: held, never forwarded by itself
 //!                                           | Receive(X): the first packet of X's queue goes out;
@@ -95,7 +95,7 @@ struct Conn {
     /// Client publishes awaiting the broker's PUBACK.
     outstanding: usize,
     /// The broker's packets on this connection in delivery order, until their PUBACK went up:
-    /// MQTT 3.1.1 wants acknowledgements in that order (rumqttd closes the connection on one out
+    /// MQTT 3.1.1 wants acknowledgements in that order (a broker may close the connection on one out
     /// of order), so an acknowledgement waits for every earlier one.
     order: std::collections::VecDeque<Pending>,
     closer: Option<tokio::sync::oneshot::Sender<()>>,

@@ -3,7 +3,7 @@
 //! between the front and the broker, all on loopback in a temp dir.
 //!
 //! ```text
-//!  sotto_client::Client --mTLS--> front --> Relay --> rumqttd | Mosquitto   (Service + interpose)
+//!  sotto_client::Client --mTLS--> front --> Relay --> embedded | Mosquitto   (Service + interpose)
 //!         \--HTTPS--> membership (signup, directory, time)
 //! ```
 

@@ -287,15 +287,24 @@ pub(super) fn vector_cell(
     }
 }
 
-/// The wiretap cell: per broker, what was searched and the secrets found.
+/// The wiretap cell: per broker, what was searched and the secrets found; for Req6 also the
+/// acknowledged envelopes looked for in the broker's own state.
 pub(super) fn wiretap_cell(runs: &[WiretapEvidence], row: &mut ReqRow) -> CellBuild {
     let mut failures = Vec::new();
     let mut has_evidence = false;
-    let (mut frames, mut files, mut found) = (0, 0, 0);
+    let (mut frames, mut files, mut found, mut acknowledged) = (0, 0, 0, 0);
+    let req6 = row.req == "Req6";
     for w in runs {
-        if w.frames > 0 && w.needles > 0 {
+        // Req6 needs the broker-side check to have seen acknowledged envelopes; Req8 the search.
+        let observed = if req6 {
+            w.acknowledged_envelopes > 0
+        } else {
+            w.frames > 0 && w.needles > 0
+        };
+        if observed {
             has_evidence = true;
         }
+        acknowledged += w.acknowledged_envelopes;
         for f in &w.findings {
             failures.push(format!("{}: secret found: {f}", w.broker));
         }
@@ -311,8 +320,8 @@ pub(super) fn wiretap_cell(runs: &[WiretapEvidence], row: &mut ReqRow) -> CellBu
             findings: w.findings.len(),
         });
     }
-    let summary = if row.req == "Req6" {
-        format!("{files} files, {found} found")
+    let summary = if req6 {
+        format!("{acknowledged} acked envelopes at the broker, {files} files, {found} found")
     } else {
         format!("{frames} frames, {found} found")
     };

@@ -26,8 +26,10 @@
 //! - **vectors**: the areas (files of `vectors/`) the requirements table names for the row;
 //!   Req7 has none (the store is checked by the store's own tests, not by vectors).
 //! - **wiretap**: Req8 (frames, HTTP exchanges and server files searched for secrets) and Req6
-//!   (the server files: a secret found at rest is a communication the server kept). A finding
-//!   fails both rows.
+//!   (the broker's own state after the acks: every envelope the recipient acknowledged must be
+//!   gone from it, `wiretap/retention.rs`; and the server files: a secret found at rest is a
+//!   communication the server kept). A finding fails both rows; Req6 has wiretap evidence only
+//!   if acknowledged envelopes were looked for.
 //!
 //! # Verdicts
 //!

@@ -128,6 +128,11 @@ impl Report {
                 w.needles,
                 w.findings.len()
             ));
+            lines.push(format!(
+                "wiretap  {}: Req6 at the broker: {} acknowledged envelopes looked for in {}; \
+                 BROKER-6: {} stored envelope records and {} logs searched for links",
+                w.broker, w.acknowledged_envelopes, w.retention_source, w.stored_records, w.logs
+            ));
         }
         for a in &self.absent {
             let what = if a.skipped { "SKIPPED" } else { "not run" };

@@ -10,7 +10,7 @@
 //!  membership --http_wiretap()           front --mqtt_wiretap(): TapRecord (both directions)
 //!     |  <tmp>/server (membership.db, CA)   |  plain MQTT, loopback
 //!     v                                     v
-//!  files searched                        rumqttd | Mosquitto (<tmp>/server/mosquitto)
+//!  files searched                        embedded | Mosquitto (<tmp>/server/mosquitto)
 //!  (the service is `sotto_server::Service`, started by its builder)
 //! ```
 //!
@@ -28,8 +28,15 @@
 //! (`"<kind> <which> in <where> at offset N"`; the secret itself is never printed). So that the
 //! search cannot pass vacuously, every canary must be found by the same search in its recipients'
 //! decrypted messages, or the run fails.
+//!
+//! Req6 at the broker (`retention.rs`): before the stop, every envelope the broker delivered and
+//! its recipient acknowledged is looked for in the broker's own state (the embedded broker's
+//! inboxes, or Mosquitto's persistence file rewritten after the last PUBACK); each one still
+//! there is a finding. Its control: while B is offline, the same reading finds B's queued envelope.
 
+mod links;
 mod needles;
+mod retention;
 mod scenario;
 
 use std::collections::BTreeSet;
@@ -96,6 +103,11 @@ pub async fn run(broker: Broker) -> Result<WiretapEvidence, WiretapError> {
 
     let mut played = scenario::play(&mut service, &mut mqtt_tap, dir.path()).await?;
     let needles = needles_of(&mut played)?;
+    let users: Vec<(String, sotto_core::UserId)> = played
+        .people
+        .iter()
+        .map(|p| (p.name.to_owned(), p.id()))
+        .collect();
     let public_keys: Vec<(String, [u8; 32], String)> = played
         .people
         .iter()
@@ -108,13 +120,17 @@ pub async fn run(broker: Broker) -> Result<WiretapEvidence, WiretapError> {
         })
         .collect();
 
+    // Req6 at the broker: every acknowledged envelope is gone from the broker's own state.
+    let mut frames = std::mem::take(&mut played.frames);
+    frames.extend(drain(&mut mqtt_tap));
+    let retention = retention::check(&service, &frames, std::time::SystemTime::now()).await?;
+
     // Stop everything so that every file is written, then collect.
     for p in played.people {
         p.client.close()?;
     }
     service.shutdown().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut frames = played.frames;
     frames.extend(drain(&mut mqtt_tap));
     let http = drain(&mut http_tap);
     let recorded = Recorded {
@@ -124,7 +140,34 @@ pub async fn run(broker: Broker) -> Result<WiretapEvidence, WiretapError> {
         snapshots: played.snapshots,
     };
     recorded.controls(&public_keys)?;
-    Ok(recorded.evidence(broker, &needles))
+    let mut evidence = recorded.evidence(broker, &needles);
+    evidence.acknowledged_envelopes = retention.acknowledged;
+    evidence.retention_source = retention.source;
+    evidence.findings.extend(retention.findings);
+
+    // BROKER-6: no stored envelope record names its sender, no log names anyone.
+    let payloads = links::published(&recorded.frames);
+    let broker_files: Vec<(String, Vec<u8>)> = recorded
+        .files
+        .iter()
+        .chain(&recorded.snapshots)
+        .filter(|(place, _)| place.contains("mosquitto"))
+        .cloned()
+        .collect();
+    let found = links::search(&broker_files, &users, &payloads);
+    if broker == Broker::Mosquitto && (found.records == 0 || found.logs == 0) {
+        // Control: the copy of the persistence file read while a message was queued holds that
+        // message's record, and Mosquitto writes its log file, so the link search had a record
+        // and a log to look at.
+        return Err(WiretapError::Scenario(format!(
+            "the link search found {} stored envelope records and {} log files in Mosquitto's files",
+            found.records, found.logs
+        )));
+    }
+    evidence.stored_records = found.records;
+    evidence.logs = found.logs;
+    evidence.findings.extend(found.findings);
+    Ok(evidence)
 }
 
 /// The needles: every canary (checked to be in its recipients' decrypted messages, so the
@@ -272,6 +315,10 @@ impl Recorded {
             files: self.files.len() + self.snapshots.len(),
             needles: needles.len(),
             findings,
+            acknowledged_envelopes: 0,
+            retention_source: String::new(),
+            stored_records: 0,
+            logs: 0,
         };
         tracing::info!(
             broker = evidence.broker,

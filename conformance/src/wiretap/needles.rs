@@ -104,6 +104,7 @@ fn frame_place(index: usize, r: &TapRecord) -> String {
         TapDirection::ClientToBroker { forwarded: true } => "client->broker",
         TapDirection::ClientToBroker { forwarded: false } => "client->front (refused)",
         TapDirection::BrokerToClient => "broker->client",
+        TapDirection::FrontToClient => "front->client",
     };
     format!("mqtt packet {index} (conn {}, {direction})", r.conn)
 }

@@ -192,13 +192,13 @@ async fn offline_exchange(
     send_direct(people, sent, a, b, "A to B, B offline").await?;
     let frames = drain(mqtt_tap);
     let mut snapshots: Vec<(String, Vec<u8>)> = Vec::new();
+    let queued = last_publish_to(&frames, &b_id.inbox_topic())
+        .ok_or_else(|| WiretapError::Scenario("no PUBLISH to B's inbox recorded".to_owned()))?;
     if let Some(file) = service.mosquitto_persistence_file() {
         service.restart_broker(BrokerStop::Graceful).await?;
         let bytes = std::fs::read(&file)?;
         // Control: the queued envelope (ciphertext) is in the file, so the file is a real
         // haystack.
-        let queued = last_publish_to(&frames, &b_id.inbox_topic())
-            .ok_or_else(|| WiretapError::Scenario("no PUBLISH to B's inbox recorded".to_owned()))?;
         if offsets(&bytes, &queued).is_empty() {
             return Err(WiretapError::Scenario(
                 "the queued envelope is not in Mosquitto's persistence file".to_owned(),
@@ -210,6 +210,11 @@ async fn offline_exchange(
                 file.display()
             ),
             bytes,
+        ));
+    } else if !super::retention::holds(service, &queued, std::time::SystemTime::now()).await? {
+        // Control of the broker-side Req6 check: the same reading finds a queued envelope.
+        return Err(WiretapError::Scenario(
+            "the queued envelope is not in the embedded broker's inboxes".to_owned(),
         ));
     }
     receive_last(people, sent, &[b]).await?;

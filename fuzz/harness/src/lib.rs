@@ -9,7 +9,7 @@
 //!   `card`, `signup`, `bundle`).
 //! - [`server_checks`]: the `filter` (the message service's rules, `sotto_wire::filter`) and
 //!   `membership` (the membership request bodies, `sotto_wire::membership_api`) targets. Both are
-//!   I/O-free code of `sotto-wire`, so the fuzz build pulls in no runtime (tokio, rustls, rumqttd,
+//!   I/O-free code of `sotto-wire`, so the fuzz build pulls in no runtime (tokio, rustls,
 //!   SQLCipher).
 //! - [`two_party`] and [`group`]: seeded devices driven by an `arbitrary` action sequence through an
 //!   in-memory broker that drops, duplicates, reorders and tampers with envelopes.

@@ -3,7 +3,7 @@
 //!
 //! The code under test is what the front and the membership service run: `sotto_wire::filter`
 //! (with `sotto_wire::mqtt`) and `sotto_wire::membership_api`, I/O-free, so the fuzz build does not
-//! pull in the service's runtime (tokio, rustls, rumqttd, SQLCipher). `tests/corpus.rs` replays
+//! pull in the service's runtime (tokio, rustls, SQLCipher). `tests/corpus.rs` replays
 //! the committed corpus through these same functions on stable Rust.
 //!
 //! Every function returns whether the input was accepted and panics only when an invariant breaks.

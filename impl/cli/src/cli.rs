@@ -103,13 +103,19 @@ pub struct ServeArgs {
     /// Where the message service (MQTT over mutual TLS) listens; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8883", value_name = "ADDR")]
     pub mqtt: SocketAddr,
-    /// The broker: `embedded` (an in-process rumqttd behind the authorizing mutual-TLS front;
-    /// queued messages live in memory) or `mosquitto` (Mosquitto 2 with the Sotto profile in
-    /// DIR/mosquitto, started on the --mqtt address; queued messages persist).
+    /// The broker: `embedded` (Sotto's in-process broker behind the authorizing mutual-TLS front;
+    /// queued messages live in memory) or `mosquitto` (a Mosquitto 2 child behind the same
+    /// front, in DIR/mosquitto; queued messages persist).
     #[arg(long, default_value = "embedded", value_name = "embedded|mosquitto")]
     pub broker: Broker,
-    /// With --broker mosquitto: only write the profile into DIR/mosquitto for a Mosquitto you
-    /// run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`).
+    /// With --broker mosquitto: Mosquitto faces the devices itself with the Sotto profile
+    /// (mutual TLS and an ACL) instead of the front. A compatibility profile: no inbox bound
+    /// (BROKER-5) and its persistence file keeps each queued message's sender id (BROKER-6).
+    #[arg(long, conflicts_with = "mosquitto_external")]
+    pub mosquitto_direct: bool,
+    /// With --broker mosquitto: only write the direct profile into DIR/mosquitto for a Mosquitto
+    /// you run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`); the same limits as
+    /// --mosquitto-direct.
     #[arg(long)]
     pub mosquitto_external: bool,
     /// The broker address told to devices at signup (default: the --mqtt address, with

@@ -3,7 +3,7 @@
 //! ```text
 //!  temp dir ── sotto_server::Service (the one builder): Pki, membership (HTTPS, 127.0.0.1:free),
 //!           │  directory of public keys (Req1)
-//!           └─ message service: mTLS front ─ embedded rumqttd (127.0.0.1:free)
+//!           └─ message service: mTLS front ─ embedded broker (127.0.0.1:free)
 //!                                 └─ wiretap: every MQTT packet the server side handled
 //!  alice, bob, carol: sotto_client::Client, each with a SQLCipher store in the temp dir
 //! ```
@@ -134,7 +134,7 @@ fn publishes(tap: &[TapRecord]) -> Vec<Seen> {
         .filter_map(|r| {
             let inbound = match r.direction {
                 TapDirection::ClientToBroker { .. } => true,
-                TapDirection::BrokerToClient => false,
+                TapDirection::BrokerToClient | TapDirection::FrontToClient => false,
             };
             match mqtt::parse(&r.packet) {
                 Ok(Packet::Publish(p)) => {

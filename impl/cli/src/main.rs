@@ -102,10 +102,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Logs to stderr; `RUST_LOG` wins over `-v`.
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        // rumqttd reports every closed connection as an error: only its own debugging wants that.
-        0 => "warn,rumqttd=off",
-        1 => "info,rumqttd=off",
-        2 => "debug,rumqttd=info",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -4,9 +4,10 @@
 //!  DIR/ca.pem, ca.key, server.pem, server.key   sotto_server::ca::Pki (created on first start)
 //!  DIR/membership.db                            membership service, HTTPS on --listen
 //!  message service on --mqtt:
-//!     embedded   authorizing mTLS front -> in-process rumqttd (BROKER-1..4)
-//!     mosquitto  DIR/mosquitto/{mosquitto.conf, acl, certs} -> `mosquitto -c ...` child
-//!                (or, with --mosquitto-external, only the files for a Mosquitto run elsewhere)
+//!     embedded   authorizing mTLS front -> in-process broker (BROKER-1..6)
+//!     mosquitto  authorizing mTLS front -> `mosquitto` child on a loopback port (BROKER-1..6)
+//!                --mosquitto-direct: DIR/mosquitto/{mosquitto.conf, acl, certs}, Mosquitto facing
+//!                the devices itself (no BROKER-5/6); --mosquitto-external: only those files
 //! ```
 //!
 //! Everything is started by `sotto_server::Service`, the builder the demo, the conformance runs
@@ -29,11 +30,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("warning: {what} {addr} is reachable from other machines");
         }
     }
-    if args.mosquitto_external && args.broker != Broker::Mosquitto {
+    let direct = args.mosquitto_direct || args.mosquitto_external;
+    if direct && args.broker != Broker::Mosquitto {
         return Err(hinted(
-            "--mosquitto-external needs --broker mosquitto",
-            "run `sotto serve --broker mosquitto --mosquitto-external`",
+            "--mosquitto-direct and --mosquitto-external need --broker mosquitto",
+            "run `sotto serve --broker mosquitto --mosquitto-direct`",
         ));
+    }
+    if direct {
+        eprintln!(
+            "warning: the direct Mosquitto profile has no inbox limit (BROKER-5) and its persistence \
+             file keeps each queued message's sender id (BROKER-6); without --mosquitto-direct or \
+             --mosquitto-external, Mosquitto runs behind the front"
+        );
     }
     let data = args.data.clone();
     let mut builder = Service::builder(&data)
@@ -41,14 +50,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .membership_listen(args.listen)
         .mqtt_listen(args.mqtt)
         .difficulty(args.difficulty);
-    if args.broker == Broker::Mosquitto {
-        // The Mosquitto profile faces the devices itself (mutual TLS and the ACL), or is only
-        // written for a Mosquitto the operator runs.
-        builder = if args.mosquitto_external {
-            builder.mosquitto_files_only()
-        } else {
-            builder.mosquitto_direct()
-        };
+    if args.mosquitto_external {
+        // Only the direct profile's files, for a Mosquitto the operator runs.
+        builder = builder.mosquitto_files_only();
+    } else if args.mosquitto_direct {
+        // The direct profile faces the devices itself (mutual TLS and the ACL).
+        builder = builder.mosquitto_direct();
     }
     if let Some(public) = &args.public_broker {
         builder = builder.advertise_broker(public.clone());
@@ -64,7 +71,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         service.has_front(),
         args.mosquitto_external,
     ) {
-        (Broker::Embedded, _, _) => "embedded rumqttd behind the mTLS front",
+        (Broker::Embedded, _, _) => "embedded broker behind the mTLS front",
         (Broker::Mosquitto, true, _) => "mosquitto behind the mTLS front",
         (Broker::Mosquitto, false, false) => "mosquitto",
         (Broker::Mosquitto, false, true) => "mosquitto, started by you",

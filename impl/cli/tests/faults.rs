@@ -20,7 +20,7 @@
 //! 2. **The broker killed mid-traffic and restarted (BROKER-4, RX-6).** A sender runs a series
 //!    of `sotto send` processes while the recipient is offline. Embedded: the whole
 //!    `sotto serve` is SIGKILLed as the third send starts and started again on the same ports with
-//!    the same data directory; the in-memory rumqttd loses its queues, so the sender's outbox
+//!    the same data directory; the in-memory embedded broker loses its queues, so the sender's outbox
 //!    must resend (after the default backoff of 30 s). Mosquitto: `serve --mosquitto-external`
 //!    stays up and the test SIGKILLs and restarts Mosquitto itself (same config and port; what
 //!    it had not autosaved is lost). While down, `send` and `inbox` fail with "could not reach

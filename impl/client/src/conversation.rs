@@ -5,6 +5,7 @@
 use sotto_core::keys::PreKeyBundle;
 use sotto_core::{ContactCard, Content, Device, GroupId, MessageId, Outgoing, Trust, UserId};
 use sotto_store::{Chat, ContactEntry, MessageState, Store, StoredMessage, ToSend};
+use sotto_wire::notice::RefusalReason;
 
 use crate::account::Client;
 use crate::error::{ClientError, Result};
@@ -222,6 +223,38 @@ impl Client {
     pub fn outbox_len(&self) -> Result<usize> {
         Ok(self.store.outbox_len()?)
     }
+
+    /// Outbox rows the service refused at their last publish (BROKER-5), oldest first: what
+    /// waits, for whom, and why.
+    pub fn held_outbox(&self) -> Result<Vec<HeldEnvelope>> {
+        Ok(self
+            .store
+            .held_outbox()?
+            .into_iter()
+            .map(|e| HeldEnvelope {
+                id: e.message_id,
+                recipient: e.recipient,
+                reason: RefusalReason::from_code(e.held),
+                attempts: e.attempts,
+                next_attempt_at: e.next_attempt_at,
+            })
+            .collect())
+    }
+}
+
+/// An outbox row the service refused (see [`Client::held_outbox`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldEnvelope {
+    /// The message.
+    pub id: MessageId,
+    /// The recipient.
+    pub recipient: UserId,
+    /// Why the service refused it last.
+    pub reason: RefusalReason,
+    /// Publish attempts so far.
+    pub attempts: u32,
+    /// When it is tried again (server-corrected ms).
+    pub next_attempt_at: u64,
 }
 
 /// Commits a state change with envelopes that are resent until their receipt (group keys and

@@ -7,6 +7,7 @@
 use sotto_core::{GroupId, MessageId, Trust, UserId};
 
 use crate::error::{Fault, ProtocolError};
+pub use sotto_wire::notice::RefusalReason;
 
 /// A message that was received and committed (RX-4).
 #[derive(Clone, PartialEq, Eq)]
@@ -114,4 +115,15 @@ pub enum ClientEvent {
     /// A message opened, but its content was refused by the core (for example a group key that
     /// did not come from the admin).
     ContentRejected(Refusal),
+    /// The service refused to queue an envelope of the outbox (BROKER-5, a refusal notice): it
+    /// stays in the outbox and is tried again after its backoff
+    /// ([`crate::Client::held_outbox`] lists what waits, and why).
+    Held {
+        /// The message.
+        id: MessageId,
+        /// The recipient whose inbox refused it.
+        recipient: UserId,
+        /// Why (e.g. the recipient's inbox is full).
+        reason: RefusalReason,
+    },
 }

@@ -121,13 +121,13 @@ mod transport;
 
 pub use account::Client;
 pub use config::Config;
-pub use conversation::GroupInfo;
+pub use conversation::{GroupInfo, HeldEnvelope};
 pub use error::{
     ApiCode, BadAnswer, BrokerRefusal, Cause, ClientError, CryptoError, DecodeError, Fault,
     GroupError, MisuseError, NetworkFailure, ProtocolError, ProtocolFault, Result, Service,
     SessionError, StoreError,
 };
-pub use events::{ClientEvent, ReceivedMessage, Refusal};
+pub use events::{ClientEvent, ReceivedMessage, Refusal, RefusalReason};
 pub use membership::check_bundle;
 pub use online::{Online, SyncReport};
 

@@ -31,6 +31,8 @@ use crate::events::ClientEvent;
 use crate::membership::{MembershipClient, check_bundle};
 use crate::receive::Outcome;
 use crate::transport::{self, Connection, RowKey};
+use sotto_store::Hold;
+use sotto_wire::notice::{NOTICE_TOPIC, RefusalNotice};
 
 /// Longest sleep of the loop without an event.
 const TICK: Duration = Duration::from_secs(30);
@@ -379,7 +381,8 @@ impl<'a> Engine<'a> {
             self.commit_pending();
             conn.flush_acks();
             if conn.connected && !conn.closing {
-                if let Err(e) = self.drain_outbox(conn) {
+                let retry_held = !matches!(mode, Mode::Sync { .. });
+                if let Err(e) = self.drain_outbox(conn, retry_held) {
                     return ConnEnd::Lost(e, false);
                 }
             }
@@ -456,6 +459,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Nothing left to do on this connection: no acks pending, nothing in flight, nothing due.
+    /// Nothing left to do: every acknowledgement sent, nothing in flight, and no row due except
+    /// those the service refused on this connection (they wait for the next sync).
     fn flushed(&self, conn: &Connection) -> bool {
         #[cfg(feature = "mutations")]
         if !self.pending.is_empty() {
@@ -466,8 +471,11 @@ impl<'a> Engine<'a> {
             && self
                 .client
                 .store
-                .due_outbox(self.client.now(), 1)
-                .map(|d| d.is_empty())
+                .due_outbox(self.client.now(), conn.held.len() + 1)
+                .map(|due| {
+                    due.iter()
+                        .all(|row| conn.held.contains(&(row.message_id, row.recipient)))
+                })
                 .unwrap_or(false)
     }
 
@@ -483,21 +491,23 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Publishes the rows that are due and not in flight (RX-6).
-    fn drain_outbox(&mut self, conn: &mut Connection) -> Result<()> {
+    /// Publishes the rows that are due and not in flight (RX-6); rows refused on this connection
+    /// only if `retry_held`.
+    fn drain_outbox(&mut self, conn: &mut Connection, retry_held: bool) -> Result<()> {
         let max_inflight = self.client.config.max_inflight;
         let room = max_inflight.saturating_sub(conn.inflight.len());
         if room == 0 {
             return Ok(());
         }
         let now = self.client.now();
+        let skipped = if retry_held { 0 } else { conn.held.len() };
         let due = self
             .client
             .store
-            .due_outbox(now, conn.inflight.len() + room)?;
+            .due_outbox(now, conn.inflight.len() + skipped + room)?;
         for row in due {
             let key = (row.message_id, row.recipient);
-            if conn.inflight.contains(&key) {
+            if conn.inflight.contains(&key) || (!retry_held && conn.held.contains(&key)) {
                 continue;
             }
             if conn.inflight.len() >= max_inflight || !conn.publish(key, row.envelope) {
@@ -542,6 +552,15 @@ impl<'a> Engine<'a> {
                     session_present: conn.session_present,
                 });
             }
+            Event::Incoming(Packet::Publish(p)) if p.topic == NOTICE_TOPIC => {
+                // BROKER-5: the PUBACK of this packet id that follows is a refusal.
+                match RefusalNotice::from_bytes(&p.payload) {
+                    Ok(n) => {
+                        conn.refused.insert(n.pkid, n.reason);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "malformed refusal notice ignored"),
+                }
+            }
             Event::Incoming(Packet::Publish(p)) => {
                 *last_activity = Instant::now();
                 if p.topic == self.client.device.user_id().inbox_topic() {
@@ -572,8 +591,30 @@ impl<'a> Engine<'a> {
             }
             Event::Incoming(Packet::PubAck(ack)) => {
                 *last_activity = Instant::now();
-                if let Some(key) = conn.by_pkid.remove(&ack.pkid) {
+                let refused = conn.refused.remove(&ack.pkid);
+                if let (Some(key), Some(reason)) = (conn.by_pkid.get(&ack.pkid), refused) {
+                    // Not queued (BROKER-5): the row stays and waits its backoff.
+                    let key = *key;
+                    conn.by_pkid.remove(&ack.pkid);
                     conn.inflight.remove(&key);
+                    conn.held.insert(key);
+                    let hold = self.on_disk(|e| {
+                        let now = e.client.now();
+                        e.client.store.hold(&key.0, &key.1, reason.code(), now)
+                    })?;
+                    // A refused resend of an envelope the broker already holds waits for its
+                    // receipt as before: nothing to tell.
+                    if let Some(Hold::Held { .. }) = hold {
+                        tracing::debug!(%reason, "the service refused an envelope; it stays in the outbox");
+                        self.emit(ClientEvent::Held {
+                            id: key.0,
+                            recipient: key.1,
+                            reason,
+                        });
+                    }
+                } else if let Some(key) = conn.by_pkid.remove(&ack.pkid) {
+                    conn.inflight.remove(&key);
+                    conn.held.remove(&key);
                     self.strikes.remove(&key);
                     self.published += 1;
                     self.on_disk(|e| {

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::account::Credentials;
 use crate::config::Config;
 use crate::error::{BrokerRefusal, Cause, ClientError, NetworkFailure, Result, Service};
+use sotto_wire::notice::RefusalReason;
 
 /// Capacity of rumqttc's request channel (publishes, acks, subscribe, disconnect).
 const REQUEST_CAPACITY: usize = 1024;
@@ -71,6 +72,12 @@ pub(crate) struct Connection {
     pub(crate) by_pkid: HashMap<u16, RowKey>,
     /// Rows requested or awaiting their PUBACK.
     pub(crate) inflight: HashSet<RowKey>,
+    /// Packet ids the service refused with a notice (BROKER-5): their PUBACK is a refusal.
+    pub(crate) refused: HashMap<u16, RefusalReason>,
+    /// Rows the service refused on this connection (BROKER-5). A sync does not publish them
+    /// again before it ends (the inbox is still full); the online loop retries them after
+    /// their backoff.
+    pub(crate) held: HashSet<RowKey>,
     /// Acknowledgements not yet accepted by rumqttc's request channel.
     pub(crate) acks: VecDeque<rumqttc::Publish>,
     /// A DISCONNECT was requested.
@@ -93,6 +100,8 @@ impl Connection {
             unassigned: VecDeque::new(),
             by_pkid: HashMap::new(),
             inflight: HashSet::new(),
+            refused: HashMap::new(),
+            held: HashSet::new(),
             acks: VecDeque::new(),
             closing: false,
         }

@@ -6,6 +6,7 @@
 //!   AckBeforeCommit           sotto-client acks a PUBLISH before committing it         (RX-4)
 //!   ReuseNonce                every message of a chain uses the nonce of counter 0      (CHAIN-5)
 //!   PlaintextIdInClear        pairwise envelopes carry the message id in the clear      (CHAIN-3)
+//!   BrokerKeepsAcknowledged   the embedded broker keeps envelopes after their PUBACK    (Req6)
 //! ```
 //!
 //! The switch is process-global: tests that set it must not run in parallel with each other (or
@@ -27,6 +28,9 @@ pub enum Mutation {
     /// Each sealed pairwise envelope also carries its message id (CHAIN-3) in the clear after the
     /// ciphertext; the decoder strips it again, so the chat still works.
     PlaintextIdInClear,
+    /// The embedded broker (sotto-server) keeps each envelope after its recipient's PUBACK, as
+    /// a commit-log broker such as rumqttd 0.20 did (breaks Req6 / BROKER-4).
+    BrokerKeepsAcknowledged,
 }
 
 /// The active mutation: 0 for none, else `Mutation::code`.
@@ -34,11 +38,12 @@ static ACTIVE: AtomicU8 = AtomicU8::new(0);
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 5] = [
         Mutation::SkipPrekeySignatureCheck,
         Mutation::AckBeforeCommit,
         Mutation::ReuseNonce,
         Mutation::PlaintextIdInClear,
+        Mutation::BrokerKeepsAcknowledged,
     ];
 
     /// The kebab-case name (`skip-prekey-signature-check`, ...).
@@ -48,6 +53,7 @@ impl Mutation {
             Mutation::AckBeforeCommit => "ack-before-commit",
             Mutation::ReuseNonce => "reuse-nonce",
             Mutation::PlaintextIdInClear => "plaintext-id-in-clear",
+            Mutation::BrokerKeepsAcknowledged => "broker-keeps-acknowledged",
         }
     }
 
@@ -62,6 +68,7 @@ impl Mutation {
             Mutation::AckBeforeCommit => 2,
             Mutation::ReuseNonce => 3,
             Mutation::PlaintextIdInClear => 4,
+            Mutation::BrokerKeepsAcknowledged => 5,
         }
     }
 }

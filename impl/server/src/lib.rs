@@ -9,14 +9,14 @@
 //!     │        signup, renew,       │
 //!     │        prekeys, bundles,    └── ca::Pki: issues client certificates, CN = user id (TLS-1)
 //!     │        time (TIME-1)
-//!     └──MQTT over mutual TLS──▶ broker front ──▶ embedded rumqttd (BROKER-1..4)
+//!     └──MQTT over mutual TLS──▶ broker front ──▶ embedded broker (BROKER-1..6)
 //! ```
 //!
 //! - [`ca`]: the service's certificate authority (created on first start, kept in the data
 //!   directory) and the TLS configurations built from it (TLS-1).
 //! - [`membership`]: signup without personal data (Req1), certificates, the prekey directory and
 //!   server time, over HTTPS.
-//! - [`broker`]: the message service: an embedded rumqttd on an internal loopback port behind the
+//! - [`broker`]: the message service: Sotto's own embedded broker on an internal loopback port behind the
 //!   authorizing mutual-TLS front (BROKER-1..4), and the Mosquitto profile.
 //! - [`process`]: stopping a child process (SIGTERM, a bounded wait, SIGKILL).
 //! - [`service`]: the whole service started in one place ([`Service::builder`]), with [`Broker`],
@@ -31,4 +31,5 @@ pub mod membership;
 pub mod process;
 pub mod service;
 
+pub use broker::{Holdings, InboxLimits};
 pub use service::{Broker, BrokerStop, Service, ServiceBuilder, ServiceError};

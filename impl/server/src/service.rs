@@ -7,7 +7,7 @@
 //!  <data>/ca.pem ca.key server.pem server.key   Pki (created on first start, TLS-1)
 //!  <data>/membership.db                         membership service, HTTPS   (membership_listen)
 //!  message service on mqtt_listen:
-//!    Embedded                 front (BROKER-1..4) -> [hop] -> rumqttd in-process
+//!    Embedded                 front (BROKER-1..6) -> [hop] -> embedded broker in-process
 //!    Mosquitto                front (BROKER-1..4) -> [hop] -> mosquitto child, <data>/mosquitto/
 //!    Mosquitto, direct        mosquitto child facing clients itself (mTLS + ACL), <data>/mosquitto/
 //!    Mosquitto, files only    <data>/mosquitto/mosquitto.conf for a Mosquitto the operator runs
@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use crate::broker::front::TapRecord;
 use crate::broker::mosquitto::{self, MosquittoProcess, MosquittoProfile};
-use crate::broker::{BrokerError, Hop, MessageService};
+use crate::broker::{BrokerError, Hop, InboxLimits, MessageService};
 use crate::ca::{CaError, Pki};
 use crate::membership::{
     DEFAULT_DIFFICULTY, HttpTapRecord, Membership, MembershipConfig, MembershipError,
@@ -45,7 +45,7 @@ use crate::membership::{
 /// Which broker carries the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Broker {
-    /// rumqttd in-process, behind the authorizing front (the default: nothing to install).
+    /// Sotto's own broker in-process, behind the authorizing front (the default: nothing to install).
     Embedded,
     /// Mosquitto 2 as a child process (`apt-get install mosquitto`).
     Mosquitto,
@@ -94,7 +94,7 @@ impl std::str::FromStr for Broker {
 /// How the broker stops in [`Service::restart_broker`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BrokerStop {
-    /// A clean stop and start. rumqttd restarts behind the running front and loses its queues,
+    /// A clean stop and start. The embedded broker restarts behind the running front and loses its queues,
     /// the front gives every user it has relayed the inbox session back; Mosquitto gets SIGTERM
     /// (its persistence file is written) and keeps its queues.
     Graceful,
@@ -138,6 +138,7 @@ pub struct ServiceBuilder {
     mqtt_listen: SocketAddr,
     difficulty: u8,
     advertise: Option<String>,
+    inbox_limits: InboxLimits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +192,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// What one inbox holds at most (BROKER-5; default [`InboxLimits::DEFAULT`]): the front
+    /// refuses a PUBLISH beyond it with a refusal notice. Only with the front.
+    pub fn inbox_limits(mut self, limits: InboxLimits) -> Self {
+        self.inbox_limits = limits;
+        self
+    }
+
     /// The broker address devices are told at signup, `host:port` (default: the message
     /// service's own address, `localhost` for an unspecified IP).
     pub fn advertise_broker(mut self, addr: impl Into<String>) -> Self {
@@ -215,7 +223,14 @@ impl ServiceBuilder {
         let mosquitto_dir = self.data_dir.join("mosquitto");
         let messages = match (self.broker, self.mosquitto) {
             (_, MosquittoMode::BehindFront) => Messages::Fronted(
-                MessageService::start(&pki, self.mqtt_listen, self.broker, &mosquitto_dir).await?,
+                MessageService::start(
+                    &pki,
+                    self.mqtt_listen,
+                    self.broker,
+                    &mosquitto_dir,
+                    self.inbox_limits,
+                )
+                .await?,
             ),
             (_, MosquittoMode::Direct) => {
                 let profile = MosquittoProfile::write(&pki, &mosquitto_dir, self.mqtt_listen)?;
@@ -309,6 +324,7 @@ impl Service {
             mqtt_listen: loopback(),
             difficulty: DEFAULT_DIFFICULTY,
             advertise: None,
+            inbox_limits: InboxLimits::DEFAULT,
         }
     }
 
@@ -406,6 +422,15 @@ impl Service {
     pub fn mqtt_wiretap(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<TapRecord>> {
         match &self.messages {
             Messages::Fronted(m) => Some(m.wiretap()),
+            _ => None,
+        }
+    }
+
+    /// The message service behind the front, to read its state (the broker-side Req6 check,
+    /// the inbox ledger). `None` without a front.
+    pub fn message_service(&self) -> Option<&MessageService> {
+        match &self.messages {
+            Messages::Fronted(m) => Some(m),
             _ => None,
         }
     }

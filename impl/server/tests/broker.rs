@@ -1,4 +1,4 @@
-//! The message service against real brokers: the embedded rumqttd behind the authorizing front,
+//! The message service against real brokers: the embedded broker behind the authorizing front,
 //! and a real Mosquitto with the profile's configuration (skipped with a printed notice if the
 //! `mosquitto` binary is missing). Clients are rumqttc over mutual TLS with certificates issued
 //! by the service PKI (TLS-1). Every wait is bounded; no assertion is about speed.
@@ -51,7 +51,7 @@ impl Backend {
         self.service.broker_addr()
     }
 
-    /// Restarts the broker process (embedded: a fresh rumqttd; Mosquitto: SIGTERM and respawn).
+    /// Restarts the broker process (embedded: a fresh broker; Mosquitto: SIGTERM and respawn).
     async fn restart(&mut self) {
         self.service
             .restart_broker(BrokerStop::Graceful)
@@ -362,7 +362,7 @@ both!(
     broker3_non_inbox_publish_refused_mosquitto
 );
 
-/// The documented difference: a restart of the embedded rumqttd loses queued messages (memory),
+/// The documented difference: a restart of the embedded broker loses queued messages (memory),
 /// though the front gives every inbox its session back; Mosquitto's persistence keeps both.
 async fn restart_and_queue(mut b: Backend) {
     let alice = b.identity();
@@ -389,7 +389,10 @@ async fn restart_and_queue(mut b: Backend) {
         Broker::Embedded => {
             // The queue is gone; the session is back: the front restored it (BROKER-4).
             assert!(session_present, "the front restores the inbox session");
-            assert_eq!(got, None, "rumqttd kept a message across a restart");
+            assert_eq!(
+                got, None,
+                "the embedded broker kept a message across a restart"
+            );
             // So a message to Bob while he is offline after the restart is queued, not dropped.
             bob_again.disconnect().await;
             let (mut a, _) = b.connect(&alice, true).await;
@@ -420,7 +423,7 @@ both!(
     broker4_restart_keeps_queue_mosquitto
 );
 
-/// The internal rumqttd port refuses a CONNECT without the front's secret (so local processes
+/// The embedded broker's internal port refuses a CONNECT without the front's secret (so local processes
 /// cannot bypass the front).
 #[tokio::test]
 async fn embedded_internal_port_requires_the_front_secret() {
@@ -483,6 +486,7 @@ async fn embedded_wiretap_sees_both_directions() {
             match record.direction {
                 TapDirection::ClientToBroker { forwarded } => sent |= forwarded,
                 TapDirection::BrokerToClient => delivered = true,
+                TapDirection::FrontToClient => {}
             }
         }
     }

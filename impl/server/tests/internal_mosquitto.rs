@@ -27,9 +27,12 @@ async fn internal(dir: &tempfile::TempDir) -> Option<InternalMosquitto> {
         return None;
     }
     Some(
-        InternalMosquitto::start(&dir.path().join("mosquitto"))
-            .await
-            .expect("internal mosquitto"),
+        InternalMosquitto::start(
+            &dir.path().join("mosquitto"),
+            sotto_server::InboxLimits::DEFAULT,
+        )
+        .await
+        .expect("internal mosquitto"),
     )
 }
 
@@ -49,6 +52,7 @@ async fn front(pki: &Pki, mosq: &InternalMosquitto) -> Front {
         loopback(),
         pki.mqtt_server_config().expect("tls"),
         Some(mosq.upstream()),
+        sotto_server::InboxLimits::DEFAULT,
     )
     .await
     .expect("front")

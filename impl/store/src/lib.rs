@@ -105,7 +105,7 @@ pub use contacts::{ContactEntry, MAX_NAME};
 pub use error::{Result, StoreError};
 pub use kdf::{KdfHeader, KdfParams};
 pub use messages::{Chat, Direction, MessageState, StoredMessage};
-pub use outbox::{Backoff, OutboxEntry, ToSend};
+pub use outbox::{Backoff, Hold, OutboxEntry, ToSend};
 pub use received::{Parked, ReceivedRef};
 pub use settings::{MAX_SETTING, Setting};
 pub use store::{Store, header_path};

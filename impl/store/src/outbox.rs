@@ -6,6 +6,8 @@
 //!   commit_* ──> row (attempts 0, due now) ──due_outbox(now)──> shell publishes
 //!                   │  mark_published: attempts+1, due now+backoff     │ broker unreachable:
 //!                   │                  (a receipt-less row is deleted) │ bump_attempt
+//!                   │                                                  │ refused (BROKER-5):
+//!                   │                                                  │ hold (reason kept)
 //!                   └── mark_delivered (receipt from that recipient): row deleted
 //! ```
 
@@ -71,6 +73,26 @@ pub struct OutboxEntry {
     pub next_attempt_at: u64,
     /// When it was queued, ms.
     pub created_at: u64,
+    /// Why it waits: 0 = nothing known, else the reason code of the service's last refusal of it
+    /// (`sotto_wire::notice::RefusalReason`; 1 = the recipient's inbox is full).
+    pub held: u8,
+}
+
+/// What [`Store::hold`] did with a refused row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// The envelope never reached the broker: the row waits and says why until a publish is
+    /// accepted. Due again at `due` (ms).
+    Held {
+        /// When the row is due again, ms.
+        due: u64,
+    },
+    /// A resend of an envelope the broker already holds was refused: nothing is lost, the row
+    /// waits for its receipt as before. Due again at `due` (ms).
+    Resend {
+        /// When the row is due again, ms.
+        due: u64,
+    },
 }
 
 /// A receipt from `from` names `id`: its row leaves the outbox; when no recipient is left waiting,
@@ -93,10 +115,27 @@ pub(crate) fn apply_receipt(conn: &Connection, id: &MessageId, from: &UserId) ->
     Ok(true)
 }
 
-type RawEntry = (Vec<u8>, Vec<u8>, Vec<u8>, bool, i64, i64, i64);
+type RawEntry = (Vec<u8>, Vec<u8>, Vec<u8>, bool, i64, i64, i64, i64);
+
+/// The columns of [`RawEntry`], in order.
+const ENTRY_COLUMNS: &str =
+    "message_id, recipient, envelope, until_receipt, attempts, next_attempt_at, created_at, held";
+
+fn raw_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
 
 fn check_entry(raw: RawEntry) -> Result<OutboxEntry> {
-    let (id, to, envelope, until_receipt, attempts, next, created) = raw;
+    let (id, to, envelope, until_receipt, attempts, next, created, held) = raw;
     Ok(OutboxEntry {
         message_id: MessageId(
             id.as_slice()
@@ -109,30 +148,32 @@ fn check_entry(raw: RawEntry) -> Result<OutboxEntry> {
         attempts: u32::try_from(attempts).map_err(|_| StoreError::Corrupt("attempts"))?,
         next_attempt_at: from_ms(next)?,
         created_at: from_ms(created)?,
+        held: u8::try_from(held).map_err(|_| StoreError::Corrupt("held reason"))?,
     })
 }
 
 impl Store {
     /// Rows due at `now` (at most `limit`), the longest-waiting first, then in queue order.
     pub fn due_outbox(&self, now: u64, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT message_id, recipient, envelope, until_receipt, attempts, next_attempt_at,
-                    created_at
-             FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS}
+             FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let raws = stmt
-            .query_map(params![ms_clamped(now), limit], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
+            .query_map(params![ms_clamped(now), limit], raw_entry)?
+            .collect::<rusqlite::Result<Vec<RawEntry>>>()?;
+        raws.into_iter().map(check_entry).collect()
+    }
+
+    /// Rows the service refused at their last publish (BROKER-5), oldest first: what waits, and
+    /// why ([`OutboxEntry::held`]).
+    pub fn held_outbox(&self) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE held != 0 ORDER BY id"
+        ))?;
+        let raws = stmt
+            .query_map([], raw_entry)?
             .collect::<rusqlite::Result<Vec<RawEntry>>>()?;
         raws.into_iter().map(check_entry).collect()
     }
@@ -176,7 +217,7 @@ impl Store {
         if until_receipt {
             let attempts = next_attempts(attempts)?;
             tx.execute(
-                "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4
+                "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4, held = 0, published = 1
                  WHERE message_id = ?1 AND recipient = ?2",
                 params![
                     &id.0[..],
@@ -208,6 +249,49 @@ impl Store {
     /// A publish failed (no connection, no PUBACK): counts the attempt and makes the row due again
     /// after the backoff. Returns the new due time, or `None` if no row matched.
     pub fn bump_attempt(&mut self, id: &MessageId, to: &UserId, now: u64) -> Result<Option<u64>> {
+        self.push_back(id, to, now, None)
+    }
+
+    /// The service refused the publish with reason code `reason` (BROKER-5, a refusal notice;
+    /// not 0): the row stays, counts the attempt and is due again after the backoff. If the
+    /// broker never accepted this envelope, the row keeps the reason until a publish is accepted
+    /// ([`Hold::Held`]); a refused resend of an envelope already at the broker only waits on
+    /// ([`Hold::Resend`]). `None` if no row matched.
+    pub fn hold(
+        &mut self,
+        id: &MessageId,
+        to: &UserId,
+        reason: u8,
+        now: u64,
+    ) -> Result<Option<Hold>> {
+        let published: Option<bool> = self
+            .conn
+            .query_row(
+                "SELECT published FROM outbox WHERE message_id = ?1 AND recipient = ?2",
+                params![&id.0[..], &to.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(published) = published else {
+            return Ok(None);
+        };
+        let reason = (!published).then_some(reason);
+        Ok(self.push_back(id, to, now, reason)?.map(|due| {
+            if published {
+                Hold::Resend { due }
+            } else {
+                Hold::Held { due }
+            }
+        }))
+    }
+
+    fn push_back(
+        &mut self,
+        id: &MessageId,
+        to: &UserId,
+        now: u64,
+        held: Option<u8>,
+    ) -> Result<Option<u64>> {
         ms(now)?;
         let backoff = self.backoff;
         let tx = self
@@ -226,9 +310,9 @@ impl Store {
         let attempts = next_attempts(attempts)?;
         let due = ms_clamped(now.saturating_add(backoff.delay(attempts)));
         tx.execute(
-            "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4
+            "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4, held = coalesce(?5, held)
              WHERE message_id = ?1 AND recipient = ?2",
-            params![&id.0[..], &to.0[..], attempts, due],
+            params![&id.0[..], &to.0[..], attempts, due, held],
         )?;
         tx.commit()?;
         Ok(Some(from_ms(due)?))

@@ -79,8 +79,16 @@ CREATE TABLE parked (
 ) STRICT;
 ";
 
+/// Migration 3: why an outbox row waits (BROKER-5): `held` 0 = nothing known, else the reason
+/// code of the service's last refusal notice for it (1 = the recipient's inbox is full);
+/// `published` 1 once the broker accepted the envelope (a refused resend of it holds nothing).
+pub const V3: &str = "
+ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held BETWEEN 0 AND 255);
+ALTER TABLE outbox ADD COLUMN published INTEGER NOT NULL DEFAULT 0 CHECK (published IN (0, 1));
+";
+
 /// Every migration, in order; migration `i` (0-based) takes a store from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;

@@ -16,8 +16,10 @@
 //!   [`KEEP_ALIVE_MIN`]..=[`KEEP_ALIVE_MAX`]; username/password are ignored (the front replaces them).
 //! - SUBSCRIBE: only the own inbox `i/<user id>` (ID-5) at QoS <= 1; otherwise the whole SUBSCRIBE
 //!   is answered by the front with a SUBACK failure (0x80) for every filter (BROKER-2).
-//! - PUBLISH: only to `i/<16-char user id>`, no retain, QoS 0 or 1, payload <= LIM-1 bytes
-//!   (BROKER-3). MQTT 3.1.1 has no negative PUBACK, so a refused PUBLISH closes the connection.
+//! - PUBLISH: only to `i/<16-char user id>`, no retain, QoS 1 (an inbox is delivered at least
+//!   once, BROKER-4), payload <= LIM-1 bytes (BROKER-3). MQTT 3.1.1 has no negative PUBACK, so a
+//!   refused PUBLISH closes the connection. (A full inbox is not the filter's business: the
+//!   front's inbox ledger answers it with a refusal notice, BROKER-5.)
 //! - Packets larger than [`MAX_CLIENT_REMAINING`] are refused from their fixed header, before
 //!   they are buffered. QoS 2 flows and server-to-client packet types close the connection.
 
@@ -74,9 +76,9 @@ pub enum Refusal {
     /// BROKER-3: retain flag.
     #[error("publish with retain (BROKER-3)")]
     PublishRetain,
-    /// BROKER-3 / BROKER-4: QoS 2.
-    #[error("publish with QoS 2 (BROKER-3)")]
-    PublishQos2,
+    /// BROKER-3 / BROKER-4: QoS 0 or 2 (inboxes take QoS 1 only).
+    #[error("publish with QoS {0} (BROKER-3: QoS 1 only)")]
+    PublishQos(u8),
     /// BROKER-3: payload above LIM-1.
     #[error("payload of {0} bytes exceeds LIM-1 ({MAX_ENVELOPE})")]
     PayloadTooLarge(usize),
@@ -167,8 +169,8 @@ pub fn inspect(user_id: &str, packet: &[u8]) -> Verdict {
                 disconnect(Refusal::PublishTopic, None)
             } else if p.retain {
                 disconnect(Refusal::PublishRetain, None)
-            } else if p.qos == 2 {
-                disconnect(Refusal::PublishQos2, None)
+            } else if p.qos != 1 {
+                disconnect(Refusal::PublishQos(p.qos), None)
             } else if p.payload_len > MAX_ENVELOPE {
                 disconnect(Refusal::PayloadTooLarge(p.payload_len), None)
             } else {

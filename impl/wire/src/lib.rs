@@ -21,6 +21,7 @@
 //! - [`filter`]: the message service's rules (BROKER-1..3) as a per-connection state machine:
 //!   what a client may CONNECT, SUBSCRIBE and PUBLISH. The front enforces it; the fuzz target
 //!   `filter` drives it.
+//! - [`notice`]: the refusal notice (BROKER-5) that tells a sender a PUBLISH was not queued.
 //!
 //! Everything here parses untrusted bytes: no panics, typed errors, nothing secret in `Debug`.
 
@@ -38,3 +39,4 @@
 pub mod filter;
 pub mod membership_api;
 pub mod mqtt;
+pub mod notice;

@@ -494,6 +494,123 @@ pub(crate) fn push_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&b[..usize::from(len)]);
 }
 
+/// The login of a CONNECT: what an internal broker checks (the front's canonical CONNECT carries
+/// the user id as client id and username, and the internal secret as password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login<'a> {
+    /// The client identifier.
+    pub client_id: &'a str,
+    /// The username, if any.
+    pub username: Option<&'a str>,
+    /// The password, if any.
+    pub password: Option<&'a [u8]>,
+}
+
+impl fmt::Debug for Login<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Ids are metadata and the password a secret: neither goes to Debug output.
+        f.debug_struct("Login")
+            .field("has_username", &self.username.is_some())
+            .field("has_password", &self.password.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The login of one complete CONNECT packet ([`parse`] keeps no password; an internal broker
+/// needs it).
+pub fn connect_login(packet: &[u8]) -> Result<Login<'_>, ParseError> {
+    if !matches!(parse(packet)?, Packet::Connect(_)) {
+        return Err(ParseError::ReservedType);
+    }
+    let body_start = packet.len() - packet_body_len(packet);
+    let mut r = Reader {
+        buf: &packet[body_start..],
+    };
+    let _protocol = r.string()?;
+    let _level = r.u8()?;
+    let flags = r.u8()?;
+    let _keep_alive = r.u16()?;
+    let client_id = r.string()?;
+    if flags & 0x04 != 0 {
+        let _topic = r.string()?;
+        let _message = r.bytes()?;
+    }
+    let username = if flags & 0x80 != 0 {
+        Some(r.string()?)
+    } else {
+        None
+    };
+    let password = if flags & 0x40 != 0 {
+        Some(r.bytes()?)
+    } else {
+        None
+    };
+    Ok(Login {
+        client_id,
+        username,
+        password,
+    })
+}
+
+/// The payload of one complete PUBLISH packet (the bytes after its topic and packet id).
+pub fn publish_payload(packet: &[u8]) -> Result<&[u8], ParseError> {
+    match parse(packet)? {
+        Packet::Publish(p) => Ok(&packet[packet.len() - p.payload_len..]),
+        _ => Err(ParseError::ReservedType),
+    }
+}
+
+/// A CONNACK accepting the connection, with the session-present flag.
+pub fn connack_accepted(session_present: bool) -> Vec<u8> {
+    vec![0x20, 0x02, u8::from(session_present), 0x00]
+}
+
+/// A SUBACK with one return code per filter (0x00..=0x02 granted QoS, 0x80 failure).
+pub fn suback(pkid: u16, codes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x90];
+    push_remaining_len(&mut out, 2 + codes.len());
+    out.extend_from_slice(&pkid.to_be_bytes());
+    out.extend_from_slice(codes);
+    out
+}
+
+/// A PUBACK for `pkid`.
+pub fn puback(pkid: u16) -> Vec<u8> {
+    let [hi, lo] = pkid.to_be_bytes();
+    vec![0x40, 0x02, hi, lo]
+}
+
+/// An UNSUBACK for `pkid`.
+pub fn unsuback(pkid: u16) -> Vec<u8> {
+    let [hi, lo] = pkid.to_be_bytes();
+    vec![0xb0, 0x02, hi, lo]
+}
+
+/// A PINGRESP.
+pub fn pingresp() -> Vec<u8> {
+    vec![0xd0, 0x00]
+}
+
+/// A PUBLISH of `payload` to `topic`: QoS 0 when `pkid` is `None`, else QoS 1 with that packet id
+/// and the DUP flag as given (a redelivery). No retain.
+pub fn encode_publish(topic: &str, pkid: Option<u16>, dup: bool, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + topic.len() + payload.len());
+    push_bytes(&mut body, topic.as_bytes());
+    let header = match pkid {
+        Some(id) => {
+            body.extend_from_slice(&id.to_be_bytes());
+            0x32 | if dup { 0x08 } else { 0 }
+        }
+        None => 0x30,
+    };
+    body.extend_from_slice(payload);
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.push(header);
+    push_remaining_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
 /// A CONNACK with `code` and no session present.
 pub fn connack(code: u8) -> Vec<u8> {
     vec![0x20, 0x02, 0x00, code]
@@ -543,3 +660,6 @@ pub fn encode_subscribe(pkid: u16, topic: &str) -> Vec<u8> {
     out.extend_from_slice(&body);
     out
 }
+
+#[cfg(test)]
+mod tests;

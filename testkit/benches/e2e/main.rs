@@ -1,5 +1,5 @@
 //! End-to-end benchmark of the message path (issue 4, item 6): a real stack in-process (test PKI,
-//! membership service, message service: the embedded front + rumqttd, and Mosquitto if the binary
+//! membership service, message service: the embedded front + broker, and Mosquitto if the binary
 //! is on the PATH), real signups, cards exchanged, mutual TLS on loopback, QoS 1.
 //!
 //! ```text

@@ -1,5 +1,5 @@
 //! Fault injection against the real stack in-process (issue 6, item 2), each scenario against the
-//! embedded broker (rumqttd behind the authorizing front) and against Mosquitto (the external
+//! embedded broker (behind the authorizing front) and against Mosquitto (the external
 //! profile). Afterwards every message is in its recipient's store exactly once, every sent message
 //! ends `Delivered` at its sender with an empty outbox, and every failure on the way was a typed
 //! error or a reconnection the test names.
@@ -41,7 +41,7 @@
 //! 3. **The broker is killed mid-traffic and restarted** (`exactly_once_across_*_kills_*`): the
 //!    scenario of `restart.rs` with [`BrokerStop::Kill`]: Mosquitto gets SIGKILL (nothing written since
 //!    its last autosave survives: queues, sessions) and the embedded message service (front and
-//!    rumqttd) goes away as a whole, as when the server process dies, forgetting every session;
+//!    broker) goes away as a whole, as when the server process dies, forgetting every session;
 //!    then each starts again on the same port. Alice resends from
 //!    her outbox until Bob's receipt arrives (RX-6).
 //!

@@ -1,10 +1,11 @@
 //! Integration tests of `sotto-client` against the real stack in-process (one binary): membership
-//! service, message service (embedded rumqttd behind its front, or Mosquitto when installed),
+//! service, message service (the embedded broker behind its front, or Mosquitto when installed),
 //! real TLS, real SQLCipher, started through `sotto_testkit::TestStack`.
 
 mod delivery;
 mod faults;
 mod groups;
+mod inbox_limit;
 mod pin;
 mod receiving;
 mod restart;

@@ -4,7 +4,7 @@
 //! and messages and receipts wait in the broker's queues. Every text reaches Bob's store exactly
 //! once, Bob is shown each once, and every message ends delivered at Alice's.
 //!
-//! - embedded rumqttd: a restart loses every queue and session, so what was queued or in flight
+//! - embedded broker: a restart loses every queue and session, so what was queued or in flight
 //!   is resent from Alice's outbox until Bob's receipt arrives (RX-6; a short resend backoff
 //!   keeps the test short), and Bob answers the duplicates with the receipt again;
 //! - Mosquitto: stopped with SIGTERM (persistence written) and started again from the same
@@ -48,9 +48,9 @@ fn text(i: usize) -> String {
 }
 
 /// Restarts the message service shortly after the call (which runs alongside a sync), on the
-/// same addresses, as `stop` says: gracefully (embedded: rumqttd restarts behind the running
+/// same addresses, as `stop` says: gracefully (embedded: the broker restarts behind the running
 /// front, which gives every user it has seen the inbox session back; Mosquitto: SIGTERM, its
-/// persistence file written) or as a crash ([`BrokerStop::Kill`]: the embedded front and rumqttd
+/// persistence file written) or as a crash ([`BrokerStop::Kill`]: the embedded front and broker
 /// go away at once and new ones know nobody, queues and sessions lost until each user connects
 /// again; Mosquitto: SIGKILL, whatever changed since its last autosave is lost). Mosquitto starts
 /// again from the same profile and persistence directory.

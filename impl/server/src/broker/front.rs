@@ -1,7 +1,7 @@
 //! The authorizing mutual-TLS front of the embedded broker (TLS-1, BROKER-1..3).
 //!
 //! ```text
-//!  client ==TLS 1.3, client cert==> front --plain TCP, loopback--> rumqttd (internal port)
+//!  client ==TLS 1.3, client cert==> front --plain TCP, loopback--> embedded broker | Mosquitto (internal port)
 //!           CN = user id               | client->broker: packet_len + ClientFilter per packet;
 //!                                      |   a DISCONNECT ends the relay (not passed on)
 //!                                      | broker->client: framed only, relayed as they are
@@ -33,9 +33,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use super::ledger::{InboxLedger, InboxLimits, Ticket};
 use crate::ca;
-use sotto_wire::filter::{ClientFilter, MAX_CLIENT_REMAINING, Verdict, is_user_id};
-use sotto_wire::mqtt::{self, ParseError, encode_connect};
+use sotto_wire::filter::{ClientFilter, INBOX_PREFIX, MAX_CLIENT_REMAINING, Verdict, is_user_id};
+use sotto_wire::mqtt::{self, Packet, PacketType, ParseError, encode_connect};
+use sotto_wire::notice::{RefusalNotice, RefusalReason};
 
 /// Time allowed for the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,6 +103,8 @@ pub enum TapDirection {
     },
     /// From the broker to the client.
     BrokerToClient,
+    /// The front's own answer to the client (a refusal notice and its PUBACK, BROKER-5).
+    FrontToClient,
 }
 
 /// One packet seen by the front (see [`Front::wiretap`]).
@@ -140,7 +144,11 @@ pub struct Front {
     accept_task: Option<JoinHandle<()>>,
     tap: TapSlot,
     seen: SeenUsers,
+    ledger: Ledger,
 }
+
+/// The front's inbox ledger (BROKER-5), shared by every connection.
+type Ledger = Arc<std::sync::Mutex<InboxLedger>>;
 
 /// User ids whose CONNECT the front relayed (their inbox sessions live in the broker).
 type SeenUsers = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
@@ -156,11 +164,13 @@ impl std::fmt::Debug for Front {
 impl Front {
     /// Binds `listen` (use port 0 for any free port) and serves TLS with `tls`
     /// ([`crate::ca::Pki::mqtt_server_config`]), relaying to `upstream` (`None`: every CONNECT is
-    /// answered "server unavailable" until [`Front::set_upstream`]).
+    /// answered "server unavailable" until [`Front::set_upstream`]), refusing PUBLISHes to
+    /// inboxes that hold `limits` (BROKER-5).
     pub async fn bind(
         listen: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
         upstream: Option<Upstream>,
+        limits: InboxLimits,
     ) -> std::io::Result<Front> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
@@ -168,12 +178,16 @@ impl Front {
         let (state, state_rx) = watch::channel(initial);
         let tap = TapSlot::default();
         let seen = SeenUsers::default();
+        let ledger = Ledger::new(std::sync::Mutex::new(InboxLedger::new(limits)));
         let accept_task = tokio::spawn(accept_loop(
             listener,
             TlsAcceptor::from(tls),
             state_rx,
-            tap.clone(),
-            seen.clone(),
+            Shared {
+                tap: tap.clone(),
+                seen: seen.clone(),
+                ledger: ledger.clone(),
+            },
         ));
         tracing::info!(%local_addr, "MQTT front listening");
         Ok(Front {
@@ -182,7 +196,20 @@ impl Front {
             accept_task: Some(accept_task),
             tap,
             seen,
+            ledger,
         })
+    }
+
+    /// Envelopes and bytes the ledger counts for `user`'s inbox.
+    pub fn ledger_count(&self, user: &str) -> (usize, usize) {
+        self.ledger.lock().map(|l| l.count(user)).unwrap_or((0, 0))
+    }
+
+    /// The broker lost its queues: the ledger starts from zero.
+    pub fn reset_ledger(&self) {
+        if let Ok(mut l) = self.ledger.lock() {
+            l.reset();
+        }
     }
 
     /// The user ids whose sessions the front has relayed since it started: after a broker
@@ -238,12 +265,19 @@ impl Drop for Front {
     }
 }
 
+/// What every connection of one front shares.
+#[derive(Clone)]
+struct Shared {
+    tap: TapSlot,
+    seen: SeenUsers,
+    ledger: Ledger,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     mut state: watch::Receiver<State>,
-    tap: TapSlot,
-    seen: SeenUsers,
+    shared: Shared,
 ) {
     let next_id = AtomicU64::new(1);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -268,10 +302,9 @@ async fn accept_loop(
                 let conn = next_id.fetch_add(1, Ordering::Relaxed);
                 let acceptor = acceptor.clone();
                 let state = state.clone();
-                let tap = tap.clone();
-                let seen = seen.clone();
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve(conn, tcp, acceptor, state, tap, seen).await {
+                    if let Err(e) = serve(conn, tcp, acceptor, state, shared).await {
                         tracing::debug!(conn, error = %e, "connection ended");
                     }
                     drop(permit);
@@ -288,7 +321,7 @@ async fn accept_loop(
 }
 
 /// Gives each user back its persistent inbox session (BROKER-4) on a broker that lost them (a
-/// restart of the embedded rumqttd, or of Mosquitto without its persistence file): a CONNECT with
+/// restart of the embedded broker, or of Mosquitto without its persistence file): a CONNECT with
 /// the user's client id and `clean_session = 0`, a QoS 1 SUBSCRIBE to `i/<user id>`, and a close
 /// (not a DISCONNECT packet, see `is_disconnect`). Messages published to an offline user after the
 /// restart are then queued again instead of being dropped for want of a subscriber. Anything the
@@ -360,12 +393,30 @@ async fn read_packet<R: AsyncRead + Unpin>(
     }
 }
 
-/// Whether `packet` is a DISCONNECT. The front never passes one to the internal broker: rumqttd
-/// 0.20 frees a connection's id when it handles a DISCONNECT packet, and its link task frees the
-/// same id again when the socket then closes; if another client was given that id in between,
-/// the late second disconnect closes that client right after its CONNACK (seen in the broker
-/// tests under load). Closing the socket alone disconnects once; since wills are refused
-/// (BROKER-3), a close ends the session exactly as a DISCONNECT would.
+fn is_publish(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|b| b >> 4 == 3)
+}
+
+fn is_pingreq(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|b| b >> 4 == 12)
+}
+
+/// A fresh client id for a publisher connection: `p-` and 24 random hex digits (never a user
+/// id, which is 16 base32 characters; never reused).
+fn publisher_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 12];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| std::io::Error::other("random source failed"))?;
+    Ok(format!("p-{}", hex::encode(bytes)))
+}
+
+/// Whether `packet` is a DISCONNECT. The front never passes one to the internal broker: closing
+/// the socket disconnects exactly once (a broker that also acts on the packet may tear down the
+/// connection twice; rumqttd 0.20, the embedded broker before Sotto's own, closed the next client
+/// given the same id that way). Since wills are refused (BROKER-3), a close ends the session
+/// exactly as a DISCONNECT would.
 fn is_disconnect(packet: &[u8]) -> bool {
     packet.first().is_some_and(|b| b >> 4 == 14)
 }
@@ -380,14 +431,101 @@ async fn write_and_close<W: AsyncWrite + Unpin>(wr: &mut W, reply: Option<&[u8]>
     .await;
 }
 
+/// The ledger tickets of one connection's PUBLISHes awaiting the broker's PUBACK, by packet id.
+type Pending = Arc<std::sync::Mutex<std::collections::BTreeMap<u16, Ticket>>>;
+
+/// What the front does with a client PUBLISH the filter let through.
+enum Admission {
+    Forward,
+    /// Refused with a notice and a PUBACK of this packet id (BROKER-5).
+    InboxFull(u16),
+}
+
+/// Ledger bookkeeping for a client packet the filter forwards: a QoS 1 PUBLISH reserves room in
+/// the recipient's inbox (or is refused), the owner's PUBACK frees what it acknowledges.
+fn count_from_client(ledger: &Ledger, pending: &Pending, owner: &str, packet: &[u8]) -> Admission {
+    let Ok(parsed) = mqtt::parse(packet) else {
+        return Admission::Forward;
+    };
+    let Ok(mut ledger) = ledger.lock() else {
+        return Admission::Forward;
+    };
+    match parsed {
+        Packet::Publish(p) => {
+            let (Some(pkid), Some(recipient)) = (p.pkid, p.topic.strip_prefix(INBOX_PREFIX)) else {
+                return Admission::Forward;
+            };
+            match ledger.reserve(recipient, p.payload_len) {
+                Ok(ticket) => {
+                    if let Ok(mut pending) = pending.lock() {
+                        // A resend of a packet id still pending replaces its reservation.
+                        if let Some(old) = pending.insert(pkid, ticket) {
+                            ledger.release(old);
+                        }
+                    }
+                    Admission::Forward
+                }
+                Err(_) => Admission::InboxFull(pkid),
+            }
+        }
+        Packet::Ack {
+            kind: PacketType::PubAck,
+            pkid,
+        } => {
+            ledger.acked(owner, pkid);
+            Admission::Forward
+        }
+        _ => Admission::Forward,
+    }
+}
+
+/// Ledger bookkeeping for a broker packet relayed to the client: the broker's PUBACK commits the
+/// reservation, a QoS 1 delivery to the owner is remembered until the owner's PUBACK.
+fn count_from_broker(ledger: &Ledger, pending: &Pending, owner: &str, packet: &[u8]) {
+    let Ok(parsed) = mqtt::parse(packet) else {
+        return;
+    };
+    match parsed {
+        Packet::Ack {
+            kind: PacketType::PubAck,
+            pkid,
+        } => {
+            let ticket = pending.lock().ok().and_then(|mut p| p.remove(&pkid));
+            if let (Some(ticket), Ok(mut ledger)) = (ticket, ledger.lock()) {
+                ledger.commit(ticket);
+            }
+        }
+        Packet::Publish(p) => {
+            if let (Some(pkid), Ok(mut ledger)) = (p.pkid, ledger.lock()) {
+                ledger.delivered(owner, pkid, p.payload_len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The connection ended: its reservations without a PUBACK are released (the sender sends
+/// those PUBLISHes again).
+fn release_pending(ledger: &Ledger, pending: &Pending) {
+    let tickets = pending
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default();
+    if let Ok(mut ledger) = ledger.lock() {
+        for (_, t) in tickets {
+            ledger.release(t);
+        }
+    }
+}
+
 async fn serve(
     conn: u64,
     tcp: TcpStream,
     acceptor: TlsAcceptor,
     mut state: watch::Receiver<State>,
-    tap: TapSlot,
-    seen: SeenUsers,
+    shared: Shared,
 ) -> Result<(), ConnError> {
+    let Shared { tap, seen, ledger } = shared;
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
@@ -460,6 +598,24 @@ async fn serve(
             upstream.secret.as_bytes(),
         ))
         .await?;
+    // The publisher connection (BROKER-6): the client's PUBLISHes reach the broker under a random
+    // client id with a clean session, so nothing the broker keeps (Mosquitto's persistence file
+    // records each message's source client and username) or logs names the sender.
+    let publisher = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.addr))
+        .await
+        .map_err(|_| ConnError::Timeout)??;
+    let _ = publisher.set_nodelay(true);
+    let (mut pub_rd, mut pub_wr) = publisher.into_split();
+    let pub_id = publisher_id()?;
+    pub_wr
+        .write_all(&encode_connect(
+            &pub_id,
+            keep_alive,
+            true,
+            &pub_id,
+            upstream.secret.as_bytes(),
+        ))
+        .await?;
     if !clean_session {
         if let Ok(mut s) = seen.lock() {
             s.insert(user_id.clone());
@@ -478,13 +634,47 @@ async fn serve(
     });
     let broker_tx = tx.clone();
     let broker_tap = tap.clone();
+    let pending = Pending::default();
+    let broker_pending = pending.clone();
+    let broker_ledger = ledger.clone();
+    let owner = user_id.clone();
     let mut broker_reader = tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         while let Some(packet) = read_packet(&mut broker_rd, &mut buf, MAX_BROKER_REMAINING).await?
         {
             record(&broker_tap, conn, TapDirection::BrokerToClient, &packet);
+            count_from_broker(&broker_ledger, &broker_pending, &owner, &packet);
             if broker_tx.send(packet).await.is_err() {
                 break;
+            }
+        }
+        Ok::<(), ConnError>(())
+    });
+    // The publisher connection's answers: its CONNACK and PINGRESPs stay here, its PUBACKs go
+    // to the client.
+    let pub_tx = tx.clone();
+    let pub_tap = tap.clone();
+    let pub_pending = pending.clone();
+    let pub_ledger = ledger.clone();
+    let pub_owner = user_id.clone();
+    let mut publisher_reader = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(1024);
+        while let Some(packet) = read_packet(&mut pub_rd, &mut buf, MAX_BROKER_REMAINING).await? {
+            match mqtt::parse(&packet) {
+                Ok(Packet::Ack {
+                    kind: PacketType::PubAck,
+                    ..
+                }) => {
+                    record(&pub_tap, conn, TapDirection::BrokerToClient, &packet);
+                    count_from_broker(&pub_ledger, &pub_pending, &pub_owner, &packet);
+                    if pub_tx.send(packet).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Packet::ServerOnly(PacketType::ConnAck)) if packet.get(3) == Some(&0) => {}
+                Ok(Packet::ServerOnly(PacketType::PingResp)) => {}
+                // A refused CONNACK or anything else: the publisher is unusable; end the relay.
+                _ => break,
             }
         }
         Ok::<(), ConnError>(())
@@ -507,9 +697,32 @@ async fn serve(
             );
             match verdict {
                 // The client's DISCONNECT ends the relay: closing the internal socket is the
-                // only disconnect rumqttd sees (see `is_disconnect`).
+                // only disconnect the broker sees (see `is_disconnect`).
                 Verdict::Forward if disconnect => return Ok(()),
-                Verdict::Forward => broker_wr.write_all(&packet).await?,
+                Verdict::Forward => match count_from_client(&ledger, &pending, &user_id, &packet) {
+                    Admission::Forward if is_publish(&packet) => pub_wr.write_all(&packet).await?,
+                    Admission::Forward => {
+                        broker_wr.write_all(&packet).await?;
+                        if is_pingreq(&packet) {
+                            // Keeps the publisher connection alive at the client's rhythm.
+                            pub_wr.write_all(&packet).await?;
+                        }
+                    }
+                    Admission::InboxFull(pkid) => {
+                        tracing::info!(conn, "refused a PUBLISH: the recipient's inbox is full");
+                        let notice = RefusalNotice {
+                            pkid,
+                            reason: RefusalReason::InboxFull,
+                        };
+                        for reply in [notice.encode(), mqtt::puback(pkid)] {
+                            let reply = Bytes::from(reply);
+                            record(&tap, conn, TapDirection::FrontToClient, &reply);
+                            if tx.send(reply).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                },
                 Verdict::Refuse { reason, reply } => {
                     tracing::info!(conn, %reason, "refused packet");
                     if let Some(reply) = reply {
@@ -533,13 +746,17 @@ async fn serve(
     let result = tokio::select! {
         r = client_reader => r,
         r = &mut broker_reader => r.unwrap_or(Ok(())),
+        r = &mut publisher_reader => r.unwrap_or(Ok(())),
         _ = state.changed() => {
             tracing::debug!(conn, "upstream changed; closing");
             Ok(())
         }
     };
     broker_reader.abort();
+    publisher_reader.abort();
+    release_pending(&ledger, &pending);
     drop(broker_wr);
+    drop(pub_wr);
     drop(tx);
     if tokio::time::timeout(FLUSH_TIMEOUT, &mut writer)
         .await

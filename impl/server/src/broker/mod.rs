@@ -1,28 +1,33 @@
-//! The message service: MQTT 3.1.1 over mutual TLS, with the rules BROKER-1..4 enforced.
+//! The message service: MQTT 3.1.1 over mutual TLS, with the rules BROKER-1..6 enforced.
 //!
 //! - [`MessageService`]: the authorizing TLS front ([`front`]), which applies the sans-IO filter
 //!   of `sotto_wire::filter` to every client packet, with a broker behind it on an internal
-//!   loopback port: the in-process rumqttd ([`embedded`]) or a Mosquitto child process
+//!   loopback port: Sotto's own in-process broker ([`embedded`]) or a Mosquitto child process
 //!   ([`mosquitto::InternalMosquitto`]). Something may sit between the two ([`Hop`]: the
 //!   conformance replay's controllable relay).
 //! - The Mosquitto profile ([`mosquitto::MosquittoProfile`]): the same rules as a Mosquitto 2.0
 //!   configuration (mTLS, CN as username and client id, ACL) facing clients itself.
 //!
 //! ```text
-//!  device --mTLS (CN = user id)--> front --filter--> [hop] --> rumqttd | Mosquitto (127.0.0.1:<internal>)
+//!  device --mTLS (CN = user id)--> front --filter--> [hop] --> embedded | Mosquitto (127.0.0.1:<internal>)
 //!                                    ^ SUBACK 0x80 / CONNACK refusals / close
 //! ```
 //!
-//! Offline messages of the embedded broker live in memory: a restart of rumqttd
-//! ([`MessageService::restart_broker`]) loses them; Mosquitto's persistence keeps them.
+//! Offline messages of the embedded broker live in memory, each until its recipient's PUBACK: a
+//! restart of it ([`MessageService::restart_broker`]) loses them; Mosquitto's persistence keeps
+//! them. The front's [`ledger`] bounds every inbox ([`InboxLimits`], BROKER-5) on both.
 //!
 //! The whole service (PKI, membership, message service) is started by
 //! [`crate::service::Service`].
 
 pub mod embedded;
 pub mod front;
+pub mod ledger;
 pub mod mosquitto;
 pub mod port;
+
+pub use embedded::engine::Holdings;
+pub use ledger::InboxLimits;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -83,10 +88,16 @@ enum Backend {
 }
 
 impl Backend {
-    async fn start(broker: Broker, mosquitto_dir: &Path) -> Result<Backend, BrokerError> {
+    async fn start(
+        broker: Broker,
+        mosquitto_dir: &Path,
+        limits: InboxLimits,
+    ) -> Result<Backend, BrokerError> {
         Ok(match broker {
-            Broker::Embedded => Backend::Embedded(EmbeddedBroker::start().await?),
-            Broker::Mosquitto => Backend::Mosquitto(InternalMosquitto::start(mosquitto_dir).await?),
+            Broker::Embedded => Backend::Embedded(EmbeddedBroker::start(limits).await?),
+            Broker::Mosquitto => {
+                Backend::Mosquitto(InternalMosquitto::start(mosquitto_dir, limits).await?)
+            }
         })
     }
 
@@ -105,6 +116,7 @@ pub struct MessageService {
     broker: Broker,
     tls: Arc<rustls::ServerConfig>,
     hop: Option<Arc<dyn Hop>>,
+    limits: InboxLimits,
 }
 
 impl std::fmt::Debug for MessageService {
@@ -126,17 +138,47 @@ impl MessageService {
         listen: SocketAddr,
         broker: Broker,
         mosquitto_dir: &Path,
+        limits: InboxLimits,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
-        let backend = Backend::start(broker, mosquitto_dir).await?;
-        let front = Front::bind(listen, tls.clone(), Some(backend.upstream())).await?;
+        let backend = Backend::start(broker, mosquitto_dir, limits).await?;
+        let front = Front::bind(listen, tls.clone(), Some(backend.upstream()), limits).await?;
         Ok(MessageService {
             front,
             backend,
             broker,
             tls,
             hop: None,
+            limits,
         })
+    }
+
+    /// The inbox limits the front applies (BROKER-5).
+    pub fn inbox_limits(&self) -> InboxLimits {
+        self.limits
+    }
+
+    /// What the embedded broker holds now, read from its own state (`None` for Mosquitto, whose
+    /// state [`mosquitto::InternalMosquitto`] reads from its persistence file and `$SYS`).
+    pub fn embedded_holdings(&self) -> Option<Holdings> {
+        match &self.backend {
+            Backend::Embedded(b) => Some(b.holdings()),
+            Backend::Mosquitto(_) => None,
+        }
+    }
+
+    /// A copy of every envelope the embedded broker holds (`None` for Mosquitto): the
+    /// broker-side Req6 check looks for delivered ciphertexts among them.
+    pub fn embedded_held_envelopes(&self) -> Option<Vec<Vec<u8>>> {
+        match &self.backend {
+            Backend::Embedded(b) => Some(b.held_envelopes()),
+            Backend::Mosquitto(_) => None,
+        }
+    }
+
+    /// Envelopes and bytes the front's ledger counts for `user`'s inbox (BROKER-5).
+    pub fn ledger_count(&self, user: &str) -> (usize, usize) {
+        self.front.ledger_count(user)
     }
 
     /// The address clients connect to.
@@ -195,7 +237,7 @@ impl MessageService {
     }
 
     /// Stops the broker: relayed connections close and new CONNECTs are answered "server
-    /// unavailable" until [`MessageService::restart_broker`] (rumqttd's queues are lost;
+    /// unavailable" until [`MessageService::restart_broker`] (the embedded broker's queues are lost;
     /// Mosquitto writes its persistence file).
     pub async fn stop_broker(&mut self) -> Result<(), BrokerError> {
         self.front.set_upstream(None);
@@ -207,7 +249,7 @@ impl MessageService {
     }
 
     /// Restarts the broker as `stop` says ([`BrokerStop`]). After a graceful restart that lost
-    /// the sessions (rumqttd always, Mosquitto with [`BrokerStop::Fresh`]), the inbox session of
+    /// the sessions (the embedded broker always, Mosquitto with [`BrokerStop::Fresh`]), the inbox session of
     /// every user the front has relayed is restored ([`front::restore_sessions`]), so that
     /// messages to offline users are queued again from then on (BROKER-4). After
     /// [`BrokerStop::Kill`] the front is a new one too, on the same address, knowing nobody.
@@ -219,7 +261,7 @@ impl MessageService {
                 let lost_sessions = match &mut self.backend {
                     Backend::Embedded(b) => {
                         b.stop();
-                        *b = EmbeddedBroker::start().await?;
+                        *b = EmbeddedBroker::start(self.limits).await?;
                         true
                     }
                     Backend::Mosquitto(m) => {
@@ -229,6 +271,7 @@ impl MessageService {
                     }
                 };
                 if lost_sessions {
+                    self.front.reset_ledger();
                     front::restore_sessions(&self.backend.upstream(), &self.front.seen_users())
                         .await
                         .map_err(BrokerError::Restore)?;
@@ -240,11 +283,11 @@ impl MessageService {
                 match &mut self.backend {
                     Backend::Embedded(b) => {
                         b.stop();
-                        *b = EmbeddedBroker::start().await?;
+                        *b = EmbeddedBroker::start(self.limits).await?;
                     }
                     Backend::Mosquitto(m) => m.kill_and_restart().await?,
                 }
-                self.front = Front::bind(addr, self.tls.clone(), None).await?;
+                self.front = Front::bind(addr, self.tls.clone(), None, self.limits).await?;
             }
         }
         let up = self.front_upstream();

@@ -5,11 +5,11 @@
 //!  <dir>/mosquitto.conf  listener on loopback, mTLS (require_certificate, CN = username = client id)
 //!  <dir>/acl             pattern read i/%u, pattern write i/+
 //!  <dir>/ca.pem server.pem server.key (0600)   from ca::Pki
-//!  <dir>/data/           persistence: queued messages survive a restart (unlike embedded rumqttd)
+//!  <dir>/data/           persistence: queued messages survive a restart (unlike the embedded broker)
 //! ```
 //!
 //! [`InternalMosquitto`] is the other way to use Mosquitto: as the internal broker *behind* the
-//! authorizing front ([`super::front::Front`]), in place of the embedded rumqttd, on a plain
+//! authorizing front ([`super::front::Front`]), in place of the embedded broker, on a plain
 //! loopback listener (see its documentation for what that listener may and may not be used for).
 //!
 //! Differences from the embedded front (documented by the conformance work):
@@ -18,6 +18,13 @@
 //! - BROKER-3: the ACL allows `i/+`, so the 16-character form of the user id is not checked;
 //!   an oversize packet closes the connection (`max_packet_size`); retain closes it too
 //!   (`retain_available false`); a QoS 1 publish denied by the ACL is PUBACKed and dropped.
+//! - BROKER-5: no inbox bound (Mosquitto would drop beyond one while acknowledging to the
+//!   sender); a queue grows as long as its recipient stays away.
+//! - BROKER-6: not met. Clients publish under their own client id, and Mosquitto's persistence
+//!   file keeps each queued message's source client id: a sender -> recipient link on disk until
+//!   delivery. Deployments use Mosquitto behind the front ([`InternalMosquitto`]), which
+//!   `sotto serve --broker mosquitto` starts; this profile is for `--mosquitto-direct` and
+//!   `--mosquitto-external` only, which say so when they start.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -27,9 +34,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::BrokerError;
 use super::front::Upstream;
 use super::port::PortReservation;
+use super::{BrokerError, InboxLimits};
 use crate::ca::{self, Pki};
 use sotto_wire::filter::{INBOX_PREFIX, KEEP_ALIVE_MAX, MAX_ENVELOPE, USER_ID_LEN};
 
@@ -37,8 +44,9 @@ use sotto_wire::filter::{INBOX_PREFIX, KEEP_ALIVE_MAX, MAX_ENVELOPE, USER_ID_LEN
 /// out): 1 + topic `i/<user id>` (2 + 18) + packet id (2) + a LIM-1 payload = 8,215. A PUBLISH
 /// with 8,193 payload bytes to an inbox is one byte over and closes the connection.
 pub const MAX_PACKET_SIZE: usize = 1 + 2 + INBOX_PREFIX.len() + USER_ID_LEN + 2 + MAX_ENVELOPE;
-/// Messages queued per offline client (BROKER-4).
-pub const MAX_QUEUED_MESSAGES: usize = 100_000;
+/// Seconds between two writes of the persistence file: how long an acknowledged envelope can
+/// outlive its PUBACK on disk (Req6; in Mosquitto's memory it goes at the PUBACK).
+pub const AUTOSAVE_INTERVAL_S: u64 = 2;
 /// Largest keep-alive, seconds (same as the front).
 pub const MAX_KEEPALIVE: u16 = KEEP_ALIVE_MAX;
 /// How long [`MosquittoProcess::spawn`] waits for the port.
@@ -140,19 +148,20 @@ pub fn config(dir: &Path, listen: SocketAddr, as_root: bool) -> String {
     let _ = writeln!(c, "acl_file {d}/acl");
     let _ = writeln!(c, "persistence true");
     let _ = writeln!(c, "persistence_location {d}/data/");
-    let _ = writeln!(c, "autosave_interval 10");
+    let _ = writeln!(c, "autosave_interval {AUTOSAVE_INTERVAL_S}");
     let _ = writeln!(c, "max_packet_size {MAX_PACKET_SIZE}");
-    let _ = writeln!(c, "max_queued_messages {MAX_QUEUED_MESSAGES}");
+    // No bound: Mosquitto drops what comes beyond a bound and still acknowledges it to the
+    // sender (silent loss). Bounded inboxes (BROKER-5) need the front: `internal_config`.
+    let _ = writeln!(c, "max_queued_messages 0");
     let _ = writeln!(c, "max_queued_bytes 0");
     let _ = writeln!(c, "queue_qos0_messages false");
     let _ = writeln!(c, "retain_available false");
     let _ = writeln!(c, "max_keepalive {MAX_KEEPALIVE}");
     let _ = writeln!(c, "log_dest file {d}/mosquitto.log");
+    // Errors and warnings only, no connection records: the log names no user and no address.
     let _ = writeln!(c, "log_type error");
     let _ = writeln!(c, "log_type warning");
-    let _ = writeln!(c, "log_type notice");
-    let _ = writeln!(c, "log_type information");
-    let _ = writeln!(c, "connection_messages true");
+    let _ = writeln!(c, "connection_messages false");
     let _ = writeln!(c);
     let _ = writeln!(c, "listener {} {}", listen.port(), listen.ip());
     let _ = writeln!(c, "cafile {d}/ca.pem");
@@ -264,7 +273,12 @@ pub const INTERNAL_MAX_INFLIGHT: usize = 100;
 /// The `mosquitto.conf` text of [`InternalMosquitto`]: one plain listener on `listen` (which must
 /// be a loopback address), anonymous connections allowed, the same ACL and persistence as
 /// [`config`]. `as_root`: as in [`config`].
-pub fn internal_config(dir: &Path, listen: SocketAddr, as_root: bool) -> String {
+pub fn internal_config(
+    dir: &Path,
+    listen: SocketAddr,
+    as_root: bool,
+    limits: InboxLimits,
+) -> String {
     let d = dir.display();
     let mut c = String::new();
     let _ = writeln!(
@@ -283,19 +297,23 @@ pub fn internal_config(dir: &Path, listen: SocketAddr, as_root: bool) -> String 
     let _ = writeln!(c, "acl_file {d}/acl");
     let _ = writeln!(c, "persistence true");
     let _ = writeln!(c, "persistence_location {d}/data/");
-    let _ = writeln!(c, "autosave_interval 10");
+    let _ = writeln!(c, "autosave_interval {AUTOSAVE_INTERVAL_S}");
     let _ = writeln!(c, "max_inflight_messages {INTERNAL_MAX_INFLIGHT}");
-    let _ = writeln!(c, "max_queued_messages {MAX_QUEUED_MESSAGES}");
-    let _ = writeln!(c, "max_queued_bytes 0");
+    // A fuse behind the front's ledger (BROKER-5), which refuses at the limits themselves.
+    let _ = writeln!(
+        c,
+        "max_queued_messages {}",
+        limits.max_envelopes.saturating_mul(2)
+    );
+    let _ = writeln!(c, "max_queued_bytes {}", limits.max_bytes.saturating_mul(2));
     let _ = writeln!(c, "queue_qos0_messages false");
     let _ = writeln!(c, "retain_available false");
     let _ = writeln!(c, "max_keepalive {MAX_KEEPALIVE}");
     let _ = writeln!(c, "log_dest file {d}/mosquitto.log");
+    // Errors and warnings only, no connection records: the log names no user and no address.
     let _ = writeln!(c, "log_type error");
     let _ = writeln!(c, "log_type warning");
-    let _ = writeln!(c, "log_type notice");
-    let _ = writeln!(c, "log_type information");
-    let _ = writeln!(c, "connection_messages true");
+    let _ = writeln!(c, "connection_messages false");
     let _ = writeln!(c);
     let _ = writeln!(c, "listener {} {}", listen.port(), listen.ip());
     // Listener options: placed before `listener` they would open a default listener on 1883.
@@ -306,7 +324,8 @@ pub fn internal_config(dir: &Path, listen: SocketAddr, as_root: bool) -> String 
 /// Mosquitto as the internal broker behind the front: a child process with a **plain** listener
 /// on `127.0.0.1:<free port>`, persistence in its own data directory, the profile's ACL
 /// ([`acl`]: `pattern read i/%u`, `pattern write i/+`), `max_inflight_messages`
-/// [`INTERNAL_MAX_INFLIGHT`] and `max_queued_messages` [`MAX_QUEUED_MESSAGES`].
+/// [`INTERNAL_MAX_INFLIGHT`], and queue limits twice the front's inbox limits (a fuse: the
+/// front's ledger refuses first, BROKER-5).
 ///
 /// ```text
 ///  device --mTLS (CN = user id)--> front --filter--> mosquitto (127.0.0.1:<internal>, plain)
@@ -332,7 +351,7 @@ pub struct InternalMosquitto {
 impl InternalMosquitto {
     /// Writes the configuration and the ACL into `dir` (created if missing), picks a free
     /// loopback port and starts Mosquitto; returns once the port accepts connections.
-    pub async fn start(dir: &Path) -> Result<InternalMosquitto, BrokerError> {
+    pub async fn start(dir: &Path, limits: InboxLimits) -> Result<InternalMosquitto, BrokerError> {
         fs::create_dir_all(dir.join("data"))?;
         let reserved = PortReservation::loopback()?;
         let listen = reserved.addr();
@@ -343,7 +362,7 @@ impl InternalMosquitto {
             use std::os::unix::fs::MetadataExt;
             fs::metadata(&conf_path)?.uid() == 0
         };
-        fs::write(&conf_path, internal_config(dir, listen, as_root))?;
+        fs::write(&conf_path, internal_config(dir, listen, as_root, limits))?;
         let profile = MosquittoProfile {
             dir: dir.to_owned(),
             listen,

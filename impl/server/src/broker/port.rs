@@ -1,4 +1,4 @@
-//! Loopback ports picked now for a server that binds them later (the embedded rumqttd, a
+//! Loopback ports picked now for a server that binds them later (the embedded broker, a
 //! Mosquitto child process, a `sotto serve` started by a test).
 //!
 //! Picking a port by binding port 0 and closing the socket leaves a window in which any other
@@ -7,7 +7,7 @@
 //! probe talks to the wrong process. A [`PortReservation`] keeps the port bound, with
 //! `SO_REUSEADDR` and without listening, for as long as it lives: the kernel hands that port to
 //! no other bind to port 0 and to no outgoing connection, while a server that sets
-//! `SO_REUSEADDR` itself (tokio and mio listeners, rumqttd, Mosquitto) can still bind and listen
+//! `SO_REUSEADDR` itself (tokio and mio listeners, Mosquitto) can still bind and listen
 //! on it. Only one listener at a time: a second server on the same port is refused as usual.
 
 use std::io;

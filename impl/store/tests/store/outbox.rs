@@ -3,7 +3,7 @@
 
 use sotto_core::MessageId;
 use sotto_core::{Content, UserId};
-use sotto_store::{Backoff, Chat, MessageState, Store, ToSend};
+use sotto_store::{Backoff, Chat, Hold, MessageState, Store, ToSend};
 
 use crate::common::*;
 
@@ -88,10 +88,40 @@ fn outbox_is_fifo_and_backs_off_rx_6() {
         );
     }
     assert_eq!(dues, [2_000, 4_000, 4_000, 4_000]);
+    // Refused by the service (BROKER-5): the row stays, is due after the backoff, and says why
+    // until a publish is accepted.
+    assert!(s.held_outbox().unwrap().is_empty());
+    let due = s.hold(&m[2].id, &b, 1, T0 + 30).unwrap();
+    assert_eq!(due, Some(Hold::Held { due: T0 + 1_030 }));
+    let held = s.held_outbox().unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].message_id, held[0].held), (m[2].id, 1));
+    assert_eq!(
+        s.outgoing_state(&m[2].id).unwrap(),
+        Some(MessageState::Queued)
+    );
+    s.bump_attempt(&m[2].id, &b, T0 + 40).unwrap();
+    assert_eq!(
+        s.held_outbox().unwrap().len(),
+        1,
+        "a lost connection keeps the reason"
+    );
+    s.mark_published(&m[2].id, &b, T0 + 50).unwrap();
+    assert!(
+        s.held_outbox().unwrap().is_empty(),
+        "accepted: no reason left"
+    );
+    // A resend of an envelope the broker holds, refused: nothing waits on the service.
+    assert!(matches!(
+        s.hold(&m[2].id, &b, 1, T0 + 60).unwrap(),
+        Some(Hold::Resend { .. })
+    ));
+    assert!(s.held_outbox().unwrap().is_empty());
     // Unknown rows.
     let nobody = UserId([0; 10]);
     assert!(!s.mark_published(&m[0].id, &nobody, T0).unwrap());
     assert_eq!(s.bump_attempt(&m[0].id, &nobody, T0).unwrap(), None);
+    assert_eq!(s.hold(&m[0].id, &nobody, 1, T0).unwrap(), None);
     assert_eq!(s.outbox_len().unwrap(), 3);
     // A receipt ends the resending.
     assert!(s.mark_delivered(&m[0].id, &b).unwrap());
@@ -99,7 +129,8 @@ fn outbox_is_fifo_and_backs_off_rx_6() {
         s.outgoing_state(&m[0].id).unwrap(),
         Some(MessageState::Delivered)
     );
-    assert_eq!(ids(&s, u64::MAX >> 2, 10), [m[2].id, m[1].id]);
+    // m[2] was published last (T0 + 50, third attempt): it now waits behind m[1].
+    assert_eq!(ids(&s, u64::MAX >> 2, 10), [m[1].id, m[2].id]);
 }
 
 #[test]

@@ -1,0 +1,261 @@
+//! The inbox ledger (BROKER-5), without I/O: how many envelopes and bytes the broker behind the
+//! front holds for each inbox, counted from the packets the front relays, so that the front can
+//! refuse a PUBLISH to a full inbox with a refusal notice ([`sotto_wire::notice`]) instead of
+//! letting any broker drop or overwrite it. One enforcement point for every broker behind the
+//! front (the embedded broker and Mosquitto).
+//!
+//! ```text
+//!  sender  PUBLISH i/<r> (len)  ── reserve(r, len) ── full? ──> notice + PUBACK, not forwarded
+//!  broker  PUBACK to the sender ── commit(ticket)        (the broker holds it now)
+//!  sender's connection ends first ── release(ticket)     (the sender sends it again)
+//!  broker  PUBLISH i/<r> pkid q ── delivered(r, q, len)
+//!  r       PUBACK q             ── acked(r, q)           (the broker forgets it, Req6)
+//! ```
+//!
+//! Reservations count against the limit, so concurrent senders cannot overshoot it. The counts
+//! live in the front's memory: a broker restart that loses its queues resets them
+//! ([`InboxLedger::reset`]); a front that restarts while Mosquitto keeps its queues starts from
+//! zero and may let an inbox reach twice its limit (Mosquitto's own limit is set above that, see
+//! `mosquitto.rs`). Accounts at zero are removed: the ledger keeps no list of users.
+
+use std::collections::BTreeMap;
+
+/// BROKER-5: what one inbox holds at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboxLimits {
+    /// Envelopes.
+    pub max_envelopes: usize,
+    /// Payload bytes.
+    pub max_bytes: usize,
+}
+
+impl InboxLimits {
+    /// The service's limits: 10,000 envelopes or 16 MiB per inbox, whichever comes first.
+    pub const DEFAULT: InboxLimits = InboxLimits {
+        max_envelopes: 10_000,
+        max_bytes: 16 * 1024 * 1024,
+    };
+}
+
+impl Default for InboxLimits {
+    fn default() -> InboxLimits {
+        InboxLimits::DEFAULT
+    }
+}
+
+/// A PUBLISH to a full inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the recipient's inbox is full (BROKER-5)")]
+pub struct InboxFull;
+
+/// A reservation for one forwarded PUBLISH, until the broker's PUBACK or the connection's end.
+#[derive(PartialEq, Eq)]
+pub struct Ticket {
+    recipient: String,
+    len: usize,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The recipient is metadata.
+        f.debug_struct("Ticket")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Account {
+    envelopes: usize,
+    bytes: usize,
+    reserved_envelopes: usize,
+    reserved_bytes: usize,
+    /// Deliveries to the owner awaiting its PUBACK: packet id -> payload length.
+    delivered: BTreeMap<u16, usize>,
+}
+
+impl Account {
+    fn is_empty(&self) -> bool {
+        self.envelopes == 0
+            && self.bytes == 0
+            && self.reserved_envelopes == 0
+            && self.reserved_bytes == 0
+            && self.delivered.is_empty()
+    }
+}
+
+/// The counts of every inbox with something in it.
+#[derive(Default)]
+pub struct InboxLedger {
+    limits: InboxLimits,
+    accounts: BTreeMap<String, Account>,
+}
+
+impl std::fmt::Debug for InboxLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxLedger")
+            .field("limits", &self.limits)
+            .field("accounts", &self.accounts.len())
+            .finish()
+    }
+}
+
+impl InboxLedger {
+    /// An empty ledger.
+    pub fn new(limits: InboxLimits) -> InboxLedger {
+        InboxLedger {
+            limits,
+            accounts: BTreeMap::new(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> InboxLimits {
+        self.limits
+    }
+
+    /// A PUBLISH of `len` payload bytes to `recipient`'s inbox: reserved, or refused if the
+    /// inbox would exceed a limit.
+    pub fn reserve(&mut self, recipient: &str, len: usize) -> Result<Ticket, InboxFull> {
+        let a = self.accounts.entry(recipient.to_owned()).or_default();
+        let envelopes = a.envelopes + a.reserved_envelopes;
+        let bytes = a.bytes + a.reserved_bytes;
+        if envelopes >= self.limits.max_envelopes || bytes + len > self.limits.max_bytes {
+            self.tidy(recipient);
+            return Err(InboxFull);
+        }
+        a.reserved_envelopes += 1;
+        a.reserved_bytes += len;
+        Ok(Ticket {
+            recipient: recipient.to_owned(),
+            len,
+        })
+    }
+
+    /// The broker acknowledged the PUBLISH of `t`: it holds the envelope now.
+    pub fn commit(&mut self, t: Ticket) {
+        if let Some(a) = self.accounts.get_mut(&t.recipient) {
+            a.reserved_envelopes = a.reserved_envelopes.saturating_sub(1);
+            a.reserved_bytes = a.reserved_bytes.saturating_sub(t.len);
+            a.envelopes += 1;
+            a.bytes += t.len;
+        }
+    }
+
+    /// The PUBLISH of `t` was not acknowledged (its connection ended): the sender will send it
+    /// again.
+    pub fn release(&mut self, t: Ticket) {
+        if let Some(a) = self.accounts.get_mut(&t.recipient) {
+            a.reserved_envelopes = a.reserved_envelopes.saturating_sub(1);
+            a.reserved_bytes = a.reserved_bytes.saturating_sub(t.len);
+        }
+        self.tidy(&t.recipient);
+    }
+
+    /// The broker delivered an envelope of `len` bytes to `owner` as packet `pkid`.
+    pub fn delivered(&mut self, owner: &str, pkid: u16, len: usize) {
+        self.accounts
+            .entry(owner.to_owned())
+            .or_default()
+            .delivered
+            .insert(pkid, len);
+    }
+
+    /// `owner` acknowledged packet `pkid`: the broker no longer holds it.
+    pub fn acked(&mut self, owner: &str, pkid: u16) {
+        if let Some(a) = self.accounts.get_mut(owner) {
+            if let Some(len) = a.delivered.remove(&pkid) {
+                a.envelopes = a.envelopes.saturating_sub(1);
+                a.bytes = a.bytes.saturating_sub(len);
+            }
+        }
+        self.tidy(owner);
+    }
+
+    /// The broker lost every queue (a restart without persistence): start from zero.
+    pub fn reset(&mut self) {
+        self.accounts.clear();
+    }
+
+    /// Envelopes and bytes counted for `recipient` (held and reserved).
+    pub fn count(&self, recipient: &str) -> (usize, usize) {
+        self.accounts.get(recipient).map_or((0, 0), |a| {
+            (
+                a.envelopes + a.reserved_envelopes,
+                a.bytes + a.reserved_bytes,
+            )
+        })
+    }
+
+    /// Inboxes the ledger counts something for.
+    pub fn accounts(&self) -> usize {
+        self.accounts.len()
+    }
+
+    fn tidy(&mut self, user: &str) {
+        if self.accounts.get(user).is_some_and(Account::is_empty) {
+            self.accounts.remove(user);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: &str = "rrrrrrrrrrrrrrrr";
+
+    fn ledger() -> InboxLedger {
+        InboxLedger::new(InboxLimits {
+            max_envelopes: 2,
+            max_bytes: 100,
+        })
+    }
+
+    #[test]
+    fn refuses_at_the_envelope_limit_until_an_ack() {
+        let mut l = ledger();
+        let t1 = l.reserve(R, 10).expect("room");
+        let t2 = l.reserve(R, 10).expect("room at the bound");
+        assert_eq!(l.reserve(R, 10), Err(InboxFull), "reservations count");
+        l.commit(t1);
+        l.commit(t2);
+        assert_eq!(l.count(R), (2, 20));
+        assert_eq!(l.reserve(R, 1), Err(InboxFull));
+        l.delivered(R, 5, 10);
+        l.delivered(R, 5, 10); // a redelivery (DUP) of the same packet
+        l.acked(R, 5);
+        l.acked(R, 5); // a second PUBACK of the same packet changes nothing
+        assert_eq!(l.count(R), (1, 10));
+        assert!(l.reserve(R, 10).is_ok());
+    }
+
+    #[test]
+    fn refuses_at_the_byte_limit_and_accepts_exactly_it() {
+        let mut l = ledger();
+        assert_eq!(l.reserve(R, 101), Err(InboxFull));
+        assert_eq!(l.accounts(), 0, "a refusal leaves no account behind");
+        let t = l.reserve(R, 100).expect("exactly the limit");
+        assert_eq!(l.reserve(R, 1), Err(InboxFull));
+        l.release(t);
+        assert_eq!(l.count(R), (0, 0));
+        assert_eq!(l.accounts(), 0);
+    }
+
+    #[test]
+    fn drained_accounts_disappear_and_reset_forgets_everything() {
+        let mut l = ledger();
+        let t = l.reserve(R, 10).expect("room");
+        l.commit(t);
+        l.delivered(R, 1, 10);
+        l.acked(R, 1);
+        assert_eq!(l.accounts(), 0);
+        let t = l.reserve(R, 10).expect("room");
+        l.commit(t);
+        l.reset();
+        assert_eq!(l.count(R), (0, 0));
+        // An ack the ledger never saw delivered (a front restarted under Mosquitto) saturates.
+        l.acked(R, 9);
+        assert_eq!(l.count(R), (0, 0));
+    }
+}
