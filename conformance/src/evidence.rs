@@ -94,7 +94,30 @@ pub struct WiretapEvidence {
     /// Server log files searched for user ids and addresses (BROKER-6).
     #[serde(default)]
     pub logs: usize,
+    /// Secrets searched per class (`canary`, `chain-key`, ...; see [`SECRET_CLASSES`]).
+    #[serde(default)]
+    pub classes: BTreeMap<String, usize>,
 }
+
+/// Every class of secret the wiretap must search for: what the people wrote (canaries, texts,
+/// message ids), what their devices hold (`sotto_core::device::SecretClass`), their TLS keys and
+/// store passphrases. A class with no needle in a run is a coverage gap.
+pub const SECRET_CLASSES: [&str; 14] = [
+    "canary",
+    "text",
+    "message-id",
+    "identity-key",
+    "prekey-secret",
+    "root-key",
+    "ratchet-secret",
+    "chain-key",
+    "message-key",
+    "nonce-seed",
+    "confirm-key",
+    "key-share",
+    "tls-key",
+    "passphrase",
+];
 
 /// The known-answer vectors.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

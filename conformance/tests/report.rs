@@ -68,6 +68,10 @@ fn good_wiretap(broker: &str) -> WiretapEvidence {
         retention_source: "the embedded broker's inboxes".into(),
         stored_records: 0,
         logs: 0,
+        classes: sotto_conformance::evidence::SECRET_CLASSES
+            .iter()
+            .map(|c| (c.to_string(), 2))
+            .collect(),
     }
 }
 

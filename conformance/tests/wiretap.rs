@@ -28,6 +28,22 @@ fn assert_clean(evidence: &sotto_conformance::evidence::WiretapEvidence) {
     assert!(evidence.http_exchanges > 0, "no HTTP exchange recorded");
     assert!(evidence.files > 0, "no server file searched");
     assert!(evidence.needles > 0, "nothing searched for");
+    println!(
+        "{}: secrets per class {:?}",
+        evidence.broker, evidence.classes
+    );
+    let missing: Vec<&str> = sotto_conformance::evidence::SECRET_CLASSES
+        .into_iter()
+        .filter(|c| evidence.classes.get(*c).copied().unwrap_or(0) == 0)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "secret classes not searched: {missing:?}"
+    );
+    assert!(
+        evidence.acknowledged_envelopes > 0,
+        "Req6 at the broker looked at nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,6 +308,17 @@ pub(super) fn wiretap_cell(runs: &[WiretapEvidence], row: &mut ReqRow) -> CellBu
         for f in &w.findings {
             failures.push(format!("{}: secret found: {f}", w.broker));
         }
+        if !req6 {
+            // Coverage: every class of secret searched for (docs/conformance.md).
+            for class in crate::evidence::SECRET_CLASSES {
+                if w.classes.get(class).copied().unwrap_or(0) == 0 {
+                    failures.push(format!(
+                        "{}: no {class} searched for (secret class coverage)",
+                        w.broker
+                    ));
+                }
+            }
+        }
         frames += w.frames;
         files += w.files;
         found += w.findings.len();

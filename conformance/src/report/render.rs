@@ -128,6 +128,25 @@ impl Report {
                 w.needles,
                 w.findings.len()
             ));
+            let covered = crate::evidence::SECRET_CLASSES
+                .iter()
+                .filter(|c| w.classes.get(**c).copied().unwrap_or(0) > 0)
+                .count();
+            let missing: Vec<&str> = crate::evidence::SECRET_CLASSES
+                .iter()
+                .copied()
+                .filter(|c| w.classes.get(*c).copied().unwrap_or(0) == 0)
+                .collect();
+            lines.push(format!(
+                "coverage wiretap {}: secret classes searched {covered}/{}{}",
+                w.broker,
+                crate::evidence::SECRET_CLASSES.len(),
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (missing: {})", missing.join(", "))
+                }
+            ));
             lines.push(format!(
                 "wiretap  {}: Req6 at the broker: {} acknowledged envelopes looked for in {}; \
                  BROKER-6: {} stored envelope records and {} logs searched for links",

@@ -39,7 +39,7 @@ mod needles;
 mod retention;
 mod scenario;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use sotto_server::broker::front::TapRecord;
@@ -319,6 +319,10 @@ impl Recorded {
             retention_source: String::new(),
             stored_records: 0,
             logs: 0,
+            classes: needles.iter().fold(BTreeMap::new(), |mut m, n| {
+                *m.entry(n.kind().to_owned()).or_insert(0) += 1;
+                m
+            }),
         };
         tracing::info!(
             broker = evidence.broker,

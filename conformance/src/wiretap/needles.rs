@@ -154,27 +154,22 @@ pub fn search_http(needles: &[Needle], records: &[HttpTapRecord]) -> Vec<String>
     findings
 }
 
-/// Every secret of a person the run can know: identity private keys, TLS private key (PEM and
-/// DER), store passphrase.
+/// Every secret of a person the run can know: every secret its device held at any sync
+/// (identity and prekey secrets, root, ratchet, chain, message and confirmation keys, nonce
+/// seeds, group keys; by class), TLS private key (PEM and DER), store passphrase.
 pub(super) fn key_needles(p: &Person) -> Result<Vec<Needle>, WiretapError> {
-    let identity = p.client.device().identity();
-    let mut needles = vec![
-        Needle::binary(
-            "identity-key",
-            &format!("{} signing seed", p.name),
-            identity.signing().to_seed().expose(),
-        ),
-        Needle::binary(
-            "identity-key",
-            &format!("{} DH secret", p.name),
-            identity.dh().to_bytes().expose(),
-        ),
-        Needle::text(
-            "passphrase",
-            &format!("{} store", p.name),
-            p.passphrase.as_bytes(),
-        ),
-    ];
+    let mut needles: Vec<Needle> = p
+        .secrets
+        .iter()
+        .map(|(bytes, (class, label))| {
+            Needle::binary(class.name(), &format!("{} {label}", p.name), bytes)
+        })
+        .collect();
+    needles.push(Needle::text(
+        "passphrase",
+        &format!("{} store", p.name),
+        p.passphrase.as_bytes(),
+    ));
     let pem = p
         .client
         .store()

@@ -4,6 +4,7 @@
 //! while one is queued, so its persistence file holds it), then a group of three with a message
 //! from each. Every text carries a fresh random canary.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use rand_core::{OsRng, RngCore};
 use sotto_client::{
     Chat, Client, ClientEvent, Config, GroupId, KdfParams, MessageState, SyncReport, UserId,
 };
+use sotto_core::device::SecretClass;
 use sotto_server::broker::front::{TapDirection, TapRecord};
 use sotto_server::{BrokerStop, Service};
 use sotto_wire::mqtt::{self, Packet};
@@ -74,11 +76,14 @@ async fn sign_up(service: &Service, stores: &Path) -> Result<Vec<Person>, Wireta
             config.clone(),
         )
         .await?;
-        people.push(Person {
+        let mut p = Person {
             name,
             client,
             passphrase,
-        });
+            secrets: Secrets::new(),
+        };
+        p.remember_secrets();
+        people.push(p);
     }
     let (a, b, c) = (A, B, C);
     let c_id = person(&mut people, c)?.id();
@@ -106,6 +111,7 @@ async fn online_exchange(
     let bob = people.remove(b);
     let (online, mut events) = bob.client.connect();
     let bob_passphrase = bob.passphrase;
+    let bob_secrets = bob.secrets;
     wait_event(&mut events, "connection of B's online loop", |e| {
         matches!(e, ClientEvent::Connected { .. }).then_some(())
     })
@@ -159,14 +165,14 @@ async fn online_exchange(
         ));
     }
     let client = online.shutdown().await?;
-    people.insert(
-        b,
-        Person {
-            name: "B",
-            client,
-            passphrase: bob_passphrase,
-        },
-    );
+    let mut bob = Person {
+        name: "B",
+        client,
+        passphrase: bob_passphrase,
+        secrets: bob_secrets,
+    };
+    bob.remember_secrets();
+    people.insert(b, bob);
     sent.push(Sent {
         label: "B to A, from the online loop".to_owned(),
         canary,
@@ -261,11 +267,24 @@ pub(super) struct Person {
     pub(super) name: &'static str,
     pub(super) client: Client,
     pub(super) passphrase: String,
+    /// Every secret the device held at any sync of the scenario, by bytes (chain and message
+    /// keys move on: each sync adds the current ones).
+    pub(super) secrets: Secrets,
 }
+
+/// Secrets by their bytes: class and where the device held them.
+pub(super) type Secrets = BTreeMap<Vec<u8>, (SecretClass, String)>;
 
 impl Person {
     pub(super) fn id(&self) -> UserId {
         self.client.user_id()
+    }
+
+    /// Adds what the device holds now to [`Person::secrets`].
+    pub(super) fn remember_secrets(&mut self) {
+        for s in self.client.device().held_secrets() {
+            self.secrets.entry(s.bytes).or_insert((s.class, s.label));
+        }
     }
 }
 
@@ -287,7 +306,9 @@ fn random_hex(bytes: usize) -> Result<String, WiretapError> {
 }
 
 pub(super) async fn sync(p: &mut Person) -> Result<SyncReport, WiretapError> {
+    p.remember_secrets();
     let report = p.client.sync(WAIT).await?;
+    p.remember_secrets();
     if !report.complete {
         return Err(WiretapError::Scenario(format!(
             "{}'s sync did not finish within {WAIT:?}",

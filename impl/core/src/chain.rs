@@ -236,6 +236,46 @@ impl<K: Ord + Copy> SkippedKeys<K> {
     }
 }
 
+#[cfg(feature = "test-utils")]
+impl Chain {
+    /// Every secret this chain holds, for the wiretap (feature `test-utils`): its chain key, its
+    /// nonce seed, and the message key it would give next.
+    pub(crate) fn held_secrets(&self, what: &str, out: &mut Vec<crate::device::HeldSecret>) {
+        use crate::device::{HeldSecret, SecretClass};
+        out.push(HeldSecret::new(
+            SecretClass::ChainKey,
+            format!("{what} chain key at {}", self.next),
+            self.ck.expose(),
+        ));
+        out.push(HeldSecret::new(
+            SecretClass::NonceSeed,
+            format!("{what} nonce seed"),
+            self.s2.expose(),
+        ));
+        if let Ok((n, keys)) = self.clone().advance() {
+            out.push(HeldSecret::new(
+                SecretClass::MessageKey,
+                format!("{what} message key {n}"),
+                keys.key.expose(),
+            ));
+        }
+    }
+}
+
+#[cfg(feature = "test-utils")]
+impl<K: Ord + core::fmt::Debug> SkippedKeys<K> {
+    /// Every skipped message key kept, for the wiretap (feature `test-utils`).
+    pub(crate) fn held_secrets(&self, what: &str, out: &mut Vec<crate::device::HeldSecret>) {
+        for (at, (keys, _)) in &self.keys {
+            out.push(crate::device::HeldSecret::new(
+                crate::device::SecretClass::MessageKey,
+                format!("{what} skipped message key {at:?}"),
+                keys.key.expose(),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

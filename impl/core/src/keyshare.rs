@@ -143,6 +143,29 @@ impl KeyShare {
     }
 }
 
+#[cfg(feature = "test-utils")]
+impl KeyShare {
+    /// The master key and the four random numbers, for the wiretap (feature `test-utils`).
+    pub(crate) fn held_secrets(&self, what: &str, out: &mut Vec<crate::device::HeldSecret>) {
+        use crate::device::{HeldSecret, SecretClass};
+        out.push(HeldSecret::new(
+            SecretClass::KeyShare,
+            format!("{what} master key"),
+            self.mk.expose(),
+        ));
+        for (i, s) in [&self.s1, &self.s2, &self.s3, &self.s4]
+            .into_iter()
+            .enumerate()
+        {
+            out.push(HeldSecret::new(
+                SecretClass::KeyShare,
+                format!("{what} s{}", i + 1),
+                s.expose(),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -915,3 +915,45 @@ crate::persist::persist_struct!(Session {
     first_ek,
     heard_from_peer
 });
+
+#[cfg(feature = "test-utils")]
+impl Session {
+    /// Every secret this session holds, for the wiretap (feature `test-utils`): root key,
+    /// ratchet secret, the chains of each epoch, confirmation keys, skipped message keys.
+    pub(crate) fn held_secrets(&self, what: &str, out: &mut Vec<crate::device::HeldSecret>) {
+        use crate::device::{HeldSecret, SecretClass};
+        out.push(HeldSecret::new(
+            SecretClass::RootKey,
+            format!("{what} root key"),
+            self.root.expose(),
+        ));
+        if let Some(r) = &self.ratchet {
+            out.push(HeldSecret::new(
+                SecretClass::RatchetSecret,
+                format!("{what} ratchet secret"),
+                r.to_bytes().expose(),
+            ));
+        }
+        if let Some(s) = &self.send {
+            s.chain
+                .held_secrets(&format!("{what} sending epoch {}", s.epoch), out);
+        }
+        for o in &self.own {
+            out.push(HeldSecret::new(
+                SecretClass::ConfirmKey,
+                format!("{what} own epoch {} confirmation key", o.epoch),
+                o.confirm.expose(),
+            ));
+        }
+        for r in &self.recv {
+            out.push(HeldSecret::new(
+                SecretClass::ConfirmKey,
+                format!("{what} receiving epoch {} confirmation key", r.epoch),
+                r.confirm.expose(),
+            ));
+            r.chain
+                .held_secrets(&format!("{what} receiving epoch {}", r.epoch), out);
+        }
+        self.skipped.held_secrets(what, out);
+    }
+}

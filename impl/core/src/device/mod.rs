@@ -26,6 +26,8 @@ mod messages;
 mod output;
 mod persist;
 mod prekeys;
+#[cfg(feature = "test-utils")]
+mod secrets;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -42,6 +44,8 @@ use crate::session::Session;
 use contacts::Contact;
 pub use contacts::Trust;
 pub use output::{Event, Incoming, Outgoing};
+#[cfg(feature = "test-utils")]
+pub use secrets::{HeldSecret, SecretClass};
 
 /// One device's protocol state.
 #[derive(Clone, Debug)]

@@ -485,3 +485,20 @@ impl Persist for Group {
         })
     }
 }
+
+#[cfg(feature = "test-utils")]
+impl Group {
+    /// Every secret this group holds, for the wiretap (feature `test-utils`): each epoch's group
+    /// master key and random numbers, its sending and receiving chains, skipped message keys.
+    pub(crate) fn held_secrets(&self, what: &str, out: &mut Vec<crate::device::HeldSecret>) {
+        for (n, e) in &self.epochs {
+            let what = format!("{what} epoch {n}");
+            e.keys.held_secrets(&format!("{what} group key"), out);
+            e.send.held_secrets(&format!("{what} own sending"), out);
+            for (i, c) in &e.recv {
+                c.held_secrets(&format!("{what} member {i}"), out);
+            }
+        }
+        self.skipped.held_secrets(what, out);
+    }
+}
