@@ -124,6 +124,9 @@ pub const SECRET_CLASSES: [&str; 14] = [
 pub struct VectorEvidence {
     /// Cases per area file (`kdf`, `keyshare`, ...): (passed, total).
     pub areas: BTreeMap<String, (usize, usize)>,
+    /// Every error code some invalid case expects (`vectors::expected_codes`).
+    #[serde(default)]
+    pub expected_codes: BTreeSet<String>,
     /// Failing cases, as `area/case: why`.
     pub failures: Vec<String>,
 }

@@ -40,6 +40,7 @@ fn good_replay(broker: &str) -> ReplayEvidence {
     let actions: BTreeMap<String, usize> = REQUIREMENTS
         .iter()
         .flat_map(|r| r.replay_actions.iter())
+        .chain(sotto_model::Action::NAMES)
         .map(|a| ((*a).to_owned(), 3))
         .collect();
     ReplayEvidence {
@@ -96,6 +97,10 @@ fn good_vectors() -> VectorEvidence {
     VectorEvidence {
         areas,
         failures: Vec::new(),
+        expected_codes: sotto_core::Error::ALL
+            .iter()
+            .map(|e| e.code().to_owned())
+            .collect(),
     }
 }
 
@@ -106,6 +111,8 @@ fn good() -> Inputs {
         wiretap: vec![good_wiretap("embedded")],
         vectors: Some(good_vectors()),
         absent: Vec::new(),
+        // Every model action replayed in good_replay, so no gap needs a reason.
+        gaps: Default::default(),
     }
 }
 
@@ -439,4 +446,24 @@ fn the_small_model_check_runs_in_process() {
     assert!(m.properties.iter().any(|p| p.skipped));
     assert!(m.properties.iter().filter(|p| p.passed).count() > 10);
     assert!(check_model("nope", 1).is_err());
+}
+
+/// The report's own coverage: a gap fails it unless docs/coverage.md lists it; the committed file
+/// parses and explains something.
+#[test]
+fn coverage_gaps_fail_unless_listed() {
+    use sotto_conformance::report::coverage::Gaps;
+    let mut inputs = good();
+    assert!(Report::build(inputs.clone()).passed());
+    let v = inputs.vectors.as_mut().expect("vectors");
+    v.expected_codes.remove("too_large");
+    let r = Report::build(inputs.clone());
+    assert!(!r.passed(), "an unexplained gap fails");
+    assert!(
+        r.render_table()
+            .contains("not covered and not listed: too_large")
+    );
+    inputs.gaps = Gaps::parse(include_str!("../../docs/coverage.md"));
+    let r = Report::build(inputs);
+    assert!(r.passed(), "{}", r.render_table());
 }

@@ -162,6 +162,35 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action's name ([`Action::name`]), in declaration order: what the replay's coverage
+    /// is measured against.
+    pub const NAMES: &'static [&'static str] = &[
+        "Signup",
+        "ScanCard",
+        "FetchBundle",
+        "ForgeBundle",
+        "Send",
+        "KeyUpdate",
+        "GoOffline",
+        "GoOnline",
+        "GroupCreate",
+        "GroupAdd",
+        "GroupRemove",
+        "GroupSend",
+        "Receive",
+        "Commit",
+        "Resend",
+        "Drop",
+        "Duplicate",
+        "Reorder",
+        "Replay",
+        "Inject",
+        "Restart",
+        "Compromise",
+        "Steal",
+        "IssueCert",
+    ];
+
     /// The vocabulary name of the action.
     pub fn name(&self) -> &'static str {
         match self {

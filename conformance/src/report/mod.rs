@@ -54,6 +54,7 @@
 //! ```
 
 mod cells;
+pub mod coverage;
 mod render;
 mod requirements;
 mod verdict;
@@ -85,6 +86,8 @@ pub struct Report {
     /// Failing evidence that belongs to no requirement (a model property or vector area the
     /// mapping does not know); it fails the report.
     pub unattributed: Vec<String>,
+    /// The report's own coverage ([`coverage`]); a gap docs/coverage.md does not list fails it.
+    pub coverage: Vec<coverage::CoverageLine>,
 }
 
 impl Report {
@@ -95,12 +98,14 @@ impl Report {
             .map(|req| build_row(req, &inputs))
             .collect();
         let unattributed = unattributed(&inputs);
+        let coverage = coverage::lines(&inputs);
         let Inputs {
             model,
             replay,
             wiretap,
             vectors,
             absent,
+            gaps: _,
         } = inputs;
         Report {
             rows,
@@ -110,6 +115,7 @@ impl Report {
             vectors,
             absent,
             unattributed,
+            coverage,
         }
     }
 
@@ -119,5 +125,6 @@ impl Report {
         self.rows.len() == REQUIREMENTS.len()
             && self.rows.iter().all(|r| r.verdict == Verdict::Pass)
             && self.unattributed.is_empty()
+            && self.coverage.iter().all(coverage::CoverageLine::passed)
     }
 }

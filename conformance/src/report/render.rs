@@ -128,30 +128,14 @@ impl Report {
                 w.needles,
                 w.findings.len()
             ));
-            let covered = crate::evidence::SECRET_CLASSES
-                .iter()
-                .filter(|c| w.classes.get(**c).copied().unwrap_or(0) > 0)
-                .count();
-            let missing: Vec<&str> = crate::evidence::SECRET_CLASSES
-                .iter()
-                .copied()
-                .filter(|c| w.classes.get(*c).copied().unwrap_or(0) == 0)
-                .collect();
-            lines.push(format!(
-                "coverage wiretap {}: secret classes searched {covered}/{}{}",
-                w.broker,
-                crate::evidence::SECRET_CLASSES.len(),
-                if missing.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (missing: {})", missing.join(", "))
-                }
-            ));
             lines.push(format!(
                 "wiretap  {}: Req6 at the broker: {} acknowledged envelopes looked for in {}; \
                  BROKER-6: {} stored envelope records and {} logs searched for links",
                 w.broker, w.acknowledged_envelopes, w.retention_source, w.stored_records, w.logs
             ));
+        }
+        for c in &self.coverage {
+            lines.push(c.render());
         }
         for a in &self.absent {
             let what = if a.skipped { "SKIPPED" } else { "not run" };

@@ -271,4 +271,6 @@ pub struct Inputs {
     /// Sources skipped or not run. A source with neither evidence nor an entry here counts as
     /// not run.
     pub absent: Vec<Absent>,
+    /// The coverage gaps docs/coverage.md explains ([`super::coverage::Gaps::parse`]).
+    pub gaps: super::coverage::Gaps,
 }

@@ -257,6 +257,40 @@ pub fn areas() -> Vec<AreaEntry> {
 }
 
 /// Checks every `<area>.json` in `dir`. A missing file is one failing case.
+/// Every error code an invalid case of the files of `dir` expects (each `"error": "<code>"`), for
+/// the report's coverage. Files that cannot be read or parsed add nothing ([`check_dir`] reports
+/// them).
+pub fn expected_codes(dir: &Path) -> std::collections::BTreeSet<String> {
+    fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("error", serde_json::Value::String(code)) => {
+                            out.insert(code.clone());
+                        }
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for a in areas() {
+        let path = dir.join(format!("{}.json", a.name));
+        if let Some(v) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+        {
+            walk(&v, &mut out);
+        }
+    }
+    out
+}
+
+/// Runs every case of every area file in `dir`.
 pub fn check_dir(dir: &Path) -> Vec<CaseReport> {
     let mut out = Vec::new();
     for a in areas() {

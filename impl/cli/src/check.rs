@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use sotto_conformance::evidence::{ReplayEvidence, WiretapEvidence};
 use sotto_conformance::model_run;
+use sotto_conformance::report::coverage::Gaps;
 use sotto_conformance::report::{Absent, Inputs, Report, Source};
 use sotto_conformance::{replay, vectors, wiretap};
 
@@ -47,6 +48,14 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let skip = |s: CheckSource| args.skip.contains(&s);
     let brokers: Vec<Broker> = args.broker.each();
     let mut inputs = Inputs::default();
+    // The coverage gaps docs/coverage.md explains; without the file every gap fails.
+    match std::fs::read_to_string(&args.coverage_gaps) {
+        Ok(md) => inputs.gaps = Gaps::parse(&md),
+        Err(e) => progress(&format!(
+            "coverage: {} not read ({e}): every coverage gap fails",
+            args.coverage_gaps.display()
+        )),
+    }
 
     // Vectors first: they take a second and catch a broken core early.
     if skip(CheckSource::Vectors) {
@@ -55,9 +64,14 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     } else {
         progress(&format!("vectors: checking {}", args.vectors.display()));
         let dir = args.vectors.clone();
-        match tokio::task::spawn_blocking(move || vectors::check_dir(&dir)).await {
-            Ok(reports) => {
-                let v = model_run::vector_evidence(&reports);
+        match tokio::task::spawn_blocking(move || {
+            (vectors::check_dir(&dir), vectors::expected_codes(&dir))
+        })
+        .await
+        {
+            Ok((reports, codes)) => {
+                let mut v = model_run::vector_evidence(&reports);
+                v.expected_codes = codes;
                 progress(&format!(
                     "vectors: {} cases, {} failing",
                     reports.len(),

@@ -322,6 +322,10 @@ pub struct CheckArgs {
     /// The directory of vector files.
     #[arg(long, default_value = "vectors", value_name = "DIR")]
     pub vectors: PathBuf,
+    /// The coverage gaps explained (docs/coverage.md): a gap of the report's coverage lines not
+    /// listed there fails the check.
+    #[arg(long, default_value = "docs/coverage.md", value_name = "FILE")]
+    pub coverage_gaps: PathBuf,
     /// The directory of model traces to replay (`sotto-model export-traces`).
     #[arg(long, default_value = "traces", value_name = "DIR")]
     pub traces: PathBuf,

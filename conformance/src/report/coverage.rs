@@ -1,0 +1,193 @@
+//! The report's own coverage: for each thing the evidence is meant to cover, how much of it this
+//! run covered, as `n/total`. A gap fails the report unless docs/coverage.md lists it with its
+//! reason ([`Gaps`]).
+//!
+//! ```text
+//!  error codes expected by vectors   core's Error::ALL codes      vs  codes the vector files expect
+//!  model actions replayed            sotto_model::Action::NAMES   vs  kinds the replay drove (all brokers)
+//!  secret classes searched           evidence::SECRET_CLASSES     vs  classes with a needle (every wiretap run)
+//! ```
+//!
+//! A line exists only for a source that ran: a skipped source is reported as such elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::requirements::Inputs;
+use crate::evidence::SECRET_CLASSES;
+
+/// The gaps docs/coverage.md lists: per coverage line (its `##` heading), item -> reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gaps(BTreeMap<String, BTreeMap<String, String>>);
+
+impl Gaps {
+    /// Reads the gap tables of docs/coverage.md: under a heading `## <what>` (a coverage line's
+    /// `what`), every table row `` | `item` | reason | `` lists one gap.
+    pub fn parse(markdown: &str) -> Gaps {
+        let mut gaps: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut section: Option<String> = None;
+        for line in markdown.lines() {
+            if let Some(h) = line.strip_prefix("## ") {
+                section = Some(h.trim().to_owned());
+                continue;
+            }
+            let (Some(section), Some(row)) = (&section, line.trim().strip_prefix("| `")) else {
+                continue;
+            };
+            let Some((item, rest)) = row.split_once('`') else {
+                continue;
+            };
+            let reason = rest
+                .trim()
+                .trim_start_matches('|')
+                .trim()
+                .trim_end_matches('|')
+                .trim();
+            if !reason.is_empty() {
+                gaps.entry(section.clone())
+                    .or_default()
+                    .insert(item.to_owned(), reason.to_owned());
+            }
+        }
+        Gaps(gaps)
+    }
+
+    fn reason(&self, what: &str, item: &str) -> Option<&str> {
+        self.0.get(what)?.get(item).map(String::as_str)
+    }
+}
+
+/// One coverage line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageLine {
+    /// What is covered (`error codes expected by vectors`, ...): docs/coverage.md's heading.
+    pub what: String,
+    /// Items covered.
+    pub covered: usize,
+    /// Items in all.
+    pub total: usize,
+    /// Gaps docs/coverage.md lists, with their reason.
+    pub listed: BTreeMap<String, String>,
+    /// Gaps it does not list: each fails the report.
+    pub unlisted: Vec<String>,
+    /// Items covered that the total does not know (a list out of date): each fails the report.
+    pub unknown: Vec<String>,
+}
+
+impl CoverageLine {
+    fn new(what: &str, total: &BTreeSet<String>, covered: &BTreeSet<String>, gaps: &Gaps) -> Self {
+        let mut line = CoverageLine {
+            what: what.to_owned(),
+            covered: total.intersection(covered).count(),
+            total: total.len(),
+            listed: BTreeMap::new(),
+            unlisted: Vec::new(),
+            unknown: covered.difference(total).cloned().collect(),
+        };
+        for gap in total.difference(covered) {
+            match gaps.reason(what, gap) {
+                Some(r) => {
+                    line.listed.insert(gap.clone(), r.to_owned());
+                }
+                None => line.unlisted.push(gap.clone()),
+            }
+        }
+        line
+    }
+
+    /// No gap left unexplained.
+    pub fn passed(&self) -> bool {
+        self.unlisted.is_empty() && self.unknown.is_empty()
+    }
+
+    /// One line of text.
+    pub fn render(&self) -> String {
+        let mut s = format!("coverage {}: {}/{}", self.what, self.covered, self.total);
+        if !self.listed.is_empty() {
+            s.push_str(&format!(
+                ", {} listed in docs/coverage.md",
+                self.listed.len()
+            ));
+        }
+        if !self.unlisted.is_empty() {
+            s.push_str(&format!(
+                "; FAIL, not covered and not listed: {}",
+                self.unlisted.join(", ")
+            ));
+        }
+        if !self.unknown.is_empty() {
+            s.push_str(&format!(
+                "; FAIL, not in the list of all: {}",
+                self.unknown.join(", ")
+            ));
+        }
+        s
+    }
+}
+
+/// What "error codes expected by vectors" is measured against: every code of the core.
+pub const ERROR_CODES: &str = "error codes expected by vectors";
+/// What "model actions replayed" is measured against: every action of the model.
+pub const ACTIONS: &str = "model actions replayed";
+/// What "secret classes searched" is measured against: [`SECRET_CLASSES`].
+pub const SECRETS: &str = "secret classes searched";
+
+/// The coverage lines of the sources that ran.
+pub fn lines(inputs: &Inputs) -> Vec<CoverageLine> {
+    let set = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<String>>();
+    let mut out = Vec::new();
+    if let Some(v) = &inputs.vectors {
+        let total = set(&mut sotto_core::Error::ALL.iter().map(|e| e.code().to_owned()));
+        out.push(CoverageLine::new(
+            ERROR_CODES,
+            &total,
+            &v.expected_codes,
+            &inputs.gaps,
+        ));
+    }
+    if !inputs.replay.is_empty() {
+        let total = set(&mut sotto_model::Action::NAMES.iter().map(|n| (*n).to_owned()));
+        let replayed = set(&mut inputs.replay.iter().flat_map(|r| r.actions.keys().cloned()));
+        out.push(CoverageLine::new(ACTIONS, &total, &replayed, &inputs.gaps));
+    }
+    if !inputs.wiretap.is_empty() {
+        let total = set(&mut SECRET_CLASSES.iter().map(|c| (*c).to_owned()));
+        // A class counts when every run searched it.
+        let searched = set(&mut SECRET_CLASSES
+            .iter()
+            .filter(|c| {
+                inputs
+                    .wiretap
+                    .iter()
+                    .all(|w| w.classes.get(**c).copied().unwrap_or(0) > 0)
+            })
+            .map(|c| (*c).to_owned()));
+        out.push(CoverageLine::new(SECRETS, &total, &searched, &inputs.gaps));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_read_per_heading_and_explain_only_what_they_name() {
+        let gaps = Gaps::parse(
+            "# x\n## model actions replayed\n| action | why |\n|---|---|\n| `Steal` | the store is copied |\n## other\n| `Send` | no |\n",
+        );
+        let total: BTreeSet<String> = ["Send", "Steal", "Drop"].map(String::from).into();
+        let covered: BTreeSet<String> = ["Send"].map(String::from).into();
+        let line = CoverageLine::new(ACTIONS, &total, &covered, &gaps);
+        assert_eq!((line.covered, line.total), (1, 3));
+        assert_eq!(line.listed.keys().collect::<Vec<_>>(), ["Steal"]);
+        assert_eq!(line.unlisted, ["Drop"]);
+        assert!(!line.passed());
+        assert!(line.render().contains("FAIL"));
+        let covered: BTreeSet<String> = ["Send", "Drop", "Fly"].map(String::from).into();
+        let line = CoverageLine::new(ACTIONS, &total, &covered, &gaps);
+        assert_eq!(line.unknown, ["Fly"]);
+        assert!(!line.passed());
+    }
+}
