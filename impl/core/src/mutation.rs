@@ -329,7 +329,7 @@ mod tests {
             assert!(
                 m.name()
                     .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c == b'-')
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
             );
             assert_eq!(Mutation::from_name(m.name()), Some(m));
             assert!(m.rule().contains('-'));
