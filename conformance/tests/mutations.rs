@@ -64,7 +64,12 @@ async fn every_mutation_makes_the_conformance_run_fail() {
     let clean = conformance_failures().await;
     assert!(clean.is_empty(), "the unmutated run fails: {clean:#?}");
     let mut survived = Vec::new();
-    for m in Mutation::ALL {
+    // The switches the vectors cannot catch, and the first four (issue 5) for the whole run; the
+    // rest are each caught by the vectors alone (`tests/mutations_vectors.rs`).
+    for &m in Mutation::ALL
+        .iter()
+        .filter(|m| !m.caught_by_vectors() || m.code() < 5)
+    {
         mutation::set(Some(m));
         let why = conformance_failures().await;
         mutation::set(None);

@@ -1,7 +1,14 @@
-//! The known-answer vectors catch the core mutations (`sotto_core::mutation`): with each one set,
-//! `check_dir` reports failing cases; with none, every case passes.
+//! Every refusal rule is pinned by a vector (issue 13, item 3): each core mutation switch that
+//! removes one check (`sotto_core::mutation`, `caught_by_vectors`) must make at least one vector
+//! case fail; with no switch, every case passes. Built only with `--features mutations`:
 //!
-//! The switch is process-global, so every case runs in the one test below, in sequence.
+//! ```sh
+//! cargo test -p sotto-conformance --features mutations --test mutations_vectors -- --nocapture
+//! ```
+//!
+//! prints the table `rule -> switch -> failing cases`. The switches are set per thread
+//! (`mutation::set_for_thread`) and the vectors run on the test's own thread, so these tests do not
+//! disturb each other or any other test of the binary.
 
 #![cfg(feature = "mutations")]
 
@@ -10,19 +17,19 @@ use std::path::Path;
 use sotto_conformance::vectors::{self, CaseReport};
 use sotto_core::mutation::{self, Mutation};
 
-/// Resets the switch even if an assertion fails.
+/// Resets the thread's switch even if an assertion fails.
 struct Reset;
 
 impl Drop for Reset {
     fn drop(&mut self) {
-        mutation::set(None);
+        mutation::set_for_thread(None);
     }
 }
 
 fn failures(m: Option<Mutation>) -> Vec<CaseReport> {
-    mutation::set(m);
-    let reports = vectors::check_dir(Path::new("../vectors"));
-    mutation::set(None);
+    let _reset = Reset;
+    mutation::set_for_thread(m);
+    let reports = vectors::check_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors"));
     assert!(!reports.is_empty(), "no vectors found in ../vectors");
     reports.into_iter().filter(|r| r.result.is_err()).collect()
 }
@@ -35,42 +42,55 @@ fn names(failed: &[CaseReport]) -> Vec<String> {
 }
 
 #[test]
-fn vectors_catch_the_core_mutations() {
-    let _reset = Reset;
+fn every_vector_level_switch_is_caught() {
     let clean = failures(None);
     assert!(
         clean.is_empty(),
         "failures without a mutation: {:#?}",
         names(&clean)
     );
-    for (m, area) in [
-        (Mutation::SkipPrekeySignatureCheck, "bundle"),
-        (Mutation::ReuseNonce, "chain"),
-        (Mutation::PlaintextIdInClear, "envelope"),
-    ] {
+    let mut table = String::from("rule -> switch -> failing cases\n");
+    let mut survived = Vec::new();
+    for &m in Mutation::ALL.iter().filter(|m| m.caught_by_vectors()) {
         let failed = failures(Some(m));
-        eprintln!(
-            "{}: {} failing cases: {:#?}",
+        let list = names(&failed);
+        table.push_str(&format!(
+            "{} -> {} -> {} [{}]\n",
+            m.rule(),
             m.name(),
             failed.len(),
-            names(&failed)
-        );
-        assert!(
-            !failed.is_empty(),
-            "{} is not caught by the vectors",
-            m.name()
-        );
-        assert!(
-            failed.iter().any(|r| r.area == area),
-            "{} is not caught by {area}.json",
-            m.name()
-        );
+            list.iter().take(4).cloned().collect::<Vec<_>>().join("; ")
+        ));
+        if failed.is_empty() {
+            survived.push(format!("{} ({})", m.name(), m.rule()));
+        }
     }
-    // The switch is off again: everything passes.
+    eprintln!("{table}");
+    assert!(
+        survived.is_empty(),
+        "switches no vector catches: {survived:?}\n{table}"
+    );
     let after = failures(None);
     assert!(
         after.is_empty(),
         "failures after reset: {:#?}",
         names(&after)
     );
+}
+
+#[test]
+fn the_issue_5_switches_are_caught_by_their_area() {
+    for (m, area) in [
+        (Mutation::SkipPrekeySignatureCheck, "bundle"),
+        (Mutation::ReuseNonce, "chain"),
+        (Mutation::PlaintextIdInClear, "envelope"),
+    ] {
+        let failed = failures(Some(m));
+        assert!(
+            failed.iter().any(|r| r.area == area),
+            "{} is not caught by {area}.json: {:#?}",
+            m.name(),
+            names(&failed)
+        );
+    }
 }

@@ -103,6 +103,31 @@ impl Area for Bundle {
         let mut v = with_opk.clone();
         v[0] = 0;
         bad.push(("KEY-5 version 0", "KEY-5", v));
+        // NOT-5: a one-time prekey id 0 (layout) and a forged sig_ikd: the layout check wins.
+        let mut both = with_opk.clone();
+        both[240..244].copy_from_slice(&0u32.to_be_bytes());
+        both[1 + 10 + 32 + 3] ^= 0x01;
+        bad.push((
+            "NOT-5 layout before signatures: id 0 and a bad sig_ikd",
+            "NOT-5",
+            both,
+        ));
+        // PRIM-2: `sig_ikd` with S + L (non-canonical S, the same point equation).
+        let mut high_s = with_opk.clone();
+        add_l(&mut high_s[1 + 10 + 64 + 32..1 + 10 + 128]);
+        bad.push(("PRIM-2 sig_ikd with a non-canonical S", "PRIM-2", high_s));
+        // PRIM-2: IKs is the identity point (small order) and every signature is R = identity,
+        // S = 0, which a non-strict verifier accepts for any message.
+        let mut weak = with_opk[..240].to_vec();
+        weak[239] = 0;
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        weak[11..43].copy_from_slice(&identity_point);
+        weak[75..139].copy_from_slice(&sig);
+        weak[175..239].copy_from_slice(&sig);
+        bad.push(("PRIM-2 small-order IKs", "PRIM-2", weak));
         for (name, rule, b) in bad {
             cases.push(case(
                 name,
@@ -121,5 +146,19 @@ impl Area for Bundle {
             Op::Encode { keys, bytes } => same("bytes", &keys.bundle()?.to_bytes(), bytes),
             Op::Decode { bytes, expect } => check(decode(&bytes.0), expect),
         }
+    }
+}
+
+/// Adds the Ed25519 group order L to the little-endian scalar `s` (32 bytes).
+fn add_l(s: &mut [u8]) {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut carry = 0u16;
+    for (b, l) in s.iter_mut().zip(L) {
+        let v = u16::from(*b) + u16::from(l) + carry;
+        *b = v.to_le_bytes()[0];
+        carry = v >> 8;
     }
 }

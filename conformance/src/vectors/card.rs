@@ -71,6 +71,14 @@ fn safety(ua: &Hex, ia: &Hex, ub: &Hex, ib: &Hex) -> Result<SafetyNumber, String
     ))
 }
 
+/// The card bytes with their checksum recomputed (CARD-1), so that only another fault remains.
+fn with_check(mut card: Vec<u8>) -> Vec<u8> {
+    let body = card.len().saturating_sub(4);
+    let check = sotto_core::crypto::sha256(&[b"sotto/v1/card", &card[..body]]);
+    card[body..].copy_from_slice(&check[..4]);
+    card
+}
+
 fn uri_of(bytes: &[u8]) -> String {
     format!("sotto:{}", sotto_core::base32::encode(bytes))
 }
@@ -154,7 +162,40 @@ impl Area for Card {
         ));
         let mut v2 = bytes.clone();
         v2[0] = 2;
-        bad.push(("CARD-3 card version 2", "CARD-3", uri_of(&v2)));
+        bad.push(("CARD-3 card version 2", "CARD-3", uri_of(&with_check(v2))));
+        // A forged sig_ikd with a recomputed checksum.
+        let mut ikd = bytes.clone();
+        ikd[1 + 10 + 32 + 7] ^= 0x01;
+        bad.push((
+            "KEY-2 forged sig_ikd, valid checksum",
+            "KEY-2",
+            uri_of(&with_check(ikd)),
+        ));
+        let mut long = bytes.clone();
+        long.push(0);
+        bad.push(("CARD-3 one byte too many", "CARD-3", uri_of(&long)));
+        // NOT-3: the 389 base32 characters of a card carry one bit past the last byte; set it.
+        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mut trailing_bit = uri.clone().into_bytes();
+        if let Some(last) = trailing_bit.last_mut() {
+            let v = ALPHABET.iter().position(|c| c == last).unwrap_or(0);
+            *last = ALPHABET[v ^ 1];
+        }
+        bad.push((
+            "NOT-3 non-zero trailing bit",
+            "NOT-3",
+            String::from_utf8(trailing_bit).unwrap_or_default(),
+        ));
+        // NOT-3: 385 characters (1 modulo 8) leave 5 bits, a partial character.
+        bad.push((
+            "NOT-3 base32 of 385 characters (1 modulo 8)",
+            "NOT-3",
+            uri[..uri.len() - 4].to_owned(),
+        ));
+        // NOT-5: a bad checksum and a forged signature: the checksum (layout) wins.
+        let mut both = bytes.clone();
+        both[1 + 10 + 32 + 7] ^= 0x01;
+        bad.push(("NOT-5 checksum before signatures", "NOT-5", uri_of(&both)));
         for (name, rule, u) in bad {
             cases.push(case(
                 name,

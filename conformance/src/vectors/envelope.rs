@@ -295,6 +295,26 @@ impl Area for EnvelopeArea {
         let mut big = data_bytes.clone();
         big.resize(8193, 0);
         bad.push(("LIM-1 envelope of 8193 bytes", big));
+        // Accepted at the bound: 8,192 bytes decode (the sealed part is not opened here).
+        let mut at_bound = data_bytes.clone();
+        at_bound.resize(8192, 0);
+        bad.push(("LIM-1 envelope of 8192 bytes decodes", at_bound));
+        // NOT-2: a counter of 6 bytes (the fifth has its high bit set) and one above u32::MAX.
+        let mut six = vec![0x11];
+        six.extend_from_slice(&[0u8; 8]);
+        six.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+        six.extend_from_slice(&[0u8; 16]);
+        bad.push(("NOT-2 counter of 6 bytes", six));
+        let mut over = vec![0x11];
+        over.extend_from_slice(&[0u8; 8]);
+        over.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x1f]);
+        over.extend_from_slice(&[0u8; 16]);
+        bad.push(("NOT-2 counter above u32::MAX", over));
+        // ENV-6: a whole header and no sealed part at all.
+        let mut bare = vec![0x11];
+        bare.extend_from_slice(&[0u8; 8]);
+        bare.push(0x05);
+        bad.push(("ENV-6 header without a sealed part", bare));
         for (name, b) in bad {
             let rule = name.split(' ').next().unwrap_or("ENV-6");
             cases.push(case(

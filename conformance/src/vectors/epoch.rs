@@ -236,6 +236,18 @@ impl Area for Epoch {
         envs.push(("the epoch start, from the key kept for it", b.reply.clone()));
         envs.push(("again: duplicate", b.reply.clone()));
         envs.push(("the data message now opens", b.reply3.clone()));
+        // EPOCH-5: another epoch-1 header answering the same epoch with another `E` (B forked):
+        // the epoch is already held with a different ratchet key.
+        let fork = build(&Script {
+            e: Hex::of(bytes::<32>(&mut r)),
+            ..script.clone()
+        });
+        if let Ok(fork) = fork {
+            envs.push((
+                "a second epoch 1 with another ratchet key: epoch_conflict",
+                fork.reply,
+            ));
+        }
         let received_at = NOW + 100_000;
         let deliveries = expect_all(&mut b.alice_device, received_at, envs);
         vec![case(

@@ -1,12 +1,15 @@
 //! `inner.json`: the inner plaintext codec (IN-1..IN-4): kinds, time deltas, padding, and its errors.
 
 use serde::{Deserialize, Serialize};
+use sotto_core::crypto::SignPublic;
+use sotto_core::group::membership::{Member, Membership};
 use sotto_core::inner::{GroupAck, Inner};
-use sotto_core::{Content, GroupId, MessageId};
+use sotto_core::{Content, GroupId, MessageId, UserId};
 
 use super::{Area, Case, Expect, Hex, bytes, case, check, same, seeded};
 
-/// A content, field by field (kinds 1, 2, 3 and 6; kinds 4 and 5 are in group.json).
+/// A content, field by field (kinds 1, 2, 3 and 6; kinds 4 and 5 decode to `other`, named by kind:
+/// their fields are pinned by group.json).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ContentJson {
@@ -199,7 +202,103 @@ impl Area for InnerArea {
                 },
             ));
         }
+        // Kinds 4 and 5 carry a signed membership (GRP-2, GRP-3): a group of two, signed by its
+        // admin, a second membership whose signature is forged, and a group key's 104 bytes.
+        let admin = sotto_core::Identity::from_secrets(
+            sotto_core::crypto::SignSecret::from_seed(bytes::<32>(&mut r)),
+            sotto_core::crypto::DhSecret::from_bytes(bytes::<32>(&mut r)),
+        );
+        let members = vec![
+            Member {
+                user: UserId([0x0a; 10]),
+                iks: *admin.public().iks(),
+            },
+            Member {
+                user: UserId([0x0b; 10]),
+                iks: SignPublic(bytes::<32>(&mut r)),
+            },
+        ];
+        let membership = Membership::sign(&admin, GroupId(bytes::<16>(&mut r)), 3, members)
+            .map(|m| m.to_bytes())
+            .unwrap_or_default();
+        let mut forged = membership.clone();
+        if let Some(last) = forged.last_mut() {
+            *last ^= 0x01;
+        }
+        let share = bytes::<104>(&mut r).to_vec();
+        let group_key = |m: &[u8], tail: &[u8]| [&[0x04, 0x00][..], m, &share, tail].concat();
+        let removed = |m: &[u8], tail: &[u8]| [&[0x05, 0x00][..], m, tail].concat();
+        let ack = [vec![0x06, 0x00], vec![0xcc; 16 + 4 + 1 + 16]].concat();
         let invalid: Vec<(&str, &str, Vec<u8>)> = vec![
+            (
+                "IN-3 group key decodes",
+                "GRP-3",
+                group_key(&membership, &[]),
+            ),
+            (
+                "IN-3 group removed decodes",
+                "GRP-6",
+                removed(&membership, &[]),
+            ),
+            (
+                "IN-3 group key with a forged membership signature",
+                "GRP-2",
+                group_key(&forged, &[]),
+            ),
+            (
+                "IN-3 group removed with a forged membership signature",
+                "GRP-2",
+                removed(&forged, &[]),
+            ),
+            (
+                "IN-3 group key with a trailing byte",
+                "IN-3",
+                group_key(&membership, &[0]),
+            ),
+            (
+                "IN-3 group removed with a trailing byte",
+                "IN-3",
+                removed(&membership, &[0]),
+            ),
+            (
+                "NOT-5 group key: layout before signature (forged and one byte short)",
+                "NOT-5",
+                group_key(&forged, &[])
+                    .split_last()
+                    .map(|(_, b)| b.to_vec())
+                    .unwrap_or_default(),
+            ),
+            (
+                "IN-3 group ack one byte short",
+                "IN-3",
+                ack[..ack.len() - 1].to_vec(),
+            ),
+            (
+                "IN-3 group ack with a trailing byte",
+                "IN-3",
+                [ack.clone(), vec![0]].concat(),
+            ),
+            ("IN-3 receipt of no ids", "IN-3", vec![0x02, 0x00]),
+            (
+                "LIM-10 receipt of 64 ids decodes",
+                "LIM-10",
+                [vec![0x02, 0x00], vec![0xaa; 64 * 16]].concat(),
+            ),
+            (
+                "LIM-2 text of 4000 bytes decodes",
+                "LIM-2",
+                [vec![0x01, 0x00], vec![b'a'; 4000]].concat(),
+            ),
+            (
+                "IN-4 padded with fewer than 2 bytes left",
+                "IN-4",
+                vec![0x11, 0x00, 0x00],
+            ),
+            (
+                "IN-4 padding length 1",
+                "IN-4",
+                vec![0x11, 0x00, 0x00, 0x01],
+            ),
             ("IN-1 reserved bit set", "IN-1", vec![0x21, 0x00]),
             ("IN-3 unknown kind 7", "IN-3", vec![0x07, 0x00]),
             (

@@ -191,7 +191,13 @@ impl Area for Setup {
             .unwrap_or_default();
         let ek = Hex::of(bytes::<32>(&mut r));
         let e0 = Hex::of(DhSecret::from_bytes(bytes::<32>(&mut r)).public().0);
-        let ad = ad_of(&DhPublic([0; 32]), 1, 0);
+        // The associated data these setups would use (`0x12 || EK_A || spk_id || opk_id`), although
+        // both fail before the identity box is sealed.
+        let ad = ad_of(
+            &DhSecret::from_bytes(ek.arr().unwrap_or([0; 32])).public(),
+            bob.spk_id,
+            0,
+        );
         let low = Hex(low);
         let expect = derive(&alice, &low, &ek, &e0, &ad).unwrap_or(Expect::Error("schema".into()));
         cases.push(case(

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use sotto_core::crypto::DhSecret;
+use sotto_core::kdf;
 use sotto_core::keys::OneTimePreKeyPair;
-use sotto_core::signup::SignupRequest;
+use sotto_core::signup::{SignupRequest, leading_zero_bits, pow_hash};
 
 use super::{Area, Case, Expect, Hex, PartyKeys, bytes, case, check, same, seeded};
 
@@ -53,6 +54,34 @@ pub enum Op {
 
 /// The `signup` area.
 pub struct Signup;
+
+/// Finishes a request body (every byte before `pow_nonce`): solves the proof of work from nonce 0
+/// and signs, so that a changed field is the only fault of an invalid case (NOT-5).
+struct Resigner<'a> {
+    id: &'a sotto_core::Identity,
+    difficulty: u8,
+}
+
+impl Resigner<'_> {
+    fn sign(&self, mut body: Vec<u8>) -> Vec<u8> {
+        let mut nonce = 0u64;
+        while leading_zero_bits(&pow_hash(&body, nonce)) < u32::from(self.difficulty) {
+            nonce = nonce.wrapping_add(1);
+        }
+        body.extend_from_slice(&nonce.to_be_bytes());
+        let sig = self.id.signing().sign(kdf::SIG_SIGNUP, &[&body]);
+        body.extend_from_slice(&sig);
+        body
+    }
+}
+
+// The generator's keys always decode; a fixed identity keeps `generate` total.
+fn unreachable_identity() -> sotto_core::Identity {
+    sotto_core::Identity::from_secrets(
+        sotto_core::crypto::SignSecret::from_seed([1; 32]),
+        DhSecret::from_bytes([2; 32]),
+    )
+}
 
 fn build(
     keys: &PartyKeys,
@@ -139,9 +168,19 @@ impl Area for Signup {
                 },
             ),
         ];
-        let spki_at = 1usize;
+        // Each invalid request below is well formed but for the one named fault, and (unless the
+        // fault is in the signature or after it) carries a valid proof of work and a valid request
+        // signature over its changed bytes (NOT-5): only the named check fails.
+        let id = keys.identity().unwrap_or_else(|_| unreachable_identity());
+        let signer = Resigner {
+            id: &id,
+            difficulty,
+        };
         let identity_at = 3 + spki.0.len();
         let opk_count_at = identity_at + 128 + 100;
+        let opks_at = opk_count_at + 2;
+        let opks_end = opks_at + 36 * opks.len();
+        let body = &good[..good.len() - 72];
         let mut bad: Vec<(&str, &str, Vec<u8>)> = Vec::new();
         let mut sig = good.clone();
         let last = sig.len() - 1;
@@ -151,25 +190,75 @@ impl Area for Signup {
             "SIGNUP-2",
             sig,
         ));
-        let mut ikd = good.clone();
+        let mut ikd = body.to_vec();
         ikd[identity_at + 40] ^= 0x01;
-        bad.push(("KEY-2 sig_ikd does not verify", "KEY-2", ikd));
-        let mut long = good.clone();
-        long[spki_at..spki_at + 2].copy_from_slice(&513u16.to_be_bytes());
-        bad.push(("LIM-16 TLS key of 513 bytes", "LIM-16", long));
-        let mut many = good.clone();
-        many[opk_count_at..opk_count_at + 2].copy_from_slice(&101u16.to_be_bytes());
-        bad.push(("LIM-15 101 one-time prekeys", "LIM-15", many));
-        let mut dup = good.clone();
-        let second_id = opk_count_at + 2 + 36;
+        bad.push(("KEY-2 sig_ikd does not verify", "KEY-2", signer.sign(ikd)));
+        let mut spk = body.to_vec();
+        spk[identity_at + 128 + 10] ^= 0x01;
+        bad.push(("KEY-3 sig_spk does not verify", "KEY-3", signer.sign(spk)));
+        let with_spki = |spki: &[u8]| {
+            let mut b = vec![0x01];
+            b.extend_from_slice(&u16::try_from(spki.len()).unwrap_or(u16::MAX).to_be_bytes());
+            b.extend_from_slice(spki);
+            b.extend_from_slice(&body[identity_at..]);
+            b
+        };
+        let with_opks = |entries: &[(u32, [u8; 32])]| {
+            let mut b = body[..opk_count_at].to_vec();
+            b.extend_from_slice(
+                &u16::try_from(entries.len())
+                    .unwrap_or(u16::MAX)
+                    .to_be_bytes(),
+            );
+            for (id, key) in entries {
+                b.extend_from_slice(&id.to_be_bytes());
+                b.extend_from_slice(key);
+            }
+            b.extend_from_slice(&body[opks_end..]);
+            b
+        };
+        let mut spki513 = spki.0.clone();
+        spki513.resize(513, 0xa5);
+        let mut spki512 = spki.0.clone();
+        spki512.resize(512, 0xa5);
+        bad.push((
+            "LIM-16 TLS key of 513 bytes",
+            "LIM-16",
+            signer.sign(with_spki(&spki513)),
+        ));
+        bad.push((
+            "SIGNUP-1 TLS key of 0 bytes",
+            "SIGNUP-1",
+            signer.sign(with_spki(&[])),
+        ));
+        let many: Vec<(u32, [u8; 32])> = (1..=101).map(|i| (i, bytes::<32>(&mut r))).collect();
+        bad.push((
+            "LIM-15 101 one-time prekeys",
+            "LIM-15",
+            signer.sign(with_opks(&many)),
+        ));
+        let mut dup = body.to_vec();
+        let second_id = opks_at + 36;
         dup[second_id..second_id + 4].copy_from_slice(&1u32.to_be_bytes());
-        bad.push(("SIGNUP-2 duplicate one-time prekey ids", "SIGNUP-2", dup));
-        let mut zero = good.clone();
-        zero[opk_count_at + 2..opk_count_at + 6].copy_from_slice(&0u32.to_be_bytes());
-        bad.push(("ID-4 one-time prekey id 0", "ID-4", zero));
-        let mut v2 = good.clone();
+        bad.push((
+            "SIGNUP-2 duplicate one-time prekey ids",
+            "SIGNUP-2",
+            signer.sign(dup),
+        ));
+        let mut zero = body.to_vec();
+        zero[opks_at..opks_at + 4].copy_from_slice(&0u32.to_be_bytes());
+        bad.push(("ID-4 one-time prekey id 0", "ID-4", signer.sign(zero)));
+        let mut challenge33 = body[..opks_end].to_vec();
+        challenge33.push(33);
+        challenge33.extend_from_slice(&[0x5a; 33]);
+        bad.push((
+            "SIGNUP-1 challenge of 33 bytes",
+            "SIGNUP-1",
+            signer.sign(challenge33),
+        ));
+        let mut v2 = body.to_vec();
         v2[0] = 2;
-        bad.push(("SIGNUP-1 version 2", "SIGNUP-1", v2));
+        bad.push(("SIGNUP-1 version 2", "SIGNUP-1", signer.sign(v2)));
         let mut trailing = good.clone();
         trailing.push(0);
         bad.push(("SIGNUP-1 trailing byte", "SIGNUP-1", trailing));
@@ -178,6 +267,38 @@ impl Area for Signup {
             "SIGNUP-1",
             good[..good.len() - 1].to_vec(),
         ));
+        // NOT-5: two faults, a duplicate id (layout) and a bad request signature: the layout wins.
+        let mut both = signer.sign(body.to_vec());
+        both[second_id..second_id + 4].copy_from_slice(&1u32.to_be_bytes());
+        bad.push((
+            "NOT-5 layout before signatures: duplicate id and a bad signature",
+            "NOT-5",
+            both,
+        ));
+        // Accepted at the bounds (LIM-15, LIM-16).
+        let hundred: Vec<(u32, [u8; 32])> = many[..100].to_vec();
+        for (name, rule, b) in [
+            (
+                "LIM-15 100 one-time prekeys are accepted",
+                "LIM-15",
+                signer.sign(with_opks(&hundred)),
+            ),
+            (
+                "LIM-16 TLS key of 512 bytes is accepted",
+                "LIM-16",
+                signer.sign(with_spki(&spki512)),
+            ),
+        ] {
+            cases.push(case(
+                name,
+                &[rule, "SIGNUP-2"],
+                Op::Parse {
+                    expect: parse(&b, difficulty),
+                    bytes: Hex(b),
+                    difficulty,
+                },
+            ));
+        }
         for (name, rule, b) in bad {
             cases.push(case(
                 name,

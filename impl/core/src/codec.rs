@@ -73,7 +73,7 @@ impl<'a> Reader<'a> {
             let b = self.u8()?;
             value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                if i > 0 && b == 0 {
+                if i > 0 && b == 0 && !mutated!(Mutation::AllowNonCanonicalVarint) {
                     return Err(DecodeError::NonCanonicalVarint);
                 }
                 return u32::try_from(value).map_err(|_| DecodeError::NonCanonicalVarint);
@@ -89,7 +89,7 @@ impl<'a> Reader<'a> {
 
     /// Fails unless every byte was read.
     pub fn finish(self) -> Result<(), DecodeError> {
-        if self.rest.is_empty() {
+        if self.rest.is_empty() || mutated!(Mutation::AllowTrailingBytes) {
             Ok(())
         } else {
             Err(DecodeError::TrailingBytes)

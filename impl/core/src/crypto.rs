@@ -86,7 +86,7 @@ impl DhSecret {
         let shared = self
             .0
             .diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
-        if !shared.was_contributory() {
+        if !shared.was_contributory() && !mutated!(Mutation::AcceptNonContributoryDh) {
             return Err(CryptoError::NonContributoryDh);
         }
         Ok(Secret(shared.to_bytes()))
@@ -168,6 +168,10 @@ impl SignPublic {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::BadSignature)?;
         let sig = ed25519_dalek::Signature::from_bytes(sig);
         let msg = concat(context, parts);
+        if mutated!(Mutation::NonStrictSignatures) {
+            return ed25519_dalek::Verifier::verify(&key, &msg, &sig)
+                .map_err(|_| CryptoError::BadSignature);
+        }
         key.verify_strict(&msg, &sig)
             .map_err(|_| CryptoError::BadSignature)
     }

@@ -165,7 +165,10 @@ impl Header {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let ty = r.u8()?;
+        let mut ty = r.u8()?;
+        if mutated!(Mutation::SkipEnvelopeVersion) {
+            ty = (ty & 0x0f) | (VERSION << 4);
+        }
         if ty >> 4 != VERSION {
             return Err(DecodeError::UnknownVersion);
         }
@@ -211,7 +214,7 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Decodes an envelope (ENV-1, ENV-6). No key is needed and nothing is verified.
     pub fn decode(bytes: &'a [u8]) -> Result<Self> {
-        if bytes.len() > MAX_ENVELOPE {
+        if bytes.len() > MAX_ENVELOPE && !mutated!(Mutation::SkipEnvelopeSizeBound) {
             return Err(DecodeError::LengthOutOfRange.into());
         }
         let mut r = Reader::new(bytes);
@@ -223,7 +226,7 @@ impl<'a> Envelope<'a> {
         #[cfg(feature = "mutations")]
         let sealed = match header {
             Header::Group { .. } => sealed,
-            _ if crate::mutation::active(crate::mutation::Mutation::PlaintextIdInClear) => {
+            _ if mutated!(Mutation::PlaintextIdInClear) => {
                 let id_len = core::mem::size_of::<crate::ids::MessageId>();
                 sealed
                     .get(..sealed.len().saturating_sub(id_len))

@@ -174,7 +174,7 @@ impl Inner {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
         let hdr = r.u8()?;
-        if hdr & 0xe0 != 0 {
+        if hdr & 0xe0 != 0 && !mutated!(Mutation::AllowReservedBits) {
             return Err(DecodeError::ReservedBits.into());
         }
         let delta = r.varint()?;
@@ -184,14 +184,17 @@ impl Inner {
         }
         let content = match hdr & 0x0f {
             KIND_TEXT => {
-                if body.len() > MAX_TEXT {
+                if body.len() > MAX_TEXT && !mutated!(Mutation::SkipTextBound) {
                     return Err(DecodeError::LengthOutOfRange.into());
                 }
                 let text = core::str::from_utf8(body).map_err(|_| DecodeError::InvalidText)?;
                 Content::Text(text.to_owned())
             }
             KIND_RECEIPT => {
-                if body.is_empty() || body.len() % 16 != 0 || body.len() > MAX_RECEIPT_IDS * 16 {
+                if body.is_empty()
+                    || body.len() % 16 != 0
+                    || (body.len() > MAX_RECEIPT_IDS * 16 && !mutated!(Mutation::SkipReceiptBound))
+                {
                     return Err(DecodeError::LengthOutOfRange.into());
                 }
                 let ids = body
@@ -205,15 +208,17 @@ impl Inner {
                 Content::Receipt(ids)
             }
             KIND_KEY_UPDATE => {
-                if !body.is_empty() {
+                if !body.is_empty() && !mutated!(Mutation::AllowKeyUpdateBody) {
                     return Err(DecodeError::TrailingBytes.into());
                 }
                 Content::KeyUpdate
             }
             KIND_GROUP_KEY => {
                 let mut br = Reader::new(body);
-                let membership = Membership::decode(&mut br)?;
+                // NOT-5: the whole layout, then the admin's signature.
+                let membership = Membership::read_unverified(&mut br)?;
                 let keys = KeyShare::from_plaintext(br.rest())?;
+                membership.verify()?;
                 Content::GroupKey(Box::new(GroupKey { membership, keys }))
             }
             KIND_GROUP_REMOVED => Content::GroupRemoved(Box::new(Membership::from_bytes(body)?)),
@@ -247,7 +252,7 @@ fn strip_padding(body: &[u8]) -> Result<&[u8]> {
         .checked_sub(zeros)
         .ok_or(DecodeError::LengthOutOfRange)?;
     let (content, padding) = rest.split_at(keep);
-    if padding.iter().any(|b| *b != 0) {
+    if padding.iter().any(|b| *b != 0) && !mutated!(Mutation::AllowNonZeroPadding) {
         return Err(DecodeError::ReservedBits.into());
     }
     Ok(content)

@@ -105,13 +105,33 @@ impl PublicIdentity {
         w.bytes(&self.iks.0).bytes(&self.ikd.0).bytes(&self.sig_ikd);
     }
 
-    /// Reads and verifies a public identity (KEY-2).
+    /// Reads and verifies a public identity (KEY-2). Decoders of larger layouts use
+    /// [`PublicIdentity::read_unverified`] and [`PublicIdentity::verify`] instead, so that every
+    /// signature is checked after the whole layout was read (NOT-5).
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
-        let iks = SignPublic(r.array()?);
-        let ikd = DhPublic(r.array()?);
-        let sig_ikd: [u8; 64] = r.array()?;
-        iks.verify(kdf::SIG_IKD, &[&ikd.0], &sig_ikd)?;
-        Ok(PublicIdentity { iks, ikd, sig_ikd })
+        let identity = PublicIdentity::read_unverified(r)?;
+        identity.verify()?;
+        Ok(identity)
+    }
+
+    /// Reads the 128 bytes of a public identity without checking `sig_ikd` (NOT-5: the caller
+    /// must call [`PublicIdentity::verify`] once the rest of its layout is read).
+    pub(crate) fn read_unverified(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(PublicIdentity {
+            iks: SignPublic(r.array()?),
+            ikd: DhPublic(r.array()?),
+            sig_ikd: r.array()?,
+        })
+    }
+
+    /// Checks `sig_ikd` (KEY-2).
+    pub(crate) fn verify(&self) -> Result<()> {
+        if mutated!(Mutation::SkipIkdSignature) {
+            return Ok(());
+        }
+        self.iks
+            .verify(kdf::SIG_IKD, &[&self.ikd.0], &self.sig_ikd)?;
+        Ok(())
     }
 
     /// The 128-byte encoding.
@@ -152,13 +172,31 @@ impl SignedPreKey {
 
     /// Reads a signed prekey and verifies it was signed by `owner` (KEY-3).
     pub fn decode(r: &mut Reader<'_>, owner: &PublicIdentity) -> Result<Self> {
-        let id = r.u32()?;
-        let key = DhPublic(r.array()?);
-        let sig: [u8; 64] = r.array()?;
-        owner
-            .iks
-            .verify(kdf::SIG_SPK, &[&id.to_be_bytes(), &key.0], &sig)?;
-        Ok(SignedPreKey { id, key, sig })
+        let spk = SignedPreKey::read_unverified(r)?;
+        spk.verify(owner)?;
+        Ok(spk)
+    }
+
+    /// Reads the 100 bytes of a signed prekey without checking `sig_spk` (NOT-5).
+    pub(crate) fn read_unverified(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(SignedPreKey {
+            id: r.u32()?,
+            key: DhPublic(r.array()?),
+            sig: r.array()?,
+        })
+    }
+
+    /// Checks `sig_spk` against `owner` (KEY-3).
+    pub(crate) fn verify(&self, owner: &PublicIdentity) -> Result<()> {
+        if mutated!(Mutation::SkipSpkSignature) {
+            return Ok(());
+        }
+        owner.iks.verify(
+            kdf::SIG_SPK,
+            &[&self.id.to_be_bytes(), &self.key.0],
+            &self.sig,
+        )?;
+        Ok(())
     }
 }
 
@@ -210,7 +248,7 @@ impl OneTimePreKey {
     /// Reads a one-time prekey; id 0 is reserved (ID-4).
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let id = r.u32()?;
-        if id == 0 {
+        if id == 0 && !mutated!(Mutation::AllowPrekeyIdZero) {
             return Err(DecodeError::LengthOutOfRange.into());
         }
         Ok(OneTimePreKey {
@@ -319,57 +357,26 @@ impl PreKeyBundle {
         w.into_vec()
     }
 
-    /// Decodes and verifies a bundle (KEY-5): both signatures must hold.
+    /// Decodes and verifies a bundle (KEY-5): the whole layout first, then `sig_ikd`, then
+    /// `sig_spk` (NOT-5).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        #[cfg(feature = "mutations")]
-        if crate::mutation::active(crate::mutation::Mutation::SkipPrekeySignatureCheck) {
-            return Self::from_bytes_unverified(bytes);
-        }
         let mut r = Reader::new(bytes);
         if r.u8()? != 0x01 {
             return Err(DecodeError::UnknownVersion.into());
         }
         let user_id = UserId(r.array()?);
-        let identity = PublicIdentity::decode(&mut r)?;
-        let spk = SignedPreKey::decode(&mut r, &identity)?;
+        let identity = PublicIdentity::read_unverified(&mut r)?;
+        let spk = SignedPreKey::read_unverified(&mut r)?;
         let opk = match r.u8()? {
             0 => None,
             1 => Some(OneTimePreKey::decode(&mut r)?),
             _ => return Err(DecodeError::LengthOutOfRange.into()),
         };
         r.finish()?;
-        Ok(PreKeyBundle {
-            user_id,
-            identity,
-            spk,
-            opk,
-        })
-    }
-
-    // Mutation `SkipPrekeySignatureCheck`: KEY-5 decoding with neither signature checked.
-    #[cfg(feature = "mutations")]
-    fn from_bytes_unverified(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes);
-        if r.u8()? != 0x01 {
-            return Err(DecodeError::UnknownVersion.into());
+        if !mutated!(Mutation::SkipPrekeySignatureCheck) {
+            identity.verify()?;
+            spk.verify(&identity)?;
         }
-        let user_id = UserId(r.array()?);
-        let identity = PublicIdentity {
-            iks: SignPublic(r.array()?),
-            ikd: DhPublic(r.array()?),
-            sig_ikd: r.array()?,
-        };
-        let spk = SignedPreKey {
-            id: r.u32()?,
-            key: DhPublic(r.array()?),
-            sig: r.array()?,
-        };
-        let opk = match r.u8()? {
-            0 => None,
-            1 => Some(OneTimePreKey::decode(&mut r)?),
-            _ => return Err(DecodeError::LengthOutOfRange.into()),
-        };
-        r.finish()?;
         Ok(PreKeyBundle {
             user_id,
             identity,

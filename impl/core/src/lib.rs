@@ -36,6 +36,23 @@
     )
 )]
 
+/// `mutated!(Mutation::X)`: whether the test-only switch `X` is on (feature `mutations`); the
+/// constant `false` otherwise, so a real build holds no trace of the switches.
+#[cfg(feature = "mutations")]
+macro_rules! mutated {
+    (Mutation::$m:ident) => {
+        $crate::mutation::active($crate::mutation::Mutation::$m)
+    };
+}
+
+/// `mutated!(Mutation::X)`: always `false` without the feature `mutations`.
+#[cfg(not(feature = "mutations"))]
+macro_rules! mutated {
+    (Mutation::$m:ident) => {
+        false
+    };
+}
+
 pub mod base32;
 pub mod card;
 pub mod chain;

@@ -481,7 +481,7 @@ impl Session {
         crypto::seal_in_place(&keys.key, &keys.nonce, &mut buf, header_len);
         // Mutation `PlaintextIdInClear`: the message id in the clear after the ciphertext.
         #[cfg(feature = "mutations")]
-        if crate::mutation::active(crate::mutation::Mutation::PlaintextIdInClear) {
+        if mutated!(Mutation::PlaintextIdInClear) {
             buf.extend_from_slice(&keys.id.0);
         }
         Ok(Sealed {
@@ -519,7 +519,7 @@ impl Session {
         crypto::seal_in_place(&keys.key, &keys.nonce, &mut buf, header_len);
         // Mutation `PlaintextIdInClear`: the same envelope shape as `seal_with`.
         #[cfg(feature = "mutations")]
-        if crate::mutation::active(crate::mutation::Mutation::PlaintextIdInClear) {
+        if mutated!(Mutation::PlaintextIdInClear) {
             buf.extend_from_slice(&keys.id.0);
         }
         Ok(buf)
@@ -716,7 +716,7 @@ impl Session {
             .into());
         }
         let expected = kdf::epoch_confirm(&own.confirm, prev_tag, e);
-        if !crypto::ct_eq(&expected, confirm) {
+        if !crypto::ct_eq(&expected, confirm) && !mutated!(Mutation::SkipKeyConfirmation) {
             return Err(CryptoError::KeyConfirmationFailed.into());
         }
         let ratchet = self.ratchet.as_ref().ok_or(SessionError::EpochConflict)?;

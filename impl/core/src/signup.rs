@@ -76,14 +76,14 @@ impl SignupRequest {
             return Err(DecodeError::UnknownVersion.into());
         }
         let spki_len = usize::from(r.u16()?);
-        if spki_len == 0 || spki_len > MAX_SPKI {
+        if spki_len == 0 || (spki_len > MAX_SPKI && !mutated!(Mutation::SkipSpkiBound)) {
             return Err(DecodeError::LengthOutOfRange.into());
         }
         let tls_spki = r.bytes(spki_len)?.to_vec();
-        let identity = PublicIdentity::decode(&mut r)?;
-        let spk = SignedPreKey::decode(&mut r, &identity)?;
+        let identity = PublicIdentity::read_unverified(&mut r)?;
+        let spk = SignedPreKey::read_unverified(&mut r)?;
         let count = usize::from(r.u16()?);
-        if count > MAX_OPK_UPLOAD {
+        if count > MAX_OPK_UPLOAD && !mutated!(Mutation::SkipOpkUploadBound) {
             return Err(DecodeError::LengthOutOfRange.into());
         }
         let mut opks = Vec::with_capacity(count);
@@ -108,12 +108,18 @@ impl SignupRequest {
             pow_nonce,
             sig,
         };
-        req.identity
-            .iks()
-            .verify(kdf::SIG_SIGNUP, &[&req.signed_part()], &req.sig)?;
+        // NOT-5: the whole layout was read and bounded; now the signatures, then the work.
+        req.identity.verify()?;
+        req.spk.verify(&req.identity)?;
+        if !mutated!(Mutation::SkipSignupSignature) {
+            req.identity
+                .iks()
+                .verify(kdf::SIG_SIGNUP, &[&req.signed_part()], &req.sig)?;
+        }
         if difficulty > MAX_POW_DIFFICULTY
-            || leading_zero_bits(&pow_hash(&req.pow_prefix(), req.pow_nonce))
+            || (leading_zero_bits(&pow_hash(&req.pow_prefix(), req.pow_nonce))
                 < u32::from(difficulty)
+                && !mutated!(Mutation::SkipProofOfWork))
         {
             return Err(CryptoError::InsufficientWork.into());
         }
@@ -181,7 +187,7 @@ fn check_opk_ids(opks: &[OneTimePreKey]) -> Result<()> {
     ids.sort_unstable();
     let before = ids.len();
     ids.dedup();
-    if ids.len() != before {
+    if ids.len() != before && !mutated!(Mutation::AllowDuplicatePrekeyIds) {
         return Err(DecodeError::LengthOutOfRange.into());
     }
     Ok(())

@@ -149,9 +149,11 @@ pub fn open_identity(key: &Secret<32>, ad: &[u8], sealed: &[u8]) -> Result<Initi
     let plain = Zeroizing::new(crypto::open(key, &[0u8; 12], ad, sealed)?);
     let mut r = Reader::new(&plain);
     let user = UserId(r.array()?);
-    let identity = PublicIdentity::decode(&mut r)?;
+    let identity = PublicIdentity::read_unverified(&mut r)?;
     let ratchet = DhPublic(r.array()?);
     r.finish().map_err(|_| DecodeError::TrailingBytes)?;
+    // NOT-5: the signature after the whole layout.
+    identity.verify()?;
     Ok(Initiator {
         user,
         identity,

@@ -201,7 +201,10 @@ impl Device {
         else {
             return Err(SessionError::UnknownRoutingTag.into());
         };
-        if let Seen::Session(sid) = self.replay.check(*spk_id, ek) {
+        if let (Seen::Session(sid), false) = (
+            self.replay.check(*spk_id, ek),
+            mutated!(Mutation::SkipReplayCache),
+        ) {
             // X3DH-8: a resend or replay goes to the session it created.
             let session = self
                 .sessions

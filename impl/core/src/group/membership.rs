@@ -105,12 +105,21 @@ impl Membership {
         w.bytes(&self.signed_part()).bytes(&self.sig);
     }
 
-    /// Reads a membership and verifies the admin's signature (GRP-2).
+    /// Reads a membership and verifies the admin's signature (GRP-2). Decoders of larger layouts
+    /// use [`Membership::read_unverified`] and [`Membership::verify`] (NOT-5).
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        let m = Membership::read_unverified(r)?;
+        m.verify()?;
+        Ok(m)
+    }
+
+    /// Reads a membership's layout and bounds (GRP-2: count, distinct user ids) without checking
+    /// the admin's signature (NOT-5: call [`Membership::verify`] once the whole layout is read).
+    pub(crate) fn read_unverified(r: &mut Reader<'_>) -> Result<Self> {
         let group = GroupId(r.array()?);
         let epoch = r.u32()?;
         let count = usize::from(r.u8()?);
-        if count == 0 || count > MAX_GROUP_MEMBERS {
+        if count == 0 || (count > MAX_GROUP_MEMBERS && !mutated!(Mutation::SkipGroupSizeBound)) {
             return Err(DecodeError::LengthOutOfRange.into());
         }
         let mut members = Vec::with_capacity(count);
@@ -122,17 +131,24 @@ impl Membership {
         }
         check_members(&members)?;
         let sig: [u8; 64] = r.array()?;
-        let m = Membership {
+        Ok(Membership {
             group,
             epoch,
             members,
             sig,
-        };
-        let admin = m.admin().ok_or(DecodeError::LengthOutOfRange)?;
+        })
+    }
+
+    /// Checks the admin's signature (GRP-2).
+    pub(crate) fn verify(&self) -> Result<()> {
+        if mutated!(Mutation::SkipMembershipSignature) {
+            return Ok(());
+        }
+        let admin = self.admin().ok_or(DecodeError::LengthOutOfRange)?;
         admin
             .iks
-            .verify(kdf::SIG_GROUP_MEMBERS, &[&m.signed_part()], &m.sig)?;
-        Ok(m)
+            .verify(kdf::SIG_GROUP_MEMBERS, &[&self.signed_part()], &self.sig)?;
+        Ok(())
     }
 
     /// The encoding as bytes.
@@ -145,8 +161,9 @@ impl Membership {
     /// Decodes a whole byte string.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        let m = Membership::decode(&mut r)?;
+        let m = Membership::read_unverified(&mut r)?;
         r.finish()?;
+        m.verify()?;
         Ok(m)
     }
 }
@@ -158,7 +175,7 @@ fn check_members(members: &[Member]) -> Result<()> {
     let mut users: Vec<&UserId> = members.iter().map(|m| &m.user).collect();
     users.sort_unstable();
     users.dedup();
-    if users.len() != members.len() {
+    if users.len() != members.len() && !mutated!(Mutation::AllowDuplicateMembers) {
         return Err(DecodeError::LengthOutOfRange.into());
     }
     Ok(())

@@ -227,12 +227,16 @@ impl GroupEpoch {
         let (sig, inner) = plain.split_at(64);
         let mut sig64 = [0u8; 64];
         sig64.copy_from_slice(sig);
-        iks.verify(
-            kdf::SIG_GROUP_MSG,
-            &[&self.signed_message(index, n, inner)],
-            &sig64,
-        )?;
-        Inner::decode(inner)
+        // NOT-5: the inner layout first, then the sender's signature (GRP-7).
+        let decoded = Inner::decode(inner)?;
+        if !mutated!(Mutation::SkipGroupMessageSignature) {
+            iks.verify(
+                kdf::SIG_GROUP_MSG,
+                &[&self.signed_message(index, n, inner)],
+                &sig64,
+            )?;
+        }
+        Ok(decoded)
     }
 
     fn opened(&self, keys: &MessageKeys, inner: Inner, n: u32) -> Opened {
