@@ -67,6 +67,7 @@ pub mod model;
 pub mod properties;
 pub mod ratchet;
 pub mod receive;
+pub mod refusal;
 pub mod scenario;
 pub mod state;
 pub mod term;
