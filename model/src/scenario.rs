@@ -288,8 +288,8 @@ impl Config {
     }
 
     /// The default scenario followed by a key update from the compromised device and a last
-    /// message (post-compromise secrecy on the A-B session), a minted certificate and one more
-    /// lost packet.
+    /// message (post-compromise secrecy on the A-B session), the removed member added back
+    /// (GroupAdd), a minted certificate and one more lost packet.
     pub fn deep() -> Config {
         use Dev::*;
         use Fault::*;
@@ -302,6 +302,11 @@ impl Config {
             msg: 7,
             after: None,
         });
+        // GRP-6 add: C, removed earlier, is added back with a rekey.
+        script.push(GroupAdd {
+            admin: A,
+            member: C,
+        });
         let end = script.len() as u8 + 1;
         let mut c = Self::default_config();
         c.name = "deep".into();
@@ -310,7 +315,7 @@ impl Config {
         // key update, and the key update's own phase after the group.
         c.budgets.allow.push(allow(IssueCert, 1, 8, 9));
         c.budgets.allow.push(allow(Drop, 1, 22, end));
-        c.settle_at.extend([22, 23]);
+        c.settle_at.extend([22, 23, 24]);
         c
     }
 }
