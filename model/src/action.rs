@@ -24,6 +24,13 @@ pub enum Injection {
     FirstAs(Dev),
     /// A data message on the target's newest receiving chain from `peer` (needs that chain key).
     DataAs(Dev),
+    /// A first message under a user id the target knows, `claim`, with the server's own
+    /// identity keys (a mis-binding the server can always build; RX-9 refuses it).
+    FirstWithOwnKeys(Dev),
+    /// A group key for the target's group, membership signed by `claim`, a member who is not
+    /// its admin, on the target's receiving chain from `claim` (needs that chain key and
+    /// `claim`'s `IKs`; GRP-4 refuses it).
+    GroupKeyAs(Dev),
 }
 
 /// One step of the model.
@@ -314,6 +321,14 @@ impl fmt::Display for Action {
                 Injection::DataAs(p) => {
                     write!(f, "Inject: the server sends {inbox} a data message as {p}")
                 }
+                Injection::FirstWithOwnKeys(p) => write!(
+                    f,
+                    "Inject: the server sends {inbox} a first message as {p} with its own identity keys"
+                ),
+                Injection::GroupKeyAs(p) => write!(
+                    f,
+                    "Inject: the server sends {inbox} a group key signed by {p}, who is not the admin"
+                ),
             },
             Action::Restart => write!(f, "Restart: the broker restarts and loses every queue"),
             Action::Compromise(d) => write!(f, "Compromise: {d}'s current state leaks"),

@@ -30,12 +30,27 @@ use crate::state::{State, What};
 use crate::term::{Atom, Const, Dev, Kind, Label, Party, Shape, Term, TermId};
 
 impl SottoModel {
-    fn budget_left(&self, s: &State, f: Fault) -> bool {
+    /// The open window of a fault with budget left, if any.
+    fn window(&self, s: &State, f: Fault) -> Option<usize> {
         self.config
             .budgets
             .allow
             .iter()
-            .any(|a| a.fault == f && (a.from..a.to).contains(&s.pc) && s.used[f as usize] < a.count)
+            .enumerate()
+            .position(|(i, a)| {
+                a.fault == f && (a.from..a.to).contains(&s.pc) && s.used[i] < a.count
+            })
+    }
+
+    fn budget_left(&self, s: &State, f: Fault) -> bool {
+        self.window(s, f).is_some()
+    }
+
+    /// Takes one step of a fault from its open window.
+    fn spend(&self, s: &mut State, f: Fault) {
+        if let Some(i) = self.window(s, f) {
+            s.used[i] += 1;
+        }
     }
 
     /// Attacker actions enabled in a state.
@@ -84,10 +99,28 @@ impl SottoModel {
                             injection: Injection::FirstAs(claim),
                         });
                     }
-                    if self.forged_data(s, target, claim).is_some() {
+                    if self.forged_data(s, target, claim, None).is_some() {
                         out.push(Action::Inject {
                             inbox: target,
                             injection: Injection::DataAs(claim),
+                        });
+                    }
+                    if s.dev(target).contact(claim).is_some() {
+                        out.push(Action::Inject {
+                            inbox: target,
+                            injection: Injection::FirstWithOwnKeys(claim),
+                        });
+                    }
+                }
+            }
+        }
+        if self.budget_left(s, Fault::InjectGroupKey) {
+            for target in self.devs() {
+                for claim in self.devs().filter(|c| *c != target) {
+                    if self.forged_group_key(s, target, claim).is_some() {
+                        out.push(Action::Inject {
+                            inbox: target,
+                            injection: Injection::GroupKeyAs(claim),
                         });
                     }
                 }
@@ -102,7 +135,9 @@ impl SottoModel {
             }
         }
         if let Some(v) = self.config.steal_victim {
-            if self.budget_left(s, Fault::Steal) && s.dev(v).signed_up {
+            // A theft at rest: the store is sealed whatever it holds, so a theft in the middle
+            // of a delivery explores nothing a theft of the settled device does not.
+            if self.budget_left(s, Fault::Steal) && s.dev(v).signed_up && self.settled(s) {
                 out.push(Action::Steal(v));
             }
         }
@@ -129,7 +164,7 @@ impl SottoModel {
                     return false;
                 };
                 s.queues[inbox.ix()].remove(qi);
-                s.used[Fault::Drop as usize] += 1;
+                self.spend(s, Fault::Drop);
             }
             Action::Duplicate { inbox, index } => {
                 let Some(qi) = waiting_pos(s, inbox, index) else {
@@ -137,7 +172,7 @@ impl SottoModel {
                 };
                 let p = s.queues[inbox.ix()][qi].clone();
                 s.queues[inbox.ix()].insert(qi + 1, p);
-                s.used[Fault::Duplicate as usize] += 1;
+                self.spend(s, Fault::Duplicate);
             }
             Action::Reorder { inbox } => {
                 let q = &mut s.queues[inbox.ix()];
@@ -146,7 +181,7 @@ impl SottoModel {
                 }
                 let p = q.pop().expect("two packets");
                 q.insert(0, p);
-                s.used[Fault::Reorder as usize] += 1;
+                self.spend(s, Fault::Reorder);
             }
             Action::Replay { inbox, from, what } => {
                 let Some(env) = s
@@ -158,23 +193,30 @@ impl SottoModel {
                     return false;
                 };
                 self.publish(s, inbox, env);
-                s.used[Fault::Replay as usize] += 1;
+                self.spend(s, Fault::Replay);
             }
             Action::Inject { inbox, injection } => {
                 let env = match injection {
-                    Injection::FirstAs(claim) => self.forged_first(s, inbox, claim),
-                    Injection::DataAs(peer) => self.forged_data(s, inbox, peer),
+                    Injection::FirstAs(claim) => self.forged_first(s, inbox, claim, false),
+                    Injection::FirstWithOwnKeys(claim) => self.forged_first(s, inbox, claim, true),
+                    Injection::DataAs(peer) => self.forged_data(s, inbox, peer, None),
+                    Injection::GroupKeyAs(claim) => self.forged_group_key(s, inbox, claim),
                 };
                 let Some(env) = env else { return false };
-                self.publish(s, inbox, env);
-                s.used[Fault::Inject as usize] += 1;
+                // The attacker built it from what it knows: queued, nothing learned.
+                s.queues[inbox.ix()].push(crate::state::Packet { env });
+                let f = match injection {
+                    Injection::GroupKeyAs(_) => Fault::InjectGroupKey,
+                    _ => Fault::Inject,
+                };
+                self.spend(s, f);
             }
             Action::Restart => {
                 for q in s.queues.iter_mut() {
                     q.clear();
                 }
                 s.restarted = true;
-                s.used[Fault::Restart as usize] += 1;
+                self.spend(s, Fault::Restart);
             }
             Action::Compromise(d) => {
                 let leak = self.leak(s, d);
@@ -187,7 +229,7 @@ impl SottoModel {
                     s.log_mut()[i].past = done;
                     s.log_mut()[i].fs_limit = done && limit;
                 }
-                s.used[Fault::Compromise as usize] += 1;
+                self.spend(s, Fault::Compromise);
             }
             Action::Steal(d) => {
                 let mut inside = self.leak(s, d);
@@ -200,7 +242,7 @@ impl SottoModel {
                 let sealed = t.aead(key, 0, t.tup_tree(&inside));
                 s.knowledge_mut().learn(t, &[sealed]);
                 s.stolen = Some(d);
-                s.used[Fault::Steal as usize] += 1;
+                self.spend(s, Fault::Steal);
             }
             Action::IssueCert(d) => {
                 let cert = t.sig(
@@ -212,7 +254,7 @@ impl SottoModel {
                     ]),
                 );
                 s.knowledge_mut().learn(t, &[cert]);
-                s.used[Fault::IssueCert as usize] += 1;
+                self.spend(s, Fault::IssueCert);
             }
             _ => return false,
         }
@@ -270,10 +312,16 @@ impl SottoModel {
 
     /// A first message to `target` claiming to come from `claim`, built with the server's own
     /// ephemeral key and key share.
-    fn forged_first(&self, s: &State, target: Dev, claim: Dev) -> Option<TermId> {
-        if !self.forged_first_buildable(s, target, claim) {
+    fn forged_first(&self, s: &State, target: Dev, claim: Dev, own: bool) -> Option<TermId> {
+        if !own && !self.forged_first_buildable(s, target, claim) {
             return None;
         }
+        // With its own keys the server signs its own IKd: always buildable (mis-binding).
+        let keys = if own {
+            Party::Server
+        } else {
+            Party::Dev(claim)
+        };
         let t = self.t();
         let sv = Party::Server;
         let tp = Party::Dev(target);
@@ -283,7 +331,7 @@ impl SottoModel {
         let spk = t.atom(Atom::Spk(tp));
         let ikd_t = t.atom(Atom::IdDh(tp));
         let dhs = [
-            t.dh(t.atom(Atom::IdDh(Party::Dev(claim))), spk),
+            t.dh(t.atom(Atom::IdDh(keys)), spk),
             t.dh(ek, ikd_t),
             t.dh(ek, spk),
         ];
@@ -296,7 +344,7 @@ impl SottoModel {
             0,
             t.tup(&[
                 t.cnst(Const::UserId(claim_p)),
-                self.public_identity(claim_p),
+                self.public_identity(keys),
                 t.pk(Atom::Ratchet(SERVER_SLOT, 0, sv)),
             ]),
         );
@@ -330,7 +378,13 @@ impl SottoModel {
 
     /// A data message on `target`'s newest receiving chain from `peer`, if the attacker can
     /// build its key.
-    fn forged_data(&self, s: &State, target: Dev, peer: Dev) -> Option<TermId> {
+    fn forged_data(
+        &self,
+        s: &State,
+        target: Dev,
+        peer: Dev,
+        inner: Option<TermId>,
+    ) -> Option<TermId> {
         let t = self.t();
         let dev = s.dev(target);
         let ses = &dev.sessions[dev.sending_session(peer)?];
@@ -343,7 +397,8 @@ impl SottoModel {
         if chain.next > crate::ratchet::MAX_COUNTER {
             return None;
         }
-        let inner = t.tup(&[t.cnst(Const::Kind(Kind::Text)), t.atom(Atom::Forged(0))]);
+        let inner = inner
+            .unwrap_or_else(|| t.tup(&[t.cnst(Const::Kind(Kind::Text)), t.atom(Atom::Forged(0))]));
         let payload = t.aead(t.kdf(Label::Msg, &[chain.ck]), chain.next, inner);
         Some(t.tup(&[
             t.cnst(Const::Shape(Shape::Data)),
@@ -382,4 +437,41 @@ pub fn fs_limit(s: &State, r: &crate::state::Sent, victim: Dev) -> bool {
 fn waiting_pos(s: &State, inbox: Dev, index: u8) -> Option<usize> {
     let i = index as usize;
     (i < s.queues[inbox.ix()].len()).then_some(i)
+}
+
+impl SottoModel {
+    /// GRP-4: a group key for `target`'s group (the next epoch, `target` and `claim` its
+    /// members, the server's key), its membership signed by `claim`, who is a member but not the
+    /// admin; sent on `target`'s receiving chain from `claim`. Needs `claim`'s `IKs` and that
+    /// chain key (a compromise of `claim` gives both).
+    fn forged_group_key(&self, s: &State, target: Dev, claim: Dev) -> Option<TermId> {
+        let g = s.dev(target).group.as_ref()?;
+        if g.members.first().is_none_or(|m| m.dev == claim)
+            || !g.members.iter().any(|m| m.dev == claim)
+        {
+            return None;
+        }
+        let t = self.t();
+        let signer = t.atom(Atom::IdSig(Party::Dev(claim)));
+        if !s.knowledge.can_build(&t.read(), signer) {
+            return None;
+        }
+        let mut fields = vec![
+            t.cnst(Const::Shape(Shape::Members)),
+            t.cnst(Const::GroupId),
+            t.num(g.epoch + 1),
+        ];
+        for d in [claim, target] {
+            fields.push(t.cnst(Const::UserId(Party::Dev(d))));
+            fields.push(t.pk(Atom::IdSig(Party::Dev(d))));
+        }
+        let membership = t.sig(signer, t.tup(&fields));
+        let inner = t.tup(&[
+            t.cnst(Const::Kind(Kind::GroupKey)),
+            membership,
+            t.atom(Atom::Forged(0)),
+            t.atom(Atom::Forged(1)),
+        ]);
+        self.forged_data(s, target, claim, Some(inner))
+    }
 }

@@ -11,6 +11,7 @@
 
 use crate::action::Action;
 use crate::model::SottoModel;
+use crate::refusal::Refusal;
 use crate::scenario::Config;
 use crate::state::State;
 use crate::variant::Variant;
@@ -86,6 +87,8 @@ pub struct Report {
     pub exhaustive: bool,
     /// Per property.
     pub results: Vec<PropertyResult>,
+    /// Per refusal branch, the explored transitions that take it ([`crate::refusal`]).
+    pub refusals: Vec<(Refusal, u64)>,
 }
 
 impl Report {
@@ -136,7 +139,7 @@ pub fn run(opts: &Options) -> Report {
         .checker()
         .threads(opts.threads.max(1))
         .finish_when(HasDiscoveries::AllOf(BTreeSet::from([NEVER])));
-    let (unique, total, depth, discoveries) = match opts.mode {
+    let (unique, total, depth, discoveries, refusals) = match opts.mode {
         Mode::Bfs => {
             let c = builder.spawn_bfs();
             finish(c, start, opts.progress)
@@ -181,6 +184,7 @@ pub fn run(opts: &Options) -> Report {
         elapsed,
         exhaustive: !matches!(opts.mode, Mode::Simulate(_)),
         results,
+        refusals,
     }
 }
 
@@ -189,9 +193,17 @@ fn finish<C: Checker<SottoModel>>(
     c: C,
     start: Instant,
     progress: bool,
-) -> (usize, usize, usize, Vec<(&'static str, Vec<Action>)>) {
+) -> (
+    usize,
+    usize,
+    usize,
+    Vec<(&'static str, Vec<Action>)>,
+    Vec<(Refusal, u64)>,
+) {
     progress_loop(&c, start, progress);
     let c = c.join();
+    // Before the paths are rebuilt (which takes steps again).
+    let refusals = c.model().refusals.snapshot();
     let mut d: Vec<(&'static str, Vec<Action>)> = c
         .discoveries()
         .into_iter()
@@ -203,6 +215,7 @@ fn finish<C: Checker<SottoModel>>(
         c.state_count(),
         c.max_depth().saturating_sub(1),
         d,
+        refusals,
     )
 }
 
@@ -345,6 +358,13 @@ pub fn render_report(model: &SottoModel, r: &Report) -> String {
             "  not exercised   {name} (this scenario has no such case; see --config {})\n",
             shown.join(" or --config ")
         ));
+    }
+    if r.exhaustive && !r.refusals.is_empty() {
+        out.push_str("\nrefusals reached (explored transitions that take each branch):\n");
+        for (refusal, n) in &r.refusals {
+            let mark = if *n == 0 { "NOT REACHED" } else { "" };
+            out.push_str(&format!("  {n:>10} {mark:<11} {}\n", refusal.describe()));
+        }
     }
     out
 }

@@ -17,6 +17,7 @@ use crate::action::Action;
 use crate::handshake::open;
 use crate::model::SottoModel;
 use crate::ratchet::{MAX_COUNTER, num};
+use crate::refusal::Refusal;
 use crate::scenario::Intent;
 use crate::state::{
     GroupEpochRec, GroupSent, GroupView, Member, Out, PrevGroupEpoch, Session, State, Stored, What,
@@ -208,6 +209,7 @@ impl SottoModel {
             return None;
         };
         if !self.verify(f[1], ses.peer_iks) {
+            self.refusals.hit(Refusal::GroupNotSignedByPeer);
             return None; // not_group_admin
         }
         let fields = t.fields(body)?;
@@ -221,7 +223,16 @@ impl SottoModel {
             members.push(Member { dev, iks });
         }
         if members.first().is_none_or(|m| m.iks != ses.peer_iks) {
+            self.refusals.hit(Refusal::GroupNotSignedByPeer);
             return None; // the admin is the first member
+        }
+        // GRP-4: for a known group, the admin is the group's admin.
+        let admin = s.dev(d).group.as_ref().and_then(|g| g.members.first());
+        if admin.is_some_and(|a| a.iks != ses.peer_iks) {
+            self.refusals.hit(Refusal::GroupNotAdmin);
+            if self.variant != Variant::AcceptNonAdminGroupKey {
+                return None; // not_group_admin
+            }
         }
         let fresh = s.dev(d).group.as_ref().is_none_or(|g| epoch > g.epoch);
         let is_member = members.iter().any(|m| m.dev == d);
@@ -229,7 +240,11 @@ impl SottoModel {
         if kind == Term::Const(Const::Kind(Kind::GroupKey)) {
             let (&gmk, &seeds) = (f.get(2)?, f.get(3)?);
             if !is_member {
+                self.refusals.hit(Refusal::GroupNotMember);
                 return None; // not_a_member
+            }
+            if !fresh {
+                self.refusals.hit(Refusal::GroupStale);
             }
             if fresh {
                 let old = s.dev(d).group.clone();
@@ -239,7 +254,11 @@ impl SottoModel {
             Some(What::GroupKey(epoch))
         } else {
             if is_member {
+                self.refusals.hit(Refusal::GroupNotMember);
                 return None;
+            }
+            if !fresh {
+                self.refusals.hit(Refusal::GroupStale);
             }
             if fresh {
                 s.dev_mut(d).group = None;
@@ -400,6 +419,7 @@ impl SottoModel {
             return GroupOutcome::Unknown;
         };
         if member.dev == d || n > MAX_COUNTER {
+            self.refusals.hit(Refusal::GroupMessageRefused);
             return GroupOutcome::Refused;
         }
         if got >> n & 1 == 1 {
@@ -414,9 +434,11 @@ impl SottoModel {
             ck = t.kdf(Label::Chain, &[ck]);
         }
         let Some(signed) = open(self, payload, t.kdf(Label::Msg, &[ck]), n) else {
+            self.refusals.hit(Refusal::GroupMessageRefused);
             return GroupOutcome::Refused;
         };
         if !self.verify(signed, member.iks) {
+            self.refusals.hit(Refusal::GroupMessageRefused);
             return GroupOutcome::Refused; // bad_signature (GRP-7)
         }
         let Term::Sig { body, .. } = t.get(signed) else {

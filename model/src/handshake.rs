@@ -18,6 +18,7 @@
 use crate::action::Forgery;
 use crate::model::SottoModel;
 use crate::ratchet::{chain_key, seal_chain};
+use crate::refusal::Refusal;
 use crate::state::{Contact, RecvChain, SendChain, Session, State, flag};
 use crate::term::{Atom, Const, Dev, Label, Party, Shape, Slot, Term, TermId};
 use crate::variant::Variant;
@@ -57,16 +58,11 @@ impl SottoModel {
         let p = Party::Dev(of);
         let iks = t.pk(Atom::IdSig(p));
         let c = Contact {
-            peer: of,
-            verified: true,
-            iks,
-            ikd: t.pk(Atom::IdDh(p)),
             spk: Some(t.pk(Atom::Spk(p))),
-            opk: None,
-            genuine: true,
+            ..Contact::decided(of, true, iks, t.pk(Atom::IdDh(p)), true)
         };
         let dev = s.dev_mut(by);
-        dev.set_contact(c);
+        dev.decide_contact(c);
         for ses in dev.sessions.iter_mut().filter(|x| x.peer == of) {
             ses.verified = ses.peer_iks == iks;
         }
@@ -122,26 +118,26 @@ impl SottoModel {
         let sigs_ok = self.verify(sig_ikd, iks) && self.verify(sig_spk, iks);
         let existing = s.dev(by).contact(of).cloned();
         let checked = sigs_ok || self.variant == Variant::SkipPrekeySignatureCheck;
-        let same_identity = existing
-            .as_ref()
-            .is_none_or(|c| !c.verified || c.iks == iks);
+        // RX-9, CARD-4: a known user id keeps its IKs until the user decides otherwise.
+        let same_identity = existing.as_ref().is_none_or(|c| c.iks == iks);
+        if !checked {
+            self.refusals.hit(Refusal::BundleBadSignature);
+        } else if !same_identity {
+            self.refusals.hit(Refusal::BundleIdentityChanged);
+        }
+        let same_identity = same_identity || self.variant == Variant::SkipIdentityComparison;
         if !(checked && same_identity) {
             // Rejected: the device keeps what it had and will ask again.
-            let before = s.flags;
             s.flags |= flag::FORGED_REJECTED;
-            return s.flags != before;
+            return true;
         }
         let verified = existing
             .as_ref()
             .is_some_and(|c| c.verified && c.iks == iks);
         s.dev_mut(by).set_contact(Contact {
-            peer: of,
-            verified,
-            iks,
-            ikd,
             spk: Some(spk),
             opk,
-            genuine: forgery.is_none(),
+            ..Contact::decided(of, verified, iks, ikd, forgery.is_none())
         });
         s.pc += 1;
         true
@@ -268,6 +264,7 @@ impl SottoModel {
             return None;
         };
         if spk_pub != t.pk(Atom::Spk(me)) {
+            self.refusals.hit(Refusal::FirstUnknownPrekey);
             return None; // unknown_signed_prekey
         }
         let opk = if opk_field == t.cnst(Const::NoOpk) {
@@ -275,6 +272,7 @@ impl SottoModel {
         } else {
             let k = (0..OPKS).find(|k| t.pk(Atom::Opk(me, *k)) == opk_field)?;
             if dev.opk_used >> k & 1 == 1 {
+                self.refusals.hit(Refusal::FirstOneTimePrekeyUsed);
                 return None; // unknown_one_time_prekey
             }
             Some(k)
@@ -283,7 +281,10 @@ impl SottoModel {
         let ikd_me = t.atom(Atom::IdDh(me));
         let dh2 = t.dh(ek, ikd_me);
         let id_key = t.kdf(Label::Identity, &[dh2, ek_pub, t.pk(Atom::IdDh(me))]);
-        let ident = open(self, id_box, id_key, 0)?;
+        let Some(ident) = open(self, id_box, id_key, 0) else {
+            self.refusals.hit(Refusal::FirstUnopenable);
+            return None; // decrypt_failed
+        };
         let [uid, pid, e0_pub] = *t.fields(ident)?.as_slice() else {
             return None;
         };
@@ -294,12 +295,16 @@ impl SottoModel {
             return None;
         };
         if !self.verify(sig_ikd, iks) || peer == me_dev {
+            self.refusals.hit(Refusal::FirstUnopenable);
             return None; // bad_signature
         }
         // RX-9: a known user id must keep its IKs.
         let known = dev.contact(peer);
         if known.is_some_and(|c| c.iks != iks) {
-            return None; // identity_changed
+            self.refusals.hit(Refusal::FirstIdentityChanged);
+            if self.variant != Variant::SkipIdentityComparison {
+                return None; // identity_changed
+            }
         }
         let spk = t.atom(Atom::Spk(me));
         let mut dhs = vec![t.dh(t.private_of(ikd)?, spk), dh2, t.dh(ek, spk)];
@@ -309,7 +314,10 @@ impl SottoModel {
         let sk = t.kdf(Label::X3dh, &dhs);
         let rk0 = t.kdf(Label::Root, &[sk]);
         let ks0 = self.keyshare_key0(sk, ek_pub, spk_pub);
-        let share = open(self, ks_box, ks0, 0)?;
+        let Some(share) = open(self, ks_box, ks0, 0) else {
+            self.refusals.hit(Refusal::FirstUnopenable);
+            return None; // decrypt_failed
+        };
         let [mk, seeds] = *t.fields(share)?.as_slice() else {
             return None;
         };
@@ -330,22 +338,19 @@ impl SottoModel {
             ratchet: ek_pub,
             closed: false,
         };
-        let (inner, id) = crate::ratchet::open_on_chain(self, &mut chain, n, payload)?;
+        let Some((inner, id)) = crate::ratchet::open_on_chain(self, &mut chain, n, payload) else {
+            self.refusals.hit(Refusal::FirstUnopenable);
+            return None; // decrypt_failed
+        };
         let slot = match t.as_atom(ek) {
             Some(Atom::Ek(slot)) => slot,
             _ => return None,
         };
         let real = iks == t.pk(Atom::IdSig(Party::Dev(peer)));
-        let verified = known.is_some_and(|c| c.verified);
-        let contact = known.is_none().then_some(Contact {
-            peer,
-            verified: false,
-            iks,
-            ikd,
-            spk: None,
-            opk: None,
-            genuine: real,
-        });
+        let changed = known.is_some_and(|c| c.iks != iks);
+        let verified = known.is_some_and(|c| c.verified) && !changed;
+        let contact =
+            (known.is_none() || changed).then_some(Contact::decided(peer, false, iks, ikd, real));
         Some(Accepted {
             session: Session {
                 peer,

@@ -54,7 +54,9 @@
 //! [`check`] runs exhaustive checks and finds shortest counterexamples; [`variant`] lists the
 //! broken variants and the property each must break; [`trace`] writes and replays JSON traces
 //! (actions in protocol vocabulary and the abstract state after each step) for the conformance
-//! harness. The binary `sotto-model` is the command line; `docs/model.md` explains every
+//! harness; [`refusal`] counts, per refusal branch (a device refusing, an attacker's attempt
+//! failing), the explored transitions that reach it, so that a check nobody tests shows up. The
+//! binary `sotto-model` is the command line; `docs/model.md` explains every
 //! abstraction, the bounds, and what a symbolic model cannot show.
 
 pub mod action;
@@ -67,6 +69,7 @@ pub mod model;
 pub mod properties;
 pub mod ratchet;
 pub mod receive;
+pub mod refusal;
 pub mod scenario;
 pub mod state;
 pub mod term;

@@ -179,6 +179,7 @@ fn check(a: &Args) -> ExitCode {
     }
     let model = SottoModel::new(a.config.clone(), a.variant);
     print!("{}", check::render_report(&model, &report));
+
     if report.passed() {
         println!("\nall properties hold");
         ExitCode::SUCCESS

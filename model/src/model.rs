@@ -9,6 +9,7 @@
 use crate::action::{Action, Forgery};
 use crate::knowledge::Knowledge;
 use crate::properties;
+use crate::refusal::Counters;
 use crate::scenario::{Config, Intent};
 use crate::state::{Device, Hold, Out, Packet, Sent, State, What};
 use crate::term::{Atom, Const, Dev, Label, Party, Shape, Slot, TermId, Terms};
@@ -30,6 +31,8 @@ pub struct SottoModel {
     /// found (with one thread, breadth-first order makes it a shortest one) instead of recording
     /// a new path at every later state.
     latches: [AtomicBool; 48],
+    /// How many explored transitions take each refusal branch ([`crate::refusal`]).
+    pub refusals: Counters,
 }
 
 /// The slot the attacker uses for sessions it starts.
@@ -41,11 +44,16 @@ pub const SERVER_SLOT: Slot = Slot {
 impl SottoModel {
     /// A model of a configuration, with a variant.
     pub fn new(config: Config, variant: Variant) -> SottoModel {
+        assert!(
+            config.budgets.allow.len() <= crate::state::WINDOWS,
+            "at most WINDOWS fault windows"
+        );
         SottoModel {
             config,
             variant,
             terms: Arc::new(Terms::default()),
             latches: std::array::from_fn(|_| AtomicBool::new(false)),
+            refusals: Counters::default(),
         }
     }
 
@@ -71,6 +79,17 @@ impl SottoModel {
             self.latches[k].store(true, Ordering::Relaxed);
         }
         hit
+    }
+
+    /// Once the scenario has passed a fault's window, how many steps the window gave can no
+    /// longer change what is enabled: the count is set back to zero, so that runs that differ
+    /// only by a fault whose window is over (and whose effects are gone) become one state.
+    fn forget_closed_budgets(&self, s: &mut State) {
+        for (used, a) in s.used.iter_mut().zip(&self.config.budgets.allow) {
+            if a.to <= s.pc {
+                *used = 0;
+            }
+        }
     }
 
     /// The interner.
@@ -503,7 +522,7 @@ impl Model for SottoModel {
             devices: (0..n).map(|_| Arc::new(Device::new())).collect(),
             queues: vec![Vec::new(); n],
             knowledge: Arc::new(self.initial_knowledge()),
-            used: [0; 9],
+            used: [0; crate::state::WINDOWS],
             compromised: None,
             stolen: None,
             missed_group_change: 0,
@@ -522,7 +541,10 @@ impl Model for SottoModel {
 
     fn next_state(&self, s: &State, a: Action) -> Option<State> {
         let mut n = s.clone();
+        // Events are flags of the step that caused them (see `State::flags`).
+        n.flags = 0;
         if self.apply(&mut n, &a) {
+            self.forget_closed_budgets(&mut n);
             Some(n)
         } else {
             None

@@ -14,7 +14,8 @@
 use crate::model::SottoModel;
 use crate::scenario::{Config, Fault, Intent};
 use crate::state::{Hold, Sent, State, What, flag};
-use crate::term::{Atom, Dev, Party};
+use crate::term::{Atom, Const, Dev, Party, TermId};
+use crate::variant::Variant;
 use stateright::Property;
 
 /// Property names, grep-able by requirement id.
@@ -54,6 +55,14 @@ pub mod names {
     /// X3DH-8.
     pub const X3DH8_REPLAY_REJECTED: &str =
         "X3DH-8 a replayed first message is rejected: no first message makes two sessions";
+
+    /// RX-9, CARD-4.
+    pub const RX9_IDENTITY_STABLE: &str = "RX-9 CARD-4 a contact's identity never changes, nor loses its verification, without the user's decision";
+    /// SAFE-1.
+    pub const SAFE1_TOFU_DISCOVERABLE: &str =
+        "SAFE-1 TOFU a man-in-the-middle on an unverified contact shows in the safety number";
+    /// GRP-4.
+    pub const GRP4_ADMIN_ONLY: &str = "GRP-4 only the admin's group controls take effect: every group epoch a member holds is the admin's";
 
     /// CARD-4 limit, an expected discovery.
     pub const TOFU_LIMIT: &str = "sometimes: CARD-4 trust-on-first-use limit: the server reads a message to an unverified contact whose bundle it forged";
@@ -136,6 +145,15 @@ pub fn all() -> Vec<Property<SottoModel>> {
         Property::always(X3DH8_REPLAY_REJECTED, |m, s: &State| {
             m.holds(13, || x3dh8_one_session_per_first_message(m, s))
         }),
+        Property::always(RX9_IDENTITY_STABLE, |m, s: &State| {
+            m.holds(32, || identity_stable(s))
+        }),
+        Property::always(SAFE1_TOFU_DISCOVERABLE, |m, s: &State| {
+            m.holds(33, || tofu_discoverable(m, s))
+        }),
+        Property::always(GRP4_ADMIN_ONLY, |m, s: &State| {
+            m.holds(34, || group_admin_only(s))
+        }),
         Property::sometimes(TOFU_LIMIT, |m, s: &State| m.once(16, || tofu_limit(m, s))),
         Property::sometimes(S_VERIFIED_COMMIT, |m, s: &State| {
             m.once(17, || verified_commit(s))
@@ -211,7 +229,8 @@ pub fn relevant(name: &str, c: &Config) -> bool {
     }
     match name {
         GRP6_REMOVED_MEMBER | S_AFTER_REMOVAL => removal,
-        GRP3_CATCH_UP => group,
+        GRP3_CATCH_UP | GRP4_ADMIN_ONLY => group,
+        SAFE1_TOFU_DISCOVERABLE => b.forge_bundles && unverified_fetch,
         S_CATCH_UP => group && offline,
         FS | PCS | S_FS | S_FS_LIMIT | S_PCS => b.total(Fault::Compromise) > 0,
         REQ7_STOLEN_STORE | S_STOLEN => b.total(Fault::Steal) > 0,
@@ -534,5 +553,61 @@ fn fs_limit_read(m: &SottoModel, s: &State) -> bool {
 fn tofu_limit(m: &SottoModel, s: &State) -> bool {
     s.log.iter().any(|r| {
         !r.verified && !r.genuine && text_atom(r.what).is_some_and(|a| knows_atom(m, s, a))
+    })
+}
+
+/// RX-9, CARD-4: every contact has the `IKs` it had when the user last decided about it, and is
+/// still verified if it was then. Only a card scan (the user's decision) changes either.
+fn identity_stable(s: &State) -> bool {
+    s.devices.iter().all(|d| {
+        d.contacts
+            .iter()
+            .all(|c| c.iks == c.decided_iks && (c.verified || !c.decided_verified))
+    })
+}
+
+/// SAFE-1: the safety number a device computes for a contact, as the terms it hashes: both user
+/// ids and the `IKs` it holds for each side (its own, and the contact's). In the broken variant
+/// `safety-number-without-keys` only the user ids.
+fn safety_number(m: &SottoModel, me: Dev, peer: Dev, peer_iks: TermId) -> Vec<TermId> {
+    let t = m.t();
+    let mine = t.pk(Atom::IdSig(Party::Dev(me)));
+    let mut sides = vec![(me, Some(mine)), (peer, Some(peer_iks))];
+    if m.variant == Variant::SafetyNumberWithoutKeys {
+        sides.iter_mut().for_each(|x| x.1 = None);
+    }
+    sides.sort_by_key(|x| x.0);
+    sides
+        .into_iter()
+        .flat_map(|(d, k)| [Some(t.cnst(Const::UserId(Party::Dev(d)))), k])
+        .flatten()
+        .collect()
+}
+
+/// SAFE-1: whenever a device holds keys for a contact that are not the contact's own (the
+/// server forged them), the two people see different safety numbers when they compare: the
+/// contact computes its number with its real `IKs` and, for the device, the `IKs` it holds
+/// (the real one if it holds none yet, as it would get in person).
+fn tofu_discoverable(m: &SottoModel, s: &State) -> bool {
+    let t = m.t();
+    m.devs().all(|d| {
+        s.dev(d).contacts.iter().filter(|c| !c.genuine).all(|c| {
+            let held_by_peer = s
+                .dev(c.peer)
+                .contact(d)
+                .map_or_else(|| t.pk(Atom::IdSig(Party::Dev(d))), |x| x.iks);
+            safety_number(m, d, c.peer, c.iks) != safety_number(m, c.peer, d, held_by_peer)
+        })
+    })
+}
+
+/// GRP-4: every group epoch a device holds is one the admin created (its key and seeds).
+fn group_admin_only(s: &State) -> bool {
+    s.devices.iter().all(|d| {
+        d.group.as_ref().is_none_or(|g| {
+            s.group_epochs
+                .iter()
+                .any(|r| r.epoch == g.epoch && r.gmk == g.gmk && r.seeds == g.seeds)
+        })
     })
 }

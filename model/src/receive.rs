@@ -14,6 +14,7 @@
 use crate::group::GroupOutcome;
 use crate::model::SottoModel;
 use crate::ratchet::{Opened, names_message_of, num, open_counter};
+use crate::refusal::Refusal;
 use crate::state::{Hold, State, Stored, What, flag};
 use crate::term::{Atom, Const, Dev, Kind, Shape, Slot, Term, TermId};
 use crate::variant::Variant;
@@ -120,16 +121,19 @@ impl SottoModel {
             }
             Outcome::Group => false,
             Outcome::Duplicate { slot, epoch, n } => {
+                self.refusals.hit(Refusal::Duplicate);
                 s.flags |= flag::DUPLICATE_DROPPED;
                 self.receipt_again(s, d, slot, epoch, n, env);
                 false
             }
             Outcome::GroupDuplicate { from, epoch, n } => {
+                self.refusals.hit(Refusal::Duplicate);
                 s.flags |= flag::DUPLICATE_DROPPED;
                 self.group_receipt_again(s, d, from, epoch, n, env);
                 false
             }
             Outcome::Unknown => {
+                self.refusals.hit(Refusal::KeptForRetry);
                 let r = &mut s.dev_mut(d).retry;
                 if !r.contains(&env) {
                     r.push(env);
@@ -171,7 +175,10 @@ impl SottoModel {
                         }
                     }
                     Err(true) => Outcome::Unknown,
-                    Err(false) => Outcome::Refused,
+                    Err(false) => {
+                        self.refusals.hit(Refusal::EpochRefused);
+                        Outcome::Refused
+                    }
                 }
             }
             Shape::Data => {
@@ -215,7 +222,10 @@ impl SottoModel {
         let mut chain = s.dev(d).sessions[i].recv[j].clone();
         let slot = s.dev(d).sessions[i].slot;
         Some(match open_counter(self, &mut chain, n, payload) {
-            None => Outcome::Refused,
+            None => {
+                self.refusals.hit(Refusal::DataRefused);
+                Outcome::Refused
+            }
             Some(Opened::Duplicate) => Outcome::Duplicate {
                 slot,
                 epoch: chain.epoch,
@@ -262,6 +272,7 @@ impl SottoModel {
                 .on_known_ratchet(s, d, Some(ek_pub), f, 6)
                 .unwrap_or(Outcome::Refused); // replayed_first_message
             if !matches!(o, Outcome::Pairwise { .. }) {
+                self.refusals.hit(Refusal::FirstReplayed);
                 s.flags |= flag::REPLAY_REJECTED;
             }
             return o;

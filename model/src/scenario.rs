@@ -112,10 +112,12 @@ pub enum Fault {
     Steal = 7,
     /// The CA issues a certificate for a user id to the attacker.
     IssueCert = 8,
+    /// Attacker injects a group key signed by a member who is not the admin (GRP-4).
+    InjectGroupKey = 9,
 }
 
-/// A fault is enabled while the scenario position is in `from..to` and fewer than `count` steps
-/// of it were taken in the whole run so far.
+/// A fault is enabled while the scenario position is in `from..to` and the window has given
+/// fewer than `count` steps so far (a step is taken from the first open window with budget).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allow {
     /// Which fault.
@@ -267,6 +269,9 @@ impl Config {
                     // Group phase, B offline: A's first message after the removal overtakes
                     // the new group key in B's queue (RX-8: kept, opened once the key is there).
                     allow(Reorder, 1, 21, 22),
+                    // After the removal, with B (compromised or not) still a member: the
+                    // server sends A a group key signed by B (GRP-4 refuses it).
+                    allow(InjectGroupKey, 1, 20, 21),
                     allow(Steal, 1, 22, 23),
                 ],
                 forge_bundles: true,
@@ -278,13 +283,13 @@ impl Config {
             skip: vec![crate::properties::names::S_FS_LIMIT.to_string()],
             // Phases: the A-B exchange and B's and A's first messages to C run concurrently;
             // the group changes and C's replies each start from a settled network.
-            settle_at: vec![11, 14, 16, 18],
+            settle_at: vec![11, 14, 15, 16, 18],
         }
     }
 
     /// The default scenario followed by a key update from the compromised device and a last
-    /// message (post-compromise secrecy on the A-B session), a minted certificate and one more
-    /// lost packet.
+    /// message (post-compromise secrecy on the A-B session), the removed member added back
+    /// (GroupAdd), a minted certificate and one more lost packet.
     pub fn deep() -> Config {
         use Dev::*;
         use Fault::*;
@@ -297,6 +302,11 @@ impl Config {
             msg: 7,
             after: None,
         });
+        // GRP-6 add: C, removed earlier, is added back with a rekey.
+        script.push(GroupAdd {
+            admin: A,
+            member: C,
+        });
         let end = script.len() as u8 + 1;
         let mut c = Self::default_config();
         c.name = "deep".into();
@@ -304,8 +314,8 @@ impl Config {
         // The default windows, plus a certificate minted for B's user id, a lost packet in the
         // key update, and the key update's own phase after the group.
         c.budgets.allow.push(allow(IssueCert, 1, 8, 9));
-        c.budgets.allow.push(allow(Drop, 2, 22, end));
-        c.settle_at.extend([22, 23]);
+        c.budgets.allow.push(allow(Drop, 1, 22, end));
+        c.settle_at.extend([22, 23, 24]);
         c
     }
 }

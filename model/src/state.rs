@@ -64,6 +64,28 @@ pub struct Contact {
     pub opk: Option<TermId>,
     /// Ghost: the keys are the peer's real keys.
     pub genuine: bool,
+    /// Ghost: the `IKs` the contact had when the user last decided about it (filed it, or
+    /// scanned its card): RX-9, CARD-4 say it never changes without the user.
+    pub decided_iks: TermId,
+    /// Ghost: the contact was verified when the user last decided about it.
+    pub decided_verified: bool,
+}
+
+impl Contact {
+    /// A contact as the user files it: the ghost records follow the keys.
+    pub fn decided(peer: Dev, verified: bool, iks: TermId, ikd: TermId, genuine: bool) -> Contact {
+        Contact {
+            peer,
+            verified,
+            iks,
+            ikd,
+            spk: None,
+            opk: None,
+            genuine,
+            decided_iks: iks,
+            decided_verified: verified,
+        }
+    }
 }
 
 /// The sending chain of the device's own newest epoch (CHAIN-1..CHAIN-5).
@@ -194,6 +216,9 @@ pub struct Out {
     /// Resends so far (RX-6 backs off; the model gives up after [`MAX_RESENDS`]).
     pub resends: u8,
 }
+
+/// Most fault windows a configuration may have.
+pub const WINDOWS: usize = 12;
 
 /// Resends of one message the model allows (the protocol backs off without limit).
 pub const MAX_RESENDS: u8 = 2;
@@ -339,7 +364,7 @@ pub struct GroupEpochRec {
     pub seeds: TermId,
 }
 
-/// Sticky events, for `sometimes` properties.
+/// Events of the last step, for `sometimes` properties.
 pub mod flag {
     /// A forged bundle was rejected (CARD-4, KEY-5).
     pub const FORGED_REJECTED: u16 = 1;
@@ -370,8 +395,9 @@ pub struct State {
     pub queues: Vec<Vec<Packet>>,
     /// What the server side knows.
     pub knowledge: Arc<Knowledge>,
-    /// Attacker steps taken, indexed by [`crate::scenario::Fault`].
-    pub used: [u8; 9],
+    /// Attacker steps taken, per window of [`crate::scenario::Budgets::allow`]; zero again once
+    /// the window is over.
+    pub used: [u8; WINDOWS],
     /// The compromised device, if any.
     pub compromised: Option<Dev>,
     /// The device whose store was stolen, if any.
@@ -386,7 +412,9 @@ pub struct State {
     pub group_epochs: Vec<GroupEpochRec>,
     /// Ghost: restart happened.
     pub restarted: bool,
-    /// Sticky events.
+    /// Events of the step that led to this state, for `sometimes` properties. Not sticky: every
+    /// step starts with none, so a state that differs from another only by an event long past is
+    /// the same state (a sticky event doubled the state space behind it).
     pub flags: u16,
 }
 
@@ -443,8 +471,18 @@ impl Device {
         self.contacts.iter().find(|c| c.peer == peer)
     }
 
-    /// Files a contact, replacing an older entry for the same user id.
-    pub fn set_contact(&mut self, c: Contact) {
+    /// Files a contact, replacing an older entry for the same user id. The user's last decision
+    /// about the contact (ghost) stays: only [`Device::decide_contact`] changes it.
+    pub fn set_contact(&mut self, mut c: Contact) {
+        if let Some(old) = self.contact(c.peer) {
+            c.decided_iks = old.decided_iks;
+            c.decided_verified = old.decided_verified;
+        }
+        self.decide_contact(c);
+    }
+
+    /// Files a contact by the user's decision (a card scanned, a first contact).
+    pub fn decide_contact(&mut self, c: Contact) {
         self.contacts.retain(|x| x.peer != c.peer);
         self.contacts.push(c);
         self.contacts.sort_by_key(|c| c.peer);

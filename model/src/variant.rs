@@ -24,17 +24,27 @@ pub enum Variant {
     NoRekeyOnRemoval,
     /// KS-2: seal the key-share block under a key derived from public values only.
     KeyShareReadable,
+    /// RX-9, CARD-4: accept a bundle or a first message without comparing its `IKs` with the
+    /// known contact's; the contact is silently replaced (and unverified).
+    SkipIdentityComparison,
+    /// SAFE-1: the safety number hashes the user ids only, not the `IKs` each side holds.
+    SafetyNumberWithoutKeys,
+    /// GRP-4: a member accepts a group key for its group signed by any member, not only the admin.
+    AcceptNonAdminGroupKey,
 }
 
 impl Variant {
     /// Every broken variant, in the order `--list-variants` prints them.
-    pub const BROKEN: [Variant; 6] = [
+    pub const BROKEN: [Variant; 9] = [
         Variant::SkipPrekeySignatureCheck,
         Variant::ReuseMessageKey,
         Variant::NoReplayCache,
         Variant::AckBeforeCommit,
         Variant::NoRekeyOnRemoval,
         Variant::KeyShareReadable,
+        Variant::SkipIdentityComparison,
+        Variant::SafetyNumberWithoutKeys,
+        Variant::AcceptNonAdminGroupKey,
     ];
 
     /// Command-line name.
@@ -47,6 +57,9 @@ impl Variant {
             Variant::AckBeforeCommit => "ack-before-commit",
             Variant::NoRekeyOnRemoval => "no-rekey-on-removal",
             Variant::KeyShareReadable => "key-share-readable",
+            Variant::SkipIdentityComparison => "skip-identity-comparison",
+            Variant::SafetyNumberWithoutKeys => "safety-number-without-keys",
+            Variant::AcceptNonAdminGroupKey => "accept-non-admin-group-key",
         }
     }
 
@@ -75,6 +88,15 @@ impl Variant {
             Variant::KeyShareReadable => {
                 "KS-2: the key-share block is sealed under a key derived from public values"
             }
+            Variant::SkipIdentityComparison => {
+                "RX-9, CARD-4: a bundle or first message replaces a known contact's IKs silently"
+            }
+            Variant::SafetyNumberWithoutKeys => {
+                "SAFE-1: the safety number hashes the user ids only, not the IKs held"
+            }
+            Variant::AcceptNonAdminGroupKey => {
+                "GRP-4: a group key for the member's group is accepted from any member"
+            }
         }
     }
 
@@ -89,6 +111,9 @@ impl Variant {
             Variant::AckBeforeCommit => Some(RX4_ACKED_NOT_LOST),
             Variant::NoRekeyOnRemoval => Some(GRP6_REMOVED_MEMBER),
             Variant::KeyShareReadable => Some(REQ8_SECRECY),
+            Variant::SkipIdentityComparison => Some(RX9_IDENTITY_STABLE),
+            Variant::SafetyNumberWithoutKeys => Some(SAFE1_TOFU_DISCOVERABLE),
+            Variant::AcceptNonAdminGroupKey => Some(GRP4_ADMIN_ONLY),
         }
     }
 }

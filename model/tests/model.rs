@@ -15,7 +15,7 @@ use sotto_model::{SottoModel, Variant};
 use stateright::Model;
 
 /// Unique states of `--config small` (2 users, 8 scenario steps, every fault after the first send).
-const SMALL_UNIQUE_STATES: usize = 178_685;
+const SMALL_UNIQUE_STATES: usize = 281_534;
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
@@ -167,6 +167,48 @@ fn grp6_without_a_rekey_the_removed_member_reads_later_group_messages() {
 #[test]
 fn ks2_a_key_share_readable_by_the_server_breaks_req8_secrecy() {
     assert_variant(Config::small(), Variant::KeyShareReadable, 5, "Send");
+}
+
+#[test]
+fn rx9_card4_skipping_the_identity_comparison_replaces_a_verified_contact_from_a_forged_bundle() {
+    assert_variant(
+        Config::default_config(),
+        Variant::SkipIdentityComparison,
+        8,
+        "ForgeBundle",
+    );
+}
+
+#[test]
+fn rx9_skipping_the_identity_comparison_replaces_a_verified_contact_from_a_forged_first_message() {
+    assert_variant(
+        Config::small(),
+        Variant::SkipIdentityComparison,
+        6,
+        "Receive",
+    );
+}
+
+#[test]
+fn safe1_a_safety_number_without_keys_hides_the_tofu_man_in_the_middle() {
+    assert_variant(
+        Config::default_config(),
+        Variant::SafetyNumberWithoutKeys,
+        9,
+        "ForgeBundle",
+    );
+}
+
+#[test]
+fn grp4_a_group_key_signed_by_a_member_who_is_not_the_admin_takes_effect() {
+    // Only the two faults the attack needs (B compromised, then the forged group key), to keep
+    // the test short; the command line finds a path of the same length on the full default.
+    use sotto_model::scenario::{Allow, Fault};
+    let mut c = Config::default_config();
+    let keep = |a: &Allow| matches!(a.fault, Fault::Compromise | Fault::InjectGroupKey);
+    c.budgets.allow.retain(keep);
+    c.budgets.forge_bundles = false;
+    assert_variant(c, Variant::AcceptNonAdminGroupKey, 41, "Receive");
 }
 
 #[test]

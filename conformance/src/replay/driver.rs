@@ -10,7 +10,7 @@ use sotto_client::{
     Backoff, Chat, Client, ClientEvent, Config as ClientConfig, Direction, KdfParams, Online, Trust,
 };
 use sotto_core::envelope::Header;
-use sotto_core::{Content, Device, GroupId, MessageId, UserId};
+use sotto_core::{Content, Device, GroupId, Identity, MessageId, UserId};
 use sotto_model::action::{Action, Forgery, Injection};
 use sotto_model::scenario::{Config, Intent};
 use sotto_model::state::What;
@@ -102,6 +102,34 @@ fn is_text(s: &str) -> bool {
     let mut c = s.chars();
     s.starts_with("forged")
         || (matches!(c.next(), Some('m' | 'g')) && c.next().is_some_and(|d| d.is_ascii_digit()))
+}
+
+/// Model actions the driver cannot run against the real stack, with the reason. A trace that
+/// takes one is replayed up to it and counted as a prefix ([`super::ReplayEvidence::unmapped`]).
+pub fn unmapped() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "Commit",
+            "exists only in the broken variant ack-before-commit, whose traces are not replayed",
+        ),
+        (
+            "Inject GroupKeyAs",
+            "a group key signed by a member who is not the admin: sotto-core has no API to build \
+             a membership signed by another member's identity from the harness",
+        ),
+    ]
+}
+
+/// The entry of [`unmapped`] an action falls under, if any.
+pub fn unmapped_action(a: &Action) -> Option<&'static str> {
+    match a {
+        Action::Commit(_) => Some("Commit"),
+        Action::Inject {
+            injection: Injection::GroupKeyAs(_),
+            ..
+        } => Some("Inject GroupKeyAs"),
+        _ => None,
+    }
 }
 
 /// The parts of the model's view the implementation can show.
@@ -199,8 +227,8 @@ impl Driver {
         let mut outcome = TraceOutcome::default();
         for (i, step) in trace.steps.iter().enumerate() {
             let kind = step.action.name();
-            if matches!(step.action, Action::Commit(_)) {
-                outcome.unmapped = Some(kind.to_owned());
+            if let Some(what) = unmapped_action(&step.action) {
+                outcome.unmapped = Some(what.to_owned());
                 break;
             }
             let mut result = driver.apply(&step.action).await;
@@ -556,6 +584,29 @@ impl Driver {
                         })
                         .await?
                         .map_err(|e| format!("forging a first message: {e}"))?
+                    }
+                    // A first message under `claim`'s user id with identity keys of the
+                    // server's own (mis-binding): RX-9 refuses it for a known user id.
+                    Injection::FirstWithOwnKeys(claim) => {
+                        let bundle = call(self.person(*inbox)?, |c| c.device().bundle(None))
+                            .await?
+                            .map_err(|e| e.to_string())?;
+                        let claim_user = self.user(*claim)?;
+                        call(self.person(*claim)?, move |c| {
+                            let identity = Identity::generate(&mut OsRng);
+                            let spk = identity.new_signed_prekey(&mut OsRng, 1);
+                            let mut forger = Device::from_keys(claim_user, identity, spk);
+                            forger.add_contact_from_bundle(&bundle)?;
+                            let content = Content::Text("forged1 injected".to_owned());
+                            forger
+                                .send(&mut OsRng, c.now(), &target, &content)
+                                .map(|o| o.envelope)
+                        })
+                        .await?
+                        .map_err(|e| format!("forging a first message: {e}"))?
+                    }
+                    Injection::GroupKeyAs(_) => {
+                        return Err(format!("{} is not mapped", action.name()));
                     }
                     // A data message on the target's newest receiving chain from `peer`
                     // (forged0), from the target's state as a compromise leaks it.

@@ -31,6 +31,7 @@
 //! canaries; no canary may appear in any byte the relay carried (Req8), nor in a stolen store (Req7).
 
 mod driver;
+pub use driver::{unmapped, unmapped_action};
 pub mod relay;
 mod stack;
 
