@@ -109,7 +109,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "embedded", value_name = "embedded|mosquitto")]
     pub broker: Broker,
     /// With --broker mosquitto: Mosquitto faces the devices itself with the Sotto profile
-    /// (mutual TLS and an ACL) instead of the front. A compatibility profile: no inbox bound
+    /// (mutual TLS and an ACL) instead of the front. A compatibility profile: no refusing inbox bound
     /// (BROKER-5) and its persistence file keeps each queued message's sender id (BROKER-6).
     #[arg(long, conflicts_with = "mosquitto_external")]
     pub mosquitto_direct: bool,

@@ -39,7 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if direct {
         eprintln!(
-            "warning: the direct Mosquitto profile has no inbox limit (BROKER-5) and its persistence \
+            "warning: the direct Mosquitto profile has no refusing inbox limit (BROKER-5) and its persistence \
              file keeps each queued message's sender id (BROKER-6); without --mosquitto-direct or \
              --mosquitto-external, Mosquitto runs behind the front"
         );

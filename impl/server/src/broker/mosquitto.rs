@@ -18,8 +18,8 @@
 //! - BROKER-3: the ACL allows `i/+`, so the 16-character form of the user id is not checked;
 //!   an oversize packet closes the connection (`max_packet_size`); retain closes it too
 //!   (`retain_available false`); a QoS 1 publish denied by the ACL is PUBACKed and dropped.
-//! - BROKER-5: no inbox bound (Mosquitto would drop beyond one while acknowledging to the
-//!   sender); a queue grows as long as its recipient stays away.
+//! - BROKER-5: not met. An inbox takes up to 1,000,000 envelopes; beyond that Mosquitto drops
+//!   what comes while acknowledging it to the sender.
 //! - BROKER-6: not met. Clients publish under their own client id, and Mosquitto's persistence
 //!   file keeps each queued message's source client id: a sender -> recipient link on disk until
 //!   delivery. Deployments use Mosquitto behind the front ([`InternalMosquitto`]), which
@@ -150,9 +150,10 @@ pub fn config(dir: &Path, listen: SocketAddr, as_root: bool) -> String {
     let _ = writeln!(c, "persistence_location {d}/data/");
     let _ = writeln!(c, "autosave_interval {AUTOSAVE_INTERVAL_S}");
     let _ = writeln!(c, "max_packet_size {MAX_PACKET_SIZE}");
-    // No bound: Mosquitto drops what comes beyond a bound and still acknowledges it to the
-    // sender (silent loss). Bounded inboxes (BROKER-5) need the front: `internal_config`.
-    let _ = writeln!(c, "max_queued_messages 0");
+    // Mosquitto drops what comes beyond this bound and still acknowledges it to the sender
+    // (silent loss), so it is set far above any real inbox (Debian's 2.0.11 mishandles 0,
+    // "no bound"). Bounded inboxes that refuse (BROKER-5) need the front: `internal_config`.
+    let _ = writeln!(c, "max_queued_messages 1000000");
     let _ = writeln!(c, "max_queued_bytes 0");
     let _ = writeln!(c, "queue_qos0_messages false");
     let _ = writeln!(c, "retain_available false");
