@@ -106,7 +106,7 @@ impl PublicIdentity {
     }
 
     /// Reads and verifies a public identity (KEY-2). Decoders of larger layouts use
-    /// [`PublicIdentity::read_unverified`] and [`PublicIdentity::verify`] instead, so that every
+    /// `PublicIdentity::read_unverified` and `PublicIdentity::verify` instead, so that every
     /// signature is checked after the whole layout was read (NOT-5).
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let identity = PublicIdentity::read_unverified(r)?;

@@ -106,7 +106,7 @@ impl Membership {
     }
 
     /// Reads a membership and verifies the admin's signature (GRP-2). Decoders of larger layouts
-    /// use [`Membership::read_unverified`] and [`Membership::verify`] (NOT-5).
+    /// use `Membership::read_unverified` and `Membership::verify` (NOT-5).
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let m = Membership::read_unverified(r)?;
         m.verify()?;
