@@ -309,3 +309,14 @@ impl MessageService {
         self.front.shutdown().await;
     }
 }
+
+/// 32 random bytes, hex: the password the front sends to the internal broker (embedded or
+/// Mosquitto), new at each start.
+pub(crate) fn random_secret() -> Result<String, BrokerError> {
+    let mut bytes = [0u8; 32];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| BrokerError::Random)?;
+    Ok(hex::encode(bytes))
+}

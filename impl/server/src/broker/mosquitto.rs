@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use super::front::Upstream;
 use super::port::PortReservation;
-use super::{BrokerError, InboxLimits};
+use super::{BrokerError, InboxLimits, random_secret};
 use crate::ca::{self, Pki};
 use sotto_wire::filter::{INBOX_PREFIX, KEEP_ALIVE_MAX, MAX_ENVELOPE, USER_ID_LEN};
 
@@ -440,14 +440,4 @@ impl InternalMosquitto {
         self.process = Some(MosquittoProcess::spawn(&self.profile).await?);
         Ok(())
     }
-}
-
-/// 32 random bytes, hex: the password the front sends to the internal broker.
-fn random_secret() -> Result<String, BrokerError> {
-    let mut bytes = [0u8; 32];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| BrokerError::Random)?;
-    Ok(hex::encode(bytes))
 }

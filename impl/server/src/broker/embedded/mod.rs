@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::front::Upstream;
-use super::{BrokerError, InboxLimits};
+use super::{BrokerError, InboxLimits, random_secret};
 use engine::{ConnId, Engine, Holdings, Limits, Out};
 use sotto_wire::filter::MAX_CLIENT_REMAINING;
 use sotto_wire::mqtt;
@@ -288,13 +288,4 @@ async fn read_packet(
             };
         }
     }
-}
-
-fn random_secret() -> Result<String, BrokerError> {
-    let mut bytes = [0u8; 32];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| BrokerError::Random)?;
-    Ok(hex::encode(bytes))
 }
