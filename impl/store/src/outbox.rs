@@ -249,7 +249,7 @@ impl Store {
     /// A publish failed (no connection, no PUBACK): counts the attempt and makes the row due again
     /// after the backoff. Returns the new due time, or `None` if no row matched.
     pub fn bump_attempt(&mut self, id: &MessageId, to: &UserId, now: u64) -> Result<Option<u64>> {
-        self.push_back(id, to, now, None)
+        Ok(self.push_back(id, to, now, None)?.map(|(due, _)| due))
     }
 
     /// The service refused the publish with reason code `reason` (BROKER-5, a refusal notice;
@@ -264,49 +264,43 @@ impl Store {
         reason: u8,
         now: u64,
     ) -> Result<Option<Hold>> {
-        let published: Option<bool> = self
-            .conn
-            .query_row(
-                "SELECT published FROM outbox WHERE message_id = ?1 AND recipient = ?2",
-                params![&id.0[..], &to.0[..]],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(published) = published else {
-            return Ok(None);
-        };
-        let reason = (!published).then_some(reason);
-        Ok(self.push_back(id, to, now, reason)?.map(|due| {
-            if published {
-                Hold::Resend { due }
-            } else {
-                Hold::Held { due }
-            }
-        }))
+        Ok(self
+            .push_back(id, to, now, Some(reason))?
+            .map(|(due, published)| {
+                if published {
+                    Hold::Resend { due }
+                } else {
+                    Hold::Held { due }
+                }
+            }))
     }
 
+    /// Counts an attempt and makes the row due after the backoff; records `held` as the reason
+    /// unless the broker already accepted the envelope. Returns the due time and whether it had
+    /// been accepted, or `None` if no row matched.
     fn push_back(
         &mut self,
         id: &MessageId,
         to: &UserId,
         now: u64,
         held: Option<u8>,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<(u64, bool)>> {
         ms(now)?;
         let backoff = self.backoff;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let attempts: Option<i64> = tx
+        let row: Option<(i64, bool)> = tx
             .query_row(
-                "SELECT attempts FROM outbox WHERE message_id = ?1 AND recipient = ?2",
+                "SELECT attempts, published FROM outbox WHERE message_id = ?1 AND recipient = ?2",
                 params![&id.0[..], &to.0[..]],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some(attempts) = attempts else {
+        let Some((attempts, published)) = row else {
             return Ok(None);
         };
+        let held = held.filter(|_| !published);
         let attempts = next_attempts(attempts)?;
         let due = ms_clamped(now.saturating_add(backoff.delay(attempts)));
         tx.execute(
@@ -315,7 +309,7 @@ impl Store {
             params![&id.0[..], &to.0[..], attempts, due, held],
         )?;
         tx.commit()?;
-        Ok(Some(from_ms(due)?))
+        Ok(Some((from_ms(due)?, published)))
     }
 
     /// Makes the row of `id` for `to` due at `now` (a resend the user or a test asks for, without
