@@ -112,6 +112,7 @@ pub const REQUIREMENTS: [Requirement; 8] = [
         properties: &[
             REQ5_NO_MITM_VERIFIED,
             X3DH8_REPLAY_REJECTED,
+            RX9_IDENTITY_STABLE,
             S_FORGED_REJECTED,
             S_REPLAY,
         ],
@@ -144,6 +145,9 @@ pub const REQUIREMENTS: [Requirement; 8] = [
         properties: &[
             REQ5_AGREEMENT,
             REQ5_NO_MITM_VERIFIED,
+            RX9_IDENTITY_STABLE,
+            SAFE1_TOFU_DISCOVERABLE,
+            GRP4_ADMIN_ONLY,
             TOFU_LIMIT,
             S_VERIFIED_COMMIT,
             S_FORGED_REJECTED,
@@ -200,6 +204,7 @@ pub const REQUIREMENTS: [Requirement; 8] = [
         properties: &[
             REQ8_SECRECY,
             GRP6_REMOVED_MEMBER,
+            GRP4_ADMIN_ONLY,
             FS,
             PCS,
             S_AFTER_REMOVAL,
