@@ -31,6 +31,8 @@ pub enum Op {
     },
     /// CARD-3: parsing a URI, or the error.
     ParseUri { uri: String, expect: Expect<Parsed> },
+    /// ID-1: a user id's text form, as a person types it, parsed to its 10 bytes, or the error.
+    UserId { text: String, expect: Expect<Hex> },
     /// SAFE-1: the safety number of two parties (either order gives the same).
     SafetyNumber {
         user_a: Hex,
@@ -62,6 +64,10 @@ fn parse(uri: &str) -> Expect<Parsed> {
             spk: Hex::of(b.signed_prekey().key().0),
         }
     })
+}
+
+fn user_id(text: &str) -> Expect<Hex> {
+    Expect::from_result(UserId::parse(text).map_err(Into::into), |u| Hex::of(u.0))
 }
 
 fn safety(ua: &Hex, ia: &Hex, ub: &Hex, ib: &Hex) -> Result<SafetyNumber, String> {
@@ -229,6 +235,34 @@ impl Area for Card {
                 digits,
             },
         ));
+        let text = alice.user_id().map(|u| u.to_text()).unwrap_or_default();
+        let mut ids = vec![("ID-1 a user id's text form", text.clone())];
+        for (name, t) in [
+            ("ID-1 upper case", text.to_uppercase()),
+            ("ID-1 15 characters", text[..15].to_owned()),
+            ("ID-1 17 characters", format!("{text}a")),
+            (
+                "ID-1 a character outside [a-z2-7]",
+                format!("{}1", &text[..15]),
+            ),
+            ("ID-1 base32 padding", format!("{}=", &text[..15])),
+            (
+                "ID-1 a non-ASCII character",
+                format!("{}\u{e9}", &text[..14]),
+            ),
+        ] {
+            ids.push((name, t));
+        }
+        for (name, t) in ids {
+            cases.push(case(
+                name,
+                &["ID-1"],
+                Op::UserId {
+                    expect: user_id(&t),
+                    text: t,
+                },
+            ));
+        }
         cases
     }
 
@@ -243,6 +277,7 @@ impl Area for Card {
                 Ok(())
             }
             Op::ParseUri { uri, expect } => check(parse(uri), expect),
+            Op::UserId { text, expect } => check(user_id(text), expect),
             Op::SafetyNumber {
                 user_a,
                 iks_a,

@@ -256,9 +256,9 @@ pub fn areas() -> Vec<AreaEntry> {
     ]
 }
 
-/// Checks every `<area>.json` in `dir`. A missing file is one failing case.
-/// Every error code an invalid case of the files of `dir` expects (each `"error": "<code>"`), for
-/// the report's coverage. Files that cannot be read or parsed add nothing ([`check_dir`] reports
+/// Every error code an invalid case of the files of `dir` expects (each `"error": "<code>"`, and
+/// each `"refused": "<code>"` of a group control received over a session), for the report's
+/// coverage. Files that cannot be read or parsed add nothing ([`check_dir`] reports
 /// them).
 pub fn expected_codes(dir: &Path) -> std::collections::BTreeSet<String> {
     fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
@@ -266,7 +266,7 @@ pub fn expected_codes(dir: &Path) -> std::collections::BTreeSet<String> {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
                     match (k.as_str(), v) {
-                        ("error", serde_json::Value::String(code)) => {
+                        ("error" | "refused", serde_json::Value::String(code)) => {
                             out.insert(code.clone());
                         }
                         _ => walk(v, out),
@@ -290,7 +290,7 @@ pub fn expected_codes(dir: &Path) -> std::collections::BTreeSet<String> {
     out
 }
 
-/// Runs every case of every area file in `dir`.
+/// Runs every case of every area file in `dir`. A missing file is one failing case.
 pub fn check_dir(dir: &Path) -> Vec<CaseReport> {
     let mut out = Vec::new();
     for a in areas() {

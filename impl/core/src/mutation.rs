@@ -37,6 +37,11 @@
 //!   AllowKeyUpdateBody          IN-3      vectors
 //!   SkipEnvelopeVersion         ENV-1     vectors
 //!   SkipReplayCache             X3DH-8    vectors
+//!   SkipIdentityComparison      RX-9      vectors
+//!   SkipGroupAdminCheck         GRP-4     vectors
+//!   AllowStaleGroupEpoch        GRP-4     vectors
+//!   SkipSessionsPerPeerBound    LIM-13    vectors
+//!   SkipGroupCountBound         LIM-18    vectors
 //!   BrokerKeepsAcknowledged     BROKER-4  wiretap (the broker's own state, Req6)
 //! ```
 //!
@@ -124,6 +129,17 @@ pub enum Mutation {
     /// The embedded broker (sotto-server) keeps each envelope after its recipient's PUBACK, as
     /// a commit-log broker such as rumqttd 0.20 did (breaks Req6 / BROKER-4).
     BrokerKeepsAcknowledged,
+    /// RX-9: A first message from a known user id with another `IKs` is accepted (the contact
+    /// keeps its old identity; the session runs with the new one).
+    SkipIdentityComparison,
+    /// GRP-4: A group key or removal notice is applied whoever signed its membership.
+    SkipGroupAdminCheck,
+    /// GRP-4: A group key for an epoch the device holds, or left, is installed again.
+    AllowStaleGroupEpoch,
+    /// LIM-13: Every session of a peer is kept (none is dropped for a newer one).
+    SkipSessionsPerPeerBound,
+    /// LIM-18: A received group key may add a group beyond 256.
+    SkipGroupCountBound,
 }
 
 /// The process-wide mutation: 0 for none, else `Mutation::code`.
@@ -171,6 +187,11 @@ impl Mutation {
         Mutation::SkipEnvelopeVersion,
         Mutation::SkipReplayCache,
         Mutation::BrokerKeepsAcknowledged,
+        Mutation::SkipIdentityComparison,
+        Mutation::SkipGroupAdminCheck,
+        Mutation::AllowStaleGroupEpoch,
+        Mutation::SkipSessionsPerPeerBound,
+        Mutation::SkipGroupCountBound,
     ];
 
     /// The kebab-case name (`skip-prekey-signature-check`, ...).
@@ -210,6 +231,11 @@ impl Mutation {
             Mutation::SkipEnvelopeVersion => "skip-envelope-version",
             Mutation::SkipReplayCache => "skip-replay-cache",
             Mutation::BrokerKeepsAcknowledged => "broker-keeps-acknowledged",
+            Mutation::SkipIdentityComparison => "skip-identity-comparison",
+            Mutation::SkipGroupAdminCheck => "skip-group-admin-check",
+            Mutation::AllowStaleGroupEpoch => "allow-stale-group-epoch",
+            Mutation::SkipSessionsPerPeerBound => "skip-sessions-per-peer-bound",
+            Mutation::SkipGroupCountBound => "skip-group-count-bound",
         }
     }
 
@@ -250,6 +276,10 @@ impl Mutation {
             Mutation::SkipEnvelopeVersion => "ENV-1",
             Mutation::SkipReplayCache => "X3DH-8",
             Mutation::BrokerKeepsAcknowledged => "BROKER-4",
+            Mutation::SkipIdentityComparison => "RX-9",
+            Mutation::SkipGroupAdminCheck | Mutation::AllowStaleGroupEpoch => "GRP-4",
+            Mutation::SkipSessionsPerPeerBound => "LIM-13",
+            Mutation::SkipGroupCountBound => "LIM-18",
         }
     }
 
@@ -304,6 +334,11 @@ impl Mutation {
             Mutation::SkipEnvelopeVersion => 33,
             Mutation::SkipReplayCache => 34,
             Mutation::BrokerKeepsAcknowledged => 5,
+            Mutation::SkipIdentityComparison => 35,
+            Mutation::SkipGroupAdminCheck => 36,
+            Mutation::AllowStaleGroupEpoch => 37,
+            Mutation::SkipSessionsPerPeerBound => 38,
+            Mutation::SkipGroupCountBound => 39,
         }
     }
 }

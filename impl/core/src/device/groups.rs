@@ -82,6 +82,7 @@ impl Device {
             .left_groups
             .get(&gid)
             .is_some_and(|left| m.epoch() <= *left)
+            && !mutated!(Mutation::AllowStaleGroupEpoch)
         {
             return Err(GroupError::StaleGroupEpoch.into());
         }
@@ -90,7 +91,7 @@ impl Device {
         match self.groups.get_mut(&gid) {
             Some(group) => group.install(epoch)?,
             None => {
-                if self.groups.len() >= MAX_GROUPS {
+                if self.groups.len() >= MAX_GROUPS && !mutated!(Mutation::SkipGroupCountBound) {
                     return Err(MisuseError::LimitReached.into());
                 }
                 self.groups.insert(gid, Group::new(epoch));
@@ -293,7 +294,7 @@ impl Device {
 }
 
 fn check_from_admin(m: &Membership, from_iks: &SignPublic) -> Result<()> {
-    if m.admin().map(|a| &a.iks) != Some(from_iks) {
+    if m.admin().map(|a| &a.iks) != Some(from_iks) && !mutated!(Mutation::SkipGroupAdminCheck) {
         return Err(GroupError::NotGroupAdmin.into());
     }
     Ok(())
