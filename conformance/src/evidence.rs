@@ -36,6 +36,10 @@ pub struct ModelEvidence {
     pub seconds: f64,
     /// Every property.
     pub properties: Vec<PropertyEvidence>,
+    /// Per refusal branch of the model (`sotto_model::refusal::Refusal::describe`), the explored
+    /// transitions that take it; empty unless the search was exhaustive.
+    #[serde(default)]
+    pub refusals: BTreeMap<String, u64>,
 }
 
 /// The replay of model traces against the real stack, on one broker.
@@ -127,6 +131,9 @@ pub struct VectorEvidence {
     /// Every error code some invalid case expects (`vectors::expected_codes`).
     #[serde(default)]
     pub expected_codes: BTreeSet<String>,
+    /// Every rule an invalid case is named after (`vectors::pinned_rules`).
+    #[serde(default)]
+    pub pinned_rules: BTreeSet<String>,
     /// Failing cases, as `area/case: why`.
     pub failures: Vec<String>,
 }

@@ -87,6 +87,15 @@ fn model_evidence(config: &str, report: &check::Report, skip: &[String]) -> Mode
         exhaustive: report.exhaustive,
         seconds: report.elapsed.as_secs_f64(),
         properties,
+        refusals: if report.exhaustive {
+            report
+                .refusals
+                .iter()
+                .map(|(r, n)| (r.describe().to_owned(), *n))
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
     }
 }
 
@@ -107,5 +116,6 @@ pub fn vector_evidence(reports: &[CaseReport]) -> VectorEvidence {
         areas,
         failures,
         expected_codes: Default::default(),
+        pinned_rules: Default::default(),
     }
 }

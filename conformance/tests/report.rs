@@ -27,6 +27,10 @@ fn good_model() -> ModelEvidence {
         exhaustive: true,
         seconds: 12.0,
         properties,
+        refusals: sotto_model::refusal::Refusal::ALL
+            .iter()
+            .map(|r| (r.describe().to_owned(), 3))
+            .collect(),
     }
 }
 
@@ -100,6 +104,10 @@ fn good_vectors() -> VectorEvidence {
         expected_codes: sotto_core::Error::ALL
             .iter()
             .map(|e| e.code().to_owned())
+            .collect(),
+        pinned_rules: sotto_conformance::vectors::rules::REFUSAL_RULES
+            .iter()
+            .map(|r| (*r).to_owned())
             .collect(),
     }
 }
@@ -464,6 +472,13 @@ fn coverage_gaps_fail_unless_listed() {
             .contains("not covered and not listed: too_large")
     );
     inputs.gaps = Gaps::parse(include_str!("../../docs/coverage.md"));
-    let r = Report::build(inputs);
+    let r = Report::build(inputs.clone());
     assert!(r.passed(), "{}", r.render_table());
+    // A refusal branch the model never took is a gap too.
+    let reached = &mut inputs.model[0].refusals;
+    let branch = sotto_model::refusal::Refusal::BundleBadSignature.describe();
+    reached.insert(branch.to_owned(), 0);
+    let r = Report::build(inputs);
+    assert!(!r.passed(), "an unreached refusal branch fails");
+    assert!(r.render_table().contains(branch), "{}", r.render_table());
 }

@@ -6,6 +6,8 @@
 //!  error codes expected by vectors   core's Error::ALL codes      vs  codes the vector files expect
 //!  model actions replayed            sotto_model::Action::NAMES   vs  kinds the replay drove (all brokers)
 //!  secret classes searched           evidence::SECRET_CLASSES     vs  classes with a needle (every wiretap run)
+//!  model refusal branches reached    sotto_model Refusal::ALL     vs  branches some exhaustive model run took
+//!  rules pinned by vectors           vectors::REFUSAL_RULES       vs  rules an invalid case is named after
 //! ```
 //!
 //! A line exists only for a source that ran: a skipped source is reported as such elsewhere.
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::requirements::Inputs;
 use crate::evidence::SECRET_CLASSES;
+use crate::vectors::rules::REFUSAL_RULES;
 
 /// The gaps docs/coverage.md lists: per coverage line (its `##` heading), item -> reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -132,6 +135,10 @@ pub const ERROR_CODES: &str = "error codes expected by vectors";
 pub const ACTIONS: &str = "model actions replayed";
 /// What "secret classes searched" is measured against: [`SECRET_CLASSES`].
 pub const SECRETS: &str = "secret classes searched";
+/// What "rules pinned by vectors" is measured against: [`REFUSAL_RULES`].
+pub const RULES: &str = "rules pinned by vectors";
+/// What "model refusal branches reached" is measured against: every refusal branch of the model.
+pub const REFUSALS: &str = "model refusal branches reached";
 
 /// The coverage lines of the sources that ran.
 pub fn lines(inputs: &Inputs) -> Vec<CoverageLine> {
@@ -145,6 +152,22 @@ pub fn lines(inputs: &Inputs) -> Vec<CoverageLine> {
             &v.expected_codes,
             &inputs.gaps,
         ));
+        let total = set(&mut REFUSAL_RULES.iter().map(|r| (*r).to_owned()));
+        // Cases name other rules too (the ones they exercise on the way): only refusal rules count.
+        let pinned = v.pinned_rules.intersection(&total).cloned().collect();
+        out.push(CoverageLine::new(RULES, &total, &pinned, &inputs.gaps));
+    }
+    let exhaustive: Vec<_> = inputs.model.iter().filter(|m| m.exhaustive).collect();
+    if !exhaustive.is_empty() {
+        let total = set(&mut sotto_model::refusal::Refusal::ALL
+            .iter()
+            .map(|r| r.describe().to_owned()));
+        let reached = set(&mut exhaustive
+            .iter()
+            .flat_map(|m| m.refusals.iter())
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, _)| r.clone()));
+        out.push(CoverageLine::new(REFUSALS, &total, &reached, &inputs.gaps));
     }
     if !inputs.replay.is_empty() {
         let total = set(&mut sotto_model::Action::NAMES.iter().map(|n| (*n).to_owned()));

@@ -209,10 +209,13 @@ impl Area for Epoch {
         let mut envs: Vec<(&str, Vec<u8>)> = Vec::new();
         let mut bad_confirm = b.reply.clone();
         bad_confirm[1 + 8 + 32 + 3] ^= 0x01;
-        envs.push(("confirmation altered: key_confirmation_failed", bad_confirm));
+        envs.push((
+            "EPOCH-4 confirmation altered: key_confirmation_failed",
+            bad_confirm,
+        ));
         let mut bad_box = b.reply.clone();
         bad_box[1 + 8 + 32 + 16 + 5] ^= 0x01;
-        envs.push(("key-share box altered: decrypt_failed", bad_box));
+        envs.push(("KS-4 key-share box altered: decrypt_failed", bad_box));
         if let Some(low) = low_order(&b.reply, &script.keyshare.s4) {
             envs.push((
                 "low-order ratchet key with a valid confirmation: non_contributory_dh",
@@ -222,11 +225,11 @@ impl Area for Epoch {
         let mut unknown = b.reply.clone();
         unknown[1] ^= 0x01;
         envs.push((
-            "answers an epoch A does not know: unknown_routing_tag",
+            "RX-8 answers an epoch A does not know: unknown_routing_tag",
             unknown,
         ));
         envs.push((
-            "B's data message of epoch 1 before A has the epoch: retryable",
+            "RX-8 B's data message of epoch 1 before A has the epoch: retryable",
             b.reply3.clone(),
         ));
         envs.push((

@@ -515,16 +515,16 @@ impl Area for First {
             let mut tampered = env.clone();
             tampered[41 + 186 + 10] ^= 0x01;
             envs.push((
-                "key-share box tampered: decrypt_failed, nothing changes",
+                "KS-4 RX-3 key-share box tampered: decrypt_failed, nothing changes",
                 tampered,
             ));
             let mut unknown_spk = env.clone();
             unknown_spk[36] ^= 0x02;
-            envs.push(("signed prekey id unknown", unknown_spk));
+            envs.push(("X3DH-6 signed prekey id unknown", unknown_spk));
             if with_opk {
                 let mut unknown_opk = env.clone();
                 unknown_opk[40] ^= 0x01;
-                envs.push(("one-time prekey id unknown", unknown_opk));
+                envs.push(("X3DH-6 X3DH-9 one-time prekey id unknown", unknown_opk));
             }
             envs.push(("truncated", env[..env.len() - 17].to_vec()));
             envs.push((
@@ -542,7 +542,7 @@ impl Area for First {
                 let e02 = Hex::of(bytes::<32>(&mut r));
                 let ks2 = random_fields(&mut r, NOW);
                 if let Ok((_, env2)) = first_message(&alice, &bob, &ek2, &e02, &ks2, NOW, "again") {
-                    envs.push(("a second session on a used one-time prekey", env2));
+                    envs.push(("X3DH-9 a second session on a used one-time prekey", env2));
                 }
             }
             let deliveries = expect_all(&mut device, NOW + 60_000, envs);

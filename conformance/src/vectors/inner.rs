@@ -312,7 +312,7 @@ impl Area for InnerArea {
                 [vec![0x02, 0x00], vec![0xaa; 17]].concat(),
             ),
             (
-                "IN-3 receipt of 65 ids",
+                "IN-3 LIM-10 receipt of 65 ids",
                 "LIM-10",
                 [vec![0x02, 0x00], vec![0xaa; 65 * 16]].concat(),
             ),

@@ -24,6 +24,7 @@ mod group;
 mod inner;
 mod kdf;
 mod keyshare;
+pub mod rules;
 mod setup;
 mod signup;
 
@@ -256,10 +257,22 @@ pub fn areas() -> Vec<AreaEntry> {
     ]
 }
 
+/// The vector files of `dir` as JSON; files that cannot be read or parsed are left out
+/// ([`check_dir`] reports them).
+fn files(dir: &Path) -> Vec<serde_json::Value> {
+    areas()
+        .iter()
+        .filter_map(|a| {
+            std::fs::read_to_string(dir.join(format!("{}.json", a.name)))
+                .ok()
+                .and_then(|json| serde_json::from_str(&json).ok())
+        })
+        .collect()
+}
+
 /// Every error code an invalid case of the files of `dir` expects (each `"error": "<code>"`, and
 /// each `"refused": "<code>"` of a group control received over a session), for the report's
-/// coverage. Files that cannot be read or parsed add nothing ([`check_dir`] reports
-/// them).
+/// coverage.
 pub fn expected_codes(dir: &Path) -> std::collections::BTreeSet<String> {
     fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
         match v {
@@ -278,15 +291,17 @@ pub fn expected_codes(dir: &Path) -> std::collections::BTreeSet<String> {
         }
     }
     let mut out = std::collections::BTreeSet::new();
-    for a in areas() {
-        let path = dir.join(format!("{}.json", a.name));
-        if let Some(v) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
-        {
-            walk(&v, &mut out);
-        }
-    }
+    files(dir).iter().for_each(|v| walk(v, &mut out));
+    out
+}
+
+/// The refusal rules ([`rules::REFUSAL_RULES`]) the files of `dir` pin: named by an invalid case
+/// or by the note of a refused delivery ([`rules::pinned_by`]).
+pub fn pinned_rules(dir: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    files(dir)
+        .iter()
+        .for_each(|v| rules::pinned_by(v, &mut out));
     out
 }
 

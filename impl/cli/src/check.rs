@@ -65,13 +65,18 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
         progress(&format!("vectors: checking {}", args.vectors.display()));
         let dir = args.vectors.clone();
         match tokio::task::spawn_blocking(move || {
-            (vectors::check_dir(&dir), vectors::expected_codes(&dir))
+            (
+                vectors::check_dir(&dir),
+                vectors::expected_codes(&dir),
+                vectors::pinned_rules(&dir),
+            )
         })
         .await
         {
-            Ok((reports, codes)) => {
+            Ok((reports, codes, rules)) => {
                 let mut v = model_run::vector_evidence(&reports);
                 v.expected_codes = codes;
+                v.pinned_rules = rules;
                 progress(&format!(
                     "vectors: {} cases, {} failing",
                     reports.len(),

@@ -288,6 +288,17 @@ mod tests {
     }
 
     #[test]
+    fn the_last_counter_exhausts_the_chain_chain_6() {
+        let mut c = chain();
+        c.next = u32::MAX;
+        let (n, _) = c.advance().unwrap();
+        assert_eq!(n, u32::MAX);
+        let err = c.advance().unwrap_err();
+        assert_eq!(err.code(), "chain_exhausted");
+        assert_eq!(c.advance().unwrap_err().code(), "chain_exhausted");
+    }
+
+    #[test]
     fn read_ahead_matches_advance_chain_2() {
         let mut a = chain();
         let b = chain();

@@ -106,4 +106,21 @@ mod tests {
         c.retire_prekey(1);
         assert!(c.is_empty());
     }
+
+    #[test]
+    fn a_full_cache_refuses_new_first_messages_lim_8() {
+        let mut c = ReplayCache::default();
+        for i in 0..MAX_REPLAY_ENTRIES as u64 {
+            let mut ek = [0; 32];
+            ek[..8].copy_from_slice(&i.to_le_bytes());
+            c.insert(1, &DhPublic(ek), i).unwrap();
+        }
+        assert!(c.ensure_room().is_err());
+        let err = c.insert(1, &DhPublic([0xff; 32]), 0).unwrap_err();
+        assert_eq!(err.code(), "replay_cache_full");
+        // Entries already there still answer (X3DH-8), and retiring the prekey makes room.
+        assert_eq!(c.check(1, &DhPublic([0; 32])), Seen::Session(0));
+        c.retire_prekey(1);
+        c.insert(1, &DhPublic([0xff; 32]), 0).unwrap();
+    }
 }

@@ -548,3 +548,40 @@ fn envelopes_for_someone_else_are_typed_errors_and_change_nothing_rx_3() {
         "still for bob"
     );
 }
+
+/// EPOCH-5, LIM-6, LIM-11: a lost epoch start still opens after its epoch was retired (more than
+/// LIM-6 epochs later: its skipped key is kept), until the session forgets the retired epoch's tags
+/// (LIM-11); then it is an unknown routing tag (RX-8), never a crash or a wrong opening.
+#[test]
+fn a_lost_epoch_start_opens_late_until_its_tags_are_forgotten_epoch_5_lim_11() {
+    for (turns, opens) in [(8, true), (70, false)] {
+        let mut r = rng(41);
+        let mut alice = device(&mut r, 1);
+        let mut bob = device(&mut r, 2);
+        scan(&mut alice, &bob);
+        scan(&mut bob, &alice);
+        let first = send(&mut alice, &mut r, T0, &bob, "m0");
+        bob.receive(T0, &first.envelope).unwrap();
+        let reply = send(&mut bob, &mut r, T0, &alice, "r0");
+        alice.receive(T0, &reply.envelope).unwrap();
+        // Alice's epoch 2: its start is lost, the next message carries the header again.
+        let lost = send(&mut alice, &mut r, T0, &bob, "lost start");
+        let again = send(&mut alice, &mut r, T0, &bob, "second of epoch 2");
+        assert_eq!(
+            text_of(&bob.receive(T0, &again.envelope).unwrap()),
+            "second of epoch 2"
+        );
+        for i in 0..turns {
+            let b = send(&mut bob, &mut r, T0, &alice, &format!("b{i}"));
+            alice.receive(T0, &b.envelope).unwrap();
+            let a = send(&mut alice, &mut r, T0, &bob, &format!("a{i}"));
+            bob.receive(T0, &a.envelope).unwrap();
+        }
+        let got = bob.receive(T0, &lost.envelope);
+        if opens {
+            assert_eq!(text_of(&got.unwrap()), "lost start");
+        } else {
+            assert_eq!(got.unwrap_err().code(), "unknown_routing_tag");
+        }
+    }
+}
