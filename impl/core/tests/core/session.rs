@@ -551,7 +551,8 @@ fn envelopes_for_someone_else_are_typed_errors_and_change_nothing_rx_3() {
 
 /// EPOCH-5, LIM-6, LIM-11: a lost epoch start still opens after its epoch was retired (more than
 /// LIM-6 epochs later: its skipped key is kept), until the session forgets the retired epoch's tags
-/// (LIM-11); then it is an unknown routing tag (RX-8), never a crash or a wrong opening.
+/// (LIM-11); then it is an unknown routing tag (RX-8), never a crash or a wrong opening. A copy
+/// with another ratchet key is `expired_epoch` while the answered epoch's tag is remembered.
 #[test]
 fn a_lost_epoch_start_opens_late_until_its_tags_are_forgotten_epoch_5_lim_11() {
     for (turns, opens) in [(8, true), (70, false)] {
@@ -577,6 +578,26 @@ fn a_lost_epoch_start_opens_late_until_its_tags_are_forgotten_epoch_5_lim_11() {
             let a = send(&mut alice, &mut r, T0, &bob, &format!("a{i}"));
             bob.receive(T0, &a.envelope).unwrap();
         }
+        // The same epoch start with another ratchet key `E` (a forgery; the header is checked
+        // before anything is decrypted): it answers an own epoch Bob no longer keeps but still
+        // remembers, so it is `expired_epoch` (RX-8), until LIM-11 forgets the tag.
+        let mut other_e = lost.envelope.clone();
+        other_e[1 + 8 + 3] ^= 0x01;
+        let before = format!("{bob:?}");
+        let forged = bob.receive(T0, &other_e).unwrap_err().code();
+        assert_eq!(
+            forged,
+            if opens {
+                "expired_epoch"
+            } else {
+                "unknown_routing_tag"
+            }
+        );
+        assert_eq!(
+            format!("{bob:?}"),
+            before,
+            "a refusal changes nothing (RX-3)"
+        );
         let got = bob.receive(T0, &lost.envelope);
         if opens {
             assert_eq!(text_of(&got.unwrap()), "lost start");
