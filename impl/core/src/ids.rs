@@ -40,9 +40,18 @@ impl UserId {
             || !text
                 .bytes()
                 .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
+                && !mutated!(Mutation::AllowUpperCaseUserId)
         {
             return Err(DecodeError::InvalidUserId);
         }
+        #[cfg(feature = "mutations")]
+        let lower = text.to_ascii_lowercase();
+        #[cfg(feature = "mutations")]
+        let text = if mutated!(Mutation::AllowUpperCaseUserId) {
+            lower.as_str()
+        } else {
+            text
+        };
         let bytes = base32::decode(text).map_err(|_| DecodeError::InvalidUserId)?;
         let arr: [u8; 10] = bytes.try_into().map_err(|_| DecodeError::InvalidUserId)?;
         Ok(UserId(arr))

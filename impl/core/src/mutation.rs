@@ -42,6 +42,11 @@
 //!   AllowStaleGroupEpoch        GRP-4     vectors
 //!   SkipSessionsPerPeerBound    LIM-13    vectors
 //!   SkipGroupCountBound         LIM-18    vectors
+//!   SkipEpochConflict           EPOCH-5   vectors
+//!   AnySignedPrekey             X3DH-6    vectors
+//!   KeepUsedOneTimePrekeys      X3DH-9    vectors
+//!   AllowRemovalListingSelf     GRP-6     vectors
+//!   AllowUpperCaseUserId        ID-1      vectors
 //!   BrokerKeepsAcknowledged     BROKER-4  wiretap (the broker's own state, Req6)
 //! ```
 //!
@@ -140,6 +145,17 @@ pub enum Mutation {
     SkipSessionsPerPeerBound,
     /// LIM-18: A received group key may add a group beyond 256.
     SkipGroupCountBound,
+    /// EPOCH-5: A second epoch start for a known epoch with another `E` goes on with the known
+    /// epoch's chain instead of being refused.
+    SkipEpochConflict,
+    /// X3DH-6: A first message for an unknown signed prekey id is tried with the newest one.
+    AnySignedPrekey,
+    /// X3DH-9: A one-time prekey is kept after a first message used it.
+    KeepUsedOneTimePrekeys,
+    /// GRP-6: A removal notice whose membership still lists the receiver is acted on.
+    AllowRemovalListingSelf,
+    /// ID-1: A user id's text form is accepted in upper case.
+    AllowUpperCaseUserId,
 }
 
 /// The process-wide mutation: 0 for none, else `Mutation::code`.
@@ -192,6 +208,11 @@ impl Mutation {
         Mutation::AllowStaleGroupEpoch,
         Mutation::SkipSessionsPerPeerBound,
         Mutation::SkipGroupCountBound,
+        Mutation::SkipEpochConflict,
+        Mutation::AnySignedPrekey,
+        Mutation::KeepUsedOneTimePrekeys,
+        Mutation::AllowRemovalListingSelf,
+        Mutation::AllowUpperCaseUserId,
     ];
 
     /// The kebab-case name (`skip-prekey-signature-check`, ...).
@@ -236,6 +257,11 @@ impl Mutation {
             Mutation::AllowStaleGroupEpoch => "allow-stale-group-epoch",
             Mutation::SkipSessionsPerPeerBound => "skip-sessions-per-peer-bound",
             Mutation::SkipGroupCountBound => "skip-group-count-bound",
+            Mutation::SkipEpochConflict => "skip-epoch-conflict",
+            Mutation::AnySignedPrekey => "any-signed-prekey",
+            Mutation::KeepUsedOneTimePrekeys => "keep-used-one-time-prekeys",
+            Mutation::AllowRemovalListingSelf => "allow-removal-listing-self",
+            Mutation::AllowUpperCaseUserId => "allow-upper-case-user-id",
         }
     }
 
@@ -280,6 +306,11 @@ impl Mutation {
             Mutation::SkipGroupAdminCheck | Mutation::AllowStaleGroupEpoch => "GRP-4",
             Mutation::SkipSessionsPerPeerBound => "LIM-13",
             Mutation::SkipGroupCountBound => "LIM-18",
+            Mutation::SkipEpochConflict => "EPOCH-5",
+            Mutation::AnySignedPrekey => "X3DH-6",
+            Mutation::KeepUsedOneTimePrekeys => "X3DH-9",
+            Mutation::AllowRemovalListingSelf => "GRP-6",
+            Mutation::AllowUpperCaseUserId => "ID-1",
         }
     }
 
@@ -339,6 +370,11 @@ impl Mutation {
             Mutation::AllowStaleGroupEpoch => 37,
             Mutation::SkipSessionsPerPeerBound => 38,
             Mutation::SkipGroupCountBound => 39,
+            Mutation::SkipEpochConflict => 40,
+            Mutation::AnySignedPrekey => 41,
+            Mutation::KeepUsedOneTimePrekeys => 42,
+            Mutation::AllowRemovalListingSelf => 43,
+            Mutation::AllowUpperCaseUserId => 44,
         }
     }
 }

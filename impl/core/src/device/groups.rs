@@ -27,7 +27,9 @@ impl Device {
                 let group = self.groups.get(m.group()).ok_or(GroupError::UnknownGroup)?;
                 check_from_admin(m, from_iks)?;
                 group.check_removal(m)?;
-                if m.index_of(&self.user_id).is_some() {
+                if m.index_of(&self.user_id).is_some()
+                    && !mutated!(Mutation::AllowRemovalListingSelf)
+                {
                     return Err(GroupError::NotAMember.into());
                 }
                 let gid = *m.group();

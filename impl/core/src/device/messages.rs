@@ -226,7 +226,7 @@ impl Device {
         let spk = self
             .spks
             .iter()
-            .find(|s| s.public().id() == *spk_id)
+            .find(|s| s.public().id() == *spk_id || mutated!(Mutation::AnySignedPrekey))
             .ok_or(SessionError::UnknownSignedPrekey)?;
         let opk = match *opk_id {
             0 => None,
@@ -267,7 +267,7 @@ impl Device {
         let our_iks = *self.identity.public().iks();
         let sid = self.insert_session(session)?;
         self.replay.insert(*spk_id, ek, sid)?;
-        if *opk_id != 0 {
+        if *opk_id != 0 && !mutated!(Mutation::KeepUsedOneTimePrekeys) {
             self.opks.remove(opk_id);
         }
         self.choose_sending_session(&from, sid, &our_iks, &peer);
