@@ -567,33 +567,20 @@ impl Driver {
                     // takes what the model's attacker holds (DH(IKd_claim, SPK_target) from either
                     // side's leaked keys); the harness computes the same envelope from claim's
                     // identity, which gives the same bytes for the same ephemeral keys.
-                    Injection::FirstAs(claim) => {
+                    // With `FirstWithOwnKeys`, the same under identity keys of the server's own
+                    // (mis-binding): RX-9 refuses it for a known user id.
+                    Injection::FirstAs(claim) | Injection::FirstWithOwnKeys(claim) => {
+                        let own_keys = matches!(injection, Injection::FirstWithOwnKeys(_));
                         let bundle = call(self.person(*inbox)?, |c| c.device().bundle(None))
                             .await?
                             .map_err(|e| e.to_string())?;
                         let claim_user = self.user(*claim)?;
                         call(self.person(*claim)?, move |c| {
-                            let identity = c.device().identity().clone();
-                            let spk = identity.new_signed_prekey(&mut OsRng, 1);
-                            let mut forger = Device::from_keys(claim_user, identity, spk);
-                            forger.add_contact_from_bundle(&bundle)?;
-                            let content = Content::Text("forged1 injected".to_owned());
-                            forger
-                                .send(&mut OsRng, c.now(), &target, &content)
-                                .map(|o| o.envelope)
-                        })
-                        .await?
-                        .map_err(|e| format!("forging a first message: {e}"))?
-                    }
-                    // A first message under `claim`'s user id with identity keys of the
-                    // server's own (mis-binding): RX-9 refuses it for a known user id.
-                    Injection::FirstWithOwnKeys(claim) => {
-                        let bundle = call(self.person(*inbox)?, |c| c.device().bundle(None))
-                            .await?
-                            .map_err(|e| e.to_string())?;
-                        let claim_user = self.user(*claim)?;
-                        call(self.person(*claim)?, move |c| {
-                            let identity = Identity::generate(&mut OsRng);
+                            let identity = if own_keys {
+                                Identity::generate(&mut OsRng)
+                            } else {
+                                c.device().identity().clone()
+                            };
                             let spk = identity.new_signed_prekey(&mut OsRng, 1);
                             let mut forger = Device::from_keys(claim_user, identity, spk);
                             forger.add_contact_from_bundle(&bundle)?;

@@ -288,18 +288,10 @@ impl Area for Signup {
                 "LIM-16",
                 signer.sign(with_spki(&spki512)),
             ),
-        ] {
-            cases.push(case(
-                name,
-                &[rule, "SIGNUP-2"],
-                Op::Parse {
-                    expect: parse(&b, difficulty),
-                    bytes: Hex(b),
-                    difficulty,
-                },
-            ));
-        }
-        for (name, rule, b) in bad {
+        ]
+        .into_iter()
+        .chain(bad)
+        {
             cases.push(case(
                 name,
                 &[rule, "SIGNUP-2"],
