@@ -128,10 +128,10 @@ pub const SECRET_CLASSES: [&str; 14] = [
 pub struct VectorEvidence {
     /// Cases per area file (`kdf`, `keyshare`, ...): (passed, total).
     pub areas: BTreeMap<String, (usize, usize)>,
-    /// Every error code some invalid case expects (`vectors::expected_codes`).
+    /// Every error code some invalid case expects (`vectors::expected`).
     #[serde(default)]
     pub expected_codes: BTreeSet<String>,
-    /// Every rule an invalid case is named after (`vectors::pinned_rules`).
+    /// Every rule an invalid case is named after (`vectors::expected`).
     #[serde(default)]
     pub pinned_rules: BTreeSet<String>,
     /// Failing cases, as `area/case: why`.

@@ -257,51 +257,30 @@ pub fn areas() -> Vec<AreaEntry> {
     ]
 }
 
-/// The vector files of `dir` as JSON; files that cannot be read or parsed are left out
-/// ([`check_dir`] reports them).
-fn files(dir: &Path) -> Vec<serde_json::Value> {
-    areas()
-        .iter()
-        .filter_map(|a| {
-            std::fs::read_to_string(dir.join(format!("{}.json", a.name)))
-                .ok()
-                .and_then(|json| serde_json::from_str(&json).ok())
-        })
-        .collect()
+/// What the vector files of `dir` expect, for the report's coverage. Files that cannot be read or
+/// parsed add nothing ([`check_dir`] reports them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// Every error code an invalid case expects ([`rules::refusal_codes`]).
+    pub codes: std::collections::BTreeSet<String>,
+    /// The rules the files pin: named by an invalid case or by the note of a refused delivery
+    /// ([`rules::pinned_by`]).
+    pub rules: std::collections::BTreeSet<String>,
 }
 
-/// Every error code an invalid case of the files of `dir` expects (each `"error": "<code>"`, and
-/// each `"refused": "<code>"` of a group control received over a session), for the report's
-/// coverage.
-pub fn expected_codes(dir: &Path) -> std::collections::BTreeSet<String> {
-    fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    match (k.as_str(), v) {
-                        ("error" | "refused", serde_json::Value::String(code)) => {
-                            out.insert(code.clone());
-                        }
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
+/// Reads the vector files of `dir` once and collects what they expect.
+pub fn expected(dir: &Path) -> Expected {
+    let mut out = Expected::default();
+    for a in areas() {
+        let Some(file) = std::fs::read_to_string(dir.join(format!("{}.json", a.name)))
+            .ok()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+        else {
+            continue;
+        };
+        rules::refusal_codes(&file, &mut out.codes);
+        rules::pinned_by(&file, &mut out.rules);
     }
-    let mut out = std::collections::BTreeSet::new();
-    files(dir).iter().for_each(|v| walk(v, &mut out));
-    out
-}
-
-/// The refusal rules ([`rules::REFUSAL_RULES`]) the files of `dir` pin: named by an invalid case
-/// or by the note of a refused delivery ([`rules::pinned_by`]).
-pub fn pinned_rules(dir: &Path) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    files(dir)
-        .iter()
-        .for_each(|v| rules::pinned_by(v, &mut out));
     out
 }
 

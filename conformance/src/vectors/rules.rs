@@ -37,15 +37,30 @@ pub fn rule_ids(text: &str) -> impl Iterator<Item = &str> {
         })
 }
 
-/// Whether a JSON value expects a refusal somewhere (`"error"` or `"refused"` with a code).
-pub fn expects_refusal(v: &Value) -> bool {
+/// Adds to `out` every error code a JSON value expects: each `"error": "<code>"` of an invalid
+/// case or delivery, and each `"refused": "<code>"` of a group control received over a session.
+pub fn refusal_codes(v: &Value, out: &mut BTreeSet<String>) {
     match v {
-        Value::Object(m) => m.iter().any(|(k, v)| {
-            (matches!(k.as_str(), "error" | "refused") && v.is_string()) || expects_refusal(v)
-        }),
-        Value::Array(a) => a.iter().any(expects_refusal),
-        _ => false,
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("error" | "refused", Value::String(code)) => {
+                        out.insert(code.clone());
+                    }
+                    _ => refusal_codes(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| refusal_codes(v, out)),
+        _ => {}
     }
+}
+
+/// Whether a JSON value expects a refusal somewhere ([`refusal_codes`] finds a code).
+pub fn expects_refusal(v: &Value) -> bool {
+    let mut codes = BTreeSet::new();
+    refusal_codes(v, &mut codes);
+    !codes.is_empty()
 }
 
 /// Adds to `out` the rules one vector file pins (see the module documentation).

@@ -65,18 +65,14 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
         progress(&format!("vectors: checking {}", args.vectors.display()));
         let dir = args.vectors.clone();
         match tokio::task::spawn_blocking(move || {
-            (
-                vectors::check_dir(&dir),
-                vectors::expected_codes(&dir),
-                vectors::pinned_rules(&dir),
-            )
+            (vectors::check_dir(&dir), vectors::expected(&dir))
         })
         .await
         {
-            Ok((reports, codes, rules)) => {
+            Ok((reports, expected)) => {
                 let mut v = model_run::vector_evidence(&reports);
-                v.expected_codes = codes;
-                v.pinned_rules = rules;
+                v.expected_codes = expected.codes;
+                v.pinned_rules = expected.rules;
                 progress(&format!(
                     "vectors: {} cases, {} failing",
                     reports.len(),
