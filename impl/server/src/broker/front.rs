@@ -404,12 +404,9 @@ fn is_pingreq(packet: &[u8]) -> bool {
 /// A fresh client id for a publisher connection: `p-` and 24 random hex digits (never a user
 /// id, which is 16 base32 characters; never reused).
 fn publisher_id() -> std::io::Result<String> {
-    let mut bytes = [0u8; 12];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| std::io::Error::other("random source failed"))?;
-    Ok(format!("p-{}", hex::encode(bytes)))
+    let id =
+        super::random_hex::<12>().map_err(|_| std::io::Error::other("random source failed"))?;
+    Ok(format!("p-{id}"))
 }
 
 /// Whether `packet` is a DISCONNECT. The front never passes one to the internal broker: closing

@@ -313,7 +313,12 @@ impl MessageService {
 /// 32 random bytes, hex: the password the front sends to the internal broker (embedded or
 /// Mosquitto), new at each start.
 pub(crate) fn random_secret() -> Result<String, BrokerError> {
-    let mut bytes = [0u8; 32];
+    random_hex::<32>()
+}
+
+/// `N` bytes from the system's secure random source, hex (secrets and unlinkable ids).
+pub(crate) fn random_hex<const N: usize>() -> Result<String, BrokerError> {
+    let mut bytes = [0u8; N];
     rustls::crypto::ring::default_provider()
         .secure_random
         .fill(&mut bytes)
