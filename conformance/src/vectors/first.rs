@@ -24,7 +24,7 @@ pub struct Received {
     /// The text (kind 1), or the core's `Debug` form of another content but a group control.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    /// A group key (kind 4) or a removal notice (kind 5) the device accepted.
+    /// A group key (kind 4) or a removal notice (kind 5), applied or refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupControl>,
 }
@@ -179,11 +179,11 @@ pub(crate) fn random_fields(r: &mut rand_chacha::ChaCha20Rng, t0: u64) -> Fields
 const NOW: u64 = 1_767_225_600_000;
 
 /// Seals a further message on A's session (epoch 0, before any reply: EPOCH-3).
-fn follow(session: &mut Session, at: u64, content: &Content) -> Vec<u8> {
+fn follow(session: &mut Session, at: u64, content: &Content) -> Result<Vec<u8>, String> {
     session
         .seal_with(at, content, 0, None)
         .map(|s| s.bytes)
-        .unwrap_or_default()
+        .map_err(|e| core_err("seal", e))
 }
 
 /// A group key (inner kind 4) for `members` (the signer first), signed by `admin`.
@@ -384,11 +384,11 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
             ("A's first message", env.clone()),
             (
                 "group key, epoch 1, from its admin A, listing B",
-                follow(&mut session, at(0), &key1),
+                follow(&mut session, at(0), &key1)?,
             ),
             (
                 "the same epoch again: stale_group_epoch",
-                follow(&mut session, at(1), &key1),
+                follow(&mut session, at(1), &key1)?,
             ),
             (
                 "removal notice, epoch 2, without B: B leaves",
@@ -396,7 +396,7 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
                     &mut session,
                     at(2),
                     &removal(&alice, gid, 2, &[&alice, &carol])?,
-                ),
+                )?,
             ),
             (
                 "a group key of epoch 2 after the removal: stale_group_epoch",
@@ -404,7 +404,7 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
                     &mut session,
                     at(3),
                     &group_key(&alice, gid, 2, &[&alice, &bob], &gkeys[1])?,
-                ),
+                )?,
             ),
         ],
     )?;
@@ -419,12 +419,12 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
                     &mut session,
                     at(4),
                     &group_key(&carol, gid, 1, &[&carol, &bob], &gkeys[0])?,
-                ),
+                )?,
             ),
-            ("A's group, listing B", follow(&mut session, at(5), &key1)),
+            ("A's group, listing B", follow(&mut session, at(5), &key1)?),
             (
                 "a removal notice for A's group signed by C, sent by A: not_group_admin",
-                follow(&mut session, at(6), &removal(&carol, gid, 2, &[&carol])?),
+                follow(&mut session, at(6), &removal(&carol, gid, 2, &[&carol])?)?,
             ),
         ],
     )?;
@@ -439,7 +439,7 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
                     &mut session,
                     at(7),
                     &group_key(&alice, gid, 1, &[&alice, &carol], &gkeys[2])?,
-                ),
+                )?,
             ),
         ],
     )?;
@@ -448,14 +448,14 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
         &["GRP-6", "GRP-4", "IN-3"],
         vec![
             ("A's first message", env.clone()),
-            ("A's group, epoch 1", follow(&mut session, at(8), &key1)),
+            ("A's group, epoch 1", follow(&mut session, at(8), &key1)?),
             (
                 "removal notice, epoch 2, listing B: not_a_member",
                 follow(
                     &mut session,
                     at(9),
                     &removal(&alice, gid, 2, &[&alice, &bob])?,
-                ),
+                )?,
             ),
         ],
     )?;
@@ -473,7 +473,7 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
                 &mut session,
                 at(10 + i),
                 &group_key(&alice, gid, 1, &[&alice, &bob], &gkeys[0])?,
-            ),
+            )?,
         ));
     }
     push(
