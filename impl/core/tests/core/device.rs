@@ -314,3 +314,24 @@ proptest::proptest! {
         }
     }
 }
+
+/// CARD-4: scanning the card of a contact known from the directory verifies it; a directory
+/// answer with the same identity neither verifies a contact nor takes a verification away; the
+/// device lists its contacts.
+#[test]
+fn scanning_verifies_a_known_contact_and_the_directory_never_changes_trust_card_4() {
+    let mut r = rng(12);
+    let mut alice = device(&mut r, 1);
+    let bob = device(&mut r, 2);
+    let bundle = bob.bundle(None).unwrap();
+    alice.add_contact_from_bundle(&bundle).unwrap();
+    alice.add_contact_from_bundle(&bundle).unwrap();
+    assert_eq!(alice.contact(bob.user_id()).unwrap().0, Trust::Unverified);
+    scan(&mut alice, &bob);
+    assert_eq!(alice.contact(bob.user_id()).unwrap().0, Trust::Verified);
+    alice
+        .add_contact_from_bundle(&bob.bundle(None).unwrap())
+        .unwrap();
+    assert_eq!(alice.contact(bob.user_id()).unwrap().0, Trust::Verified);
+    assert_eq!(alice.contacts().collect::<Vec<_>>(), [bob.user_id()]);
+}

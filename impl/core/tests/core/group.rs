@@ -324,3 +324,187 @@ fn late_old_group_key_does_not_readmit_a_removed_member_grp_6() {
     }
     assert_eq!(t.carol.group_members(&gid), None);
 }
+
+fn rejected(i: &sotto_core::Incoming) -> Vec<&'static str> {
+    i.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rejected(err) => Some(err.code()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// GRP-9: the admin takes a member's ack; an ack for another member's index, with a wrong
+/// confirmation, or sent to a member who is not the admin is refused (the message is committed,
+/// the control is not applied).
+#[test]
+fn acks_are_taken_by_the_admin_only_from_their_member_grp_9() {
+    let mut t = three();
+    let gid = create(&mut t);
+    let ack = t.bob.group_ack(&mut t.r, T0, &gid).unwrap();
+    let got = t.admin.receive(T0, &ack.envelope).unwrap();
+    let Content::GroupAck(bobs) = got.content else {
+        panic!("not an ack: {:?}", got.content);
+    };
+    assert!(
+        matches!(got.events[..], [Event::MemberConfirmed { group, index, .. }] if group == gid && index == bobs.index)
+    );
+    // Carol claims Bob's index.
+    let as_bob = Content::GroupAck(bobs);
+    let admin_id = *t.admin.user_id();
+    let forged = t.carol.send(&mut t.r, T0, &admin_id, &as_bob).unwrap();
+    assert_eq!(
+        rejected(&t.admin.receive(T0, &forged.envelope).unwrap()),
+        ["not_a_member"]
+    );
+    // Bob's own index with a wrong confirmation.
+    let mut wrong = bobs;
+    wrong.confirm[0] ^= 1;
+    let forged = t
+        .bob
+        .send(&mut t.r, T0, &admin_id, &Content::GroupAck(wrong))
+        .unwrap();
+    assert_eq!(
+        rejected(&t.admin.receive(T0, &forged.envelope).unwrap()),
+        ["not_a_member"]
+    );
+    // Carol's genuine ack sent to Bob, who is not the admin.
+    let carols = t.carol.group_ack(&mut t.r, T0, &gid).unwrap();
+    let Content::GroupAck(carols) = t.admin.receive(T0, &carols.envelope).unwrap().content else {
+        panic!("not an ack");
+    };
+    let bob_id = *t.bob.user_id();
+    let misdirected = t
+        .carol
+        .send(&mut t.r, T0, &bob_id, &Content::GroupAck(carols))
+        .unwrap();
+    assert_eq!(
+        rejected(&t.bob.receive(T0, &misdirected.envelope).unwrap()),
+        ["not_a_member"]
+    );
+}
+
+/// GRP-6: a removal notice whose membership still lists the receiver is refused, and the
+/// receiver stays in the group; one signed by someone other than the admin likewise (GRP-4).
+#[test]
+fn a_removal_notice_listing_the_receiver_or_not_from_the_admin_is_refused_grp_6_grp_4() {
+    let mut t = three();
+    let gid = create(&mut t);
+    let member = |d: &Device| Member {
+        user: *d.user_id(),
+        iks: *d.identity().public().iks(),
+    };
+    let all = vec![member(&t.admin), member(&t.bob), member(&t.carol)];
+    let listing_bob = Membership::sign(t.admin.identity(), gid, 1, all.clone()).unwrap();
+    let bob_id = *t.bob.user_id();
+    let notice = Content::GroupRemoved(Box::new(listing_bob));
+    let out = t.admin.send(&mut t.r, T0, &bob_id, &notice).unwrap();
+    assert_eq!(
+        rejected(&t.bob.receive(T0, &out.envelope).unwrap()),
+        ["not_a_member"]
+    );
+    assert!(t.bob.group_members(&gid).is_some());
+    // Carol signs a notice for the admin's group without Bob and sends it herself.
+    let by_carol = Membership::sign(
+        t.carol.identity(),
+        gid,
+        1,
+        vec![member(&t.carol), member(&t.admin)],
+    )
+    .unwrap();
+    let out = t
+        .carol
+        .send(
+            &mut t.r,
+            T0,
+            &bob_id,
+            &Content::GroupRemoved(Box::new(by_carol)),
+        )
+        .unwrap();
+    assert_eq!(
+        rejected(&t.bob.receive(T0, &out.envelope).unwrap()),
+        ["not_group_admin"]
+    );
+    assert!(t.bob.group_members(&gid).is_some());
+    assert_eq!(t.bob.groups().collect::<Vec<_>>(), [&gid]);
+}
+
+/// Changing one group leaves the routing of the device's other groups alone: after Carol is
+/// removed from one group (Bob rekeys it, Carol leaves it), both still open the other's messages.
+#[test]
+fn a_change_to_one_group_keeps_the_other_groups_tags() {
+    let mut t = three();
+    let first = create(&mut t);
+    let second = create(&mut t);
+    let carol_id = *t.carol.user_id();
+    let out = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &first, &carol_id)
+        .unwrap();
+    deliver_all(&out, &mut [&mut t.bob, &mut t.carol]);
+    let m = t
+        .admin
+        .send_group(T0, &second, &text("still here"))
+        .unwrap();
+    assert_eq!(
+        text_of(&t.bob.receive(T0, &m.envelope).unwrap()),
+        "still here"
+    );
+    assert_eq!(
+        text_of(&t.carol.receive(T0, &m.envelope).unwrap()),
+        "still here"
+    );
+}
+
+/// LIM-18: a device holds at most 256 groups; a group key that would add one more is refused.
+#[test]
+fn a_device_holds_at_most_lim_18_groups() {
+    let mut t = three();
+    let bob_id = *t.bob.user_id();
+    for _ in 0..sotto_core::limits::MAX_GROUPS {
+        let (_, out) = t.admin.create_group(&mut t.r, T0, &[bob_id]).unwrap();
+        deliver_all(&out, &mut [&mut t.bob]);
+    }
+    assert_eq!(t.bob.groups().count(), sotto_core::limits::MAX_GROUPS);
+    let admin_id = *t.admin.user_id();
+    let (_, out) = t
+        .carol
+        .create_group(&mut t.r, T0, &[admin_id, *t.bob.user_id()])
+        .unwrap();
+    let to_bob = out.iter().find(|o| o.to == [*t.bob.user_id()]).unwrap();
+    assert_eq!(
+        rejected(&t.bob.receive(T0, &to_bob.envelope).unwrap()),
+        ["limit_reached"]
+    );
+    assert_eq!(t.bob.groups().count(), sotto_core::limits::MAX_GROUPS);
+}
+
+/// GRP-4: a group key for a new group whose membership someone other than its sender signed is
+/// refused (`not_group_admin`) and installs nothing.
+#[test]
+fn a_group_key_signed_by_someone_else_than_its_sender_is_refused_grp_4() {
+    let mut t = three();
+    let member = |d: &Device| Member {
+        user: *d.user_id(),
+        iks: *d.identity().public().iks(),
+    };
+    let carols = Membership::sign(
+        t.carol.identity(),
+        GroupId([7; 16]),
+        0,
+        vec![member(&t.carol), member(&t.bob)],
+    )
+    .unwrap();
+    let key = Content::GroupKey(Box::new(GroupKey {
+        membership: carols,
+        keys: KeyShare::random(&mut t.r, T0),
+    }));
+    let bob_id = *t.bob.user_id();
+    let out = t.admin.send(&mut t.r, T0, &bob_id, &key).unwrap();
+    assert_eq!(
+        rejected(&t.bob.receive(T0, &out.envelope).unwrap()),
+        ["not_group_admin"]
+    );
+    assert_eq!(t.bob.groups().count(), 0);
+}

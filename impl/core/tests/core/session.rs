@@ -606,3 +606,35 @@ fn a_lost_epoch_start_opens_late_until_its_tags_are_forgotten_epoch_5_lim_11() {
         }
     }
 }
+
+/// LIM-13, X3DH-8: a device keeps three sessions per peer; a fourth drops the oldest, whose first
+/// message is then refused as a replay. Each session here is a copy of Alice's device (same keys)
+/// starting afresh, as after a reinstall.
+#[test]
+fn three_sessions_per_peer_are_kept_and_a_dropped_ones_first_message_is_a_replay_lim_13() {
+    let mut r = rng(42);
+    let alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    let mut firsts = Vec::new();
+    for i in 0..4 {
+        let spk = alice.identity().new_signed_prekey(&mut r, 1);
+        let mut copy =
+            sotto_core::Device::from_keys(*alice.user_id(), alice.identity().clone(), spk);
+        scan(&mut copy, &bob);
+        firsts.push(send(&mut copy, &mut r, T0, &bob, &format!("session {i}")).envelope);
+    }
+    for (i, env) in firsts.iter().take(3).enumerate() {
+        assert_eq!(
+            text_of(&bob.receive(T0, env).unwrap()),
+            format!("session {i}")
+        );
+    }
+    // At the bound, the first session is kept: its first message again is a duplicate.
+    assert_eq!(bob.receive(T0, &firsts[0]).unwrap_err().code(), "duplicate");
+    bob.receive(T0, &firsts[3]).unwrap();
+    assert_eq!(
+        bob.receive(T0, &firsts[0]).unwrap_err().code(),
+        "replayed_first_message"
+    );
+    assert_eq!(bob.receive(T0, &firsts[1]).unwrap_err().code(), "duplicate");
+}
