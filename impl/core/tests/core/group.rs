@@ -508,3 +508,17 @@ fn a_group_key_signed_by_someone_else_than_its_sender_is_refused_grp_4() {
     );
     assert_eq!(t.bob.groups().count(), 0);
 }
+
+/// GRP-2, CARD-4: a group message carries the trust of its sender as a contact when the key the
+/// admin signed into the membership is the contact's key: Carol, whose card Bob scanned, is
+/// verified in the group too.
+#[test]
+fn a_group_message_from_a_verified_contact_is_verified() {
+    let mut t = three();
+    let gid = create(&mut t);
+    let m = t.carol.send_group(T0, &gid, &text("from carol")).unwrap();
+    let got = t.bob.receive(T0, &m.envelope).unwrap();
+    assert_eq!(text_of(&got), "from carol");
+    assert_eq!(got.trust, sotto_core::Trust::Verified);
+    assert_eq!(got.identity, *t.carol.identity().public().iks());
+}
