@@ -100,7 +100,7 @@ fn x25519(secret: [u8; 32], public: [u8; 32]) -> Expect<Shared> {
         Ok(s) => Expect::Ok(Shared {
             shared: Hex::of(s.expose()),
         }),
-        Err(e) => Expect::Error(sotto_core::Error::from(e).code().to_owned()),
+        Err(e) => Expect::refused(&sotto_core::Error::from(e)),
     }
 }
 

@@ -80,8 +80,11 @@ impl Hex {
 pub enum Expect<T> {
     /// The operation succeeds with these outputs.
     Ok(T),
-    /// The operation fails with this error code.
+    /// The operation fails with this error code, final for this input.
     Error(String),
+    /// The operation fails with this retryable error code (RX-8, class `retry` in protocol.md
+    /// section 17): the receiver keeps the input and tries it again later.
+    Retry(String),
 }
 
 impl<T> Expect<T> {
@@ -89,7 +92,17 @@ impl<T> Expect<T> {
     pub fn from_result<U>(r: sotto_core::Result<U>, f: impl FnOnce(U) -> T) -> Self {
         match r {
             Ok(v) => Expect::Ok(f(v)),
-            Err(e) => Expect::Error(e.code().to_owned()),
+            Err(e) => Expect::refused(&e),
+        }
+    }
+
+    /// The expectation of a core error: [`Expect::Retry`] when it is retryable, else
+    /// [`Expect::Error`].
+    pub fn refused(e: &sotto_core::Error) -> Self {
+        if e.is_retryable() {
+            Expect::Retry(e.code().to_owned())
+        } else {
+            Expect::Error(e.code().to_owned())
         }
     }
 }
@@ -196,7 +209,7 @@ fn run_file<A: Area>(json: &str) -> Vec<CaseReport> {
             let invalid = c
                 .body
                 .get("expect")
-                .is_some_and(|e| e.get("error").is_some());
+                .is_some_and(|e| e.get("error").is_some() || e.get("retry").is_some());
             let result = serde_json::from_value::<A::Op>(c.body)
                 .map_err(|e| format!("schema: {e}"))
                 .and_then(|op| A::run(&op));

@@ -37,14 +37,15 @@ pub fn rule_ids(text: &str) -> impl Iterator<Item = &str> {
         })
 }
 
-/// Adds to `out` every error code a JSON value expects: each `"error": "<code>"` of an invalid
-/// case or delivery, and each `"refused": "<code>"` of a group control received over a session.
+/// Adds to `out` every error code a JSON value expects: each `"error": "<code>"` or
+/// `"retry": "<code>"` of an invalid case or delivery, and each `"refused": "<code>"` of a group
+/// control received over a session.
 pub fn refusal_codes(v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
                 match (k.as_str(), v) {
-                    ("error" | "refused", Value::String(code)) => {
+                    ("error" | "retry" | "refused", Value::String(code)) => {
                         out.insert(code.clone());
                     }
                     _ => refusal_codes(v, out),

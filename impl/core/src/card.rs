@@ -113,7 +113,7 @@ impl ContactCard {
             return Err(DecodeError::LengthOutOfRange.into());
         }
         let prefix = uri.get(..SCHEME.len()).ok_or(DecodeError::BadUri)?;
-        if !prefix.eq_ignore_ascii_case(SCHEME) {
+        if !prefix.eq_ignore_ascii_case(SCHEME) && !mutated!(Mutation::AcceptAnyCardScheme) {
             return Err(DecodeError::BadUri.into());
         }
         let payload = uri.get(SCHEME.len()..).ok_or(DecodeError::BadUri)?;

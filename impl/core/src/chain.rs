@@ -206,6 +206,9 @@ impl<K: Ord + Copy> SkippedKeys<K> {
 
     /// Deletes a used key (CHAIN-5).
     pub fn remove(&mut self, at: K) {
+        if mutated!(Mutation::KeepUsedSkippedKeys) {
+            return;
+        }
         self.keys.remove(&at);
     }
 

@@ -289,6 +289,11 @@ impl Error {
             Error::Decode(DecodeError::UnknownVersion) => Fault::Incompatible,
             Error::Decode(_) | Error::Crypto(_) => Fault::Peer,
             Error::Session(SessionError::UnknownRoutingTag)
+                if mutated!(Mutation::UnknownRoutingTagFinal) =>
+            {
+                Fault::Peer
+            }
+            Error::Session(SessionError::UnknownRoutingTag)
             | Error::Group(GroupError::UnknownGroup) => Fault::Retry,
             Error::Session(SessionError::ReplayCacheFull | SessionError::ChainExhausted) => {
                 Fault::Local

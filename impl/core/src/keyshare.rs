@@ -138,7 +138,18 @@ impl KeyShare {
 
     /// Opens a sealed block (KS-2, KS-4).
     pub fn open(ks: &Secret<32>, ad: &[u8], sealed: &[u8]) -> Result<Self> {
-        let plain = Zeroizing::new(crypto::open(ks, &[0u8; 12], ad, sealed)?);
+        let plain = match crypto::open(ks, &[0u8; 12], ad, sealed) {
+            Err(e) if mutated!(Mutation::SkipKeyShareTag) => {
+                // The stream cipher alone: seal zeros for the key stream, XOR, ignore the tag.
+                let ct = sealed
+                    .get(..sealed.len().saturating_sub(crypto::TAG_LEN))
+                    .filter(|_| sealed.len() >= crypto::TAG_LEN)
+                    .ok_or(e)?;
+                let stream = crypto::seal(ks, &[0u8; 12], &[], &vec![0u8; ct.len()]);
+                Zeroizing::new(ct.iter().zip(&stream).map(|(c, k)| c ^ k).collect())
+            }
+            r => Zeroizing::new(r?),
+        };
         KeyShare::from_plaintext(&plain)
     }
 }

@@ -2,53 +2,10 @@
 //! or breaks one safeguard on purpose, so that the conformance suite can show it fails when the
 //! implementation is wrong (issue 5, item 6; issue 13, item 3: one switch per refusal rule).
 //!
-//! ```text
-//!   switch                      rule      caught by
-//!   SkipPrekeySignatureCheck    KEY-5     vectors
-//!   AckBeforeCommit             RX-4      replay/client
-//!   ReuseNonce                  CHAIN-4   vectors
-//!   PlaintextIdInClear          CHAIN-3   vectors
-//!   SkipIkdSignature            KEY-2     vectors
-//!   SkipSpkSignature            KEY-3     vectors
-//!   AllowPrekeyIdZero           ID-4      vectors
-//!   AllowDuplicatePrekeyIds     SIGNUP-2  vectors
-//!   SkipSignupSignature         SIGNUP-1  vectors
-//!   SkipProofOfWork             SIGNUP-3  vectors
-//!   SkipSpkiBound               LIM-16    vectors
-//!   SkipOpkUploadBound          LIM-15    vectors
-//!   SkipCardChecksum            CARD-1    vectors
-//!   SkipCardUriBound            LIM-17    vectors
-//!   SkipMembershipSignature     GRP-2     vectors
-//!   AllowDuplicateMembers       GRP-2     vectors
-//!   SkipGroupSizeBound          LIM-14    vectors
-//!   SkipGroupMessageSignature   GRP-7     vectors
-//!   AllowNonCanonicalVarint     NOT-2     vectors
-//!   AllowBase32TrailingBits     NOT-3     vectors
-//!   AllowTrailingBytes          NOT-5     vectors
-//!   AllowReservedBits           IN-1      vectors
-//!   AllowNonZeroPadding         IN-4      vectors
-//!   SkipTextBound               LIM-2     vectors
-//!   SkipReceiptBound            LIM-10    vectors
-//!   SkipEnvelopeSizeBound       LIM-1     vectors
-//!   AcceptNonContributoryDh     PRIM-1    vectors
-//!   NonStrictSignatures         PRIM-2    vectors
-//!   SkipKeyConfirmation         EPOCH-4   vectors
-//!   SkipSkippedKeysBound        LIM-3     vectors
-//!   AllowKeyUpdateBody          IN-3      vectors
-//!   SkipEnvelopeVersion         ENV-1     vectors
-//!   SkipReplayCache             X3DH-8    vectors
-//!   SkipIdentityComparison      RX-9      vectors
-//!   SkipGroupAdminCheck         GRP-4     vectors
-//!   AllowStaleGroupEpoch        GRP-4     vectors
-//!   SkipSessionsPerPeerBound    LIM-13    vectors
-//!   SkipGroupCountBound         LIM-18    vectors
-//!   SkipEpochConflict           EPOCH-5   vectors
-//!   AnySignedPrekey             X3DH-6    vectors
-//!   KeepUsedOneTimePrekeys      X3DH-9    vectors
-//!   AllowRemovalListingSelf     GRP-6     vectors
-//!   AllowUpperCaseUserId        ID-1      vectors
-//!   BrokerKeepsAcknowledged     BROKER-4  wiretap (the broker's own state, Req6)
-//! ```
+//! The switches are declared once, in the `switches!` rows below (name, stable code, rule). The
+//! table of each switch with the vector cases it fails is printed by
+//! `cargo test -p sotto-conformance --features mutations --test mutations_vectors -- --nocapture`
+//! (CI prints it too).
 //!
 //! Call sites use the crate macro `mutated!(Mutation::X)`, which is the constant `false` when the
 //! feature is off, so none of this, nor any of the code it turns on, is compiled into a real build.
@@ -193,6 +150,20 @@ switches! {
     AllowRemovalListingSelf = (43, "allow-removal-listing-self", "GRP-6"),
     /// ID-1: A user id's text form is accepted in upper case.
     AllowUpperCaseUserId = (44, "allow-upper-case-user-id", "ID-1"),
+    /// CARD-3: A card URI is parsed whatever its scheme (any six characters before the base32).
+    AcceptAnyCardScheme = (45, "accept-any-card-scheme", "CARD-3"),
+    /// KS-4: A key-share block whose tag does not authenticate is decrypted anyway (the stream
+    /// cipher without the tag check).
+    SkipKeyShareTag = (46, "skip-key-share-tag", "KS-4"),
+    /// ENV-6: An envelope whose sealed part is shorter than the 16-byte tag is decoded.
+    AllowShortSealedPart = (47, "allow-short-sealed-part", "ENV-6"),
+    /// RX-2: A skipped message key is kept after it opened its message (so the message opens
+    /// again instead of being a `duplicate`; the delivered ids of RX-7 are the only guard left).
+    KeepUsedSkippedKeys = (48, "keep-used-skipped-keys", "RX-2"),
+    /// RX-3: A first message whose payload fails to open still consumes its one-time prekey.
+    ConsumePrekeyOnFailure = (49, "consume-prekey-on-failure", "RX-3"),
+    /// RX-8: `unknown_routing_tag` is final (the peer's fault) instead of retryable.
+    UnknownRoutingTagFinal = (50, "unknown-routing-tag-final", "RX-8"),
 }
 
 /// The process-wide mutation: 0 for none, else `Mutation::code`.

@@ -236,7 +236,15 @@ impl Device {
                     .ok_or(SessionError::UnknownOneTimePrekey)?,
             ),
         };
-        let (session, opened) = Session::accept_first(now, &self.identity, spk, opk, env)?;
+        let (session, opened) = match Session::accept_first(now, &self.identity, spk, opk, env) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if mutated!(Mutation::ConsumePrekeyOnFailure) {
+                    self.opks.remove(opk_id);
+                }
+                return Err(e);
+            }
+        };
         let from = *session.peer_user();
         let peer = *session.peer_identity();
         let mut events = Vec::new();
