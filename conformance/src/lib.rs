@@ -13,5 +13,6 @@ pub mod evidence;
 pub mod model_run;
 pub mod replay;
 pub mod report;
-pub mod vectors;
+/// The known-answer vectors (crate `sotto-vectors`, in `vectors/`).
+pub use sotto_vectors as vectors;
 pub mod wiretap;

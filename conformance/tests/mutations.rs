@@ -65,7 +65,7 @@ async fn every_mutation_makes_the_conformance_run_fail() {
     assert!(clean.is_empty(), "the unmutated run fails: {clean:#?}");
     let mut survived = Vec::new();
     // The switches the vectors cannot catch, and the first four (issue 5) for the whole run; the
-    // rest are each caught by the vectors alone (`tests/mutations_vectors.rs`).
+    // rest are each caught by the vectors alone (`vectors/tests/mutations_vectors.rs`).
     for &m in Mutation::ALL
         .iter()
         .filter(|m| !m.caught_by_vectors() || m.code() < 5)

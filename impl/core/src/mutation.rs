@@ -4,7 +4,7 @@
 //!
 //! The switches are declared once, in the `switches!` rows below (name, stable code, rule). The
 //! table of each switch with the vector cases it fails is printed by
-//! `cargo test -p sotto-conformance --features mutations --test mutations_vectors -- --nocapture`
+//! `cargo test -p sotto-vectors --features mutations --test mutations_vectors -- --nocapture`
 //! (CI prints it too).
 //!
 //! Call sites use the crate macro `mutated!(Mutation::X)`, which is the constant `false` when the

@@ -9,4 +9,5 @@ mod group;
 mod session;
 mod sizes;
 mod snapshots;
+mod vectors;
 mod wycheproof;

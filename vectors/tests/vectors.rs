@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use sotto_conformance::vectors;
+use sotto_vectors as vectors;
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]

@@ -1,4 +1,10 @@
-//! Known-answer test vectors (schema in `vectors/README.md`).
+//! # sotto-vectors
+//!
+//! Known-answer test vectors (schema in `vectors/README.md`): the JSON files of this directory,
+//! the code that generates them from `sotto-core` and the runner that checks them against it. It
+//! depends on nothing but the core, so the core's own tests run every vector
+//! (`impl/core/tests/core/vectors.rs`, a dev-dependency cycle) and `sotto-conformance` re-exports
+//! it as `sotto_conformance::vectors`.
 //!
 //! One JSON file per area, openmls-style: each area module has a `generate` that derives every case
 //! from fixed seeds through `sotto-core`, and a `run` that checks one case against the core. The

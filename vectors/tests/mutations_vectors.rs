@@ -3,7 +3,7 @@
 //! case fail; with no switch, every case passes. Built only with `--features mutations`:
 //!
 //! ```sh
-//! cargo test -p sotto-conformance --features mutations --test mutations_vectors -- --nocapture
+//! cargo test -p sotto-vectors --features mutations --test mutations_vectors -- --nocapture
 //! ```
 //!
 //! prints the table `rule -> switch -> failing cases`. The switches are set per thread
@@ -14,8 +14,8 @@
 
 use std::path::Path;
 
-use sotto_conformance::vectors::{self, CaseReport};
 use sotto_core::mutation::{self, Mutation};
+use sotto_vectors::{self as vectors, CaseReport};
 
 /// Resets the thread's switch even if an assertion fails.
 struct Reset;
@@ -29,7 +29,7 @@ impl Drop for Reset {
 fn failures(m: Option<Mutation>) -> Vec<CaseReport> {
     let _reset = Reset;
     mutation::set_for_thread(m);
-    let reports = vectors::check_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors"));
+    let reports = vectors::check_dir(Path::new(env!("CARGO_MANIFEST_DIR")));
     assert!(!reports.is_empty(), "no vectors found in ../vectors");
     reports.into_iter().filter(|r| r.result.is_err()).collect()
 }
@@ -98,8 +98,8 @@ fn the_issue_5_switches_are_caught_by_their_area() {
 #[test]
 fn every_pinned_refusal_rule_has_a_switch() {
     use std::collections::BTreeSet;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors");
-    let pinned = vectors::expected(&dir).rules;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pinned = vectors::expected(dir).rules;
     let refusal: BTreeSet<&str> = vectors::rules::REFUSAL_RULES.iter().copied().collect();
     let switched: BTreeSet<&str> = Mutation::ALL.iter().map(|m| m.rule()).collect();
     let missing: BTreeSet<&str> = pinned

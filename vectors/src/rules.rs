@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn every_listed_rule_is_a_rule_of_the_spec() {
-        let spec = include_str!("../../../docs/protocol.md");
+        let spec = include_str!("../../docs/protocol.md");
         for r in REFUSAL_RULES {
             assert!(
                 spec.contains(&format!("**{r}**")),
