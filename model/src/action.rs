@@ -168,65 +168,50 @@ pub enum Action {
     IssueCert(Dev),
 }
 
-impl Action {
-    /// Every action's name ([`Action::name`]), in declaration order: what the replay's coverage
-    /// is measured against.
-    pub const NAMES: &'static [&'static str] = &[
-        "Signup",
-        "ScanCard",
-        "FetchBundle",
-        "ForgeBundle",
-        "Send",
-        "KeyUpdate",
-        "GoOffline",
-        "GoOnline",
-        "GroupCreate",
-        "GroupAdd",
-        "GroupRemove",
-        "GroupSend",
-        "Receive",
-        "Commit",
-        "Resend",
-        "Drop",
-        "Duplicate",
-        "Reorder",
-        "Replay",
-        "Inject",
-        "Restart",
-        "Compromise",
-        "Steal",
-        "IssueCert",
-    ];
+/// Generates [`Action::NAMES`] and [`Action::name`] from one list of the variants, so the two
+/// cannot drift (the match is exhaustive: a new variant must be listed).
+macro_rules! action_names {
+    ($($v:ident),* $(,)?) => {
+        /// Every action's name ([`Action::name`]), in declaration order: what the replay's
+        /// coverage is measured against.
+        pub const NAMES: &'static [&'static str] = &[$(stringify!($v)),*];
 
-    /// The vocabulary name of the action.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::Signup(_) => "Signup",
-            Action::ScanCard { .. } => "ScanCard",
-            Action::FetchBundle { .. } => "FetchBundle",
-            Action::ForgeBundle { .. } => "ForgeBundle",
-            Action::Send { .. } => "Send",
-            Action::KeyUpdate { .. } => "KeyUpdate",
-            Action::GoOffline(_) => "GoOffline",
-            Action::GoOnline(_) => "GoOnline",
-            Action::GroupCreate { .. } => "GroupCreate",
-            Action::GroupAdd { .. } => "GroupAdd",
-            Action::GroupRemove { .. } => "GroupRemove",
-            Action::GroupSend { .. } => "GroupSend",
-            Action::Receive(_) => "Receive",
-            Action::Commit(_) => "Commit",
-            Action::Resend { .. } => "Resend",
-            Action::Drop { .. } => "Drop",
-            Action::Duplicate { .. } => "Duplicate",
-            Action::Reorder { .. } => "Reorder",
-            Action::Replay { .. } => "Replay",
-            Action::Inject { .. } => "Inject",
-            Action::Restart => "Restart",
-            Action::Compromise(_) => "Compromise",
-            Action::Steal(_) => "Steal",
-            Action::IssueCert(_) => "IssueCert",
+        /// The vocabulary name of the action.
+        pub fn name(&self) -> &'static str {
+            match self {
+                $(Action::$v { .. } => stringify!($v),)*
+            }
         }
-    }
+    };
+}
+
+impl Action {
+    action_names!(
+        Signup,
+        ScanCard,
+        FetchBundle,
+        ForgeBundle,
+        Send,
+        KeyUpdate,
+        GoOffline,
+        GoOnline,
+        GroupCreate,
+        GroupAdd,
+        GroupRemove,
+        GroupSend,
+        Receive,
+        Commit,
+        Resend,
+        Drop,
+        Duplicate,
+        Reorder,
+        Replay,
+        Inject,
+        Restart,
+        Compromise,
+        Steal,
+        IssueCert,
+    );
 
     /// Whether the server side (the attacker) takes this step.
     pub fn by_attacker(&self) -> bool {

@@ -119,6 +119,41 @@ impl Device {
         &self.identity
     }
 
+    /// Checks the routing indexes against the state they are derived from: every routing tag
+    /// names a session (or group) the device holds and is one of that session's (group's) tags,
+    /// and every tag of every session and group is indexed. `Err` names the first difference. For
+    /// tests (feature `test-utils`): a stale entry routes nothing, so only this sees it.
+    #[cfg(feature = "test-utils")]
+    pub fn check_routing_index(&self) -> core::result::Result<(), String> {
+        let mut sessions = BTreeMap::new();
+        for (sid, s) in &self.sessions {
+            for tag in s.routing_tags() {
+                sessions.insert(tag, *sid);
+            }
+        }
+        if sessions != self.tags {
+            return Err(format!(
+                "session tags: index {:?}, sessions {:?}",
+                self.tags.values().collect::<Vec<_>>(),
+                sessions.values().collect::<Vec<_>>()
+            ));
+        }
+        let mut groups = BTreeMap::new();
+        for (gid, g) in &self.groups {
+            for tag in g.tags() {
+                groups.insert(tag, *gid);
+            }
+        }
+        if groups != self.group_tags {
+            return Err(format!(
+                "group tags: index {} entries, groups {}",
+                self.group_tags.len(),
+                groups.len()
+            ));
+        }
+        Ok(())
+    }
+
     fn current_spk(&self) -> Result<&SignedPreKeyPair> {
         self.spks
             .back()

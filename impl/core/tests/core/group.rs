@@ -522,3 +522,89 @@ fn a_group_message_from_a_verified_contact_is_verified() {
     assert_eq!(got.trust, sotto_core::Trust::Verified);
     assert_eq!(got.identity, *t.carol.identity().public().iks());
 }
+
+/// GRP-2, CARD-4: a group member is known by the key the admin signed into the membership. When
+/// that key is not the one Bob holds for the same user id (here a second identity under Carol's
+/// user id, which the admin added), the message is from that key and unverified, whatever Bob's
+/// trust in his contact Carol.
+#[test]
+fn a_group_member_whose_key_is_not_the_contacts_is_unverified_grp_2() {
+    let mut t = three();
+    let other = sotto_core::Identity::generate(&mut t.r);
+    let spk = other.new_signed_prekey(&mut t.r, 1);
+    let mut carol2 = Device::from_keys(*t.carol.user_id(), other, spk);
+    // The admin knows only the second identity under Carol's user id.
+    t.admin.replace_contact(&carol2.card().unwrap().bundle());
+    carol2.add_contact_from_card(&t.admin.card().unwrap());
+    let members = [*t.bob.user_id(), *carol2.user_id()];
+    let (gid, out) = t.admin.create_group(&mut t.r, T0, &members).unwrap();
+    deliver_all(&out, &mut [&mut t.bob, &mut carol2]);
+    let m = carol2
+        .send_group(T0, &gid, &text("from the other key"))
+        .unwrap();
+    let got = t.bob.receive(T0, &m.envelope).unwrap();
+    assert_eq!(text_of(&got), "from the other key");
+    assert_eq!(got.from, *t.carol.user_id());
+    assert_eq!(got.identity, *carol2.identity().public().iks());
+    assert_ne!(got.identity, *t.carol.identity().public().iks());
+    assert_eq!(got.trust, sotto_core::Trust::Unverified);
+    t.bob.check_routing_index().unwrap();
+}
+
+/// LIM-18: a device remembers at most 256 removals; a 257th forgets one, whose late group key
+/// then installs the group again, while the 256 remembered ones stay refused
+/// (`stale_group_epoch`, GRP-6).
+#[test]
+fn a_device_remembers_at_most_lim_18_removals() {
+    let mut t = three();
+    let (bob_id, carol_id) = (*t.bob.user_id(), *t.carol.user_id());
+    let to_bob = |out: &[Outgoing]| -> Vec<Vec<u8>> {
+        out.iter()
+            .filter(|o| o.to.contains(&bob_id))
+            .map(|o| o.envelope.clone())
+            .collect()
+    };
+    let mut late_keys = Vec::new();
+    // An admin holds at most LIM-18 groups too: a new admin for every 128 groups.
+    let mut admin = Device::new(&mut t.r, sotto_core::UserId([9; 10]));
+    for i in 0..=sotto_core::limits::MAX_GROUPS {
+        if i % 128 == 0 {
+            admin = device(&mut t.r, 10 + (i / 128) as u8);
+            scan(&mut admin, &t.bob);
+            scan(&mut admin, &t.carol);
+            scan(&mut t.bob, &admin);
+        }
+        let (gid, e0) = admin
+            .create_group(&mut t.r, T0, &[bob_id, carol_id])
+            .unwrap();
+        let e1 = admin
+            .remove_from_group(&mut t.r, T0, &gid, &carol_id)
+            .unwrap();
+        let e2 = admin
+            .remove_from_group(&mut t.r, T0, &gid, &bob_id)
+            .unwrap();
+        for env in to_bob(&e0) {
+            t.bob.receive(T0, &env).unwrap();
+        }
+        for env in to_bob(&e2) {
+            let got = t.bob.receive(T0, &env).unwrap();
+            assert_eq!(got.events, vec![Event::RemovedFromGroup(gid)]);
+        }
+        late_keys.extend(to_bob(&e1));
+    }
+    assert_eq!(t.bob.groups().count(), 0);
+    let mut installed = 0;
+    for env in late_keys {
+        let got = t.bob.receive(T0, &env).unwrap();
+        match got.events.as_slice() {
+            [Event::GroupKey { epoch: 1, .. }] => installed += 1,
+            [Event::Rejected(Error::Group(GroupError::StaleGroupEpoch))] => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        installed, 1,
+        "exactly the forgotten removal's group comes back"
+    );
+    t.bob.check_routing_index().unwrap();
+}

@@ -638,3 +638,108 @@ fn three_sessions_per_peer_are_kept_and_a_dropped_ones_first_message_is_a_replay
     );
     assert_eq!(bob.receive(T0, &firsts[1]).unwrap_err().code(), "duplicate");
 }
+
+/// LIM-13: when a fourth session drops the oldest, the routes of the sessions kept stay and only
+/// the dropped one's go; the kept sessions' messages still open, the dropped one's first message
+/// is a replay (X3DH-8).
+#[test]
+fn dropping_the_oldest_session_keeps_the_others_routes_lim_13() {
+    let mut r = rng(43);
+    let alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    let mut copies = Vec::new();
+    for i in 0..4 {
+        let spk = alice.identity().new_signed_prekey(&mut r, 1);
+        let mut copy =
+            sotto_core::Device::from_keys(*alice.user_id(), alice.identity().clone(), spk);
+        scan(&mut copy, &bob);
+        let first = send(&mut copy, &mut r, T0, &bob, &format!("first {i}")).envelope;
+        // A second message of the same session, held back until after the eviction.
+        let later = send(&mut copy, &mut r, T0, &bob, &format!("later {i}")).envelope;
+        copies.push((copy, first, later));
+    }
+    for (_, first, _) in &copies {
+        bob.receive(T0, first).unwrap();
+        bob.check_routing_index().unwrap();
+    }
+    assert_eq!(
+        bob.receive(T0, &copies[0].2).unwrap_err().code(),
+        "replayed_first_message"
+    );
+    for (i, (_, _, later)) in copies.iter().enumerate().skip(1) {
+        assert_eq!(
+            text_of(&bob.receive(T0, later).unwrap()),
+            format!("later {i}")
+        );
+    }
+    bob.check_routing_index().unwrap();
+}
+
+/// RX-9, CARD-4: accepting a changed identity (a new bundle for the contact) drops the old
+/// identity's sessions with their routes: a late data message of the old session routes nothing.
+#[test]
+fn replacing_a_contact_drops_its_sessions_and_their_routes_rx_9() {
+    let mut r = rng(44);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let first = send(&mut alice, &mut r, T0, &bob, "hello");
+    bob.receive(T0, &first.envelope).unwrap();
+    let answer = send(&mut bob, &mut r, T0, &alice, "hi");
+    alice.receive(T0, &answer.envelope).unwrap();
+    // Alice has heard from Bob: her next message is routed by tag, not by the first message.
+    let late = send(&mut alice, &mut r, T0, &bob, "late");
+    assert_ne!(late.envelope[0], 0x12);
+    let mut reinstalled = device(&mut r, 1);
+    bob.replace_contact(&reinstalled.card().unwrap().bundle());
+    bob.check_routing_index().unwrap();
+    assert_eq!(
+        bob.receive(T0, &late.envelope).unwrap_err().code(),
+        "unknown_routing_tag"
+    );
+    scan(&mut reinstalled, &bob);
+    let again = send(&mut reinstalled, &mut r, T0, &bob, "new device");
+    assert_eq!(
+        text_of(&bob.receive(T0, &again.envelope).unwrap()),
+        "new device"
+    );
+    bob.check_routing_index().unwrap();
+}
+
+/// RX-10: only a session this side initiated and has not heard on yet competes with a peer's new
+/// first message. One it has heard on (the peer answered it) gives way: after the peer
+/// reinstalled (same identity, fresh state) and wrote first, the answer goes on the new session,
+/// whatever the order of the identity keys.
+#[test]
+fn a_session_heard_from_gives_way_to_the_peers_new_first_message_rx_10() {
+    let mut r = rng(45);
+    let a = device(&mut r, 1);
+    let b = device(&mut r, 2);
+    // The tie-break would keep the session of the smaller IKs: give that side the old session.
+    let (mut x, mut y) = if a.identity().public().iks() < b.identity().public().iks() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    scan(&mut x, &y);
+    scan(&mut y, &x);
+    let first = send(&mut x, &mut r, T0, &y, "first");
+    y.receive(T0, &first.envelope).unwrap();
+    let answer = send(&mut y, &mut r, T0, &x, "answer");
+    x.receive(T0, &answer.envelope).unwrap();
+    // y reinstalls with the same identity and writes first.
+    let spk = y.identity().new_signed_prekey(&mut r, 2);
+    let mut y2 = sotto_core::Device::from_keys(*y.user_id(), y.identity().clone(), spk);
+    scan(&mut y2, &x);
+    let hello = send(&mut y2, &mut r, T0, &x, "after reinstall");
+    assert_eq!(
+        text_of(&x.receive(T0, &hello.envelope).unwrap()),
+        "after reinstall"
+    );
+    let reply = send(&mut x, &mut r, T0, &y2, "welcome back");
+    assert_eq!(
+        text_of(&y2.receive(T0, &reply.envelope).unwrap()),
+        "welcome back"
+    );
+}
