@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sotto_core::crypto::SignPublic;
+use sotto_core::limits::MAX_CARD_URI;
 use sotto_core::{ContactCard, SafetyNumber, UserId};
 
 use super::{Area, Case, Expect, Hex, PartyKeys, case, check, same, seeded};
@@ -202,10 +203,26 @@ impl Area for Card {
         let mut both = bytes.clone();
         both[1 + 10 + 32 + 7] ^= 0x01;
         bad.push(("NOT-5 checksum before signatures", "NOT-5", uri_of(&both)));
+        // LIM-17 at the bound: 512 characters pass the length check (the base32 of 506
+        // characters, 2 modulo 8, decodes to 316 bytes: `trailing_bytes`, CARD-3).
+        let mut at_bound = uri.clone();
+        while at_bound.len() < MAX_CARD_URI {
+            at_bound.push('a');
+        }
+        bad.push((
+            "LIM-17 URI of exactly 512 characters passes the bound",
+            "LIM-17",
+            at_bound,
+        ));
         for (name, rule, u) in bad {
+            let rules: &[&str] = if rule == "CARD-3" {
+                &["CARD-3"]
+            } else {
+                &[rule, "CARD-3"]
+            };
             cases.push(case(
                 name,
-                &[rule, "CARD-3"],
+                rules,
                 Op::ParseUri {
                     expect: parse(&u),
                     uri: u,

@@ -224,6 +224,9 @@ mod tests {
         assert_eq!(ContactCard::from_uri(&uri).unwrap(), c);
         assert_eq!(ContactCard::from_uri(&uri.to_uppercase()).unwrap(), c);
         assert_eq!(c.bundle().one_time_prekey(), None);
+        // Display and FromStr are the URI.
+        assert_eq!(c.to_string(), uri);
+        assert_eq!(uri.parse::<ContactCard>().unwrap(), c);
     }
 
     #[test]

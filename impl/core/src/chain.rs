@@ -345,6 +345,7 @@ mod tests {
         assert!(s.get((0, 5)).is_some());
         s.expire(1000 + SKIPPED_KEY_TTL_MS);
         assert_eq!(s.len(), MAX_SKIPPED_PER_SESSION);
+        assert!(!s.is_empty());
         s.expire(1001 + SKIPPED_KEY_TTL_MS);
         assert!(s.is_empty());
     }

@@ -23,11 +23,6 @@ impl<'a> Reader<'a> {
         self.rest.len()
     }
 
-    /// The unread bytes, without consuming them.
-    pub fn peek_rest(&self) -> &'a [u8] {
-        self.rest
-    }
-
     /// Reads exactly `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.rest.len() {
@@ -202,10 +197,18 @@ mod tests {
             (127, &[0x7f]),
             (128, &[0x80, 0x01]),
             (300, &[0xac, 0x02]),
+            (0x3fff, &[0xff, 0x7f]),
+            (0x4000, &[0x80, 0x80, 0x01]),
+            (0x1f_ffff, &[0xff, 0xff, 0x7f]),
+            (0x20_0000, &[0x80, 0x80, 0x80, 0x01]),
+            (0x0fff_ffff, &[0xff, 0xff, 0xff, 0x7f]),
+            (0x1000_0000, &[0x80, 0x80, 0x80, 0x80, 0x01]),
             (u32::MAX, &[0xff, 0xff, 0xff, 0xff, 0x0f]),
         ] {
             let mut w = Writer::new();
+            assert!(w.is_empty());
             w.varint(v);
+            assert!(!w.is_empty());
             assert_eq!(w.as_slice(), enc);
             assert_eq!(varint_len(v), enc.len());
             let mut r = Reader::new(enc);

@@ -329,6 +329,32 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
+    /// PRIM-7: `Debug` names the type and shows at most a short prefix of a public key; a
+    /// secret shows its public half or nothing.
+    #[test]
+    fn debug_shows_public_prefixes_only_prim_7() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let dh = DhSecret::random(&mut rng);
+        let dh_pub = short_hex(&dh.public().0);
+        assert_eq!(format!("{:?}", dh.public()), format!("DhPublic({dh_pub})"));
+        assert_eq!(
+            format!("{dh:?}"),
+            format!("DhSecret(public DhPublic({dh_pub}))")
+        );
+        let sign = SignSecret::random(&mut rng);
+        let sign_pub = short_hex(&sign.public().0);
+        assert_eq!(
+            format!("{:?}", sign.public()),
+            format!("SignPublic({sign_pub})")
+        );
+        assert_eq!(
+            format!("{sign:?}"),
+            format!("SignSecret(public SignPublic({sign_pub}))")
+        );
+        assert_eq!(format!("{:?}", Secret::<32>([9; 32])), "Secret<32>(..)");
+        assert_eq!(dh_pub.len(), 14);
+    }
+
     #[test]
     fn dh_rejects_low_order_points_prim_1() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);

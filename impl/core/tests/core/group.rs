@@ -608,3 +608,55 @@ fn a_device_remembers_at_most_lim_18_removals() {
     );
     t.bob.check_routing_index().unwrap();
 }
+
+fn skipped_keys_held(d: &Device) -> usize {
+    d.held_secrets()
+        .iter()
+        .filter(|s| s.label.contains("skipped message key"))
+        .count()
+}
+
+/// What the wiretap searches for (`held_secrets`, feature `test-utils`) follows the state: every
+/// class of secret while a session and a group run, a skipped key of each while its message is
+/// missing, none once the message came, and none of a group epoch the device no longer keeps.
+#[test]
+fn held_secrets_follow_the_state() {
+    use sotto_core::device::SecretClass;
+    let mut t = three();
+    let gid = create(&mut t);
+    let c1 = send(&mut t.carol, &mut t.r, T0, &t.bob, "one");
+    let c2 = send(&mut t.carol, &mut t.r, T0, &t.bob, "two");
+    let g1 = t.carol.send_group(T0, &gid, &text("g one")).unwrap();
+    let g2 = t.carol.send_group(T0, &gid, &text("g two")).unwrap();
+    assert_eq!(skipped_keys_held(&t.bob), 0);
+    t.bob.receive(T0, &c2.envelope).unwrap();
+    t.bob.receive(T0, &g2.envelope).unwrap();
+    // Bob's answer starts his epoch: its ratchet secret is held until Carol answers it.
+    send(&mut t.bob, &mut t.r, T0, &t.carol, "answer");
+    let held = t.bob.held_secrets();
+    let classes: std::collections::BTreeSet<SecretClass> = held.iter().map(|s| s.class).collect();
+    assert_eq!(classes, SecretClass::ALL.into_iter().collect());
+    assert!(
+        held.iter()
+            .all(|s| s.bytes.len() >= 16 && s.bytes.iter().any(|b| *b != 0))
+    );
+    assert_eq!(skipped_keys_held(&t.bob), 2);
+    t.bob.receive(T0, &c1.envelope).unwrap();
+    t.bob.receive(T0, &g1.envelope).unwrap();
+    assert_eq!(skipped_keys_held(&t.bob), 0);
+    // A skipped group key of epoch 0 goes with the epoch (two epochs are kept).
+    let _g3 = t.carol.send_group(T0, &gid, &text("g three")).unwrap();
+    let g4 = t.carol.send_group(T0, &gid, &text("g four")).unwrap();
+    t.bob.receive(T0, &g4.envelope).unwrap();
+    assert_eq!(skipped_keys_held(&t.bob), 1);
+    let carol_id = *t.carol.user_id();
+    let e1 = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &gid, &carol_id)
+        .unwrap();
+    deliver_all(&e1, &mut [&mut t.bob]);
+    assert_eq!(skipped_keys_held(&t.bob), 1, "epoch 0 is still kept");
+    let e2 = t.admin.add_to_group(&mut t.r, T0, &gid, &carol_id).unwrap();
+    deliver_all(&e2, &mut [&mut t.bob]);
+    assert_eq!(skipped_keys_held(&t.bob), 0, "epoch 0 is gone");
+}
