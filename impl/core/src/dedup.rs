@@ -75,6 +75,9 @@ mod tests {
         assert!(!d.contains(&MessageId([0; 16])));
         let mut last = [0u8; 16];
         last[..8].copy_from_slice(&((MAX_DELIVERED_IDS + 9) as u64).to_be_bytes());
+        assert!(d.contains(&MessageId(last)));
         assert!(!d.insert(MessageId(last)));
+        assert!(!d.is_empty());
+        assert!(DeliveredIds::default().is_empty());
     }
 }

@@ -165,10 +165,13 @@ impl Header {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let mut ty = r.u8()?;
-        if mutated!(Mutation::SkipEnvelopeVersion) {
-            ty = (ty & 0x0f) | (VERSION << 4);
-        }
+        let ty = r.u8()?;
+        #[cfg(feature = "mutations")]
+        let ty = if mutated!(Mutation::SkipEnvelopeVersion) {
+            crate::mutation::with_version(ty, VERSION)
+        } else {
+            ty
+        };
         if ty >> 4 != VERSION {
             return Err(DecodeError::UnknownVersion);
         }
@@ -224,16 +227,7 @@ impl<'a> Envelope<'a> {
         let header_bytes = bytes.get(..header_len).ok_or(DecodeError::Truncated)?;
         // Mutation `PlaintextIdInClear`: a pairwise envelope ends with its message id in the clear.
         #[cfg(feature = "mutations")]
-        let sealed = match header {
-            Header::Group { .. } => sealed,
-            _ if mutated!(Mutation::PlaintextIdInClear) => {
-                let id_len = core::mem::size_of::<crate::ids::MessageId>();
-                sealed
-                    .get(..sealed.len().saturating_sub(id_len))
-                    .unwrap_or(sealed)
-            }
-            _ => sealed,
-        };
+        let sealed = crate::mutation::strip_clear_id(&header, sealed);
         if sealed.len() < TAG_LEN && !mutated!(Mutation::AllowShortSealedPart) {
             return Err(DecodeError::Truncated.into());
         }

@@ -285,14 +285,13 @@ impl Error {
 
     /// Who is at fault (protocol.md section 17).
     pub fn fault(&self) -> Fault {
+        #[cfg(feature = "mutations")]
+        if let Some(f) = crate::mutation::fault_override(self) {
+            return f;
+        }
         match self {
             Error::Decode(DecodeError::UnknownVersion) => Fault::Incompatible,
             Error::Decode(_) | Error::Crypto(_) => Fault::Peer,
-            Error::Session(SessionError::UnknownRoutingTag)
-                if mutated!(Mutation::UnknownRoutingTagFinal) =>
-            {
-                Fault::Peer
-            }
             Error::Session(SessionError::UnknownRoutingTag)
             | Error::Group(GroupError::UnknownGroup) => Fault::Retry,
             Error::Session(SessionError::ReplayCacheFull | SessionError::ChainExhausted) => {

@@ -212,6 +212,49 @@ pub fn current() -> Option<Mutation> {
     Mutation::ALL.iter().copied().find(|m| m.code() == code)
 }
 
+// What some switches do instead of the check they remove. The code lives here, in the module
+// cargo-mutants leaves out (.cargo/mutants.toml): at the call sites it is compiled out without the
+// feature, so a mutant of it there could never be caught.
+
+/// `SkipEnvelopeVersion`: the type byte with the current version in its high nibble (ENV-1).
+pub(crate) fn with_version(ty: u8, version: u8) -> u8 {
+    (ty & 0x0f) | (version << 4)
+}
+
+/// `PlaintextIdInClear`: a pairwise envelope's sealed part without the message id appended to it.
+pub(crate) fn strip_clear_id<'a>(header: &crate::envelope::Header, sealed: &'a [u8]) -> &'a [u8] {
+    match header {
+        crate::envelope::Header::Group { .. } => sealed,
+        _ if active(Mutation::PlaintextIdInClear) => {
+            let id_len = core::mem::size_of::<crate::ids::MessageId>();
+            sealed
+                .get(..sealed.len().saturating_sub(id_len))
+                .unwrap_or(sealed)
+        }
+        _ => sealed,
+    }
+}
+
+/// `SkipKeyShareTag`: the key-share block decrypted with the stream cipher alone, its tag
+/// ignored (`None` if there is no room for a tag).
+pub(crate) fn open_without_tag(ks: &crate::crypto::Secret<32>, sealed: &[u8]) -> Option<Vec<u8>> {
+    let tag = crate::crypto::TAG_LEN;
+    let ct = sealed
+        .get(..sealed.len().saturating_sub(tag))
+        .filter(|_| sealed.len() >= tag)?;
+    // Sealing zeros gives the key stream.
+    let stream = crate::crypto::seal(ks, &[0u8; 12], &[], &vec![0u8; ct.len()]);
+    Some(ct.iter().zip(&stream).map(|(c, k)| c ^ k).collect())
+}
+
+/// `UnknownRoutingTagFinal`: the fault of an error when the switch changes it.
+pub(crate) fn fault_override(e: &crate::error::Error) -> Option<crate::error::Fault> {
+    use crate::error::{Error, Fault, SessionError};
+    (active(Mutation::UnknownRoutingTagFinal)
+        && matches!(e, Error::Session(SessionError::UnknownRoutingTag)))
+    .then_some(Fault::Peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
