@@ -89,16 +89,6 @@ pub enum Header {
 }
 
 impl Header {
-    /// The message counter.
-    pub fn counter(&self) -> u32 {
-        match self {
-            Header::Data { n, .. }
-            | Header::First { n, .. }
-            | Header::EpochStart { n, .. }
-            | Header::Group { n, .. } => *n,
-        }
-    }
-
     /// The type byte (ENV-1).
     pub fn type_byte(&self) -> u8 {
         match self {
@@ -116,12 +106,15 @@ impl Header {
 
     /// The header bytes in a buffer with room for `extra` more bytes (the sealed payload).
     pub fn encode_with_room(&self, extra: usize) -> Vec<u8> {
-        let len = match self {
-            Header::Data { .. } | Header::Group { .. } => 1 + 8 + 1 + 5,
-            Header::First { .. } => FIRST_KEYSHARE_AT + KeyShare::SEALED_LEN + 5,
-            Header::EpochStart { .. } => EPOCH_KEYSHARE_AT + KeyShare::SEALED_LEN + 10,
-        };
-        let mut w = Writer::with_capacity(len.saturating_add(extra));
+        // A capacity hint: the largest header of the type (5-byte varints) and room for `extra`.
+        let mut w = Writer::with_capacity(
+            match self {
+                Header::Data { .. } | Header::Group { .. } => 1 + 8 + 1 + 5,
+                Header::First { .. } => FIRST_KEYSHARE_AT + KeyShare::SEALED_LEN + 5,
+                Header::EpochStart { .. } => EPOCH_KEYSHARE_AT + KeyShare::SEALED_LEN + 10,
+            }
+            .saturating_add(extra),
+        );
         w.u8(self.type_byte());
         match self {
             Header::Data { tag, n } => {

@@ -33,8 +33,6 @@ use crate::x3dh;
 const MAX_OWN_EPOCHS: usize = 3;
 /// Ids of an unacknowledged epoch's messages remembered to recognise a receipt (EPOCH-3).
 const MAX_UNACKED_IDS: usize = 256;
-/// The largest header: a first message with a 5-byte counter.
-const MAX_HEADER: usize = 1 + 32 + 4 + 4 + IDENTITY_BOX_LEN + KeyShare::SEALED_LEN + 5;
 
 /// The header a sending epoch attaches to its first message.
 #[derive(Clone, Debug)]
@@ -78,6 +76,50 @@ struct SendEpoch {
     acked: bool,
     /// Ids of messages sent while unacknowledged (the first LIM of them).
     unacked_ids: Vec<MessageId>,
+}
+
+impl SendEpoch {
+    /// The header of message `n` of this epoch: the epoch's start header until the peer
+    /// acknowledged the epoch (ENV-3, ENV-4), then a data header (ENV-2).
+    fn header(&self, n: u32) -> Header {
+        match (&self.start, self.acked) {
+            (
+                StartHeader::First {
+                    ek,
+                    spk_id,
+                    opk_id,
+                    identity_box,
+                    keyshare_box,
+                },
+                false,
+            ) => Header::First {
+                ek: *ek,
+                spk_id: *spk_id,
+                opk_id: *opk_id,
+                identity_box: identity_box.clone(),
+                keyshare_box: keyshare_box.clone(),
+                n,
+            },
+            (
+                StartHeader::Epoch {
+                    prev_tag,
+                    e,
+                    confirm,
+                    keyshare_box,
+                    pn,
+                },
+                false,
+            ) => Header::EpochStart {
+                prev_tag: *prev_tag,
+                e: *e,
+                confirm: *confirm,
+                keyshare_box: keyshare_box.clone(),
+                pn: *pn,
+                n,
+            },
+            _ => Header::Data { tag: self.tag, n },
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -407,19 +449,24 @@ impl Session {
         } else {
             None
         };
-        let t0 = match (&turn, &self.send) {
-            (Some((send, ..)), _) | (None, Some(send)) => send.t0,
+        let sending = match (&turn, &self.send) {
+            (Some((send, ..)), _) | (None, Some(send)) => send,
             (None, None) => return Err(SessionError::EpochConflict.into()),
         };
-        let delta = u32::try_from(now.saturating_sub(t0) / 1000).unwrap_or(u32::MAX);
+        let delta = u32::try_from(now.saturating_sub(sending.t0) / 1000).unwrap_or(u32::MAX);
         let plain = Inner {
             delta,
             content: content.clone(),
         }
         .encode(bucket)?;
-        if plain
+        // LIM-1 on the exact envelope, before the first state change.
+        let n = sending.chain.next_counter();
+        let mut buf = sending
+            .header(n)
+            .encode_with_room(plain.len().saturating_add(TAG_LEN));
+        if buf
             .len()
-            .saturating_add(MAX_HEADER)
+            .saturating_add(plain.len())
             .saturating_add(TAG_LEN)
             > MAX_ENVELOPE
         {
@@ -434,48 +481,11 @@ impl Session {
             push_bounded(&mut self.own, own, MAX_OWN_EPOCHS);
         }
         let send = self.send.as_mut().ok_or(SessionError::EpochConflict)?;
-        let (n, keys) = send.chain.advance()?;
+        let (counter, keys) = send.chain.advance()?;
+        debug_assert_eq!(counter, n);
         if !send.acked && send.unacked_ids.len() < MAX_UNACKED_IDS {
             send.unacked_ids.push(keys.id);
         }
-        let mut buf = match (&send.start, send.acked) {
-            (
-                StartHeader::First {
-                    ek,
-                    spk_id,
-                    opk_id,
-                    identity_box,
-                    keyshare_box,
-                },
-                false,
-            ) => Header::First {
-                ek: *ek,
-                spk_id: *spk_id,
-                opk_id: *opk_id,
-                identity_box: identity_box.clone(),
-                keyshare_box: keyshare_box.clone(),
-                n,
-            },
-            (
-                StartHeader::Epoch {
-                    prev_tag,
-                    e,
-                    confirm,
-                    keyshare_box,
-                    pn,
-                },
-                false,
-            ) => Header::EpochStart {
-                prev_tag: *prev_tag,
-                e: *e,
-                confirm: *confirm,
-                keyshare_box: keyshare_box.clone(),
-                pn: *pn,
-                n,
-            },
-            _ => Header::Data { tag: send.tag, n },
-        }
-        .encode_with_room(plain.len().saturating_add(TAG_LEN));
         let header_len = buf.len();
         buf.extend_from_slice(&plain);
         crypto::seal_in_place(&keys.key, &keys.nonce, &mut buf, header_len);

@@ -28,10 +28,6 @@ use crate::persist::Persist;
 use crate::session::{Opened, Sealed};
 use membership::Membership;
 
-/// Bytes a group envelope adds around the signed inner plaintext: header (with a 5-byte varint),
-/// signature and tag.
-const GROUP_OVERHEAD: usize = 1 + 8 + 1 + 5 + 64 + TAG_LEN;
-
 /// One group epoch as a member holds it.
 #[derive(Clone, Debug)]
 pub struct GroupEpoch {
@@ -67,16 +63,6 @@ impl GroupEpoch {
     /// The epoch number.
     pub fn epoch(&self) -> u32 {
         self.membership.epoch()
-    }
-
-    /// This member's index.
-    pub fn index(&self) -> u8 {
-        self.index
-    }
-
-    /// The routing tag (KDF-12).
-    pub fn tag(&self) -> [u8; 8] {
-        self.tag
     }
 
     /// The group key message that installs this epoch at another member (GRP-3).
@@ -129,16 +115,25 @@ impl GroupEpoch {
             content: content.clone(),
         }
         .encode(bucket)?;
-        if inner.len().saturating_add(GROUP_OVERHEAD) > MAX_ENVELOPE {
-            return Err(MisuseError::TooLarge.into());
-        }
-        let (n, keys) = self.send.advance()?;
+        let n = self.send.next_counter();
         let header = Header::Group {
             tag: self.tag,
             index: self.index,
             n,
         }
         .encode();
+        // LIM-1 on the exact envelope (header, signature, inner, tag) before the chain moves.
+        if header
+            .len()
+            .saturating_add(64)
+            .saturating_add(inner.len())
+            .saturating_add(TAG_LEN)
+            > MAX_ENVELOPE
+        {
+            return Err(MisuseError::TooLarge.into());
+        }
+        let (counter, keys) = self.send.advance()?;
+        debug_assert_eq!(counter, n);
         let sig = identity.signing().sign(
             kdf::SIG_GROUP_MSG,
             &[&self.signed_message(self.index, n, &inner)],

@@ -660,3 +660,32 @@ fn held_secrets_follow_the_state() {
     deliver_all(&e2, &mut [&mut t.bob]);
     assert_eq!(skipped_keys_held(&t.bob), 0, "epoch 0 is gone");
 }
+
+/// LIM-1, IN-4: a group message is 11 header bytes, the 64-byte signature, the inner plaintext
+/// and the 16-byte tag; padded to 8101 bytes it is exactly 8192 and goes, padded to 8102 it is
+/// `too_large` and the chain does not move.
+#[test]
+fn a_group_message_of_exactly_lim_1_bytes_goes_one_more_is_too_large_lim_1() {
+    let mut t = three();
+    let gid = create(&mut t);
+    t.carol.set_padding(8102);
+    assert_eq!(
+        t.carol
+            .send_group(T0, &gid, &text("too big"))
+            .unwrap_err()
+            .code(),
+        "too_large"
+    );
+    t.carol.set_padding(8101);
+    let m = t.carol.send_group(T0, &gid, &text("just fits")).unwrap();
+    assert_eq!(m.envelope.len(), sotto_core::limits::MAX_ENVELOPE);
+    assert_eq!(
+        text_of(&t.bob.receive(T0, &m.envelope).unwrap()),
+        "just fits"
+    );
+    assert_eq!(
+        skipped_keys_held(&t.bob),
+        0,
+        "the refused message used no counter"
+    );
+}

@@ -743,3 +743,53 @@ fn a_session_heard_from_gives_way_to_the_peers_new_first_message_rx_10() {
         "welcome back"
     );
 }
+
+/// LIM-1, IN-4: the sender's bound is the exact envelope length. With padding to B bytes, a data
+/// message is 10 header bytes, B, and the 16-byte tag: B = 8166 gives an envelope of exactly 8192
+/// bytes, which goes; B = 8167 would give 8193 and is `too_large`, which changes nothing.
+#[test]
+fn a_data_message_of_exactly_lim_1_bytes_goes_one_more_is_too_large_lim_1() {
+    let mut r = rng(46);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let first = send(&mut alice, &mut r, T0, &bob, "hello");
+    bob.receive(T0, &first.envelope).unwrap();
+    let answer = send(&mut bob, &mut r, T0, &alice, "hi");
+    alice.receive(T0, &answer.envelope).unwrap();
+    // Alice's answer starts her epoch; Bob's receipt acknowledges it (EPOCH-3).
+    let start = send(&mut alice, &mut r, T0, &bob, "epoch");
+    let got = bob.receive(T0, &start.envelope).unwrap();
+    let receipt = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![got.id]))
+        .unwrap();
+    alice.receive(T0, &receipt.envelope).unwrap();
+    let next = send(&mut alice, &mut r, T0, &bob, "data");
+    assert_eq!(next.envelope[0], 0x11);
+    bob.receive(T0, &next.envelope).unwrap();
+    alice.set_padding(8167);
+    assert_eq!(
+        alice
+            .send(&mut r, T0, bob.user_id(), &text("too big"))
+            .unwrap_err()
+            .code(),
+        "too_large"
+    );
+    alice.set_padding(8166);
+    let full = send(&mut alice, &mut r, T0, &bob, "just fits");
+    assert_eq!(full.envelope.len(), sotto_core::limits::MAX_ENVELOPE);
+    // The refused send consumed no counter: nothing is skipped.
+    assert_eq!(
+        text_of(&bob.receive(T0, &full.envelope).unwrap()),
+        "just fits"
+    );
+    assert!(
+        bob.held_secrets()
+            .iter()
+            .all(|s| !s.label.contains("skipped message key"))
+    );
+    alice.set_padding(0);
+    let small = send(&mut alice, &mut r, T0, &bob, "small");
+    assert!(small.envelope.len() < 100);
+}
