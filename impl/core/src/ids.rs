@@ -129,6 +129,20 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn display_and_debug_forms_id_1_id_2_id_3() {
+        let user = UserId([0xff; 10]);
+        assert_eq!(user.to_string(), "7777777777777777");
+        assert_eq!(format!("{user:?}"), "UserId(7777777777777777)");
+        assert_eq!("7777777777777777".parse::<UserId>().unwrap(), user);
+        let group = GroupId([0x01; 16]);
+        assert_eq!(group.to_string(), "aeaqcaibaeaqcaibaeaqcaibae");
+        assert_eq!(format!("{group:?}"), "GroupId(010101010101..)");
+        let msg = MessageId([0xab; 16]);
+        assert_eq!(msg.to_string(), "ab".repeat(16));
+        assert_eq!(format!("{msg:?}"), "MessageId(abababababab..)");
+    }
+
+    #[test]
     fn user_id_text_form_id_1() {
         let id = UserId([0; 10]);
         assert_eq!(id.to_text(), "aaaaaaaaaaaaaaaa");

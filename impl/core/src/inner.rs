@@ -265,6 +265,116 @@ mod tests {
     use crate::error::Error;
     use proptest::prelude::*;
 
+    #[test]
+    fn contents_are_equal_only_when_every_field_is_in_1() {
+        use crate::crypto::SignSecret;
+        use crate::group::membership::{Member, Membership};
+        use crate::ids::{GroupId, UserId};
+        use crate::keys::Identity;
+        use crate::keyshare::KeyShare;
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let admin = Identity::generate(&mut rng);
+        let member = |n: u8| Member {
+            user: UserId([n; 10]),
+            iks: SignSecret::random(&mut ChaCha20Rng::seed_from_u64(u64::from(n))).public(),
+        };
+        let first = Member {
+            user: UserId([1; 10]),
+            iks: *admin.public().iks(),
+        };
+        let m1 = Membership::sign(&admin, GroupId([1; 16]), 0, vec![first, member(2)]).unwrap();
+        let m2 = Membership::sign(&admin, GroupId([1; 16]), 1, vec![first]).unwrap();
+        let k1 = KeyShare::random(&mut rng, 1000);
+        let k2 = KeyShare::random(&mut rng, 1000);
+        let key = |m: &Membership, k: &KeyShare| {
+            Content::GroupKey(Box::new(GroupKey {
+                membership: m.clone(),
+                keys: k.clone(),
+            }))
+        };
+        let ack = |epoch| {
+            Content::GroupAck(GroupAck {
+                group: GroupId([1; 16]),
+                epoch,
+                index: 0,
+                confirm: [0; 16],
+            })
+        };
+        let all = [
+            Content::Text("a".into()),
+            Content::Text("b".into()),
+            Content::Receipt(vec![MessageId([1; 16])]),
+            Content::Receipt(vec![MessageId([2; 16])]),
+            Content::KeyUpdate,
+            key(&m1, &k1),
+            key(&m1, &k2),
+            key(&m2, &k1),
+            Content::GroupRemoved(Box::new(m1.clone())),
+            Content::GroupRemoved(Box::new(m2.clone())),
+            ack(0),
+            ack(1),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for (j, b) in all.iter().enumerate() {
+                assert_eq!(a == b, i == j, "{i} vs {j}");
+            }
+        }
+    }
+
+    /// IN-4: a bucket of 0 or 1 means no padding; padding may reach LIM-1 exactly, not beyond.
+    #[test]
+    fn padding_buckets_in_4() {
+        let inner = Inner {
+            delta: 0,
+            content: Content::Text("hi".into()),
+        };
+        let plain = inner.encode(0).unwrap();
+        assert_eq!(*inner.encode(1).unwrap(), *plain);
+        assert_eq!(plain.len(), 1 + 1 + 2);
+        assert_eq!(
+            inner.encode(crate::limits::MAX_ENVELOPE).unwrap().len(),
+            crate::limits::MAX_ENVELOPE
+        );
+        assert_eq!(
+            inner.encode(crate::limits::MAX_ENVELOPE + 1).unwrap_err(),
+            Error::Misuse(crate::error::MisuseError::TooLarge)
+        );
+    }
+
+    /// LIM-2 when sending: a text of 4,000 bytes goes, one more is `too_large`.
+    #[test]
+    fn texts_up_to_lim_2_bytes() {
+        let text = |n: usize| Inner {
+            delta: 0,
+            content: Content::Text("x".repeat(n)),
+        };
+        assert!(text(MAX_TEXT).encode(0).is_ok());
+        assert_eq!(
+            text(MAX_TEXT + 1).encode(0).unwrap_err(),
+            Error::Misuse(crate::error::MisuseError::TooLarge)
+        );
+    }
+
+    /// LIM-10 when sending: a receipt names 1 to 64 ids.
+    #[test]
+    fn receipts_name_one_to_lim_10_ids() {
+        let receipt = |n: usize| Inner {
+            delta: 0,
+            content: Content::Receipt(vec![MessageId([7; 16]); n]),
+        };
+        assert!(receipt(1).encode(0).is_ok());
+        assert!(receipt(MAX_RECEIPT_IDS).encode(0).is_ok());
+        for n in [0, MAX_RECEIPT_IDS + 1] {
+            assert_eq!(
+                receipt(n).encode(0).unwrap_err(),
+                Error::Misuse(crate::error::MisuseError::TooLarge),
+                "{n}"
+            );
+        }
+    }
+
     fn arb_content() -> impl Strategy<Value = Content> {
         prop_oneof![
             "\\PC{0,40}".prop_map(Content::Text),

@@ -502,3 +502,59 @@ impl Group {
         self.skipped.held_secrets(what, out);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::group::membership::Member;
+    use crate::ids::UserId;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    /// GRP-7: a member's message whose plaintext is shorter than the 64-byte signature is
+    /// `truncated` (only a member holding the group keys can send one), never a panic.
+    #[test]
+    fn a_plaintext_shorter_than_a_signature_is_truncated_grp_7() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let admin = Identity::generate(&mut rng);
+        let other = Identity::generate(&mut rng);
+        let membership = Membership::sign(
+            &admin,
+            GroupId([3; 16]),
+            0,
+            vec![
+                Member {
+                    user: UserId([1; 10]),
+                    iks: *admin.public().iks(),
+                },
+                Member {
+                    user: UserId([2; 10]),
+                    iks: *other.public().iks(),
+                },
+            ],
+        )
+        .unwrap();
+        let keys = KeyShare::random(&mut rng, 1000);
+        let mut receiver = GroupEpoch::new(membership, keys.clone(), 0);
+        for len in [0usize, 10, 63, 64] {
+            let (n, mk) = member_chain(&keys, 1).advance().unwrap();
+            let header = Header::Group {
+                tag: receiver.tag,
+                index: 1,
+                n,
+            }
+            .encode();
+            let sealed = crypto::seal(&mk.key, &mk.nonce, &header, &vec![0u8; len]);
+            let bytes = envelope::assemble(&header, &sealed).unwrap();
+            let env = Envelope::decode(&bytes).unwrap();
+            let mut skipped = SkippedKeys::default();
+            assert_eq!(
+                receiver.open(1000, &env, &mut skipped).unwrap_err(),
+                Error::Decode(DecodeError::Truncated),
+                "{len}"
+            );
+        }
+    }
+}

@@ -689,3 +689,32 @@ fn a_group_message_of_exactly_lim_1_bytes_goes_one_more_is_too_large_lim_1() {
         "the refused message used no counter"
     );
 }
+
+/// GRP-4: a device keeps two group epochs; a key for an epoch older than both, arriving late, is
+/// `stale_group_epoch` and changes nothing.
+#[test]
+fn a_key_older_than_the_epochs_kept_is_stale_grp_4() {
+    let mut t = three();
+    let (bob_id, carol_id) = (*t.bob.user_id(), *t.carol.user_id());
+    let (gid, e0) = t
+        .admin
+        .create_group(&mut t.r, T0, &[bob_id, carol_id])
+        .unwrap();
+    let e1 = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &gid, &carol_id)
+        .unwrap();
+    let e2 = t.admin.add_to_group(&mut t.r, T0, &gid, &carol_id).unwrap();
+    // Bob reads epochs 1 and 2 first, then the key of epoch 0.
+    deliver_all(&e1, &mut [&mut t.bob]);
+    deliver_all(&e2, &mut [&mut t.bob]);
+    assert_eq!(t.bob.group_members(&gid).unwrap().0, 2);
+    let late = deliver_all(&e0, &mut [&mut t.bob]);
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        late[0].events,
+        vec![Event::Rejected(Error::Group(GroupError::StaleGroupEpoch))]
+    );
+    assert_eq!(t.bob.group_members(&gid).unwrap().0, 2);
+    t.bob.check_routing_index().unwrap();
+}
