@@ -212,5 +212,6 @@ mod tests {
         );
         let dbg = format!("{share:?}");
         assert!(!dbg.contains("aa") && !dbg.contains("170"), "{dbg}");
+        assert_eq!(dbg, "KeyShare { t0: 5, .. }");
     }
 }

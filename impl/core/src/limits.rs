@@ -72,5 +72,10 @@ mod tests {
         assert_eq!(super::MAX_SKIP, 1000);
         assert_eq!(super::MAX_DELIVERED_IDS, 4096);
         assert_eq!(super::MAX_REPLAY_ENTRIES, 65_536);
+        assert_eq!(
+            super::SKIPPED_KEY_TTL_MS,
+            1_209_600_000,
+            "LIM-5: 14 days in ms"
+        );
     }
 }

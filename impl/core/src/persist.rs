@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use crate::codec::{Reader, Writer};
-use crate::crypto::{DhPublic, DhSecret, Secret, SignPublic};
+use crate::crypto::{DhPublic, DhSecret, Secret};
 use crate::error::{DecodeError, Result};
 use crate::ids::{GroupId, MessageId, UserId};
 use crate::keys::PublicIdentity;
@@ -115,15 +115,6 @@ impl Persist for DhPublic {
     }
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         Ok(DhPublic(r.array()?))
-    }
-}
-
-impl Persist for SignPublic {
-    fn write(&self, w: &mut Writer) {
-        w.bytes(&self.0);
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
-        Ok(SignPublic(r.array()?))
     }
 }
 

@@ -718,3 +718,44 @@ fn a_key_older_than_the_epochs_kept_is_stale_grp_4() {
     assert_eq!(t.bob.group_members(&gid).unwrap().0, 2);
     t.bob.check_routing_index().unwrap();
 }
+
+/// STORE-1: a device with groups (held, and left) restores from its exported state to the same
+/// state, and its group conversations go on.
+#[test]
+fn a_device_with_groups_restores_and_goes_on() {
+    let mut t = three();
+    let gid = create(&mut t);
+    let bob_id = *t.bob.user_id();
+    let (left, out) = t.admin.create_group(&mut t.r, T0, &[bob_id]).unwrap();
+    deliver_all(&out, &mut [&mut t.bob]);
+    let removal = t
+        .admin
+        .remove_from_group(&mut t.r, T0, &left, &bob_id)
+        .unwrap();
+    deliver_all(&removal, &mut [&mut t.bob]);
+    let g1 = t.carol.send_group(T0, &gid, &text("before")).unwrap();
+    let _skipped = t.carol.send_group(T0, &gid, &text("skipped")).unwrap();
+    let g3 = t.carol.send_group(T0, &gid, &text("after")).unwrap();
+    t.bob.receive(T0, &g1.envelope).unwrap();
+    let state = t.bob.export();
+    let mut restored = Device::import(&state).unwrap();
+    assert_eq!(restored.export().as_slice(), state.as_slice());
+    assert_eq!(
+        restored.groups().collect::<Vec<_>>(),
+        t.bob.groups().collect::<Vec<_>>()
+    );
+    assert_eq!(restored.group_members(&gid), t.bob.group_members(&gid));
+    restored.check_routing_index().unwrap();
+    assert_eq!(
+        text_of(&restored.receive(T0, &g3.envelope).unwrap()),
+        "after"
+    );
+    assert_eq!(skipped_keys_held(&restored), 1);
+    let m = restored
+        .send_group(T0, &gid, &text("from restored bob"))
+        .unwrap();
+    assert_eq!(
+        text_of(&t.carol.receive(T0, &m.envelope).unwrap()),
+        "from restored bob"
+    );
+}
