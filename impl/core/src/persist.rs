@@ -205,18 +205,6 @@ impl<A: Persist, B: Persist, C: Persist> Persist for (A, B, C) {
     }
 }
 
-impl<A: Persist, B: Persist, C: Persist, D: Persist> Persist for (A, B, C, D) {
-    fn write(&self, w: &mut Writer) {
-        self.0.write(w);
-        self.1.write(w);
-        self.2.write(w);
-        self.3.write(w);
-    }
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
-        Ok((A::read(r)?, B::read(r)?, C::read(r)?, D::read(r)?))
-    }
-}
-
 /// Writes a count as `u32` (every collection in the state is bounded far below that).
 pub(crate) fn write_len(w: &mut Writer, n: usize) {
     w.u32(u32::try_from(n).unwrap_or(u32::MAX));
@@ -257,5 +245,28 @@ impl<T: Persist> Persist for VecDeque<T> {
     }
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         Ok(Vec::<T>::read(r)?.into())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    /// A count may name as many elements as bytes remain (each takes at least one), not more.
+    #[test]
+    fn a_count_is_bounded_by_the_bytes_left() {
+        let five = [0, 0, 0, 5, 1, 2, 3, 4, 5];
+        let v: Vec<u8> = Persist::read(&mut Reader::new(&five)).unwrap();
+        assert_eq!(v, [1, 2, 3, 4, 5]);
+        let mut w = Writer::new();
+        v.write(&mut w);
+        assert_eq!(w.as_slice(), five);
+        let six = [0, 0, 0, 6, 1, 2, 3, 4, 5];
+        assert_eq!(
+            <Vec<u8> as Persist>::read(&mut Reader::new(&six)).unwrap_err(),
+            Error::Decode(DecodeError::LengthOutOfRange)
+        );
     }
 }
