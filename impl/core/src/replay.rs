@@ -101,6 +101,7 @@ mod tests {
         let ek = DhPublic([5; 32]);
         assert_eq!(c.check(1, &ek), Seen::New);
         c.insert(1, &ek, 7).unwrap();
+        assert_eq!((c.len(), c.is_empty()), (1, false));
         assert_eq!(c.check(1, &ek), Seen::Session(7));
         assert_eq!(c.check(2, &ek), Seen::New);
         c.retire_prekey(1);
@@ -115,6 +116,7 @@ mod tests {
             ek[..8].copy_from_slice(&i.to_le_bytes());
             c.insert(1, &DhPublic(ek), i).unwrap();
         }
+        assert_eq!(c.len(), MAX_REPLAY_ENTRIES);
         assert!(c.ensure_room().is_err());
         let err = c.insert(1, &DhPublic([0xff; 32]), 0).unwrap_err();
         assert_eq!(err.code(), "replay_cache_full");

@@ -355,11 +355,6 @@ impl Session {
         &self.peer
     }
 
-    /// Whether this side initiated the session.
-    pub fn is_initiator(&self) -> bool {
-        self.initiator
-    }
-
     /// `EK_A` of the first message: the session's replay-cache key (X3DH-8).
     pub fn first_ek(&self) -> &DhPublic {
         &self.first_ek

@@ -299,7 +299,9 @@ impl Device {
         let keep_ours = current.is_some_and(|sid| {
             self.sessions
                 .get(&sid)
-                .is_some_and(|s| s.is_initiator() && !s.heard_from_peer())
+                // Only a session this side initiated can be unheard: accepting a first message
+                // is hearing from the peer.
+                .is_some_and(|s| !s.heard_from_peer())
                 && our_iks < peer.iks()
         });
         if let Some(c) = self.contacts.get_mut(from) {

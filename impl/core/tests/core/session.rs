@@ -793,3 +793,47 @@ fn a_data_message_of_exactly_lim_1_bytes_goes_one_more_is_too_large_lim_1() {
     let small = send(&mut alice, &mut r, T0, &bob, "small");
     assert!(small.envelope.len() < 100);
 }
+
+/// EPOCH-3: a receipt naming a message of an unacknowledged epoch acknowledges it. The sender
+/// remembers the ids of the epoch's first 256 messages for that; a receipt naming only a later
+/// one does not acknowledge the epoch (the next message still starts it), and once acknowledged
+/// no more ids are kept (the state does not grow with the messages sent).
+#[test]
+fn an_epoch_is_acknowledged_by_a_receipt_for_one_of_its_first_256_messages_epoch_3() {
+    let mut r = rng(47);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let first = send(&mut alice, &mut r, T0, &bob, "hello");
+    bob.receive(T0, &first.envelope).unwrap();
+    let answer = send(&mut bob, &mut r, T0, &alice, "hi");
+    alice.receive(T0, &answer.envelope).unwrap();
+    // Alice's epoch 1: 257 messages, none acknowledged yet.
+    let mut sent = Vec::new();
+    for i in 0..257 {
+        sent.push(send(&mut alice, &mut r, T0, &bob, &format!("m{i}")));
+    }
+    assert!(sent.iter().all(|o| o.envelope[0] == 0x13));
+    let last = bob.receive(T0, &sent[256].envelope).unwrap();
+    let receipt = |bob: &mut sotto_core::Device, r: &mut _, ids| {
+        bob.send(r, T0, &sotto_core::UserId([1; 10]), &Content::Receipt(ids))
+            .unwrap()
+    };
+    let late = receipt(&mut bob, &mut r, vec![last.id]);
+    alice.receive(T0, &late.envelope).unwrap();
+    assert_eq!(
+        send(&mut alice, &mut r, T0, &bob, "still starting").envelope[0],
+        0x13
+    );
+    let got = bob.receive(T0, &sent[255].envelope).unwrap();
+    let acked = receipt(&mut bob, &mut r, vec![got.id]);
+    alice.receive(T0, &acked.envelope).unwrap();
+    let data = send(&mut alice, &mut r, T0, &bob, "data");
+    assert_eq!(data.envelope[0], 0x11);
+    let size = alice.export().len();
+    for i in 0..20 {
+        send(&mut alice, &mut r, T0, &bob, &format!("more {i}"));
+    }
+    assert_eq!(alice.export().len(), size);
+}
