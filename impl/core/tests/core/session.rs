@@ -837,3 +837,69 @@ fn an_epoch_is_acknowledged_by_a_receipt_for_one_of_its_first_256_messages_epoch
     }
     assert_eq!(alice.export().len(), size);
 }
+
+/// RX-8, RX-2: in an epoch the receiver has dropped (LIM-6) but whose tag it remembers, a
+/// message without a kept key is a `duplicate` below the epoch's end (it was received already)
+/// and `expired_epoch` from its end on (a counter the sender never used in that epoch: here a
+/// stale copy of the sender's state writes it).
+#[test]
+fn a_dropped_epochs_messages_are_duplicate_below_its_end_and_expired_from_it_rx_8() {
+    let mut r = rng(48);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let first = send(&mut alice, &mut r, T0, &bob, "m0");
+    bob.receive(T0, &first.envelope).unwrap();
+    let reply = send(&mut bob, &mut r, T0, &alice, "r0");
+    alice.receive(T0, &reply.envelope).unwrap();
+    // Alice's epoch 2, acknowledged by a receipt: its messages are data messages.
+    let start = send(&mut alice, &mut r, T0, &bob, "start");
+    let got = bob.receive(T0, &start.envelope).unwrap();
+    let receipt = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![got.id]))
+        .unwrap();
+    alice.receive(T0, &receipt.envelope).unwrap();
+    let data = send(&mut alice, &mut r, T0, &bob, "data");
+    assert_eq!(data.envelope[0], 0x11);
+    bob.receive(T0, &data.envelope).unwrap();
+    // A copy of Alice's state now: its next message is epoch 2's counter 2, its end.
+    let mut stale = alice.clone();
+    for i in 0..4 {
+        let b = send(&mut bob, &mut r, T0, &alice, &format!("b{i}"));
+        alice.receive(T0, &b.envelope).unwrap();
+        let a = send(&mut alice, &mut r, T0, &bob, &format!("a{i}"));
+        bob.receive(T0, &a.envelope).unwrap();
+    }
+    assert_eq!(
+        bob.receive(T0, &data.envelope).unwrap_err().code(),
+        "duplicate"
+    );
+    let past_end = send(&mut stale, &mut r, T0, &bob, "past the end");
+    assert_eq!(past_end.envelope[0], 0x11);
+    assert_eq!(
+        bob.receive(T0, &past_end.envelope).unwrap_err().code(),
+        "expired_epoch"
+    );
+}
+
+/// What a leaked copy of Bob's state lets an attacker send Bob (`forge_data_as`, test-utils, the
+/// conformance replay's `Inject DataAs`): a data message as Alice on her newest epoch, which Bob
+/// opens as hers, with the time it claims.
+#[test]
+fn a_leaked_state_forges_data_as_the_peer() {
+    let mut r = rng(49);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let first = send(&mut alice, &mut r, T0, &bob, "m0");
+    bob.receive(T0, &first.envelope).unwrap();
+    let forged = bob
+        .forge_data_as(alice.user_id(), T0 + 5_000, &text("forged"))
+        .unwrap();
+    let got = bob.receive(T0 + 6_000, &forged).unwrap();
+    assert_eq!(text_of(&got), "forged");
+    assert_eq!(got.from, *alice.user_id());
+    assert_eq!(got.sent_at, T0 + 5_000);
+}
