@@ -705,8 +705,9 @@ impl Session {
         let answered = own.epoch;
         let epoch = answered.checked_add(1).ok_or(SessionError::EpochConflict)?;
         if let Some(r) = self.recv.iter().find(|r| r.epoch == epoch) {
-            // A header already processed (a resend or replay): go on with the chain (EPOCH-5).
-            if r.ratchet != *e && !mutated!(Mutation::SkipEpochConflict) {
+            // The epoch is known with another `E` (the same `E` went on with its chain above):
+            // a second start of one epoch is refused (EPOCH-5).
+            if !mutated!(Mutation::SkipEpochConflict) {
                 return Err(SessionError::EpochConflict.into());
             }
             let tag = r.tag;
