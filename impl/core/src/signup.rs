@@ -231,6 +231,38 @@ mod tests {
         (req, id)
     }
 
+    /// LIM-15, LIM-16 and the challenge and difficulty bounds when building: each out of range
+    /// alone is `length_out_of_range`; at the bound the request builds.
+    #[test]
+    fn build_checks_each_bound_alone() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let id = Identity::generate(&mut rng);
+        let spk = id.new_signed_prekey(&mut rng, 1);
+        let opks: Vec<_> = (1..=MAX_OPK_UPLOAD as u32 + 1)
+            .map(|i| *OneTimePreKeyPair::generate(&mut rng, i).unwrap().public())
+            .collect();
+        let spki = [0x30; MAX_SPKI + 1];
+        let challenge = [7u8; MAX_CHALLENGE + 1];
+        let build = |spki: &[u8], opks: &[OneTimePreKey], challenge: &[u8], difficulty| {
+            SignupRequest::build(&id, spki, spk.public(), opks, challenge, difficulty)
+        };
+        let (ok_spki, ok_opks, ok_ch) = (
+            &spki[..MAX_SPKI],
+            &opks[..MAX_OPK_UPLOAD],
+            &challenge[..MAX_CHALLENGE],
+        );
+        assert!(build(ok_spki, ok_opks, ok_ch, 0).is_ok());
+        for bad in [
+            build(&[], ok_opks, ok_ch, 0),
+            build(&spki, ok_opks, ok_ch, 0),
+            build(ok_spki, &opks, ok_ch, 0),
+            build(ok_spki, ok_opks, &challenge, 0),
+            build(ok_spki, ok_opks, ok_ch, MAX_POW_DIFFICULTY + 1),
+        ] {
+            assert_eq!(bad.unwrap_err(), DecodeError::LengthOutOfRange.into());
+        }
+    }
+
     #[test]
     fn round_trips_with_work_signup_1_signup_3() {
         let (req, _) = request(8);

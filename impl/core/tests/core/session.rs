@@ -903,3 +903,31 @@ fn a_leaked_state_forges_data_as_the_peer() {
     assert_eq!(got.from, *alice.user_id());
     assert_eq!(got.sent_at, T0 + 5_000);
 }
+
+/// STORE-1, EPOCH-3: a device restored while its epoch start is unacknowledged restores that
+/// header too: its next message starts the epoch again and opens at the peer.
+#[test]
+fn an_unacknowledged_epoch_start_survives_a_restore() {
+    let mut r = rng(50);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let first = send(&mut alice, &mut r, T0, &bob, "hello");
+    bob.receive(T0, &first.envelope).unwrap();
+    let answer = send(&mut bob, &mut r, T0, &alice, "answer");
+    assert_eq!(answer.envelope[0], 0x13);
+    let state = bob.export();
+    let mut bob = sotto_core::Device::import(&state).unwrap();
+    assert_eq!(bob.export().as_slice(), state.as_slice());
+    let again = send(&mut bob, &mut r, T0, &alice, "again");
+    assert_eq!(again.envelope[0], 0x13);
+    assert_eq!(
+        text_of(&alice.receive(T0, &again.envelope).unwrap()),
+        "again"
+    );
+    assert_eq!(
+        text_of(&alice.receive(T0, &answer.envelope).unwrap()),
+        "answer"
+    );
+}
