@@ -38,7 +38,7 @@ impl SignupRequest {
             || tls_spki.len() > MAX_SPKI
             || opks.len() > MAX_OPK_UPLOAD
             || challenge.len() > MAX_CHALLENGE
-            || difficulty > MAX_POW_DIFFICULTY
+            || !difficulty_in_range(difficulty)
         {
             return Err(DecodeError::LengthOutOfRange.into());
         }
@@ -209,6 +209,11 @@ pub fn leading_zero_bits(h: &[u8; 32]) -> u32 {
         }
     }
     n
+}
+
+/// Whether a proof-of-work difficulty is at most the bound (SIGNUP-3).
+fn difficulty_in_range(difficulty: u8) -> bool {
+    difficulty <= MAX_POW_DIFFICULTY
 }
 
 #[cfg(test)]
