@@ -268,6 +268,24 @@ mod tests {
         }
     }
 
+    /// SIGNUP-3: the work is the first `pow_nonce`, counting from 0, whose hash has enough
+    /// leading zero bits; at difficulty 0 that is 0.
+    #[test]
+    fn the_work_is_the_first_nonce_that_meets_the_difficulty_signup_3() {
+        assert_eq!(request(0).0.pow_nonce, 0);
+        let mut exact = 0;
+        for d in 1..=8u32 {
+            let (req, _) = request(d as u8);
+            let prefix = req.pow_prefix();
+            let bits = leading_zero_bits(&pow_hash(&prefix, req.pow_nonce));
+            assert!(bits >= d);
+            assert!((0..req.pow_nonce).all(|n| leading_zero_bits(&pow_hash(&prefix, n)) < d));
+            exact += usize::from(bits == d);
+        }
+        // The first hit usually has exactly the bits asked for: the search stops there.
+        assert!(exact > 0);
+    }
+
     #[test]
     fn round_trips_with_work_signup_1_signup_3() {
         let (req, _) = request(8);
