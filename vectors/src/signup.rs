@@ -275,9 +275,17 @@ impl Area for Signup {
             "NOT-5",
             both,
         ));
-        // Accepted at the bounds (LIM-15, LIM-16).
+        // Accepted at the bounds (LIM-15, LIM-16, the challenge's 32 bytes).
         let hundred: Vec<(u32, [u8; 32])> = many[..100].to_vec();
+        let mut challenge32 = body[..opks_end].to_vec();
+        challenge32.push(32);
+        challenge32.extend_from_slice(&[0x5a; 32]);
         for (name, rule, b) in [
+            (
+                "SIGNUP-1 challenge of 32 bytes is accepted",
+                "SIGNUP-1",
+                signer.sign(challenge32),
+            ),
             (
                 "LIM-15 100 one-time prekeys are accepted",
                 "LIM-15",
