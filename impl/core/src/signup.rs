@@ -116,7 +116,7 @@ impl SignupRequest {
                 .iks()
                 .verify(kdf::SIG_SIGNUP, &[&req.signed_part()], &req.sig)?;
         }
-        if difficulty > MAX_POW_DIFFICULTY
+        if !difficulty_in_range(difficulty)
             || (leading_zero_bits(&pow_hash(&req.pow_prefix(), req.pow_nonce))
                 < u32::from(difficulty)
                 && !mutated!(Mutation::SkipProofOfWork))
@@ -291,6 +291,7 @@ mod tests {
         let (req, _) = request(8);
         let bytes = req.to_bytes();
         assert_eq!(SignupRequest::from_bytes(&bytes, 8).unwrap(), req);
+        assert_eq!(req.challenge(), b"c");
         assert!(leading_zero_bits(&pow_hash(&req.pow_prefix(), req.pow_nonce)) >= 8);
         // A stricter service refuses it (unless the hash happens to be better; 16 bits is unlikely).
         if leading_zero_bits(&pow_hash(&req.pow_prefix(), req.pow_nonce)) < 16 {
