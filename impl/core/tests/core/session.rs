@@ -931,3 +931,54 @@ fn an_unacknowledged_epoch_start_survives_a_restore() {
         "answer"
     );
 }
+
+/// RX-8 at the session: an epoch start whose `prev_tag` names no own epoch of this session, kept
+/// or remembered, is `unknown_routing_tag` (retryable), not `expired_epoch`. (A device routes by
+/// tag first, so only a caller of `Session::open` meets this branch.)
+#[test]
+fn an_epoch_start_answering_no_own_epoch_is_unknown_rx_8() {
+    use sotto_core::envelope::Envelope;
+    use sotto_core::session::Session;
+    let mut r = rng(51);
+    let alice = device(&mut r, 1);
+    let bob_id = sotto_core::Identity::generate(&mut r);
+    let spk = bob_id.new_signed_prekey(&mut r, 1);
+    let bob_card =
+        sotto_core::ContactCard::new(sotto_core::UserId([2; 10]), *bob_id.public(), *spk.public());
+    let mut a = Session::initiate(
+        &mut r,
+        T0,
+        alice.user_id(),
+        alice.identity(),
+        &bob_card.bundle(),
+    )
+    .unwrap();
+    let first = a.seal(&mut r, T0, &text("hello"), 0).unwrap();
+    let (mut b, _) = Session::accept_first(
+        T0,
+        &bob_id,
+        &spk,
+        None,
+        &Envelope::decode(&first.bytes).unwrap(),
+    )
+    .unwrap();
+    let answer = b.seal(&mut r, T0, &text("answer"), 0).unwrap();
+    a.open(T0, &Envelope::decode(&answer.bytes).unwrap())
+        .unwrap();
+    let start = a.seal(&mut r, T0, &text("epoch 2"), 0).unwrap();
+    assert_eq!(start.bytes[0], 0x13);
+    let mut forged = start.bytes.clone();
+    for byte in &mut forged[1..9] {
+        *byte ^= 0xff;
+    }
+    assert_eq!(
+        b.open(T0, &Envelope::decode(&forged).unwrap())
+            .unwrap_err()
+            .code(),
+        "unknown_routing_tag"
+    );
+    let opened = b
+        .open(T0, &Envelope::decode(&start.bytes).unwrap())
+        .unwrap();
+    assert_eq!(opened.inner.content, text("epoch 2"));
+}
