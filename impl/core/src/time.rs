@@ -53,5 +53,9 @@ mod tests {
         assert_eq!(c.now(0), 0);
         c.observe(0, u64::MAX);
         assert_eq!(c.now(5), 0);
+        // Restored from the store.
+        let restored = ServerClock::with_offset(-3_000);
+        assert_eq!(restored.offset_ms(), -3_000);
+        assert_eq!(restored.now(5_000), 2_000);
     }
 }
