@@ -53,6 +53,9 @@ mod tests {
         assert_eq!(c.now(0), 0);
         c.observe(0, u64::MAX);
         assert_eq!(c.now(5), 0);
+        assert_eq!(c.offset_ms(), i64::MIN);
+        c.observe(u64::MAX, 0);
+        assert_eq!(c.offset_ms(), i64::MAX);
         // Restored from the store.
         let restored = ServerClock::with_offset(-3_000);
         assert_eq!(restored.offset_ms(), -3_000);

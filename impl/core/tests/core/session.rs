@@ -895,6 +895,10 @@ fn a_leaked_state_forges_data_as_the_peer() {
     scan(&mut bob, &alice);
     let first = send(&mut alice, &mut r, T0, &bob, "m0");
     bob.receive(T0, &first.envelope).unwrap();
+    let overview = bob.sessions_overview();
+    assert_eq!(overview.len(), 1);
+    assert_eq!(overview[0].0, *alice.user_id());
+    assert!(!overview[0].1.initiator);
     let forged = bob
         .forge_data_as(alice.user_id(), T0 + 5_000, &text("forged"))
         .unwrap();
