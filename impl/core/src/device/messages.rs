@@ -93,10 +93,9 @@ impl Device {
             while c.sessions.len() > MAX_SESSIONS_PER_PEER
                 && !mutated!(Mutation::SkipSessionsPerPeerBound)
             {
+                // Every caller chooses the sending session right after (`sending_session`,
+                // `adopt_session`, `choose_sending_session`, which never keeps a dropped one).
                 let old = c.sessions.remove(0);
-                if c.sending == Some(old) {
-                    c.sending = None;
-                }
                 self.sessions.remove(&old);
                 self.tags.retain(|_, s| *s != old);
             }
