@@ -274,7 +274,8 @@ impl Device {
         let our_iks = *self.identity.public().iks();
         let sid = self.insert_session(session)?;
         self.replay.insert(*spk_id, ek, sid)?;
-        if *opk_id != 0 && !mutated!(Mutation::KeepUsedOneTimePrekeys) {
+        // Id 0 means none was used, and no prekey is ever kept under 0 (ID-4).
+        if !mutated!(Mutation::KeepUsedOneTimePrekeys) {
             self.opks.remove(opk_id);
         }
         self.choose_sending_session(&from, sid, &our_iks, &peer);

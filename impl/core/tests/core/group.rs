@@ -737,6 +737,14 @@ fn a_device_with_groups_restores_and_goes_on() {
     let _skipped = t.carol.send_group(T0, &gid, &text("skipped")).unwrap();
     let g3 = t.carol.send_group(T0, &gid, &text("after")).unwrap();
     t.bob.receive(T0, &g1.envelope).unwrap();
+    // And an unverified contact: a stranger's first message.
+    let mut stranger = device(&mut t.r, 9);
+    scan(&mut stranger, &t.bob);
+    let hello = send(&mut stranger, &mut t.r, T0, &t.bob, "hello");
+    assert_eq!(
+        t.bob.receive(T0, &hello.envelope).unwrap().trust,
+        sotto_core::Trust::Unverified
+    );
     let state = t.bob.export();
     let mut restored = Device::import(&state).unwrap();
     assert_eq!(restored.export().as_slice(), state.as_slice());
