@@ -335,3 +335,59 @@ fn scanning_verifies_a_known_contact_and_the_directory_never_changes_trust_card_
     assert_eq!(alice.contact(bob.user_id()).unwrap().0, Trust::Verified);
     assert_eq!(alice.contacts().collect::<Vec<_>>(), [bob.user_id()]);
 }
+
+/// LIM-15 when making prekeys, and the bookkeeping of unused ones (X3DH-9): 100 at once is the
+/// bound; a first message that uses one removes it from the unused ones.
+#[test]
+fn one_time_prekeys_are_made_up_to_lim_15_and_used_once_x3dh_9() {
+    let mut r = rng(19);
+    let mut bob = sotto_core::Device::new(&mut r, UserId([2; 10]));
+    assert_eq!(
+        bob.generate_one_time_prekeys(&mut r, 100).unwrap().len(),
+        100
+    );
+    assert_eq!(
+        bob.unused_one_time_prekeys().collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<u32>>()
+    );
+    let mut alice = device(&mut r, 1);
+    alice
+        .add_contact_from_bundle(&bob.bundle(Some(7)).unwrap())
+        .unwrap();
+    let first = alice
+        .send(&mut r, T0, bob.user_id(), &Content::Text("hi".into()))
+        .unwrap();
+    bob.receive(T0, &first.envelope).unwrap();
+    let unused: Vec<u32> = bob.unused_one_time_prekeys().collect();
+    assert_eq!(unused.len(), 99);
+    assert!(!unused.contains(&7));
+}
+
+/// What the wiretap reads (feature `test-utils`): class names, and a `Debug` that shows where a
+/// secret sits but never its bytes.
+#[test]
+fn held_secrets_are_named_and_debug_hides_their_bytes() {
+    use sotto_core::device::SecretClass;
+    let names: Vec<&str> = SecretClass::ALL.iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "identity-key",
+            "prekey-secret",
+            "root-key",
+            "ratchet-secret",
+            "chain-key",
+            "message-key",
+            "nonce-seed",
+            "confirm-key",
+            "key-share"
+        ]
+    );
+    let mut r = rng(20);
+    let d = device(&mut r, 1);
+    let held = d.held_secrets();
+    assert_eq!(
+        format!("{:?}", held[0]),
+        "HeldSecret { class: IdentityKey, label: \"identity signing seed\", .. }"
+    );
+}
