@@ -250,6 +250,27 @@ impl Area for GroupArea {
                 },
             ));
         }
+        // LIM-14 at the bound: a membership of 64 members is accepted.
+        let mut sixty_four = vec![members[0].clone()];
+        for i in 1..sotto_core::limits::MAX_GROUP_MEMBERS as u8 {
+            sixty_four.push(MemberJson {
+                user: Hex::of([i.wrapping_add(100); 10]),
+                iks: Hex::of(
+                    sotto_core::crypto::SignSecret::from_seed([i; 32])
+                        .public()
+                        .0,
+                ),
+            });
+        }
+        let big = sign(&parties[0], &gid, 2, &sixty_four).unwrap_or_default();
+        cases.push(case(
+            "LIM-14 a membership of 64 members is accepted",
+            &["LIM-14", "GRP-2"],
+            Op::ParseMembership {
+                expect: parse(&big),
+                bytes: Hex(big),
+            },
+        ));
         let keys = random_fields(&mut r, NOW);
         let m = Hex(m_bytes);
         let text = "hello group".to_owned();
