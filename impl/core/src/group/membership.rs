@@ -189,6 +189,30 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
+    /// LIM-14 when signing: 1 to 64 members.
+    #[test]
+    fn an_admin_signs_one_to_lim_14_members() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let admin = Identity::generate(&mut rng);
+        let list = |n: usize| -> Vec<Member> {
+            let mut v = vec![Member {
+                user: UserId([0; 10]),
+                iks: *admin.public().iks(),
+            }];
+            v.extend((1..n).map(|i| Member {
+                user: UserId([i as u8; 10]),
+                iks: *admin.public().iks(),
+            }));
+            v
+        };
+        let sign = |members: Vec<Member>| Membership::sign(&admin, GroupId([1; 16]), 0, members);
+        assert!(sign(list(1)).is_ok());
+        assert!(sign(list(MAX_GROUP_MEMBERS)).is_ok());
+        for bad in [Vec::new(), list(MAX_GROUP_MEMBERS + 1)] {
+            assert_eq!(sign(bad).unwrap_err(), DecodeError::LengthOutOfRange.into());
+        }
+    }
+
     #[test]
     fn signed_by_the_admin_grp_2() {
         let mut rng = ChaCha20Rng::seed_from_u64(11);
