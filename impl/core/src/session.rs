@@ -764,16 +764,23 @@ impl Session {
             }
         }
         self.recv.push_back(recv);
-        while self.recv.len() > MAX_RECV_EPOCHS {
-            if let Some(old) = self.recv.pop_front() {
-                self.retire(old);
-            }
-        }
+        self.bound_recv_epochs();
         Ok(opened)
     }
 }
 
 impl Session {
+    /// LIM-6: at most 3 receiving epochs, the oldest retired first. (Each new epoch of the peer
+    /// closes the peer's epoch before it, EPOCH-5, so one is held after every step: the bound is
+    /// a safeguard that no sequence of messages reaches.)
+    fn bound_recv_epochs(&mut self) {
+        while self.recv.len() > MAX_RECV_EPOCHS {
+            if let Some(old) = self.recv.pop_front() {
+                self.retire(old);
+            }
+        }
+    }
+
     fn retire(&mut self, old: RecvEpoch) {
         let retired = Retired {
             tag: old.tag,

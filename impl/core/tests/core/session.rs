@@ -986,3 +986,36 @@ fn an_epoch_start_answering_no_own_epoch_is_unknown_rx_8() {
         .unwrap();
     assert_eq!(opened.inner.content, text("epoch 2"));
 }
+
+/// RX-8, EPOCH-5: an epoch start answering an own epoch still kept, whose answering epoch the
+/// receiver has already closed, is `expired_epoch` (here Bob's epoch 1 start with another `E`,
+/// after epochs 2, 3 and 4), never a second epoch 1.
+#[test]
+fn a_new_start_of_a_closed_epoch_answering_a_kept_own_epoch_is_expired_rx_8() {
+    let mut r = rng(52);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let a0 = send(&mut alice, &mut r, T0, &bob, "a0");
+    bob.receive(T0, &a0.envelope).unwrap();
+    let b1 = send(&mut bob, &mut r, T0, &alice, "b1");
+    assert_eq!(b1.envelope[0], 0x13);
+    alice.receive(T0, &b1.envelope).unwrap();
+    for i in 0..2 {
+        let a = send(&mut alice, &mut r, T0, &bob, &format!("a{i}"));
+        bob.receive(T0, &a.envelope).unwrap();
+        let b = send(&mut bob, &mut r, T0, &alice, &format!("b{i}"));
+        alice.receive(T0, &b.envelope).unwrap();
+    }
+    let mut other_e = b1.envelope.clone();
+    other_e[1 + 8 + 3] ^= 0x01;
+    assert_eq!(
+        alice.receive(T0, &other_e).unwrap_err().code(),
+        "expired_epoch"
+    );
+    assert_eq!(
+        alice.receive(T0, &b1.envelope).unwrap_err().code(),
+        "duplicate"
+    );
+}
