@@ -17,6 +17,16 @@ pub fn device(rng: &mut ChaCha20Rng, n: u8) -> Device {
     d
 }
 
+/// Alice (user 1) and Bob (user 2), each holding the other's scanned card, and the rng they came from.
+pub fn acquainted(seed: u64) -> (ChaCha20Rng, Device, Device) {
+    let mut r = rng(seed);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    (r, alice, bob)
+}
+
 /// `a` scans `b`'s card in person (verified).
 pub fn scan(a: &mut Device, b: &Device) {
     a.add_contact_from_card(&b.card().unwrap());

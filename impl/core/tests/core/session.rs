@@ -679,11 +679,7 @@ fn dropping_the_oldest_session_keeps_the_others_routes_lim_13() {
 /// identity's sessions with their routes: a late data message of the old session routes nothing.
 #[test]
 fn replacing_a_contact_drops_its_sessions_and_their_routes_rx_9() {
-    let mut r = rng(44);
-    let mut alice = device(&mut r, 1);
-    let mut bob = device(&mut r, 2);
-    scan(&mut alice, &bob);
-    scan(&mut bob, &alice);
+    let (mut r, mut alice, mut bob) = acquainted(44);
     let first = send(&mut alice, &mut r, T0, &bob, "hello");
     bob.receive(T0, &first.envelope).unwrap();
     let answer = send(&mut bob, &mut r, T0, &alice, "hi");
@@ -749,11 +745,7 @@ fn a_session_heard_from_gives_way_to_the_peers_new_first_message_rx_10() {
 /// bytes, which goes; B = 8167 would give 8193 and is `too_large`, which changes nothing.
 #[test]
 fn a_data_message_of_exactly_lim_1_bytes_goes_one_more_is_too_large_lim_1() {
-    let mut r = rng(46);
-    let mut alice = device(&mut r, 1);
-    let mut bob = device(&mut r, 2);
-    scan(&mut alice, &bob);
-    scan(&mut bob, &alice);
+    let (mut r, mut alice, mut bob) = acquainted(46);
     let first = send(&mut alice, &mut r, T0, &bob, "hello");
     bob.receive(T0, &first.envelope).unwrap();
     let answer = send(&mut bob, &mut r, T0, &alice, "hi");
@@ -800,11 +792,7 @@ fn a_data_message_of_exactly_lim_1_bytes_goes_one_more_is_too_large_lim_1() {
 /// no more ids are kept (the state does not grow with the messages sent).
 #[test]
 fn an_epoch_is_acknowledged_by_a_receipt_for_one_of_its_first_256_messages_epoch_3() {
-    let mut r = rng(47);
-    let mut alice = device(&mut r, 1);
-    let mut bob = device(&mut r, 2);
-    scan(&mut alice, &bob);
-    scan(&mut bob, &alice);
+    let (mut r, mut alice, mut bob) = acquainted(47);
     let first = send(&mut alice, &mut r, T0, &bob, "hello");
     bob.receive(T0, &first.envelope).unwrap();
     let answer = send(&mut bob, &mut r, T0, &alice, "hi");
@@ -844,11 +832,7 @@ fn an_epoch_is_acknowledged_by_a_receipt_for_one_of_its_first_256_messages_epoch
 /// stale copy of the sender's state writes it).
 #[test]
 fn a_dropped_epochs_messages_are_duplicate_below_its_end_and_expired_from_it_rx_8() {
-    let mut r = rng(48);
-    let mut alice = device(&mut r, 1);
-    let mut bob = device(&mut r, 2);
-    scan(&mut alice, &bob);
-    scan(&mut bob, &alice);
+    let (mut r, mut alice, mut bob) = acquainted(48);
     let first = send(&mut alice, &mut r, T0, &bob, "m0");
     bob.receive(T0, &first.envelope).unwrap();
     let reply = send(&mut bob, &mut r, T0, &alice, "r0");
@@ -888,11 +872,7 @@ fn a_dropped_epochs_messages_are_duplicate_below_its_end_and_expired_from_it_rx_
 /// opens as hers, with the time it claims.
 #[test]
 fn a_leaked_state_forges_data_as_the_peer() {
-    let mut r = rng(49);
-    let mut alice = device(&mut r, 1);
-    let mut bob = device(&mut r, 2);
-    scan(&mut alice, &bob);
-    scan(&mut bob, &alice);
+    let (mut r, mut alice, mut bob) = acquainted(49);
     let first = send(&mut alice, &mut r, T0, &bob, "m0");
     bob.receive(T0, &first.envelope).unwrap();
     let overview = bob.sessions_overview();
@@ -912,11 +892,7 @@ fn a_leaked_state_forges_data_as_the_peer() {
 /// header too: its next message starts the epoch again and opens at the peer.
 #[test]
 fn an_unacknowledged_epoch_start_survives_a_restore() {
-    let mut r = rng(50);
-    let mut alice = device(&mut r, 1);
-    let mut bob = device(&mut r, 2);
-    scan(&mut alice, &bob);
-    scan(&mut bob, &alice);
+    let (mut r, mut alice, mut bob) = acquainted(50);
     let first = send(&mut alice, &mut r, T0, &bob, "hello");
     bob.receive(T0, &first.envelope).unwrap();
     let answer = send(&mut bob, &mut r, T0, &alice, "answer");
@@ -992,11 +968,7 @@ fn an_epoch_start_answering_no_own_epoch_is_unknown_rx_8() {
 /// after epochs 2, 3 and 4), never a second epoch 1.
 #[test]
 fn a_new_start_of_a_closed_epoch_answering_a_kept_own_epoch_is_expired_rx_8() {
-    let mut r = rng(52);
-    let mut alice = device(&mut r, 1);
-    let mut bob = device(&mut r, 2);
-    scan(&mut alice, &bob);
-    scan(&mut bob, &alice);
+    let (mut r, mut alice, mut bob) = acquainted(52);
     let a0 = send(&mut alice, &mut r, T0, &bob, "a0");
     bob.receive(T0, &a0.envelope).unwrap();
     let b1 = send(&mut bob, &mut r, T0, &alice, "b1");
