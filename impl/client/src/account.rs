@@ -321,11 +321,11 @@ impl Client {
     pub(crate) fn mutate<T>(
         &mut self,
         op: impl FnOnce(&mut Device, &mut OsRng, u64) -> Result<T>,
-        commit: impl FnOnce(&mut Store, &Device, &T, u64) -> Result<()>,
+        commit: impl FnOnce(&mut Store, &mut Device, &T, u64) -> Result<()>,
     ) -> Result<T> {
         let now = self.now();
         let result = op(&mut self.device, &mut self.rng, now)
-            .and_then(|t| commit(&mut self.store, &self.device, &t, now).map(|()| t));
+            .and_then(|t| commit(&mut self.store, &mut self.device, &t, now).map(|()| t));
         if result.is_err() {
             self.reload()?;
         }

@@ -259,7 +259,7 @@ pub struct HeldEnvelope {
 
 /// Commits a state change with envelopes that are resent until their receipt (group keys and
 /// removal notices want receipts, RX-5).
-fn commit_all(store: &mut Store, device: &Device, outs: &[Outgoing], now: u64) -> Result<()> {
+fn commit_all(store: &mut Store, device: &mut Device, outs: &[Outgoing], now: u64) -> Result<()> {
     let queue: Vec<ToSend<'_>> = outs.iter().map(ToSend::until_receipt).collect();
     Ok(store.commit_device(device, now, &queue)?)
 }

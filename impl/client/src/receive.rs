@@ -118,7 +118,7 @@ impl Client {
             .collect();
         let committed = self
             .store
-            .commit_incoming(&self.device, bytes, &incoming, now, &items);
+            .commit_incoming(&mut self.device, bytes, &incoming, now, &items);
         let fresh = match committed {
             Ok(fresh) => fresh,
             Err(e) => {
@@ -206,7 +206,7 @@ impl Client {
         };
         if let Err(e) = self
             .store
-            .commit_device(&self.device, now, &[ToSend::once(&out)])
+            .commit_device(&mut self.device, now, &[ToSend::once(&out)])
         {
             self.reload()?;
             return Err(e.into());

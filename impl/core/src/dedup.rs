@@ -1,17 +1,20 @@
 //! Delivered message ids (RX-7): a bounded first-in first-out set, the device's last line against
 //! duplicates that the chains cannot see (group messages, restored state).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::MessageId;
 use crate::limits::MAX_DELIVERED_IDS;
 use crate::persist::Persist;
+use crate::records::{ChangeSet, Record, RecordKind, Tracked};
 
 /// The last LIM-7 delivered ids.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveredIds {
-    order: VecDeque<MessageId>,
+    // position in the first-in first-out order -> id; one record each (RecordKind::DeliveredId)
+    order: Tracked<u64, MessageId>,
     set: BTreeSet<MessageId>,
+    next: u64,
 }
 
 impl DeliveredIds {
@@ -25,9 +28,10 @@ impl DeliveredIds {
         if !self.set.insert(id) {
             return false;
         }
-        self.order.push_back(id);
+        self.order.insert(self.next, id);
+        self.next = self.next.saturating_add(1);
         while self.order.len() > MAX_DELIVERED_IDS {
-            if let Some(old) = self.order.pop_front() {
+            if let Some((_, old)) = self.order.pop_first() {
                 self.set.remove(&old);
             }
         }
@@ -43,11 +47,50 @@ impl DeliveredIds {
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
+
+    /// The ids added or evicted since the last commit.
+    pub(crate) fn changes(&self, out: &mut ChangeSet) {
+        self.order.changes(RecordKind::DeliveredId, out);
+    }
+
+    /// Every id as a record.
+    pub(crate) fn records(&self, out: &mut Vec<Record>) {
+        self.order.records(RecordKind::DeliveredId, out);
+    }
+
+    /// Forgets the marks after a commit.
+    pub(crate) fn clear_marks(&mut self) {
+        self.order.clear_marks();
+    }
+
+    /// The ids from their records (nothing marked): the next position follows the last one.
+    pub(crate) fn loaded(order: BTreeMap<u64, MessageId>) -> crate::error::Result<Self> {
+        let set: BTreeSet<MessageId> = order.values().copied().collect();
+        if set.len() != order.len() || order.len() > MAX_DELIVERED_IDS {
+            return Err(crate::error::DecodeError::LengthOutOfRange.into());
+        }
+        let next = order.keys().next_back().map_or(0, |p| p.saturating_add(1));
+        Ok(DeliveredIds {
+            order: Tracked::loaded(order),
+            set,
+            next,
+        })
+    }
+
+    /// Reads one [`RecordKind::DeliveredId`] record into ids being loaded.
+    pub(crate) fn read_record(
+        map: &mut BTreeMap<u64, MessageId>,
+        key: &[u8],
+        value: &[u8],
+    ) -> crate::error::Result<()> {
+        Tracked::<u64, MessageId>::read_into(map, key, value)
+    }
 }
 
 impl Persist for DeliveredIds {
     fn write(&self, w: &mut crate::codec::Writer) {
-        self.order.write(w);
+        let order: VecDeque<MessageId> = self.order.values().copied().collect();
+        order.write(w);
     }
     fn read(r: &mut crate::codec::Reader<'_>) -> crate::error::Result<Self> {
         let order: VecDeque<MessageId> = Persist::read(r)?;

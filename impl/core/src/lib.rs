@@ -72,6 +72,7 @@ pub mod limits;
 #[cfg(feature = "mutations")]
 pub mod mutation;
 pub mod persist;
+pub mod records;
 pub mod replay;
 pub mod session;
 pub mod signup;

@@ -7,6 +7,7 @@ use crate::crypto::{self, DhPublic};
 use crate::error::{Result, SessionError};
 use crate::limits::MAX_REPLAY_ENTRIES;
 use crate::persist::Persist;
+use crate::records::{ChangeSet, Record, RecordKind, Tracked};
 
 /// What the cache knows about an ephemeral key.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -20,8 +21,8 @@ pub enum Seen {
 /// The replay cache, bounded by LIM-8.
 #[derive(Clone, Debug, Default)]
 pub struct ReplayCache {
-    // (spk id, hash of EK) -> session id
-    entries: BTreeMap<(u32, [u8; 16]), u64>,
+    // (spk id, hash of EK) -> session id; one record each (RecordKind::ReplayEntry)
+    entries: Tracked<(u32, [u8; 16]), u64>,
 }
 
 fn key(spk_id: u32, ek: &DhPublic) -> (u32, [u8; 16]) {
@@ -71,6 +72,37 @@ impl ReplayCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The entries added or removed since the last commit.
+    pub(crate) fn changes(&self, out: &mut ChangeSet) {
+        self.entries.changes(RecordKind::ReplayEntry, out);
+    }
+
+    /// Every entry as a record.
+    pub(crate) fn records(&self, out: &mut Vec<Record>) {
+        self.entries.records(RecordKind::ReplayEntry, out);
+    }
+
+    /// Forgets the marks after a commit.
+    pub(crate) fn clear_marks(&mut self) {
+        self.entries.clear_marks();
+    }
+
+    /// The cache from its records (nothing marked).
+    pub(crate) fn loaded(entries: BTreeMap<(u32, [u8; 16]), u64>) -> Self {
+        ReplayCache {
+            entries: Tracked::loaded(entries),
+        }
+    }
+
+    /// Reads one [`RecordKind::ReplayEntry`] record into a cache being loaded.
+    pub(crate) fn read_record(
+        map: &mut BTreeMap<(u32, [u8; 16]), u64>,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        Tracked::<(u32, [u8; 16]), u64>::read_into(map, key, value)
+    }
 }
 
 impl Persist for ReplayCache {
@@ -85,7 +117,9 @@ impl Persist for ReplayCache {
     fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
         let entries: Vec<(u32, [u8; 16], u64)> = Persist::read(r)?;
         Ok(ReplayCache {
-            entries: entries.into_iter().map(|(s, h, id)| ((s, h), id)).collect(),
+            entries: Tracked::all_marked(
+                entries.into_iter().map(|(s, h, id)| ((s, h), id)).collect(),
+            ),
         })
     }
 }

@@ -1,7 +1,8 @@
-//! The commits (STORE-3): each protocol step's device state saved in one transaction with what it
-//! produced: a received message and the receipt it owes (RX-4, RX-5), a sent message and its
+//! The commits (STORE-3): each protocol step's changed records (`Device::changes`) saved in one
+//! transaction with what it produced: a received message and the receipt it owes (RX-4, RX-5), a sent message and its
 //! outbox rows (RX-6), or control messages to resend until their receipt. On `Err` nothing
-//! changed, and the shell reloads the device from the last commit.
+//! changed, and the shell reloads the device from the last commit (or commits again: the device
+//! still reports every change since its last successful commit).
 
 use rusqlite::{Transaction, TransactionBehavior, params};
 use sotto_core::limits::{MAX_DELIVERED_IDS, MAX_ENVELOPE};
@@ -11,7 +12,7 @@ use crate::error::{Result, StoreError};
 use crate::messages::{Chat, MessageState};
 use crate::outbox::ToSend;
 use crate::rows::{ms, ms_clamped};
-use crate::state::save_device;
+use crate::state::save_changes;
 use crate::store::Store;
 
 impl Store {
@@ -29,7 +30,7 @@ impl Store {
     ///   (RX-3), and a duplicate deserves its receipt again (RX-6).
     pub fn commit_incoming(
         &mut self,
-        device: &Device,
+        device: &mut Device,
         envelope: &[u8],
         incoming: &Incoming,
         received_at: u64,
@@ -42,7 +43,8 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        save_device(&tx, device, now)?;
+        let changes = device.changes();
+        save_changes(&tx, device, &changes, now)?;
         #[cfg(test)]
         fault(self.fail_at, "incoming:after-device")?;
         let fresh = match &incoming.content {
@@ -101,6 +103,7 @@ impl Store {
         fault(self.fail_at, "incoming:before-queue")?;
         enqueue(&tx, queue, now)?;
         tx.commit()?;
+        device.mark_committed();
         Ok(fresh)
     }
 
@@ -109,7 +112,7 @@ impl Store {
     /// (STORE-3). The rows wait for a receipt if the content wants one (RX-5, RX-6).
     pub fn commit_outgoing(
         &mut self,
-        device: &Device,
+        device: &mut Device,
         out: &Outgoing,
         content: &Content,
         now: u64,
@@ -133,7 +136,8 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        save_device(&tx, device, now)?;
+        let changes = device.changes();
+        save_changes(&tx, device, &changes, now)?;
         if let Content::Text(text) = content {
             let state = if out.to.is_empty() {
                 MessageState::Delivered
@@ -157,21 +161,29 @@ impl Store {
         }
         enqueue(&tx, &[item], now)?;
         tx.commit()?;
+        device.mark_committed();
         Ok(())
     }
 
     /// Commits a state-only change (a contact added or verified, a group created or changed, a
     /// prekey rotated) with the envelopes it produced (group keys, removal notices, receipts).
-    pub fn commit_device(&mut self, device: &Device, now: u64, queue: &[ToSend<'_>]) -> Result<()> {
+    pub fn commit_device(
+        &mut self,
+        device: &mut Device,
+        now: u64,
+        queue: &[ToSend<'_>],
+    ) -> Result<()> {
         self.check_device(device)?;
         check_queue(queue)?;
         let now = ms(now)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        save_device(&tx, device, now)?;
+        let changes = device.changes();
+        save_changes(&tx, device, &changes, now)?;
         enqueue(&tx, queue, now)?;
         tx.commit()?;
+        device.mark_committed();
         Ok(())
     }
 

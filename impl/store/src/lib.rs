@@ -8,8 +8,10 @@
 //! ```text
 //!   passphrase ──Argon2id(m, t, p, salt from <db>.salt)──> 32-byte key ──> SQLCipher <db>
 //!
-//!   <db>:  device    the core's whole state (Device::export): keys, sessions, contacts, groups,
-//!                    replay cache, delivered ids          (one row)
+//!   <db>:  device    the user id (one row)
+//!          records   the core's state as records (sotto_core::records): identity and counters,
+//!                    one row per one-time prekey, contact, session, group, replay-cache entry,
+//!                    delivered id; a commit writes only the rows its step changed
 //!          contacts  user id, trust (mirrored from the device), name, added_at
 //!          messages  texts in and out, by conversation, with their state
 //!          outbox    one row per recipient: the sealed envelope, attempts, next attempt (RX-6)
@@ -52,7 +54,7 @@
 //! // Seal, then commit the new state, the message and its outbox row together (STORE-3).
 //! let content = Content::Text("hello".into());
 //! let out = alice.send(&mut rng, now, bob.user_id(), &content)?;
-//! store.commit_outgoing(&alice, &out, &content, now)?;
+//! store.commit_outgoing(&mut alice, &out, &content, now)?;
 //!
 //! // The shell publishes what is due, then records the PUBACK (RX-6).
 //! for entry in store.due_outbox(now, 100)? {

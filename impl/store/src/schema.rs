@@ -87,8 +87,20 @@ ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held BETWEE
 ALTER TABLE outbox ADD COLUMN published INTEGER NOT NULL DEFAULT 0 CHECK (published IN (0, 1));
 ";
 
+/// Migration 4: the device state as records (issue 14): one row per record of the core
+/// (`sotto_core::records`), so that a commit writes only what the step changed. The state blob of
+/// `device` moves into `records` when an older store is opened ([`migrate`]), and stays empty.
+pub const V4: &str = "
+CREATE TABLE records (
+    kind  INTEGER NOT NULL CHECK (kind BETWEEN 1 AND 255),
+    key   BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT, WITHOUT ROWID;
+";
+
 /// Every migration, in order; migration `i` (0-based) takes a store from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -98,7 +110,8 @@ pub(crate) fn version(conn: &Connection) -> Result<u32> {
     Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
 }
 
-/// Brings an existing store to [`LATEST`] in one transaction and returns the version it had. A
+/// Brings an existing store to [`LATEST`] in one transaction and returns the version it had
+/// (the schema, and from a version below 4 the device state's blob split into records). A
 /// database at version 0 was not made by this crate (`create` writes the schema and the device in
 /// one transaction) and is `NotAStore`.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
@@ -118,6 +131,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
     }
     for sql in MIGRATIONS.iter().skip(found as usize) {
         tx.execute_batch(sql)?;
+    }
+    if found < 4 {
+        crate::state::move_state_to_records(&tx)?;
     }
     tx.pragma_update(None, "user_version", LATEST)?;
     tx.commit()?;

@@ -1,35 +1,103 @@
-//! The device row: the device state as the core exports it (one blob, encrypted with the whole
-//! file), and the `contacts` table that mirrors the state's contacts beside what only the person
-//! knows (their names).
+//! The device state as records (`sotto_core::records`): one row of `records` per record, written
+//! from each step's change set, so that a commit costs what the step changed, not the size of
+//! the device's history; and the `contacts` table that mirrors the state's contacts beside what
+//! only the person knows (their names).
 
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use sotto_core::Device;
+use sotto_core::records::{ChangeSet, RecordKind};
+use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
-use crate::rows::trust_code;
+use crate::rows::{trust_code, user_from};
 
-/// Saves the device state and mirrors its contacts into the `contacts` list.
-pub(crate) fn save_device(tx: &Transaction<'_>, device: &Device, now: i64) -> Result<()> {
-    let state = device.export();
-    let n = tx.execute("UPDATE device SET state = ?1 WHERE id = 1", [&state[..]])?;
-    if n != 1 {
-        return Err(StoreError::Corrupt("no device row"));
-    }
-    sync_contacts(tx, device, now)
-}
-
-/// The `contacts` table lists the device's contacts with what only the person knows (names); the
-/// device state is the authority on trust, mirrored here at every commit.
-pub(crate) fn sync_contacts(tx: &Transaction<'_>, device: &Device, now: i64) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
+/// Writes `changes` (the device's [`Device::changes`]) and mirrors the changed contacts into the
+/// `contacts` list. The caller commits `tx`, then calls [`Device::mark_committed`].
+pub(crate) fn save_changes(
+    tx: &Transaction<'_>,
+    device: &Device,
+    changes: &ChangeSet,
+    now: i64,
+) -> Result<()> {
+    write_records(tx, changes)?;
+    let mut contact = tx.prepare_cached(
         "INSERT INTO contacts (user_id, trust, name, added_at) VALUES (?1, ?2, NULL, ?3)
          ON CONFLICT (user_id) DO UPDATE SET trust = excluded.trust
          WHERE trust <> excluded.trust",
     )?;
-    for user in device.contacts() {
-        if let Some((trust, _)) = device.contact(user) {
-            stmt.execute(params![&user.0[..], trust_code(trust), now])?;
+    for r in changes
+        .put
+        .iter()
+        .filter(|r| r.id.kind == RecordKind::Contact)
+    {
+        let user = user_from(&r.id.key)?;
+        if let Some((trust, _)) = device.contact(&user) {
+            contact.execute(params![&user.0[..], trust_code(trust), now])?;
         }
     }
+    Ok(())
+}
+
+/// Writes and deletes the records of a change set.
+fn write_records(tx: &Transaction<'_>, changes: &ChangeSet) -> Result<()> {
+    let mut put = tx.prepare_cached(
+        "INSERT INTO records (kind, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+    )?;
+    for r in &changes.put {
+        put.execute(params![r.id.kind.code(), &r.id.key[..], &r.value[..]])?;
+    }
+    let mut delete = tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")?;
+    for d in &changes.delete {
+        delete.execute(params![d.kind.code(), &d.key[..]])?;
+    }
+    Ok(())
+}
+
+/// Every record of a device, as a change set that writes them all.
+pub(crate) fn all_records(device: &Device) -> ChangeSet {
+    ChangeSet {
+        put: device.records(),
+        delete: Vec::new(),
+    }
+}
+
+/// The device as its records say.
+pub(crate) fn load(conn: &Connection) -> Result<Device> {
+    let mut stmt = conn.prepare_cached("SELECT kind, key, value FROM records")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, u8>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            Zeroizing::new(r.get::<_, Vec<u8>>(2)?),
+        ))
+    })?;
+    let mut records = Vec::new();
+    for row in rows {
+        records.push(row?);
+    }
+    if records.is_empty() {
+        return Err(StoreError::Corrupt("no device records"));
+    }
+    Device::from_records(records.iter().map(|(k, key, v)| (*k, &key[..], &v[..])))
+        .map_err(StoreError::DeviceState)
+}
+
+/// Migration to version 4: the state blob of `device` becomes records, and the blob is emptied
+/// (secure delete overwrites its pages).
+pub(crate) fn move_state_to_records(tx: &Transaction<'_>) -> Result<()> {
+    let state: Zeroizing<Vec<u8>> = Zeroizing::new(
+        match tx.query_row("SELECT state FROM device WHERE id = 1", [], |r| r.get(0)) {
+            Ok(s) => s,
+            Err(rusqlite::Error::QueryReturnedNoRows) => {
+                return Err(StoreError::Corrupt("no device row"));
+            }
+            Err(e) => return Err(e.into()),
+        },
+    );
+    let device = Device::import(&state).map_err(StoreError::DeviceState)?;
+    // The contacts table already mirrors the state's contacts: only the records are written.
+    write_records(tx, &all_records(&device))?;
+    tx.execute("UPDATE device SET state = x'' WHERE id = 1", [])?;
     Ok(())
 }

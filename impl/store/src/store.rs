@@ -15,7 +15,7 @@ use crate::error::{Result, StoreError};
 use crate::kdf::{KdfHeader, KdfParams, RawKey, sync_parent, with_suffix};
 use crate::rows::{ms, user_from};
 use crate::schema;
-use crate::state::sync_contacts;
+use crate::state;
 
 /// SQLite's plaintext file header: an unencrypted database starts with it, a SQLCipher one does not.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -117,12 +117,11 @@ impl Store {
                 tx.execute_batch(sql)?;
             }
             tx.pragma_update(None, "user_version", schema::LATEST)?;
-            let state = device.export();
             tx.execute(
-                "INSERT INTO device (id, user_id, state) VALUES (1, ?1, ?2)",
-                params![&device.user_id().0[..], &state[..]],
+                "INSERT INTO device (id, user_id, state) VALUES (1, ?1, x'')",
+                params![&device.user_id().0[..]],
             )?;
-            sync_contacts(&tx, device, now)?;
+            state::save_changes(&tx, device, &state::all_records(device), now)?;
             tx.commit()?;
         }
         Ok(Store::from_parts(conn, path, *device.user_id()))
@@ -241,16 +240,7 @@ impl Store {
 
     /// The device as last committed.
     pub fn load_device(&self) -> Result<Device> {
-        let device = self
-            .conn
-            .query_row("SELECT state FROM device WHERE id = 1", [], |r| {
-                let state = r.get_ref(0)?.as_blob()?;
-                Ok(Device::import(state))
-            })
-            .map_err(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => StoreError::Corrupt("no device row"),
-                e => e.into(),
-            })??;
+        let device = state::load(&self.conn)?;
         if *device.user_id() != self.user_id {
             return Err(StoreError::Corrupt("device state of another user id"));
         }

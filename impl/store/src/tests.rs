@@ -46,7 +46,7 @@ fn a_fault_anywhere_in_commit_incoming_rolls_everything_back_store_3() {
             .unwrap();
         store.fail_at = Some(at);
         let err = store
-            .commit_incoming(&bob, &out.envelope, &inc, T0, &[ToSend::once(&receipt)])
+            .commit_incoming(&mut bob, &out.envelope, &inc, T0, &[ToSend::once(&receipt)])
             .unwrap_err();
         assert!(matches!(err, StoreError::Invalid("injected fault")), "{at}");
         // Nothing of it is in the store: not the state, the message, the contact, the receipt.
@@ -66,7 +66,7 @@ fn a_fault_anywhere_in_commit_incoming_rolls_everything_back_store_3() {
         let inc = bob.receive(T0 + 1, &out.envelope).unwrap();
         assert!(
             store
-                .commit_incoming(&bob, &out.envelope, &inc, T0 + 1, &[])
+                .commit_incoming(&mut bob, &out.envelope, &inc, T0 + 1, &[])
                 .unwrap()
         );
         assert_eq!(

@@ -8,7 +8,7 @@
 //! | `contacts.rs` | contacts and their [`Trust`] (CARD-4, RX-9, SAFE-1) |
 //! | `messages.rs` | pairwise sessions: sending, receiving, the routing-tag index, first messages with the replay cache (X3DH-6..X3DH-9, RX-1..RX-10) |
 //! | `groups.rs` | groups and the control messages that change them (GRP-*) |
-//! | `persist.rs` | the whole state as bytes for the store ([`Device::export`], [`Device::import`]) |
+//! | `persist.rs` | the whole state as bytes ([`Device::export`], [`Device::import`]) and as records with the change set of a step ([`Device::changes`], [`Device::from_records`]) |
 //!
 //!
 //! It ties the pieces together: contacts and their trust (CARD-4, RX-9), the prekeys and the replay
@@ -38,6 +38,7 @@ use crate::error::{Result, SessionError};
 use crate::group::Group;
 use crate::ids::{GroupId, UserId};
 use crate::keys::{Identity, OneTimePreKeyPair, PublicIdentity, SignedPreKeyPair};
+use crate::records::Tracked;
 use crate::replay::ReplayCache;
 use crate::session::Session;
 
@@ -53,18 +54,21 @@ pub struct Device {
     user_id: UserId,
     identity: Identity,
     spks: VecDeque<SignedPreKeyPair>,
-    opks: BTreeMap<u32, OneTimePreKeyPair>,
+    opks: Tracked<u32, OneTimePreKeyPair>,
     next_opk_id: u32,
-    contacts: BTreeMap<UserId, Contact>,
-    sessions: BTreeMap<u64, Session>,
+    contacts: Tracked<UserId, Contact>,
+    sessions: Tracked<u64, Session>,
     next_session: u64,
     replay: ReplayCache,
     tags: BTreeMap<[u8; 8], u64>,
-    groups: BTreeMap<GroupId, Group>,
+    groups: Tracked<GroupId, Group>,
     group_tags: BTreeMap<[u8; 8], GroupId>,
-    left_groups: BTreeMap<GroupId, u32>,
+    left_groups: Tracked<GroupId, u32>,
     delivered: DeliveredIds,
     bucket: usize,
+    /// SHA-256 of the [`RecordKind::Meta`](crate::records::RecordKind::Meta) record last
+    /// committed (`None`: never), so a change set carries it only when it changed.
+    meta_committed: Option<[u8; 32]>,
 }
 
 impl Device {
@@ -82,18 +86,19 @@ impl Device {
             user_id,
             identity,
             spks: VecDeque::from([spk]),
-            opks: BTreeMap::new(),
+            opks: Tracked::default(),
             next_opk_id: 1,
-            contacts: BTreeMap::new(),
-            sessions: BTreeMap::new(),
+            contacts: Tracked::default(),
+            sessions: Tracked::default(),
             next_session: 1,
             replay: ReplayCache::default(),
             tags: BTreeMap::new(),
-            groups: BTreeMap::new(),
+            groups: Tracked::default(),
             group_tags: BTreeMap::new(),
-            left_groups: BTreeMap::new(),
+            left_groups: Tracked::default(),
             delivered: DeliveredIds::default(),
             bucket: 0,
+            meta_committed: None,
         }
     }
 
@@ -126,7 +131,7 @@ impl Device {
     #[cfg(feature = "test-utils")]
     pub fn check_routing_index(&self) -> core::result::Result<(), String> {
         let mut sessions = BTreeMap::new();
-        for (sid, s) in &self.sessions {
+        for (sid, s) in self.sessions.iter() {
             for tag in s.routing_tags() {
                 sessions.insert(tag, *sid);
             }
@@ -139,7 +144,7 @@ impl Device {
             ));
         }
         let mut groups = BTreeMap::new();
-        for (gid, g) in &self.groups {
+        for (gid, g) in self.groups.iter() {
             for tag in g.tags() {
                 groups.insert(tag, *gid);
             }

@@ -1,5 +1,7 @@
-//! The whole device state as bytes ([`Device::export`]) and back ([`Device::import`]), kept only
-//! in the encrypted store (STORE-1); the encoding of the contact records it holds.
+//! The whole device state as bytes ([`Device::export`]) and back ([`Device::import`]), and as
+//! records ([`Device::records`], [`Device::from_records`]) with the change set of each step
+//! ([`Device::changes`], [`Device::mark_committed`]); both kept only in the encrypted store
+//! (STORE-1). The encoding of the contact and one-time prekey records.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -10,6 +12,7 @@ use crate::group::Group;
 use crate::ids::{GroupId, UserId};
 use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
 use crate::persist::{Persist, STATE_VERSION};
+use crate::records::{ChangeSet, Record, RecordId, RecordKind, Tracked, decode};
 use crate::replay::ReplayCache;
 use crate::session::Session;
 
@@ -56,7 +59,228 @@ impl Persist for Contact {
     }
 }
 
+impl Persist for OneTimePreKeyPair {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.public().id().write(w);
+        self.secret().write(w);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        let id = u32::read(r)?;
+        OneTimePreKeyPair::from_secret(id, DhSecret::read(r)?)
+    }
+}
+
+/// Version of the [`RecordKind::Meta`] record's layout (the first byte of its value).
+pub const RECORDS_VERSION: u8 = 0x01;
+
+/// The identity and counters: the [`RecordKind::Meta`] record.
+struct Meta {
+    user_id: UserId,
+    identity: Identity,
+    spks: VecDeque<SignedPreKeyPair>,
+    next_opk_id: u32,
+    next_session: u64,
+    bucket: usize,
+}
+
 impl Device {
+    /// The [`RecordKind::Meta`] record's value.
+    fn meta(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut w = crate::codec::Writer::with_capacity(512);
+        w.u8(RECORDS_VERSION);
+        self.user_id.write(&mut w);
+        self.identity.signing().to_seed().write(&mut w);
+        self.identity.dh().write(&mut w);
+        let spks: Vec<(u32, DhSecret)> = self
+            .spks
+            .iter()
+            .map(|s| (s.public().id(), s.secret().clone()))
+            .collect();
+        spks.write(&mut w);
+        self.next_opk_id.write(&mut w);
+        self.next_session.write(&mut w);
+        u32::try_from(self.bucket).unwrap_or(u32::MAX).write(&mut w);
+        zeroize::Zeroizing::new(w.into_vec())
+    }
+
+    fn read_meta(bytes: &[u8]) -> Result<Meta> {
+        let mut r = crate::codec::Reader::new(bytes);
+        if r.u8()? != RECORDS_VERSION {
+            return Err(crate::error::DecodeError::UnknownVersion.into());
+        }
+        let user_id = UserId::read(&mut r)?;
+        let seed: crate::crypto::Secret<32> = Persist::read(&mut r)?;
+        let dh = DhSecret::read(&mut r)?;
+        let identity =
+            Identity::from_secrets(crate::crypto::SignSecret::from_seed(*seed.expose()), dh);
+        let spks = Device::read_spks(&identity, &mut r)?;
+        let next_opk_id = u32::read(&mut r)?;
+        let next_session = u64::read(&mut r)?;
+        let bucket = usize::try_from(u32::read(&mut r)?).unwrap_or(0);
+        r.finish()?;
+        Ok(Meta {
+            user_id,
+            identity,
+            spks,
+            next_opk_id,
+            next_session,
+            bucket,
+        })
+    }
+
+    fn read_spks(
+        identity: &Identity,
+        r: &mut crate::codec::Reader<'_>,
+    ) -> Result<VecDeque<SignedPreKeyPair>> {
+        let spks: Vec<(u32, DhSecret)> = Persist::read(r)?;
+        let spks: VecDeque<SignedPreKeyPair> = spks
+            .into_iter()
+            .map(|(id, s)| identity.signed_prekey_from(id, s))
+            .collect();
+        if spks.is_empty() {
+            return Err(crate::error::DecodeError::LengthOutOfRange.into());
+        }
+        Ok(spks)
+    }
+
+    /// What changed since the device was created, imported or last committed
+    /// ([`Device::mark_committed`]), as records to write and delete: a commit writes only these.
+    /// A device from [`Device::new`] or [`Device::import`] reports every record it holds; one from
+    /// [`Device::from_records`] reports nothing until it changes.
+    pub fn changes(&self) -> ChangeSet {
+        let mut cs = ChangeSet::default();
+        let meta = self.meta();
+        if self.meta_committed != Some(crate::crypto::sha256(&[&meta])) {
+            cs.put.push(Record {
+                id: RecordId {
+                    kind: RecordKind::Meta,
+                    key: Vec::new(),
+                },
+                value: meta,
+            });
+        }
+        self.opks.changes(RecordKind::OneTimePrekey, &mut cs);
+        self.contacts.changes(RecordKind::Contact, &mut cs);
+        self.sessions.changes(RecordKind::Session, &mut cs);
+        self.groups.changes(RecordKind::Group, &mut cs);
+        self.left_groups.changes(RecordKind::LeftGroup, &mut cs);
+        self.replay.changes(&mut cs);
+        self.delivered.changes(&mut cs);
+        cs
+    }
+
+    /// Records that the last [`Device::changes`] reached the store: the next change set starts
+    /// from here. Call it only after the transaction that wrote them committed; if it failed, the
+    /// next change set still carries everything (or reload the device from the store).
+    pub fn mark_committed(&mut self) {
+        self.meta_committed = Some(crate::crypto::sha256(&[&self.meta()]));
+        self.opks.clear_marks();
+        self.contacts.clear_marks();
+        self.sessions.clear_marks();
+        self.groups.clear_marks();
+        self.left_groups.clear_marks();
+        self.replay.clear_marks();
+        self.delivered.clear_marks();
+    }
+
+    /// The whole state as records (a new store, a migration from [`Device::export`]'s blob).
+    pub fn records(&self) -> Vec<Record> {
+        let mut out = vec![Record {
+            id: RecordId {
+                kind: RecordKind::Meta,
+                key: Vec::new(),
+            },
+            value: self.meta(),
+        }];
+        self.opks.records(RecordKind::OneTimePrekey, &mut out);
+        self.contacts.records(RecordKind::Contact, &mut out);
+        self.sessions.records(RecordKind::Session, &mut out);
+        self.groups.records(RecordKind::Group, &mut out);
+        self.left_groups.records(RecordKind::LeftGroup, &mut out);
+        self.replay.records(&mut out);
+        self.delivered.records(&mut out);
+        out
+    }
+
+    /// Restores a device from its records `(kind code, key, value)`, in any order; nothing is
+    /// marked as changed. A missing or repeated identity record, an unknown kind, a record that
+    /// does not decode, or a group stored under another group's id is a typed error.
+    pub fn from_records<'a>(
+        records: impl IntoIterator<Item = (u8, &'a [u8], &'a [u8])>,
+    ) -> Result<Self> {
+        let bad = || -> crate::Error { crate::error::DecodeError::LengthOutOfRange.into() };
+        let mut meta = None;
+        let mut opks = BTreeMap::new();
+        let mut contacts = BTreeMap::new();
+        let mut sessions = BTreeMap::new();
+        let mut groups: BTreeMap<GroupId, Group> = BTreeMap::new();
+        let mut left = BTreeMap::new();
+        let mut replay = BTreeMap::new();
+        let mut delivered = BTreeMap::new();
+        for (kind, key, value) in records {
+            match RecordKind::from_code(kind)? {
+                RecordKind::Meta => {
+                    if !key.is_empty() || meta.is_some() {
+                        return Err(bad());
+                    }
+                    meta = Some(Device::read_meta(value)?);
+                }
+                RecordKind::OneTimePrekey => {
+                    let id: u32 = decode(key)?;
+                    let pair: OneTimePreKeyPair = decode(value)?;
+                    if pair.public().id() != id || opks.insert(id, pair).is_some() {
+                        return Err(bad());
+                    }
+                }
+                RecordKind::Contact => Tracked::read_into(&mut contacts, key, value)?,
+                RecordKind::Session => Tracked::read_into(&mut sessions, key, value)?,
+                RecordKind::Group => {
+                    let gid: GroupId = decode(key)?;
+                    let group: Group = decode(value)?;
+                    if *group.id() != gid || groups.insert(gid, group).is_some() {
+                        return Err(bad());
+                    }
+                }
+                RecordKind::LeftGroup => Tracked::read_into(&mut left, key, value)?,
+                RecordKind::ReplayEntry => ReplayCache::read_record(&mut replay, key, value)?,
+                RecordKind::DeliveredId => DeliveredIds::read_record(&mut delivered, key, value)?,
+            }
+        }
+        let meta = meta.ok_or_else(bad)?;
+        let mut d = Device {
+            user_id: meta.user_id,
+            identity: meta.identity,
+            spks: meta.spks,
+            opks: Tracked::loaded(opks),
+            next_opk_id: meta.next_opk_id,
+            contacts: Tracked::loaded(contacts),
+            sessions: Tracked::loaded(sessions),
+            next_session: meta.next_session,
+            replay: ReplayCache::loaded(replay),
+            tags: BTreeMap::new(),
+            groups: Tracked::loaded(groups),
+            group_tags: BTreeMap::new(),
+            left_groups: Tracked::loaded(left),
+            delivered: DeliveredIds::loaded(delivered)?,
+            bucket: meta.bucket,
+            meta_committed: None,
+        };
+        d.meta_committed = Some(crate::crypto::sha256(&[&d.meta()]));
+        d.reindex_all();
+        Ok(d)
+    }
+
+    fn reindex_all(&mut self) {
+        let sids: Vec<u64> = self.sessions.keys().copied().collect();
+        for sid in sids {
+            self.reindex(sid);
+        }
+        let gids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for gid in gids {
+            self.reindex_group(&gid);
+        }
+    }
+
     /// The whole device state as bytes (keys, contacts, sessions, groups, caches), to be kept only in
     /// the encrypted store (STORE-1). Restore it with [`Device::import`].
     pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
@@ -98,7 +322,9 @@ impl Device {
         zeroize::Zeroizing::new(w.into_vec())
     }
 
-    /// Restores a device from [`Device::export`]: a corrupted state is a typed error.
+    /// Restores a device from [`Device::export`]: a corrupted state is a typed error. Every record
+    /// of the device counts as changed ([`Device::changes`]), so a store that moves from the blob
+    /// to records writes them all.
     pub fn import(bytes: &[u8]) -> Result<Self> {
         let mut r = crate::codec::Reader::new(bytes);
         if r.u8()? != STATE_VERSION {
@@ -109,14 +335,7 @@ impl Device {
         let dh = DhSecret::read(&mut r)?;
         let identity =
             Identity::from_secrets(crate::crypto::SignSecret::from_seed(*seed.expose()), dh);
-        let spks: Vec<(u32, DhSecret)> = Persist::read(&mut r)?;
-        let spks: VecDeque<SignedPreKeyPair> = spks
-            .into_iter()
-            .map(|(id, s)| identity.signed_prekey_from(id, s))
-            .collect();
-        if spks.is_empty() {
-            return Err(crate::error::DecodeError::LengthOutOfRange.into());
-        }
+        let spks = Device::read_spks(&identity, &mut r)?;
         let opks: Vec<(u32, DhSecret)> = Persist::read(&mut r)?;
         let opks = opks
             .into_iter()
@@ -136,27 +355,21 @@ impl Device {
             user_id,
             identity,
             spks,
-            opks,
+            opks: Tracked::all_marked(opks),
             next_opk_id,
-            contacts: contacts.into_iter().collect(),
-            sessions: sessions.into_iter().collect(),
+            contacts: Tracked::all_marked(contacts.into_iter().collect()),
+            sessions: Tracked::all_marked(sessions.into_iter().collect()),
             next_session,
             replay,
             tags: BTreeMap::new(),
-            groups: groups.into_iter().map(|g| (*g.id(), g)).collect(),
+            groups: Tracked::all_marked(groups.into_iter().map(|g| (*g.id(), g)).collect()),
             group_tags: BTreeMap::new(),
-            left_groups: left_groups.into_iter().collect(),
+            left_groups: Tracked::all_marked(left_groups.into_iter().collect()),
             delivered,
             bucket,
+            meta_committed: None,
         };
-        let sids: Vec<u64> = d.sessions.keys().copied().collect();
-        for sid in sids {
-            d.reindex(sid);
-        }
-        let gids: Vec<GroupId> = d.groups.keys().copied().collect();
-        for gid in gids {
-            d.reindex_group(&gid);
-        }
+        d.reindex_all();
         Ok(d)
     }
 }

@@ -109,14 +109,14 @@ impl Device {
                 spk.secret().to_bytes().expose(),
             ));
         }
-        for (id, opk) in &self.opks {
+        for (id, opk) in self.opks.iter() {
             out.push(HeldSecret::new(
                 SecretClass::PrekeySecret,
                 format!("one-time prekey {id}"),
                 opk.secret().to_bytes().expose(),
             ));
         }
-        for (n, s) in &self.sessions {
+        for (n, s) in self.sessions.iter() {
             s.held_secrets(&format!("session {n}"), &mut out);
         }
         for (n, (_, g)) in self.groups.iter().enumerate() {

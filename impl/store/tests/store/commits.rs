@@ -15,7 +15,7 @@ fn conversation_commits_state_message_and_receipt_together_rx_4_rx_5() {
     let (mut sb, _) = create(dir.path(), "bob.db", &bob);
 
     let out = send(&mut alice, &mut r, T0, bob.user_id(), "hi bob");
-    sa.commit_outgoing(&alice, &out, &text("hi bob"), T0)
+    sa.commit_outgoing(&mut alice, &out, &text("hi bob"), T0)
         .unwrap();
     assert_eq!(
         sa.outgoing_state(&out.id).unwrap(),
@@ -30,8 +30,14 @@ fn conversation_commits_state_message_and_receipt_together_rx_4_rx_5() {
     // Bob: the message, his new state and the receipt in one commit.
     let (inc, receipt) = receive(&mut bob, &mut r, T0 + 2, &out);
     assert!(
-        sb.commit_incoming(&bob, &out.envelope, &inc, T0 + 3, &[ToSend::once(&receipt)])
-            .unwrap()
+        sb.commit_incoming(
+            &mut bob,
+            &out.envelope,
+            &inc,
+            T0 + 3,
+            &[ToSend::once(&receipt)]
+        )
+        .unwrap()
     );
     assert_eq!(*sb.load_device().unwrap().export(), *bob.export());
     let msgs = sb.messages_with(&Chat::User(*alice.user_id())).unwrap();
@@ -70,7 +76,7 @@ fn conversation_commits_state_message_and_receipt_together_rx_4_rx_5() {
     // Alice: the receipt removes the outbox row and marks the message delivered.
     let rinc = alice.receive(T0 + 5, &receipt.envelope).unwrap();
     assert!(matches!(rinc.content, Content::Receipt(_)));
-    sa.commit_incoming(&alice, &receipt.envelope, &rinc, T0 + 5, &[])
+    sa.commit_incoming(&mut alice, &receipt.envelope, &rinc, T0 + 5, &[])
         .unwrap();
     assert_eq!(sa.outbox_len().unwrap(), 0);
     assert_eq!(
@@ -95,8 +101,14 @@ fn duplicate_incoming_is_a_no_op_rx_4() {
     let out = send(&mut alice, &mut r, T0, bob.user_id(), "once only");
     let (inc, receipt) = receive(&mut bob, &mut r, T0 + 1, &out);
     assert!(
-        sb.commit_incoming(&bob, &out.envelope, &inc, T0 + 1, &[ToSend::once(&receipt)])
-            .unwrap()
+        sb.commit_incoming(
+            &mut bob,
+            &out.envelope,
+            &inc,
+            T0 + 1,
+            &[ToSend::once(&receipt)]
+        )
+        .unwrap()
     );
     // The same message committed again (a restored state, or a shell retrying its commit).
     let again = bob
@@ -108,8 +120,14 @@ fn duplicate_incoming_is_a_no_op_rx_4() {
         )
         .unwrap();
     assert!(
-        !sb.commit_incoming(&bob, &out.envelope, &inc, T0 + 2, &[ToSend::once(&again)])
-            .unwrap()
+        !sb.commit_incoming(
+            &mut bob,
+            &out.envelope,
+            &inc,
+            T0 + 2,
+            &[ToSend::once(&again)]
+        )
+        .unwrap()
     );
     assert_eq!(
         sb.messages_with(&Chat::User(*alice.user_id()))
@@ -143,7 +161,7 @@ fn failed_commit_leaves_the_previous_state_store_3() {
     let dir = tmp();
     let (mut sa, path) = create(dir.path(), "alice.db", &alice);
     let first = send(&mut alice, &mut r, T0, bob.user_id(), "first");
-    sa.commit_outgoing(&alice, &first, &text("first"), T0)
+    sa.commit_outgoing(&mut alice, &first, &text("first"), T0)
         .unwrap();
     let committed = alice.export();
 
@@ -157,7 +175,7 @@ fn failed_commit_leaves_the_previous_state_store_3() {
         ..second
     };
     let err = sa
-        .commit_outgoing(&alice, &group_like, &text("second"), T0 + 1)
+        .commit_outgoing(&mut alice, &group_like, &text("second"), T0 + 1)
         .unwrap_err();
     assert!(matches!(err, StoreError::Sqlite(_)), "{err:?}");
     assert_eq!(*sa.load_device().unwrap().export(), *committed);
@@ -179,13 +197,13 @@ fn failed_commit_leaves_the_previous_state_store_3() {
 #[test]
 fn misuse_is_refused_before_anything_is_written() {
     let mut r = rng(13);
-    let (mut alice, bob) = pair(&mut r);
+    let (mut alice, mut bob) = pair(&mut r);
     let dir = tmp();
     let (mut sa, _) = create(dir.path(), "alice.db", &alice);
     let out = send(&mut alice, &mut r, T0, bob.user_id(), "x");
     // Another device's state.
     assert!(matches!(
-        sa.commit_outgoing(&bob, &out, &text("x"), T0),
+        sa.commit_outgoing(&mut bob, &out, &text("x"), T0),
         Err(StoreError::WrongDevice)
     ));
     // Envelopes above LIM-1, empty envelopes.
@@ -195,7 +213,7 @@ fn misuse_is_refused_before_anything_is_written() {
             ..out.clone()
         };
         assert!(matches!(
-            sa.commit_outgoing(&alice, &bad, &text("x"), T0),
+            sa.commit_outgoing(&mut alice, &bad, &text("x"), T0),
             Err(StoreError::Invalid(_))
         ));
     }
@@ -205,12 +223,12 @@ fn misuse_is_refused_before_anything_is_written() {
         ..out.clone()
     };
     assert!(matches!(
-        sa.commit_outgoing(&alice, &nobody, &text("x"), T0),
+        sa.commit_outgoing(&mut alice, &nobody, &text("x"), T0),
         Err(StoreError::Invalid(_))
     ));
     // A time the store cannot hold.
     assert!(matches!(
-        sa.commit_device(&alice, u64::MAX, &[]),
+        sa.commit_device(&mut alice, u64::MAX, &[]),
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(sa.outbox_len().unwrap(), 0);
@@ -229,7 +247,7 @@ fn commit_device_saves_state_changes_and_mirrors_trust() {
     let (mut sa, _) = create(dir.path(), "alice.db", &alice);
     sa.set_contact_name(bob.user_id(), Some("B")).unwrap();
     alice.mark_verified(bob.user_id()).unwrap();
-    sa.commit_device(&alice, T0 + 10, &[]).unwrap();
+    sa.commit_device(&mut alice, T0 + 10, &[]).unwrap();
     let c = sa.contact(bob.user_id()).unwrap().unwrap();
     assert_eq!(c.trust, Trust::Verified);
     assert_eq!(
@@ -262,7 +280,8 @@ fn crash_during_a_commit_rolls_back_on_open_store_3() {
     let dir = tmp();
     let (mut sa, path) = create(dir.path(), "alice.db", &alice);
     let out = send(&mut alice, &mut r, T0, bob.user_id(), "kept");
-    sa.commit_outgoing(&alice, &out, &text("kept"), T0).unwrap();
+    sa.commit_outgoing(&mut alice, &out, &text("kept"), T0)
+        .unwrap();
     sa.close().unwrap();
     let before = std::fs::read(&path).unwrap();
 

@@ -148,7 +148,7 @@ fn damaged_pages_are_corrupt_not_a_panic() {
             bob.user_id(),
             "filler filler filler",
         );
-        s.commit_outgoing(&alice, &out, &text("filler"), T0 + i)
+        s.commit_outgoing(&mut alice, &out, &text("filler"), T0 + i)
             .unwrap();
     }
     s.close().unwrap();

@@ -152,7 +152,7 @@ fn a_version_1_store_migrates_on_open() {
             &Content::Receipt(vec![MessageId([1; 16])]),
         )
         .unwrap();
-    s.commit_device(&alice, T0, &[ToSend::once(&receipt)])
+    s.commit_device(&mut alice, T0, &[ToSend::once(&receipt)])
         .unwrap();
     s.close().unwrap();
     // Opening again finds nothing to do.

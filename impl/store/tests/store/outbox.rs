@@ -31,7 +31,8 @@ fn outbox_is_fifo_and_backs_off_rx_6() {
     let m: Vec<_> = (0..3)
         .map(|i| {
             let out = send(&mut alice, &mut r, T0 + i, &b, "m");
-            s.commit_outgoing(&alice, &out, &text("m"), T0 + i).unwrap();
+            s.commit_outgoing(&mut alice, &out, &text("m"), T0 + i)
+                .unwrap();
             out
         })
         .collect();
@@ -144,7 +145,7 @@ fn receipts_are_published_once_rx_5() {
         .send(&mut r, T0, bob.user_id(), &receipt_content)
         .unwrap();
     s.commit_device(
-        &alice,
+        &mut alice,
         T0,
         &[ToSend::for_content(&receipt, &receipt_content)],
     )
@@ -177,7 +178,7 @@ fn group_message_waits_for_every_members_receipt_grp_8_grp_10() {
     let (b, c) = (*bob.user_id(), *carol.user_id());
     let (gid, keys) = alice.create_group(&mut r, T0, &[b, c]).unwrap();
     let queue: Vec<_> = keys.iter().map(ToSend::until_receipt).collect();
-    s.commit_device(&alice, T0, &queue).unwrap();
+    s.commit_device(&mut alice, T0, &queue).unwrap();
     assert_eq!(s.outbox_len().unwrap(), 2);
     for k in &keys {
         let member = if k.to == [b] { &mut bob } else { &mut carol };
@@ -187,7 +188,7 @@ fn group_message_waits_for_every_members_receipt_grp_8_grp_10() {
     let msg = alice
         .send_group(T0 + 1, &gid, &text("hello group"))
         .unwrap();
-    s.commit_outgoing(&alice, &msg, &text("hello group"), T0 + 1)
+    s.commit_outgoing(&mut alice, &msg, &text("hello group"), T0 + 1)
         .unwrap();
     assert_eq!(s.outbox_len().unwrap(), 4, "one row per member");
     assert_eq!(s.pending_recipients(&msg.id).unwrap(), [b, c]);
@@ -207,7 +208,7 @@ fn group_message_waits_for_every_members_receipt_grp_8_grp_10() {
             .unwrap();
         let rinc = alice.receive(T0 + 4, &receipt.envelope).unwrap();
         assert_eq!(rinc.group, Some(gid));
-        s.commit_incoming(&alice, &receipt.envelope, &rinc, T0 + 4, &[])
+        s.commit_incoming(&mut alice, &receipt.envelope, &rinc, T0 + 4, &[])
             .unwrap();
         let state = s.outgoing_state(&msg.id).unwrap();
         if i == 0 {

@@ -24,7 +24,7 @@ fn wrong_passphrase_is_typed_and_changes_nothing_store_2() {
     let dir = tmp();
     let (mut sa, path) = create(dir.path(), "alice.db", &alice);
     let out = send(&mut alice, &mut r, T0, bob.user_id(), "secret");
-    sa.commit_outgoing(&alice, &out, &text("secret"), T0)
+    sa.commit_outgoing(&mut alice, &out, &text("secret"), T0)
         .unwrap();
     sa.close().unwrap();
 
@@ -76,7 +76,7 @@ fn empty_passphrase_is_refused() {
 #[test]
 fn change_passphrase_rekeys_the_store() {
     let mut r = rng(22);
-    let alice = device(&mut r);
+    let mut alice = device(&mut r);
     let dir = tmp();
     let (mut sa, path) = create(dir.path(), "a.db", &alice);
     let old_header = KdfHeader::read(&header_path(&path)).unwrap();
@@ -86,7 +86,7 @@ fn change_passphrase_rekeys_the_store() {
     };
     sa.change_passphrase(b"new passphrase", new_params).unwrap();
     // The open connection goes on working.
-    sa.commit_device(&alice, T0 + 1, &[]).unwrap();
+    sa.commit_device(&mut alice, T0 + 1, &[]).unwrap();
     sa.close().unwrap();
 
     let new_header = KdfHeader::read(&header_path(&path)).unwrap();

@@ -86,13 +86,13 @@ fn no_plaintext_in_any_file_req7() {
     let (mut s, path) = create(dir.path(), "alice.db", &alice);
 
     let out = send(&mut alice, &mut r, T0, bob.user_id(), TEXT_OUT);
-    s.commit_outgoing(&alice, &out, &Content::Text(TEXT_OUT.into()), T0)
+    s.commit_outgoing(&mut alice, &out, &Content::Text(TEXT_OUT.into()), T0)
         .unwrap();
     let (_, _) = receive(&mut bob, &mut r, T0 + 1, &out);
     let reply = send(&mut bob, &mut r, T0 + 2, alice.user_id(), TEXT_IN);
     let (inc, receipt) = receive(&mut alice, &mut r, T0 + 3, &reply);
     s.commit_incoming(
-        &alice,
+        &mut alice,
         &reply.envelope,
         &inc,
         T0 + 3,

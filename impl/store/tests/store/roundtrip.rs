@@ -12,7 +12,7 @@ fn create_then_open_round_trips_store_1() {
     let (mut store, path) = create(dir.path(), "alice.db", &alice);
     let out = send(&mut alice, &mut r, T0 + 1, bob.user_id(), "hello bob");
     store
-        .commit_outgoing(&alice, &out, &text("hello bob"), T0 + 1)
+        .commit_outgoing(&mut alice, &out, &text("hello bob"), T0 + 1)
         .unwrap();
     assert!(store.set_contact_name(bob.user_id(), Some("Bob")).unwrap());
     store
@@ -82,7 +82,7 @@ fn restored_device_continues_the_conversation() {
     let (mut store, path) = create(dir.path(), "alice.db", &alice);
     let m1 = send(&mut alice, &mut r, T0, bob.user_id(), "one");
     store
-        .commit_outgoing(&alice, &m1, &text("one"), T0)
+        .commit_outgoing(&mut alice, &m1, &text("one"), T0)
         .unwrap();
     store.close().unwrap();
     drop(alice);

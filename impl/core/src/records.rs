@@ -1,0 +1,374 @@
+//! The device state as records (STORE-3): one record per identity-and-counters block, one-time
+//! prekey, contact, session, group, left group, replay-cache entry and delivered id, and the
+//! change set of a step, so that the store writes only what a step changed.
+//!
+//! ```text
+//!   Device::receive / send / ...        the collections are `Tracked`: every insert, removal or
+//!          |                            mutable access marks its key
+//!          v
+//!   Device::changes() -> ChangeSet      the marked keys: the record's new bytes, or its deletion
+//!   store: one transaction              (plus the identity-and-counters record when it changed)
+//!   Device::mark_committed()            after the transaction committed: the marks are cleared
+//! ```
+//!
+//! A record is `(kind, key, value)`: [`RecordKind`] is one byte, `key` identifies the record
+//! within its kind, `value` is its bytes in the private state format of [`crate::persist`]. Like
+//! [`Device::export`](crate::Device::export), values hold secrets and belong only in the
+//! encrypted store (STORE-1). [`Device::from_records`](crate::Device::from_records) reads them
+//! back; a corrupted record is a typed error, never a panic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use zeroize::Zeroizing;
+
+use crate::codec::{Reader, Writer};
+use crate::error::{DecodeError, Result};
+use crate::persist::Persist;
+
+/// What a record holds. The code is the `kind` column of the store.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum RecordKind {
+    /// The identity, the signed prekeys, the id counters and the padding bucket (empty key).
+    Meta = 1,
+    /// One one-time prekey (key: its id).
+    OneTimePrekey = 2,
+    /// One contact: identity, trust, bundle, sessions (key: the user id).
+    Contact = 3,
+    /// One pairwise session with its chains and skipped keys (key: the session's local id).
+    Session = 4,
+    /// One group with its epochs (key: the group id).
+    Group = 5,
+    /// The last epoch of a group this device left (key: the group id).
+    LeftGroup = 6,
+    /// One entry of the first-message replay cache (key: signed prekey id and hash of `EK`).
+    ReplayEntry = 7,
+    /// One delivered message id (RX-7; key: its position in the first-in first-out order).
+    DeliveredId = 8,
+}
+
+impl RecordKind {
+    /// Every kind, in code order.
+    pub const ALL: [RecordKind; 8] = [
+        RecordKind::Meta,
+        RecordKind::OneTimePrekey,
+        RecordKind::Contact,
+        RecordKind::Session,
+        RecordKind::Group,
+        RecordKind::LeftGroup,
+        RecordKind::ReplayEntry,
+        RecordKind::DeliveredId,
+    ];
+
+    /// The kind's code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind of a code; an unknown code is `unknown_version` (a store written by a newer
+    /// implementation).
+    pub fn from_code(code: u8) -> Result<RecordKind> {
+        RecordKind::ALL
+            .into_iter()
+            .find(|k| k.code() == code)
+            .ok_or_else(|| DecodeError::UnknownVersion.into())
+    }
+}
+
+/// Which record: its kind and key.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct RecordId {
+    /// The kind.
+    pub kind: RecordKind,
+    /// The key within the kind (empty for [`RecordKind::Meta`]).
+    pub key: Vec<u8>,
+}
+
+/// One record with its value. The value holds secrets: `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Which record.
+    pub id: RecordId,
+    /// Its bytes (private state format), zeroized on drop.
+    pub value: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for Record {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Record")
+            .field("kind", &self.id.kind)
+            .field("key", &hex_short(&self.id.key))
+            .field("value_len", &self.value.len())
+            .finish()
+    }
+}
+
+fn hex_short(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What changed since the device was last committed: records to write (insert or replace) and
+/// records to delete. Apply both in one transaction, then call
+/// [`Device::mark_committed`](crate::Device::mark_committed).
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// Records to insert or replace.
+    pub put: Vec<Record>,
+    /// Records to delete.
+    pub delete: Vec<RecordId>,
+}
+
+impl ChangeSet {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.delete.is_empty()
+    }
+
+    /// Number of records written or deleted.
+    pub fn len(&self) -> usize {
+        self.put.len() + self.delete.len()
+    }
+
+    /// Bytes of record values written.
+    pub fn value_bytes(&self) -> usize {
+        self.put.iter().map(|r| r.value.len()).sum()
+    }
+}
+
+/// Encodes a value (or key) in the state format.
+pub(crate) fn encode<T: Persist>(value: &T) -> Zeroizing<Vec<u8>> {
+    let mut w = Writer::with_capacity(64);
+    value.write(&mut w);
+    Zeroizing::new(w.into_vec())
+}
+
+/// Decodes a whole value (or key): trailing bytes are an error.
+pub(crate) fn decode<T: Persist>(bytes: &[u8]) -> Result<T> {
+    let mut r = Reader::new(bytes);
+    let v = T::read(&mut r)?;
+    r.finish()?;
+    Ok(v)
+}
+
+/// A map whose every change marks its key, so that [`ChangeSet`]s name exactly what changed.
+/// Mutable access goes only through methods that mark: no change can escape the change set.
+#[derive(Clone, Debug)]
+pub(crate) struct Tracked<K: Ord + Clone, V> {
+    map: BTreeMap<K, V>,
+    dirty: BTreeSet<K>,
+}
+
+impl<K: Ord + Clone, V> Default for Tracked<K, V> {
+    fn default() -> Self {
+        Tracked {
+            map: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone, V> Tracked<K, V> {
+    /// A map loaded from records: nothing is marked.
+    pub(crate) fn loaded(map: BTreeMap<K, V>) -> Self {
+        Tracked {
+            map,
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// A map that came from elsewhere (an export): every key is marked.
+    pub(crate) fn all_marked(map: BTreeMap<K, V>) -> Self {
+        let dirty = map.keys().cloned().collect();
+        Tracked { map, dirty }
+    }
+
+    pub(crate) fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+
+    pub(crate) fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let v = self.map.get_mut(k)?;
+        self.dirty.insert(k.clone());
+        Some(v)
+    }
+
+    pub(crate) fn contains_key(&self, k: &K) -> bool {
+        self.map.contains_key(k)
+    }
+
+    pub(crate) fn insert(&mut self, k: K, v: V) -> Option<V> {
+        self.dirty.insert(k.clone());
+        self.map.insert(k, v)
+    }
+
+    pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
+        let v = self.map.remove(k)?;
+        self.dirty.insert(k.clone());
+        Some(v)
+    }
+
+    pub(crate) fn pop_first(&mut self) -> Option<(K, V)> {
+        let (k, v) = self.map.pop_first()?;
+        self.dirty.insert(k.clone());
+        Some((k, v))
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let dirty = &mut self.dirty;
+        self.map.retain(|k, v| {
+            let kept = keep(k, v);
+            if !kept {
+                dirty.insert(k.clone());
+            }
+            kept
+        });
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
+        self.map.keys()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
+    }
+
+    /// Forgets the marks (after a commit).
+    pub(crate) fn clear_marks(&mut self) {
+        self.dirty.clear();
+    }
+}
+
+impl<K: Ord + Clone + Persist, V: Persist> Tracked<K, V> {
+    /// Adds the marked keys to `out`: the value if present, a deletion if not.
+    pub(crate) fn changes(&self, kind: RecordKind, out: &mut ChangeSet) {
+        for k in &self.dirty {
+            let key = encode(k).to_vec();
+            match self.map.get(k) {
+                Some(v) => out.put.push(Record {
+                    id: RecordId { kind, key },
+                    value: encode(v),
+                }),
+                None => out.delete.push(RecordId { kind, key }),
+            }
+        }
+    }
+
+    /// Every entry as a record.
+    pub(crate) fn records(&self, kind: RecordKind, out: &mut Vec<Record>) {
+        for (k, v) in &self.map {
+            out.push(Record {
+                id: RecordId {
+                    kind,
+                    key: encode(k).to_vec(),
+                },
+                value: encode(v),
+            });
+        }
+    }
+
+    /// Reads one record into a map being loaded.
+    pub(crate) fn read_into(map: &mut BTreeMap<K, V>, key: &[u8], value: &[u8]) -> Result<()> {
+        let k: K = decode(key)?;
+        let v: V = decode(value)?;
+        if map.insert(k, v).is_some() {
+            return Err(DecodeError::LengthOutOfRange.into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_change_marks_its_key() {
+        let mut t: Tracked<u32, u64> = Tracked::default();
+        t.insert(1, 10);
+        t.insert(2, 20);
+        t.insert(3, 30);
+        t.clear_marks();
+        let mut cs = ChangeSet::default();
+        t.changes(RecordKind::Session, &mut cs);
+        assert!(cs.is_empty());
+
+        *t.get_mut(&1).unwrap() = 11;
+        t.remove(&2);
+        t.retain(|k, _| *k != 3);
+        t.insert(4, 40);
+        assert!(t.get_mut(&9).is_none() && t.remove(&9).is_none());
+        let mut cs = ChangeSet::default();
+        t.changes(RecordKind::Session, &mut cs);
+        let put: Vec<(Vec<u8>, Vec<u8>)> = cs
+            .put
+            .iter()
+            .map(|r| (r.id.key.clone(), r.value.to_vec()))
+            .collect();
+        assert_eq!(
+            put,
+            vec![
+                (1u32.to_be_bytes().to_vec(), 11u64.to_be_bytes().to_vec()),
+                (4u32.to_be_bytes().to_vec(), 40u64.to_be_bytes().to_vec()),
+            ]
+        );
+        let deleted: Vec<Vec<u8>> = cs.delete.iter().map(|d| d.key.clone()).collect();
+        assert_eq!(
+            deleted,
+            vec![2u32.to_be_bytes().to_vec(), 3u32.to_be_bytes().to_vec()]
+        );
+        assert_eq!((cs.len(), cs.value_bytes()), (4, 16));
+        assert_eq!(t.pop_first(), Some((1, 11)));
+        assert_eq!((t.keys().collect::<Vec<_>>(), t.len()), (vec![&4], 1));
+    }
+
+    #[test]
+    fn a_record_reads_back_once_and_whole() {
+        let mut map = BTreeMap::new();
+        Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 0, 1], &[0, 0, 0, 0, 0, 0, 0, 7]).unwrap();
+        assert_eq!(map.get(&1), Some(&7));
+        // The same key twice, a short key, trailing bytes: typed errors.
+        assert!(Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 0, 1], &[0; 8]).is_err());
+        assert!(Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 1], &[0; 8]).is_err());
+        assert!(Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 0, 2], &[0; 9]).is_err());
+        let all: Vec<u8> = RecordKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(all, (1..=8).collect::<Vec<u8>>());
+        for k in RecordKind::ALL {
+            assert_eq!(RecordKind::from_code(k.code()).unwrap(), k);
+        }
+        assert_eq!(
+            RecordKind::from_code(0).unwrap_err().code(),
+            "unknown_version"
+        );
+        assert_eq!(
+            RecordKind::from_code(9).unwrap_err().code(),
+            "unknown_version"
+        );
+    }
+
+    #[test]
+    fn a_record_debug_shows_no_value() {
+        let r = Record {
+            id: RecordId {
+                kind: RecordKind::Session,
+                key: vec![0xab],
+            },
+            value: Zeroizing::new(vec![0x5e; 3]),
+        };
+        assert_eq!(
+            format!("{r:?}"),
+            "Record { kind: Session, key: \"ab\", value_len: 3 }"
+        );
+    }
+}

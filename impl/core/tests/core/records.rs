@@ -1,0 +1,314 @@
+//! The device state as records (STORE-3): after every step, the records a store holds once it
+//! applied each change set read back to exactly the device's state, and a steady conversation
+//! changes a few small records, whatever the device's history.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use sotto_core::records::{ChangeSet, RecordKind};
+use sotto_core::{Content, Device, GroupId, Outgoing, UserId};
+
+use crate::common::*;
+
+/// What a store holds: `(kind, key) -> value`, updated by change sets only.
+#[derive(Default)]
+struct Mirror(BTreeMap<(u8, Vec<u8>), Vec<u8>>);
+
+impl Mirror {
+    fn of(d: &Device) -> Mirror {
+        let mut m = Mirror::default();
+        for r in d.records() {
+            m.0.insert((r.id.kind.code(), r.id.key.clone()), r.value.to_vec());
+        }
+        m
+    }
+
+    fn apply(&mut self, cs: &ChangeSet) {
+        for r in &cs.put {
+            self.0
+                .insert((r.id.kind.code(), r.id.key.clone()), r.value.to_vec());
+        }
+        for d in &cs.delete {
+            assert!(
+                self.0.remove(&(d.kind.code(), d.key.clone())).is_some(),
+                "deleting a record the store does not hold: {d:?}"
+            );
+        }
+    }
+
+    fn load(&self) -> Device {
+        Device::from_records(self.0.iter().map(|((k, key), v)| (*k, &key[..], &v[..]))).unwrap()
+    }
+
+    /// Commits `d`'s changes and checks that the records read back to `d`.
+    fn commit(&mut self, d: &mut Device) -> ChangeSet {
+        let cs = d.changes();
+        self.apply(&cs);
+        d.mark_committed();
+        assert!(d.changes().is_empty(), "marks left after a commit");
+        let back = self.load();
+        assert_eq!(*back.export(), *d.export(), "records differ from the state");
+        assert!(back.changes().is_empty(), "a loaded device reports changes");
+        cs
+    }
+}
+
+fn kinds(cs: &ChangeSet) -> Vec<(RecordKind, bool)> {
+    let mut v: Vec<(RecordKind, bool)> = cs
+        .put
+        .iter()
+        .map(|r| (r.id.kind, true))
+        .chain(cs.delete.iter().map(|d| (d.kind, false)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A new device reports every record; one read back from them reports none; a data message
+/// changes the sender's session and the receiver's session and delivered id, nothing else.
+#[test]
+fn a_step_changes_only_its_records_store_3() {
+    let (mut r, mut alice, mut bob) = acquainted(40);
+    let mut ma = Mirror::default();
+    let mut mb = Mirror::default();
+    let first = ma.commit(&mut alice);
+    assert_eq!(first.len(), alice.records().len());
+    mb.commit(&mut bob);
+
+    // A conversation gets going (first message, reply, key shares).
+    for i in 0..4 {
+        let m = send(&mut alice, &mut r, T0 + i, &bob, "ping");
+        ma.commit(&mut alice);
+        bob.receive(T0 + i, &m.envelope).unwrap();
+        mb.commit(&mut bob);
+        let m = send(&mut bob, &mut r, T0 + i, &alice, "pong");
+        mb.commit(&mut bob);
+        alice.receive(T0 + i, &m.envelope).unwrap();
+        ma.commit(&mut alice);
+    }
+    let m = send(&mut alice, &mut r, T0 + 9, &bob, "steady");
+    assert_eq!(kinds(&ma.commit(&mut alice)), [(RecordKind::Session, true)]);
+    bob.receive(T0 + 9, &m.envelope).unwrap();
+    assert_eq!(
+        kinds(&mb.commit(&mut bob)),
+        [(RecordKind::Session, true), (RecordKind::DeliveredId, true)]
+    );
+    // Nothing happened: nothing to write.
+    assert!(bob.changes().is_empty());
+    // A change to the identity-and-counters record (the padding bucket) is carried once.
+    bob.set_padding(64);
+    assert_eq!(kinds(&mb.commit(&mut bob)), [(RecordKind::Meta, true)]);
+}
+
+/// The replay cache and the delivered ids are rows: when full, a step writes the one entry it adds
+/// and deletes the one it evicts, not the whole cache (LIM-7).
+#[test]
+fn a_full_delivered_list_evicts_one_row_per_message_lim_7() {
+    let (mut r, mut alice, mut bob) = acquainted(41);
+    let mut mb = Mirror::of(&bob);
+    bob.mark_committed();
+    let limit = sotto_core::limits::MAX_DELIVERED_IDS as u64;
+    for i in 0..limit + 2 {
+        let m = send(&mut alice, &mut r, T0 + i, &bob, "x");
+        bob.receive(T0 + i, &m.envelope).unwrap();
+        if i < limit - 1 {
+            continue;
+        }
+        let cs = bob.changes();
+        mb.apply(&cs);
+        bob.mark_committed();
+        if i >= limit {
+            let delivered: Vec<(RecordKind, bool)> = kinds(&cs)
+                .into_iter()
+                .filter(|(k, _)| *k == RecordKind::DeliveredId)
+                .collect();
+            assert_eq!(
+                delivered,
+                [
+                    (RecordKind::DeliveredId, false),
+                    (RecordKind::DeliveredId, true)
+                ]
+            );
+        }
+    }
+    assert_eq!(*mb.load().export(), *bob.export());
+}
+
+/// Bad records are typed errors: no identity record, two of them, an unknown kind, a key that
+/// is not its value's, a value that does not decode.
+#[test]
+fn bad_records_are_refused_store_3() {
+    let (_, alice, _) = acquainted(42);
+    let good = Mirror::of(&alice);
+    let load = |m: &BTreeMap<(u8, Vec<u8>), Vec<u8>>| {
+        Device::from_records(m.iter().map(|((k, key), v)| (*k, &key[..], &v[..])))
+    };
+    assert!(load(&good.0).is_ok());
+
+    let mut m = good.0.clone();
+    m.remove(&(RecordKind::Meta.code(), Vec::new()));
+    assert_eq!(load(&m).unwrap_err().code(), "length_out_of_range");
+
+    let mut m = good.0.clone();
+    m.insert((9, vec![1]), vec![1]);
+    assert_eq!(load(&m).unwrap_err().code(), "unknown_version");
+
+    // A one-time prekey under another id.
+    let mut m = good.0.clone();
+    let (k, v) = m
+        .iter()
+        .find(|((k, _), _)| *k == RecordKind::OneTimePrekey.code())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    m.remove(&k);
+    m.insert((k.0, 999u32.to_be_bytes().to_vec()), v);
+    assert_eq!(load(&m).unwrap_err().code(), "length_out_of_range");
+
+    // A contact with a value cut short; the identity record of another layout version.
+    let mut m = good.0.clone();
+    let key = (
+        RecordKind::Contact.code(),
+        alice.contacts().next().unwrap().0.to_vec(),
+    );
+    let v = m.get_mut(&key).unwrap();
+    v.truncate(v.len() - 1);
+    assert!(load(&m).is_err());
+    let mut m = good.0.clone();
+    m.get_mut(&(RecordKind::Meta.code(), Vec::new())).unwrap()[0] = 2;
+    assert_eq!(load(&m).unwrap_err().code(), "unknown_version");
+
+    // The identity record twice (the same key given twice by a store).
+    let meta = good.0.get(&(RecordKind::Meta.code(), Vec::new())).unwrap();
+    let twice = good
+        .0
+        .iter()
+        .map(|((k, key), v)| (*k, &key[..], &v[..]))
+        .chain([(RecordKind::Meta.code(), &[][..], &meta[..])]);
+    assert_eq!(
+        Device::from_records(twice).unwrap_err().code(),
+        "length_out_of_range"
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Send(usize, usize),
+    Deliver(usize, bool),
+    Drop(usize),
+    CreateGroup(usize),
+    GroupSend(usize),
+    Remove(usize),
+    RotatePrekey(usize),
+    MorePrekeys(usize),
+    Reload(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..3usize, 1..3usize).prop_map(|(a, d)| Step::Send(a, (a + d) % 3)),
+        6 => (any::<usize>(), any::<bool>()).prop_map(|(i, dup)| Step::Deliver(i, dup)),
+        1 => any::<usize>().prop_map(Step::Drop),
+        1 => (0..3usize).prop_map(Step::CreateGroup),
+        2 => (0..3usize).prop_map(Step::GroupSend),
+        1 => (0..3usize).prop_map(Step::Remove),
+        1 => (0..3usize).prop_map(Step::RotatePrekey),
+        1 => (0..3usize).prop_map(Step::MorePrekeys),
+        1 => (0..3usize).prop_map(Step::Reload),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    /// Whatever the devices do (messages lost, duplicated and reordered, groups made and changed,
+    /// prekeys rotated, devices reloaded from their records), the records a store holds after
+    /// applying every change set read back to exactly each device's state.
+    #[test]
+    fn change_sets_keep_the_records_equal_to_the_state_store_3(steps in proptest::collection::vec(step(), 1..40)) {
+        let mut r = rng(43);
+        let mut devs: Vec<Device> = (1..=3).map(|n| device(&mut r, n)).collect();
+        for x in 0..3 {
+            for y in 0..3 {
+                if x != y {
+                    let card = devs[y].card().unwrap();
+                    devs[x].add_contact_from_card(&card);
+                }
+            }
+        }
+        let mut mirrors: Vec<Mirror> = devs.iter_mut().map(|d| {
+            let mut m = Mirror::default();
+            m.commit(d);
+            m
+        }).collect();
+        let mut net: Vec<Outgoing> = Vec::new();
+        let mut groups: Vec<(usize, GroupId)> = Vec::new();
+        let ids: Vec<UserId> = devs.iter().map(|d| *d.user_id()).collect();
+        for (n, s) in steps.iter().enumerate() {
+            let now = T0 + n as u64 * 1000;
+            let mut touched = vec![];
+            match s {
+                Step::Send(a, b) => {
+                    let to = ids[*b];
+                    if let Ok(o) = devs[*a].send(&mut r, now, &to, &Content::Text(format!("m{n}"))) {
+                        net.push(o);
+                    }
+                    touched.push(*a);
+                }
+                Step::Deliver(i, dup) if !net.is_empty() => {
+                    let i = i % net.len();
+                    let o = if *dup { net[i].clone() } else { net.remove(i) };
+                    for to in &o.to {
+                        let k = ids.iter().position(|u| u == to).unwrap();
+                        let _ = devs[k].receive(now, &o.envelope);
+                        touched.push(k);
+                    }
+                }
+                Step::Drop(i) if !net.is_empty() => {
+                    let i = i % net.len();
+                    net.remove(i);
+                }
+                Step::CreateGroup(a) => {
+                    let others: Vec<UserId> = (0..3).filter(|k| k != a).map(|k| ids[k]).collect();
+                    if let Ok((gid, out)) = devs[*a].create_group(&mut r, now, &others) {
+                        groups.push((*a, gid));
+                        net.extend(out);
+                    }
+                    touched.push(*a);
+                }
+                Step::GroupSend(a) => {
+                    let mine: Vec<GroupId> = devs[*a].groups().copied().collect();
+                    if let Some(g) = mine.first() {
+                        if let Ok(o) = devs[*a].send_group(now, g, &Content::Text(format!("g{n}"))) {
+                            net.push(o);
+                        }
+                    }
+                    touched.push(*a);
+                }
+                Step::Remove(k) => {
+                    if let Some((admin, gid)) = groups.first().copied() {
+                        let who = ids[(admin + 1 + k % 2) % 3];
+                        if let Ok(out) = devs[admin].remove_from_group(&mut r, now, &gid, &who) {
+                            net.extend(out);
+                        }
+                        touched.push(admin);
+                    }
+                }
+                Step::RotatePrekey(a) => {
+                    devs[*a].rotate_signed_prekey(&mut r).unwrap();
+                    touched.push(*a);
+                }
+                Step::MorePrekeys(a) => {
+                    let _ = devs[*a].generate_one_time_prekeys(&mut r, 3);
+                    touched.push(*a);
+                }
+                Step::Reload(a) => {
+                    devs[*a] = mirrors[*a].load();
+                    prop_assert!(devs[*a].check_routing_index().is_ok());
+                }
+                Step::Deliver(..) | Step::Drop(_) => {}
+            }
+            for k in touched {
+                mirrors[k].commit(&mut devs[k]);
+            }
+        }
+    }
+}
