@@ -12,7 +12,9 @@
 //! text), while handshakes, acks and keep-alives stay below the threshold the tests use.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -40,8 +42,9 @@ pub enum Cut {
         /// The smallest chunk that triggers.
         min: usize,
     },
-    /// Forward the whole chunk, then close both sides before anything else passes (the answer to
-    /// it, such as a PUBACK, is lost).
+    /// Forward the whole chunk, then let nothing else pass: for a moment the peer's answers (such
+    /// as a PUBACK) are read and dropped, so the peer surely reads the whole chunk, then both
+    /// sides close.
     AfterChunk {
         /// The direction watched.
         dir: Dir,
@@ -125,14 +128,26 @@ async fn relay(device: TcpStream, broker: TcpStream, armed: Arc<Mutex<Armed>>) {
     let (device_r, device_w) = device.into_split();
     let (broker_r, broker_w) = broker.into_split();
     // Whichever direction ends first ends the other: dropping its halves closes both sockets.
+    let severed = AtomicBool::new(false);
     tokio::select! {
-        _ = pump(Dir::Up, device_r, broker_w, &armed) => {}
-        _ = pump(Dir::Down, broker_r, device_w, &armed) => {}
+        _ = pump(Dir::Up, device_r, broker_w, &armed, &severed) => {}
+        _ = pump(Dir::Down, broker_r, device_w, &armed, &severed) => {}
     }
 }
 
+/// How long an `AfterChunk` cut keeps both sockets open, dropping what arrives, before closing
+/// them: closing a socket with unread data in it resets the connection, and a reset can discard
+/// the chunk before the peer read it.
+const AFTER_CHUNK_GRACE: Duration = Duration::from_millis(200);
+
 /// Copies one direction chunk by chunk, applying an armed cut that matches.
-async fn pump(dir: Dir, mut from: OwnedReadHalf, mut to: OwnedWriteHalf, armed: &Mutex<Armed>) {
+async fn pump(
+    dir: Dir,
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    armed: &Mutex<Armed>,
+    severed: &AtomicBool,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -147,6 +162,8 @@ async fn pump(dir: Dir, mut from: OwnedReadHalf, mut to: OwnedWriteHalf, armed: 
             }
         };
         match fired {
+            // An `AfterChunk` cut fired the other way: read and drop.
+            None if severed.load(Ordering::SeqCst) => {}
             None => {
                 if to.write_all(&buf[..n]).await.is_err() {
                     return;
@@ -157,9 +174,15 @@ async fn pump(dir: Dir, mut from: OwnedReadHalf, mut to: OwnedWriteHalf, armed: 
                     Cut::MidChunk { .. } => n / 2,
                     Cut::AfterChunk { .. } => n,
                 };
+                if let Cut::AfterChunk { .. } = cut {
+                    severed.store(true, Ordering::SeqCst);
+                }
                 let _ = to.write_all(&buf[..keep]).await;
                 let _ = to.flush().await;
                 let _ = tell.send(n);
+                if let Cut::AfterChunk { .. } = cut {
+                    tokio::time::sleep(AFTER_CHUNK_GRACE).await;
+                }
                 return;
             }
         }

@@ -134,6 +134,38 @@ impl Client {
         Ok(out.id)
     }
 
+    /// Seals a burst of texts, each to a contact or a group, and commits them all with their
+    /// outbox rows in one transaction. Each text gets its own result (a text to a stranger fails
+    /// alone); `Err` if the commit failed, and then none was sent.
+    pub fn send_many(&mut self, texts: &[(Chat, String)]) -> Result<Vec<Result<MessageId>>> {
+        let now = self.now();
+        let mut sealed: Vec<(Outgoing, Content)> = Vec::with_capacity(texts.len());
+        let mut results = Vec::with_capacity(texts.len());
+        for (chat, text) in texts {
+            let content = Content::Text(text.clone());
+            let out = match chat {
+                Chat::User(u) => self.device.send(&mut self.rng, now, u, &content),
+                Chat::Group(g) => self.device.send_group(now, g, &content),
+            };
+            match out {
+                Ok(out) => {
+                    results.push(Ok(out.id));
+                    sealed.push((out, content));
+                }
+                Err(e) => results.push(Err(e.into())),
+            }
+        }
+        let items: Vec<(&Outgoing, &Content)> = sealed.iter().map(|(o, c)| (o, c)).collect();
+        if let Err(e) = self
+            .store
+            .commit_outgoing_many(&mut self.device, &items, now)
+        {
+            self.reload()?;
+            return Err(e.into());
+        }
+        Ok(results)
+    }
+
     /// Sends `to` a key update (EPOCH-2): when the newest epoch is the peer's, it turns the epoch
     /// with a fresh key share, so keys this device held before stop mattering for what follows
     /// (post-compromise security). Resent until its receipt, like a text.

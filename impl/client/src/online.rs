@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use rumqttc::{Event, Outgoing, Packet, SubscribeReasonCode};
 use sotto_core::{GroupId, MessageId, UserId};
+use sotto_store::Chat;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -29,7 +30,6 @@ use crate::account::Client;
 use crate::error::{Cause, ClientError, NetworkFailure, Result, Service};
 use crate::events::ClientEvent;
 use crate::membership::{MembershipClient, check_bundle};
-use crate::receive::Outcome;
 use crate::transport::{self, Connection, RowKey};
 use sotto_store::Hold;
 use sotto_wire::notice::{NOTICE_TOPIC, RefusalNotice};
@@ -42,6 +42,9 @@ const INFLIGHT_TICK: Duration = Duration::from_secs(1);
 const MIN_SLEEP: Duration = Duration::from_millis(10);
 /// Connections lost with a row in flight before that row is pushed back by the backoff.
 const STRIKES: u32 = 3;
+/// Most inbox PUBLISHes opened and committed in one transaction (a burst): what the broker
+/// already delivered, up to this many, is committed together and then acknowledged (RX-4).
+const MAX_BURST: usize = 256;
 /// Mutation `AckBeforeCommit`: how long an acknowledged envelope waits before its commit.
 #[cfg(feature = "mutations")]
 const ACK_BEFORE_COMMIT_DELAY: Duration = Duration::from_millis(300);
@@ -72,7 +75,13 @@ impl SyncReport {
     }
 }
 
-type Command = Box<dyn FnOnce(&mut Client) + Send>;
+/// What the [`Online`] handle asks of the loop.
+enum Command {
+    /// Runs on the account between two MQTT events.
+    Run(Box<dyn FnOnce(&mut Client) + Send>),
+    /// A text to send: coalesced with the sends queued right behind it into one commit.
+    Send(Chat, String, oneshot::Sender<Result<MessageId>>),
+}
 
 enum Mode {
     Sync { quiet: Duration, deadline: Instant },
@@ -104,6 +113,13 @@ struct Engine<'a> {
     received: usize,
     published: usize,
     shutting_down: bool,
+    /// PUBLISHes received and not yet acknowledged, in order (`true`: on the own inbox, to
+    /// commit): committed together once no further event is ready (or [`MAX_BURST`] are
+    /// waiting), then acknowledged in the order they came (MQTT 3.1.1, 4.6).
+    burst: Vec<(rumqttc::Publish, bool)>,
+    /// Outbox rows the broker acknowledged (PUBACK) and not yet marked: marked together in one
+    /// transaction with the burst (RX-6). Lost marks only mean a resend, which RX-6 absorbs.
+    published_burst: Vec<RowKey>,
     /// Store work (commits with `synchronous=FULL` wait for the disk) runs through
     /// `block_in_place`, so that the other tasks of this worker thread move to another one
     /// meanwhile. Only for the task [`Client::connect`] spawns on a multi-thread runtime; a sync
@@ -202,9 +218,9 @@ impl Online {
         f: impl FnOnce(&mut Client) -> T + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let cmd: Command = Box::new(move |c: &mut Client| {
+        let cmd = Command::Run(Box::new(move |c: &mut Client| {
             let _ = tx.send(f(c));
-        });
+        }));
         self.commands
             .send(cmd)
             .await
@@ -212,14 +228,24 @@ impl Online {
         rx.await.map_err(|_| ClientError::Stopped)
     }
 
-    /// Sends a text to a contact ([`Client::send`]).
+    /// Sends a text to a contact ([`Client::send`]). Sends queued together (several calls in
+    /// flight at once) are sealed and committed in one transaction ([`Client::send_many`]).
     pub async fn send(&self, to: UserId, text: String) -> Result<MessageId> {
-        self.call(move |c| c.send(&to, &text)).await?
+        self.send_to(Chat::User(to), text).await
     }
 
-    /// Sends a text to a group ([`Client::send_group`]).
+    /// Sends a text to a group ([`Client::send_group`]), coalesced like [`Online::send`].
     pub async fn send_group(&self, group: GroupId, text: String) -> Result<MessageId> {
-        self.call(move |c| c.send_group(&group, &text)).await?
+        self.send_to(Chat::Group(group), text).await
+    }
+
+    async fn send_to(&self, chat: Chat, text: String) -> Result<MessageId> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Send(chat, text, tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
     }
 
     /// Adds a contact from the directory ([`Client::add_from_directory`]): the bundle is fetched
@@ -258,6 +284,8 @@ impl<'a> Engine<'a> {
             received: 0,
             published: 0,
             shutting_down: false,
+            burst: Vec::new(),
+            published_burst: Vec::new(),
             off_worker: false,
             #[cfg(feature = "mutations")]
             pending: std::collections::VecDeque::new(),
@@ -311,6 +339,10 @@ impl<'a> Engine<'a> {
             )?;
             let mut conn = Connection::start(opts);
             let end = self.run_connection(&mut conn, &mode).await;
+            // What this connection did not commit is delivered again on the next (RX-4); its
+            // packet ids mean nothing there. Unmarked PUBACKs only cost a resend (RX-6).
+            self.burst.clear();
+            self.published_burst.clear();
             let was_subscribed = conn.subscribed;
             self.lost_inflight(&conn);
             drop(conn);
@@ -350,7 +382,7 @@ impl<'a> Engine<'a> {
         loop {
             tokio::select! {
                 cmd = next_command(&mut self.commands) => match cmd {
-                    Some(f) => self.on_disk(|e| f(e.client)),
+                    Some(cmd) => self.on_command(cmd),
                     None => return false,
                 },
                 _ = tokio::time::sleep_until(until) => return true,
@@ -413,37 +445,25 @@ impl<'a> Engine<'a> {
             }
             let wake = wake.max(MIN_SLEEP);
             tokio::select! {
-                ev = conn.events.recv() => match ev {
-                    None => {
-                        let cause = Cause::text("the MQTT event loop ended");
-                        let lost = ClientError::network(Service::Broker, NetworkFailure::Closed, cause);
-                        return ConnEnd::Lost(lost, false);
-                    }
-                    Some(Ok(Event::Outgoing(Outgoing::Disconnect))) => {
-                        return match mode {
-                            Mode::Sync { .. } => ConnEnd::Done,
-                            Mode::Forever => ConnEnd::Shutdown,
-                        };
-                    }
-                    Some(Ok(ev)) => {
-                        if let Err(e) = self.on_event(ev, conn, &mut last_activity) {
-                            // A request refused because the event loop already stopped: its
-                            // own error says why.
-                            if matches!(e, ClientError::Network { .. }) {
-                                if let Some((why, fatal)) = conn.stop_reason() {
-                                    return ConnEnd::Lost(why, fatal);
-                                }
-                            }
-                            return ConnEnd::Lost(e, false);
+                ev = conn.events.recv() => {
+                    let mut end = self.on_polled(ev, conn, mode, &mut last_activity);
+                    // Everything else already delivered joins the burst (group commit).
+                    while end.is_none() && self.burst.len() < MAX_BURST {
+                        match conn.events.try_recv() {
+                            Ok(ev) => end = self.on_polled(Some(ev), conn, mode, &mut last_activity),
+                            Err(_) => break,
                         }
                     }
-                    Some(Err(e)) => {
-                        let (err, fatal) = transport::classify(e);
-                        return ConnEnd::Lost(err, fatal);
+                    if let Err(e) = self.commit_burst(conn) {
+                        tracing::warn!(error = %e, "a burst could not be committed; not acknowledged");
+                        return end.unwrap_or(ConnEnd::Lost(e, false));
                     }
-                },
+                    if let Some(end) = end {
+                        return end;
+                    }
+                }
                 cmd = next_command(&mut self.commands), if !self.shutting_down => match cmd {
-                    Some(f) => self.on_disk(|e| f(e.client)),
+                    Some(cmd) => self.on_command(cmd),
                     None => {
                         self.shutting_down = true;
                         if conn.connected {
@@ -458,6 +478,132 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Runs a command; a send takes the sends queued right behind it along into one commit.
+    fn on_command(&mut self, first: Command) {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Run(f) => self.on_disk(|e| f(e.client)),
+                Command::Send(chat, text, reply) => {
+                    let mut texts = vec![(chat, text)];
+                    let mut replies = vec![reply];
+                    while texts.len() < MAX_BURST {
+                        match self.commands.as_mut().map(|rx| rx.try_recv()) {
+                            Some(Ok(Command::Send(chat, text, reply))) => {
+                                texts.push((chat, text));
+                                replies.push(reply);
+                            }
+                            Some(Ok(other)) => {
+                                next = Some(other);
+                                break;
+                            }
+                            _ => break,
+                        }
+                    }
+                    self.send_burst(texts, replies);
+                }
+            }
+        }
+    }
+
+    /// Seals and commits a burst of sends in one transaction; if that commit fails, each is sent
+    /// alone, so each caller learns its own outcome.
+    fn send_burst(
+        &mut self,
+        texts: Vec<(Chat, String)>,
+        replies: Vec<oneshot::Sender<Result<MessageId>>>,
+    ) {
+        match self.on_disk(|e| e.client.send_many(&texts)) {
+            Ok(results) => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a burst of sends could not be committed; one by one");
+                for (reply, (chat, text)) in replies.into_iter().zip(texts) {
+                    let r = self.on_disk(|e| match chat {
+                        Chat::User(u) => e.client.send(&u, &text),
+                        Chat::Group(g) => e.client.send_group(&g, &text),
+                    });
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+
+    /// Handles one event of the MQTT event loop; `Some` if it ends the connection.
+    fn on_polled(
+        &mut self,
+        ev: Option<std::result::Result<Event, rumqttc::ConnectionError>>,
+        conn: &mut Connection,
+        mode: &Mode,
+        last_activity: &mut Instant,
+    ) -> Option<ConnEnd> {
+        match &ev {
+            Some(Ok(Event::Incoming(p))) => eprintln!("DBG in {:?}", std::mem::discriminant(p)),
+            Some(Ok(Event::Outgoing(o))) => eprintln!("DBG out {o:?}"),
+            Some(Err(e)) => eprintln!("DBG err {e}"),
+            None => eprintln!("DBG none"),
+        }
+        match ev {
+            None => {
+                let cause = Cause::text("the MQTT event loop ended");
+                let lost = ClientError::network(Service::Broker, NetworkFailure::Closed, cause);
+                Some(ConnEnd::Lost(lost, false))
+            }
+            Some(Ok(Event::Outgoing(Outgoing::Disconnect))) => Some(match mode {
+                Mode::Sync { .. } => ConnEnd::Done,
+                Mode::Forever => ConnEnd::Shutdown,
+            }),
+            Some(Ok(ev)) => match self.on_event(ev, conn, last_activity) {
+                Ok(()) => None,
+                Err(e) => {
+                    // A request refused because the event loop already stopped: its own error
+                    // says why.
+                    if matches!(e, ClientError::Network { .. }) {
+                        if let Some((why, fatal)) = conn.stop_reason() {
+                            return Some(ConnEnd::Lost(why, fatal));
+                        }
+                    }
+                    Some(ConnEnd::Lost(e, false))
+                }
+            },
+            Some(Err(e)) => {
+                let (err, fatal) = transport::classify(e);
+                Some(ConnEnd::Lost(err, fatal))
+            }
+        }
+    }
+
+    /// Marks the outbox rows PUBACKed in the burst (RX-6), then commits the burst of inbox
+    /// PUBLISHes and acknowledges them (RX-4). A store failure propagates: nothing is
+    /// acknowledged, the broker delivers them again.
+    fn commit_burst(&mut self, conn: &mut Connection) -> Result<()> {
+        if !self.published_burst.is_empty() {
+            let rows = std::mem::take(&mut self.published_burst);
+            self.on_disk(|e| {
+                let now = e.client.now();
+                e.client.store.mark_published_many(&rows, now)
+            })?;
+        }
+        if self.burst.is_empty() {
+            return Ok(());
+        }
+        let burst = std::mem::take(&mut self.burst);
+        let payloads: Vec<&[u8]> = burst
+            .iter()
+            .filter(|(_, inbox)| *inbox)
+            .map(|(p, _)| &p.payload[..])
+            .collect();
+        if !payloads.is_empty() {
+            self.on_disk(|e| e.commit_payloads(&payloads))?;
+        }
+        conn.acks.extend(burst.into_iter().map(|(p, _)| p));
+        conn.flush_acks();
+        Ok(())
+    }
+
     /// Nothing left to do on this connection: no acks pending, nothing in flight, nothing due.
     /// Nothing left to do: every acknowledgement sent, nothing in flight, and no row due except
     /// those the service refused on this connection (they wait for the next sync).
@@ -466,7 +612,9 @@ impl<'a> Engine<'a> {
         if !self.pending.is_empty() {
             return false;
         }
-        conn.acks.is_empty()
+        self.burst.is_empty()
+            && self.published_burst.is_empty()
+            && conn.acks.is_empty()
             && conn.inflight.is_empty()
             && self
                 .client
@@ -573,13 +721,12 @@ impl<'a> Engine<'a> {
                         conn.flush_acks();
                         return Ok(());
                     }
-                    // A store failure propagates: no ack, the broker delivers it again (RX-4).
-                    self.on_disk(|e| e.commit_envelope(&p.payload))?;
+                    // Committed with the rest of its burst, then acknowledged (RX-4).
+                    self.burst.push((p, true));
                 } else {
                     tracing::warn!("PUBLISH on a foreign topic ignored");
+                    self.burst.push((p, false));
                 }
-                conn.acks.push_back(p);
-                conn.flush_acks();
             }
             // rumqttc reports each QoS 1 publish with its packet id in request order (a publish
             // that collided on its id is reported when it finally goes out, after the PUBACK that
@@ -617,10 +764,7 @@ impl<'a> Engine<'a> {
                     conn.held.remove(&key);
                     self.strikes.remove(&key);
                     self.published += 1;
-                    self.on_disk(|e| {
-                        let now = e.client.now();
-                        e.client.store.mark_published(&key.0, &key.1, now)
-                    })?;
+                    self.published_burst.push(key);
                 }
             }
             _ => {}
@@ -628,15 +772,20 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Opens and commits one envelope of the inbox, then retries the parked ones if it brought
-    /// new keys (RX-8). Only after this may the PUBLISH be acknowledged (RX-4).
-    fn commit_envelope(&mut self, payload: &[u8]) -> Result<()> {
+    /// Opens and commits envelopes of the inbox in one transaction, then retries the parked ones
+    /// if they brought new keys (RX-8). Only after this may the PUBLISHes be acknowledged (RX-4).
+    fn commit_payloads(&mut self, payloads: &[&[u8]]) -> Result<()> {
         let mut events = Vec::new();
-        let outcome = self.client.handle_envelope(payload, false, &mut events);
+        let outcome = self.client.handle_burst(payloads, &mut events);
+        eprintln!(
+            "DBG burst of {} -> {:?}",
+            payloads.len(),
+            outcome.as_ref().map(|o| *o).map_err(|e| e.to_string())
+        );
         self.emit_all(events);
         let outcome = outcome?;
-        self.received += 1;
-        if outcome == (Outcome::Committed { new_keys: true }) {
+        self.received += payloads.len();
+        if outcome.new_keys {
             let mut events = Vec::new();
             let retried = self.client.retry_parked(&mut events);
             self.emit_all(events);
@@ -660,7 +809,7 @@ impl<'a> Engine<'a> {
             let Some((_, payload)) = self.pending.pop_front() else {
                 break;
             };
-            if let Err(e) = self.commit_envelope(&payload) {
+            if let Err(e) = self.commit_payloads(&[&payload]) {
                 tracing::warn!(error = %e, "an acknowledged envelope could not be committed");
             }
         }

@@ -6,7 +6,7 @@
 
 use rusqlite::{Transaction, TransactionBehavior, params};
 use sotto_core::limits::{MAX_DELIVERED_IDS, MAX_ENVELOPE};
-use sotto_core::{Content, Device, Incoming, Outgoing};
+use sotto_core::{Content, Device, Incoming, MessageId, Outgoing, UserId};
 
 use crate::error::{Result, StoreError};
 use crate::messages::{Chat, MessageState};
@@ -15,19 +15,54 @@ use crate::rows::{ms, ms_clamped};
 use crate::state::save_changes;
 use crate::store::Store;
 
+/// An envelope of a burst that opened, with what it said.
+#[derive(Clone, Copy, Debug)]
+pub struct Opened<'a> {
+    /// The envelope's bytes (their hash answers a resend, RX-6).
+    pub envelope: &'a [u8],
+    /// What the core opened.
+    pub incoming: &'a Incoming,
+}
+
+/// A burst of received envelopes to commit in one transaction ([`Store::commit_burst`]).
+#[derive(Clone, Debug, Default)]
+pub struct Burst<'a> {
+    /// The envelopes that opened.
+    pub opened: Vec<Opened<'a>>,
+    /// Envelopes to park for a retry (RX-8; the oldest beyond LIM-12 are dropped).
+    pub park: Vec<&'a [u8]>,
+    /// Parked envelopes ([`crate::Parked::id`]) that are done: opened, duplicates or refused.
+    pub unpark: Vec<i64>,
+    /// What the burst owes (receipts, group acks), one outbox row per recipient.
+    pub queue: Vec<ToSend<'a>>,
+}
+
+/// A message that was waiting for a recipient's receipt and got it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Delivery {
+    /// The message.
+    pub id: MessageId,
+    /// The recipient whose receipt it was.
+    pub by: UserId,
+    /// No recipient is waited for any more.
+    pub complete: bool,
+}
+
+/// What [`Store::commit_burst`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BurstCommitted {
+    /// For each opened envelope, in order: whether its message was new.
+    pub fresh: Vec<bool>,
+    /// For each opened envelope, in order: the messages its receipt delivered (empty for
+    /// anything but a receipt).
+    pub delivered: Vec<Vec<Delivery>>,
+}
+
 impl Store {
     /// Commits a received message with the device state that opened it (RX-4), and queues
-    /// `queue` (typically the receipt, RX-5) in the same transaction. The shell acknowledges the
-    /// PUBLISH only after this returns `Ok`.
-    ///
-    /// - Text is saved as a message; every receipted content also records the envelope's hash and
-    ///   id, so that a resend of the same envelope is answered with the receipt again (RX-6, see
-    ///   [`Store::received_by_envelope`]).
-    /// - A receipt (kind 2) marks the messages it names delivered to the sender
-    ///   ([`Store::mark_delivered`]).
-    /// - A message already committed (same sender and id) inserts nothing and returns `Ok(false)`.
-    ///   The device state and `queue` are still saved: the core consumed the message's keys
-    ///   (RX-3), and a duplicate deserves its receipt again (RX-6).
+    /// `queue` (typically the receipt, RX-5) in the same transaction: a burst of one
+    /// ([`Store::commit_burst`]). Returns whether the message was new (`false`: a message
+    /// already committed, same sender and id; the state and `queue` are still saved).
     pub fn commit_incoming(
         &mut self,
         device: &mut Device,
@@ -36,10 +71,42 @@ impl Store {
         received_at: u64,
         queue: &[ToSend<'_>],
     ) -> Result<bool> {
+        let burst = Burst {
+            opened: vec![Opened { envelope, incoming }],
+            queue: queue.to_vec(),
+            ..Burst::default()
+        };
+        let done = self.commit_burst(device, &burst, received_at)?;
+        Ok(done.fresh.first().copied().unwrap_or(false))
+    }
+
+    /// Commits a burst of received envelopes in one transaction (RX-4): the device's changes,
+    /// every opened message, the envelopes to park and unpark (RX-8), and `queue` (the receipts
+    /// and group acks the burst owes, RX-5, GRP-9). The shell acknowledges the burst's PUBLISHes
+    /// only after this returns `Ok`; on `Err` nothing was written.
+    ///
+    /// - Text is saved as a message; every receipted content also records the envelope's hash and
+    ///   id, so that a resend of the same envelope is answered with the receipt again (RX-6, see
+    ///   [`Store::received_by_envelope`]).
+    /// - A receipt (kind 2) marks the messages it names delivered to the sender; each message that
+    ///   was waiting for that sender's receipt is a [`Delivery`] in the result.
+    /// - A message already committed (same sender and id) inserts nothing and is not `fresh`. The
+    ///   device state and `queue` are still saved: the core consumed the message's keys (RX-3),
+    ///   and a duplicate deserves its receipt again (RX-6).
+    pub fn commit_burst(
+        &mut self,
+        device: &mut Device,
+        burst: &Burst<'_>,
+        received_at: u64,
+    ) -> Result<BurstCommitted> {
         self.check_device(device)?;
-        check_queue(queue)?;
+        check_queue(&burst.queue)?;
+        for p in &burst.park {
+            if p.is_empty() || p.len() > MAX_ENVELOPE {
+                return Err(StoreError::Invalid("envelope size out of range (LIM-1)"));
+            }
+        }
         let now = ms(received_at)?;
-        let hash = sotto_core::crypto::sha256(&[envelope]);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -47,64 +114,26 @@ impl Store {
         save_changes(&tx, device, &changes, now)?;
         #[cfg(test)]
         fault(self.fail_at, "incoming:after-device")?;
-        let fresh = match &incoming.content {
-            Content::Receipt(ids) => {
-                for id in ids {
-                    crate::outbox::apply_receipt(&tx, id, &incoming.from)?;
-                }
-                true
-            }
-            content => {
-                let mut fresh = true;
-                if content.wants_receipt() {
-                    fresh = tx.execute(
-                        "INSERT OR IGNORE INTO received
-                             (envelope_hash, message_id, sender, group_id, received_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![
-                            &hash[..],
-                            &incoming.id.0[..],
-                            &incoming.from.0[..],
-                            incoming.group.as_ref().map(|g| &g.0[..]),
-                            now
-                        ],
-                    )? == 1;
-                    tx.execute(
-                        "DELETE FROM received WHERE rowid <= (SELECT max(rowid) FROM received) - ?1",
-                        [MAX_DELIVERED_IDS as i64],
-                    )?;
-                }
-                if let (true, Content::Text(text)) = (fresh, content) {
-                    let chat = match incoming.group {
-                        Some(g) => Chat::Group(g),
-                        None => Chat::User(incoming.from),
-                    };
-                    fresh = tx.execute(
-                        "INSERT OR IGNORE INTO messages (message_id, chat, is_group, sender,
-                             outgoing, kind, body, sent_at, received_at, state)
-                         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9)",
-                        params![
-                            &incoming.id.0[..],
-                            chat.as_bytes(),
-                            chat.is_group(),
-                            &incoming.from.0[..],
-                            content.kind(),
-                            text,
-                            ms_clamped(incoming.sent_at),
-                            now,
-                            MessageState::Received.code()
-                        ],
-                    )? == 1;
-                }
-                fresh
-            }
-        };
+        let mut done = BurstCommitted::default();
+        for o in &burst.opened {
+            let mut delivered = Vec::new();
+            done.fresh.push(save_incoming(&tx, o, now, &mut delivered)?);
+            done.delivered.push(delivered);
+        }
+        if !burst.opened.is_empty() {
+            tx.execute(
+                "DELETE FROM received WHERE rowid <= (SELECT max(rowid) FROM received) - ?1",
+                [MAX_DELIVERED_IDS as i64],
+            )?;
+        }
+        crate::received::park_in(&tx, &burst.park, now)?;
+        crate::received::unpark_in(&tx, &burst.unpark)?;
         #[cfg(test)]
         fault(self.fail_at, "incoming:before-queue")?;
-        enqueue(&tx, queue, now)?;
+        enqueue(&tx, &burst.queue, now)?;
         tx.commit()?;
         device.mark_committed();
-        Ok(fresh)
+        Ok(done)
     }
 
     /// Commits a message being sent: the device state after `Device::send` (or `send_group`), the
@@ -117,38 +146,56 @@ impl Store {
         content: &Content,
         now: u64,
     ) -> Result<()> {
+        self.commit_outgoing_many(device, &[(out, content)], now)
+    }
+
+    /// Commits a burst of messages being sent in one transaction: the device state after sealing
+    /// all of them, each message (for text) and its outbox rows, as [`Store::commit_outgoing`]
+    /// does for one. Every item is checked before anything is written.
+    pub fn commit_outgoing_many(
+        &mut self,
+        device: &mut Device,
+        items: &[(&Outgoing, &Content)],
+        now: u64,
+    ) -> Result<()> {
         self.check_device(device)?;
-        let item = ToSend {
-            outgoing: out,
-            until_receipt: content.wants_receipt(),
-        };
-        check_queue(&[item])?;
-        let chat = match (out.group, out.to.first()) {
-            (Some(g), _) => Chat::Group(g),
-            (None, Some(u)) if out.to.len() == 1 => Chat::User(*u),
-            (None, _) => {
-                return Err(StoreError::Invalid(
-                    "a pairwise message has exactly one recipient",
-                ));
-            }
-        };
+        let mut queue = Vec::with_capacity(items.len());
+        let mut chats = Vec::with_capacity(items.len());
+        for (out, content) in items {
+            queue.push(ToSend {
+                outgoing: out,
+                until_receipt: content.wants_receipt(),
+            });
+            chats.push(match (out.group, out.to.first()) {
+                (Some(g), _) => Chat::Group(g),
+                (None, Some(u)) if out.to.len() == 1 => Chat::User(*u),
+                (None, _) => {
+                    return Err(StoreError::Invalid(
+                        "a pairwise message has exactly one recipient",
+                    ));
+                }
+            });
+        }
+        check_queue(&queue)?;
         let now = ms(now)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let changes = device.changes();
         save_changes(&tx, device, &changes, now)?;
-        if let Content::Text(text) = content {
-            let state = if out.to.is_empty() {
-                MessageState::Delivered
-            } else {
-                MessageState::Queued
-            };
-            tx.execute(
-                "INSERT INTO messages (message_id, chat, is_group, sender, outgoing, kind, body,
-                     sent_at, received_at, state)
-                 VALUES (?1, ?2, ?3, NULL, 1, ?4, ?5, ?6, NULL, ?7)",
-                params![
+        for ((out, content), chat) in items.iter().zip(&chats) {
+            if let Content::Text(text) = content {
+                let state = if out.to.is_empty() {
+                    MessageState::Delivered
+                } else {
+                    MessageState::Queued
+                };
+                tx.prepare_cached(
+                    "INSERT INTO messages (message_id, chat, is_group, sender, outgoing, kind, body,
+                         sent_at, received_at, state)
+                     VALUES (?1, ?2, ?3, NULL, 1, ?4, ?5, ?6, NULL, ?7)",
+                )?
+                .execute(params![
                     &out.id.0[..],
                     chat.as_bytes(),
                     chat.is_group(),
@@ -156,10 +203,10 @@ impl Store {
                     text,
                     now,
                     state.code()
-                ],
-            )?;
+                ])?;
+            }
         }
-        enqueue(&tx, &[item], now)?;
+        enqueue(&tx, &queue, now)?;
         tx.commit()?;
         device.mark_committed();
         Ok(())
@@ -193,6 +240,70 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Saves one opened message of a burst (see [`Store::commit_burst`]); `true` if it was new.
+fn save_incoming(
+    tx: &Transaction<'_>,
+    o: &Opened<'_>,
+    now: i64,
+    delivered: &mut Vec<Delivery>,
+) -> Result<bool> {
+    let incoming = o.incoming;
+    let content = &incoming.content;
+    if let Content::Receipt(ids) = content {
+        for id in ids {
+            if let Some(complete) = crate::outbox::apply_receipt(tx, id, &incoming.from)? {
+                delivered.push(Delivery {
+                    id: *id,
+                    by: incoming.from,
+                    complete,
+                });
+            }
+        }
+        return Ok(true);
+    }
+    let mut fresh = true;
+    if content.wants_receipt() {
+        let hash = sotto_core::crypto::sha256(&[o.envelope]);
+        fresh =
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO received
+                     (envelope_hash, message_id, sender, group_id, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                &hash[..],
+                &incoming.id.0[..],
+                &incoming.from.0[..],
+                incoming.group.as_ref().map(|g| &g.0[..]),
+                now
+            ])? == 1;
+    }
+    if let (true, Content::Text(text)) = (fresh, content) {
+        let chat = match incoming.group {
+            Some(g) => Chat::Group(g),
+            None => Chat::User(incoming.from),
+        };
+        fresh =
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO messages (message_id, chat, is_group, sender,
+                     outgoing, kind, body, sent_at, received_at, state)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                &incoming.id.0[..],
+                chat.as_bytes(),
+                chat.is_group(),
+                &incoming.from.0[..],
+                content.kind(),
+                text,
+                ms_clamped(incoming.sent_at),
+                now,
+                MessageState::Received.code()
+            ])? == 1;
+    }
+    Ok(fresh)
 }
 
 fn check_queue(queue: &[ToSend<'_>]) -> Result<()> {

@@ -25,7 +25,9 @@
 //! concerns, in one SQLite transaction, and only then acknowledges the PUBLISH or reports a message
 //! as sent:
 //!
-//! - [`Store::commit_incoming`]: the state after `Device::receive`, the message, its receipt.
+//! - [`Store::commit_burst`]: the state after a burst of `Device::receive_into`, the messages
+//!   that opened, the envelopes parked for a retry, the receipts and group acks owed
+//!   ([`Store::commit_incoming`] is a burst of one).
 //! - [`Store::commit_outgoing`]: the state after `Device::send`, the message, its outbox rows.
 //! - [`Store::commit_device`]: any other state change, with the envelopes it produced.
 //!
@@ -103,6 +105,7 @@ mod settings;
 mod state;
 mod store;
 
+pub use commit::{Burst, BurstCommitted, Delivery, Opened};
 pub use contacts::{ContactEntry, MAX_NAME};
 pub use error::{Result, StoreError};
 pub use kdf::{KdfHeader, KdfParams};

@@ -96,23 +96,33 @@ pub enum Hold {
 }
 
 /// A receipt from `from` names `id`: its row leaves the outbox; when no recipient is left waiting,
-/// the message is delivered. Returns whether a row matched (a repeated or unexpected receipt does
-/// nothing).
-pub(crate) fn apply_receipt(conn: &Connection, id: &MessageId, from: &UserId) -> Result<bool> {
-    let n = conn.execute(
-        "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2 AND until_receipt = 1",
-        params![&id.0[..], &from.0[..]],
-    )?;
+/// the message is delivered. Returns `None` if no row matched (a repeated or unexpected receipt
+/// does nothing), else whether the message is now delivered to everyone.
+pub(crate) fn apply_receipt(
+    conn: &Connection,
+    id: &MessageId,
+    from: &UserId,
+) -> Result<Option<bool>> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2 AND until_receipt = 1",
+        )?
+        .execute(params![&id.0[..], &from.0[..]])?;
     if n == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    conn.execute(
-        "UPDATE messages SET state = ?2
-         WHERE message_id = ?1 AND outgoing = 1 AND state < ?2
-           AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND until_receipt = 1)",
-        params![&id.0[..], MessageState::Delivered.code()],
-    )?;
-    Ok(true)
+    let waiting: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND until_receipt = 1)",
+        )?
+        .query_row([&id.0[..]], |r| r.get(0))?;
+    if !waiting {
+        conn.prepare_cached(
+            "UPDATE messages SET state = ?2 WHERE message_id = ?1 AND outgoing = 1 AND state < ?2",
+        )?
+        .execute(params![&id.0[..], MessageState::Delivered.code()])?;
+    }
+    Ok(Some(!waiting))
 }
 
 type RawEntry = (Vec<u8>, Vec<u8>, Vec<u8>, bool, i64, i64, i64, i64);
@@ -199,51 +209,61 @@ impl Store {
     /// `Sent` once no recipient still waits for a first publish. Returns whether a row matched (a
     /// receipt may have been faster).
     pub fn mark_published(&mut self, id: &MessageId, to: &UserId, now: u64) -> Result<bool> {
+        Ok(self.mark_published_many(&[(*id, *to)], now)? == 1)
+    }
+
+    /// [`Store::mark_published`] for a burst of PUBACKs, in one transaction. Returns how many
+    /// rows matched.
+    pub fn mark_published_many(&mut self, rows: &[(MessageId, UserId)], now: u64) -> Result<usize> {
         ms(now)?;
         let backoff = self.backoff;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(bool, i64)> = tx
-            .query_row(
-                "SELECT until_receipt, attempts FROM outbox WHERE message_id = ?1 AND recipient = ?2",
-                params![&id.0[..], &to.0[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((until_receipt, attempts)) = row else {
-            return Ok(false);
-        };
-        if until_receipt {
-            let attempts = next_attempts(attempts)?;
-            tx.execute(
-                "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4, held = 0, published = 1
-                 WHERE message_id = ?1 AND recipient = ?2",
-                params![
+        let mut matched = 0;
+        for (id, to) in rows {
+            let row: Option<(bool, i64)> = tx
+                .prepare_cached(
+                    "SELECT until_receipt, attempts FROM outbox
+                     WHERE message_id = ?1 AND recipient = ?2",
+                )?
+                .query_row(params![&id.0[..], &to.0[..]], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((until_receipt, attempts)) = row else {
+                continue;
+            };
+            matched += 1;
+            if until_receipt {
+                let attempts = next_attempts(attempts)?;
+                tx.prepare_cached(
+                    "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4, held = 0, published = 1
+                     WHERE message_id = ?1 AND recipient = ?2",
+                )?
+                .execute(params![
                     &id.0[..],
                     &to.0[..],
                     attempts,
                     ms_clamped(now.saturating_add(backoff.delay(attempts)))
-                ],
-            )?;
-            tx.execute(
-                "UPDATE messages SET state = ?2
-                 WHERE message_id = ?1 AND outgoing = 1 AND state = ?3
-                   AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND attempts = 0)",
-                params![
+                ])?;
+                tx.prepare_cached(
+                    "UPDATE messages SET state = ?2
+                     WHERE message_id = ?1 AND outgoing = 1 AND state = ?3
+                       AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND attempts = 0)",
+                )?
+                .execute(params![
                     &id.0[..],
                     MessageState::Sent.code(),
                     MessageState::Queued.code()
-                ],
-            )?;
-        } else {
-            tx.execute(
-                "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2",
-                params![&id.0[..], &to.0[..]],
-            )?;
+                ])?;
+            } else {
+                tx.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2")?
+                    .execute(params![&id.0[..], &to.0[..]])?;
+            }
         }
         tx.commit()?;
-        Ok(true)
+        Ok(matched)
     }
 
     /// A publish failed (no connection, no PUBACK): counts the attempt and makes the row due again
@@ -329,7 +349,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let hit = apply_receipt(&tx, id, from)?;
+        let hit = apply_receipt(&tx, id, from)?.is_some();
         tx.commit()?;
         Ok(hit)
     }

@@ -7,7 +7,7 @@
 //!   at most LIM-12, kept durably so that the PUBLISH can be acknowledged. Retrying one that has
 //!   since been committed is harmless: the core reports it as a `duplicate`.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use sotto_core::limits::{MAX_ENVELOPE, MAX_PENDING};
 use sotto_core::{GroupId, MessageId, UserId};
 
@@ -85,15 +85,8 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO parked (envelope, parked_at) VALUES (?1, ?2)",
-            params![envelope, now],
-        )?;
+        park_in(&tx, &[envelope], now)?;
         let id = tx.last_insert_rowid();
-        tx.execute(
-            "DELETE FROM parked WHERE id NOT IN (SELECT id FROM parked ORDER BY id DESC LIMIT ?1)",
-            [MAX_PENDING as i64],
-        )?;
         tx.commit()?;
         Ok(id)
     }
@@ -130,4 +123,31 @@ impl Store {
             .execute("DELETE FROM parked WHERE id = ?1", [id])?
             == 1)
     }
+}
+
+/// Parks `envelopes` in the transaction `tx`, then drops the oldest beyond LIM-12 (the caller
+/// checked each size).
+pub(crate) fn park_in(tx: &Transaction<'_>, envelopes: &[&[u8]], now: i64) -> Result<()> {
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    let mut insert =
+        tx.prepare_cached("INSERT INTO parked (envelope, parked_at) VALUES (?1, ?2)")?;
+    for e in envelopes {
+        insert.execute(params![e, now])?;
+    }
+    tx.execute(
+        "DELETE FROM parked WHERE id NOT IN (SELECT id FROM parked ORDER BY id DESC LIMIT ?1)",
+        [MAX_PENDING as i64],
+    )?;
+    Ok(())
+}
+
+/// Removes the parked envelopes `ids` in the transaction `tx`.
+pub(crate) fn unpark_in(tx: &Transaction<'_>, ids: &[i64]) -> Result<()> {
+    let mut delete = tx.prepare_cached("DELETE FROM parked WHERE id = ?1")?;
+    for id in ids {
+        delete.execute([id])?;
+    }
+    Ok(())
 }

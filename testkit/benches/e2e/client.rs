@@ -1,4 +1,5 @@
-//! Phase 3, the full `Client` on both sides: `Online::send` commits to SQLCipher and the outbox;
+//! Phase 3, the full `Client` on both sides: `Online::send` (a window of calls in flight, which
+//! the online loop commits together) seals and commits to SQLCipher and the outbox;
 //! the receiver's online loop opens, commits, acknowledges and sends a receipt back, counted at
 //! the sender as `Delivered`.
 
@@ -6,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sotto_client::{Client, ClientEvent, Online, UserId};
-use tokio::sync::{mpsc, watch};
+use sotto_client::{Client, ClientEvent, Config, Online, UserId};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::R;
@@ -132,8 +133,10 @@ async fn receive(
     (out, handle)
 }
 
-/// The sender: waits for `go`, then sends `k` messages to `to`, each call awaited; returns the
-/// first error and its online loop.
+/// The sender: waits for `go`, then sends `k` messages to `to` with up to the client's window
+/// (`Config::max_inflight`) of calls in flight, as an app that queues messages does (the loop
+/// commits the sends queued together in one transaction); returns the first error and its online
+/// loop.
 async fn send(
     handle: Online,
     to: UserId,
@@ -142,21 +145,38 @@ async fn send(
     deadline: Instant,
 ) -> (Option<String>, Online) {
     let _ = go.wait_for(|g| *g).await;
+    let handle = Arc::new(handle);
+    let window = Arc::new(Semaphore::new(Config::default().max_inflight));
+    let mut calls = Vec::with_capacity(k);
     let mut error = None;
     for seq in 0..k {
-        let send = handle.send(to, plaintext(TAG_CLIENT, seq));
-        match tokio::time::timeout_at(deadline, send).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                error = Some(format!("send: {e}"));
-                break;
-            }
-            Err(_) => {
+        let permit = match tokio::time::timeout_at(deadline, window.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
                 error = Some("phase timeout".into());
                 break;
             }
+        };
+        let h = handle.clone();
+        calls.push(tokio::spawn(async move {
+            let r = tokio::time::timeout_at(deadline, h.send(to, plaintext(TAG_CLIENT, seq))).await;
+            drop(permit);
+            match r {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("send: {e}")),
+                Err(_) => Some("phase timeout".to_owned()),
+            }
+        }));
+    }
+    for c in calls {
+        if let Ok(Some(e)) = c.await {
+            error.get_or_insert(e);
         }
     }
+    let handle = match Arc::try_unwrap(handle) {
+        Ok(h) => h,
+        Err(_) => unreachable!("every call has returned"),
+    };
     (error, handle)
 }
 

@@ -121,6 +121,9 @@ impl Device {
     /// Opens an envelope (RX-1..RX-10). See the module docs for the contract.
     pub fn receive(&mut self, now: u64, bytes: &[u8]) -> Result<Incoming> {
         let env = Envelope::decode(bytes)?;
+        // Keys that may open parked envelopes (RX-8): a new session or a new epoch.
+        let sessions_before = self.next_session;
+        let mut new_epoch = false;
         let Opening {
             from,
             group_sender,
@@ -138,6 +141,7 @@ impl Device {
                 let opened = session.open(now, &env)?;
                 let from = *session.peer_user();
                 if session.latest_epoch() != epoch {
+                    new_epoch = true;
                     self.reindex(sid);
                 }
                 Opening {
@@ -183,6 +187,9 @@ impl Device {
                 events.push(Event::Rejected(e));
             }
         }
+        let new_keys = new_epoch
+            || self.next_session != sessions_before
+            || events.iter().any(|e| matches!(e, Event::GroupKey { .. }));
         Ok(Incoming {
             from,
             identity,
@@ -192,6 +199,7 @@ impl Device {
             content: opened.inner.content,
             group,
             events,
+            new_keys,
         })
     }
 

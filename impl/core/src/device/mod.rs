@@ -8,6 +8,7 @@
 //! | `contacts.rs` | contacts and their [`Trust`] (CARD-4, RX-9, SAFE-1) |
 //! | `messages.rs` | pairwise sessions: sending, receiving, the routing-tag index, first messages with the replay cache (X3DH-6..X3DH-9, RX-1..RX-10) |
 //! | `groups.rs` | groups and the control messages that change them (GRP-*) |
+//! | `inbound.rs` | a burst of received envelopes: each one's [`Verdict`], the receipts and group acks owed for all ([`Inbound`], [`Reply`]) |
 //! | `persist.rs` | the whole state as bytes ([`Device::export`], [`Device::import`]) and as records with the change set of a step ([`Device::changes`], [`Device::from_records`]) |
 //!
 //!
@@ -22,6 +23,7 @@
 
 mod contacts;
 mod groups;
+mod inbound;
 mod messages;
 mod output;
 mod persist;
@@ -44,6 +46,7 @@ use crate::session::Session;
 
 use contacts::Contact;
 pub use contacts::Trust;
+pub use inbound::{Inbound, Reply, Verdict};
 pub use output::{Event, Incoming, Outgoing};
 #[cfg(feature = "test-utils")]
 pub use secrets::{HeldSecret, SecretClass};

@@ -68,4 +68,7 @@ pub struct Incoming {
     pub group: Option<GroupId>,
     /// Things to show besides the message.
     pub events: Vec<Event>,
+    /// Whether this step brought keys (a new session, epoch or group epoch) that may open
+    /// envelopes parked for a retry (RX-8).
+    pub new_keys: bool,
 }

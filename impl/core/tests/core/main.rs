@@ -6,6 +6,7 @@ mod codecs;
 mod common;
 mod device;
 mod group;
+mod inbound;
 mod records;
 mod session;
 mod sizes;

@@ -312,3 +312,133 @@ proptest! {
         }
     }
 }
+
+/// A device imported from the whole-state bytes (a store moving to records) reports every record
+/// it holds as changed, and those records read back to it.
+#[test]
+fn an_imported_device_reports_all_its_records_store_3() {
+    let (mut r, mut alice, mut bob) = acquainted(44);
+    let m = send(&mut alice, &mut r, T0, &bob, "x");
+    bob.receive(T0, &m.envelope).unwrap();
+    let imported = Device::import(&bob.export()).unwrap();
+    let cs = imported.changes();
+    assert!(cs.delete.is_empty());
+    let mut put: Vec<_> = cs.put.iter().map(|r| r.id.clone()).collect();
+    let mut all: Vec<_> = bob.records().iter().map(|r| r.id.clone()).collect();
+    put.sort();
+    all.sort();
+    assert_eq!(put, all);
+    let mut m = Mirror::default();
+    m.apply(&cs);
+    assert_eq!(*m.load().export(), *bob.export());
+}
+
+/// Delivered ids read back from records keep their order, and the next one goes after the last
+/// (LIM-7); repeated ids or more than LIM-7 of them are refused.
+#[test]
+fn delivered_ids_continue_after_a_reload_lim_7() {
+    let (mut r, mut alice, mut bob) = acquainted(45);
+    for i in 0..3 {
+        let m = send(&mut alice, &mut r, T0 + i, &bob, "x");
+        bob.receive(T0 + i, &m.envelope).unwrap();
+    }
+    let mut mirror = Mirror::of(&bob);
+    let mut back = mirror.load();
+    let m = send(&mut alice, &mut r, T0 + 9, &bob, "x");
+    back.receive(T0 + 9, &m.envelope).unwrap();
+    let cs = back.changes();
+    let keys: Vec<Vec<u8>> = cs
+        .put
+        .iter()
+        .filter(|r| r.id.kind == RecordKind::DeliveredId)
+        .map(|r| r.id.key.clone())
+        .collect();
+    assert_eq!(keys, [3u64.to_be_bytes().to_vec()]);
+    mirror.apply(&cs);
+    back.mark_committed();
+    assert_eq!(*mirror.load().export(), *back.export());
+
+    // The same id under two positions; more ids than LIM-7.
+    let delivered = |m: &Mirror| -> Vec<Vec<u8>> {
+        m.0.iter()
+            .filter(|((k, _), _)| *k == RecordKind::DeliveredId.code())
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let mut twice = Mirror(mirror.0.clone());
+    let v = delivered(&mirror)[0].clone();
+    twice.0.insert(
+        (RecordKind::DeliveredId.code(), 99u64.to_be_bytes().to_vec()),
+        v.clone(),
+    );
+    let load =
+        |m: &Mirror| Device::from_records(m.0.iter().map(|((k, key), v)| (*k, &key[..], &v[..])));
+    assert_eq!(load(&twice).unwrap_err().code(), "length_out_of_range");
+    let mut many = Mirror(mirror.0.clone());
+    for i in 0..sotto_core::limits::MAX_DELIVERED_IDS as u64 {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&i.to_be_bytes());
+        id[8] = 0xee;
+        many.0.insert(
+            (
+                RecordKind::DeliveredId.code(),
+                (1000 + i).to_be_bytes().to_vec(),
+            ),
+            id.to_vec(),
+        );
+    }
+    assert_eq!(load(&many).unwrap_err().code(), "length_out_of_range");
+}
+
+/// A group stored under another group's id, and a second identity record under a key, are
+/// refused.
+#[test]
+fn a_group_under_another_id_is_refused_store_3() {
+    let mut r = rng(46);
+    let mut admin = device(&mut r, 1);
+    let bob = device(&mut r, 2);
+    scan(&mut admin, &bob);
+    admin.create_group(&mut r, T0, &[*bob.user_id()]).unwrap();
+    let good = Mirror::of(&admin);
+    assert!(
+        Device::from_records(good.0.iter().map(|((k, key), v)| (*k, &key[..], &v[..]))).is_ok()
+    );
+    let mut m = good.0.clone();
+    let (k, v) = m
+        .iter()
+        .find(|((k, _), _)| *k == RecordKind::Group.code())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    m.remove(&k);
+    m.insert((k.0, vec![0x55; 16]), v);
+    let load = |m: &BTreeMap<(u8, Vec<u8>), Vec<u8>>| {
+        Device::from_records(m.iter().map(|((k, key), v)| (*k, &key[..], &v[..])))
+    };
+    assert_eq!(load(&m).unwrap_err().code(), "length_out_of_range");
+    let mut m = good.0.clone();
+    let meta = m
+        .get(&(RecordKind::Meta.code(), Vec::new()))
+        .unwrap()
+        .clone();
+    m.remove(&(RecordKind::Meta.code(), Vec::new()));
+    m.insert((RecordKind::Meta.code(), vec![1]), meta);
+    assert_eq!(load(&m).unwrap_err().code(), "length_out_of_range");
+}
+
+/// A new session or epoch brings new keys (RX-8: parked envelopes may open); the same epoch
+/// started again does not.
+#[test]
+fn an_epoch_start_brings_new_keys_a_data_message_none_rx_8() {
+    let (mut r, mut alice, mut bob) = acquainted(47);
+    let first = send(&mut alice, &mut r, T0, &bob, "hi");
+    assert!(bob.receive(T0, &first.envelope).unwrap().new_keys);
+    let reply = send(&mut bob, &mut r, T0, &alice, "back");
+    let got = alice.receive(T0, &reply.envelope).unwrap();
+    assert_eq!(reply.envelope[0], 0x13, "Bob's reply starts his epoch");
+    assert!(got.new_keys);
+    // The same epoch started again (until Alice answers in it): nothing new.
+    let again = send(&mut bob, &mut r, T0, &alice, "more");
+    let got = alice.receive(T0, &again.envelope).unwrap();
+    assert_eq!(again.envelope[0], 0x13);
+    assert!(!got.new_keys);
+}

@@ -155,7 +155,24 @@ fn a_version_1_store_migrates_on_open() {
     s.commit_device(&mut alice, T0, &[ToSend::once(&receipt)])
         .unwrap();
     s.close().unwrap();
+    // Version 4: the state blob became records and is gone; the records read back to the
+    // device as last committed.
+    {
+        let conn = raw_open(&path, PASS);
+        let blob: i64 = conn
+            .query_row("SELECT length(state) FROM device", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(blob, 0);
+        let kinds: i64 = conn
+            .query_row("SELECT count(DISTINCT kind) FROM records", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            kinds >= 4,
+            "meta, one-time prekeys, contacts, sessions: {kinds}"
+        );
+    }
     // Opening again finds nothing to do.
     let s = Store::open(&path, PASS).unwrap();
     assert_eq!(s.schema_version().unwrap(), schema::LATEST);
+    assert_eq!(*s.load_device().unwrap().export(), *alice.export());
 }
