@@ -290,6 +290,17 @@ impl Client {
         &self.device
     }
 
+    /// Fills the first-message replay cache with `n` synthetic entries and commits them, as an
+    /// account that accepted that many first messages (feature `test-utils`; for the benchmark of
+    /// the commit cost with a full cache).
+    #[cfg(feature = "test-utils")]
+    pub fn fill_replay_cache(&mut self, n: usize) -> Result<()> {
+        self.mutate(
+            |d, _, _| Ok(d.fill_replay_cache(n)?),
+            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
+        )
+    }
+
     /// The configuration this account was opened with.
     pub fn config(&self) -> &Config {
         &self.config

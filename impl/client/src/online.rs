@@ -540,12 +540,6 @@ impl<'a> Engine<'a> {
         mode: &Mode,
         last_activity: &mut Instant,
     ) -> Option<ConnEnd> {
-        match &ev {
-            Some(Ok(Event::Incoming(p))) => eprintln!("DBG in {:?}", std::mem::discriminant(p)),
-            Some(Ok(Event::Outgoing(o))) => eprintln!("DBG out {o:?}"),
-            Some(Err(e)) => eprintln!("DBG err {e}"),
-            None => eprintln!("DBG none"),
-        }
         match ev {
             None => {
                 let cause = Cause::text("the MQTT event loop ended");
@@ -777,11 +771,6 @@ impl<'a> Engine<'a> {
     fn commit_payloads(&mut self, payloads: &[&[u8]]) -> Result<()> {
         let mut events = Vec::new();
         let outcome = self.client.handle_burst(payloads, &mut events);
-        eprintln!(
-            "DBG burst of {} -> {:?}",
-            payloads.len(),
-            outcome.as_ref().map(|o| *o).map_err(|e| e.to_string())
-        );
         self.emit_all(events);
         let outcome = outcome?;
         self.received += payloads.len();

@@ -73,6 +73,24 @@ impl ReplayCache {
         self.entries.is_empty()
     }
 
+    /// Fills the cache with synthetic entries under signed prekey `spk_id` until it holds `n` (at
+    /// most LIM-8): the state of a device that accepted that many first messages, for benchmarks
+    /// and tests (feature `test-utils`). Each entry names session 0, which no device holds.
+    #[cfg(feature = "test-utils")]
+    pub(crate) fn fill(&mut self, spk_id: u32, n: usize) {
+        let n = n.min(MAX_REPLAY_ENTRIES);
+        let mut i: u64 = 0;
+        while self.entries.len() < n {
+            let mut ek = [0xa5u8; 32];
+            ek[..8].copy_from_slice(&i.to_be_bytes());
+            let k = key(spk_id, &DhPublic(ek));
+            if !self.entries.contains_key(&k) {
+                self.entries.insert(k, 0);
+            }
+            i += 1;
+        }
+    }
+
     /// The entries added or removed since the last commit.
     pub(crate) fn changes(&self, out: &mut ChangeSet) {
         self.entries.changes(RecordKind::ReplayEntry, out);

@@ -15,8 +15,10 @@ pub struct Args {
     pub client_messages: usize,
     /// The brokers asked for (the unavailable ones are skipped).
     pub brokers: Vec<Broker>,
-    /// Envelopes of phase 4 (0: skipped).
+    /// Envelopes of phases 4 and 5 (0: skipped).
     pub drain: usize,
+    /// Messages of each half of phase 6, the commit cost (0: skipped).
+    pub commit_messages: usize,
     /// Rounds of phases 1 and 2, alternating.
     pub rounds: usize,
     /// Bound of every phase.
@@ -25,7 +27,7 @@ pub struct Args {
 
 const USAGE: &str = "usage: cargo bench -p sotto-testkit --bench e2e -- [--pairs N (4)] \
 [--messages M (2000)] [--client-messages K (200)] [--broker embedded|mosquitto|both (both)] \
-[--drain D (10000)] [--rounds R of plain/encrypted (3)] [--timeout SECONDS per phase (120)]";
+[--drain D (10000)] [--commit-messages C (2000)] [--rounds R of plain/encrypted (3)] [--timeout SECONDS per phase (120)]";
 
 /// The arguments of the process; `--help` prints [`USAGE`] and exits.
 pub fn parse_args() -> Result<Args, String> {
@@ -35,6 +37,7 @@ pub fn parse_args() -> Result<Args, String> {
         client_messages: 200,
         brokers: Broker::ALL.to_vec(),
         drain: 10_000,
+        commit_messages: 2000,
         rounds: 3,
         timeout: Duration::from_secs(120),
     };
@@ -52,6 +55,7 @@ pub fn parse_args() -> Result<Args, String> {
             "--messages" => args.messages = number(value()?)?,
             "--client-messages" => args.client_messages = number(value()?)?,
             "--drain" => args.drain = number(value()?)?,
+            "--commit-messages" => args.commit_messages = number(value()?)?,
             "--rounds" => args.rounds = number(value()?)?.max(1),
             "--timeout" => args.timeout = Duration::from_secs(number(value()?)? as u64),
             "--broker" => {

@@ -15,6 +15,8 @@ pub const TAG_SEALED: u8 = b'E';
 pub const TAG_CLIENT: u8 = b'C';
 /// Tag of phase 4 (drain).
 pub const TAG_DRAIN: u8 = b'D';
+/// Tag of phases 5 and 6 (drain through the full `Client`).
+pub const TAG_CLIENT_DRAIN: u8 = b'Q';
 
 static BASE: OnceLock<std::time::Instant> = OnceLock::new();
 

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo bench -p sotto-testkit --bench e2e -- [--pairs 4] [--messages 2000] [--client-messages 200]
-//!     [--broker embedded|mosquitto|both] [--drain 10000] [--rounds 3] [--timeout 120]
+//!     [--broker embedded|mosquitto|both] [--drain 10000] [--commit-messages 2000] [--rounds 3]
+//!     [--timeout 120]
 //! ```
 //!
 //! Per broker, each phase bounded by `--timeout` seconds (partial figures are printed if hit):
@@ -16,7 +17,15 @@
 //! 3. encrypted, full `Client`: `Online::send` (SQLCipher commit + outbox) and the receiver's
 //!    online loop (open, commit, receipt back), `--client-messages` per pair;
 //! 4. drain: `--drain` envelopes queued for an offline recipient (persistent session), then the
-//!    recipient connects and opens each (raw device path).
+//!    recipient connects and opens each (raw device path);
+//! 5. drain through the full `Client`: `--drain` texts queued by the sender's client, then the
+//!    recipient's online loop opens, commits to its encrypted store, acks and sends receipts;
+//! 6. commit cost: a drain of `--commit-messages` through the full client with the recipient's
+//!    replay cache empty, then full (LIM-8); the ratio of the time per message.
+//!
+//! The last lines, one per broker, are for scripts:
+//! `full-client/plain throughput = 0.NN (BROKER)`, `full-client drain N = N msg/s (BROKER)`,
+//! `commit cost full/empty replay cache = N.NN (BROKER)`.
 //!
 //! Latency is measured from just before sealing (or the `send` call) to just after opening, with
 //! the send time carried in the plaintext. Nothing asserts on speed: these are figures of one run.
@@ -28,12 +37,14 @@
 //!  ├─ raw        phases 1 and 2 ─┐
 //!  ├─ drain      phase 4 ────────┴─ endpoints: raw MQTT receiver and sender
 //!  ├─ client     phase 3 (the full Client)
+//!  ├─ client_drain phases 5 and 6 (the full Client draining a queue, the commit cost)
 //!  ├─ clock      micros, now_ms, the timestamped plaintext
 //!  └─ report     Received, Summary, Row, merging rounds, percentiles, printing
 //! ```
 
 mod args;
 mod client;
+mod client_drain;
 mod clock;
 mod drain;
 mod endpoints;
@@ -52,7 +63,8 @@ use crate::report::{Row, header, print_row};
 type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// Every phase against one broker; prints each row as it is known.
-async fn run_broker(broker: Broker, args: &Args) -> R<Vec<Row>> {
+/// The rows of one broker, and its lines for scripts (the drain and the commit cost).
+async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
     let name = broker.name();
     let stack = stack::start_stack(broker).await;
     let (pairs, drain_pair) = stack::accounts(&stack, args.pairs).await?;
@@ -71,6 +83,7 @@ async fn run_broker(broker: Broker, args: &Args) -> R<Vec<Row>> {
         print_row(&row);
         rows.push(row);
     }
+    let mut lines = Vec::new();
     if args.drain > 0 {
         eprintln!("[{name}] drain ...");
         let (sender, recipient) = &drain_pair;
@@ -81,10 +94,38 @@ async fn run_broker(broker: Broker, args: &Args) -> R<Vec<Row>> {
         }
         rows.extend(drain_rows);
     }
-    let _ = drain_pair.0.close();
-    let _ = drain_pair.1.close();
+    let (mut sender, mut recipient) = drain_pair;
+    if args.drain > 0 {
+        eprintln!("[{name}] drain through the full client ...");
+        let (drained, s, r) =
+            client_drain::drain_through_client(sender, recipient, args.drain, args.timeout).await?;
+        (sender, recipient) = (s, r);
+        let row = client_drain::drain_row(name, args.drain, "as above", &drained);
+        print_row(&row);
+        rows.push(row);
+        lines.push(format!(
+            "full-client drain {} = {:.0} msg/s ({name})",
+            args.drain,
+            drained.rate()
+        ));
+    }
+    if args.commit_messages > 0 {
+        eprintln!("[{name}] commit cost, replay cache empty then full ...");
+        let (row, ratio, s, r) =
+            client_drain::commit_cost(name, sender, recipient, args.commit_messages, args.timeout)
+                .await?;
+        (sender, recipient) = (s, r);
+        print_row(&row);
+        rows.push(row);
+        lines.push(format!(
+            "commit cost full/empty replay cache = {ratio:.2} ({name})"
+        ));
+    }
+    let _ = sender.close();
+    let _ = recipient.close();
+
     stack.service.shutdown().await;
-    Ok(rows)
+    Ok((rows, lines))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -106,10 +147,14 @@ async fn main() {
     println!();
     header();
     let mut all: Vec<Row> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
     let mut failures = Vec::new();
     for broker in brokers {
         match run_broker(broker, &args).await {
-            Ok(rows) => all.extend(rows),
+            Ok((rows, l)) => {
+                all.extend(rows);
+                lines.extend(l);
+            }
             Err(e) => failures.push(format!("{broker}: failed: {e}")),
         }
     }
@@ -120,5 +165,12 @@ async fn main() {
     }
     for f in &failures {
         println!("{f}");
+    }
+    // Last, for scripts: one line per figure and broker.
+    for l in report::full_client_ratios(&all).into_iter().chain(lines) {
+        println!("{l}");
+    }
+    if !failures.is_empty() {
+        std::process::exit(1);
     }
 }

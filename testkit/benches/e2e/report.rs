@@ -266,3 +266,26 @@ pub fn ratios(all: &[Row]) {
         }
     }
 }
+
+/// Per broker with the plain and the full-client figures: `full-client/plain throughput = 0.NN
+/// (BROKER)`, the full client's throughput as a share of plain MQTT's through the same broker in
+/// the same run.
+pub fn full_client_ratios(all: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    for broker in Broker::ALL.map(Broker::name) {
+        let rate = |prefix: &str| {
+            all.iter()
+                .find(|r| r.broker == broker && r.path.starts_with(prefix))
+                .map(|r| r.rate)
+        };
+        if let (Some(plain), Some(full)) = (rate("plain"), rate("encrypted, full Client")) {
+            if plain > 0.0 {
+                out.push(format!(
+                    "full-client/plain throughput = {:.2} ({broker})",
+                    full / plain
+                ));
+            }
+        }
+    }
+    out
+}

@@ -89,3 +89,21 @@ impl Device {
         self.opks.keys().copied()
     }
 }
+
+#[cfg(feature = "test-utils")]
+impl Device {
+    /// Fills the first-message replay cache (X3DH-8) with synthetic entries of the current
+    /// signed prekey until it holds `n` (at most LIM-8), as a device that accepted that many
+    /// first messages; for benchmarks of the commit cost with a full cache (feature
+    /// `test-utils`).
+    pub fn fill_replay_cache(&mut self, n: usize) -> Result<()> {
+        let spk = self.current_spk()?.public().id();
+        self.replay.fill(spk, n);
+        Ok(())
+    }
+
+    /// Entries in the first-message replay cache (X3DH-8), for tests (feature `test-utils`).
+    pub fn replay_cache_len(&self) -> usize {
+        self.replay.len()
+    }
+}

@@ -442,3 +442,47 @@ fn an_epoch_start_brings_new_keys_a_data_message_none_rx_8() {
     assert_eq!(again.envelope[0], 0x13);
     assert!(!got.new_keys);
 }
+
+/// With the replay cache full (LIM-8), a message changes the same few records as with an empty
+/// one: the cost of a commit does not grow with the cache. Filling it is a test hook.
+#[test]
+fn a_full_replay_cache_is_not_rewritten_by_a_message_lim_8() {
+    let (mut r, mut alice, mut bob) = acquainted(48);
+    let limit = sotto_core::limits::MAX_REPLAY_ENTRIES;
+    bob.fill_replay_cache(10).unwrap();
+    assert_eq!(bob.replay_cache_len(), 10);
+    bob.fill_replay_cache(limit + 5).unwrap();
+    assert_eq!(bob.replay_cache_len(), limit);
+    let mut mb = Mirror::default();
+    let cs = mb.commit(&mut bob);
+    assert_eq!(
+        cs.put
+            .iter()
+            .filter(|r| r.id.kind == RecordKind::ReplayEntry)
+            .count(),
+        limit
+    );
+    // Full: a new first message is refused (LIM-8) and changes nothing.
+    let mut carol = device(&mut r, 3);
+    scan(&mut carol, &bob);
+    let first = send(&mut carol, &mut r, T0, &bob, "hi");
+    assert_eq!(
+        bob.receive(T0, &first.envelope).unwrap_err().code(),
+        "replay_cache_full"
+    );
+    assert!(bob.changes().is_empty());
+    // Bob writes to Alice first; the conversation's messages touch no replay entry.
+    let from_bob = send(&mut bob, &mut r, T0, &alice, "hello");
+    mb.commit(&mut bob);
+    alice.receive(T0, &from_bob.envelope).unwrap();
+    for i in 0..3 {
+        let m = send(&mut alice, &mut r, T0 + i, &bob, "x");
+        bob.receive(T0 + i, &m.envelope).unwrap();
+        let cs = mb.commit(&mut bob);
+        assert!(
+            cs.put.iter().all(|r| r.id.kind != RecordKind::ReplayEntry),
+            "{cs:?}"
+        );
+        assert!(cs.len() <= 3, "{cs:?}");
+    }
+}

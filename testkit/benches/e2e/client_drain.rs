@@ -1,0 +1,191 @@
+//! Phases 5 and 6, the full `Client` draining an offline queue: `--drain` texts queued for an
+//! offline recipient (sealed and committed by the sender's client, published by its sync), then
+//! the recipient's online loop opens, commits into its encrypted store, acknowledges and sends
+//! the receipts; timed from `connect` to the last message committed. Phase 6 repeats a smaller
+//! drain with the recipient's replay cache empty, then full (LIM-8), and reports the ratio of the
+//! time per message: the commit cost does not grow with the cache.
+
+use std::time::Duration;
+
+use sotto_client::{Chat, Client, ClientEvent};
+use tokio::time::Instant;
+
+use crate::R;
+use crate::clock::{TAG_CLIENT_DRAIN, plaintext};
+use crate::report::{Row, Summary};
+
+/// Sends per transaction while queueing (the online loop coalesces up to this many too).
+const QUEUE_BATCH: usize = 256;
+
+/// What one drain through the full client measured.
+pub struct Drained {
+    /// Messages committed by the recipient.
+    pub count: usize,
+    /// From `connect` to the last message committed, seconds.
+    pub seconds: f64,
+    /// Resident memory of the whole benchmark process before the drain and at its peak during
+    /// it, KiB (the client's share is at most the difference).
+    pub rss_kib: (u64, u64),
+    /// Why it stopped early, if it did.
+    pub error: Option<String>,
+}
+
+impl Drained {
+    /// Messages per second.
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Queues `d` texts from `sender` for the offline `recipient`, then drains them through the
+/// recipient's online loop. Returns what it measured and both accounts.
+pub async fn drain_through_client(
+    mut sender: Client,
+    recipient: Client,
+    d: usize,
+    timeout: Duration,
+) -> R<(Drained, Client, Client)> {
+    let to = recipient.user_id();
+    let seqs: Vec<usize> = (0..d).collect();
+    for chunk in seqs.chunks(QUEUE_BATCH) {
+        let texts: Vec<(Chat, String)> = chunk
+            .iter()
+            .map(|seq| (Chat::User(to), plaintext(TAG_CLIENT_DRAIN, *seq)))
+            .collect();
+        for r in sender.send_many(&texts)? {
+            r?;
+        }
+    }
+    let queued = sender.sync(timeout).await?;
+    if queued.published < d {
+        return Err(format!("queued {} of {d} before the drain", queued.published).into());
+    }
+
+    let deadline = Instant::now() + timeout;
+    let rss_before = rss_kib();
+    let mut peak = rss_before;
+    let start = Instant::now();
+    let (online, mut events) = recipient.connect();
+    let mut count = 0;
+    let mut last = start;
+    let mut error = None;
+    let mut sample = tokio::time::interval(Duration::from_millis(20));
+    while count < d {
+        tokio::select! {
+            ev = tokio::time::timeout_at(deadline, events.recv()) => match ev {
+                Err(_) => {
+                    error = Some("phase timeout".to_owned());
+                    break;
+                }
+                Ok(None) => {
+                    error = Some("recipient session ended".to_owned());
+                    break;
+                }
+                Ok(Some(ClientEvent::Message(m))) if m.text.as_bytes().first() == Some(&TAG_CLIENT_DRAIN) => {
+                    count += 1;
+                    last = Instant::now();
+                }
+                Ok(Some(_)) => {}
+            },
+            _ = sample.tick() => peak = peak.max(rss_kib()),
+        }
+    }
+    peak = peak.max(rss_kib());
+    let recipient = online.shutdown().await?;
+    Ok((
+        Drained {
+            count,
+            seconds: last.duration_since(start).as_secs_f64(),
+            rss_kib: (rss_before, peak),
+            error,
+        },
+        sender,
+        recipient,
+    ))
+}
+
+/// The table row of a drain through the full client.
+pub fn drain_row(broker: &'static str, d: usize, wire: &str, what: &Drained) -> Row {
+    let mut note = format!(
+        "{}/{d} committed in {:.2} s, from CONNECT; process RSS {} -> peak {} MiB",
+        what.count,
+        what.seconds,
+        what.rss_kib.0 / 1024,
+        what.rss_kib.1 / 1024
+    );
+    if let Some(e) = &what.error {
+        note.push_str(&format!("; stopped: {e}"));
+    }
+    Row::new(
+        broker,
+        "drain: full Client (open, commit to SQLCipher, ack, receipts)",
+        format!("1 x {d}"),
+        wire.to_owned(),
+        Summary {
+            rate: what.rate(),
+            p50: None,
+            p99: None,
+            note,
+            count: what.count,
+            seconds: what.seconds,
+            latencies: Vec::new(),
+        },
+    )
+}
+
+/// Phase 6: the time per message of a drain of `k` with the recipient's replay cache empty, then
+/// full (LIM-8 entries, committed beforehand); the ratio full / empty.
+pub async fn commit_cost(
+    broker: &'static str,
+    sender: Client,
+    recipient: Client,
+    k: usize,
+    timeout: Duration,
+) -> R<(Row, f64, Client, Client)> {
+    let (empty, sender, mut recipient) =
+        drain_through_client(sender, recipient, k, timeout).await?;
+    recipient.fill_replay_cache(sotto_core::limits::MAX_REPLAY_ENTRIES)?;
+    let (full, sender, recipient) = drain_through_client(sender, recipient, k, timeout).await?;
+    let per = |d: &Drained| d.seconds / d.count.max(1) as f64;
+    let ratio = per(&full) / per(&empty).max(1e-12);
+    let mut note = format!(
+        "{:.3} ms per message with an empty replay cache, {:.3} ms with a full one ({} entries)",
+        per(&empty) * 1e3,
+        per(&full) * 1e3,
+        sotto_core::limits::MAX_REPLAY_ENTRIES
+    );
+    for (what, d) in [("empty", &empty), ("full", &full)] {
+        if let Some(e) = &d.error {
+            note.push_str(&format!("; {what}: stopped: {e}"));
+        }
+    }
+    let row = Row::new(
+        broker,
+        "commit cost: full Client drain, replay cache full vs empty",
+        format!("2 x {k}"),
+        "as above".into(),
+        Summary {
+            rate: full.rate(),
+            p50: None,
+            p99: None,
+            note,
+            count: full.count,
+            seconds: full.seconds,
+            latencies: Vec::new(),
+        },
+    );
+    Ok((row, ratio, sender, recipient))
+}
+
+/// The process's resident memory, KiB (0 where /proc is not there).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
