@@ -329,6 +329,18 @@ mod tests {
             vec![2u32.to_be_bytes().to_vec(), 3u32.to_be_bytes().to_vec()]
         );
         assert_eq!((cs.len(), cs.value_bytes()), (4, 16));
+        assert!(!cs.is_empty());
+        // Only writes, only deletions: not empty either.
+        let writes = ChangeSet {
+            put: cs.put.clone(),
+            delete: Vec::new(),
+        };
+        let deletions = ChangeSet {
+            put: Vec::new(),
+            delete: cs.delete.clone(),
+        };
+        assert!(!writes.is_empty() && !deletions.is_empty());
+        assert!(ChangeSet::default().is_empty());
         assert_eq!(t.pop_first(), Some((1, 11)));
         assert_eq!((t.keys().collect::<Vec<_>>(), t.len()), (vec![&4], 1));
     }

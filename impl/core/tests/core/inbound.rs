@@ -157,6 +157,36 @@ fn group_keys_owe_an_ack_and_group_messages_one_group_receipt_grp_9_grp_10() {
     assert_eq!(receipt_ids(&mut admin, &reply.owed[0].envelope), [g[0].id]);
 }
 
+/// A group receipt owed where no other member is left (the admin removed everyone since) goes
+/// pairwise to the message's sender instead of to nobody (GRP-10).
+#[test]
+fn a_group_receipt_with_no_member_left_goes_pairwise_grp_10() {
+    let mut r = rng(55);
+    let mut admin = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut admin, &bob);
+    scan(&mut bob, &admin);
+    let (gid, out) = admin.create_group(&mut r, T0, &[*bob.user_id()]).unwrap();
+    for o in &out {
+        bob.receive(T0, &o.envelope).unwrap();
+    }
+    let m = bob
+        .send_group(T0, &gid, &Content::Text("hi".into()))
+        .unwrap();
+    admin.receive(T0, &m.envelope).unwrap();
+    admin
+        .remove_from_group(&mut r, T0, &gid, bob.user_id())
+        .unwrap();
+    let mut burst = Inbound::new(T0);
+    burst.receipt_again(m.id, *bob.user_id(), Some(gid));
+    let reply = burst.finish(&mut admin, &mut r);
+    assert_eq!(reply.owed.len(), 1, "{:?}", reply.owed);
+    assert_eq!(
+        (reply.owed[0].group, reply.owed[0].to.clone()),
+        (None, vec![*bob.user_id()])
+    );
+}
+
 /// What cannot be sealed is reported, not lost silently: a receipt owed to a user id that is not a
 /// contact.
 #[test]
