@@ -9,7 +9,7 @@
 //!     keep_alive: Duration::from_secs(60),
 //!     ..sotto_client::Config::default()
 //! };
-//! assert_eq!(config.max_inflight, 32);
+//! assert_eq!(config.max_inflight, 256);
 //! ```
 
 use std::time::Duration;
@@ -36,7 +36,8 @@ pub struct Config {
     /// Largest MQTT packet either way; a LIM-1 envelope with its topic needs 8,214 bytes.
     /// Default 16 KiB.
     pub max_packet: usize,
-    /// Publishes awaiting their PUBACK at once. Default 32.
+    /// Publishes awaiting their PUBACK at once (the online loop also commits the sends queued
+    /// together, so this bounds the bursts a sender commits at once). Default 256.
     pub max_inflight: usize,
     /// Events buffered for the app by [`crate::Client::connect`]; beyond this they are dropped
     /// with a warning (the store has everything). Default 1,024.
@@ -62,7 +63,7 @@ impl Default for Config {
             establish_inbox: Some(Duration::from_secs(15)),
             keep_alive: Duration::from_secs(30),
             max_packet: 16 * 1024,
-            max_inflight: 32,
+            max_inflight: 256,
             event_capacity: 1024,
             sync_quiet: Duration::from_millis(1500),
             reconnect_first: Duration::from_millis(500),

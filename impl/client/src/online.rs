@@ -44,7 +44,7 @@ const MIN_SLEEP: Duration = Duration::from_millis(10);
 const STRIKES: u32 = 3;
 /// Most inbox PUBLISHes opened and committed in one transaction (a burst): what the broker
 /// already delivered, up to this many, is committed together and then acknowledged (RX-4).
-const MAX_BURST: usize = 256;
+const MAX_BURST: usize = 512;
 /// Mutation `AckBeforeCommit`: how long an acknowledged envelope waits before its commit.
 #[cfg(feature = "mutations")]
 const ACK_BEFORE_COMMIT_DELAY: Duration = Duration::from_millis(300);

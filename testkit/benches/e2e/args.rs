@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 const USAGE: &str = "usage: cargo bench -p sotto-testkit --bench e2e -- [--pairs N (4)] \
-[--messages M (2000)] [--client-messages K (200)] [--broker embedded|mosquitto|both (both)] \
+[--messages M (2000)] [--client-messages K (2000)] [--broker embedded|mosquitto|both (both)] \
 [--drain D (10000)] [--commit-messages C (2000)] [--rounds R of plain/encrypted (3)] [--timeout SECONDS per phase (120)]";
 
 /// The arguments of the process; `--help` prints [`USAGE`] and exits.
@@ -34,7 +34,7 @@ pub fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         pairs: 4,
         messages: 2000,
-        client_messages: 200,
+        client_messages: 2000,
         brokers: Broker::ALL.to_vec(),
         drain: 10_000,
         commit_messages: 2000,

@@ -56,9 +56,25 @@ pub async fn drain_through_client(
             r?;
         }
     }
-    let queued = sender.sync(timeout).await?;
-    if queued.published < d {
-        return Err(format!("queued {} of {d} before the drain", queued.published).into());
+    // Publish everything (a sync ends when the broker has been quiet for a moment; run it again
+    // until every row is out, within the phase's time).
+    let until = Instant::now() + timeout;
+    let mut published = 0;
+    let mut held = 0;
+    while published < d && Instant::now() < until {
+        let report = sender.sync(timeout).await?;
+        published += report.published;
+        held += report
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Held { .. }))
+            .count();
+    }
+    if published < d {
+        return Err(format!(
+            "queued {published} of {d} before the drain ({held} refused by the service)"
+        )
+        .into());
     }
 
     let deadline = Instant::now() + timeout;

@@ -3,7 +3,7 @@
 //! is on the PATH), real signups, cards exchanged, mutual TLS on loopback, QoS 1.
 //!
 //! ```text
-//! cargo bench -p sotto-testkit --bench e2e -- [--pairs 4] [--messages 2000] [--client-messages 200]
+//! cargo bench -p sotto-testkit --bench e2e -- [--pairs 4] [--messages 2000] [--client-messages 2000]
 //!     [--broker embedded|mosquitto|both] [--drain 10000] [--commit-messages 2000] [--rounds 3]
 //!     [--timeout 120]
 //! ```
@@ -67,10 +67,10 @@ type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
 async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
     let name = broker.name();
     let stack = stack::start_stack(broker).await;
-    let (pairs, drain_pair) = stack::accounts(&stack, args.pairs).await?;
+    let (pairs, drain_pair, client_drain_pair) = stack::accounts(&stack, args.pairs).await?;
     eprintln!(
         "[{name}] {} accounts signed up, cards exchanged",
-        2 * args.pairs + 2
+        2 * args.pairs + 4
     );
 
     let mut rows = raw::rounds(name, &pairs, args).await?;
@@ -94,7 +94,9 @@ async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
         }
         rows.extend(drain_rows);
     }
-    let (mut sender, mut recipient) = drain_pair;
+    let _ = drain_pair.0.close();
+    let _ = drain_pair.1.close();
+    let (mut sender, mut recipient) = client_drain_pair;
     if args.drain > 0 {
         eprintln!("[{name}] drain through the full client ...");
         let (drained, s, r) =

@@ -71,21 +71,31 @@ pub struct Pair {
     pub cb: Creds,
 }
 
-/// Signs up `2 * pairs + 2` users and exchanges cards within each pair: `pairs` pairs for
-/// phases 1 to 3, and the (sender, recipient) pair of the drain.
-pub async fn accounts(stack: &TestStack, pairs: usize) -> R<(Vec<Pair>, (Client, Client))> {
-    let mut accounts = signup(stack, 2 * pairs + 2).await?;
-    let recipient = accounts.pop().ok_or("signup")?;
-    let drain_sender = accounts.pop().ok_or("signup")?;
-    let mut drain_pair = (drain_sender, recipient);
+/// Signs up `2 * pairs + 4` users and exchanges cards within each pair: `pairs` pairs for
+/// phases 1 to 3, the (sender, recipient) pair of the raw drain (phase 4), and the pair of the
+/// drains through the full client (phases 5 and 6), whose inbox nothing else has used.
+pub async fn accounts(
+    stack: &TestStack,
+    pairs: usize,
+) -> R<(Vec<Pair>, (Client, Client), (Client, Client))> {
+    let mut accounts = signup(stack, 2 * pairs + 4).await?;
+    let mut drain_pair = (
+        accounts.pop().ok_or("signup")?,
+        accounts.pop().ok_or("signup")?,
+    );
     exchange_cards(&mut drain_pair.0, &mut drain_pair.1);
+    let mut client_drain_pair = (
+        accounts.pop().ok_or("signup")?,
+        accounts.pop().ok_or("signup")?,
+    );
+    exchange_cards(&mut client_drain_pair.0, &mut client_drain_pair.1);
     let mut pairs = Vec::new();
     while let (Some(mut b), Some(mut a)) = (accounts.pop(), accounts.pop()) {
         exchange_cards(&mut a, &mut b);
         let (ca, cb) = (Creds::of(&a)?, Creds::of(&b)?);
         pairs.push(Pair { a, b, ca, cb });
     }
-    Ok((pairs, drain_pair))
+    Ok((pairs, drain_pair, client_drain_pair))
 }
 
 /// What a raw connection needs: the user id and TLS credentials from the account's store.

@@ -36,8 +36,11 @@ const MAX_REMAINING: usize = 4 * MAX_CLIENT_REMAINING;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time the writer gets to flush a last answer before the close.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Deliveries awaiting a PUBACK per connection.
-pub const WINDOW: usize = 100;
+/// Deliveries awaiting a PUBACK per connection. A client commits what it was delivered in one
+/// transaction before it acknowledges (RX-4), so this bounds its bursts: with 100, a drain of
+/// 10,000 envelopes through the full client ran at about 7,400 msg/s, with 400 at about 21,700
+/// (one run each, 2026-12-03).
+pub const WINDOW: usize = 400;
 
 /// A packet or a close for one connection's writer.
 enum Cmd {
