@@ -89,7 +89,7 @@ ALTER TABLE outbox ADD COLUMN published INTEGER NOT NULL DEFAULT 0 CHECK (publis
 
 /// Migration 4: the device state as records (issue 14): one row per record of the core
 /// (`sotto_core::records`), so that a commit writes only what the step changed. The state blob of
-/// `device` moves into `records` when an older store is opened ([`migrate`]), and stays empty.
+/// `device` moves into `records` when an older store is opened (`Store::open`), and stays empty.
 pub const V4: &str = "
 CREATE TABLE records (
     kind  INTEGER NOT NULL CHECK (kind BETWEEN 1 AND 255),

@@ -27,7 +27,7 @@ pub struct Args {
 
 const USAGE: &str = "usage: cargo bench -p sotto-testkit --bench e2e -- [--pairs N (4)] \
 [--messages M (2000)] [--client-messages K (2000)] [--broker embedded|mosquitto|both (both)] \
-[--drain D (10000)] [--commit-messages C (2000)] [--rounds R of plain/encrypted (3)] [--timeout SECONDS per phase (120)]";
+[--drain D (10000)] [--commit-messages C (5000)] [--rounds R of plain/encrypted (3)] [--timeout SECONDS per phase (120)]";
 
 /// The arguments of the process; `--help` prints [`USAGE`] and exits.
 pub fn parse_args() -> Result<Args, String> {
@@ -37,7 +37,7 @@ pub fn parse_args() -> Result<Args, String> {
         client_messages: 2000,
         brokers: Broker::ALL.to_vec(),
         drain: 10_000,
-        commit_messages: 2000,
+        commit_messages: 5000,
         rounds: 3,
         timeout: Duration::from_secs(120),
     };

@@ -46,6 +46,9 @@ pub async fn drain_through_client(
     timeout: Duration,
 ) -> R<(Drained, Client, Client)> {
     let to = recipient.user_id();
+    // The receipts of an earlier drain first: the session is then confirmed, and every text
+    // below is an ordinary data envelope (type 0x11), whatever ran before.
+    sender.sync(timeout).await?;
     let seqs: Vec<usize> = (0..d).collect();
     for chunk in seqs.chunks(QUEUE_BATCH) {
         let texts: Vec<(Chat, String)> = chunk

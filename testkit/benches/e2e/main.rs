@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p sotto-testkit --bench e2e -- [--pairs 4] [--messages 2000] [--client-messages 2000]
-//!     [--broker embedded|mosquitto|both] [--drain 10000] [--commit-messages 2000] [--rounds 3]
+//!     [--broker embedded|mosquitto|both] [--drain 10000] [--commit-messages 5000] [--rounds 3]
 //!     [--timeout 120]
 //! ```
 //!
