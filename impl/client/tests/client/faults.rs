@@ -44,20 +44,28 @@
 //!    broker) goes away as a whole, as when the server process dies, forgetting every session;
 //!    then each starts again on the same port. Alice resends from
 //!    her outbox until Bob's receipt arrives (RX-6).
+//! 4. **The client is killed inside a batch** (`killed_inside_a_burst_*`): Alice queues
+//!    [`BURST_TEXTS`] texts for Bob while he is offline; Bob's online loop runs on a runtime of
+//!    its own, which is dropped as soon as a first burst is committed and shown (the loop dies
+//!    wherever it is: with the next burst delivered but not committed, acks not yet written,
+//!    receipts unsent). Bob then opens his store again and syncs:
+//!    every text is in his store exactly once, none he had already committed is shown again, and
+//!    every message ends delivered at Alice's (RX-4, RX-6, RX-7).
 //!
 //! Every wait is bounded ([`WAIT`], [`QUIET`], a settle deadline); nothing asserts on speed.
 
 use std::time::Duration;
 
 use sotto_client::{
-    Client, ClientError, ClientEvent, Config, Fault, MessageId, MessageState, NetworkFailure,
+    Chat, Client, ClientError, ClientEvent, Config, Fault, MessageId, MessageState, NetworkFailure,
     Service, Trust,
 };
 use sotto_server::{Broker, BrokerStop};
 use sotto_testkit::proxy::{Cut, Dir, Proxy};
 use sotto_testkit::{
-    Tally, TestStack, WAIT, assert_all_delivered, assert_exactly_once, exchange_cards, go_offline,
-    go_online, received_texts, settle, test_config_resending, texts, try_sync,
+    PASSPHRASE, Tally, TestStack, WAIT, assert_all_delivered, assert_exactly_once, exchange_cards,
+    go_offline, go_online, received_texts, settle, test_config, test_config_resending, texts,
+    try_sync,
 };
 
 use crate::restart::exactly_once_across_restarts;
@@ -400,4 +408,132 @@ async fn exactly_once_across_mosquitto_kills_rx_4_rx_6_broker_4() {
         return;
     }
     exactly_once_across_restarts(TestStack::mosquitto().await, BrokerStop::Kill).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. The client is killed inside a batch
+
+/// Texts queued for Bob before his loop is killed: several bursts' worth (a burst is at most 512
+/// envelopes, and the broker delivers at most its window unacknowledged).
+const BURST_TEXTS: usize = 4000;
+
+async fn killed_inside_a_burst(stack: TestStack) {
+    // No resend within the test: each text is queued once, and only Bob's receipts end it.
+    let mut alice = stack
+        .signup_with("alice", test_config_resending(600_000, 600_000))
+        .await;
+    let mut bob = stack.signup("bob").await;
+    exchange_cards(&mut alice, &mut bob);
+    let (alice_id, bob_id) = (alice.user_id(), bob.user_id());
+    let expected: Vec<String> = (0..BURST_TEXTS).map(|i| format!("burst {i:04}")).collect();
+    let mut ids = Vec::new();
+    for chunk in expected.chunks(256) {
+        let texts: Vec<(Chat, String)> = chunk
+            .iter()
+            .map(|t| (Chat::User(bob_id), t.clone()))
+            .collect();
+        for r in alice.send_many(&texts).expect("send_many") {
+            ids.push(r.expect("sealed"));
+        }
+    }
+    let mut published = 0;
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while published < BURST_TEXTS && tokio::time::Instant::now() < deadline {
+        published += alice.sync(WAIT).await.expect("sync").published;
+    }
+    assert_eq!(published, BURST_TEXTS, "every text queued for Bob, once");
+
+    // Bob's loop on a runtime of its own, torn down after the first committed burst.
+    let store = stack.store_path("bob");
+    let first_burst = tokio::task::spawn_blocking(move || {
+        // A current-thread runtime: its tasks run only inside `block_on`, so once that returns
+        // the loop is frozen wherever it was, and dropping the runtime drops it there.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let seen = rt.block_on(async move {
+            let (online, mut events) = bob.connect();
+            let mut seen = 0;
+            let wait = tokio::time::sleep(WAIT);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Some(ClientEvent::Message(_)) => seen += 1,
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = &mut wait => break,
+                }
+                if seen > 0 {
+                    break;
+                }
+            }
+            // No shutdown: the loop dies with the runtime, wherever it is.
+            std::mem::forget(online);
+            seen
+        });
+        drop(rt);
+        seen
+    })
+    .await
+    .expect("Bob's runtime");
+    assert!(
+        first_burst > 0,
+        "Bob committed a first burst before the kill"
+    );
+
+    let mut bob = Client::open_with(&store, PASSPHRASE, test_config())
+        .await
+        .expect("Bob's store opens after the kill");
+    let before = received_texts(&bob, alice_id);
+    eprintln!(
+        "killed inside a burst: {} of {BURST_TEXTS} committed before the kill ({first_burst} shown)",
+        before.len()
+    );
+    assert!(
+        before.len() < BURST_TEXTS,
+        "the kill landed before the end of the drain"
+    );
+    let mut shown = Vec::new();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while received_texts(&bob, alice_id).len() < BURST_TEXTS
+        && tokio::time::Instant::now() < deadline
+    {
+        shown.extend(texts(&bob.sync(WAIT).await.expect("Bob's sync")));
+    }
+    assert_exactly_once("Bob's store", &received_texts(&bob, alice_id), &expected);
+    for t in &shown {
+        assert!(
+            !before.contains(t),
+            "{t:?} was committed before the kill and shown again"
+        );
+    }
+    // Bob's receipts (committed before the kill or after) reach Alice.
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let _ = alice.sync(WAIT).await;
+        let delivered = ids
+            .iter()
+            .all(|id| matches!(alice.outgoing_state(id), Ok(Some(MessageState::Delivered))));
+        if delivered || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let _ = bob.sync(WAIT).await;
+    }
+    assert_all_delivered(&alice, &ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_inside_a_burst_embedded_rx_4_rx_6_rx_7() {
+    killed_inside_a_burst(TestStack::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_inside_a_burst_mosquitto_rx_4_rx_6_rx_7_broker_4() {
+    if skip_without_mosquitto() {
+        return;
+    }
+    killed_inside_a_burst(TestStack::mosquitto().await).await;
 }
