@@ -79,24 +79,23 @@ impl Client {
             queue: reply.owed.iter().map(ToSend::once).collect(),
             ..Burst::default()
         };
-        let mut opened: Vec<&Incoming> = Vec::new();
         for ((bytes, parked), v) in items.iter().zip(&verdicts) {
             match (v, parked) {
-                (Verdict::Opened(incoming), _) => {
-                    commit.opened.push(Opened {
-                        envelope: bytes,
-                        incoming,
-                    });
-                    opened.push(incoming);
-                }
-                (Verdict::Park(_), None) => commit.park.push(bytes),
+                (Verdict::Opened(incoming), _) => commit.opened.push(Opened {
+                    envelope: bytes,
+                    incoming,
+                }),
+                // Parked already: it stays where it is.
                 (Verdict::Park(_), Some(_)) => {}
+                (Verdict::Park(_), None) => commit.park.push(bytes),
                 (Verdict::Duplicate | Verdict::Refused(_), _) => {}
             }
+            // A parked envelope that opened, was a duplicate or was refused for good is done.
             if let (false, Some(id)) = (matches!(v, Verdict::Park(_)), parked) {
                 commit.unpark.push(*id);
             }
         }
+        let opened = commit.opened.len();
         let done = match self.store.commit_burst(&mut self.device, &commit, now) {
             Ok(done) => done,
             Err(e) => {
@@ -131,10 +130,7 @@ impl Client {
                 Verdict::Duplicate => {}
             }
         }
-        Ok(BurstOutcome {
-            opened: opened.len(),
-            new_keys,
-        })
+        Ok(BurstOutcome { opened, new_keys })
     }
 
     /// Retries every parked envelope until no more open (RX-8). Those that open, are duplicates
