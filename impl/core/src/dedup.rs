@@ -76,15 +76,6 @@ impl DeliveredIds {
             next,
         })
     }
-
-    /// Reads one [`RecordKind::DeliveredId`] record into ids being loaded.
-    pub(crate) fn read_record(
-        map: &mut BTreeMap<u64, MessageId>,
-        key: &[u8],
-        value: &[u8],
-    ) -> crate::error::Result<()> {
-        Tracked::<u64, MessageId>::read_into(map, key, value)
-    }
 }
 
 impl Persist for DeliveredIds {

@@ -277,13 +277,25 @@ impl<K: Ord + Clone + Persist, V: Persist> Tracked<K, V> {
         }
     }
 
-    /// Reads one record into a map being loaded.
+    /// Reads one record into a map being loaded; a key given twice is an error.
     pub(crate) fn read_into(map: &mut BTreeMap<K, V>, key: &[u8], value: &[u8]) -> Result<()> {
+        Tracked::read_own_key(map, key, value, |_| None)
+    }
+
+    /// [`Tracked::read_into`] for a value that names its own key (`own`, `None` if it does not):
+    /// a record stored under another key is an error.
+    pub(crate) fn read_own_key(
+        map: &mut BTreeMap<K, V>,
+        key: &[u8],
+        value: &[u8],
+        own: impl Fn(&V) -> Option<K>,
+    ) -> Result<()> {
         let k: K = decode(key)?;
         let v: V = decode(value)?;
-        if map.insert(k, v).is_some() {
+        if own(&v).is_some_and(|o| o != k) || map.contains_key(&k) {
             return Err(DecodeError::LengthOutOfRange.into());
         }
+        map.insert(k, v);
         Ok(())
     }
 }

@@ -112,15 +112,6 @@ impl ReplayCache {
             entries: Tracked::loaded(entries),
         }
     }
-
-    /// Reads one [`RecordKind::ReplayEntry`] record into a cache being loaded.
-    pub(crate) fn read_record(
-        map: &mut BTreeMap<(u32, [u8; 16]), u64>,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<()> {
-        Tracked::<(u32, [u8; 16]), u64>::read_into(map, key, value)
-    }
 }
 
 impl Persist for ReplayCache {

@@ -12,7 +12,7 @@ use crate::group::Group;
 use crate::ids::{GroupId, UserId};
 use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
 use crate::persist::{Persist, STATE_VERSION};
-use crate::records::{ChangeSet, Record, RecordId, RecordKind, Tracked, decode};
+use crate::records::{ChangeSet, Record, RecordId, RecordKind, Tracked};
 use crate::replay::ReplayCache;
 use crate::session::Session;
 
@@ -88,15 +88,7 @@ impl Device {
     fn meta(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut w = crate::codec::Writer::with_capacity(512);
         w.u8(RECORDS_VERSION);
-        self.user_id.write(&mut w);
-        self.identity.signing().to_seed().write(&mut w);
-        self.identity.dh().write(&mut w);
-        let spks: Vec<(u32, DhSecret)> = self
-            .spks
-            .iter()
-            .map(|s| (s.public().id(), s.secret().clone()))
-            .collect();
-        spks.write(&mut w);
+        self.write_keys(&mut w);
         self.next_opk_id.write(&mut w);
         self.next_session.write(&mut w);
         u32::try_from(self.bucket).unwrap_or(u32::MAX).write(&mut w);
@@ -108,12 +100,7 @@ impl Device {
         if r.u8()? != RECORDS_VERSION {
             return Err(crate::error::DecodeError::UnknownVersion.into());
         }
-        let user_id = UserId::read(&mut r)?;
-        let seed: crate::crypto::Secret<32> = Persist::read(&mut r)?;
-        let dh = DhSecret::read(&mut r)?;
-        let identity =
-            Identity::from_secrets(crate::crypto::SignSecret::from_seed(*seed.expose()), dh);
-        let spks = Device::read_spks(&identity, &mut r)?;
+        let (user_id, identity, spks) = Device::read_keys(&mut r)?;
         let next_opk_id = u32::read(&mut r)?;
         let next_session = u64::read(&mut r)?;
         let bucket = usize::try_from(u32::read(&mut r)?).unwrap_or(0);
@@ -128,10 +115,29 @@ impl Device {
         })
     }
 
-    fn read_spks(
-        identity: &Identity,
+    /// The user id, the identity's secrets and the signed prekeys: how both the whole state
+    /// ([`Device::export`]) and the identity-and-counters record begin.
+    fn write_keys(&self, w: &mut crate::codec::Writer) {
+        self.user_id.write(w);
+        self.identity.signing().to_seed().write(w);
+        self.identity.dh().write(w);
+        let spks: Vec<(u32, DhSecret)> = self
+            .spks
+            .iter()
+            .map(|s| (s.public().id(), s.secret().clone()))
+            .collect();
+        spks.write(w);
+    }
+
+    /// Reads what [`Device::write_keys`] wrote; no signed prekey is an error.
+    fn read_keys(
         r: &mut crate::codec::Reader<'_>,
-    ) -> Result<VecDeque<SignedPreKeyPair>> {
+    ) -> Result<(UserId, Identity, VecDeque<SignedPreKeyPair>)> {
+        let user_id = UserId::read(r)?;
+        let seed: crate::crypto::Secret<32> = Persist::read(r)?;
+        let dh = DhSecret::read(r)?;
+        let identity =
+            Identity::from_secrets(crate::crypto::SignSecret::from_seed(*seed.expose()), dh);
         let spks: Vec<(u32, DhSecret)> = Persist::read(r)?;
         let spks: VecDeque<SignedPreKeyPair> = spks
             .into_iter()
@@ -140,7 +146,18 @@ impl Device {
         if spks.is_empty() {
             return Err(crate::error::DecodeError::LengthOutOfRange.into());
         }
-        Ok(spks)
+        Ok((user_id, identity, spks))
+    }
+
+    /// The [`RecordKind::Meta`] record.
+    fn meta_record(&self) -> Record {
+        Record {
+            id: RecordId {
+                kind: RecordKind::Meta,
+                key: Vec::new(),
+            },
+            value: self.meta(),
+        }
     }
 
     /// What changed since the device was created, imported or last committed
@@ -149,15 +166,9 @@ impl Device {
     /// [`Device::from_records`] reports nothing until it changes.
     pub fn changes(&self) -> ChangeSet {
         let mut cs = ChangeSet::default();
-        let meta = self.meta();
-        if self.meta_committed != Some(crate::crypto::sha256(&[&meta])) {
-            cs.put.push(Record {
-                id: RecordId {
-                    kind: RecordKind::Meta,
-                    key: Vec::new(),
-                },
-                value: meta,
-            });
+        let meta = self.meta_record();
+        if self.meta_committed != Some(crate::crypto::sha256(&[&meta.value])) {
+            cs.put.push(meta);
         }
         self.opks.changes(RecordKind::OneTimePrekey, &mut cs);
         self.contacts.changes(RecordKind::Contact, &mut cs);
@@ -185,13 +196,7 @@ impl Device {
 
     /// The whole state as records (a new store, a migration from [`Device::export`]'s blob).
     pub fn records(&self) -> Vec<Record> {
-        let mut out = vec![Record {
-            id: RecordId {
-                kind: RecordKind::Meta,
-                key: Vec::new(),
-            },
-            value: self.meta(),
-        }];
+        let mut out = vec![self.meta_record()];
         self.opks.records(RecordKind::OneTimePrekey, &mut out);
         self.contacts.records(RecordKind::Contact, &mut out);
         self.sessions.records(RecordKind::Session, &mut out);
@@ -226,24 +231,18 @@ impl Device {
                     meta = Some(Device::read_meta(value)?);
                 }
                 RecordKind::OneTimePrekey => {
-                    let id: u32 = decode(key)?;
-                    let pair: OneTimePreKeyPair = decode(value)?;
-                    if pair.public().id() != id || opks.insert(id, pair).is_some() {
-                        return Err(bad());
-                    }
+                    Tracked::read_own_key(&mut opks, key, value, |p: &OneTimePreKeyPair| {
+                        Some(p.public().id())
+                    })?
                 }
                 RecordKind::Contact => Tracked::read_into(&mut contacts, key, value)?,
                 RecordKind::Session => Tracked::read_into(&mut sessions, key, value)?,
                 RecordKind::Group => {
-                    let gid: GroupId = decode(key)?;
-                    let group: Group = decode(value)?;
-                    if *group.id() != gid || groups.insert(gid, group).is_some() {
-                        return Err(bad());
-                    }
+                    Tracked::read_own_key(&mut groups, key, value, |g: &Group| Some(*g.id()))?
                 }
                 RecordKind::LeftGroup => Tracked::read_into(&mut left, key, value)?,
-                RecordKind::ReplayEntry => ReplayCache::read_record(&mut replay, key, value)?,
-                RecordKind::DeliveredId => DeliveredIds::read_record(&mut delivered, key, value)?,
+                RecordKind::ReplayEntry => Tracked::read_into(&mut replay, key, value)?,
+                RecordKind::DeliveredId => Tracked::read_into(&mut delivered, key, value)?,
             }
         }
         let meta = meta.ok_or_else(bad)?;
@@ -286,15 +285,7 @@ impl Device {
     pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut w = crate::codec::Writer::with_capacity(64 * 1024);
         w.u8(STATE_VERSION);
-        self.user_id.write(&mut w);
-        self.identity.signing().to_seed().write(&mut w);
-        self.identity.dh().write(&mut w);
-        let spks: Vec<(u32, DhSecret)> = self
-            .spks
-            .iter()
-            .map(|s| (s.public().id(), s.secret().clone()))
-            .collect();
-        spks.write(&mut w);
+        self.write_keys(&mut w);
         let opks: Vec<(u32, DhSecret)> = self
             .opks
             .iter()
@@ -330,12 +321,7 @@ impl Device {
         if r.u8()? != STATE_VERSION {
             return Err(crate::error::DecodeError::UnknownVersion.into());
         }
-        let user_id = UserId::read(&mut r)?;
-        let seed: crate::crypto::Secret<32> = Persist::read(&mut r)?;
-        let dh = DhSecret::read(&mut r)?;
-        let identity =
-            Identity::from_secrets(crate::crypto::SignSecret::from_seed(*seed.expose()), dh);
-        let spks = Device::read_spks(&identity, &mut r)?;
+        let (user_id, identity, spks) = Device::read_keys(&mut r)?;
         let opks: Vec<(u32, DhSecret)> = Persist::read(&mut r)?;
         let opks = opks
             .into_iter()
