@@ -101,39 +101,31 @@ impl Store {
     ) -> Result<BurstCommitted> {
         self.check_device(device)?;
         check_queue(&burst.queue)?;
-        for p in &burst.park {
-            if p.is_empty() || p.len() > MAX_ENVELOPE {
-                return Err(StoreError::Invalid("envelope size out of range (LIM-1)"));
-            }
-        }
         let now = ms(received_at)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changes = device.changes();
-        save_changes(&tx, device, &changes, now)?;
         #[cfg(test)]
-        fault(self.fail_at, "incoming:after-device")?;
-        let mut done = BurstCommitted::default();
-        for o in &burst.opened {
-            let mut delivered = Vec::new();
-            done.fresh.push(save_incoming(&tx, o, now, &mut delivered)?);
-            done.delivered.push(delivered);
-        }
-        if !burst.opened.is_empty() {
-            tx.execute(
-                "DELETE FROM received WHERE rowid <= (SELECT max(rowid) FROM received) - ?1",
-                [MAX_DELIVERED_IDS as i64],
-            )?;
-        }
-        crate::received::park_in(&tx, &burst.park, now)?;
-        crate::received::unpark_in(&tx, &burst.unpark)?;
-        #[cfg(test)]
-        fault(self.fail_at, "incoming:before-queue")?;
-        enqueue(&tx, &burst.queue, now)?;
-        tx.commit()?;
-        device.mark_committed();
-        Ok(done)
+        let fail_at = self.fail_at;
+        self.commit_step(device, now, |tx| {
+            #[cfg(test)]
+            fault(fail_at, "incoming:after-device")?;
+            let mut done = BurstCommitted::default();
+            for o in &burst.opened {
+                let mut delivered = Vec::new();
+                done.fresh.push(save_incoming(tx, o, now, &mut delivered)?);
+                done.delivered.push(delivered);
+            }
+            if !burst.opened.is_empty() {
+                tx.execute(
+                    "DELETE FROM received WHERE rowid <= (SELECT max(rowid) FROM received) - ?1",
+                    [MAX_DELIVERED_IDS as i64],
+                )?;
+            }
+            crate::received::park_in(tx, &burst.park, now)?;
+            crate::received::unpark_in(tx, &burst.unpark)?;
+            #[cfg(test)]
+            fault(fail_at, "incoming:before-queue")?;
+            enqueue(tx, &burst.queue, now)?;
+            Ok(done)
+        })
     }
 
     /// Commits a message being sent: the device state after `Device::send` (or `send_group`), the
@@ -178,38 +170,32 @@ impl Store {
         }
         check_queue(&queue)?;
         let now = ms(now)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changes = device.changes();
-        save_changes(&tx, device, &changes, now)?;
-        for ((out, content), chat) in items.iter().zip(&chats) {
-            if let Content::Text(text) = content {
-                let state = if out.to.is_empty() {
-                    MessageState::Delivered
-                } else {
-                    MessageState::Queued
-                };
-                tx.prepare_cached(
-                    "INSERT INTO messages (message_id, chat, is_group, sender, outgoing, kind, body,
-                         sent_at, received_at, state)
-                     VALUES (?1, ?2, ?3, NULL, 1, ?4, ?5, ?6, NULL, ?7)",
-                )?
-                .execute(params![
-                    &out.id.0[..],
-                    chat.as_bytes(),
-                    chat.is_group(),
-                    content.kind(),
-                    text,
-                    now,
-                    state.code()
-                ])?;
+        self.commit_step(device, now, |tx| {
+            for ((out, content), chat) in items.iter().zip(&chats) {
+                if let Content::Text(text) = content {
+                    let state = if out.to.is_empty() {
+                        MessageState::Delivered
+                    } else {
+                        MessageState::Queued
+                    };
+                    tx.prepare_cached(
+                        "INSERT INTO messages (message_id, chat, is_group, sender, outgoing, kind,
+                             body, sent_at, received_at, state)
+                         VALUES (?1, ?2, ?3, NULL, 1, ?4, ?5, ?6, NULL, ?7)",
+                    )?
+                    .execute(params![
+                        &out.id.0[..],
+                        chat.as_bytes(),
+                        chat.is_group(),
+                        content.kind(),
+                        text,
+                        now,
+                        state.code()
+                    ])?;
+                }
             }
-        }
-        enqueue(&tx, &queue, now)?;
-        tx.commit()?;
-        device.mark_committed();
-        Ok(())
+            enqueue(tx, &queue, now)
+        })
     }
 
     /// Commits a state-only change (a contact added or verified, a group created or changed, a
@@ -223,15 +209,27 @@ impl Store {
         self.check_device(device)?;
         check_queue(queue)?;
         let now = ms(now)?;
+        self.commit_step(device, now, |tx| enqueue(tx, queue, now))
+    }
+
+    /// One transaction of a step (STORE-3): the records the device changed
+    /// ([`Device::changes`]), then what `write` adds; the device's change marks are cleared only
+    /// once the transaction committed ([`Device::mark_committed`]), so after an `Err` the next
+    /// commit still carries every change.
+    fn commit_step<T>(
+        &mut self,
+        device: &mut Device,
+        now: i64,
+        write: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changes = device.changes();
-        save_changes(&tx, device, &changes, now)?;
-        enqueue(&tx, queue, now)?;
+        save_changes(&tx, device, &device.changes(), now)?;
+        let done = write(&tx)?;
         tx.commit()?;
         device.mark_committed();
-        Ok(())
+        Ok(done)
     }
 
     fn check_device(&self, device: &Device) -> Result<()> {

@@ -78,9 +78,6 @@ impl Store {
 
     /// Parks a retryable envelope (RX-8); the oldest beyond LIM-12 are dropped. Returns its handle.
     pub fn park(&mut self, envelope: &[u8], now: u64) -> Result<i64> {
-        if envelope.is_empty() || envelope.len() > MAX_ENVELOPE {
-            return Err(StoreError::Invalid("envelope size out of range (LIM-1)"));
-        }
         let now = ms(now)?;
         let tx = self
             .conn
@@ -125,11 +122,17 @@ impl Store {
     }
 }
 
-/// Parks `envelopes` in the transaction `tx`, then drops the oldest beyond LIM-12 (the caller
-/// checked each size).
+/// Parks `envelopes` in the transaction `tx`, then drops the oldest beyond LIM-12. An envelope
+/// of a size LIM-1 rules out is `Invalid`, before anything is written.
 pub(crate) fn park_in(tx: &Transaction<'_>, envelopes: &[&[u8]], now: i64) -> Result<()> {
     if envelopes.is_empty() {
         return Ok(());
+    }
+    if envelopes
+        .iter()
+        .any(|e| e.is_empty() || e.len() > MAX_ENVELOPE)
+    {
+        return Err(StoreError::Invalid("envelope size out of range (LIM-1)"));
     }
     let mut insert =
         tx.prepare_cached("INSERT INTO parked (envelope, parked_at) VALUES (?1, ?2)")?;
