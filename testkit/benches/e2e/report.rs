@@ -246,24 +246,37 @@ pub fn print_row(r: &Row) {
     );
 }
 
+/// Per broker that has both figures: the throughput of the path starting with `path` over that of
+/// plain MQTT, measured in the same run.
+fn share_of_plain<'a>(
+    all: &'a [Row],
+    path: &'a str,
+) -> impl Iterator<Item = (&'static str, f64)> + 'a {
+    Broker::ALL
+        .map(Broker::name)
+        .into_iter()
+        .filter_map(move |broker| {
+            let rate = |prefix: &str| {
+                all.iter()
+                    .find(|r| r.broker == broker && r.path.starts_with(prefix))
+                    .map(|r| r.rate)
+            };
+            match (rate("plain"), rate(path)) {
+                (Some(plain), Some(other)) if plain > 0.0 => Some((broker, other / plain)),
+                _ => None,
+            }
+        })
+}
+
 /// Per broker with both raw figures: the encrypted throughput as a share of the plain one.
 pub fn ratios(all: &[Row]) {
-    for broker in Broker::ALL.map(Broker::name) {
-        let rate = |prefix: &str| {
-            all.iter()
-                .find(|r| r.broker == broker && r.path.starts_with(prefix))
-                .map(|r| r.rate)
-        };
-        if let (Some(plain), Some(sealed)) = (rate("plain"), rate("encrypted, raw")) {
-            if plain > 0.0 {
-                let ratio = sealed / plain * 100.0;
-                println!(
-                    "{broker}: encrypted/plain throughput = {ratio:.1}%; encryption cost: {:.1}% of \
-                     plain MQTT throughput (target: <= 10%)",
-                    100.0 - ratio
-                );
-            }
-        }
+    for (broker, share) in share_of_plain(all, "encrypted, raw") {
+        let ratio = share * 100.0;
+        println!(
+            "{broker}: encrypted/plain throughput = {ratio:.1}%; encryption cost: {:.1}% of \
+             plain MQTT throughput (target: <= 10%)",
+            100.0 - ratio
+        );
     }
 }
 
@@ -271,21 +284,7 @@ pub fn ratios(all: &[Row]) {
 /// (BROKER)`, the full client's throughput as a share of plain MQTT's through the same broker in
 /// the same run.
 pub fn full_client_ratios(all: &[Row]) -> Vec<String> {
-    let mut out = Vec::new();
-    for broker in Broker::ALL.map(Broker::name) {
-        let rate = |prefix: &str| {
-            all.iter()
-                .find(|r| r.broker == broker && r.path.starts_with(prefix))
-                .map(|r| r.rate)
-        };
-        if let (Some(plain), Some(full)) = (rate("plain"), rate("encrypted, full Client")) {
-            if plain > 0.0 {
-                out.push(format!(
-                    "full-client/plain throughput = {:.2} ({broker})",
-                    full / plain
-                ));
-            }
-        }
-    }
-    out
+    share_of_plain(all, "encrypted, full Client")
+        .map(|(broker, share)| format!("full-client/plain throughput = {share:.2} ({broker})"))
+        .collect()
 }
