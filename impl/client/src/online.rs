@@ -570,20 +570,11 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Marks the outbox rows PUBACKed in the burst (RX-6), then commits the burst of inbox
-    /// PUBLISHes and acknowledges them (RX-4). A store failure propagates: nothing is
-    /// acknowledged, the broker delivers them again.
+    /// Commits the burst of inbox PUBLISHes with the outbox rows PUBACKed meanwhile, in one
+    /// transaction (RX-6), then acknowledges the PUBLISHes (RX-4). A store failure propagates:
+    /// nothing is acknowledged, the broker delivers them again.
     fn commit_burst(&mut self, conn: &mut Connection) -> Result<()> {
-        if !self.published_burst.is_empty() {
-            let rows = std::mem::take(&mut self.published_burst);
-            self.on_disk(|e| {
-                let now = e.client.now();
-                e.client.store.mark_published_many(&rows, now)
-            })?;
-        }
-        if self.burst.is_empty() {
-            return Ok(());
-        }
+        let rows = std::mem::take(&mut self.published_burst);
         let burst = std::mem::take(&mut self.burst);
         let payloads: Vec<&[u8]> = burst
             .iter()
@@ -591,7 +582,15 @@ impl<'a> Engine<'a> {
             .map(|(p, _)| &p.payload[..])
             .collect();
         if !payloads.is_empty() {
-            self.on_disk(|e| e.commit_payloads(&payloads))?;
+            self.on_disk(|e| e.commit_payloads(&payloads, rows))?;
+        } else if !rows.is_empty() {
+            self.on_disk(|e| {
+                let now = e.client.now();
+                e.client.store.mark_published_many(&rows, now)
+            })?;
+        }
+        if burst.is_empty() {
+            return Ok(());
         }
         conn.acks.extend(burst.into_iter().map(|(p, _)| p));
         conn.flush_acks();
@@ -766,11 +765,12 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Opens and commits envelopes of the inbox in one transaction, then retries the parked ones
-    /// if they brought new keys (RX-8). Only after this may the PUBLISHes be acknowledged (RX-4).
-    fn commit_payloads(&mut self, payloads: &[&[u8]]) -> Result<()> {
+    /// Opens and commits envelopes of the inbox in one transaction with the PUBACK marks
+    /// `published`, then retries the parked ones if they brought new keys (RX-8). Only after this
+    /// may the PUBLISHes be acknowledged (RX-4).
+    fn commit_payloads(&mut self, payloads: &[&[u8]], published: Vec<RowKey>) -> Result<()> {
         let mut events = Vec::new();
-        let outcome = self.client.handle_burst(payloads, &mut events);
+        let outcome = self.client.handle_burst(payloads, published, &mut events);
         self.emit_all(events);
         let outcome = outcome?;
         self.received += payloads.len();
@@ -798,7 +798,7 @@ impl<'a> Engine<'a> {
             let Some((_, payload)) = self.pending.pop_front() else {
                 break;
             };
-            if let Err(e) = self.commit_payloads(&[&payload]) {
+            if let Err(e) = self.commit_payloads(&[&payload], Vec::new()) {
                 tracing::warn!(error = %e, "an acknowledged envelope could not be committed");
             }
         }

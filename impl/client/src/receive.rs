@@ -20,6 +20,7 @@ use sotto_store::{Burst, Delivery, Opened, ToSend};
 use crate::account::Client;
 use crate::error::Result;
 use crate::events::{ClientEvent, ReceivedMessage, Refusal};
+use crate::transport::RowKey;
 
 /// What became of a burst. Every outcome but an `Err` lets the shell acknowledge all of it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -31,20 +32,24 @@ pub(crate) struct BurstOutcome {
 }
 
 impl Client {
-    /// Opens and commits a burst of envelopes from the inbox in one transaction.
+    /// Opens and commits a burst of envelopes from the inbox in one transaction, with the outbox
+    /// rows the broker acknowledged meanwhile (`published`, RX-6).
     pub(crate) fn handle_burst(
         &mut self,
         envelopes: &[&[u8]],
+        published: Vec<RowKey>,
         events: &mut Vec<ClientEvent>,
     ) -> Result<BurstOutcome> {
         let items: Vec<(&[u8], Option<i64>)> = envelopes.iter().map(|e| (*e, None)).collect();
-        self.open_burst(&items, events)
+        self.open_burst(&items, published, events)
     }
 
-    /// Opens `items` (envelope, parked id if it comes from the parking table) and commits them.
+    /// Opens `items` (envelope, parked id if it comes from the parking table) and commits them
+    /// with the PUBACK marks `published`.
     fn open_burst(
         &mut self,
         items: &[(&[u8], Option<i64>)],
+        published: Vec<RowKey>,
         events: &mut Vec<ClientEvent>,
     ) -> Result<BurstOutcome> {
         let mut burst = Inbound::new(self.now());
@@ -77,6 +82,7 @@ impl Client {
 
         let mut commit = Burst {
             queue: reply.owed.iter().map(ToSend::once).collect(),
+            published,
             ..Burst::default()
         };
         for ((bytes, parked), v) in items.iter().zip(&verdicts) {
@@ -145,7 +151,7 @@ impl Client {
                 .iter()
                 .map(|p| (&p.envelope[..], Some(p.id)))
                 .collect();
-            if self.open_burst(&items, events)?.opened == 0 {
+            if self.open_burst(&items, Vec::new(), events)?.opened == 0 {
                 return Ok(());
             }
         }

@@ -5,7 +5,7 @@
 //! still reports every change since its last successful commit).
 
 use rusqlite::{Transaction, TransactionBehavior, params};
-use sotto_core::limits::{MAX_DELIVERED_IDS, MAX_ENVELOPE};
+use sotto_core::limits::MAX_ENVELOPE;
 use sotto_core::{Content, Device, Incoming, MessageId, Outgoing, UserId};
 
 use crate::error::{Result, StoreError};
@@ -35,6 +35,9 @@ pub struct Burst<'a> {
     pub unpark: Vec<i64>,
     /// What the burst owes (receipts, group acks), one outbox row per recipient.
     pub queue: Vec<ToSend<'a>>,
+    /// Outbox rows the broker acknowledged since the last commit (PUBACK), marked in the same
+    /// transaction ([`Store::mark_published_many`]).
+    pub published: Vec<(MessageId, UserId)>,
 }
 
 /// A message that was waiting for a recipient's receipt and got it.
@@ -81,8 +84,8 @@ impl Store {
     }
 
     /// Commits a burst of received envelopes in one transaction (RX-4): the device's changes,
-    /// every opened message, the envelopes to park and unpark (RX-8), and `queue` (the receipts
-    /// and group acks the burst owes, RX-5, GRP-9). The shell acknowledges the burst's PUBLISHes
+    /// the PUBACKed outbox rows (RX-6), every opened message, the envelopes to park and unpark
+    /// (RX-8), and `queue` (the receipts and group acks the burst owes, RX-5, GRP-9). The shell acknowledges the burst's PUBLISHes
     /// only after this returns `Ok`; on `Err` nothing was written.
     ///
     /// - Text is saved as a message; every receipted content also records the envelope's hash and
@@ -90,7 +93,8 @@ impl Store {
     ///   [`Store::received_by_envelope`]).
     /// - A receipt (kind 2) marks the messages it names delivered to the sender; each message that
     ///   was waiting for that sender's receipt is a [`Delivery`] in the result.
-    /// - A message already committed (same sender and id) inserts nothing and is not `fresh`. The
+    /// - A message already committed (the same envelope, or an id the core reports as repeated,
+    ///   [`Incoming::repeats_a_delivered_id`], RX-7) inserts nothing and is not `fresh`. The
     ///   device state and `queue` are still saved: the core consumed the message's keys (RX-3),
     ///   and a duplicate deserves its receipt again (RX-6).
     pub fn commit_burst(
@@ -102,11 +106,13 @@ impl Store {
         self.check_device(device)?;
         check_queue(&burst.queue)?;
         let now = ms(received_at)?;
+        let backoff = self.backoff;
         #[cfg(test)]
         let fail_at = self.fail_at;
         self.commit_step(device, now, |tx| {
             #[cfg(test)]
             fault(fail_at, "incoming:after-device")?;
+            crate::outbox::mark_published_in(tx, &burst.published, received_at, backoff)?;
             let mut done = BurstCommitted::default();
             for o in &burst.opened {
                 let mut delivered = Vec::new();
@@ -114,10 +120,7 @@ impl Store {
                 done.delivered.push(delivered);
             }
             if !burst.opened.is_empty() {
-                tx.execute(
-                    "DELETE FROM received WHERE rowid <= (SELECT max(rowid) FROM received) - ?1",
-                    [MAX_DELIVERED_IDS as i64],
-                )?;
+                crate::received::trim_in(tx)?;
             }
             crate::received::park_in(tx, &burst.park, now)?;
             crate::received::unpark_in(tx, &burst.unpark)?;
@@ -261,8 +264,9 @@ fn save_incoming(
         }
         return Ok(true);
     }
-    let mut fresh = true;
-    if content.wants_receipt() {
+    // A repeated id (RX-7) is not saved again; an envelope is new once (its hash, RX-6).
+    let mut fresh = !incoming.repeats_a_delivered_id();
+    if fresh && content.wants_receipt() {
         let hash = sotto_core::crypto::sha256(&[o.envelope]);
         fresh =
             tx.prepare_cached(
@@ -283,23 +287,22 @@ fn save_incoming(
             Some(g) => Chat::Group(g),
             None => Chat::User(incoming.from),
         };
-        fresh =
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO messages (message_id, chat, is_group, sender,
+        tx.prepare_cached(
+            "INSERT INTO messages (message_id, chat, is_group, sender,
                      outgoing, kind, body, sent_at, received_at, state)
                  VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                &incoming.id.0[..],
-                chat.as_bytes(),
-                chat.is_group(),
-                &incoming.from.0[..],
-                content.kind(),
-                text,
-                ms_clamped(incoming.sent_at),
-                now,
-                MessageState::Received.code()
-            ])? == 1;
+        )?
+        .execute(params![
+            &incoming.id.0[..],
+            chat.as_bytes(),
+            chat.is_group(),
+            &incoming.from.0[..],
+            content.kind(),
+            text,
+            ms_clamped(incoming.sent_at),
+            now,
+            MessageState::Received.code()
+        ])?;
     }
     Ok(fresh)
 }

@@ -73,8 +73,13 @@
 //!
 //! ## Files and failure
 //! - A wrong passphrase is [`StoreError::WrongPassphrase`] and writes nothing (STORE-2).
-//! - The database uses a rollback journal, deleted after each commit; freed pages are overwritten
-//!   (`secure_delete`), so superseded device states (old chain keys) do not linger in the file.
+//! - The database uses a write-ahead log (`<db>-wal`, with its index `<db>-shm`): a commit appends
+//!   the pages it changed, encrypted like every page, and syncs that one file
+//!   (`synchronous = FULL`). The log is copied into the database every 1,000 pages and truncated to
+//!   nothing then, and both side files are gone once the store is closed. Freed pages of the
+//!   database are overwritten (`secure_delete`), so superseded device states (old chain keys) do
+//!   not outlive the next checkpoint. A passphrase change runs on the rollback journal (SQLCipher's
+//!   rekey needs it) and returns to the log.
 //! - Schema changes are numbered migrations applied in one transaction on open ([`schema`]).
 //! - One process opens a store at a time.
 

@@ -11,7 +11,7 @@
 //!                   └── mark_delivered (receipt from that recipient): row deleted
 //! ```
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sotto_core::{MessageId, Outgoing, UserId};
 
 pub use crate::backoff::Backoff;
@@ -125,6 +125,60 @@ pub(crate) fn apply_receipt(
     Ok(Some(!waiting))
 }
 
+/// [`Store::mark_published_many`] in the transaction `tx` (also part of a burst's commit,
+/// [`crate::Burst::published`]). Returns how many rows matched.
+pub(crate) fn mark_published_in(
+    tx: &Transaction<'_>,
+    rows: &[(MessageId, UserId)],
+    now: u64,
+    backoff: Backoff,
+) -> Result<usize> {
+    ms(now)?;
+    let mut matched = 0;
+    for (id, to) in rows {
+        let row: Option<(bool, i64)> = tx
+            .prepare_cached(
+                "SELECT until_receipt, attempts FROM outbox
+                 WHERE message_id = ?1 AND recipient = ?2",
+            )?
+            .query_row(params![&id.0[..], &to.0[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((until_receipt, attempts)) = row else {
+            continue;
+        };
+        matched += 1;
+        if until_receipt {
+            let attempts = next_attempts(attempts)?;
+            tx.prepare_cached(
+                "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4, held = 0, published = 1
+                 WHERE message_id = ?1 AND recipient = ?2",
+            )?
+            .execute(params![
+                &id.0[..],
+                &to.0[..],
+                attempts,
+                ms_clamped(now.saturating_add(backoff.delay(attempts)))
+            ])?;
+            tx.prepare_cached(
+                "UPDATE messages SET state = ?2
+                 WHERE message_id = ?1 AND outgoing = 1 AND state = ?3
+                   AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND attempts = 0)",
+            )?
+            .execute(params![
+                &id.0[..],
+                MessageState::Sent.code(),
+                MessageState::Queued.code()
+            ])?;
+        } else {
+            tx.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2")?
+                .execute(params![&id.0[..], &to.0[..]])?;
+        }
+    }
+    Ok(matched)
+}
+
 type RawEntry = (Vec<u8>, Vec<u8>, Vec<u8>, bool, i64, i64, i64, i64);
 
 /// The columns of [`RawEntry`], in order.
@@ -215,53 +269,11 @@ impl Store {
     /// [`Store::mark_published`] for a burst of PUBACKs, in one transaction. Returns how many
     /// rows matched.
     pub fn mark_published_many(&mut self, rows: &[(MessageId, UserId)], now: u64) -> Result<usize> {
-        ms(now)?;
         let backoff = self.backoff;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut matched = 0;
-        for (id, to) in rows {
-            let row: Option<(bool, i64)> = tx
-                .prepare_cached(
-                    "SELECT until_receipt, attempts FROM outbox
-                     WHERE message_id = ?1 AND recipient = ?2",
-                )?
-                .query_row(params![&id.0[..], &to.0[..]], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let Some((until_receipt, attempts)) = row else {
-                continue;
-            };
-            matched += 1;
-            if until_receipt {
-                let attempts = next_attempts(attempts)?;
-                tx.prepare_cached(
-                    "UPDATE outbox SET attempts = ?3, next_attempt_at = ?4, held = 0, published = 1
-                     WHERE message_id = ?1 AND recipient = ?2",
-                )?
-                .execute(params![
-                    &id.0[..],
-                    &to.0[..],
-                    attempts,
-                    ms_clamped(now.saturating_add(backoff.delay(attempts)))
-                ])?;
-                tx.prepare_cached(
-                    "UPDATE messages SET state = ?2
-                     WHERE message_id = ?1 AND outgoing = 1 AND state = ?3
-                       AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND attempts = 0)",
-                )?
-                .execute(params![
-                    &id.0[..],
-                    MessageState::Sent.code(),
-                    MessageState::Queued.code()
-                ])?;
-            } else {
-                tx.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2")?
-                    .execute(params![&id.0[..], &to.0[..]])?;
-            }
-        }
+        let matched = mark_published_in(&tx, rows, now, backoff)?;
         tx.commit()?;
         Ok(matched)
     }

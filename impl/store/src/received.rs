@@ -1,14 +1,17 @@
 //! Bookkeeping for exactly-once delivery beyond the core's own state:
 //!
 //! - RX-6: for each committed, receipted message, the hash of its envelope and its id (the newest
-//!   LIM-7 of them). When the sender resends an envelope whose receipt was lost, the core answers
-//!   `duplicate`; the shell finds the id here and sends the receipt again.
+//!   LIM-7 of them at least, LIM-7 + [`TRIM_BATCH`] at most: the oldest go in batches, so that a
+//!   commit rewrites the index pages they were on once per batch, not once per message). When the
+//!   sender resends an envelope whose receipt was lost, the core answers `duplicate`; the shell
+//!   finds the id here and sends the receipt again. The row also makes a message new exactly once
+//!   (the same sender and id).
 //! - RX-8: envelopes parked because they were retryable (`unknown_routing_tag`, `unknown_group`),
 //!   at most LIM-12, kept durably so that the PUBLISH can be acknowledged. Retrying one that has
 //!   since been committed is harmless: the core reports it as a `duplicate`.
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-use sotto_core::limits::{MAX_ENVELOPE, MAX_PENDING};
+use sotto_core::limits::{MAX_DELIVERED_IDS, MAX_ENVELOPE, MAX_PENDING};
 use sotto_core::{GroupId, MessageId, UserId};
 
 use crate::error::{Result, StoreError};
@@ -120,6 +123,25 @@ impl Store {
             .execute("DELETE FROM parked WHERE id = ?1", [id])?
             == 1)
     }
+}
+
+/// Rows of `received` beyond LIM-7 that wait before they are dropped together.
+pub(crate) const TRIM_BATCH: usize = 256;
+
+/// Keeps the newest LIM-7 rows of `received` once more than LIM-7 + [`TRIM_BATCH`] are there
+/// (rows are only added with increasing rowids and dropped oldest first, so the rowids are
+/// contiguous from the oldest to the newest).
+pub(crate) fn trim_in(tx: &Transaction<'_>) -> Result<()> {
+    let span: Option<i64> = tx
+        .prepare_cached("SELECT max(rowid) - min(rowid) + 1 FROM received")?
+        .query_row([], |r| r.get(0))?;
+    if span.unwrap_or(0) > (MAX_DELIVERED_IDS + TRIM_BATCH) as i64 {
+        tx.prepare_cached(
+            "DELETE FROM received WHERE rowid <= (SELECT max(rowid) FROM received) - ?1",
+        )?
+        .execute([MAX_DELIVERED_IDS as i64])?;
+    }
+    Ok(())
 }
 
 /// Parks `envelopes` in the transaction `tx`, then drops the oldest beyond LIM-12. An envelope

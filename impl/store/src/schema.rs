@@ -99,8 +99,55 @@ CREATE TABLE records (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Migration 5: fewer index entries at random places per message (issue 14). A message's id is
+/// random, so every index that starts with it puts each new message on its own page of the index,
+/// and a commit writes (and encrypts) every page it touched. `messages` loses its unique
+/// (chat, outgoing, message_id) index and its index of every id: a received message is new when
+/// its row in `received` is (the same sender and id, RX-6), and only the ids of sent messages
+/// are looked up (receipts, PUBACKs), so only they are indexed. `received` loses its unique
+/// (sender, message_id) index: the core reports a repeated id itself (RX-7,
+/// `Incoming::repeats_a_delivered_id`), and the envelope's hash still makes each envelope new
+/// once.
+pub const V5: &str = "
+CREATE TABLE messages_v5 (
+    id          INTEGER PRIMARY KEY,
+    message_id  BLOB NOT NULL CHECK (length(message_id) = 16),
+    chat        BLOB NOT NULL,
+    is_group    INTEGER NOT NULL CHECK (is_group IN (0, 1)),
+    sender      BLOB CHECK (sender IS NULL OR length(sender) = 10),
+    outgoing    INTEGER NOT NULL CHECK (outgoing IN (0, 1)),
+    kind        INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    sent_at     INTEGER NOT NULL,
+    received_at INTEGER,
+    state       INTEGER NOT NULL CHECK (state BETWEEN 0 AND 4),
+    CHECK (length(chat) = CASE is_group WHEN 1 THEN 16 ELSE 10 END)
+) STRICT;
+INSERT INTO messages_v5 (id, message_id, chat, is_group, sender, outgoing, kind, body, sent_at,
+                         received_at, state)
+    SELECT id, message_id, chat, is_group, sender, outgoing, kind, body, sent_at, received_at, state
+    FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v5 RENAME TO messages;
+CREATE INDEX messages_by_chat ON messages (chat, sent_at, id);
+CREATE INDEX messages_sent_by_id ON messages (message_id) WHERE outgoing = 1;
+
+CREATE TABLE received_v5 (
+    envelope_hash BLOB PRIMARY KEY CHECK (length(envelope_hash) = 32),
+    message_id    BLOB NOT NULL CHECK (length(message_id) = 16),
+    sender        BLOB NOT NULL CHECK (length(sender) = 10),
+    group_id      BLOB CHECK (group_id IS NULL OR length(group_id) = 16),
+    received_at   INTEGER NOT NULL
+) STRICT;
+INSERT INTO received_v5 (rowid, envelope_hash, message_id, sender, group_id, received_at)
+    SELECT rowid, envelope_hash, message_id, sender, group_id, received_at FROM received
+    ORDER BY rowid;
+DROP TABLE received;
+ALTER TABLE received_v5 RENAME TO received;
+";
+
 /// Every migration, in order; migration `i` (0-based) takes a store from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;

@@ -17,6 +17,9 @@ use crate::rows::{ms, user_from};
 use crate::schema;
 use crate::state;
 
+/// Pages the write-ahead log takes before it is copied into the database (SQLite's default).
+const WAL_CHECKPOINT_PAGES: i64 = 1000;
+
 /// SQLite's plaintext file header: an unencrypted database starts with it, a SQLCipher one does not.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
@@ -95,7 +98,9 @@ impl Store {
             // Best effort: leave nothing half made behind.
             let _ = fs::remove_file(path);
             let _ = fs::remove_file(header_path(path));
-            let _ = fs::remove_file(with_suffix(path, "-journal"));
+            for side in ["-journal", "-wal", "-shm"] {
+                let _ = fs::remove_file(with_suffix(path, side));
+            }
         }
         made
     }
@@ -190,7 +195,8 @@ impl Store {
     }
 
     /// Changes the passphrase: a new salt, the key from `params`, and SQLCipher's rekey, which
-    /// re-encrypts every page in one transaction.
+    /// re-encrypts every page in one transaction (on the rollback journal: the write-ahead log is
+    /// copied into the database and removed first, and comes back after).
     ///
     /// Crash safety: the new header is written to `<db>.salt.next` first; after the rekey it
     /// replaces `<db>.salt`. [`Store::open`] finishes (or forgets) a change that was interrupted.
@@ -202,13 +208,23 @@ impl Store {
         let key = header.derive(new_passphrase)?;
         let next_file = next_header_path(&self.path);
         header.write(&next_file)?;
-        if let Err(e) = self.conn.key(rusqlite::DEFAULT_NAME, key.as_bytes(), true) {
+        // SQLCipher rekeys with a rollback journal: the log is emptied into the database first,
+        // and comes back after.
+        let rekeyed = set_journal_mode(&self.conn, "DELETE").and_then(|()| {
+            self.conn
+                .key(rusqlite::DEFAULT_NAME, key.as_bytes(), true)
+                .map_err(StoreError::from)
+        });
+        let back = set_journal_mode(&self.conn, "WAL");
+        if let Err(e) = rekeyed {
             let _ = fs::remove_file(&next_file);
-            return Err(e.into());
+            return Err(e);
         }
         let header_file = header_path(&self.path);
         fs::rename(&next_file, &header_file)?;
-        sync_parent(&header_file)
+        sync_parent(&header_file)?;
+        // Rekeyed either way; a store left on the rollback journal gets its log back on open.
+        back
     }
 
     // ------------------------------------------------------------------ accessors
@@ -266,19 +282,31 @@ fn connect(path: &Path, key: &RawKey) -> Result<Connection> {
         }
         Err(e) => return Err(e.into()),
     }
-    // Rollback journal (deleted after each commit): PRAGMA rekey needs it, and a store leaves no
-    // side files behind between transactions. Freed pages are overwritten (old device states hold
-    // old chain keys: forward secrecy needs them gone), temporary tables stay in memory.
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("delete") {
-        return Err(StoreError::Corrupt("journal mode cannot be set"));
-    }
+    // Write-ahead log: a commit appends the pages it changed (encrypted, like every page) to
+    // `<db>-wal` and syncs that one file (`synchronous = FULL`: a commit survives a power loss,
+    // which RX-4 needs before the acknowledgement). The log is copied into the database every
+    // `WAL_CHECKPOINT_PAGES` pages and truncated to nothing then and on close, so the superseded
+    // pages it holds (old chain keys) do not outlive the next checkpoint. Freed pages of the
+    // database are overwritten (`secure_delete`: forward secrecy needs old device states gone),
+    // temporary tables stay in memory.
+    set_journal_mode(&conn, "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    conn.pragma_update(None, "journal_size_limit", 0)?;
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -16384)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
+}
+
+/// Sets the journal mode, or says the store cannot have it.
+fn set_journal_mode(conn: &Connection, mode: &str) -> Result<()> {
+    let now: String = conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get(0))?;
+    if !now.eq_ignore_ascii_case(mode) {
+        return Err(StoreError::Corrupt("journal mode cannot be set"));
+    }
+    Ok(())
 }
 
 /// Refuses what cannot be an encrypted store before any key is tried.

@@ -2,7 +2,7 @@
 //! received envelope said ([`Incoming`]) and what the person should see besides ([`Event`]).
 
 use crate::crypto::SignPublic;
-use crate::error::Error;
+use crate::error::{Error, SessionError};
 use crate::ids::{GroupId, MessageId, UserId};
 use crate::inner::Content;
 
@@ -71,4 +71,15 @@ pub struct Incoming {
     /// Whether this step brought keys (a new session, epoch or group epoch) that may open
     /// envelopes parked for a retry (RX-8).
     pub new_keys: bool,
+}
+
+impl Incoming {
+    /// Whether its id is one of the last LIM-7 this device delivered (RX-7): a repeat, which the
+    /// shell does not save or show again (the step's state is still committed: its keys are
+    /// consumed).
+    pub fn repeats_a_delivered_id(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::Rejected(Error::Session(SessionError::Duplicate))))
+    }
 }

@@ -147,6 +147,26 @@ fn receipts_name_message_ids_rx_5() {
     assert!(!got.content.wants_receipt());
 }
 
+/// RX-7: an opened message whose id was delivered before carries a `Rejected(Duplicate)` event,
+/// which `repeats_a_delivered_id` reports (the shell then saves and shows nothing); any other
+/// refusal of the content does not count.
+#[test]
+fn a_repeated_id_is_reported_rx_7() {
+    let mut r = rng(16);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    let m = send(&mut alice, &mut r, T0, &bob, "a");
+    let mut got = bob.receive(T0, &m.envelope).unwrap();
+    assert!(!got.repeats_a_delivered_id());
+    got.events
+        .push(Event::Rejected(MisuseError::UnknownPeer.into()));
+    assert!(!got.repeats_a_delivered_id());
+    got.events
+        .push(Event::Rejected(SessionError::Duplicate.into()));
+    assert!(got.repeats_a_delivered_id());
+}
+
 #[test]
 fn key_update_turns_the_epoch_epoch_2() {
     let mut r = rng(16);

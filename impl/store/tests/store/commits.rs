@@ -270,9 +270,47 @@ fn commit_device_saves_state_changes_and_mirrors_trust() {
     ));
 }
 
+/// A different envelope that repeats a delivered id (a sender reusing one; the core reports it,
+/// RX-7) saves no second message and no `received` row, but the state is still committed.
+#[test]
+fn a_repeated_id_is_not_saved_again_rx_7() {
+    let mut r = rng(16);
+    let (mut alice, mut bob) = pair(&mut r);
+    let dir = tmp();
+    let (mut sb, _) = create(dir.path(), "bob.db", &bob);
+    let first = send(&mut alice, &mut r, T0, bob.user_id(), "first");
+    let (inc, _) = receive(&mut bob, &mut r, T0 + 1, &first);
+    assert!(!inc.repeats_a_delivered_id());
+    assert!(
+        sb.commit_incoming(&mut bob, &first.envelope, &inc, T0 + 1, &[])
+            .unwrap()
+    );
+    let second = send(&mut alice, &mut r, T0 + 2, bob.user_id(), "second");
+    let (mut repeat, _) = receive(&mut bob, &mut r, T0 + 3, &second);
+    repeat.id = inc.id;
+    repeat.events.push(sotto_core::Event::Rejected(
+        sotto_core::error::SessionError::Duplicate.into(),
+    ));
+    assert!(repeat.repeats_a_delivered_id());
+    assert!(
+        !sb.commit_incoming(&mut bob, &second.envelope, &repeat, T0 + 3, &[])
+            .unwrap()
+    );
+    let texts: Vec<String> = sb
+        .messages_with(&Chat::User(*alice.user_id()))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["first"]);
+    assert_eq!(sb.received_by_envelope(&second.envelope).unwrap(), None);
+    assert_eq!(*sb.load_device().unwrap().export(), *bob.export());
+}
+
 /// A crash in the middle of a commit: the files as they are while a transaction has written (and
-/// spilled) uncommitted pages. Opening that image rolls the hot journal back: the store is as it
-/// was before the transaction (STORE-3).
+/// spilled) uncommitted pages to the write-ahead log, after a committed one that is only in the
+/// log. Opening that image keeps the committed transaction and ignores the rest: the store is as
+/// it was before the interrupted transaction (STORE-3).
 #[test]
 fn crash_during_a_commit_rolls_back_on_open_store_3() {
     let mut r = rng(15);
@@ -286,8 +324,11 @@ fn crash_during_a_commit_rolls_back_on_open_store_3() {
     let before = std::fs::read(&path).unwrap();
 
     let conn = raw_open(&path, PASS);
-    conn.execute_batch("PRAGMA cache_size = 2; BEGIN IMMEDIATE;")
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = 2;")
         .unwrap();
+    conn.execute("INSERT INTO kv VALUES ('committed', x'01')", [])
+        .unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE;").unwrap();
     conn.execute("UPDATE device SET state = ?1", [vec![0xab_u8; 200_000]])
         .unwrap();
     conn.execute("DELETE FROM messages", []).unwrap();
@@ -299,12 +340,13 @@ fn crash_during_a_commit_rolls_back_on_open_store_3() {
     }
     drop(conn);
     let crashed = image.path().join("alice.db");
-    assert!(image.path().join("alice.db-journal").exists());
-    assert_ne!(
+    assert_eq!(
         std::fs::read(&crashed).unwrap(),
         before,
-        "uncommitted pages reached the database file"
+        "the database file is as the last checkpoint left it"
     );
+    let wal = std::fs::metadata(image.path().join("alice.db-wal")).unwrap();
+    assert!(wal.len() > 200_000, "uncommitted pages spilled to the log");
 
     let sa = Store::open(&crashed, PASS).unwrap();
     assert_eq!(*sa.load_device().unwrap().export(), *alice.export());
@@ -313,5 +355,17 @@ fn crash_during_a_commit_rolls_back_on_open_store_3() {
         1
     );
     assert_eq!(sa.outbox_len().unwrap(), 1);
-    assert!(!image.path().join("alice.db-journal").exists());
+    sa.close().unwrap();
+    let conn = raw_open(&crashed, PASS);
+    let committed: Vec<u8> = conn
+        .query_row("SELECT value FROM kv WHERE key = 'committed'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(committed, [1]);
+    drop(conn);
+    assert!(
+        !image.path().join("alice.db-wal").exists(),
+        "no log after close"
+    );
 }

@@ -132,6 +132,7 @@ fn a_version_1_store_migrates_on_open() {
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].text, "from the old days");
     assert_eq!(msgs[0].state, MessageState::Sent);
+    assert_eq!(s.outgoing_state(&out.id).unwrap(), Some(MessageState::Sent));
     assert_eq!(s.contacts().unwrap()[0].name.as_deref(), Some("Bob"));
     assert_eq!(s.due_outbox(T0 + 30_000, 10).unwrap()[0].attempts, 1);
     assert_eq!(
@@ -170,6 +171,21 @@ fn a_version_1_store_migrates_on_open() {
             kinds >= 4,
             "meta, one-time prekeys, contacts, sessions: {kinds}"
         );
+        // Version 5: no index of every message id, no unique (sender, id) in `received`.
+        let indexes = |table: &str| -> Vec<String> {
+            let mut stmt = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+                .unwrap();
+            stmt.query_map([table], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            indexes("messages"),
+            ["messages_by_chat", "messages_sent_by_id"]
+        );
+        assert_eq!(indexes("received"), ["sqlite_autoindex_received_1"]);
     }
     // Opening again finds nothing to do.
     let s = Store::open(&path, PASS).unwrap();

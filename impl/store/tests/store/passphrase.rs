@@ -85,8 +85,10 @@ fn change_passphrase_rekeys_the_store() {
         ..KdfParams::INSECURE_FOR_TESTS
     };
     sa.change_passphrase(b"new passphrase", new_params).unwrap();
-    // The open connection goes on working.
+    // The open connection goes on working, on its write-ahead log again (the rekey ran on the
+    // rollback journal).
     sa.commit_device(&mut alice, T0 + 1, &[]).unwrap();
+    assert!(dir.path().join("a.db-wal").exists());
     sa.close().unwrap();
 
     let new_header = KdfHeader::read(&header_path(&path)).unwrap();
