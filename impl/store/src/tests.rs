@@ -84,3 +84,49 @@ fn a_store_can_move_to_another_thread() {
     fn is_send<T: Send>() {}
     is_send::<Store>();
 }
+
+/// RX-6: `received` keeps the newest LIM-7 rows at least; the oldest go once LIM-7 + TRIM_BATCH
+/// are exceeded, all of the excess at once.
+#[test]
+fn received_drops_its_oldest_rows_in_batches_rx_6() {
+    use sotto_core::limits::MAX_DELIVERED_IDS;
+
+    use crate::received::{TRIM_BATCH, trim_in};
+    let (_dir, mut store, ..) = setup();
+    let mut next = 0_u32;
+    let mut add = |store: &mut Store, n: usize| {
+        let tx = store.conn.transaction().unwrap();
+        for _ in 0..n {
+            let hash = sotto_core::crypto::sha256(&[&next.to_be_bytes()]);
+            tx.execute(
+                "INSERT INTO received VALUES (?1, zeroblob(16), zeroblob(10), NULL, 0)",
+                [&hash[..]],
+            )
+            .unwrap();
+            next += 1;
+        }
+        trim_in(&tx).unwrap();
+        tx.commit().unwrap();
+    };
+    let span = |store: &Store| -> (i64, i64, i64) {
+        store
+            .conn
+            .query_row(
+                "SELECT count(*), min(rowid), max(rowid) FROM received",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    };
+    let full = MAX_DELIVERED_IDS + TRIM_BATCH;
+    add(&mut store, full);
+    assert_eq!(span(&store), (full as i64, 1, full as i64), "not over yet");
+    add(&mut store, 1);
+    let kept = MAX_DELIVERED_IDS as i64;
+    assert_eq!(
+        span(&store),
+        (kept, full as i64 + 2 - kept, full as i64 + 1)
+    );
+    add(&mut store, 10);
+    assert_eq!(span(&store).0, kept + 10, "the next batch waits");
+}
