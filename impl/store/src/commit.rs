@@ -85,8 +85,9 @@ impl Store {
 
     /// Commits a burst of received envelopes in one transaction (RX-4): the device's changes,
     /// the PUBACKed outbox rows (RX-6), every opened message, the envelopes to park and unpark
-    /// (RX-8), and `queue` (the receipts and group acks the burst owes, RX-5, GRP-9). The shell acknowledges the burst's PUBLISHes
-    /// only after this returns `Ok`; on `Err` nothing was written.
+    /// (RX-8), and `queue` (the receipts and group acks the burst owes, RX-5, GRP-9). The shell
+    /// acknowledges the burst's PUBLISHes only after this returns `Ok`; on `Err` nothing was
+    /// written.
     ///
     /// - Text is saved as a message; every receipted content also records the envelope's hash and
     ///   id, so that a resend of the same envelope is answered with the receipt again (RX-6, see

@@ -132,8 +132,8 @@ pub(crate) const TRIM_BATCH: usize = 256;
 /// (rows are only added with increasing rowids and dropped oldest first, so the rowids are
 /// contiguous from the oldest to the newest).
 pub(crate) fn trim_in(tx: &Transaction<'_>) -> Result<()> {
+    // Two subqueries: each is one step down the rowid tree (max(x) - min(x) in one would scan).
     let span: Option<i64> = tx
-        // Two subqueries: each is one step down the rowid tree (max(x) - min(x) in one would scan).
         .prepare_cached(
             "SELECT (SELECT max(rowid) FROM received) - (SELECT min(rowid) FROM received) + 1",
         )?

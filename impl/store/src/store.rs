@@ -295,7 +295,6 @@ fn connect(path: &Path, key: &RawKey) -> Result<Connection> {
     conn.pragma_update(None, "journal_size_limit", 0)?;
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "cache_size", -16384)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
