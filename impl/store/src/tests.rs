@@ -1,5 +1,5 @@
 //! Unit tests that need the store's insides: faults injected between the statements of a commit
-//! (STORE-3).
+//! (STORE-3), the trimming of `received` (RX-6), and the write-ahead log's restart (Req7).
 
 #![allow(clippy::unwrap_used)]
 
@@ -129,4 +129,32 @@ fn received_drops_its_oldest_rows_in_batches_rx_6() {
     );
     add(&mut store, 10);
     assert_eq!(span(&store).0, kept + 10, "the next batch waits");
+}
+
+/// The write-ahead log is copied into the database once it holds `WAL_CHECKPOINT_PAGES` pages,
+/// and the next commit starts it again from nothing: superseded pages (old device states) do not
+/// stay in it beyond a checkpoint (Req7).
+#[test]
+fn the_log_restarts_from_nothing_after_a_checkpoint() {
+    let (dir, store, ..) = setup();
+    let wal = dir.path().join("b.db-wal");
+    let big = 5 * 1024 * 1024;
+    store
+        .conn
+        .execute("INSERT INTO kv VALUES ('big', zeroblob(?1))", [big])
+        .unwrap();
+    let after_big = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        after_big > big as u64,
+        "the big commit went through the log"
+    );
+    store
+        .conn
+        .execute("INSERT INTO kv VALUES ('small', x'01')", [])
+        .unwrap();
+    let after_small = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        after_small < 64 * 1024,
+        "the log started again: {after_small} bytes after {after_big}"
+    );
 }
