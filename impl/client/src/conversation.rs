@@ -134,6 +134,14 @@ impl Client {
         Ok(out.id)
     }
 
+    /// Seals `text` for a contact or a group ([`Client::send`], [`Client::send_group`]).
+    pub(crate) fn send_to(&mut self, chat: &Chat, text: &str) -> Result<MessageId> {
+        match chat {
+            Chat::User(u) => self.send(u, text),
+            Chat::Group(g) => self.send_group(g, text),
+        }
+    }
+
     /// Seals a burst of texts, each to a contact or a group, and commits them all with their
     /// outbox rows in one transaction. Each text gets its own result (a text to a stranger fails
     /// alone); `Err` if the commit failed, and then none was sent.

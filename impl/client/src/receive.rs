@@ -20,7 +20,7 @@ use sotto_store::{Burst, Delivery, Opened, ToSend};
 use crate::account::Client;
 use crate::error::Result;
 use crate::events::{ClientEvent, ReceivedMessage, Refusal};
-use crate::transport::RowKey;
+use crate::online::RowKey;
 
 /// What became of a burst. Every outcome but an `Err` lets the shell acknowledge all of it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]

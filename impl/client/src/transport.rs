@@ -4,28 +4,24 @@
 //! Each connection attempt gets a fresh rumqttc `EventLoop`, polled on its own task and stopped at
 //! its first error: rumqttc's own retransmission state never outlives a connection, so the outbox
 //! in the store is the only source of resends (RX-6), and the mapping of packet ids to outbox rows
-//! stays simple.
+//! (the online loop's machine) stays simple.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, QoS,
     TlsConfiguration, Transport,
 };
-use sotto_core::{MessageId, UserId};
+use sotto_core::UserId;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::account::Credentials;
 use crate::config::Config;
 use crate::error::{BrokerRefusal, Cause, ClientError, NetworkFailure, Result, Service};
-use sotto_wire::notice::RefusalReason;
 
 /// Capacity of rumqttc's request channel (publishes, acks, subscribe, disconnect).
 const REQUEST_CAPACITY: usize = 1024;
-
-/// An outbox row in flight: (message id, recipient).
-pub(crate) type RowKey = (MessageId, UserId);
 
 /// Splits `host:port` (IPv6 in brackets).
 pub(crate) fn split_address(addr: &str) -> Result<(String, u16)> {
@@ -55,33 +51,16 @@ pub(crate) fn options(user: &UserId, creds: &Credentials, config: &Config) -> Re
     Ok(opts)
 }
 
-/// A live connection and the bookkeeping that dies with it.
+/// A live connection: the rumqttc client, its events, and the acknowledgements it has not
+/// taken yet. What the loop knows of the connection is the machine's.
 pub(crate) struct Connection {
     pub(crate) client: AsyncClient,
     pub(crate) events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
     task: JoinHandle<()>,
-    /// CONNACK received.
-    pub(crate) connected: bool,
-    /// SUBACK for the inbox received.
-    pub(crate) subscribed: bool,
     /// The broker still had the inbox session at CONNACK.
     pub(crate) session_present: bool,
-    /// Publishes requested, waiting for rumqttc to assign their packet id (FIFO).
-    pub(crate) unassigned: VecDeque<RowKey>,
-    /// Packet id -> row, waiting for the PUBACK.
-    pub(crate) by_pkid: HashMap<u16, RowKey>,
-    /// Rows requested or awaiting their PUBACK.
-    pub(crate) inflight: HashSet<RowKey>,
-    /// Packet ids the service refused with a notice (BROKER-5): their PUBACK is a refusal.
-    pub(crate) refused: HashMap<u16, RefusalReason>,
-    /// Rows the service refused on this connection (BROKER-5). A sync does not publish them
-    /// again before it ends (the inbox is still full); the online loop retries them after
-    /// their backoff.
-    pub(crate) held: HashSet<RowKey>,
     /// Acknowledgements not yet accepted by rumqttc's request channel.
     pub(crate) acks: VecDeque<rumqttc::Publish>,
-    /// A DISCONNECT was requested.
-    pub(crate) closing: bool,
 }
 
 impl Connection {
@@ -94,16 +73,8 @@ impl Connection {
             client,
             events,
             task,
-            connected: false,
-            subscribed: false,
             session_present: false,
-            unassigned: VecDeque::new(),
-            by_pkid: HashMap::new(),
-            inflight: HashSet::new(),
-            refused: HashMap::new(),
-            held: HashSet::new(),
             acks: VecDeque::new(),
-            closing: false,
         }
     }
 
@@ -132,27 +103,17 @@ impl Connection {
         None
     }
 
-    /// Asks for a graceful DISCONNECT.
-    pub(crate) fn disconnect(&mut self) {
-        if !self.closing && self.client.try_disconnect().is_ok() {
-            self.closing = true;
-        }
+    /// Asks for a graceful DISCONNECT; `false` if rumqttc's request channel is full.
+    pub(crate) fn disconnect(&mut self) -> bool {
+        self.client.try_disconnect().is_ok()
     }
 
     /// Publishes an envelope to `to`'s inbox at QoS 1 (ID-5, BROKER-3). `false` if rumqttc's
     /// request channel is full.
-    pub(crate) fn publish(&mut self, key: RowKey, envelope: Vec<u8>) -> bool {
-        let topic = key.1.inbox_topic();
-        if self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, false, envelope)
-            .is_err()
-        {
-            return false;
-        }
-        self.unassigned.push_back(key);
-        self.inflight.insert(key);
-        true
+    pub(crate) fn publish(&mut self, to: &UserId, envelope: Vec<u8>) -> bool {
+        self.client
+            .try_publish(to.inbox_topic(), QoS::AtLeastOnce, false, envelope)
+            .is_ok()
     }
 }
 

@@ -1,13 +1,16 @@
-//! The online loop: connect, subscribe, receive and commit before acknowledging (RX-4), publish
-//! the outbox and record PUBACKs (RX-6), reconnect with backoff. ("Session" is the core's word for
-//! a pairwise ratchet; the broker's persistent MQTT session is "the inbox session".)
+//! The online loop's shell: connect, subscribe, commit what the broker delivers before
+//! acknowledging it (RX-4), publish the outbox and record PUBACKs (RX-6), reconnect with backoff.
+//! Every decision of the loop is [`machine::Machine`]'s, without I/O; this shell moves MQTT
+//! packets (rumqttc), runs the store and the account, keeps the clock and the app's commands.
+//! ("Session" is the core's word for a pairwise ratchet; the broker's persistent MQTT session is
+//! "the inbox session".)
 //!
 //! ```text
 //!            ┌──────────── reconnect with backoff (0.5 s doubling to 60 s) ───────────────┐
 //!            v                                                                            │
 //!  Connection::start ── CONNACK ── SUBSCRIBE i/<own id> QoS 1 ── SUBACK ── Connected ──────┤
-//!     │  PUBLISH in ──> handle_envelope (commit) ──> ack (RX-4) ──> retry parked (RX-8)   │
-//!     │  due_outbox ──> PUBLISH i/<recipient> QoS 1 ── PUBACK ──> mark_published           │
+//!     │  PUBLISHes in ──> burst ──> handle_burst (one commit) ──> acks (RX-4) ──> RX-8    │
+//!     │  due_outbox ──> PUBLISH i/<recipient> QoS 1 ── PUBACK ──> marked with the burst   │
 //!     │  commands from the Online handle (send, groups, ...) run between events           │
 //!     └── error / close ── rows in flight stay due (3 losses in a row: bump_attempt) ─────┘
 //! ```
@@ -16,38 +19,32 @@
 //! channel; [`Client::sync`] runs it until the inbox is drained and the outbox flushed
 //! (a quiet period with nothing new), then disconnects.
 
-use std::collections::HashMap;
-use std::time::Duration;
+mod machine;
+
+use std::time::{Duration, Instant};
 
 use rumqttc::{Event, Outgoing, Packet, SubscribeReasonCode};
 use sotto_core::{GroupId, MessageId, UserId};
-use sotto_store::Chat;
+use sotto_store::{Chat, Hold};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::account::Client;
 use crate::error::{Cause, ClientError, NetworkFailure, Result, Service};
 use crate::events::ClientEvent;
 use crate::membership::{MembershipClient, check_bundle};
-use crate::transport::{self, Connection, RowKey};
-use sotto_store::Hold;
-use sotto_wire::notice::{NOTICE_TOPIC, RefusalNotice};
+use crate::transport::{self, Connection};
+pub(crate) use machine::RowKey;
+use machine::{MAX_BURST, Machine, Mode, NextDue, PubAck};
 
-/// Longest sleep of the loop without an event.
-const TICK: Duration = Duration::from_secs(30);
-/// How often the loop looks again while publishes are in flight.
-const INFLIGHT_TICK: Duration = Duration::from_secs(1);
-/// Shortest sleep, so that nothing spins.
-const MIN_SLEEP: Duration = Duration::from_millis(10);
-/// Connections lost with a row in flight before that row is pushed back by the backoff.
-const STRIKES: u32 = 3;
-/// Most inbox PUBLISHes opened and committed in one transaction (a burst): what the broker
-/// already delivered, up to this many, is committed together and then acknowledged (RX-4).
-const MAX_BURST: usize = 512;
-/// Mutation `AckBeforeCommit`: how long an acknowledged envelope waits before its commit.
-#[cfg(feature = "mutations")]
-const ACK_BEFORE_COMMIT_DELAY: Duration = Duration::from_millis(300);
+impl machine::Packet for rumqttc::Publish {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
 
 /// What [`Client::sync`] did.
 #[derive(Clone, Debug, Default)]
@@ -83,11 +80,6 @@ enum Command {
     Send(Chat, String, oneshot::Sender<Result<MessageId>>),
 }
 
-enum Mode {
-    Sync { quiet: Duration, deadline: Instant },
-    Forever,
-}
-
 /// How one connection ended.
 enum ConnEnd {
     /// A DISCONNECT went out after a shutdown request.
@@ -109,27 +101,15 @@ struct Engine<'a> {
     client: &'a mut Client,
     sink: Sink,
     commands: Option<mpsc::Receiver<Command>>,
-    strikes: HashMap<RowKey, u32>,
-    received: usize,
-    published: usize,
+    /// The loop's decisions.
+    machine: Machine<rumqttc::Publish>,
     shutting_down: bool,
-    /// PUBLISHes received and not yet acknowledged, in order (`true`: on the own inbox, to
-    /// commit): committed together once no further event is ready (or [`MAX_BURST`] are
-    /// waiting), then acknowledged in the order they came (MQTT 3.1.1, 4.6).
-    burst: Vec<(rumqttc::Publish, bool)>,
-    /// Outbox rows the broker acknowledged (PUBACK) and not yet marked: marked together in one
-    /// transaction with the burst (RX-6). Lost marks only mean a resend, which RX-6 absorbs.
-    published_burst: Vec<RowKey>,
     /// Store work (commits with `synchronous=FULL` wait for the disk) runs through
     /// `block_in_place`, so that the other tasks of this worker thread move to another one
     /// meanwhile. Only for the task [`Client::connect`] spawns on a multi-thread runtime; a sync
     /// runs in its caller's context, which may not allow it (a current-thread runtime, a
     /// `LocalSet`), and commits there in place.
     off_worker: bool,
-    /// Mutation `AckBeforeCommit`: envelopes acknowledged but not yet committed, with their
-    /// arrival time. Lost if the process stops before they are committed (the RX-4 bug).
-    #[cfg(feature = "mutations")]
-    pending: std::collections::VecDeque<(Instant, Vec<u8>)>,
 }
 
 impl Client {
@@ -145,12 +125,13 @@ impl Client {
     /// [`Client::sync`] with a quiet period for this call only (`sotto inbox --quiet`).
     pub async fn sync_with(&mut self, timeout: Duration, quiet: Duration) -> Result<SyncReport> {
         let deadline = Instant::now() + timeout;
-        let mut engine = Engine::new(self, Sink::Collect(Vec::new()), None);
-        let (complete, error) = match engine.run(Mode::Sync { quiet, deadline }).await {
+        let mode = Mode::Sync { quiet, deadline };
+        let mut engine = Engine::new(self, Sink::Collect(Vec::new()), None, mode);
+        let (complete, error) = match engine.run(mode).await {
             Ok(complete) => (complete, None),
             Err(e) => (false, Some(e)),
         };
-        let (received, published) = (engine.received, engine.published);
+        let (received, published) = (engine.machine.received(), engine.machine.published());
         let events = match engine.sink {
             Sink::Collect(v) => v,
             Sink::Channel(_) => Vec::new(),
@@ -179,7 +160,12 @@ impl Client {
         let task = tokio::spawn(async move {
             let mut client = self;
             {
-                let mut engine = Engine::new(&mut client, Sink::Channel(ev_tx), Some(cmd_rx));
+                let mut engine = Engine::new(
+                    &mut client,
+                    Sink::Channel(ev_tx),
+                    Some(cmd_rx),
+                    Mode::Forever,
+                );
                 // A task spawned on a multi-thread runtime runs on one of its workers.
                 engine.off_worker = tokio::runtime::Handle::current().runtime_flavor()
                     == tokio::runtime::RuntimeFlavor::MultiThread;
@@ -275,20 +261,27 @@ async fn next_command(commands: &mut Option<mpsc::Receiver<Command>>) -> Option<
 }
 
 impl<'a> Engine<'a> {
-    fn new(client: &'a mut Client, sink: Sink, commands: Option<mpsc::Receiver<Command>>) -> Self {
+    fn new(
+        client: &'a mut Client,
+        sink: Sink,
+        commands: Option<mpsc::Receiver<Command>>,
+        mode: Mode,
+    ) -> Self {
+        let config = &client.config;
+        let machine = Machine::new(
+            client.device.user_id().inbox_topic(),
+            mode,
+            config.max_inflight,
+            (config.reconnect_first, config.reconnect_max),
+            Instant::now(),
+        );
         Engine {
             client,
             sink,
             commands,
-            strikes: HashMap::new(),
-            received: 0,
-            published: 0,
+            machine,
             shutting_down: false,
-            burst: Vec::new(),
-            published_burst: Vec::new(),
             off_worker: false,
-            #[cfg(feature = "mutations")]
-            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -321,31 +314,21 @@ impl<'a> Engine<'a> {
 
     /// Connects and reconnects until the mode says stop. `Ok(true)`: sync completed.
     async fn run(&mut self, mode: Mode) -> Result<bool> {
-        let (first, longest) = (
-            self.client.config.reconnect_first,
-            self.client.config.reconnect_max,
-        );
-        let mut delay = first;
         loop {
-            if let Mode::Sync { deadline, .. } = mode {
-                if Instant::now() >= deadline {
-                    return Err(ClientError::Timeout);
-                }
+            if self.machine.timed_out(Instant::now()) {
+                return Err(ClientError::Timeout);
             }
             let opts = transport::options(
                 self.client.device.user_id(),
                 &self.client.creds,
                 &self.client.config,
             )?;
+            self.machine.connecting(Instant::now());
             let mut conn = Connection::start(opts);
             let end = self.run_connection(&mut conn, &mode).await;
-            // What this connection did not commit is delivered again on the next (RX-4); its
-            // packet ids mean nothing there. Unmarked PUBACKs only cost a resend (RX-6).
-            self.burst.clear();
-            self.published_burst.clear();
-            let was_subscribed = conn.subscribed;
-            self.lost_inflight(&conn);
             drop(conn);
+            let ended = self.machine.connection_ended(Instant::now());
+            self.strike_out(&ended.strike_out);
             match end {
                 ConnEnd::Shutdown => return Ok(false),
                 ConnEnd::Done => return Ok(true),
@@ -360,13 +343,9 @@ impl<'a> Engine<'a> {
                     if fatal && matches!(mode, Mode::Sync { .. }) {
                         return Err(e);
                     }
-                    if was_subscribed {
-                        delay = first;
-                    }
-                    if !self.pause(delay, &mode).await {
+                    if !self.pause(ended.delay, &mode).await {
                         return Ok(false);
                     }
-                    delay = (delay * 2).min(longest);
                 }
             }
         }
@@ -380,77 +359,76 @@ impl<'a> Engine<'a> {
             Mode::Forever => Instant::now() + delay,
         };
         loop {
+            let left = until.saturating_duration_since(Instant::now());
             tokio::select! {
                 cmd = next_command(&mut self.commands) => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => return false,
                 },
-                _ = tokio::time::sleep_until(until) => return true,
+                _ = tokio::time::sleep(left) => return true,
             }
         }
     }
 
-    /// Rows in flight when a connection ended stay due; after [`STRIKES`] losses in a row a row
-    /// waits its backoff (a poison envelope must not keep killing connections).
-    fn lost_inflight(&mut self, conn: &Connection) {
+    /// Pushes back by their backoff the rows the machine struck out.
+    fn strike_out(&mut self, rows: &[RowKey]) {
         let now = self.client.now();
-        for key in &conn.inflight {
-            let n = self.strikes.entry(*key).or_insert(0);
-            *n += 1;
-            if *n >= STRIKES {
-                self.strikes.remove(key);
-                if let Err(e) = self.client.store.bump_attempt(&key.0, &key.1, now) {
-                    tracing::warn!(error = %e, "could not record a failed publish");
-                }
+        for key in rows {
+            if let Err(e) = self.client.store.bump_attempt(&key.0, &key.1, now) {
+                tracing::warn!(error = %e, "could not record a failed publish");
             }
+        }
+    }
+
+    /// Asks the connection for a graceful DISCONNECT (again, if its request channel was full).
+    fn disconnect(&mut self, conn: &mut Connection) {
+        if !self.machine.is_closing() && conn.disconnect() {
+            self.machine.closing();
         }
     }
 
     async fn run_connection(&mut self, conn: &mut Connection, mode: &Mode) -> ConnEnd {
-        let mut last_activity = Instant::now();
         loop {
             #[cfg(feature = "mutations")]
             self.commit_pending();
             conn.flush_acks();
-            if conn.connected && !conn.closing {
-                let retry_held = !matches!(mode, Mode::Sync { .. });
-                if let Err(e) = self.drain_outbox(conn, retry_held) {
-                    return ConnEnd::Lost(e, false);
-                }
+            if self.shutting_down {
+                self.disconnect(conn);
             }
-            let mut wake = TICK;
-            if let Mode::Sync { quiet, deadline } = mode {
-                let now = Instant::now();
-                if now >= *deadline {
-                    conn.disconnect();
-                    return ConnEnd::TimedOut;
-                }
-                wake = wake.min(*deadline - now);
-                if conn.subscribed && !conn.closing {
-                    let idle = now.saturating_duration_since(last_activity);
-                    if idle >= *quiet && self.flushed(conn) {
-                        conn.disconnect();
-                    } else {
-                        wake = wake.min(quiet.saturating_sub(idle));
+            if let Err(e) = self.drain_outbox(conn) {
+                return ConnEnd::Lost(e, false);
+            }
+            let now = Instant::now();
+            if self.machine.timed_out(now) {
+                self.disconnect(conn);
+                return ConnEnd::TimedOut;
+            }
+            let client = &*self.client;
+            let turn = self.machine.turn(
+                now,
+                !conn.acks.is_empty(),
+                |n| {
+                    let due = client.store.due_outbox(client.now(), n).ok()?;
+                    Some(due.iter().map(|r| (r.message_id, r.recipient)).collect())
+                },
+                || match client.store.next_attempt_at() {
+                    Ok(Some(due)) => {
+                        NextDue::In(Duration::from_millis(due.saturating_sub(client.now())))
                     }
-                }
+                    Ok(None) => NextDue::Nothing,
+                    Err(_) => NextDue::Unknown,
+                },
+            );
+            if turn.disconnect {
+                self.disconnect(conn);
             }
-            if conn.connected && !conn.closing {
-                wake = wake.min(self.outbox_wake(conn));
-            }
-            #[cfg(feature = "mutations")]
-            if let Some((at, _)) = self.pending.front() {
-                let due = *at + ACK_BEFORE_COMMIT_DELAY;
-                wake = wake.min(due.saturating_duration_since(Instant::now()));
-            }
-            let wake = wake.max(MIN_SLEEP);
             tokio::select! {
                 ev = conn.events.recv() => {
-                    let mut end = self.on_polled(ev, conn, mode, &mut last_activity);
+                    let mut end = self.on_polled(ev, conn, mode);
                     // Everything else already delivered joins the burst (group commit).
-                    while end.is_none() && self.burst.len() < MAX_BURST {
+                    while end.is_none() && !self.machine.burst_full() {
                         match conn.events.try_recv() {
-                            Ok(ev) => end = self.on_polled(Some(ev), conn, mode, &mut last_activity),
+                            Ok(ev) => end = self.on_polled(Some(ev), conn, mode),
                             Err(_) => break,
                         }
                     }
@@ -466,14 +444,13 @@ impl<'a> Engine<'a> {
                     Some(cmd) => self.on_command(cmd),
                     None => {
                         self.shutting_down = true;
-                        if conn.connected {
-                            conn.disconnect();
-                        } else {
+                        if !self.machine.connected() {
                             return ConnEnd::Shutdown;
                         }
+                        self.disconnect(conn);
                     }
                 },
-                _ = tokio::time::sleep(wake) => {}
+                _ = tokio::time::sleep(turn.wake) => {}
             }
         }
     }
@@ -522,10 +499,7 @@ impl<'a> Engine<'a> {
             Err(e) => {
                 tracing::warn!(error = %e, "a burst of sends could not be committed; one by one");
                 for (reply, (chat, text)) in replies.into_iter().zip(texts) {
-                    let r = self.on_disk(|e| match chat {
-                        Chat::User(u) => e.client.send(&u, &text),
-                        Chat::Group(g) => e.client.send_group(&g, &text),
-                    });
+                    let r = self.on_disk(|e| e.client.send_to(&chat, &text));
                     let _ = reply.send(r);
                 }
             }
@@ -538,7 +512,6 @@ impl<'a> Engine<'a> {
         ev: Option<std::result::Result<Event, rumqttc::ConnectionError>>,
         conn: &mut Connection,
         mode: &Mode,
-        last_activity: &mut Instant,
     ) -> Option<ConnEnd> {
         match ev {
             None => {
@@ -550,7 +523,7 @@ impl<'a> Engine<'a> {
                 Mode::Sync { .. } => ConnEnd::Done,
                 Mode::Forever => ConnEnd::Shutdown,
             }),
-            Some(Ok(ev)) => match self.on_event(ev, conn, last_activity) {
+            Some(Ok(ev)) => match self.on_event(ev, conn) {
                 Ok(()) => None,
                 Err(e) => {
                     // A request refused because the event loop already stopped: its own error
@@ -570,108 +543,59 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Commits the burst of inbox PUBLISHes with the outbox rows PUBACKed meanwhile, in one
-    /// transaction (RX-6), then acknowledges the PUBLISHes (RX-4). A store failure propagates:
-    /// nothing is acknowledged, the broker delivers them again.
+    /// Commits the burst the machine hands out (the inbox PUBLISHes with the outbox rows
+    /// PUBACKed meanwhile, in one transaction, RX-6), then acknowledges its PUBLISHes (RX-4). A
+    /// store failure propagates: nothing is acknowledged, the broker delivers them again.
     fn commit_burst(&mut self, conn: &mut Connection) -> Result<()> {
-        let rows = std::mem::take(&mut self.published_burst);
-        let burst = std::mem::take(&mut self.burst);
-        let payloads: Vec<&[u8]> = burst
-            .iter()
-            .filter(|(_, inbox)| *inbox)
-            .map(|(p, _)| &p.payload[..])
-            .collect();
-        if !payloads.is_empty() {
-            self.on_disk(|e| e.commit_payloads(&payloads, rows))?;
-        } else if !rows.is_empty() {
+        let Some(mut burst) = self.machine.take_burst() else {
+            return Ok(());
+        };
+        let published = std::mem::take(&mut burst.published);
+        let envelopes = burst.envelopes();
+        if !envelopes.is_empty() {
+            self.on_disk(|e| e.commit_envelopes(&envelopes, published))?;
+        } else if !published.is_empty() {
             self.on_disk(|e| {
                 let now = e.client.now();
-                e.client.store.mark_published_many(&rows, now)
+                e.client.store.mark_published_many(&published, now)
             })?;
         }
-        if burst.is_empty() {
-            return Ok(());
-        }
-        conn.acks.extend(burst.into_iter().map(|(p, _)| p));
+        conn.acks.extend(self.machine.committed(burst));
         conn.flush_acks();
         Ok(())
     }
 
-    /// Nothing left to do on this connection: no acks pending, nothing in flight, nothing due.
-    /// Nothing left to do: every acknowledgement sent, nothing in flight, and no row due except
-    /// those the service refused on this connection (they wait for the next sync).
-    fn flushed(&self, conn: &Connection) -> bool {
-        #[cfg(feature = "mutations")]
-        if !self.pending.is_empty() {
-            return false;
-        }
-        self.burst.is_empty()
-            && self.published_burst.is_empty()
-            && conn.acks.is_empty()
-            && conn.inflight.is_empty()
-            && self
-                .client
-                .store
-                .due_outbox(self.client.now(), conn.held.len() + 1)
-                .map(|due| {
-                    due.iter()
-                        .all(|row| conn.held.contains(&(row.message_id, row.recipient)))
-                })
-                .unwrap_or(false)
-    }
-
-    /// How long until an outbox row falls due.
-    fn outbox_wake(&self, conn: &Connection) -> Duration {
-        if !conn.inflight.is_empty() {
-            return INFLIGHT_TICK;
-        }
-        match self.client.store.next_attempt_at() {
-            Ok(Some(due)) => Duration::from_millis(due.saturating_sub(self.client.now())),
-            Ok(None) => TICK,
-            Err(_) => INFLIGHT_TICK,
-        }
-    }
-
-    /// Publishes the rows that are due and not in flight (RX-6); rows refused on this connection
-    /// only if `retry_held`.
-    fn drain_outbox(&mut self, conn: &mut Connection, retry_held: bool) -> Result<()> {
-        let max_inflight = self.client.config.max_inflight;
-        let room = max_inflight.saturating_sub(conn.inflight.len());
-        if room == 0 {
+    /// Publishes the due rows the machine chooses (RX-6).
+    fn drain_outbox(&mut self, conn: &mut Connection) -> Result<()> {
+        let Some(limit) = self.machine.outbox_query() else {
             return Ok(());
-        }
-        let now = self.client.now();
-        let skipped = if retry_held { 0 } else { conn.held.len() };
-        let due = self
-            .client
-            .store
-            .due_outbox(now, conn.inflight.len() + skipped + room)?;
-        for row in due {
+        };
+        let due = self.client.store.due_outbox(self.client.now(), limit)?;
+        let chosen = self.machine.choose(due, |r| (r.message_id, r.recipient));
+        let mut rows = chosen.into_iter();
+        while let Some(row) = rows.next() {
+            tracing::trace!(attempt = row.attempts + 1, "publishing an outbox row");
             let key = (row.message_id, row.recipient);
-            if conn.inflight.contains(&key) || (!retry_held && conn.held.contains(&key)) {
-                continue;
-            }
-            if conn.inflight.len() >= max_inflight || !conn.publish(key, row.envelope) {
+            if !conn.publish(&row.recipient, row.envelope) {
+                let unsent: Vec<RowKey> = std::iter::once(key)
+                    .chain(rows.map(|r| (r.message_id, r.recipient)))
+                    .collect();
+                for key in unsent.into_iter().rev() {
+                    self.machine.not_published(key);
+                }
                 break;
             }
-            tracing::trace!(attempt = row.attempts + 1, "publishing an outbox row");
         }
         Ok(())
     }
 
-    fn on_event(
-        &mut self,
-        ev: Event,
-        conn: &mut Connection,
-        last_activity: &mut Instant,
-    ) -> Result<()> {
+    fn on_event(&mut self, ev: Event, conn: &mut Connection) -> Result<()> {
+        let now = Instant::now();
         match ev {
             Event::Incoming(Packet::ConnAck(ack)) => {
-                conn.connected = true;
                 conn.session_present = ack.session_present;
-                *last_activity = Instant::now();
                 // rumqttc does not resubscribe by itself: every CONNACK subscribes again.
-                let inbox = self.client.device.user_id().inbox_topic();
+                let inbox = self.machine.on_connack(now).to_owned();
                 conn.client
                     .try_subscribe(inbox, rumqttc::QoS::AtLeastOnce)
                     .map_err(|e| {
@@ -679,65 +603,29 @@ impl<'a> Engine<'a> {
                     })?;
             }
             Event::Incoming(Packet::SubAck(ack)) => {
-                if ack
+                let refused = ack
                     .return_codes
                     .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure));
+                if !self.machine.on_suback(refused, now) {
                     return Err(ClientError::SubscriptionRefused);
                 }
-                conn.subscribed = true;
-                *last_activity = Instant::now();
                 tracing::debug!(session_present = conn.session_present, "inbox subscribed");
                 self.emit(ClientEvent::Connected {
                     session_present: conn.session_present,
                 });
             }
-            Event::Incoming(Packet::Publish(p)) if p.topic == NOTICE_TOPIC => {
-                // BROKER-5: the PUBACK of this packet id that follows is a refusal.
-                match RefusalNotice::from_bytes(&p.payload) {
-                    Ok(n) => {
-                        conn.refused.insert(n.pkid, n.reason);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "malformed refusal notice ignored"),
-                }
-            }
             Event::Incoming(Packet::Publish(p)) => {
-                *last_activity = Instant::now();
-                if p.topic == self.client.device.user_id().inbox_topic() {
-                    // Mutation `AckBeforeCommit`: ack now, commit on a later loop iteration.
-                    #[cfg(feature = "mutations")]
-                    if sotto_core::mutation::active(sotto_core::mutation::Mutation::AckBeforeCommit)
-                    {
-                        self.pending.push_back((Instant::now(), p.payload.to_vec()));
-                        conn.acks.push_back(p);
-                        conn.flush_acks();
-                        return Ok(());
-                    }
-                    // Committed with the rest of its burst, then acknowledged (RX-4).
-                    self.burst.push((p, true));
-                } else {
-                    tracing::warn!("PUBLISH on a foreign topic ignored");
-                    self.burst.push((p, false));
+                // Mutation `AckBeforeCommit` only: acknowledged now, committed later.
+                if let Some(p) = self.machine.on_publish(p, now) {
+                    conn.acks.push_back(p);
+                    conn.flush_acks();
                 }
             }
-            // rumqttc reports each QoS 1 publish with its packet id in request order (a publish
-            // that collided on its id is reported when it finally goes out, after the PUBACK that
-            // freed the id), so the oldest unassigned row is the one this id belongs to.
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                if let Some(key) = conn.unassigned.pop_front() {
-                    conn.by_pkid.insert(pkid, key);
-                }
-            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.machine.on_publish_sent(pkid),
             Event::Incoming(Packet::PubAck(ack)) => {
-                *last_activity = Instant::now();
-                let refused = conn.refused.remove(&ack.pkid);
-                if let (Some(key), Some(reason)) = (conn.by_pkid.get(&ack.pkid), refused) {
+                if let PubAck::Refused(key, reason) = self.machine.on_puback(ack.pkid, now) {
                     // Not queued (BROKER-5): the row stays and waits its backoff.
-                    let key = *key;
-                    conn.by_pkid.remove(&ack.pkid);
-                    conn.inflight.remove(&key);
-                    conn.held.insert(key);
                     let hold = self.on_disk(|e| {
                         let now = e.client.now();
                         e.client.store.hold(&key.0, &key.1, reason.code(), now)
@@ -752,12 +640,6 @@ impl<'a> Engine<'a> {
                             reason,
                         });
                     }
-                } else if let Some(key) = conn.by_pkid.remove(&ack.pkid) {
-                    conn.inflight.remove(&key);
-                    conn.held.remove(&key);
-                    self.strikes.remove(&key);
-                    self.published += 1;
-                    self.published_burst.push(key);
                 }
             }
             _ => {}
@@ -768,13 +650,11 @@ impl<'a> Engine<'a> {
     /// Opens and commits envelopes of the inbox in one transaction with the PUBACK marks
     /// `published`, then retries the parked ones if they brought new keys (RX-8). Only after this
     /// may the PUBLISHes be acknowledged (RX-4).
-    fn commit_payloads(&mut self, payloads: &[&[u8]], published: Vec<RowKey>) -> Result<()> {
+    fn commit_envelopes(&mut self, envelopes: &[&[u8]], published: Vec<RowKey>) -> Result<()> {
         let mut events = Vec::new();
-        let outcome = self.client.handle_burst(payloads, published, &mut events);
+        let outcome = self.client.handle_burst(envelopes, published, &mut events);
         self.emit_all(events);
-        let outcome = outcome?;
-        self.received += payloads.len();
-        if outcome.new_keys {
+        if outcome?.new_keys {
             let mut events = Vec::new();
             let retried = self.client.retry_parked(&mut events);
             self.emit_all(events);
@@ -785,20 +665,12 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Mutation `AckBeforeCommit`: commits the acknowledged envelopes that arrived at least
-    /// [`ACK_BEFORE_COMMIT_DELAY`] ago. A failed commit loses the envelope: the broker no longer
-    /// has it.
+    /// Mutation `AckBeforeCommit`: commits the acknowledged envelopes whose delay passed. A
+    /// failed commit loses the envelope: the broker no longer has it.
     #[cfg(feature = "mutations")]
     fn commit_pending(&mut self) {
-        let now = Instant::now();
-        while let Some((at, _)) = self.pending.front() {
-            if now.saturating_duration_since(*at) < ACK_BEFORE_COMMIT_DELAY {
-                break;
-            }
-            let Some((_, payload)) = self.pending.pop_front() else {
-                break;
-            };
-            if let Err(e) = self.commit_payloads(&[&payload], Vec::new()) {
+        for p in self.machine.pending_due(Instant::now()) {
+            if let Err(e) = self.commit_envelopes(&[&p.payload], Vec::new()) {
                 tracing::warn!(error = %e, "an acknowledged envelope could not be committed");
             }
         }
