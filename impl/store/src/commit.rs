@@ -175,7 +175,8 @@ impl Store {
         check_queue(&queue)?;
         let now = ms(now)?;
         self.commit_step(device, now, |tx| {
-            for ((out, content), chat) in items.iter().zip(&chats) {
+            for (((out, content), chat), item) in items.iter().zip(&chats).zip(&queue) {
+                let mut message_row = None;
                 if let Content::Text(text) = content {
                     let state = if out.to.is_empty() {
                         MessageState::Delivered
@@ -196,9 +197,11 @@ impl Store {
                         now,
                         state.code()
                     ])?;
+                    message_row = Some(tx.last_insert_rowid());
                 }
+                enqueue_one(tx, item, message_row, now)?;
             }
-            enqueue(tx, &queue, now)
+            Ok(())
         })
     }
 
@@ -320,22 +323,35 @@ fn check_queue(queue: &[ToSend<'_>]) -> Result<()> {
 
 /// Adds one outbox row per recipient of each item, due at once.
 fn enqueue(tx: &Transaction<'_>, queue: &[ToSend<'_>], now: i64) -> Result<()> {
+    for item in queue {
+        enqueue_one(tx, item, None, now)?;
+    }
+    Ok(())
+}
+
+/// Queues one envelope, one outbox row per recipient; `message_row`: the row of the text it
+/// carries in `messages`, which its PUBACK and receipt update.
+fn enqueue_one(
+    tx: &Transaction<'_>,
+    item: &ToSend<'_>,
+    message_row: Option<i64>,
+    now: i64,
+) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (message_id, recipient, envelope, until_receipt, attempts,
-             next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
+             next_attempt_at, created_at, message_row)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
     )?;
-    for item in queue {
-        let out = item.outgoing;
-        for to in &out.to {
-            stmt.execute(params![
-                &out.id.0[..],
-                &to.0[..],
-                &out.envelope[..],
-                item.until_receipt,
-                now
-            ])?;
-        }
+    let out = item.outgoing;
+    for to in &out.to {
+        stmt.execute(params![
+            &out.id.0[..],
+            &to.0[..],
+            &out.envelope[..],
+            item.until_receipt,
+            now,
+            message_row
+        ])?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! Only text is a message here; control contents (receipts, key updates, group keys, acks) change
 //! the device state and the outbox but are not shown.
 
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use sotto_core::{GroupId, MessageId, UserId};
 
 use crate::error::{Result, StoreError};
@@ -237,17 +237,30 @@ impl Store {
         )?)
     }
 
-    /// The state of a message this device sent, if it is stored.
+    /// The state of a message this device sent, if it is stored. A message still in the outbox
+    /// is found through its outbox row; one no longer there by a search from the newest message
+    /// back (sent ids are not indexed: each would take a page at a random place, schema V6), so
+    /// the older the message, the longer the search.
     pub fn outgoing_state(&self, id: &MessageId) -> Result<Option<MessageState>> {
-        let mut stmt = self
+        let code: Option<i64> = self
             .conn
-            .prepare_cached("SELECT state FROM messages WHERE message_id = ?1 AND outgoing = 1")?;
-        let codes = stmt
-            .query_map([&id.0[..]], |r| r.get::<_, i64>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        codes
-            .first()
-            .map(|c| MessageState::from_code(*c))
-            .transpose()
+            .prepare_cached(
+                "SELECT m.state FROM outbox o JOIN messages m ON m.id = o.message_row
+                 WHERE o.message_id = ?1 LIMIT 1",
+            )?
+            .query_row([&id.0[..]], |r| r.get(0))
+            .optional()?;
+        let code = match code {
+            Some(code) => Some(code),
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT state FROM messages WHERE message_id = ?1 AND outgoing = 1
+                     ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row([&id.0[..]], |r| r.get(0))
+                .optional()?,
+        };
+        code.map(MessageState::from_code).transpose()
     }
 }

@@ -103,24 +103,24 @@ pub(crate) fn apply_receipt(
     id: &MessageId,
     from: &UserId,
 ) -> Result<Option<bool>> {
-    let n = conn
+    let deleted: Option<Option<i64>> = conn
         .prepare_cached(
-            "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2 AND until_receipt = 1",
+            "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2 AND until_receipt = 1
+             RETURNING message_row",
         )?
-        .execute(params![&id.0[..], &from.0[..]])?;
-    if n == 0 {
+        .query_row(params![&id.0[..], &from.0[..]], |r| r.get(0))
+        .optional()?;
+    let Some(message_row) = deleted else {
         return Ok(None);
-    }
+    };
     let waiting: bool = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND until_receipt = 1)",
         )?
         .query_row([&id.0[..]], |r| r.get(0))?;
-    if !waiting {
-        conn.prepare_cached(
-            "UPDATE messages SET state = ?2 WHERE message_id = ?1 AND outgoing = 1 AND state < ?2",
-        )?
-        .execute(params![&id.0[..], MessageState::Delivered.code()])?;
+    if let (false, Some(row)) = (waiting, message_row) {
+        conn.prepare_cached("UPDATE messages SET state = ?2 WHERE id = ?1 AND state < ?2")?
+            .execute(params![row, MessageState::Delivered.code()])?;
     }
     Ok(Some(!waiting))
 }
@@ -136,16 +136,16 @@ pub(crate) fn mark_published_in(
     ms(now)?;
     let mut matched = 0;
     for (id, to) in rows {
-        let row: Option<(bool, i64)> = tx
+        let row: Option<(bool, i64, Option<i64>)> = tx
             .prepare_cached(
-                "SELECT until_receipt, attempts FROM outbox
+                "SELECT until_receipt, attempts, message_row FROM outbox
                  WHERE message_id = ?1 AND recipient = ?2",
             )?
             .query_row(params![&id.0[..], &to.0[..]], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        let Some((until_receipt, attempts)) = row else {
+        let Some((until_receipt, attempts, message_row)) = row else {
             continue;
         };
         matched += 1;
@@ -161,16 +161,19 @@ pub(crate) fn mark_published_in(
                 attempts,
                 ms_clamped(now.saturating_add(backoff.delay(attempts)))
             ])?;
-            tx.prepare_cached(
-                "UPDATE messages SET state = ?2
-                 WHERE message_id = ?1 AND outgoing = 1 AND state = ?3
-                   AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND attempts = 0)",
-            )?
-            .execute(params![
-                &id.0[..],
-                MessageState::Sent.code(),
-                MessageState::Queued.code()
-            ])?;
+            if let Some(message_row) = message_row {
+                tx.prepare_cached(
+                    "UPDATE messages SET state = ?2
+                     WHERE id = ?4 AND state = ?3
+                       AND NOT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1 AND attempts = 0)",
+                )?
+                .execute(params![
+                    &id.0[..],
+                    MessageState::Sent.code(),
+                    MessageState::Queued.code(),
+                    message_row
+                ])?;
+            }
         } else {
             tx.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2")?
                 .execute(params![&id.0[..], &to.0[..]])?;

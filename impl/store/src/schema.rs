@@ -146,8 +146,20 @@ DROP TABLE received;
 ALTER TABLE received_v5 RENAME TO received;
 ";
 
+/// Migration 6: no index of sent messages' ids either (issue 14). Each outbox row of a sent text
+/// names the text's row in `messages` (`message_row`), so a PUBACK or a receipt, which find the
+/// outbox row by its small index, update the message by its row id. The index of every sent id
+/// put each sent message on a random page of it; the outbox only holds what is not yet receipted.
+pub const V6: &str = "
+ALTER TABLE outbox ADD COLUMN message_row INTEGER;
+UPDATE outbox SET message_row = (
+    SELECT max(m.id) FROM messages m WHERE m.message_id = outbox.message_id AND m.outgoing = 1
+);
+DROP INDEX messages_sent_by_id;
+";
+
 /// Every migration, in order; migration `i` (0-based) takes a store from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
