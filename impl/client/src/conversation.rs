@@ -147,6 +147,25 @@ impl Client {
     /// alone); `Err` if the commit failed, and then none was sent.
     pub fn send_many(&mut self, texts: &[(Chat, String)]) -> Result<Vec<Result<MessageId>>> {
         let now = self.now();
+        let (results, sealed) = self.seal_texts(texts, now);
+        let items: Vec<(&Outgoing, &Content)> = sealed.iter().map(|(o, c)| (o, c)).collect();
+        if let Err(e) = self
+            .store
+            .commit_outgoing_many(&mut self.device, &items, now)
+        {
+            self.reload()?;
+            return Err(e.into());
+        }
+        Ok(results)
+    }
+
+    /// Seals texts, each to a contact or a group, without committing: each text's result, and
+    /// the sealed envelopes with their contents, to commit in one transaction.
+    pub(crate) fn seal_texts(
+        &mut self,
+        texts: &[(Chat, String)],
+        now: u64,
+    ) -> (Vec<Result<MessageId>>, Vec<(Outgoing, Content)>) {
         let mut sealed: Vec<(Outgoing, Content)> = Vec::with_capacity(texts.len());
         let mut results = Vec::with_capacity(texts.len());
         for (chat, text) in texts {
@@ -163,15 +182,7 @@ impl Client {
                 Err(e) => results.push(Err(e.into())),
             }
         }
-        let items: Vec<(&Outgoing, &Content)> = sealed.iter().map(|(o, c)| (o, c)).collect();
-        if let Err(e) = self
-            .store
-            .commit_outgoing_many(&mut self.device, &items, now)
-        {
-            self.reload()?;
-            return Err(e.into());
-        }
-        Ok(results)
+        (results, sealed)
     }
 
     /// Sends `to` a key update (EPOCH-2): when the newest epoch is the peer's, it turns the epoch

@@ -14,8 +14,8 @@
 //! broker delivers the envelopes again after the reconnection (RX-4).
 
 use sotto_core::error::SessionError;
-use sotto_core::{Event, Inbound, Incoming, Verdict};
-use sotto_store::{Burst, Delivery, Opened, ToSend};
+use sotto_core::{Event, Inbound, Incoming, MessageId, Verdict};
+use sotto_store::{Burst, Chat, Delivery, Opened, ToSend};
 
 use crate::account::Client;
 use crate::error::Result;
@@ -33,26 +33,31 @@ pub(crate) struct BurstOutcome {
 
 impl Client {
     /// Opens and commits a burst of envelopes from the inbox in one transaction, with the outbox
-    /// rows the broker acknowledged meanwhile (`published`, RX-6).
+    /// rows the broker acknowledged meanwhile (`published`, RX-6) and the texts the app sent
+    /// meanwhile (`texts`, sealed first, as [`Client::send_many`] does; each gets its result).
     pub(crate) fn handle_burst(
         &mut self,
         envelopes: &[&[u8]],
         published: Vec<RowKey>,
+        texts: &[(Chat, String)],
         events: &mut Vec<ClientEvent>,
-    ) -> Result<BurstOutcome> {
+    ) -> Result<(BurstOutcome, Vec<Result<MessageId>>)> {
         let items: Vec<(&[u8], Option<i64>)> = envelopes.iter().map(|e| (*e, None)).collect();
-        self.open_burst(&items, published, events)
+        self.open_burst(&items, published, texts, events)
     }
 
     /// Opens `items` (envelope, parked id if it comes from the parking table) and commits them
-    /// with the PUBACK marks `published`.
+    /// with the PUBACK marks `published` and the texts `texts`, sealed before the envelopes open.
     fn open_burst(
         &mut self,
         items: &[(&[u8], Option<i64>)],
         published: Vec<RowKey>,
+        texts: &[(Chat, String)],
         events: &mut Vec<ClientEvent>,
-    ) -> Result<BurstOutcome> {
-        let mut burst = Inbound::new(self.now());
+    ) -> Result<(BurstOutcome, Vec<Result<MessageId>>)> {
+        let now = self.now();
+        let (sent, sealed) = self.seal_texts(texts, now);
+        let mut burst = Inbound::new(now);
         let verdicts: Vec<Verdict> = items
             .iter()
             .map(|(bytes, _)| self.device.receive_into(&mut burst, bytes))
@@ -83,6 +88,7 @@ impl Client {
         let mut commit = Burst {
             queue: reply.owed.iter().map(ToSend::once).collect(),
             published,
+            sent: sealed.iter().map(|(o, c)| (o, c)).collect(),
             ..Burst::default()
         };
         for ((bytes, parked), v) in items.iter().zip(&verdicts) {
@@ -136,7 +142,7 @@ impl Client {
                 Verdict::Duplicate => {}
             }
         }
-        Ok(BurstOutcome { opened, new_keys })
+        Ok((BurstOutcome { opened, new_keys }, sent))
     }
 
     /// Retries every parked envelope until no more open (RX-8). Those that open, are duplicates
@@ -151,7 +157,7 @@ impl Client {
                 .iter()
                 .map(|p| (&p.envelope[..], Some(p.id)))
                 .collect();
-            if self.open_burst(&items, Vec::new(), events)?.opened == 0 {
+            if self.open_burst(&items, Vec::new(), &[], events)?.0.opened == 0 {
                 return Ok(());
             }
         }

@@ -38,6 +38,8 @@ pub struct Burst<'a> {
     /// Outbox rows the broker acknowledged since the last commit (PUBACK), marked in the same
     /// transaction ([`Store::mark_published_many`]).
     pub published: Vec<(MessageId, UserId)>,
+    /// Messages sealed in the same step, saved as [`Store::commit_outgoing_many`] saves them.
+    pub sent: Vec<(&'a Outgoing, &'a Content)>,
 }
 
 /// A message that was waiting for a recipient's receipt and got it.
@@ -85,7 +87,8 @@ impl Store {
 
     /// Commits a burst of received envelopes in one transaction (RX-4): the device's changes,
     /// the PUBACKed outbox rows (RX-6), every opened message, the envelopes to park and unpark
-    /// (RX-8), and `queue` (the receipts and group acks the burst owes, RX-5, GRP-9). The shell
+    /// (RX-8), `queue` (the receipts and group acks the burst owes, RX-5, GRP-9), and the
+    /// messages sealed in the same step with their outbox rows (`sent`, RX-6). The shell
     /// acknowledges the burst's PUBLISHes only after this returns `Ok`; on `Err` nothing was
     /// written.
     ///
@@ -128,6 +131,7 @@ impl Store {
             #[cfg(test)]
             fault(fail_at, "incoming:before-queue")?;
             enqueue(tx, &burst.queue, now)?;
+            save_outgoing(tx, &burst.sent, now)?;
             Ok(done)
         })
     }
@@ -155,54 +159,8 @@ impl Store {
         now: u64,
     ) -> Result<()> {
         self.check_device(device)?;
-        let mut queue = Vec::with_capacity(items.len());
-        let mut chats = Vec::with_capacity(items.len());
-        for (out, content) in items {
-            queue.push(ToSend {
-                outgoing: out,
-                until_receipt: content.wants_receipt(),
-            });
-            chats.push(match (out.group, out.to.first()) {
-                (Some(g), _) => Chat::Group(g),
-                (None, Some(u)) if out.to.len() == 1 => Chat::User(*u),
-                (None, _) => {
-                    return Err(StoreError::Invalid(
-                        "a pairwise message has exactly one recipient",
-                    ));
-                }
-            });
-        }
-        check_queue(&queue)?;
         let now = ms(now)?;
-        self.commit_step(device, now, |tx| {
-            for (((out, content), chat), item) in items.iter().zip(&chats).zip(&queue) {
-                let mut message_row = None;
-                if let Content::Text(text) = content {
-                    let state = if out.to.is_empty() {
-                        MessageState::Delivered
-                    } else {
-                        MessageState::Queued
-                    };
-                    tx.prepare_cached(
-                        "INSERT INTO messages (message_id, chat, is_group, sender, outgoing, kind,
-                             body, sent_at, received_at, state)
-                         VALUES (?1, ?2, ?3, NULL, 1, ?4, ?5, ?6, NULL, ?7)",
-                    )?
-                    .execute(params![
-                        &out.id.0[..],
-                        chat.as_bytes(),
-                        chat.is_group(),
-                        content.kind(),
-                        text,
-                        now,
-                        state.code()
-                    ])?;
-                    message_row = Some(tx.last_insert_rowid());
-                }
-                enqueue_one(tx, item, message_row, now)?;
-            }
-            Ok(())
-        })
+        self.commit_step(device, now, |tx| save_outgoing(tx, items, now))
     }
 
     /// Commits a state-only change (a contact added or verified, a group created or changed, a
@@ -322,6 +280,57 @@ fn check_queue(queue: &[ToSend<'_>]) -> Result<()> {
 }
 
 /// Adds one outbox row per recipient of each item, due at once.
+/// Saves sealed messages in the transaction `tx`: each text as a message, and each envelope's
+/// outbox rows, waiting for a receipt if the content wants one (RX-5, RX-6). Every item is
+/// checked before anything is written.
+fn save_outgoing(tx: &Transaction<'_>, items: &[(&Outgoing, &Content)], now: i64) -> Result<()> {
+    let mut queue = Vec::with_capacity(items.len());
+    let mut chats = Vec::with_capacity(items.len());
+    for (out, content) in items {
+        queue.push(ToSend {
+            outgoing: out,
+            until_receipt: content.wants_receipt(),
+        });
+        chats.push(match (out.group, out.to.first()) {
+            (Some(g), _) => Chat::Group(g),
+            (None, Some(u)) if out.to.len() == 1 => Chat::User(*u),
+            (None, _) => {
+                return Err(StoreError::Invalid(
+                    "a pairwise message has exactly one recipient",
+                ));
+            }
+        });
+    }
+    check_queue(&queue)?;
+    for (((out, content), chat), item) in items.iter().zip(&chats).zip(&queue) {
+        let mut message_row = None;
+        if let Content::Text(text) = content {
+            let state = if out.to.is_empty() {
+                MessageState::Delivered
+            } else {
+                MessageState::Queued
+            };
+            tx.prepare_cached(
+                "INSERT INTO messages (message_id, chat, is_group, sender, outgoing, kind,
+                     body, sent_at, received_at, state)
+                 VALUES (?1, ?2, ?3, NULL, 1, ?4, ?5, ?6, NULL, ?7)",
+            )?
+            .execute(params![
+                &out.id.0[..],
+                chat.as_bytes(),
+                chat.is_group(),
+                content.kind(),
+                text,
+                now,
+                state.code()
+            ])?;
+            message_row = Some(tx.last_insert_rowid());
+        }
+        enqueue_one(tx, item, message_row, now)?;
+    }
+    Ok(())
+}
+
 fn enqueue(tx: &Transaction<'_>, queue: &[ToSend<'_>], now: i64) -> Result<()> {
     for item in queue {
         enqueue_one(tx, item, None, now)?;

@@ -103,6 +103,11 @@ struct Engine<'a> {
     commands: Option<mpsc::Receiver<Command>>,
     /// The loop's decisions.
     machine: Machine<rumqttc::Publish>,
+    /// Texts the app sent during this loop turn, sealed and committed at its end, in the
+    /// transaction of the burst if there is one.
+    sends: Vec<(Chat, String)>,
+    /// Where each of `sends` reports its result.
+    replies: Vec<oneshot::Sender<Result<MessageId>>>,
     shutting_down: bool,
     /// Store work (commits with `synchronous=FULL` wait for the disk) runs through
     /// `block_in_place`, so that the other tasks of this worker thread move to another one
@@ -280,6 +285,8 @@ impl<'a> Engine<'a> {
             sink,
             commands,
             machine,
+            sends: Vec::new(),
+            replies: Vec::new(),
             shutting_down: false,
             off_worker: false,
         }
@@ -362,7 +369,11 @@ impl<'a> Engine<'a> {
             let left = until.saturating_duration_since(Instant::now());
             tokio::select! {
                 cmd = next_command(&mut self.commands) => match cmd {
-                    Some(cmd) => self.on_command(cmd),
+                    Some(cmd) => {
+                        self.on_command(cmd);
+                        self.take_ready_commands();
+                        self.flush_sends();
+                    }
                     None => return false,
                 },
                 _ = tokio::time::sleep(left) => return true,
@@ -422,29 +433,15 @@ impl<'a> Engine<'a> {
             if turn.disconnect {
                 self.disconnect(conn);
             }
+            let mut end = None;
             tokio::select! {
-                ev = conn.events.recv() => {
-                    let mut end = self.on_polled(ev, conn, mode);
-                    // Everything else already delivered joins the burst (group commit).
-                    while end.is_none() && !self.machine.burst_full() {
-                        match conn.events.try_recv() {
-                            Ok(ev) => end = self.on_polled(Some(ev), conn, mode),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(e) = self.commit_burst(conn) {
-                        tracing::warn!(error = %e, "a burst could not be committed; not acknowledged");
-                        return end.unwrap_or(ConnEnd::Lost(e, false));
-                    }
-                    if let Some(end) = end {
-                        return end;
-                    }
-                }
+                ev = conn.events.recv() => end = self.on_polled(ev, conn, mode),
                 cmd = next_command(&mut self.commands), if !self.shutting_down => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => {
                         self.shutting_down = true;
                         if !self.machine.connected() {
+                            self.flush_sends();
                             return ConnEnd::Shutdown;
                         }
                         self.disconnect(conn);
@@ -452,35 +449,61 @@ impl<'a> Engine<'a> {
                 },
                 _ = tokio::time::sleep(turn.wake) => {}
             }
+            // Everything else already delivered joins the burst (group commit), and the sends
+            // already queued join its transaction.
+            while end.is_none() && !self.machine.burst_full() {
+                match conn.events.try_recv() {
+                    Ok(ev) => end = self.on_polled(Some(ev), conn, mode),
+                    Err(_) => break,
+                }
+            }
+            self.take_ready_commands();
+            if let Err(e) = self.commit_turn(conn) {
+                tracing::warn!(error = %e, "a burst could not be committed; not acknowledged");
+                return end.unwrap_or(ConnEnd::Lost(e, false));
+            }
+            if let Some(end) = end {
+                return end;
+            }
         }
     }
 
-    /// Runs a command; a send takes the sends queued right behind it along into one commit.
-    fn on_command(&mut self, first: Command) {
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Command::Run(f) => self.on_disk(|e| f(e.client)),
-                Command::Send(chat, text, reply) => {
-                    let mut texts = vec![(chat, text)];
-                    let mut replies = vec![reply];
-                    while texts.len() < MAX_BURST {
-                        match self.commands.as_mut().map(|rx| rx.try_recv()) {
-                            Some(Ok(Command::Send(chat, text, reply))) => {
-                                texts.push((chat, text));
-                                replies.push(reply);
-                            }
-                            Some(Ok(other)) => {
-                                next = Some(other);
-                                break;
-                            }
-                            _ => break,
-                        }
-                    }
-                    self.send_burst(texts, replies);
+    /// Runs a command. A send waits for the end of the loop turn, to be sealed and committed
+    /// with the others of the turn; anything else runs now, after the sends before it.
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Run(f) => {
+                self.flush_sends();
+                self.on_disk(|e| f(e.client));
+            }
+            Command::Send(chat, text, reply) => {
+                if self.sends.len() >= MAX_BURST {
+                    self.flush_sends();
                 }
+                self.sends.push((chat, text));
+                self.replies.push(reply);
             }
         }
+    }
+
+    /// Runs the commands already waiting (until a turn's worth of sends is queued).
+    fn take_ready_commands(&mut self) {
+        while !self.shutting_down && self.sends.len() < MAX_BURST {
+            match self.commands.as_mut().map(|rx| rx.try_recv()) {
+                Some(Ok(cmd)) => self.on_command(cmd),
+                _ => break,
+            }
+        }
+    }
+
+    /// Seals and commits the sends queued in this turn in one transaction.
+    fn flush_sends(&mut self) {
+        if self.sends.is_empty() {
+            return;
+        }
+        let texts = std::mem::take(&mut self.sends);
+        let replies = std::mem::take(&mut self.replies);
+        self.send_burst(texts, replies);
     }
 
     /// Seals and commits a burst of sends in one transaction; if that commit fails, each is sent
@@ -491,11 +514,7 @@ impl<'a> Engine<'a> {
         replies: Vec<oneshot::Sender<Result<MessageId>>>,
     ) {
         match self.on_disk(|e| e.client.send_many(&texts)) {
-            Ok(results) => {
-                for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(r);
-                }
-            }
+            Ok(results) => reply_all(replies, results),
             Err(e) => {
                 tracing::warn!(error = %e, "a burst of sends could not be committed; one by one");
                 for (reply, (chat, text)) in replies.into_iter().zip(texts) {
@@ -543,22 +562,32 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Commits the burst the machine hands out (the inbox PUBLISHes with the outbox rows
-    /// PUBACKed meanwhile, in one transaction, RX-6), then acknowledges its PUBLISHes (RX-4). A
-    /// store failure propagates: nothing is acknowledged, the broker delivers them again.
-    fn commit_burst(&mut self, conn: &mut Connection) -> Result<()> {
+    /// Ends a loop turn: commits the burst the machine hands out (the inbox PUBLISHes, the
+    /// outbox rows PUBACKed meanwhile, RX-6) and the sends of the turn in one transaction, then
+    /// acknowledges the PUBLISHes (RX-4). A store failure propagates: nothing is acknowledged,
+    /// the broker delivers them again; the sends are then committed on their own.
+    fn commit_turn(&mut self, conn: &mut Connection) -> Result<()> {
         let Some(mut burst) = self.machine.take_burst() else {
+            self.flush_sends();
             return Ok(());
         };
         let published = std::mem::take(&mut burst.published);
         let envelopes = burst.envelopes();
-        if !envelopes.is_empty() {
-            self.on_disk(|e| e.commit_envelopes(&envelopes, published))?;
-        } else if !published.is_empty() {
+        if envelopes.is_empty() && self.sends.is_empty() {
             self.on_disk(|e| {
                 let now = e.client.now();
                 e.client.store.mark_published_many(&published, now)
             })?;
+        } else {
+            let texts = std::mem::take(&mut self.sends);
+            let replies = std::mem::take(&mut self.replies);
+            match self.on_disk(|e| e.commit_envelopes(&envelopes, published, &texts)) {
+                Ok(results) => reply_all(replies, results),
+                Err(e) => {
+                    self.send_burst(texts, replies);
+                    return Err(e);
+                }
+            }
         }
         conn.acks.extend(self.machine.committed(burst));
         conn.flush_acks();
@@ -648,13 +677,22 @@ impl<'a> Engine<'a> {
     }
 
     /// Opens and commits envelopes of the inbox in one transaction with the PUBACK marks
-    /// `published`, then retries the parked ones if they brought new keys (RX-8). Only after this
-    /// may the PUBLISHes be acknowledged (RX-4).
-    fn commit_envelopes(&mut self, envelopes: &[&[u8]], published: Vec<RowKey>) -> Result<()> {
+    /// `published` and the sends `texts` (their results, in order), then retries the parked
+    /// envelopes if these brought new keys (RX-8). Only after this may the PUBLISHes be
+    /// acknowledged (RX-4).
+    fn commit_envelopes(
+        &mut self,
+        envelopes: &[&[u8]],
+        published: Vec<RowKey>,
+        texts: &[(Chat, String)],
+    ) -> Result<Vec<Result<MessageId>>> {
         let mut events = Vec::new();
-        let outcome = self.client.handle_burst(envelopes, published, &mut events);
+        let outcome = self
+            .client
+            .handle_burst(envelopes, published, texts, &mut events);
         self.emit_all(events);
-        if outcome?.new_keys {
+        let (outcome, sent) = outcome?;
+        if outcome.new_keys {
             let mut events = Vec::new();
             let retried = self.client.retry_parked(&mut events);
             self.emit_all(events);
@@ -662,7 +700,7 @@ impl<'a> Engine<'a> {
                 tracing::warn!(error = %e, "retrying parked envelopes failed");
             }
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// Mutation `AckBeforeCommit`: commits the acknowledged envelopes whose delay passed. A
@@ -670,9 +708,16 @@ impl<'a> Engine<'a> {
     #[cfg(feature = "mutations")]
     fn commit_pending(&mut self) {
         for p in self.machine.pending_due(Instant::now()) {
-            if let Err(e) = self.commit_envelopes(&[&p.payload], Vec::new()) {
+            if let Err(e) = self.commit_envelopes(&[&p.payload], Vec::new(), &[]) {
                 tracing::warn!(error = %e, "an acknowledged envelope could not be committed");
             }
         }
+    }
+}
+
+/// Tells each caller of a send its result.
+fn reply_all(replies: Vec<oneshot::Sender<Result<MessageId>>>, results: Vec<Result<MessageId>>) {
+    for (reply, r) in replies.into_iter().zip(results) {
+        let _ = reply.send(r);
     }
 }

@@ -2,7 +2,9 @@
 //! duplicates, and what a failed or interrupted commit leaves behind.
 
 use sotto_core::{Content, Outgoing, Trust};
-use sotto_store::{Chat, Direction, MessageState, ReceivedRef, Store, StoreError, ToSend};
+use sotto_store::{
+    Burst, Chat, Direction, MessageState, Opened, ReceivedRef, Store, StoreError, ToSend,
+};
 
 use crate::common::*;
 
@@ -90,6 +92,81 @@ fn conversation_commits_state_message_and_receipt_together_rx_4_rx_5() {
     );
     // A second copy of the receipt changes nothing.
     assert!(!sa.mark_delivered(&out.id, bob.user_id()).unwrap());
+}
+
+/// A loop turn: what arrived (a message and the PUBACK of a row) and what the app sent meanwhile
+/// (a reply) are one transaction; a failed one writes none of them.
+#[test]
+fn a_burst_commits_the_texts_sent_in_its_turn_rx_4_rx_6() {
+    let mut r = rng(11);
+    let (mut alice, mut bob) = pair(&mut r);
+    let dir = tmp();
+    let (mut sb, _) = create(dir.path(), "bob.db", &bob);
+    let hello = send(&mut alice, &mut r, T0, bob.user_id(), "hello");
+    let (inc, _) = receive(&mut bob, &mut r, T0, &hello);
+    sb.commit_incoming(&mut bob, &hello.envelope, &inc, T0, &[])
+        .unwrap();
+    let first = send(&mut bob, &mut r, T0, alice.user_id(), "are you there");
+    sb.commit_outgoing(&mut bob, &first, &text("are you there"), T0)
+        .unwrap();
+
+    let out = send(&mut alice, &mut r, T0, bob.user_id(), "hi bob");
+    let (inc, receipt) = receive(&mut bob, &mut r, T0 + 1, &out);
+    let reply = send(&mut bob, &mut r, T0 + 1, alice.user_id(), "hi alice");
+    let (reply_text, receipt_to) = (text("hi alice"), alice.user_id());
+    let burst = Burst {
+        opened: vec![Opened {
+            envelope: &out.envelope,
+            incoming: &inc,
+        }],
+        queue: vec![ToSend::once(&receipt)],
+        published: vec![(first.id, *receipt_to)],
+        sent: vec![(&reply, &reply_text)],
+        ..Burst::default()
+    };
+    assert_eq!(
+        sb.commit_burst(&mut bob, &burst, T0 + 2).unwrap().fresh,
+        [true]
+    );
+
+    let chat = sb.messages_with(&Chat::User(*alice.user_id())).unwrap();
+    let texts: Vec<(&str, MessageState)> = chat.iter().map(|m| (&m.text[..], m.state)).collect();
+    assert_eq!(
+        texts,
+        [
+            ("hello", MessageState::Received),
+            ("are you there", MessageState::Sent),
+            ("hi bob", MessageState::Received),
+            ("hi alice", MessageState::Queued),
+        ]
+    );
+    let due = sb.due_outbox(T0 + 2, 10).unwrap();
+    let ids: Vec<_> = due
+        .iter()
+        .map(|e| (e.message_id, e.until_receipt))
+        .collect();
+    assert_eq!(ids, [(receipt.id, false), (reply.id, true)]);
+    assert_eq!(*sb.load_device().unwrap().export(), *bob.export());
+
+    // A burst whose sent text names no recipient fails whole: nothing of it is written.
+    let mut bad = send(&mut bob, &mut r, T0 + 3, alice.user_id(), "lost");
+    bad.to.clear();
+    let burst = Burst {
+        published: vec![(reply.id, *receipt_to)],
+        sent: vec![(&bad, &reply_text)],
+        ..Burst::default()
+    };
+    assert!(sb.commit_burst(&mut bob, &burst, T0 + 3).is_err());
+    assert_eq!(
+        sb.messages_with(&Chat::User(*alice.user_id()))
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        sb.outgoing_state(&reply.id).unwrap(),
+        Some(MessageState::Queued)
+    );
 }
 
 #[test]
