@@ -233,6 +233,43 @@ impl Store {
         raws.into_iter().map(check_entry).collect()
     }
 
+    /// The keys (message id, recipient) of the rows [`Store::due_outbox`] would return, without
+    /// their envelopes: what a shell with publishes in flight reads on each turn, to fetch only
+    /// the rows it publishes ([`Store::outbox_entry`]).
+    pub fn due_outbox_keys(&self, now: u64, limit: usize) -> Result<Vec<(MessageId, UserId)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT message_id, recipient
+             FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let raws = stmt
+            .query_map(params![ms_clamped(now), limit], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter()
+            .map(|(id, to)| {
+                let id = id
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("message id length"))?;
+                Ok((MessageId(id), user_from(&to)?))
+            })
+            .collect()
+    }
+
+    /// The outbox row of `id` for `to`, if it is there.
+    pub fn outbox_entry(&self, id: &MessageId, to: &UserId) -> Result<Option<OutboxEntry>> {
+        let raw = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox WHERE message_id = ?1 AND recipient = ?2"
+            ))?
+            .query_row(params![&id.0[..], &to.0[..]], raw_entry)
+            .optional()?;
+        raw.map(check_entry).transpose()
+    }
+
     /// Rows the service refused at their last publish (BROKER-5), oldest first: what waits, and
     /// why ([`OutboxEntry::held`]).
     pub fn held_outbox(&self) -> Result<Vec<OutboxEntry>> {

@@ -418,10 +418,7 @@ impl<'a> Engine<'a> {
             let turn = self.machine.turn(
                 now,
                 !conn.acks.is_empty(),
-                |n| {
-                    let due = client.store.due_outbox(client.now(), n).ok()?;
-                    Some(due.iter().map(|r| (r.message_id, r.recipient)).collect())
-                },
+                |n| client.store.due_outbox_keys(client.now(), n).ok(),
                 || match client.store.next_attempt_at() {
                     Ok(Some(due)) => {
                         NextDue::In(Duration::from_millis(due.saturating_sub(client.now())))
@@ -594,23 +591,29 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Publishes the due rows the machine chooses (RX-6).
+    /// Publishes the due rows the machine chooses (RX-6). Only the keys of the due rows are
+    /// read on each turn (most are in flight already); the envelopes only of those chosen.
     fn drain_outbox(&mut self, conn: &mut Connection) -> Result<()> {
         let Some(limit) = self.machine.outbox_query() else {
             return Ok(());
         };
-        let due = self.client.store.due_outbox(self.client.now(), limit)?;
-        let chosen = self.machine.choose(due, |r| (r.message_id, r.recipient));
-        let mut rows = chosen.into_iter();
-        while let Some(row) = rows.next() {
-            tracing::trace!(attempt = row.attempts + 1, "publishing an outbox row");
-            let key = (row.message_id, row.recipient);
-            if !conn.publish(&row.recipient, row.envelope) {
-                let unsent: Vec<RowKey> = std::iter::once(key)
-                    .chain(rows.map(|r| (r.message_id, r.recipient)))
-                    .collect();
-                for key in unsent.into_iter().rev() {
-                    self.machine.not_published(key);
+        let store = &self.client.store;
+        let due = store.due_outbox_keys(self.client.now(), limit)?;
+        let chosen = self.machine.choose(due, |k| *k);
+        let rows = chosen
+            .iter()
+            .map(|(id, to)| store.outbox_entry(id, to))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for (i, row) in rows.into_iter().enumerate() {
+            // A row gone meanwhile (nothing else writes the store during a turn) or refused by
+            // the connection's request channel: it and the rest stay due.
+            let sent = row.is_some_and(|row| {
+                tracing::trace!(attempt = row.attempts + 1, "publishing an outbox row");
+                conn.publish(&row.recipient, row.envelope)
+            });
+            if !sent {
+                for key in chosen[i..].iter().rev() {
+                    self.machine.not_published(*key);
                 }
                 break;
             }
