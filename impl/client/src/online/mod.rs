@@ -612,7 +612,7 @@ impl<'a> Engine<'a> {
                 conn.publish(&row.recipient, row.envelope)
             });
             if !sent {
-                for key in chosen[i..].iter().rev() {
+                for key in chosen.iter().skip(i).rev() {
                     self.machine.not_published(*key);
                 }
                 break;
