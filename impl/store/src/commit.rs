@@ -279,7 +279,6 @@ fn check_queue(queue: &[ToSend<'_>]) -> Result<()> {
     Ok(())
 }
 
-/// Adds one outbox row per recipient of each item, due at once.
 /// Saves sealed messages in the transaction `tx`: each text as a message, and each envelope's
 /// outbox rows, waiting for a receipt if the content wants one (RX-5, RX-6). Every item is
 /// checked before anything is written.
@@ -331,6 +330,7 @@ fn save_outgoing(tx: &Transaction<'_>, items: &[(&Outgoing, &Content)], now: i64
     Ok(())
 }
 
+/// Adds one outbox row per recipient of each item, due at once.
 fn enqueue(tx: &Transaction<'_>, queue: &[ToSend<'_>], now: i64) -> Result<()> {
     for item in queue {
         enqueue_one(tx, item, None, now)?;
