@@ -858,7 +858,8 @@ mod tests {
             !m.turn(t, true, nothing_due, never).disconnect,
             "acks not handed over"
         );
-        let due = |_: usize| Some(vec![row(1)]);
+        // Reads as many rows as it is asked for: one is due.
+        let due = |n: usize| Some(vec![row(1)].into_iter().take(n).collect::<Vec<_>>());
         assert!(!m.turn(t, false, due, never).disconnect, "a row is due");
         assert!(
             !m.turn(t, false, |_| None, never).disconnect,
@@ -889,6 +890,89 @@ mod tests {
         );
         assert!(!m.timed_out(deadline - MIN_SLEEP));
         assert!(m.timed_out(deadline));
+    }
+
+    #[test]
+    fn a_sync_that_is_done_waits_for_nothing_else() {
+        let t0 = Instant::now();
+        let quiet = Duration::from_secs(2);
+        let deadline = t0 + Duration::from_secs(60);
+        let mut m = machine(Mode::Sync { quiet, deadline }, 8, t0);
+        let soon = || NextDue::In(Duration::from_millis(20));
+        let turn = m.turn(t0 + quiet, false, |_| Some(Vec::new()), soon);
+        assert_eq!(
+            turn,
+            Turn {
+                disconnect: true,
+                wake: TICK
+            },
+            "a row falling due later is for the next sync"
+        );
+    }
+
+    #[test]
+    fn the_connection_state_starts_again_with_each_attempt() {
+        let t0 = Instant::now();
+        let soon = Duration::from_millis(100);
+        let mut m = Machine::<Pub>::new(inbox(), Mode::Forever, 8, (FIRST, LONGEST), t0);
+        assert!(!m.connected());
+        assert_eq!(
+            m.outbox_query(),
+            None,
+            "nothing is published before the CONNACK"
+        );
+        let wait = |m: &mut Machine<Pub>| m.turn(t0, false, |_| None, || NextDue::In(soon)).wake;
+        assert_eq!(wait(&mut m), TICK);
+        m.on_connack(t0);
+        assert!(m.connected() && !m.is_closing());
+        assert_eq!(wait(&mut m), soon);
+        publish(&mut m, &[row(1)], 1);
+        m.on_publish(text(1), t0);
+        assert_eq!(wait(&mut m), INFLIGHT_TICK);
+        m.closing();
+        assert!(m.is_closing());
+        assert_eq!(m.outbox_query(), None, "closing: nothing more is published");
+        assert_eq!(wait(&mut m), TICK, "closing: no outbox timer");
+        m.connecting(t0);
+        assert!(!m.connected() && !m.is_closing());
+        assert!(
+            m.take_burst().is_none(),
+            "the burst died with the connection"
+        );
+        m.on_connack(t0);
+        assert_eq!(
+            publish(&mut m, &[row(1)], 1),
+            vec![row(1)],
+            "nothing is in flight on a new connection"
+        );
+    }
+
+    /// The mutation `AckBeforeCommit` (RX-4 broken on purpose): envelopes acknowledged early are
+    /// committed after their delay, and a sync does not end before.
+    #[cfg(feature = "mutations")]
+    #[test]
+    fn envelopes_acknowledged_early_wait_their_delay() {
+        let t0 = Instant::now();
+        let quiet = Duration::from_secs(1);
+        let deadline = t0 + Duration::from_secs(60);
+        let mut m = machine(Mode::Sync { quiet, deadline }, 8, t0);
+        m.pending.push_back((t0, text(1)));
+        m.pending
+            .push_back((t0 + Duration::from_millis(100), text(2)));
+        let none = |_: usize| Some(Vec::new());
+        let never = || NextDue::Nothing;
+        assert_eq!(m.turn(t0, false, none, never).wake, ACK_BEFORE_COMMIT_DELAY);
+        assert!(
+            !m.turn(t0 + quiet, false, none, never).disconnect,
+            "not committed yet"
+        );
+        let just_before = t0 + ACK_BEFORE_COMMIT_DELAY - Duration::from_millis(1);
+        assert!(m.pending_due(just_before).is_empty());
+        assert_eq!(m.pending_due(t0 + ACK_BEFORE_COMMIT_DELAY), vec![text(1)]);
+        assert_eq!(m.received(), 1);
+        assert_eq!(m.pending_due(t0 + quiet), vec![text(2)]);
+        assert_eq!(m.received(), 2);
+        assert!(m.turn(t0 + 2 * quiet, false, none, never).disconnect);
     }
 
     #[test]
