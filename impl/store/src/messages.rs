@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use sotto_core::{GroupId, MessageId, UserId};
 
 use crate::error::{Result, StoreError};
-use crate::rows::{from_ms, user_from};
+use crate::rows::{from_ms, message_id_from, user_from};
 use crate::store::Store;
 
 /// A conversation: with one contact, or in a group.
@@ -171,12 +171,7 @@ impl RawMessage {
     fn check(self) -> Result<StoredMessage> {
         Ok(StoredMessage {
             row_id: self.row_id,
-            id: MessageId(
-                self.id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("message id length"))?,
-            ),
+            id: message_id_from(&self.id)?,
             chat: Chat::from_row(&self.chat, self.is_group)?,
             sender: self.sender.as_deref().map(user_from).transpose()?,
             direction: if self.outgoing {

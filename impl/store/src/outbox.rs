@@ -17,7 +17,7 @@ use sotto_core::{MessageId, Outgoing, UserId};
 pub use crate::backoff::Backoff;
 use crate::error::{Result, StoreError};
 use crate::messages::MessageState;
-use crate::rows::{from_ms, ms, ms_clamped, user_from};
+use crate::rows::{from_ms, message_id_from, ms, ms_clamped, user_from};
 use crate::store::Store;
 
 /// An envelope to queue with a commit: one outbox row per recipient.
@@ -182,6 +182,9 @@ pub(crate) fn mark_published_in(
     Ok(matched)
 }
 
+/// The rows due at `?1` (ms), at most `?2`: the longest-waiting first, then in queue order.
+const DUE: &str = "FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2";
+
 type RawEntry = (Vec<u8>, Vec<u8>, Vec<u8>, bool, i64, i64, i64, i64);
 
 /// The columns of [`RawEntry`], in order.
@@ -204,11 +207,7 @@ fn raw_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
 fn check_entry(raw: RawEntry) -> Result<OutboxEntry> {
     let (id, to, envelope, until_receipt, attempts, next, created, held) = raw;
     Ok(OutboxEntry {
-        message_id: MessageId(
-            id.as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("message id length"))?,
-        ),
+        message_id: message_id_from(&id)?,
         recipient: user_from(&to)?,
         envelope,
         until_receipt,
@@ -222,10 +221,9 @@ fn check_entry(raw: RawEntry) -> Result<OutboxEntry> {
 impl Store {
     /// Rows due at `now` (at most `limit`), the longest-waiting first, then in queue order.
     pub fn due_outbox(&self, now: u64, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS}
-             FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
-        ))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {ENTRY_COLUMNS} {DUE}"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let raws = stmt
             .query_map(params![ms_clamped(now), limit], raw_entry)?
@@ -237,10 +235,9 @@ impl Store {
     /// their envelopes: what a shell with publishes in flight reads on each turn, to fetch only
     /// the rows it publishes ([`Store::outbox_entry`]).
     pub fn due_outbox_keys(&self, now: u64, limit: usize) -> Result<Vec<(MessageId, UserId)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT message_id, recipient
-             FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT message_id, recipient {DUE}"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let raws = stmt
             .query_map(params![ms_clamped(now), limit], |r| {
@@ -248,13 +245,7 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         raws.into_iter()
-            .map(|(id, to)| {
-                let id = id
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("message id length"))?;
-                Ok((MessageId(id), user_from(&to)?))
-            })
+            .map(|(id, to)| Ok((message_id_from(&id)?, user_from(&to)?)))
             .collect()
     }
 

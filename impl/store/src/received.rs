@@ -15,7 +15,7 @@ use sotto_core::limits::{MAX_DELIVERED_IDS, MAX_ENVELOPE, MAX_PENDING};
 use sotto_core::{GroupId, MessageId, UserId};
 
 use crate::error::{Result, StoreError};
-use crate::rows::{from_ms, ms, user_from};
+use crate::rows::{from_ms, message_id_from, ms, user_from};
 use crate::store::Store;
 
 /// What a committed envelope was (RX-6).
@@ -62,11 +62,7 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(ReceivedRef {
-            id: MessageId(
-                id.as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("message id length"))?,
-            ),
+            id: message_id_from(&id)?,
             from: user_from(&from)?,
             group: group
                 .map(|g| {

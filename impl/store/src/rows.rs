@@ -1,8 +1,8 @@
 //! How values are kept in SQLite columns: times as `i64` milliseconds, user ids as 10-byte
-//! blobs, trust as 0/1. Reading back checks each value: a store altered outside this crate is a
+//! blobs, message ids as 16-byte blobs, trust as 0/1. Reading back checks each value: a store altered outside this crate is a
 //! typed `Corrupt` error, never a panic.
 
-use sotto_core::{Trust, UserId};
+use sotto_core::{MessageId, Trust, UserId};
 
 use crate::error::{Result, StoreError};
 
@@ -27,6 +27,14 @@ pub(crate) fn user_from(b: &[u8]) -> Result<UserId> {
     Ok(UserId(
         b.try_into()
             .map_err(|_| StoreError::Corrupt("user id length"))?,
+    ))
+}
+
+/// A message id read back from the store.
+pub(crate) fn message_id_from(b: &[u8]) -> Result<MessageId> {
+    Ok(MessageId(
+        b.try_into()
+            .map_err(|_| StoreError::Corrupt("message id length"))?,
     ))
 }
 
