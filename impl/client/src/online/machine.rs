@@ -212,6 +212,11 @@ impl<P: Packet + Clone> Machine<P> {
         }
     }
 
+    /// How the loop runs.
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
     /// Inbox envelopes committed so far.
     pub(crate) fn received(&self) -> usize {
         self.received

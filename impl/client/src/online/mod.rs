@@ -132,7 +132,7 @@ impl Client {
         let deadline = Instant::now() + timeout;
         let mode = Mode::Sync { quiet, deadline };
         let mut engine = Engine::new(self, Sink::Collect(Vec::new()), None, mode);
-        let (complete, error) = match engine.run(mode).await {
+        let (complete, error) = match engine.run().await {
             Ok(complete) => (complete, None),
             Err(e) => (false, Some(e)),
         };
@@ -174,7 +174,7 @@ impl Client {
                 // A task spawned on a multi-thread runtime runs on one of its workers.
                 engine.off_worker = tokio::runtime::Handle::current().runtime_flavor()
                     == tokio::runtime::RuntimeFlavor::MultiThread;
-                if let Err(e) = engine.run(Mode::Forever).await {
+                if let Err(e) = engine.run().await {
                     tracing::error!(error = %e, "online loop stopped");
                 }
             }
@@ -320,7 +320,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Connects and reconnects until the mode says stop. `Ok(true)`: sync completed.
-    async fn run(&mut self, mode: Mode) -> Result<bool> {
+    async fn run(&mut self) -> Result<bool> {
+        let mode = self.machine.mode();
         loop {
             if self.machine.timed_out(Instant::now()) {
                 return Err(ClientError::Timeout);
@@ -332,7 +333,7 @@ impl<'a> Engine<'a> {
             )?;
             self.machine.connecting(Instant::now());
             let mut conn = Connection::start(opts);
-            let end = self.run_connection(&mut conn, &mode).await;
+            let end = self.run_connection(&mut conn).await;
             drop(conn);
             let ended = self.machine.connection_ended(Instant::now());
             self.strike_out(&ended.strike_out);
@@ -350,7 +351,7 @@ impl<'a> Engine<'a> {
                     if fatal && matches!(mode, Mode::Sync { .. }) {
                         return Err(e);
                     }
-                    if !self.pause(ended.delay, &mode).await {
+                    if !self.pause(ended.delay).await {
                         return Ok(false);
                     }
                 }
@@ -360,9 +361,9 @@ impl<'a> Engine<'a> {
 
     /// Waits `delay` before reconnecting, running commands meanwhile (they only touch the
     /// store). `false` if a shutdown was asked for.
-    async fn pause(&mut self, delay: Duration, mode: &Mode) -> bool {
-        let until = match mode {
-            Mode::Sync { deadline, .. } => (Instant::now() + delay).min(*deadline),
+    async fn pause(&mut self, delay: Duration) -> bool {
+        let until = match self.machine.mode() {
+            Mode::Sync { deadline, .. } => (Instant::now() + delay).min(deadline),
             Mode::Forever => Instant::now() + delay,
         };
         loop {
@@ -398,7 +399,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    async fn run_connection(&mut self, conn: &mut Connection, mode: &Mode) -> ConnEnd {
+    async fn run_connection(&mut self, conn: &mut Connection) -> ConnEnd {
         loop {
             #[cfg(feature = "mutations")]
             self.commit_pending();
@@ -432,7 +433,7 @@ impl<'a> Engine<'a> {
             }
             let mut end = None;
             tokio::select! {
-                ev = conn.events.recv() => end = self.on_polled(ev, conn, mode),
+                ev = conn.events.recv() => end = self.on_polled(ev, conn),
                 cmd = next_command(&mut self.commands), if !self.shutting_down => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => {
@@ -450,7 +451,7 @@ impl<'a> Engine<'a> {
             // already queued join its transaction.
             while end.is_none() && !self.machine.burst_full() {
                 match conn.events.try_recv() {
-                    Ok(ev) => end = self.on_polled(Some(ev), conn, mode),
+                    Ok(ev) => end = self.on_polled(Some(ev), conn),
                     Err(_) => break,
                 }
             }
@@ -527,7 +528,6 @@ impl<'a> Engine<'a> {
         &mut self,
         ev: Option<std::result::Result<Event, rumqttc::ConnectionError>>,
         conn: &mut Connection,
-        mode: &Mode,
     ) -> Option<ConnEnd> {
         match ev {
             None => {
@@ -535,7 +535,7 @@ impl<'a> Engine<'a> {
                 let lost = ClientError::network(Service::Broker, NetworkFailure::Closed, cause);
                 Some(ConnEnd::Lost(lost, false))
             }
-            Some(Ok(Event::Outgoing(Outgoing::Disconnect))) => Some(match mode {
+            Some(Ok(Event::Outgoing(Outgoing::Disconnect))) => Some(match self.machine.mode() {
                 Mode::Sync { .. } => ConnEnd::Done,
                 Mode::Forever => ConnEnd::Shutdown,
             }),
