@@ -19,6 +19,7 @@ use crate::kdf;
 use crate::keyshare::KeyShare;
 use crate::limits::{MAX_SKIP, MAX_SKIPPED_PER_SESSION, SKIPPED_KEY_TTL_MS};
 use crate::persist::Persist;
+use crate::records::Tracked;
 
 /// The keys of one message.
 #[derive(Clone, Debug)]
@@ -119,11 +120,12 @@ impl Chain {
 // Their encoding in the device state (`crate::persist`).
 crate::persist::persist_struct!(MessageKeys { key, id, nonce });
 
+/// The skipped keys inside the whole state ([`crate::Device::export`]) and the records of old
+/// stores ([`crate::records::RecordKind::LegacySession`]); read back, they are all to be written.
 impl<K: Persist + Ord + Copy> Persist for SkippedKeys<K> {
     fn write(&self, w: &mut crate::codec::Writer) {
-        let entries = self.entries();
-        crate::persist::write_len(w, entries.len());
-        for (k, keys, at) in entries {
+        crate::persist::write_len(w, self.keys.len());
+        for (k, (keys, at)) in self.keys.iter() {
             k.write(w);
             keys.write(w);
             at.write(w);
@@ -176,21 +178,36 @@ impl ReadAhead {
 }
 
 /// Keys of skipped messages, by chain position `K` (epoch and counter; for groups epoch, member and
-/// counter), bounded by LIM-4 and LIM-5.
+/// counter), bounded by LIM-4 and LIM-5. In the store each key is a record of its own
+/// ([`crate::records::RecordKind::SessionSkippedKey`], [`crate::records::RecordKind::GroupSkippedKey`]):
+/// every change marks its position, so that a commit writes only the keys that came or went.
 #[derive(Clone, Debug)]
-pub struct SkippedKeys<K = (u32, u32)> {
-    keys: BTreeMap<K, (MessageKeys, u64)>,
+pub struct SkippedKeys<K: Ord + Clone = (u32, u32)> {
+    /// The keys and when each was kept, by position; changes are marked for the store.
+    pub(crate) keys: Tracked<K, (MessageKeys, u64)>,
+    /// Whether the store holds none of these keys as they are, so the next change set replaces
+    /// all of them (a new session or group, one read from the whole state or an old record).
+    pub(crate) whole: bool,
 }
 
-impl<K> Default for SkippedKeys<K> {
+impl<K: Ord + Clone> Default for SkippedKeys<K> {
     fn default() -> Self {
         SkippedKeys {
-            keys: BTreeMap::new(),
+            keys: Tracked::default(),
+            whole: true,
         }
     }
 }
 
 impl<K: Ord + Copy> SkippedKeys<K> {
+    /// Keys read back from their records: nothing to write until they change.
+    pub(crate) fn loaded(keys: BTreeMap<K, (MessageKeys, u64)>) -> Self {
+        SkippedKeys {
+            keys: Tracked::loaded(keys),
+            whole: false,
+        }
+    }
+
     /// Adds the keys of a skipped message, evicting the oldest (smallest position) beyond LIM-4.
     pub fn insert(&mut self, at: K, keys: MessageKeys, now: u64) {
         self.keys.insert(at, (keys, now));
@@ -221,11 +238,6 @@ impl<K: Ord + Copy> SkippedKeys<K> {
     /// Deletes every key whose position fails `keep`.
     pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
         self.keys.retain(|k, _| keep(k));
-    }
-
-    /// Every kept key with its position and the time it was stored (for the device state).
-    pub(crate) fn entries(&self) -> Vec<(K, &MessageKeys, u64)> {
-        self.keys.iter().map(|(k, (m, at))| (*k, m, *at)).collect()
     }
 
     /// Number of keys kept.
@@ -266,10 +278,10 @@ impl Chain {
 }
 
 #[cfg(feature = "test-utils")]
-impl<K: Ord + core::fmt::Debug> SkippedKeys<K> {
+impl<K: Ord + Copy + core::fmt::Debug> SkippedKeys<K> {
     /// Every skipped message key kept, for the wiretap (feature `test-utils`).
     pub(crate) fn held_secrets(&self, what: &str, out: &mut Vec<crate::device::HeldSecret>) {
-        for (at, (keys, _)) in &self.keys {
+        for (at, (keys, _)) in self.keys.iter() {
             out.push(crate::device::HeldSecret::new(
                 crate::device::SecretClass::MessageKey,
                 format!("{what} skipped message key {at:?}"),

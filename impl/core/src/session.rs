@@ -27,6 +27,7 @@ use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, Sig
 use crate::keyshare::KeyShare;
 use crate::limits::{MAX_ENVELOPE, MAX_RECV_EPOCHS, MAX_RETIRED_TAGS, MAX_SKIP};
 use crate::persist::Persist;
+use crate::records::RecordKind;
 use crate::x3dh;
 
 /// Own epochs remembered for key confirmation and routing of the peer's epoch starts.
@@ -911,23 +912,84 @@ crate::persist::persist_struct!(RecvEpoch {
     t0,
     chain
 });
-crate::persist::persist_struct!(Session {
-    peer_user,
-    peer,
-    initiator,
-    root,
-    latest,
-    ratchet,
-    peer_ratchet,
-    send,
-    own,
-    own_tags,
-    recv,
-    skipped,
-    retired,
-    first_ek,
-    heard_from_peer
-});
+/// The whole session, its skipped keys in the middle (the whole state, [`crate::Device::export`],
+/// and the records of old stores).
+impl Persist for Session {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        self.write_parts(w, true);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Session::read_parts(r, true)
+    }
+}
+
+impl Session {
+    /// The fields in their order; the skipped keys only if `with_skipped`.
+    fn write_parts(&self, w: &mut crate::codec::Writer, with_skipped: bool) {
+        self.peer_user.write(w);
+        self.peer.write(w);
+        self.initiator.write(w);
+        self.root.write(w);
+        self.latest.write(w);
+        self.ratchet.write(w);
+        self.peer_ratchet.write(w);
+        self.send.write(w);
+        self.own.write(w);
+        self.own_tags.write(w);
+        self.recv.write(w);
+        if with_skipped {
+            self.skipped.write(w);
+        }
+        self.retired.write(w);
+        self.first_ek.write(w);
+        self.heard_from_peer.write(w);
+    }
+
+    /// Reads what [`Session::write_parts`] wrote.
+    fn read_parts(r: &mut crate::codec::Reader<'_>, with_skipped: bool) -> Result<Self> {
+        Ok(Session {
+            peer_user: Persist::read(r)?,
+            peer: Persist::read(r)?,
+            initiator: Persist::read(r)?,
+            root: Persist::read(r)?,
+            latest: Persist::read(r)?,
+            ratchet: Persist::read(r)?,
+            peer_ratchet: Persist::read(r)?,
+            send: Persist::read(r)?,
+            own: Persist::read(r)?,
+            own_tags: Persist::read(r)?,
+            recv: Persist::read(r)?,
+            skipped: if with_skipped {
+                Persist::read(r)?
+            } else {
+                SkippedKeys::default()
+            },
+            retired: Persist::read(r)?,
+            first_ek: Persist::read(r)?,
+            heard_from_peer: Persist::read(r)?,
+        })
+    }
+}
+
+/// A session's record leaves its skipped keys out: each is a record of its own.
+impl crate::records::HoldsSkippedKeys for Session {
+    type At = (u32, u32);
+    const KIND: RecordKind = RecordKind::Session;
+    const SKIPPED: RecordKind = RecordKind::SessionSkippedKey;
+    const LEGACY: RecordKind = RecordKind::LegacySession;
+    fn write_lean(&self, w: &mut crate::codec::Writer) {
+        self.write_parts(w, false);
+    }
+    fn read_lean(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        Session::read_parts(r, false)
+    }
+    fn skipped(&self) -> &SkippedKeys {
+        &self.skipped
+    }
+    fn skipped_mut(&mut self) -> &mut SkippedKeys {
+        &mut self.skipped
+    }
+}
 
 #[cfg(feature = "test-utils")]
 impl Session {

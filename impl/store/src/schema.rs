@@ -158,8 +158,14 @@ UPDATE outbox SET message_row = (
 DROP INDEX messages_sent_by_id;
 ";
 
+/// Migration 7: no change of tables (issue 14). The records of sessions and groups that held their
+/// skipped keys are rewritten without them, each skipped key a record of its own, so that a
+/// commit writes the skipped keys that came or went, not all those kept (done in code after the
+/// SQL: `state::split_skipped_keys`).
+pub const V7: &str = "";
+
 /// Every migration, in order; migration `i` (0-based) takes a store from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -170,7 +176,8 @@ pub(crate) fn version(conn: &Connection) -> Result<u32> {
 }
 
 /// Brings an existing store to [`LATEST`] in one transaction and returns the version it had
-/// (the schema, and from a version below 4 the device state's blob split into records). A
+/// (the schema; from a version below 4 the device state's blob split into records; from a
+/// version below 7 the skipped keys split from their sessions' and groups' records). A
 /// database at version 0 was not made by this crate (`create` writes the schema and the device in
 /// one transaction) and is `NotAStore`.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
@@ -193,6 +200,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
     }
     if found < 4 {
         crate::state::move_state_to_records(&tx)?;
+    }
+    if found < 7 {
+        crate::state::split_skipped_keys(&tx)?;
     }
     tx.pragma_update(None, "user_version", LATEST)?;
     tx.commit()?;

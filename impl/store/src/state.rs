@@ -38,8 +38,25 @@ pub(crate) fn save_changes(
     Ok(())
 }
 
-/// Writes and deletes the records of a change set.
+/// Applies a change set in its order: prefixes cleared, records deleted, records written.
 fn write_records(tx: &Transaction<'_>, changes: &ChangeSet) -> Result<()> {
+    if !changes.clear.is_empty() {
+        // Keys are compared as bytes: those beginning with `prefix` are at or after it and
+        // before the first key that does not begin with it (none if the prefix is all 0xff).
+        let mut bounded =
+            tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND key >= ?2 AND key < ?3")?;
+        let mut open = tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND key >= ?2")?;
+        for c in &changes.clear {
+            match after_prefix(&c.key) {
+                Some(end) => bounded.execute(params![c.kind.code(), &c.key[..], &end[..]])?,
+                None => open.execute(params![c.kind.code(), &c.key[..]])?,
+            };
+        }
+    }
+    let mut delete = tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")?;
+    for d in &changes.delete {
+        delete.execute(params![d.kind.code(), &d.key[..]])?;
+    }
     let mut put = tx.prepare_cached(
         "INSERT INTO records (kind, key, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
@@ -47,18 +64,27 @@ fn write_records(tx: &Transaction<'_>, changes: &ChangeSet) -> Result<()> {
     for r in &changes.put {
         put.execute(params![r.id.kind.code(), &r.id.key[..], &r.value[..]])?;
     }
-    let mut delete = tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")?;
-    for d in &changes.delete {
-        delete.execute(params![d.kind.code(), &d.key[..]])?;
-    }
     Ok(())
+}
+
+/// The smallest key after every key that begins with `prefix`: the prefix without its trailing
+/// 0xff bytes, its last byte plus one; `None` if there is none (empty or all 0xff).
+fn after_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Every record of a device, as a change set that writes them all.
 pub(crate) fn all_records(device: &Device) -> ChangeSet {
     ChangeSet {
         put: device.records(),
-        delete: Vec::new(),
+        ..ChangeSet::default()
     }
 }
 
@@ -100,4 +126,25 @@ pub(crate) fn move_state_to_records(tx: &Transaction<'_>) -> Result<()> {
     write_records(tx, &all_records(&device))?;
     tx.execute("UPDATE device SET state = x'' WHERE id = 1", [])?;
     Ok(())
+}
+
+/// Migration to version 7: sessions and groups written with their skipped keys inside become
+/// records of today's kinds, each skipped key a record of its own ([`Device::from_records`]
+/// reports the old ones as changed; their change set deletes them and writes the new ones).
+pub(crate) fn split_skipped_keys(tx: &Transaction<'_>) -> Result<()> {
+    let device = load(tx)?;
+    write_records(tx, &device.changes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_prefix;
+
+    #[test]
+    fn the_key_after_a_prefix() {
+        assert_eq!(after_prefix(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(after_prefix(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(after_prefix(&[0xff, 0xff]), None);
+        assert_eq!(after_prefix(&[]), None);
+    }
 }

@@ -72,6 +72,9 @@ pub struct Device {
     /// SHA-256 of the [`RecordKind::Meta`](crate::records::RecordKind::Meta) record last
     /// committed (`None`: never), so a change set carries it only when it changed.
     meta_committed: Option<[u8; 32]>,
+    /// Old records to delete: those of sessions and groups read from a store written before
+    /// their skipped keys became records of their own (written anew by the next change set).
+    legacy: Vec<crate::records::RecordId>,
 }
 
 impl Device {
@@ -102,6 +105,7 @@ impl Device {
             delivered: DeliveredIds::default(),
             bucket: 0,
             meta_committed: None,
+            legacy: Vec::new(),
         }
     }
 

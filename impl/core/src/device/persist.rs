@@ -12,7 +12,7 @@ use crate::group::Group;
 use crate::ids::{GroupId, UserId};
 use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
 use crate::persist::{Persist, STATE_VERSION};
-use crate::records::{ChangeSet, Record, RecordId, RecordKind, Tracked};
+use crate::records::{ChangeSet, Loading, Record, RecordId, RecordKind, Tracked};
 use crate::replay::ReplayCache;
 use crate::session::Session;
 
@@ -172,11 +172,12 @@ impl Device {
         }
         self.opks.changes(RecordKind::OneTimePrekey, &mut cs);
         self.contacts.changes(RecordKind::Contact, &mut cs);
-        self.sessions.changes(RecordKind::Session, &mut cs);
-        self.groups.changes(RecordKind::Group, &mut cs);
+        self.sessions.changes_with_skipped(&mut cs);
+        self.groups.changes_with_skipped(&mut cs);
         self.left_groups.changes(RecordKind::LeftGroup, &mut cs);
         self.replay.changes(&mut cs);
         self.delivered.changes(&mut cs);
+        cs.delete.extend(self.legacy.iter().cloned());
         cs
     }
 
@@ -187,11 +188,12 @@ impl Device {
         self.meta_committed = Some(crate::crypto::sha256(&[&self.meta()]));
         self.opks.clear_marks();
         self.contacts.clear_marks();
-        self.sessions.clear_marks();
-        self.groups.clear_marks();
+        self.sessions.clear_marks_with_skipped();
+        self.groups.clear_marks_with_skipped();
         self.left_groups.clear_marks();
         self.replay.clear_marks();
         self.delivered.clear_marks();
+        self.legacy.clear();
     }
 
     /// The whole state as records (a new store, a migration from [`Device::export`]'s blob).
@@ -199,8 +201,8 @@ impl Device {
         let mut out = vec![self.meta_record()];
         self.opks.records(RecordKind::OneTimePrekey, &mut out);
         self.contacts.records(RecordKind::Contact, &mut out);
-        self.sessions.records(RecordKind::Session, &mut out);
-        self.groups.records(RecordKind::Group, &mut out);
+        self.sessions.records_with_skipped(&mut out);
+        self.groups.records_with_skipped(&mut out);
         self.left_groups.records(RecordKind::LeftGroup, &mut out);
         self.replay.records(&mut out);
         self.delivered.records(&mut out);
@@ -208,8 +210,11 @@ impl Device {
     }
 
     /// Restores a device from its records `(kind code, key, value)`, in any order; nothing is
-    /// marked as changed. A missing or repeated identity record, an unknown kind, a record that
-    /// does not decode, or a group stored under another group's id is a typed error.
+    /// marked as changed, except the sessions and groups read from old records that held their
+    /// skipped keys ([`RecordKind::LegacySession`], [`RecordKind::LegacyGroup`]): the next change
+    /// set rewrites them as records of today's kinds and deletes the old ones. A missing or
+    /// repeated identity record, an unknown kind, a record that does not decode, a group stored
+    /// under another group's id, or a skipped key of no session or group is a typed error.
     pub fn from_records<'a>(
         records: impl IntoIterator<Item = (u8, &'a [u8], &'a [u8])>,
     ) -> Result<Self> {
@@ -217,8 +222,8 @@ impl Device {
         let mut meta = None;
         let mut opks = BTreeMap::new();
         let mut contacts = BTreeMap::new();
-        let mut sessions = BTreeMap::new();
-        let mut groups: BTreeMap<GroupId, Group> = BTreeMap::new();
+        let mut sessions: Loading<u64, Session> = Loading::default();
+        let mut groups: Loading<GroupId, Group> = Loading::default();
         let mut left = BTreeMap::new();
         let mut replay = BTreeMap::new();
         let mut delivered = BTreeMap::new();
@@ -236,9 +241,11 @@ impl Device {
                     })?
                 }
                 RecordKind::Contact => Tracked::read_into(&mut contacts, key, value)?,
-                RecordKind::Session => Tracked::read_into(&mut sessions, key, value)?,
-                RecordKind::Group => {
-                    Tracked::read_own_key(&mut groups, key, value, |g: &Group| Some(*g.id()))?
+                k @ (RecordKind::Session
+                | RecordKind::SessionSkippedKey
+                | RecordKind::LegacySession) => sessions.read(k, key, value, |_| None)?,
+                k @ (RecordKind::Group | RecordKind::GroupSkippedKey | RecordKind::LegacyGroup) => {
+                    groups.read(k, key, value, |g: &Group| Some(*g.id()))?
                 }
                 RecordKind::LeftGroup => Tracked::read_into(&mut left, key, value)?,
                 RecordKind::ReplayEntry => Tracked::read_into(&mut replay, key, value)?,
@@ -246,6 +253,9 @@ impl Device {
             }
         }
         let meta = meta.ok_or_else(bad)?;
+        let (sessions, mut legacy) = sessions.finish()?;
+        let (groups, legacy_groups) = groups.finish()?;
+        legacy.extend(legacy_groups);
         let mut d = Device {
             user_id: meta.user_id,
             identity: meta.identity,
@@ -253,16 +263,17 @@ impl Device {
             opks: Tracked::loaded(opks),
             next_opk_id: meta.next_opk_id,
             contacts: Tracked::loaded(contacts),
-            sessions: Tracked::loaded(sessions),
+            sessions,
             next_session: meta.next_session,
             replay: ReplayCache::loaded(replay),
             tags: BTreeMap::new(),
-            groups: Tracked::loaded(groups),
+            groups,
             group_tags: BTreeMap::new(),
             left_groups: Tracked::loaded(left),
             delivered: DeliveredIds::loaded(delivered)?,
             bucket: meta.bucket,
             meta_committed: None,
+            legacy,
         };
         d.meta_committed = Some(crate::crypto::sha256(&[&d.meta()]));
         d.reindex_all();
@@ -354,8 +365,34 @@ impl Device {
             delivered,
             bucket,
             meta_committed: None,
+            legacy: Vec::new(),
         };
         d.reindex_all();
         Ok(d)
+    }
+}
+
+#[cfg(feature = "test-utils")]
+impl Device {
+    /// The records as stores before schema version 7 held them: sessions and groups with their
+    /// skipped keys inside ([`RecordKind::LegacySession`], [`RecordKind::LegacyGroup`]), to test
+    /// that they are read and rewritten (feature `test-utils`).
+    pub fn legacy_records(&self) -> Vec<Record> {
+        let mut out: Vec<Record> = self
+            .records()
+            .into_iter()
+            .filter(|r| {
+                !matches!(
+                    r.id.kind,
+                    RecordKind::Session
+                        | RecordKind::Group
+                        | RecordKind::SessionSkippedKey
+                        | RecordKind::GroupSkippedKey
+                )
+            })
+            .collect();
+        self.sessions.records(RecordKind::LegacySession, &mut out);
+        self.groups.records(RecordKind::LegacyGroup, &mut out);
+        out
     }
 }

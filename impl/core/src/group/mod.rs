@@ -25,6 +25,7 @@ use crate::keys::Identity;
 use crate::keyshare::KeyShare;
 use crate::limits::MAX_ENVELOPE;
 use crate::persist::Persist;
+use crate::records::{HoldsSkippedKeys, RecordKind};
 use crate::session::{Opened, Sealed};
 use membership::Membership;
 
@@ -468,21 +469,45 @@ impl Persist for GroupEpoch {
     }
 }
 
+/// The whole group, its skipped keys last (the whole state, [`crate::Device::export`], and the
+/// records of old stores).
 impl Persist for Group {
     fn write(&self, w: &mut crate::codec::Writer) {
-        let epochs: Vec<GroupEpoch> = self.epochs.values().cloned().collect();
-        epochs.write(w);
+        self.write_lean(w);
         self.skipped.write(w);
     }
     fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        let mut g = Group::read_lean(r)?;
+        g.skipped = Persist::read(r)?;
+        Ok(g)
+    }
+}
+
+/// A group's record leaves its skipped keys out: each is a record of its own.
+impl crate::records::HoldsSkippedKeys for Group {
+    type At = (u32, u8, u32);
+    const KIND: RecordKind = RecordKind::Group;
+    const SKIPPED: RecordKind = RecordKind::GroupSkippedKey;
+    const LEGACY: RecordKind = RecordKind::LegacyGroup;
+    fn write_lean(&self, w: &mut crate::codec::Writer) {
+        let epochs: Vec<GroupEpoch> = self.epochs.values().cloned().collect();
+        epochs.write(w);
+    }
+    fn read_lean(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
         let epochs: Vec<GroupEpoch> = Persist::read(r)?;
         if epochs.is_empty() {
             return Err(DecodeError::LengthOutOfRange.into());
         }
         Ok(Group {
             epochs: epochs.into_iter().map(|e| (e.epoch(), e)).collect(),
-            skipped: Persist::read(r)?,
+            skipped: SkippedKeys::default(),
         })
+    }
+    fn skipped(&self) -> &SkippedKeys<(u32, u8, u32)> {
+        &self.skipped
+    }
+    fn skipped_mut(&mut self) -> &mut SkippedKeys<(u32, u8, u32)> {
+        &mut self.skipped
     }
 }
 

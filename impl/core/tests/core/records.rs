@@ -23,16 +23,21 @@ impl Mirror {
         m
     }
 
+    /// Applies a change set in its order: clear, delete, put.
     fn apply(&mut self, cs: &ChangeSet) {
-        for r in &cs.put {
+        for c in &cs.clear {
             self.0
-                .insert((r.id.kind.code(), r.id.key.clone()), r.value.to_vec());
+                .retain(|(k, key), _| *k != c.kind.code() || !key.starts_with(&c.key));
         }
         for d in &cs.delete {
             assert!(
                 self.0.remove(&(d.kind.code(), d.key.clone())).is_some(),
                 "deleting a record the store does not hold: {d:?}"
             );
+        }
+        for r in &cs.put {
+            self.0
+                .insert((r.id.kind.code(), r.id.key.clone()), r.value.to_vec());
         }
     }
 
@@ -91,7 +96,7 @@ fn a_step_changes_only_its_records_store_3() {
     bob.receive(T0 + 9, &m.envelope).unwrap();
     assert_eq!(
         kinds(&mb.commit(&mut bob)),
-        [(RecordKind::Session, true), (RecordKind::DeliveredId, true)]
+        [(RecordKind::DeliveredId, true), (RecordKind::Session, true)]
     );
     // Nothing happened: nothing to write.
     assert!(bob.changes().is_empty());
@@ -150,7 +155,7 @@ fn bad_records_are_refused_store_3() {
     assert_eq!(load(&m).unwrap_err().code(), "length_out_of_range");
 
     let mut m = good.0.clone();
-    m.insert((9, vec![1]), vec![1]);
+    m.insert((13, vec![1]), vec![1]);
     assert_eq!(load(&m).unwrap_err().code(), "unknown_version");
 
     // A one-time prekey under another id.
@@ -323,6 +328,13 @@ fn an_imported_device_reports_all_its_records_store_3() {
     let imported = Device::import(&bob.export()).unwrap();
     let cs = imported.changes();
     assert!(cs.delete.is_empty());
+    // Sessions and groups clear their skipped keys first (none yet in a new store).
+    assert!(
+        cs.clear
+            .iter()
+            .all(|c| c.kind == RecordKind::SessionSkippedKey
+                || c.kind == RecordKind::GroupSkippedKey)
+    );
     let mut put: Vec<_> = cs.put.iter().map(|r| r.id.clone()).collect();
     let mut all: Vec<_> = bob.records().iter().map(|r| r.id.clone()).collect();
     put.sort();
@@ -485,4 +497,159 @@ fn a_full_replay_cache_is_not_rewritten_by_a_message_lim_8() {
         );
         assert!(cs.len() <= 3, "{cs:?}");
     }
+}
+
+/// Skipped keys are records of their own (STORE-3, LIM-4): a message that skips `n` writes the
+/// session and `n` keys; the next in-order message writes the session, not the keys kept, so its
+/// cost does not grow with them; a late message deletes its one key; the same holds in a group.
+#[test]
+fn skipped_keys_are_records_of_their_own_store_3() {
+    let (mut r, mut alice, mut bob) = acquainted(49);
+    let mut mb = Mirror::default();
+    mb.commit(&mut bob);
+    // The conversation gets going, so that a steady message costs what it costs.
+    let m = send(&mut alice, &mut r, T0, &bob, "hi");
+    bob.receive(T0, &m.envelope).unwrap();
+    mb.commit(&mut bob);
+    let m = send(&mut bob, &mut r, T0, &alice, "hi");
+    alice.receive(T0, &m.envelope).unwrap();
+    let m = send(&mut alice, &mut r, T0, &bob, "steady");
+    bob.receive(T0, &m.envelope).unwrap();
+    mb.commit(&mut bob);
+    let m = send(&mut alice, &mut r, T0, &bob, "steady");
+    bob.receive(T0, &m.envelope).unwrap();
+    let steady = mb.commit(&mut bob);
+
+    let late: Vec<Outgoing> = (0..300)
+        .map(|_| send(&mut alice, &mut r, T0, &bob, "late"))
+        .collect();
+    let m = send(&mut alice, &mut r, T0, &bob, "ahead");
+    bob.receive(T0 + 1, &m.envelope).unwrap();
+    let cs = mb.commit(&mut bob);
+    let skipped = |cs: &ChangeSet, put: bool| {
+        kinds(cs)
+            .iter()
+            .filter(|k| **k == (RecordKind::SessionSkippedKey, put))
+            .count()
+    };
+    assert_eq!(skipped(&cs, true), 300);
+    assert_eq!(bob.session_summary(alice.user_id()).unwrap().skipped, 300);
+
+    let m = send(&mut alice, &mut r, T0, &bob, "steady");
+    bob.receive(T0 + 2, &m.envelope).unwrap();
+    let cs = mb.commit(&mut bob);
+    assert_eq!(kinds(&cs), kinds(&steady));
+    assert_eq!(
+        cs.value_bytes(),
+        steady.value_bytes(),
+        "the keys kept are not rewritten"
+    );
+
+    bob.receive(T0 + 3, &late[7].envelope).unwrap();
+    let cs = mb.commit(&mut bob);
+    assert_eq!(skipped(&cs, false), 1);
+    assert_eq!(skipped(&cs, true), 0);
+    assert!(cs.clear.is_empty());
+
+    // A group: Carol's messages skip keys in Bob's copy; the next one does not rewrite them.
+    let mut carol = device(&mut r, 3);
+    scan(&mut carol, &bob);
+    scan(&mut bob, &carol);
+    let (gid, out) = carol.create_group(&mut r, T0, &[*bob.user_id()]).unwrap();
+    for o in out {
+        bob.receive(T0, &o.envelope).unwrap();
+    }
+    mb.commit(&mut bob);
+    let content = Content::Text("g".into());
+    let mut sent: Vec<Outgoing> = (0..20)
+        .map(|_| carol.send_group(T0, &gid, &content).unwrap())
+        .collect();
+    bob.receive(T0, &sent.pop().unwrap().envelope).unwrap();
+    let cs = mb.commit(&mut bob);
+    let group_keys = |cs: &ChangeSet| {
+        kinds(cs)
+            .iter()
+            .filter(|k| k.0 == RecordKind::GroupSkippedKey)
+            .count()
+    };
+    assert_eq!(group_keys(&cs), 19);
+    let next = carol.send_group(T0, &gid, &content).unwrap();
+    bob.receive(T0, &next.envelope).unwrap();
+    let cs = mb.commit(&mut bob);
+    assert_eq!(group_keys(&cs), 0, "{cs:?}");
+    assert!(kinds(&cs).contains(&(RecordKind::Group, true)));
+}
+
+/// A store written before skipped keys were records of their own holds sessions and groups
+/// with their keys inside: read back, the device reports them as changed, and its change set
+/// deletes the old records and writes today's, which read back to the same state.
+#[test]
+fn old_session_and_group_records_are_rewritten_store_3() {
+    let (mut r, mut alice, mut bob) = acquainted(50);
+    let late: Vec<Outgoing> = (0..5)
+        .map(|_| send(&mut alice, &mut r, T0, &bob, "late"))
+        .collect();
+    let m = send(&mut alice, &mut r, T0, &bob, "ahead");
+    bob.receive(T0, &m.envelope).unwrap();
+    let mut carol = device(&mut r, 3);
+    scan(&mut bob, &carol);
+    bob.create_group(&mut r, T0, &[*carol.user_id()]).unwrap();
+    carol.mark_committed();
+
+    let mut old = Mirror::default();
+    for rec in bob.legacy_records() {
+        old.0
+            .insert((rec.id.kind.code(), rec.id.key.clone()), rec.value.to_vec());
+    }
+    let legacy = [RecordKind::LegacySession, RecordKind::LegacyGroup];
+    let count = |m: &Mirror, k: RecordKind| m.0.keys().filter(|(c, _)| *c == k.code()).count();
+    // Alice's session and Carol's (the group key went to her pairwise), and the group.
+    assert_eq!((count(&old, legacy[0]), count(&old, legacy[1])), (2, 1));
+    let mut back = old.load();
+    assert_eq!(*back.export(), *bob.export());
+    let cs = back.changes();
+    let deleted: Vec<RecordKind> = cs.delete.iter().map(|d| d.kind).collect();
+    assert_eq!(deleted, [legacy[0], legacy[0], legacy[1]]);
+    old.apply(&cs);
+    back.mark_committed();
+    assert!(back.changes().is_empty());
+    for k in legacy {
+        assert_eq!(count(&old, k), 0);
+    }
+    assert_eq!(count(&old, RecordKind::SessionSkippedKey), 5);
+    let mut again = old.load();
+    assert_eq!(*again.export(), *bob.export());
+    assert!(again.changes().is_empty());
+    // The keys read back open the late messages.
+    again.receive(T0, &late[2].envelope).unwrap();
+    assert!(
+        again
+            .changes()
+            .delete
+            .iter()
+            .any(|d| d.kind == RecordKind::SessionSkippedKey)
+    );
+
+    // Skipped keys of no session, or of an old record that holds its own, are refused.
+    let load = |m: &BTreeMap<(u8, Vec<u8>), Vec<u8>>| {
+        Device::from_records(m.iter().map(|((k, key), v)| (*k, &key[..], &v[..])))
+    };
+    let (key, value) = old
+        .0
+        .iter()
+        .find(|((k, _), _)| *k == RecordKind::SessionSkippedKey.code())
+        .map(|((_, key), v)| (key.clone(), v.clone()))
+        .unwrap();
+    let mut orphan = old.0.clone();
+    let mut other = key.clone();
+    other[7] ^= 0x40;
+    orphan.insert((RecordKind::SessionSkippedKey.code(), other), value.clone());
+    assert_eq!(load(&orphan).unwrap_err().code(), "length_out_of_range");
+    let mut mixed: BTreeMap<(u8, Vec<u8>), Vec<u8>> = bob
+        .legacy_records()
+        .into_iter()
+        .map(|r| ((r.id.kind.code(), r.id.key.clone()), r.value.to_vec()))
+        .collect();
+    mixed.insert((RecordKind::SessionSkippedKey.code(), key), value);
+    assert_eq!(load(&mixed).unwrap_err().code(), "length_out_of_range");
 }

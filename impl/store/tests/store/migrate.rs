@@ -199,3 +199,60 @@ fn a_version_1_store_migrates_on_open() {
     assert_eq!(s.schema_version().unwrap(), schema::LATEST);
     assert_eq!(*s.load_device().unwrap().export(), *alice.export());
 }
+
+/// A version-6 store holds each session with its skipped keys inside one record: opening it
+/// rewrites them as records of today's kinds, each skipped key a record of its own, in the
+/// migration's transaction; the device reads back unchanged and its late messages still open.
+#[test]
+fn a_version_6_store_splits_skipped_keys_on_open() {
+    use sotto_core::records::RecordKind;
+    let mut r = rng(41);
+    let (mut alice, mut bob) = pair(&mut r);
+    let late: Vec<_> = (0..4)
+        .map(|i| send(&mut alice, &mut r, T0, bob.user_id(), &format!("late {i}")))
+        .collect();
+    let ahead = send(&mut alice, &mut r, T0, bob.user_id(), "ahead");
+    bob.receive(T0, &ahead.envelope).unwrap();
+    let dir = tmp();
+    let (s, path) = create(dir.path(), "v6.db", &bob);
+    s.close().unwrap();
+    let count = |conn: &rusqlite::Connection, kind: RecordKind| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM records WHERE kind = ?1",
+            [kind.code()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    {
+        // Back to version 6 as it was written: the old records, no skipped-key records.
+        let conn = raw_open(&path, PASS);
+        assert_eq!(count(&conn, RecordKind::SessionSkippedKey), 4);
+        conn.execute("DELETE FROM records", []).unwrap();
+        for rec in bob.legacy_records() {
+            conn.execute(
+                "INSERT INTO records (kind, key, value) VALUES (?1, ?2, ?3)",
+                rusqlite::params![rec.id.kind.code(), &rec.id.key[..], &rec.value[..]],
+            )
+            .unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        assert_eq!(count(&conn, RecordKind::LegacySession), 1);
+    }
+    let s = Store::open(&path, PASS).unwrap();
+    assert_eq!(s.schema_version().unwrap(), schema::LATEST);
+    let mut back = s.load_device().unwrap();
+    assert_eq!(*back.export(), *bob.export());
+    assert!(back.changes().is_empty(), "the migration left work to do");
+    s.close().unwrap();
+    {
+        let conn = raw_open(&path, PASS);
+        assert_eq!(count(&conn, RecordKind::LegacySession), 0);
+        assert_eq!(count(&conn, RecordKind::Session), 1);
+        assert_eq!(count(&conn, RecordKind::SessionSkippedKey), 4);
+    }
+    for m in &late {
+        back.receive(T0, &m.envelope).unwrap();
+    }
+    assert!(back.session_summary(alice.user_id()).unwrap().skipped == 0);
+}
