@@ -67,10 +67,15 @@ type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
 async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
     let name = broker.name();
     let stack = stack::start_stack(broker).await;
-    let (pairs, drain_pair, client_drain_pair) = stack::accounts(&stack, args.pairs).await?;
+    let stack::Accounts {
+        pairs,
+        drain_pair,
+        client_drain_pair,
+        commit,
+    } = stack::accounts(&stack, args.pairs).await?;
     eprintln!(
         "[{name}] {} accounts signed up, cards exchanged",
-        2 * args.pairs + 4
+        2 * args.pairs + 7
     );
 
     let mut rows = raw::rounds(name, &pairs, args).await?;
@@ -111,20 +116,31 @@ async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
             drained.rate()
         ));
     }
+    let _ = sender.close();
+    let _ = recipient.close();
+    let mut commit = Some(commit);
     if args.commit_messages > 0 {
-        eprintln!("[{name}] commit cost, replay cache empty then full ...");
-        let (row, ratio, s, r) =
-            client_drain::commit_cost(name, sender, recipient, args.commit_messages, args.timeout)
-                .await?;
-        (sender, recipient) = (s, r);
+        eprintln!("[{name}] commit cost, replay cache empty and full, alternating ...");
+        let (row, ratio, accounts) = client_drain::commit_cost(
+            name,
+            commit.take().ok_or("commit accounts")?,
+            args.commit_messages,
+            args.rounds,
+            args.timeout,
+        )
+        .await?;
+        commit = Some(accounts);
         print_row(&row);
         rows.push(row);
         lines.push(format!(
             "commit cost full/empty replay cache = {ratio:.2} ({name})"
         ));
     }
-    let _ = sender.close();
-    let _ = recipient.close();
+    if let Some(c) = commit {
+        let _ = c.sender.close();
+        let _ = c.empty.close();
+        let _ = c.full.close();
+    }
 
     stack.service.shutdown().await;
     Ok((rows, lines))

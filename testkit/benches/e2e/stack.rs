@@ -74,28 +74,55 @@ pub struct Pair {
 /// Signs up `2 * pairs + 4` users and exchanges cards within each pair: `pairs` pairs for
 /// phases 1 to 3, the (sender, recipient) pair of the raw drain (phase 4), and the pair of the
 /// drains through the full client (phases 5 and 6), whose inbox nothing else has used.
-pub async fn accounts(
-    stack: &TestStack,
-    pairs: usize,
-) -> R<(Vec<Pair>, (Client, Client), (Client, Client))> {
-    let mut accounts = signup(stack, 2 * pairs + 4).await?;
-    let mut drain_pair = (
-        accounts.pop().ok_or("signup")?,
-        accounts.pop().ok_or("signup")?,
-    );
+pub async fn accounts(stack: &TestStack, pairs: usize) -> R<Accounts> {
+    let mut accounts = signup(stack, 2 * pairs + 7).await?;
+    let mut next = || accounts.pop().ok_or("signup");
+    let mut drain_pair = (next()?, next()?);
     exchange_cards(&mut drain_pair.0, &mut drain_pair.1);
-    let mut client_drain_pair = (
-        accounts.pop().ok_or("signup")?,
-        accounts.pop().ok_or("signup")?,
-    );
+    let mut client_drain_pair = (next()?, next()?);
     exchange_cards(&mut client_drain_pair.0, &mut client_drain_pair.1);
-    let mut pairs = Vec::new();
-    while let (Some(mut b), Some(mut a)) = (accounts.pop(), accounts.pop()) {
+    let mut commit = CommitAccounts {
+        sender: next()?,
+        empty: next()?,
+        full: next()?,
+    };
+    exchange_cards(&mut commit.sender, &mut commit.empty);
+    exchange_cards(&mut commit.sender, &mut commit.full);
+    let mut out = Vec::new();
+    while let (Ok(mut b), Ok(mut a)) = (next(), next()) {
         exchange_cards(&mut a, &mut b);
         let (ca, cb) = (Creds::of(&a)?, Creds::of(&b)?);
-        pairs.push(Pair { a, b, ca, cb });
+        out.push(Pair { a, b, ca, cb });
     }
-    Ok((pairs, drain_pair, client_drain_pair))
+    Ok(Accounts {
+        pairs: out,
+        drain_pair,
+        client_drain_pair,
+        commit,
+    })
+}
+
+/// The accounts of every phase, each used by one phase only.
+pub struct Accounts {
+    /// The pairs of the throughput phases.
+    pub pairs: Vec<Pair>,
+    /// The raw drain's sender and recipient.
+    pub drain_pair: (Client, Client),
+    /// The full-client drain's sender and recipient.
+    pub client_drain_pair: (Client, Client),
+    /// The commit cost's accounts.
+    pub commit: CommitAccounts,
+}
+
+/// The commit cost's accounts: one sender, two recipients that differ only in their replay
+/// cache (empty, full) and drain the same number of texts in turn.
+pub struct CommitAccounts {
+    /// Writes to both recipients.
+    pub sender: Client,
+    /// Its replay cache stays empty.
+    pub empty: Client,
+    /// Its replay cache is filled (LIM-8) before the first drain.
+    pub full: Client,
 }
 
 /// What a raw connection needs: the user id and TLS credentials from the account's store.
