@@ -21,13 +21,16 @@ pub struct Args {
     pub commit_messages: usize,
     /// Rounds of phases 1 and 2, alternating.
     pub rounds: usize,
+    /// Rounds of phase 6, empty and full replay cache alternating.
+    pub commit_rounds: usize,
     /// Bound of every phase.
     pub timeout: Duration,
 }
 
 const USAGE: &str = "usage: cargo bench -p sotto-testkit --bench e2e -- [--pairs N (4)] \
 [--messages M (2000)] [--client-messages K (2000)] [--broker embedded|mosquitto|both (both)] \
-[--drain D (10000)] [--commit-messages C (5000)] [--rounds R of plain/encrypted (3)] [--timeout SECONDS per phase (120)]";
+[--drain D (10000)] [--commit-messages C (5000)] [--rounds R of plain/encrypted (3)] \
+[--commit-rounds R of the commit cost (5)] [--timeout SECONDS per phase (120)]";
 
 /// The arguments of the process; `--help` prints [`USAGE`] and exits.
 pub fn parse_args() -> Result<Args, String> {
@@ -39,6 +42,7 @@ pub fn parse_args() -> Result<Args, String> {
         drain: 10_000,
         commit_messages: 5000,
         rounds: 3,
+        commit_rounds: 5,
         timeout: Duration::from_secs(120),
     };
     let mut it = std::env::args().skip(1);
@@ -57,6 +61,7 @@ pub fn parse_args() -> Result<Args, String> {
             "--drain" => args.drain = number(value()?)?,
             "--commit-messages" => args.commit_messages = number(value()?)?,
             "--rounds" => args.rounds = number(value()?)?.max(1),
+            "--commit-rounds" => args.commit_rounds = number(value()?)?.max(1),
             "--timeout" => args.timeout = Duration::from_secs(number(value()?)? as u64),
             "--broker" => {
                 args.brokers = match value()?.as_str() {

@@ -125,7 +125,7 @@ async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
             name,
             commit.take().ok_or("commit accounts")?,
             args.commit_messages,
-            args.rounds,
+            args.commit_rounds,
             args.timeout,
         )
         .await?;
