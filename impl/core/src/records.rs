@@ -343,14 +343,23 @@ impl<K: Ord + Clone + Persist, V: Persist> Tracked<K, V> {
         value: &[u8],
         own: impl Fn(&V) -> Option<K>,
     ) -> Result<()> {
-        let k: K = decode(key)?;
-        let v: V = decode(value)?;
-        if own(&v).is_some_and(|o| o != k) || map.contains_key(&k) {
-            return Err(DecodeError::LengthOutOfRange.into());
-        }
-        map.insert(k, v);
-        Ok(())
+        insert_read(map, decode(key)?, decode(value)?, own)
     }
+}
+
+/// Adds a value read back under its key `k` to a map being loaded; a key given twice, or a value
+/// that names another key than its own (`own`), is an error.
+fn insert_read<K: Ord, V>(
+    map: &mut BTreeMap<K, V>,
+    k: K,
+    v: V,
+    own: impl Fn(&V) -> Option<K>,
+) -> Result<()> {
+    if own(&v).is_some_and(|o| o != k) || map.contains_key(&k) {
+        return Err(DecodeError::LengthOutOfRange.into());
+    }
+    map.insert(k, v);
+    Ok(())
 }
 
 /// A value whose record leaves its skipped keys out: they are records of their own, one per key,
@@ -498,11 +507,7 @@ impl<K: Ord + Clone + Persist, V: HoldsSkippedKeys> Loading<K, V> {
             r.finish()?;
             v
         };
-        if own(&v).is_some_and(|o| o != k) || self.values.contains_key(&k) {
-            return Err(bad());
-        }
-        self.values.insert(k, v);
-        Ok(())
+        insert_read(&mut self.values, k, v, own)
     }
 
     /// The values with their skipped keys attached, values read from old records marked as

@@ -180,10 +180,7 @@ pub async fn commit_cost(
     // A first text to each, not measured: the sessions start (a first message needs room in the
     // replay cache, LIM-8), and the texts measured below are ordinary data envelopes.
     for slot in &mut recipients {
-        let recipient = slot.take().ok_or("recipient")?;
-        let (_, s, r) = drain_through_client(sender, recipient, 1, timeout).await?;
-        sender = s;
-        *slot = Some(r);
+        sender = drain_into(sender, slot, 1, timeout).await?.1;
     }
     if let Some(full) = &mut recipients[1] {
         full.fill_replay_cache(sotto_core::limits::MAX_REPLAY_ENTRIES)?;
@@ -193,10 +190,8 @@ pub async fn commit_cost(
     let mut last = None;
     for _ in 0..rounds.max(1) {
         for (i, which) in ["empty", "full"].into_iter().enumerate() {
-            let recipient = recipients[i].take().ok_or("recipient")?;
-            let (d, s, r) = drain_through_client(sender, recipient, k, timeout).await?;
+            let (d, s) = drain_into(sender, &mut recipients[i], k, timeout).await?;
             sender = s;
-            recipients[i] = Some(r);
             // The messages after the first, over the time after the first: the cost of a commit,
             // without the connection's set-up, which is the same whatever the cache holds.
             times[i].push(d.steady_seconds / d.count.saturating_sub(1).max(1) as f64);
@@ -264,6 +259,19 @@ pub async fn commit_cost(
             full,
         },
     ))
+}
+
+/// [`drain_through_client`] into the recipient held in `slot`, which gets it back afterwards.
+async fn drain_into(
+    sender: Client,
+    slot: &mut Option<Client>,
+    k: usize,
+    timeout: Duration,
+) -> R<(Drained, Client)> {
+    let recipient = slot.take().ok_or("recipient")?;
+    let (d, sender, recipient) = drain_through_client(sender, recipient, k, timeout).await?;
+    *slot = Some(recipient);
+    Ok((d, sender))
 }
 
 /// The process's resident memory, KiB (0 where /proc is not there).

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
 use sotto_core::records::{ChangeSet, RecordKind};
 use sotto_core::{Content, Device, GroupId, Outgoing, UserId};
 
@@ -499,6 +500,33 @@ fn a_full_replay_cache_is_not_rewritten_by_a_message_lim_8() {
     }
 }
 
+/// Alice sends `n` texts Bob does not receive, then one he receives at `now`: Bob keeps `n`
+/// skipped keys. Returns the `n` texts not received.
+fn gap(
+    r: &mut ChaCha20Rng,
+    alice: &mut Device,
+    bob: &mut Device,
+    n: usize,
+    now: u64,
+) -> Vec<Outgoing> {
+    let late = (0..n).map(|_| send(alice, r, T0, bob, "late")).collect();
+    let m = send(alice, r, T0, bob, "ahead");
+    bob.receive(now, &m.envelope).unwrap();
+    late
+}
+
+/// Carol, a new device, makes a group with Bob, who takes its group key.
+fn carols_group(r: &mut ChaCha20Rng, bob: &mut Device) -> (Device, GroupId) {
+    let mut carol = device(r, 3);
+    scan(&mut carol, bob);
+    scan(bob, &carol);
+    let (gid, out) = carol.create_group(r, T0, &[*bob.user_id()]).unwrap();
+    for o in out {
+        bob.receive(T0, &o.envelope).unwrap();
+    }
+    (carol, gid)
+}
+
 /// Skipped keys are records of their own (STORE-3, LIM-4): a message that skips `n` writes the
 /// session and `n` keys; the next in-order message writes the session, not the keys kept, so its
 /// cost does not grow with them; a late message deletes its one key; the same holds in a group.
@@ -520,11 +548,7 @@ fn skipped_keys_are_records_of_their_own_store_3() {
     bob.receive(T0, &m.envelope).unwrap();
     let steady = mb.commit(&mut bob);
 
-    let late: Vec<Outgoing> = (0..300)
-        .map(|_| send(&mut alice, &mut r, T0, &bob, "late"))
-        .collect();
-    let m = send(&mut alice, &mut r, T0, &bob, "ahead");
-    bob.receive(T0 + 1, &m.envelope).unwrap();
+    let late = gap(&mut r, &mut alice, &mut bob, 300, T0 + 1);
     let cs = mb.commit(&mut bob);
     let skipped = |cs: &ChangeSet, put: bool| {
         kinds(cs)
@@ -552,13 +576,7 @@ fn skipped_keys_are_records_of_their_own_store_3() {
     assert!(cs.clear.is_empty());
 
     // A group: Carol's messages skip keys in Bob's copy; the next one does not rewrite them.
-    let mut carol = device(&mut r, 3);
-    scan(&mut carol, &bob);
-    scan(&mut bob, &carol);
-    let (gid, out) = carol.create_group(&mut r, T0, &[*bob.user_id()]).unwrap();
-    for o in out {
-        bob.receive(T0, &o.envelope).unwrap();
-    }
+    let (mut carol, gid) = carols_group(&mut r, &mut bob);
     mb.commit(&mut bob);
     let content = Content::Text("g".into());
     let mut sent: Vec<Outgoing> = (0..20)
@@ -586,11 +604,7 @@ fn skipped_keys_are_records_of_their_own_store_3() {
 #[test]
 fn old_session_and_group_records_are_rewritten_store_3() {
     let (mut r, mut alice, mut bob) = acquainted(50);
-    let late: Vec<Outgoing> = (0..5)
-        .map(|_| send(&mut alice, &mut r, T0, &bob, "late"))
-        .collect();
-    let m = send(&mut alice, &mut r, T0, &bob, "ahead");
-    bob.receive(T0, &m.envelope).unwrap();
+    let late = gap(&mut r, &mut alice, &mut bob, 5, T0);
     let mut carol = device(&mut r, 3);
     scan(&mut bob, &carol);
     bob.create_group(&mut r, T0, &[*carol.user_id()]).unwrap();
@@ -668,18 +682,8 @@ proptest! {
         how in 0..4u8,
     ) {
         let (mut r, mut alice, mut bob) = acquainted(51);
-        for _ in 0..3 {
-            send(&mut alice, &mut r, T0, &bob, "late");
-        }
-        let m = send(&mut alice, &mut r, T0, &bob, "ahead");
-        bob.receive(T0, &m.envelope).unwrap();
-        let mut carol = device(&mut r, 3);
-        scan(&mut carol, &bob);
-        scan(&mut bob, &carol);
-        let (gid, out) = carol.create_group(&mut r, T0, &[*bob.user_id()]).unwrap();
-        for o in out {
-            bob.receive(T0, &o.envelope).unwrap();
-        }
+        gap(&mut r, &mut alice, &mut bob, 3, T0);
+        let (mut carol, gid) = carols_group(&mut r, &mut bob);
         let content = Content::Text("g".into());
         let _ = carol.send_group(T0, &gid, &content).unwrap();
         let g = carol.send_group(T0, &gid, &content).unwrap();
