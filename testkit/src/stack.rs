@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sotto_client::{Client, Config, KdfParams};
-use sotto_server::{Broker, BrokerStop, InboxLimits, Service};
+use sotto_server::{Broker, BrokerStop, InboxLimits, Service, ServiceBuilder};
 
 use crate::WAIT;
 
@@ -72,15 +72,20 @@ impl TestStack {
 
     /// `broker` behind the front, whose ledger refuses beyond `limits` (BROKER-5).
     pub async fn with_inbox_limits(broker: Broker, limits: InboxLimits) -> TestStack {
+        TestStack::build(broker, |b| b.inbox_limits(limits)).await
+    }
+
+    /// `broker` behind the front, with the test difficulty and whatever `configure` sets.
+    pub async fn build(
+        broker: Broker,
+        configure: impl FnOnce(ServiceBuilder) -> ServiceBuilder,
+    ) -> TestStack {
         crate::log_to_test_output();
         let dir = tempfile::tempdir().expect("temp dir");
-        let service = Service::builder(dir.path().join("server"))
+        let builder = Service::builder(dir.path().join("server"))
             .broker(broker)
-            .difficulty(DIFFICULTY)
-            .inbox_limits(limits)
-            .start()
-            .await
-            .expect("service");
+            .difficulty(DIFFICULTY);
+        let service = configure(builder).start().await.expect("service");
         TestStack { dir, service }
     }
 

@@ -18,6 +18,8 @@
 //!   server time, over HTTPS.
 //! - [`broker`]: the message service: Sotto's own embedded broker on an internal loopback port behind the
 //!   authorizing mutual-TLS front (BROKER-1..4), and the Mosquitto profile.
+//! - [`admission`] and [`gate`]: how many connections each listener takes, per source and in
+//!   all, without keeping an address (the front's and the membership service's bounds).
 //! - [`process`]: stopping a child process (SIGTERM, a bounded wait, SIGKILL).
 //! - [`service`]: the whole service started in one place ([`Service::builder`]), with [`Broker`],
 //!   the one word for which broker carries the messages.
@@ -25,8 +27,10 @@
 //! What the service shares with devices (the membership API bodies and codes, the MQTT packets,
 //! the rules BROKER-1..3) is `sotto-wire`; the server depends on no client code.
 
+pub mod admission;
 pub mod broker;
 pub mod ca;
+pub mod gate;
 pub mod membership;
 pub mod process;
 pub mod service;

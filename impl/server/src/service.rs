@@ -33,10 +33,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::admission::AdmissionLimits;
 use crate::broker::front::TapRecord;
 use crate::broker::mosquitto::{self, MosquittoProcess, MosquittoProfile};
 use crate::broker::{BrokerError, Hop, InboxLimits, MessageService};
 use crate::ca::{CaError, Pki};
+use crate::gate;
 use crate::membership::{
     DEFAULT_DIFFICULTY, HttpTapRecord, Membership, MembershipConfig, MembershipError,
     MembershipHandle,
@@ -139,6 +141,8 @@ pub struct ServiceBuilder {
     difficulty: u8,
     advertise: Option<String>,
     inbox_limits: InboxLimits,
+    front_admission: Option<AdmissionLimits>,
+    membership_admission: AdmissionLimits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +203,21 @@ impl ServiceBuilder {
         self
     }
 
+    /// How many connections the front takes, per source and in all (default
+    /// [`AdmissionLimits::FRONT`], capped by the open-file limit, which the service raises to
+    /// its hard maximum: see [`crate::gate::within_open_files`]).
+    pub fn front_admission(mut self, limits: AdmissionLimits) -> Self {
+        self.front_admission = Some(limits);
+        self
+    }
+
+    /// How many connections the membership service takes, per source and in all (default
+    /// [`AdmissionLimits::MEMBERSHIP`]).
+    pub fn membership_admission(mut self, limits: AdmissionLimits) -> Self {
+        self.membership_admission = limits;
+        self
+    }
+
     /// The broker address devices are told at signup, `host:port` (default: the message
     /// service's own address, `localhost` for an unspecified IP).
     pub fn advertise_broker(mut self, addr: impl Into<String>) -> Self {
@@ -221,6 +240,16 @@ impl ServiceBuilder {
             .map_err(|_| ServiceError::Config("the PKI task failed"))??;
         let pki = Arc::new(pki);
         let mosquitto_dir = self.data_dir.join("mosquitto");
+        // Open files per front connection in this process: the client's socket and the front's
+        // two to the broker, plus the embedded broker's two ends of those.
+        let files = match self.broker {
+            Broker::Embedded => 5,
+            Broker::Mosquitto => 3,
+        };
+        let membership_files = self.membership_admission.total as u64;
+        let front_admission = self.front_admission.unwrap_or_else(|| {
+            gate::within_open_files(AdmissionLimits::FRONT, files, membership_files)
+        });
         let messages = match (self.broker, self.mosquitto) {
             (_, MosquittoMode::BehindFront) => Messages::Fronted(
                 MessageService::start(
@@ -229,6 +258,7 @@ impl ServiceBuilder {
                     self.broker,
                     &mosquitto_dir,
                     self.inbox_limits,
+                    front_admission,
                 )
                 .await?,
             ),
@@ -255,6 +285,7 @@ impl ServiceBuilder {
             listen: self.membership_listen,
             difficulty: self.difficulty,
             broker_addr: advertised.clone(),
+            admission: self.membership_admission,
         };
         let membership = Membership::start(membership_config.clone(), pki.clone()).await?;
         // Port 0: keep the port it got, so that a restart comes back where devices look.
@@ -325,6 +356,8 @@ impl Service {
             difficulty: DEFAULT_DIFFICULTY,
             advertise: None,
             inbox_limits: InboxLimits::DEFAULT,
+            front_admission: None,
+            membership_admission: AdmissionLimits::MEMBERSHIP,
         }
     }
 

@@ -53,6 +53,7 @@ async fn front(pki: &Pki, mosq: &InternalMosquitto) -> Front {
         pki.mqtt_server_config().expect("tls"),
         Some(mosq.upstream()),
         sotto_server::InboxLimits::DEFAULT,
+        sotto_server::admission::AdmissionLimits::FRONT,
     )
     .await
     .expect("front")

@@ -16,6 +16,7 @@ use sotto_client::tls::client_config;
 use sotto_client::{ClientError, NetworkFailure};
 use sotto_core::keys::OneTimePreKeyPair;
 use sotto_core::{Device, Identity, PreKeyBundle, UserId};
+use sotto_server::admission::AdmissionLimits;
 use sotto_server::ca::{self, Pki};
 use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle};
 use sotto_testkit::mqtt::DeviceTlsKey;
@@ -38,6 +39,7 @@ async fn start(dir: &Path, difficulty: u8) -> Service {
             listen: "127.0.0.1:0".parse().unwrap(),
             difficulty,
             broker_addr: BROKER.to_owned(),
+            admission: AdmissionLimits::MEMBERSHIP,
         },
         pki.clone(),
     )

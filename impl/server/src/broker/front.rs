@@ -29,12 +29,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::ledger::{InboxLedger, InboxLimits, Ticket};
+use crate::admission::AdmissionLimits;
 use crate::ca;
+use crate::gate::{Gate, Pass};
 use sotto_wire::filter::{ClientFilter, INBOX_PREFIX, MAX_CLIENT_REMAINING, Verdict, is_user_id};
 use sotto_wire::mqtt::{self, Packet, PacketType, ParseError, encode_connect};
 use sotto_wire::notice::{RefusalNotice, RefusalReason};
@@ -45,8 +47,6 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest remaining length accepted from the internal broker (trusted; only framed).
 const MAX_BROKER_REMAINING: usize = 1 << 20;
-/// Concurrent client connections.
-pub const MAX_CONNECTIONS: usize = 10_000;
 /// Packets queued towards one client before the broker reader waits.
 const CLIENT_QUEUE: usize = 64;
 /// Time the writer gets to flush a last reply (e.g. a CONNACK refusal) before the close.
@@ -145,6 +145,7 @@ pub struct Front {
     tap: TapSlot,
     seen: SeenUsers,
     ledger: Ledger,
+    gate: Gate,
 }
 
 /// The front's inbox ledger (BROKER-5), shared by every connection.
@@ -165,13 +166,16 @@ impl Front {
     /// Binds `listen` (use port 0 for any free port) and serves TLS with `tls`
     /// ([`crate::ca::Pki::mqtt_server_config`]), relaying to `upstream` (`None`: every CONNECT is
     /// answered "server unavailable" until [`Front::set_upstream`]), refusing PUBLISHes to
-    /// inboxes that hold `limits` (BROKER-5).
+    /// inboxes that hold `limits` (BROKER-5), and taking connections within `admission`
+    /// ([`crate::admission`]).
     pub async fn bind(
         listen: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
         upstream: Option<Upstream>,
         limits: InboxLimits,
+        admission: AdmissionLimits,
     ) -> std::io::Result<Front> {
+        let gate = Gate::new("mqtt front", admission)?;
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let initial = upstream.map_or(State::Paused, State::Running);
@@ -183,13 +187,18 @@ impl Front {
             listener,
             TlsAcceptor::from(tls),
             state_rx,
+            gate.clone(),
             Shared {
                 tap: tap.clone(),
                 seen: seen.clone(),
                 ledger: ledger.clone(),
             },
         ));
-        tracing::info!(%local_addr, "MQTT front listening");
+        tracing::info!(
+            %local_addr,
+            max_connections = admission.total,
+            "MQTT front listening"
+        );
         Ok(Front {
             local_addr,
             state,
@@ -197,6 +206,7 @@ impl Front {
             tap,
             seen,
             ledger,
+            gate,
         })
     }
 
@@ -234,6 +244,16 @@ impl Front {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The connection bounds in force.
+    pub fn admission(&self) -> Option<AdmissionLimits> {
+        self.gate.limits()
+    }
+
+    /// Client connections held now (pending and established).
+    pub fn connections(&self) -> usize {
+        self.gate.len()
     }
 
     /// Switches the internal broker (`None`: paused). Closes every relayed connection.
@@ -277,17 +297,17 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     mut state: watch::Receiver<State>,
+    gate: Gate,
     shared: Shared,
 ) {
     let next_id = AtomicU64::new(1);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         if matches!(*state.borrow_and_update(), State::Shutdown) {
             break;
         }
         tokio::select! {
             accepted = listener.accept() => {
-                let (tcp, _peer) = match accepted {
+                let (tcp, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -295,20 +315,22 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::warn!("connection limit reached; dropping a new connection");
+                // Refused: closed at once, counted in the gate's periodic report.
+                let Some(pass) = gate.admit(peer) else {
                     continue;
                 };
                 let conn = next_id.fetch_add(1, Ordering::Relaxed);
+                let ticket = pass.ticket();
                 let acceptor = acceptor.clone();
                 let state = state.clone();
                 let shared = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve(conn, tcp, acceptor, state, shared).await {
+                let task = tokio::spawn(async move {
+                    if let Err(e) = serve(conn, tcp, acceptor, state, shared, &pass).await {
                         tracing::debug!(conn, error = %e, "connection ended");
                     }
-                    drop(permit);
+                    drop(pass);
                 });
+                gate.track(ticket, task.abort_handle());
             }
             changed = state.changed() => {
                 if changed.is_err() {
@@ -521,6 +543,7 @@ async fn serve(
     acceptor: TlsAcceptor,
     mut state: watch::Receiver<State>,
     shared: Shared,
+    pass: &Pass,
 ) -> Result<(), ConnError> {
     let Shared { tap, seen, ledger } = shared;
     let _ = tcp.set_nodelay(true);
@@ -581,6 +604,11 @@ async fn serve(
         write_and_close(&mut client_wr, Some(&mqtt::connack(CONNACK_UNAVAILABLE))).await;
         return Ok(());
     };
+    // Authenticated: from here the connection is no longer pending (never evicted for a newer
+    // one); if it was evicted meanwhile, it ends.
+    if !pass.established() {
+        return Ok(());
+    }
     let broker = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.addr))
         .await
         .map_err(|_| ConnError::Timeout)??;

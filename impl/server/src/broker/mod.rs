@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::admission::AdmissionLimits;
 use crate::ca::{CaError, Pki};
 use crate::service::{Broker, BrokerStop};
 use embedded::EmbeddedBroker;
@@ -117,6 +118,7 @@ pub struct MessageService {
     tls: Arc<rustls::ServerConfig>,
     hop: Option<Arc<dyn Hop>>,
     limits: InboxLimits,
+    admission: AdmissionLimits,
 }
 
 impl std::fmt::Debug for MessageService {
@@ -132,17 +134,20 @@ impl std::fmt::Debug for MessageService {
 impl MessageService {
     /// Starts `broker` on an internal loopback port (Mosquitto keeps its files in
     /// `mosquitto_dir`) and the front on `listen` (port 0: any free port; see
-    /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`.
+    /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`; the front takes
+    /// connections within `admission`.
     pub(crate) async fn start(
         pki: &Pki,
         listen: SocketAddr,
         broker: Broker,
         mosquitto_dir: &Path,
         limits: InboxLimits,
+        admission: AdmissionLimits,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
         let backend = Backend::start(broker, mosquitto_dir, limits).await?;
-        let front = Front::bind(listen, tls.clone(), Some(backend.upstream()), limits).await?;
+        let up = Some(backend.upstream());
+        let front = Front::bind(listen, tls.clone(), up, limits, admission).await?;
         Ok(MessageService {
             front,
             backend,
@@ -150,7 +155,13 @@ impl MessageService {
             tls,
             hop: None,
             limits,
+            admission,
         })
+    }
+
+    /// The front's connection bounds.
+    pub fn admission(&self) -> AdmissionLimits {
+        self.admission
     }
 
     /// The inbox limits the front applies (BROKER-5).
@@ -287,7 +298,8 @@ impl MessageService {
                     }
                     Backend::Mosquitto(m) => m.kill_and_restart().await?,
                 }
-                self.front = Front::bind(addr, self.tls.clone(), None, self.limits).await?;
+                self.front =
+                    Front::bind(addr, self.tls.clone(), None, self.limits, self.admission).await?;
             }
         }
         let up = self.front_upstream();

@@ -15,9 +15,11 @@
 //! ```
 //!
 //! The service keeps only public keys and certificate bookkeeping ([`store`]); it never records or
-//! logs a peer's address. Bodies are bounded (`sotto_wire::membership_api::MAX_BODY`), connections are bounded
-//! ([`MAX_CONNECTIONS`]), every TLS handshake, request header and request has a deadline, and the
-//! challenge map is bounded ([`challenge::MAX_CHALLENGES`]). A restart with the same data directory
+//! logs a peer's address. Bodies are bounded (`sotto_wire::membership_api::MAX_BODY`), connections
+//! are bounded per source and in all ([`MembershipConfig::admission`], [`crate::admission`]: the
+//! oldest connection makes room for a new one), every TLS handshake, request header and request
+//! has a deadline, and the challenge map is bounded ([`challenge::MAX_CHALLENGES`]). A restart
+//! with the same data directory
 //! keeps every user (and [`crate::ca::Pki`] keeps the CA).
 //!
 //! The wire format of the API is `sotto_wire::membership_api` and docs/operations.md; the typed
@@ -48,18 +50,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use sotto_core::UserId;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::AdmissionLimits;
 use crate::ca::{self, Pki};
+use crate::gate::Gate;
 pub use error::{ApiError, MembershipError, StoreError};
 use handlers::{AppState, PeerIdentity};
 pub use tap::HttpTapRecord;
 use tap::TapSlot;
-
-/// Most connections served at once; further ones are closed at once.
-pub const MAX_CONNECTIONS: usize = 512;
 
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +83,9 @@ pub struct MembershipConfig {
     pub difficulty: u8,
     /// The message service's address, `host:port`, told to devices at signup.
     pub broker_addr: String,
+    /// How many connections it takes, per source and in all
+    /// ([`AdmissionLimits::MEMBERSHIP`] unless a test or an operator says otherwise).
+    pub admission: AdmissionLimits,
 }
 
 /// The membership service.
@@ -104,6 +108,7 @@ impl Membership {
             .await
             .map_err(|_| StoreError::Task)??;
         let tls = TlsAcceptor::from(pki.https_server_config()?);
+        let gate = Gate::new("membership", config.admission)?;
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let state = Arc::new(AppState {
@@ -118,6 +123,7 @@ impl Membership {
         let task = tokio::spawn(accept_loop(
             listener,
             tls,
+            gate,
             router(state),
             tap.clone(),
             stopped,
@@ -209,32 +215,35 @@ fn router(state: Arc<AppState>) -> Router {
 async fn accept_loop(
     listener: TcpListener,
     tls: TlsAcceptor,
+    gate: Gate,
     router: Router,
     tap: Arc<TapSlot>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut stopped => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
-                // The peer's address is deliberately ignored: it is neither stored nor logged.
-                let Ok((tcp, _)) = accepted else {
+                // The peer's address is neither stored nor logged: the gate keeps a keyed hash of
+                // it while the connection lasts (crate::admission).
+                let Ok((tcp, peer)) = accepted else {
                     // Out of file descriptors and the like: back off a little.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                let Some(pass) = gate.admit(peer) else {
                     drop(tcp);
                     continue;
                 };
+                let ticket = pass.ticket();
                 let (tls, router, tap) = (tls.clone(), router.clone(), tap.clone());
-                connections.spawn(async move {
+                let task = connections.spawn(async move {
                     serve_connection(tcp, tls, router, tap).await;
-                    drop(slot);
+                    drop(pass);
                 });
+                gate.track(ticket, task);
             }
         }
     }

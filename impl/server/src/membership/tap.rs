@@ -183,6 +183,7 @@ mod tests {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 difficulty: 0,
                 broker_addr: "localhost:8883".to_owned(),
+                admission: crate::admission::AdmissionLimits::MEMBERSHIP,
             },
             pki.clone(),
         )

@@ -1,0 +1,153 @@
+//! Attacks on the service's availability, repeated on loopback against the running service (the
+//! embedded broker behind the front, and Mosquitto behind the front when it is installed): each
+//! one must fail, and a legitimate signup and message must go through while it runs.
+//!
+//! The attacker's sockets come from other loopback addresses (127.0.0.2 and up) than the honest
+//! users' (127.0.0.1): the limits are per source. Every attack is bounded in sockets and time.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use sotto_client::ClientEvent;
+use sotto_server::Broker;
+use sotto_server::admission::AdmissionLimits;
+use sotto_testkit::{TestStack, WAIT, exchange_cards, sync, texts};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How long a socket the service keeps must stay open to count as kept.
+const HELD: Duration = Duration::from_millis(1500);
+
+/// Opens `n` TCP connections to `to` from `from`, sending nothing (an idle or slow client).
+async fn idle_sockets(from: Ipv4Addr, to: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(from), 0))
+            .expect("bind a loopback source");
+        // The backlog may refuse under the flood: that socket is simply not held.
+        if let Ok(Ok(s)) = tokio::time::timeout(WAIT, socket.connect(to)).await {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// How many of `sockets` the service still holds open after [`HELD`] (the others it closed).
+async fn still_open(sockets: Vec<TcpStream>) -> usize {
+    let mut checks = Vec::new();
+    for mut s in sockets {
+        checks.push(tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            // Open: the read waits (the service sends nothing before the client speaks).
+            tokio::time::timeout(HELD, s.read(&mut b)).await.is_err()
+        }));
+    }
+    let mut open = 0;
+    for c in checks {
+        if c.await.unwrap_or(false) {
+            open += 1;
+        }
+    }
+    open
+}
+
+/// A legitimate user's whole path while the attack holds: two signups, a message from one to the
+/// other through the broker, and its receipt.
+async fn honest_users_get_through(stack: &TestStack) {
+    let work = async {
+        let mut alice = stack.signup("alice").await;
+        let mut bob = stack.signup("bob").await;
+        exchange_cards(&mut alice, &mut bob);
+        let id = alice.send(&bob.user_id(), "still here").expect("send");
+        assert!(sync(&mut alice).await.published >= 1, "published");
+        assert_eq!(texts(&sync(&mut bob).await), ["still here"]);
+        let back = sync(&mut alice).await;
+        assert!(
+            back.events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Delivered { id: d, .. } if *d == id)),
+            "the receipt came back: {:?}",
+            back.events
+        );
+    };
+    tokio::time::timeout(4 * WAIT, work)
+        .await
+        .expect("an honest signup and message within the bound");
+}
+
+fn brokers() -> Vec<Broker> {
+    let mut out = vec![Broker::Embedded];
+    if Broker::Mosquitto.is_available() {
+        out.push(Broker::Mosquitto);
+    } else {
+        println!("SKIPPED for Mosquitto: `mosquitto` binary not found (apt-get install mosquitto)");
+    }
+    out
+}
+
+/// 530 idle sockets from one address took the membership service down and 10,050 blocked
+/// other users' CONNECTs: now one source holds at most its pending share on each listener, the
+/// rest are closed at once, and honest users keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_from_one_source_hold_only_their_share() {
+    // As `sotto serve` does: this process may need more sockets than a default soft limit.
+    sotto_server::gate::open_file_limit();
+    for broker in brokers() {
+        let stack = TestStack::start(broker).await;
+        let attacker = Ipv4Addr::new(127, 0, 0, 2);
+        let membership = stack.service.membership_addr();
+        let mqtt = stack.broker_addr();
+        let on_membership = idle_sockets(attacker, membership, 600).await;
+        let on_front = idle_sockets(attacker, mqtt, 300).await;
+        honest_users_get_through(&stack).await;
+        let share = AdmissionLimits::MEMBERSHIP.per_source_pending;
+        let held = still_open(on_membership).await;
+        assert!(
+            held <= share,
+            "{broker:?}: the membership service holds {held} idle sockets of one source (share {share})"
+        );
+        let share = AdmissionLimits::FRONT.per_source_pending;
+        let held = still_open(on_front).await;
+        assert!(
+            held <= share,
+            "{broker:?}: the front holds {held} idle sockets of one source (share {share})"
+        );
+        stack.service.shutdown().await;
+    }
+}
+
+/// Idle sockets from many addresses, more than the listeners take: each new connection makes the
+/// oldest idle one go, so an honest user arriving after the flood still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_many_sources_makes_the_oldest_idle_sockets_go() {
+    let limits = AdmissionLimits {
+        total: 64,
+        pending: 32,
+        per_source: 16,
+        per_source_pending: 8,
+    };
+    for broker in brokers() {
+        let stack = TestStack::build(broker, |b| {
+            b.front_admission(limits).membership_admission(limits)
+        })
+        .await;
+        let membership = stack.service.membership_addr();
+        let mqtt = stack.broker_addr();
+        let mut sockets = Vec::new();
+        // 20 sources of 8 idle sockets on each listener: 160 each, five times what they take.
+        for n in 2..22u8 {
+            let from = Ipv4Addr::new(127, 0, 0, n);
+            sockets.extend(idle_sockets(from, membership, 8).await);
+            sockets.extend(idle_sockets(from, mqtt, 8).await);
+        }
+        honest_users_get_through(&stack).await;
+        let held = still_open(sockets).await;
+        assert!(
+            held <= 2 * limits.pending,
+            "{broker:?}: {held} idle sockets held, more than both listeners' pending places"
+        );
+        stack.service.shutdown().await;
+    }
+}
