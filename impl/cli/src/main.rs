@@ -43,7 +43,7 @@ use crate::cli::{Cli, Command, DemoArgs, GroupCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -100,17 +100,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Logs to stderr; `RUST_LOG` wins over `-v`.
-fn init_logging(verbose: u8) {
-    let default = match verbose {
+///
+/// For the server (`serve`), `-v`, `-vv` and `-vvv` raise Sotto's own targets only: the libraries
+/// below it (TLS, HTTP, the runtime) stay at warnings, since their debug and trace output is not
+/// written with BROKER-6 in mind. `RUST_LOG` is the operator's explicit debug mode for them, and
+/// the service says so when it starts.
+fn init_logging(verbose: u8, server: bool) {
+    let level = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let default = if server {
+        format!("warn,sotto={level},sotto_server={level},sotto_wire={level}")
+    } else {
+        level.to_owned()
+    };
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let explicit = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    if server && explicit {
+        tracing::warn!(
+            "RUST_LOG is set: the libraries' own debug and trace output may name client \
+             addresses and user ids (BROKER-6 covers Sotto's own log lines only)"
+        );
+    }
 }

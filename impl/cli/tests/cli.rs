@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PASSPHRASE, Server, sotto, user_id};
+use common::{PASSPHRASE, Server, signup, sotto, user_id};
 
 #[test]
 fn a_message_to_someone_offline_arrives_with_their_inbox_req4() {
@@ -219,5 +219,52 @@ fn every_command_has_help() {
         let out = sotto(dir.path(), &store, PASSPHRASE, &cmd);
         assert!(out.ok, "{cmd:?}: {out:?}");
         assert!(out.stdout.contains("Usage: sotto"), "{cmd:?}: {out:?}");
+    }
+}
+
+/// BROKER-6 for the operator's `-vvv`: the server's log names no user and no client address, and
+/// the libraries under it (TLS, HTTP) stay at warnings, while two people sign up, fetch each other
+/// from the directory, and exchange a message and its receipt.
+#[test]
+fn serve_at_trace_level_logs_no_user_and_no_library_internals() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let server = Server::start_logging(
+        &dir.path().join("server"),
+        &["-vvv", "--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"],
+        log.into(),
+    );
+    let alice = dir.path().join("alice.db");
+    let bob = dir.path().join("bob.db");
+    let alice_id = signup(dir.path(), &alice, &server);
+    let bob_id = signup(dir.path(), &bob, &server);
+    let out = sotto(dir.path(), &bob, PASSPHRASE, &["add", &alice_id]);
+    assert!(out.ok, "{out:?}");
+    let out = sotto(dir.path(), &bob, PASSPHRASE, &["send", &alice_id, "hello"]);
+    assert!(out.ok, "{out:?}");
+    let out = sotto(dir.path(), &alice, PASSPHRASE, &["inbox"]);
+    assert!(out.ok && out.stdout.contains("hello"), "{out:?}");
+    let out = sotto(dir.path(), &bob, PASSPHRASE, &["inbox"]);
+    assert!(out.ok, "{out:?}");
+    drop(server);
+
+    let text = std::fs::read_to_string(&log_path).expect("the log");
+    assert!(
+        text.contains("TRACE") || text.contains("DEBUG"),
+        "-vvv raised Sotto's own level: {text}"
+    );
+    for id in [&alice_id, &bob_id] {
+        let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !text.contains(id.as_str()) && !text.contains(&hex),
+            "a user id in the log: {text}"
+        );
+    }
+    for library in ["rustls::", "hyper::", "tokio::", "h2::"] {
+        assert!(
+            !text.contains(library),
+            "{library}'s own debug output in the log: {text}"
+        );
     }
 }

@@ -107,10 +107,15 @@ impl Server {
 
     /// `sotto serve <args> --difficulty 2 --data <data>`; waits for `ready`.
     pub fn start_with(data: &Path, args: &[&str]) -> Server {
+        Server::start_logging(data, args, Stdio::inherit())
+    }
+
+    /// [`Server::start_with`], its stderr (the log) going to `stderr`.
+    pub fn start_logging(data: &Path, args: &[&str], stderr: Stdio) -> Server {
         let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
         all.extend(["--difficulty".into(), "2".into(), "--data".into()]);
         all.push(data.into());
-        let child = ServeChild::start(Path::new(SOTTO), all, Stdio::inherit(), SERVE_WAIT)
+        let child = ServeChild::start(Path::new(SOTTO), all, stderr, SERVE_WAIT)
             .expect("sotto serve prints `ready` in time");
         Server {
             url: child.url().to_owned(),
