@@ -321,10 +321,19 @@ fn server_params() -> Result<CertificateParams, CaError> {
     Ok(params)
 }
 
+/// Validity from the start of the current UTC day, minus [`BACKDATE`], to the start of the UTC
+/// day after `validity` from now: a certificate's dates, and what the directory records of them,
+/// name only days, never the moment of a signup or a renewal (Req1).
 fn set_validity(params: &mut CertificateParams, validity: Duration) {
+    let day = Duration::from_secs(24 * 3600);
     let now = SystemTime::now();
-    params.not_before = (now - BACKDATE).into();
-    params.not_after = (now + validity).into();
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let today = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(since_epoch.as_secs() - since_epoch.as_secs() % day.as_secs());
+    params.not_before = (today - BACKDATE).into();
+    params.not_after = (today + validity + day).into();
 }
 
 /// A positive 16-byte serial number from the OS random source (ring's `SystemRandom`).

@@ -32,6 +32,7 @@ pub mod broker;
 pub mod ca;
 pub mod gate;
 pub mod membership;
+mod private;
 pub mod process;
 pub mod service;
 

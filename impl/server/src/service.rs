@@ -233,7 +233,7 @@ impl ServiceBuilder {
                 "the embedded broker always runs behind the front",
             ));
         }
-        tokio::fs::create_dir_all(&self.data_dir).await?;
+        crate::private::private_dir(&self.data_dir)?;
         let dir = self.data_dir.clone();
         let pki = tokio::task::spawn_blocking(move || Pki::load_or_create(&dir))
             .await

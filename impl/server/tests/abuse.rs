@@ -151,3 +151,71 @@ async fn a_flood_from_many_sources_makes_the_oldest_idle_sockets_go() {
         stack.service.shutdown().await;
     }
 }
+
+/// `membership.db` was created world-readable: now the data directory is 0700 and the directory
+/// database 0600 on both brokers (with Mosquitto behind the front, its directory too), after a
+/// signup wrote to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_the_service_creates_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for broker in brokers() {
+        let stack = TestStack::start(broker).await;
+        let _alice = stack.signup("alice").await;
+        let data = stack.service.data_dir().to_owned();
+        assert_eq!(mode(&data), 0o700, "{broker:?}: the data directory");
+        assert_eq!(mode(&data.join("membership.db")), 0o600, "{broker:?}");
+        assert_eq!(mode(&data.join("ca.key")), 0o600, "{broker:?}");
+        if let Some(dir) = stack.service.mosquitto_dir() {
+            assert_eq!(mode(dir), 0o700, "{broker:?}: Mosquitto's directory");
+            assert_eq!(
+                mode(&dir.join("data")),
+                0o700,
+                "{broker:?}: its persistence"
+            );
+        }
+        stack.service.shutdown().await;
+    }
+}
+
+/// `cert_not_after_ms` recorded the moment of a signup to the second (a year later), defeating
+/// the deliberately coarse `created_day`: now every time the directory keeps is a UTC midnight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_keeps_days_not_moments_req1() {
+    let stack = TestStack::start(Broker::Embedded).await;
+    let _alice = stack.signup("alice").await;
+    let _bob = stack.signup("bob").await;
+    let db = stack.service.data_dir().join("membership.db");
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the directory");
+    let mut stmt = conn
+        .prepare("SELECT created_day, cert_not_after_ms FROM users")
+        .expect("query");
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.len(), 2);
+    const DAY_MS: i64 = 86_400_000;
+    for (created, not_after) in rows {
+        assert_eq!(created % DAY_MS, 0, "created_day is a day");
+        assert_eq!(
+            not_after % DAY_MS,
+            0,
+            "cert_not_after_ms is a day: {not_after}"
+        );
+        assert!(
+            not_after - created >= 365 * DAY_MS,
+            "valid for a year at least"
+        );
+    }
+    stack.service.shutdown().await;
+}

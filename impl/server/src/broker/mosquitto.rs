@@ -78,7 +78,8 @@ impl MosquittoProfile {
             None
         };
         let listen = reserved.as_ref().map_or(listen, |r| r.addr());
-        fs::create_dir_all(dir.join("data"))?;
+        crate::private::private_dir(dir)?;
+        crate::private::private_dir(&dir.join("data"))?;
         fs::write(dir.join("ca.pem"), pki.ca_pem())?;
         fs::write(dir.join("server.pem"), pki.server_cert_pem())?;
         ca::write_private(&dir.join("server.key"), pki.server_key_pem())?;
@@ -353,7 +354,8 @@ impl InternalMosquitto {
     /// Writes the configuration and the ACL into `dir` (created if missing), picks a free
     /// loopback port and starts Mosquitto; returns once the port accepts connections.
     pub async fn start(dir: &Path, limits: InboxLimits) -> Result<InternalMosquitto, BrokerError> {
-        fs::create_dir_all(dir.join("data"))?;
+        crate::private::private_dir(dir)?;
+        crate::private::private_dir(&dir.join("data"))?;
         let reserved = PortReservation::loopback()?;
         let listen = reserved.addr();
         fs::write(dir.join("acl"), acl())?;

@@ -122,6 +122,9 @@ pub enum StoreError {
     /// A blocking task was cancelled or panicked.
     #[error("store task failed")]
     Task,
+    /// The database file could not be created private or made private.
+    #[error("database file: {0}")]
+    Io(std::io::Error),
 }
 
 /// Starting the membership service failed.

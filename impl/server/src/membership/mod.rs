@@ -102,7 +102,7 @@ impl Membership {
         if config.difficulty > sotto_core::limits::MAX_POW_DIFFICULTY {
             return Err(MembershipError::Config("difficulty above 32"));
         }
-        tokio::fs::create_dir_all(&config.data_dir).await?;
+        crate::private::private_dir(&config.data_dir)?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || store::Store::open(&dir))
             .await

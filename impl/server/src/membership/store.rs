@@ -5,7 +5,7 @@
 //!
 //! | table | columns |
 //! |---|---|
-//! | `users` | `user_id` (10 random bytes, ID-1), `identity` (public identity, KEY-2, 128 bytes), `tls_spki` (DER SubjectPublicKeyInfo of the current client certificate), `created_day` (signup day, UTC midnight in ms: deliberately coarse), `cert_serial` (hex), `cert_not_after_ms` |
+//! | `users` | `user_id` (10 random bytes, ID-1), `identity` (public identity, KEY-2, 128 bytes), `tls_spki` (DER SubjectPublicKeyInfo of the current client certificate), `created_day` (signup day, UTC midnight in ms: deliberately coarse), `cert_serial` (hex), `cert_not_after_ms` (a UTC midnight, like the certificate's dates) |
 //! | `signed_prekeys` | `user_id`, `prekey_id`, `body` (KEY-3, 100 bytes); the newest LIM-9 = 3 kept (current + grace) |
 //! | `one_time_prekeys` | `user_id`, `prekey_id`, `body` (KEY-4, 36 bytes); deleted in the transaction that serves it |
 //!
@@ -34,7 +34,7 @@ use super::error::StoreError;
 pub const FILE_NAME: &str = "membership.db";
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Most one-time prekeys the directory keeps per user (uploads beyond it are refused).
 pub const MAX_STORED_OPKS: usize = 1000;
@@ -65,6 +65,13 @@ CREATE TABLE one_time_prekeys (
     body      BLOB NOT NULL CHECK (length(body) = 36),
     PRIMARY KEY (user_id, prekey_id)
 ) WITHOUT ROWID;
+";
+
+/// Version 2: certificates are issued with day-granular dates (`ca`), and what version 1 recorded
+/// of an earlier certificate's `notAfter` (to the second: the moment of the signup or renewal, a
+/// year later) is rounded down to its day.
+const SCHEMA_V2: &str = "
+UPDATE users SET cert_not_after_ms = cert_not_after_ms - cert_not_after_ms % 86400000;
 ";
 
 /// What the service records about an issued client certificate.
@@ -115,7 +122,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `membership.db` in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::from_connection(Connection::open(dir.join(FILE_NAME))?)
+        let path = dir.join(FILE_NAME);
+        // Created private before SQLite opens it (and its journal takes the same mode).
+        crate::private::private_file(&path).map_err(StoreError::Io)?;
+        Store::from_connection(Connection::open(path)?)
     }
 
     /// A throwaway in-memory store (unit tests).
@@ -134,6 +144,11 @@ impl Store {
             0 => {
                 conn.execute_batch(&format!(
                     "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))?;
+            }
+            1 => {
+                conn.execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             SCHEMA_VERSION => {}
@@ -494,6 +509,29 @@ mod tests {
             f.store.add_prekeys(&UserId([9; 10]), None, &one).unwrap(),
             Err(UploadRefusal::UnknownUser)
         );
+    }
+
+    #[test]
+    fn version_1_rounds_recorded_certificate_dates_to_days_req1() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, X'3000', 1699920000000, '01', 1731542523456)",
+            rusqlite::params![&[1u8; 10][..], &[0u8; 128][..]],
+        )
+        .unwrap();
+        let store = Store::from_connection(conn).unwrap();
+        let conn = store.lock();
+        let (version, not_after): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), cert_not_after_ms FROM users",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(not_after, 1731542523456 - 1731542523456 % 86_400_000);
     }
 
     #[test]
