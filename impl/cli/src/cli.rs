@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// Proof-of-work difficulty of signup in bits, 0..=32 (0 turns it off).
     #[arg(long, default_value_t = sotto_server::membership::DEFAULT_DIFFICULTY, value_name = "N")]
     pub difficulty: u8,
+    /// Signups one address may make at once before the rate limit (then one every 30 s); for
+    /// many people behind one address, or a load test.
+    #[arg(long, default_value_t = sotto_server::membership::quota::QuotaLimits::DEFAULT.signups_per_source.burst, value_name = "N")]
+    pub signup_burst: u32,
 }
 
 /// `sotto signup`.

@@ -115,6 +115,7 @@ fn refused_hint(code: ApiCode) -> Option<String> {
         ApiCode::Core(ProtocolError::Crypto(CryptoError::InsufficientWork))
         | ApiCode::UnknownChallenge => "try `sotto signup` again",
         ApiCode::Internal | ApiCode::Timeout => "the service had a problem; try again later",
+        ApiCode::RateLimited => "the service limits how often this is done; try again later",
         _ => return None,
     };
     Some(hint.to_owned())

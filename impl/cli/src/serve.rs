@@ -49,7 +49,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .broker(args.broker)
         .membership_listen(args.listen)
         .mqtt_listen(args.mqtt)
-        .difficulty(args.difficulty);
+        .difficulty(args.difficulty)
+        .membership_quotas(
+            sotto_server::membership::quota::QuotaLimits::DEFAULT
+                .with_signup_burst(args.signup_burst),
+        );
     if args.mosquitto_external {
         // Only the direct profile's files, for a Mosquitto the operator runs.
         builder = builder.mosquitto_files_only();

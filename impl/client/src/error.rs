@@ -308,7 +308,10 @@ impl ClientError {
             ClientError::Network { failure, .. } => *failure != NetworkFailure::Tls,
             ClientError::Timeout => true,
             ClientError::Refused { code, .. } => {
-                matches!(code, ApiCode::Internal | ApiCode::Timeout)
+                matches!(
+                    code,
+                    ApiCode::Internal | ApiCode::Timeout | ApiCode::RateLimited
+                )
             }
             ClientError::BrokerRefused(BrokerRefusal::ServerUnavailable) => true,
             _ => false,

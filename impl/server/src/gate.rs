@@ -102,6 +102,11 @@ impl Gate {
         })
     }
 
+    /// The source of a peer address, under this gate's key.
+    pub(crate) fn source(&self, peer: SocketAddr) -> crate::admission::SourceKey {
+        self.keys.key(peer.ip())
+    }
+
     /// The limits in force.
     pub(crate) fn limits(&self) -> Option<AdmissionLimits> {
         self.inner.lock().ok().map(|i| i.admission.limits())

@@ -39,6 +39,7 @@ use crate::broker::mosquitto::{self, MosquittoProcess, MosquittoProfile};
 use crate::broker::{BrokerError, Hop, InboxLimits, MessageService};
 use crate::ca::{CaError, Pki};
 use crate::gate;
+use crate::membership::quota::QuotaLimits;
 use crate::membership::{
     DEFAULT_DIFFICULTY, HttpTapRecord, Membership, MembershipConfig, MembershipError,
     MembershipHandle,
@@ -143,6 +144,7 @@ pub struct ServiceBuilder {
     inbox_limits: InboxLimits,
     front_admission: Option<AdmissionLimits>,
     membership_admission: AdmissionLimits,
+    membership_quotas: QuotaLimits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +220,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// The membership service's rate limits: signups per source and in all, one-time prekeys per
+    /// requester and target (default [`QuotaLimits::DEFAULT`]).
+    pub fn membership_quotas(mut self, limits: QuotaLimits) -> Self {
+        self.membership_quotas = limits;
+        self
+    }
+
     /// The broker address devices are told at signup, `host:port` (default: the message
     /// service's own address, `localhost` for an unspecified IP).
     pub fn advertise_broker(mut self, addr: impl Into<String>) -> Self {
@@ -286,6 +295,7 @@ impl ServiceBuilder {
             difficulty: self.difficulty,
             broker_addr: advertised.clone(),
             admission: self.membership_admission,
+            quotas: self.membership_quotas,
         };
         let membership = Membership::start(membership_config.clone(), pki.clone()).await?;
         // Port 0: keep the port it got, so that a restart comes back where devices look.
@@ -358,6 +368,7 @@ impl Service {
             inbox_limits: InboxLimits::DEFAULT,
             front_admission: None,
             membership_admission: AdmissionLimits::MEMBERSHIP,
+            membership_quotas: QuotaLimits::DEFAULT,
         }
     }
 

@@ -18,6 +18,7 @@ use sotto_core::keys::OneTimePreKeyPair;
 use sotto_core::{Device, Identity, PreKeyBundle, UserId};
 use sotto_server::admission::AdmissionLimits;
 use sotto_server::ca::{self, Pki};
+use sotto_server::membership::quota::QuotaLimits;
 use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle};
 use sotto_testkit::mqtt::DeviceTlsKey;
 use sotto_wire::membership_api::{
@@ -32,6 +33,25 @@ struct Service {
 }
 
 async fn start(dir: &Path, difficulty: u8) -> Service {
+    start_with(dir, difficulty, QuotaLimits::DEFAULT).await
+}
+
+/// The service's own limits but one: a requester may take every one-time prekey of a target (the
+/// KEY-4 tests fetch one target's prekeys many times; the limits have their own tests).
+fn prekeys_unlimited() -> QuotaLimits {
+    let many = sotto_server::membership::quota::Rate {
+        burst: 1_000,
+        every: std::time::Duration::from_secs(1),
+    };
+    QuotaLimits {
+        prekeys_per_requester: many,
+        prekeys_per_target: many,
+        prekeys_per_pair: many,
+        ..QuotaLimits::DEFAULT
+    }
+}
+
+async fn start_with(dir: &Path, difficulty: u8, quotas: QuotaLimits) -> Service {
     let pki = Arc::new(Pki::load_or_create(dir).expect("CA"));
     let handle = Membership::start(
         MembershipConfig {
@@ -40,6 +60,7 @@ async fn start(dir: &Path, difficulty: u8) -> Service {
             difficulty,
             broker_addr: BROKER.to_owned(),
             admission: AdmissionLimits::MEMBERSHIP,
+            quotas,
         },
         pki.clone(),
     )
@@ -307,7 +328,7 @@ async fn bundle_needs_a_client_certificate_tls_1() {
 #[tokio::test]
 async fn each_one_time_prekey_is_handed_out_once_key_4_key_5() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = start(dir.path(), 0).await;
+    let svc = start_with(dir.path(), 0, prekeys_unlimited()).await;
     let alice = sign_up(&svc, 9, 0).await;
     let bob = sign_up(&svc, 10, 4).await;
 
@@ -336,7 +357,7 @@ async fn each_one_time_prekey_is_handed_out_once_key_4_key_5() {
 #[tokio::test]
 async fn concurrent_fetches_never_share_a_one_time_prekey_key_4() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = start(dir.path(), 0).await;
+    let svc = start_with(dir.path(), 0, prekeys_unlimited()).await;
     let alice = sign_up(&svc, 11, 0).await;
     let bob = sign_up(&svc, 12, 5).await;
     let mut tasks = Vec::new();
@@ -505,7 +526,8 @@ async fn renew_needs_the_identity_signature_key_6() {
     let e = anonymous.renew(&tampered).await.unwrap_err();
     assert_eq!(api_code(&e), (400, "bad_signature"));
 
-    // Out of the time window, or for an unknown user: refused.
+    // Out of the time window: refused. For an unknown user: the answer of a wrong signature,
+    // so that a request without a certificate cannot tell which user ids exist.
     let stale = RenewRequest::sign(
         alice.device.identity(),
         alice.user,
@@ -523,7 +545,7 @@ async fn renew_needs_the_identity_signature_key_6() {
     )
     .unwrap();
     let e = anonymous.renew(&nobody).await.unwrap_err();
-    assert_eq!(api_code(&e), (404, "unknown_user"));
+    assert_eq!(api_code(&e), (400, "bad_signature"));
 
     // The real one: a certificate for the new key, CN = the same user id.
     let renewed = anonymous.renew(&good).await.unwrap();
@@ -680,5 +702,135 @@ async fn the_database_holds_keys_only_req1() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
+}
+
+// ------------------------------------------------------------------------------------ abuse
+
+/// An HTTPS client of the service whose connections come from `ip` (another loopback address:
+/// the rate limits are per source).
+fn client_from(svc: &Service, ip: [u8; 4]) -> reqwest::Client {
+    let tls = client_config(svc.pki.ca_pem(), None).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .local_address(std::net::IpAddr::from(ip))
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// 800 signups from one client went through in 17 s: now one source gets its burst (20) and then
+/// 429 `rate_limited` with a `retry-after`, while a signup from another address goes through.
+#[tokio::test]
+async fn a_signup_flood_from_one_source_is_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), 0).await;
+    let attacker = client_from(&svc, [127, 0, 0, 2]);
+    let url = format!(
+        "{}{}",
+        svc.handle.url(),
+        sotto_wire::membership_api::paths::SIGNUP
+    );
+    let (mut accepted, mut limited) = (0, 0);
+    for seed in 0..60u64 {
+        let d = new_device(1_000 + seed, 0, b"", 0);
+        let r = attacker.post(&url).body(d.request).send().await.unwrap();
+        match r.status().as_u16() {
+            200 => accepted += 1,
+            429 => {
+                limited += 1;
+                let after: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=30).contains(&after), "retry-after {after}");
+                let body = r.text().await.unwrap();
+                assert!(body.contains(r#""error":"rate_limited""#), "{body}");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let burst = QuotaLimits::DEFAULT.signups_per_source.burst;
+    assert!(
+        (burst..=burst + 1).contains(&accepted),
+        "{accepted} signups accepted from one source (burst {burst})"
+    );
+    assert_eq!(accepted + limited, 60);
+    // Meanwhile another address signs up.
+    let honest = sign_up(&svc, 2_000, 1).await;
+    assert_eq!(honest.user.to_text().len(), 16);
+}
+
+/// Asking for many challenges could evict honest signups' challenges: now a flood of challenge
+/// requests from one address (more than the service keeps in all) drops only its own, and an
+/// honest signup that took its challenge before the flood completes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_flood_leaves_others_challenges_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), 8).await;
+    let (challenge, difficulty) = svc.anonymous().challenge().await.unwrap();
+    let url = format!(
+        "{}{}",
+        svc.handle.url(),
+        sotto_wire::membership_api::paths::CHALLENGE
+    );
+    let attacker = client_from(&svc, [127, 0, 0, 3]);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (attacker, url) = (attacker.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..(sotto_server::membership::challenge::MAX_CHALLENGES / 4 + 50) {
+                let r = attacker.get(&url).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let d = new_device(3_000, 1, &challenge, difficulty);
+    let signup = svc.anonymous().signup(&d.request).await;
+    assert!(signup.is_ok(), "the honest challenge survived: {signup:?}");
+}
+
+/// Any account drained another's one-time prekeys (100 -> 0 in 101 fetches): now one requester
+/// takes at most two of one target, many requesters at most the target's burst, the rest get the
+/// bundle without one (KEY-4), and the prekeys stay for honest contacts.
+#[tokio::test]
+async fn one_account_cannot_drain_anothers_one_time_prekeys() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), 0).await;
+    let victim = sign_up(&svc, 4_000, 100).await;
+    let attacker = sign_up(&svc, 4_001, 0).await;
+    let mut given = 0;
+    for _ in 0..101 {
+        let b = attacker.client.fetch_bundle(&victim.user).await.unwrap();
+        given += usize::from(b.one_time_prekey().is_some());
+    }
+    let per_pair = QuotaLimits::DEFAULT.prekeys_per_pair.burst as usize;
+    assert_eq!(given, per_pair, "one requester, one target");
+    assert_eq!(
+        victim.client.prekey_count().await.unwrap() as usize,
+        100 - per_pair
+    );
+    // An honest contact still gets one.
+    let honest = sign_up(&svc, 4_002, 0).await;
+    let b = honest.client.fetch_bundle(&victim.user).await.unwrap();
+    assert!(b.one_time_prekey().is_some());
+    // Many accounts (signed up from this address within its burst): the target gives its burst.
+    let per_target = QuotaLimits::DEFAULT.prekeys_per_target.burst as usize;
+    let mut sybil_given = 0;
+    for seed in 0..12u64 {
+        let sybil = sign_up(&svc, 4_100 + seed, 0).await;
+        for _ in 0..3 {
+            let b = sybil.client.fetch_bundle(&victim.user).await.unwrap();
+            sybil_given += usize::from(b.one_time_prekey().is_some());
+        }
+    }
+    assert_eq!(per_pair + 1 + sybil_given, per_target);
+    assert_eq!(
+        victim.client.prekey_count().await.unwrap() as usize,
+        100 - per_target
+    );
 }

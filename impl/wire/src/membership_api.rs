@@ -162,13 +162,16 @@ pub enum ApiCode {
     Internal,
     /// `timeout`: the request took longer than the service allows.
     Timeout,
+    /// `rate_limited`: beyond one of the service's rate limits (signups per address or in all);
+    /// the same request succeeds later (the `retry-after` header says when, in seconds).
+    RateLimited,
     /// A code this version does not know (a newer service, or not a Sotto service at all).
     Unrecognized,
 }
 
 impl ApiCode {
     /// The service's own codes, in the order of the table in docs/operations.md.
-    pub const SERVICE: [ApiCode; 12] = [
+    pub const SERVICE: [ApiCode; 13] = [
         ApiCode::UnknownChallenge,
         ApiCode::UnsupportedKey,
         ApiCode::StaleTimestamp,
@@ -179,6 +182,7 @@ impl ApiCode {
         ApiCode::MethodNotAllowed,
         ApiCode::StaleSignedPrekey,
         ApiCode::BodyTooLarge,
+        ApiCode::RateLimited,
         ApiCode::Internal,
         ApiCode::Timeout,
     ];
@@ -199,6 +203,7 @@ impl ApiCode {
             ApiCode::BodyTooLarge => "body_too_large",
             ApiCode::Internal => "internal",
             ApiCode::Timeout => "timeout",
+            ApiCode::RateLimited => "rate_limited",
             ApiCode::Unrecognized => "unrecognized",
         }
     }
@@ -229,6 +234,7 @@ impl ApiCode {
             ApiCode::MethodNotAllowed => 405,
             ApiCode::StaleSignedPrekey => 409,
             ApiCode::BodyTooLarge => 413,
+            ApiCode::RateLimited => 429,
             ApiCode::Internal | ApiCode::Unrecognized => 500,
             ApiCode::Timeout => 503,
         }

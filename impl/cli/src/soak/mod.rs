@@ -137,7 +137,7 @@ async fn run_one(
     deadline: Instant,
 ) -> anyhow::Result<Report> {
     let setup_start = Instant::now();
-    let server = Server::start(broker, &dir.join("server"), deadline).await?;
+    let server = Server::start(broker, &dir.join("server"), plan.n, deadline).await?;
     let stores = dir.join("stores");
     std::fs::create_dir_all(&stores).with_context(|| format!("creating {}", stores.display()))?;
     let mut clients = clients::sign_up(plan, &server, &stores, deadline).await?;

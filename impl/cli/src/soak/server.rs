@@ -67,21 +67,24 @@ fn child_named(pid: u32, name: &str) -> Option<u32> {
 
 /// The arguments of `sotto serve` for `broker`, its data in `data`: loopback, ports picked by
 /// the system, no proof of work.
-fn serve_args(broker: Broker, data: &Path) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--mqtt",
-        "127.0.0.1:0",
-        "--difficulty",
-        "0",
-        "--broker",
-        broker.name(),
-        "--data",
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
+fn serve_args(broker: Broker, data: &Path, clients: usize) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["--signup-burst".into(), clients.to_string().into()];
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--difficulty",
+            "0",
+            "--broker",
+            broker.name(),
+            "--data",
+        ]
+        .iter()
+        .map(Into::into),
+    );
     args.push(data.into());
     args
 }
@@ -90,6 +93,7 @@ impl Server {
     pub(super) async fn start(
         broker: Broker,
         data: &Path,
+        clients: usize,
         deadline: Instant,
     ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)
@@ -98,7 +102,8 @@ impl Server {
         let stderr_path = data.with_extension("stderr");
         let stderr = std::fs::File::create(&stderr_path)
             .with_context(|| format!("creating {}", stderr_path.display()))?;
-        let args = serve_args(broker, data);
+        // Every client signs up from this one address.
+        let args = serve_args(broker, data, clients);
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(SERVE_WAIT);

@@ -2,11 +2,15 @@
 //! this moment, so work cannot be computed ahead of time or spent twice.
 //!
 //! Held in memory only (a restart forgets them, which only costs a device one more `GET
-//! /v1/challenge`), bounded in number ([`MAX_CHALLENGES`], the oldest is dropped first) and in age
-//! ([`CHALLENGE_TTL`]), and single-use: [`Challenges::take`] removes the value it accepts.
-//! Time is an argument, so the tests need no clock.
+//! /v1/challenge`), bounded in number ([`MAX_CHALLENGES`], the oldest is dropped first), per source
+//! ([`MAX_CHALLENGES_PER_SOURCE`]: a source asking for more drops its own oldest, so one client's
+//! flood never drops another's challenge) and in age ([`CHALLENGE_TTL`]), and single-use:
+//! [`Challenges::take`] removes the value it accepts. Time is an argument, so the tests need no
+//! clock.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::admission::SourceKey;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +19,9 @@ use sotto_core::limits::MAX_CHALLENGE;
 
 /// Most challenges outstanding at once.
 pub const MAX_CHALLENGES: usize = 10_000;
+
+/// Most challenges one source ([`SourceKey`]) has outstanding at once.
+pub const MAX_CHALLENGES_PER_SOURCE: usize = 16;
 
 /// How long a challenge stays valid.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -30,10 +37,12 @@ pub struct Challenges {
 
 #[derive(Debug, Default)]
 struct State {
-    // Outstanding values and when each was issued.
-    live: HashMap<Challenge, Instant>,
+    // Outstanding values, when each was issued and to which source.
+    live: HashMap<Challenge, (Instant, SourceKey)>,
     // Issue order, oldest first; may still name values already taken (skipped when popped).
     order: VecDeque<(Challenge, Instant)>,
+    // Each source's outstanding values, oldest first.
+    by_source: HashMap<SourceKey, VecDeque<Challenge>>,
 }
 
 impl Challenges {
@@ -42,19 +51,34 @@ impl Challenges {
         Challenges::default()
     }
 
-    /// Issues a fresh challenge at `now`, dropping expired ones and, when full, the oldest.
-    pub fn issue(&self, rng: &mut impl CryptoRng, now: Instant) -> Challenge {
+    /// Issues a fresh challenge to `source` at `now`, dropping expired ones, the source's own
+    /// oldest when it holds [`MAX_CHALLENGES_PER_SOURCE`], and, when full, the oldest of all.
+    pub fn issue(&self, rng: &mut impl CryptoRng, source: SourceKey, now: Instant) -> Challenge {
         let mut value = [0u8; MAX_CHALLENGE];
         rng.fill_bytes(&mut value);
         let mut s = self.lock();
         s.expire(now);
-        while s.order.len() >= MAX_CHALLENGES {
-            if let Some((old, at)) = s.order.pop_front() {
-                s.remove_if_issued_at(&old, at);
+        let own = s.by_source.get(&source).map_or(0, VecDeque::len);
+        if own >= MAX_CHALLENGES_PER_SOURCE {
+            if let Some(old) = s.by_source.get_mut(&source).and_then(VecDeque::pop_front) {
+                s.live.remove(&old);
             }
         }
-        s.live.insert(value, now);
+        while s.live.len() >= MAX_CHALLENGES {
+            let Some((old, at)) = s.order.pop_front() else {
+                break;
+            };
+            s.remove_if_issued_at(&old, at);
+        }
+        s.live.insert(value, (now, source));
         s.order.push_back((value, now));
+        s.by_source.entry(source).or_default().push_back(value);
+        // `order` keeps the values a source dropped or a signup took until they come up; keep it
+        // bounded by compacting it.
+        if s.order.len() > 2 * MAX_CHALLENGES {
+            let State { live, order, .. } = &mut *s;
+            order.retain(|(v, at)| live.get(v).is_some_and(|(issued, _)| issued == at));
+        }
         value
     }
 
@@ -65,7 +89,10 @@ impl Challenges {
         };
         let mut s = self.lock();
         match s.live.remove(&key) {
-            Some(at) => now.saturating_duration_since(at) < CHALLENGE_TTL,
+            Some((at, source)) => {
+                s.forget(&key, source);
+                now.saturating_duration_since(at) < CHALLENGE_TTL
+            }
             None => false,
         }
     }
@@ -101,8 +128,21 @@ impl State {
     }
 
     fn remove_if_issued_at(&mut self, value: &Challenge, at: Instant) {
-        if self.live.get(value) == Some(&at) {
-            self.live.remove(value);
+        if let Some(&(issued, source)) = self.live.get(value) {
+            if issued == at {
+                self.live.remove(value);
+                self.forget(value, source);
+            }
+        }
+    }
+
+    /// Removes `value` from its source's list (at most [`MAX_CHALLENGES_PER_SOURCE`] long).
+    fn forget(&mut self, value: &Challenge, source: SourceKey) {
+        if let Some(own) = self.by_source.get_mut(&source) {
+            own.retain(|v| v != value);
+            if own.is_empty() {
+                self.by_source.remove(&source);
+            }
         }
     }
 }
@@ -110,14 +150,20 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::SourceKeys;
     use rand_core::SeedableRng;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn src(n: u32) -> SourceKey {
+        SourceKeys::new([4; 32]).key(IpAddr::V4(Ipv4Addr::from(n)))
+    }
 
     #[test]
     fn single_use_signup_3() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
         let c = Challenges::new();
         let t0 = Instant::now();
-        let v = c.issue(&mut rng, t0);
+        let v = c.issue(&mut rng, src(1), t0);
         assert!(!c.take(&[0u8; 32], t0));
         assert!(!c.take(&v[..31], t0));
         assert!(c.take(&v, t0));
@@ -129,11 +175,11 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
         let c = Challenges::new();
         let t0 = Instant::now();
-        let v = c.issue(&mut rng, t0);
+        let v = c.issue(&mut rng, src(1), t0);
         assert!(!c.take(&v, t0 + CHALLENGE_TTL));
-        let w = c.issue(&mut rng, t0);
+        let w = c.issue(&mut rng, src(1), t0);
         // Issuing later drops the expired ones.
-        let _ = c.issue(&mut rng, t0 + CHALLENGE_TTL);
+        let _ = c.issue(&mut rng, src(1), t0 + CHALLENGE_TTL);
         assert_eq!(c.len(), 1);
         assert!(!c.take(&w, t0 + CHALLENGE_TTL));
     }
@@ -143,11 +189,30 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
         let c = Challenges::new();
         let t0 = Instant::now();
-        let first = c.issue(&mut rng, t0);
-        for _ in 0..MAX_CHALLENGES {
-            let _ = c.issue(&mut rng, t0);
+        let first = c.issue(&mut rng, src(0), t0);
+        for n in 0..MAX_CHALLENGES as u32 {
+            let _ = c.issue(&mut rng, src(n + 1), t0);
         }
         assert_eq!(c.len(), MAX_CHALLENGES);
         assert!(!c.take(&first, t0), "the oldest was dropped");
+    }
+
+    #[test]
+    fn a_flood_from_one_source_drops_only_its_own() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let c = Challenges::new();
+        let t0 = Instant::now();
+        let honest = c.issue(&mut rng, src(1), t0);
+        let mut flood = Vec::new();
+        for _ in 0..MAX_CHALLENGES + 100 {
+            flood.push(c.issue(&mut rng, src(2), t0));
+        }
+        assert_eq!(c.len(), 1 + MAX_CHALLENGES_PER_SOURCE);
+        assert!(
+            c.take(&honest, t0),
+            "the honest challenge survived the flood"
+        );
+        assert!(!c.take(&flood[0], t0), "the flood's oldest went");
+        assert!(c.take(&flood[flood.len() - 1], t0));
     }
 }

@@ -19,6 +19,8 @@ use sotto_wire::membership_api::{ApiCode, ErrorBody};
 pub struct ApiError {
     code: ApiCode,
     message: String,
+    /// Seconds for a `retry-after` header (`rate_limited`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,20 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 `rate_limited`, to try again after `retry_after` (rounded up to a second).
+    pub fn rate_limited(what: &str, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after
+            .as_secs()
+            .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+            .max(1);
+        ApiError {
+            code: ApiCode::RateLimited,
+            message: format!("too many {what}; try again in {secs} s"),
+            retry_after: Some(secs),
         }
     }
 
@@ -102,7 +118,13 @@ impl IntoResponse for ApiError {
             error: self.code.as_str().to_owned(),
             message: self.message,
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -28,12 +28,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand_core::OsRng;
 use sotto_core::UserId;
-use sotto_core::error::MisuseError;
+use sotto_core::error::{CryptoError, MisuseError};
 use sotto_core::signup::SignupRequest;
 
 use super::challenge::Challenges;
 use super::error::{ApiError, StoreError};
+use super::quota::Quotas;
 use super::store::{CertRecord, NewUser, Store, UploadRefusal};
+use crate::admission::SourceKey;
 use crate::ca::{CaError, Pki};
 use sotto_wire::membership_api::{
     ApiCode, CertificateResponse, ChallengeResponse, MAX_BODY, PrekeyCountResponse, PrekeyUpload,
@@ -46,6 +48,7 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<Store>,
     pub(crate) pki: Arc<Pki>,
     pub(crate) challenges: Challenges,
+    pub(crate) quotas: std::sync::Mutex<Quotas>,
     pub(crate) difficulty: u8,
     pub(crate) broker: String,
 }
@@ -56,6 +59,22 @@ type Shared = State<Arc<AppState>>;
 /// if it presented one. The accept loop puts it into every request's extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PeerIdentity(pub(crate) Option<UserId>);
+
+/// The source of a connection (a keyed hash of its address, [`crate::admission`]): the accept loop
+/// puts it into every request's extensions, for the rate limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Source(pub(crate) SourceKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Source>().copied().ok_or_else(|| {
+            tracing::error!("a request without its connection's source");
+            ApiError::internal()
+        })
+    }
+}
 
 /// Extractor for routes that need a client certificate: 401 without one.
 #[derive(Clone, Copy, Debug)]
@@ -167,8 +186,11 @@ pub(crate) async fn time() -> Json<TimeResponse> {
 }
 
 /// `GET /v1/challenge` (SIGNUP-3).
-pub(crate) async fn challenge(State(state): Shared) -> Json<ChallengeResponse> {
-    let value = state.challenges.issue(&mut OsRng, Instant::now());
+pub(crate) async fn challenge(
+    State(state): Shared,
+    Source(source): Source,
+) -> Json<ChallengeResponse> {
+    let value = state.challenges.issue(&mut OsRng, source, Instant::now());
     Json(ChallengeResponse {
         challenge: hex::encode(value),
         difficulty: state.difficulty,
@@ -178,9 +200,19 @@ pub(crate) async fn challenge(State(state): Shared) -> Json<ChallengeResponse> {
 /// `POST /v1/signup` (SIGNUP-1..4, Req1).
 pub(crate) async fn signup(
     State(state): Shared,
+    Source(source): Source,
     body: Body,
 ) -> Result<Json<SignupResponse>, ApiError> {
     let bytes = read_body(body).await?;
+    // Counted before the checks: a refused signup costs the service the same work.
+    let admitted = state
+        .quotas
+        .lock()
+        .map_err(|_| ApiError::internal())?
+        .signup(source, Instant::now());
+    if let Err(limited) = admitted {
+        return Err(ApiError::rate_limited("signups", limited.retry_after));
+    }
     // SIGNUP-2: layout, bounds, all three signatures and the work, in that order, by the core.
     let req = SignupRequest::from_bytes(&bytes, state.difficulty)?;
     let challenge_ok = state.challenges.take(req.challenge(), Instant::now());
@@ -240,10 +272,12 @@ pub(crate) async fn renew(
         ));
     }
     let response = blocking(move || {
+        // An unknown user id gets the answer of a wrong signature, so that a renew request
+        // without a certificate cannot tell which user ids exist.
         let identity = state
             .store
             .identity(req.user_id())?
-            .ok_or_else(ApiError::unknown_user)?;
+            .ok_or_else(|| ApiError::from(sotto_core::Error::from(CryptoError::BadSignature)))?;
         req.verify(&identity)?;
         let (certificate_pem, cert) = issue(&state.pki, req.user_id(), req.tls_spki())?;
         if !state
@@ -311,15 +345,22 @@ pub(crate) async fn prekey_count(
 /// `GET /v1/bundle/{user_id}` (KEY-5): consumes one one-time prekey, if any is left (KEY-4).
 pub(crate) async fn bundle(
     State(state): Shared,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(text) = path.map_err(|_| sotto_core::error::DecodeError::InvalidUserId)?;
     let user = UserId::parse(&text)?;
+    // Beyond the one-time prekey limits the bundle comes without one (KEY-4 allows it): one
+    // account cannot drain another's.
+    let with_opk = state
+        .quotas
+        .lock()
+        .map_err(|_| ApiError::internal())?
+        .one_time_prekey(&caller, &user, Instant::now());
     let bundle = blocking(move || {
         state
             .store
-            .take_bundle(&user)?
+            .take_bundle(&user, with_opk)?
             .ok_or_else(ApiError::unknown_user)
     })
     .await?;

@@ -31,6 +31,7 @@
 pub mod challenge;
 pub mod error;
 mod handlers;
+pub mod quota;
 pub mod store;
 pub mod tap;
 
@@ -58,7 +59,7 @@ use crate::admission::AdmissionLimits;
 use crate::ca::{self, Pki};
 use crate::gate::Gate;
 pub use error::{ApiError, MembershipError, StoreError};
-use handlers::{AppState, PeerIdentity};
+use handlers::{AppState, PeerIdentity, Source};
 pub use tap::HttpTapRecord;
 use tap::TapSlot;
 
@@ -86,6 +87,9 @@ pub struct MembershipConfig {
     /// How many connections it takes, per source and in all
     /// ([`AdmissionLimits::MEMBERSHIP`] unless a test or an operator says otherwise).
     pub admission: AdmissionLimits,
+    /// Its rate limits ([`quota::QuotaLimits::DEFAULT`] unless a test or an operator says
+    /// otherwise).
+    pub quotas: quota::QuotaLimits,
 }
 
 /// The membership service.
@@ -109,12 +113,20 @@ impl Membership {
             .map_err(|_| StoreError::Task)??;
         let tls = TlsAcceptor::from(pki.https_server_config()?);
         let gate = Gate::new("membership", config.admission)?;
+        let mut key = [0u8; 32];
+        rustls::crypto::ring::default_provider()
+            .secure_random
+            .fill(&mut key)
+            .map_err(|_| MembershipError::Config("random source failed"))?;
+        let quotas = quota::Quotas::new(config.quotas, key);
+        zeroize::Zeroize::zeroize(&mut key);
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let state = Arc::new(AppState {
             store: Arc::new(store),
             pki,
             challenges: challenge::Challenges::new(),
+            quotas: std::sync::Mutex::new(quotas),
             difficulty: config.difficulty,
             broker: config.broker_addr,
         });
@@ -238,9 +250,10 @@ async fn accept_loop(
                     continue;
                 };
                 let ticket = pass.ticket();
+                let source = Source(gate.source(peer));
                 let (tls, router, tap) = (tls.clone(), router.clone(), tap.clone());
                 let task = connections.spawn(async move {
-                    serve_connection(tcp, tls, router, tap).await;
+                    serve_connection(tcp, source, tls, router, tap).await;
                     drop(pass);
                 });
                 gate.track(ticket, task);
@@ -251,7 +264,13 @@ async fn accept_loop(
     tracing::info!("membership service stopped");
 }
 
-async fn serve_connection(tcp: TcpStream, tls: TlsAcceptor, router: Router, tap: Arc<TapSlot>) {
+async fn serve_connection(
+    tcp: TcpStream,
+    source: Source,
+    tls: TlsAcceptor,
+    router: Router,
+    tap: Arc<TapSlot>,
+) {
     let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await else {
         return;
     };
@@ -276,6 +295,7 @@ async fn serve_connection(tcp: TcpStream, tls: TlsAcceptor, router: Router, tap:
                     req = tap.request(req).await;
                 }
                 req.extensions_mut().insert(peer);
+                req.extensions_mut().insert(source);
                 hyper::service::Service::call(&service, req).await
             };
             let mut response: Response =

@@ -298,9 +298,14 @@ impl Store {
         count_opks(&conn, user)
     }
 
-    /// The bundle of `user` (KEY-5) with its newest signed prekey and, if one is left, a one-time
-    /// prekey, which is deleted in the same transaction (KEY-4: handed out at most once).
-    pub fn take_bundle(&self, user: &UserId) -> Result<Option<PreKeyBundle>, StoreError> {
+    /// The bundle of `user` (KEY-5) with its newest signed prekey and, if `with_opk` and one is
+    /// left, a one-time prekey, which is deleted in the same transaction (KEY-4: handed out at
+    /// most once). `with_opk` false: the rate limits withhold it (`quota`).
+    pub fn take_bundle(
+        &self,
+        user: &UserId,
+        with_opk: bool,
+    ) -> Result<Option<PreKeyBundle>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(identity) = load_identity(&tx, user)? else {
@@ -320,14 +325,17 @@ impl Store {
             .ok()
             .filter(|_| r.remaining() == 0)
             .ok_or(StoreError::Corrupt("signed_prekeys"))?;
-        let opk_row: Option<(u32, Vec<u8>)> = tx
-            .query_row(
+        let opk_row: Option<(u32, Vec<u8>)> = if !with_opk {
+            None
+        } else {
+            tx.query_row(
                 "SELECT prekey_id, body FROM one_time_prekeys WHERE user_id = ?1
                  ORDER BY prekey_id LIMIT 1",
                 [&user.0[..]],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?;
+            .optional()?
+        };
         let opk = match opk_row {
             None => None,
             Some((id, body)) => {
@@ -442,16 +450,28 @@ mod tests {
     #[test]
     fn each_one_time_prekey_is_served_once_key_4() {
         let f = fixture(3);
+        let without = f.store.take_bundle(&f.user, false).unwrap().unwrap();
+        assert!(without.one_time_prekey().is_none(), "asked without one");
+        assert_eq!(
+            f.store.one_time_prekey_count(&f.user).unwrap(),
+            3,
+            "none taken"
+        );
         let mut seen = Vec::new();
         for _ in 0..3 {
-            let b = f.store.take_bundle(&f.user).unwrap().unwrap();
+            let b = f.store.take_bundle(&f.user, true).unwrap().unwrap();
             seen.push(b.one_time_prekey().unwrap().id());
         }
         assert_eq!(seen, vec![1, 2, 3]);
-        let last = f.store.take_bundle(&f.user).unwrap().unwrap();
+        let last = f.store.take_bundle(&f.user, true).unwrap().unwrap();
         assert!(last.one_time_prekey().is_none());
         assert_eq!(last.to_bytes().len(), 240);
-        assert!(f.store.take_bundle(&UserId([2; 10])).unwrap().is_none());
+        assert!(
+            f.store
+                .take_bundle(&UserId([2; 10]), true)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -475,7 +495,7 @@ mod tests {
                 Err(UploadRefusal::StaleSignedPrekey)
             );
         }
-        let b = f.store.take_bundle(&f.user).unwrap().unwrap();
+        let b = f.store.take_bundle(&f.user, true).unwrap().unwrap();
         assert_eq!(b.signed_prekey().id(), 5);
         let conn = f.store.lock();
         let n: i64 = conn

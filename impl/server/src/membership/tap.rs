@@ -184,6 +184,7 @@ mod tests {
                 difficulty: 0,
                 broker_addr: "localhost:8883".to_owned(),
                 admission: crate::admission::AdmissionLimits::MEMBERSHIP,
+                quotas: crate::membership::quota::QuotaLimits::DEFAULT,
             },
             pki.clone(),
         )
