@@ -20,6 +20,8 @@
 //!   authorizing mutual-TLS front (BROKER-1..4), and the Mosquitto profile.
 //! - [`admission`] and [`gate`]: how many connections each listener takes, per source and in
 //!   all, without keeping an address (the front's and the membership service's bounds).
+//! - [`revocation`]: client certificates replaced by a renewal, refused by the front and the
+//!   membership service.
 //! - [`process`]: stopping a child process (SIGTERM, a bounded wait, SIGKILL).
 //! - [`service`]: the whole service started in one place ([`Service::builder`]), with [`Broker`],
 //!   the one word for which broker carries the messages.
@@ -34,6 +36,7 @@ pub mod gate;
 pub mod membership;
 mod private;
 pub mod process;
+pub mod revocation;
 pub mod service;
 
 pub use broker::{Holdings, InboxLimits};

@@ -44,6 +44,7 @@ use crate::membership::{
     DEFAULT_DIFFICULTY, HttpTapRecord, Membership, MembershipConfig, MembershipError,
     MembershipHandle,
 };
+use crate::revocation::Revocations;
 
 /// Which broker carries the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -259,8 +260,10 @@ impl ServiceBuilder {
         let front_admission = self.front_admission.unwrap_or_else(|| {
             gate::within_open_files(AdmissionLimits::FRONT, files, membership_files)
         });
+        // Certificates a renewal replaced: the membership service fills it, the front reads it.
+        let revocations = Revocations::new();
         let messages = match (self.broker, self.mosquitto) {
-            (_, MosquittoMode::BehindFront) => Messages::Fronted(
+            (_, MosquittoMode::BehindFront) => Messages::Fronted(Box::new(
                 MessageService::start(
                     &pki,
                     self.mqtt_listen,
@@ -268,9 +271,10 @@ impl ServiceBuilder {
                     &mosquitto_dir,
                     self.inbox_limits,
                     front_admission,
+                    revocations.clone(),
                 )
                 .await?,
-            ),
+            )),
             (_, MosquittoMode::Direct) => {
                 let profile = MosquittoProfile::write(&pki, &mosquitto_dir, self.mqtt_listen)?;
                 let process = MosquittoProcess::spawn(&profile).await?;
@@ -296,6 +300,7 @@ impl ServiceBuilder {
             broker_addr: advertised.clone(),
             admission: self.membership_admission,
             quotas: self.membership_quotas,
+            revocations,
         };
         let membership = Membership::start(membership_config.clone(), pki.clone()).await?;
         // Port 0: keep the port it got, so that a restart comes back where devices look.
@@ -326,7 +331,7 @@ fn advertised(addr: SocketAddr) -> String {
 /// The message service in one of its set-ups.
 #[derive(Debug)]
 enum Messages {
-    Fronted(MessageService),
+    Fronted(Box<MessageService>),
     Direct {
         profile: MosquittoProfile,
         process: Option<MosquittoProcess>,

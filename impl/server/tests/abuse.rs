@@ -219,3 +219,83 @@ async fn the_directory_keeps_days_not_moments_req1() {
     }
     stack.service.shutdown().await;
 }
+
+/// Old certificates kept working after a renewal (no revocation): now the certificate a renewal
+/// replaced is refused by the MQTT front and by the membership service's certificate endpoints,
+/// also after the membership service restarts, while the new one works; both brokers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_revokes_the_replaced_certificate() {
+    use rand_core::SeedableRng;
+    use sotto_client::membership::MembershipClient;
+    use sotto_testkit::mqtt::{DeviceTlsKey, Identity, options, start};
+    use sotto_wire::membership_api::RenewRequest;
+
+    for broker in brokers() {
+        let mut stack = TestStack::start(broker).await;
+        let anonymous = MembershipClient::new(&stack.url(), stack.ca_pem(), None).expect("client");
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(77);
+        let mut device = sotto_core::Device::new(&mut rng, sotto_core::UserId([0; 10]));
+        let old_tls = DeviceTlsKey::generate();
+        let (challenge, difficulty) = anonymous.challenge().await.expect("challenge");
+        let request = device
+            .signup_request(&mut rng, &old_tls.spki_der, 1, &challenge, difficulty)
+            .expect("signup request")
+            .to_bytes();
+        let signup = anonymous.signup(&request).await.expect("signup");
+        let user = sotto_core::UserId::parse(&signup.user_id).expect("user id");
+        let old = Identity {
+            user_id: signup.user_id.clone(),
+            cert_pem: signup.certificate_pem.clone(),
+            key_pem: old_tls.key_pem.clone(),
+        };
+        let mqtt_ok = |id: &Identity, stack: &TestStack| {
+            let opts = options(id, stack.broker_addr(), stack.ca_pem(), true);
+            async move { start(opts).connack().await.is_ok() }
+        };
+        assert!(
+            mqtt_ok(&old, &stack).await,
+            "{broker:?}: before the renewal"
+        );
+
+        let new_tls = DeviceTlsKey::generate();
+        let now = anonymous.time().await.expect("time");
+        let renew = RenewRequest::sign(device.identity(), user, &new_tls.spki_der, now)
+            .expect("renew request");
+        let renewed = anonymous.renew(&renew).await.expect("renew");
+        let new = Identity {
+            user_id: signup.user_id.clone(),
+            cert_pem: renewed.certificate_pem.clone(),
+            key_pem: new_tls.key_pem.clone(),
+        };
+        let with = |id: &Identity, stack: &TestStack| {
+            MembershipClient::new(
+                &stack.url(),
+                stack.ca_pem(),
+                Some((&id.cert_pem, &id.key_pem)),
+            )
+            .expect("client")
+        };
+        for round in [
+            "after the renewal",
+            "after a restart of the membership service",
+        ] {
+            assert!(
+                !mqtt_ok(&old, &stack).await,
+                "{broker:?}: old, MQTT, {round}"
+            );
+            assert!(
+                mqtt_ok(&new, &stack).await,
+                "{broker:?}: new, MQTT, {round}"
+            );
+            let e = with(&old, &stack).prekey_count().await.unwrap_err();
+            assert!(
+                matches!(&e, sotto_client::ClientError::Refused { status: 401, .. }),
+                "{broker:?}: old, membership, {round}: {e:?}"
+            );
+            assert_eq!(with(&new, &stack).prekey_count().await.expect("new"), 1);
+            stack.stop_membership().await;
+            stack.start_membership(None).await;
+        }
+        stack.service.shutdown().await;
+    }
+}

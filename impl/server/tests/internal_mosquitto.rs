@@ -54,6 +54,7 @@ async fn front(pki: &Pki, mosq: &InternalMosquitto) -> Front {
         Some(mosq.upstream()),
         sotto_server::InboxLimits::DEFAULT,
         sotto_server::admission::AdmissionLimits::FRONT,
+        sotto_server::revocation::Revocations::new(),
     )
     .await
     .expect("front")

@@ -37,6 +37,7 @@ use super::ledger::{InboxLedger, InboxLimits, Ticket};
 use crate::admission::AdmissionLimits;
 use crate::ca;
 use crate::gate::{Gate, Pass};
+use crate::revocation::Revocations;
 use sotto_wire::filter::{ClientFilter, INBOX_PREFIX, MAX_CLIENT_REMAINING, Verdict, is_user_id};
 use sotto_wire::mqtt::{self, Packet, PacketType, ParseError, encode_connect};
 use sotto_wire::notice::{RefusalNotice, RefusalReason};
@@ -91,6 +92,8 @@ enum ConnError {
     Eof,
     #[error("certificate without a valid user id")]
     NoIdentity,
+    #[error("certificate revoked by a renewal")]
+    Revoked,
 }
 
 /// Which way a tapped packet went.
@@ -167,13 +170,15 @@ impl Front {
     /// ([`crate::ca::Pki::mqtt_server_config`]), relaying to `upstream` (`None`: every CONNECT is
     /// answered "server unavailable" until [`Front::set_upstream`]), refusing PUBLISHes to
     /// inboxes that hold `limits` (BROKER-5), and taking connections within `admission`
-    /// ([`crate::admission`]).
+    /// ([`crate::admission`]); a client certificate in `revocations` is refused
+    /// ([`crate::revocation`]).
     pub async fn bind(
         listen: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
         upstream: Option<Upstream>,
         limits: InboxLimits,
         admission: AdmissionLimits,
+        revocations: Revocations,
     ) -> std::io::Result<Front> {
         let gate = Gate::new("mqtt front", admission)?;
         let listener = TcpListener::bind(listen).await?;
@@ -192,6 +197,7 @@ impl Front {
                 tap: tap.clone(),
                 seen: seen.clone(),
                 ledger: ledger.clone(),
+                revocations,
             },
         ));
         tracing::info!(
@@ -291,6 +297,7 @@ struct Shared {
     tap: TapSlot,
     seen: SeenUsers,
     ledger: Ledger,
+    revocations: Revocations,
 }
 
 async fn accept_loop(
@@ -545,16 +552,26 @@ async fn serve(
     shared: Shared,
     pass: &Pass,
 ) -> Result<(), ConnError> {
-    let Shared { tap, seen, ledger } = shared;
+    let Shared {
+        tap,
+        seen,
+        ledger,
+        revocations,
+    } = shared;
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .map_err(|_| ConnError::Timeout)??;
-    let user_id = tls
+    let cert = tls
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|certs| certs.first())
+        .and_then(|certs| certs.first());
+    // A certificate a renewal replaced (crate::revocation): the connection ends here.
+    if cert.is_some_and(|c| revocations.is_revoked_cert(c)) {
+        return Err(ConnError::Revoked);
+    }
+    let user_id = cert
         .and_then(ca::common_name)
         .filter(|cn| is_user_id(cn))
         .ok_or(ConnError::NoIdentity)?;

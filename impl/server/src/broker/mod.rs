@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use crate::admission::AdmissionLimits;
 use crate::ca::{CaError, Pki};
+use crate::revocation::Revocations;
 use crate::service::{Broker, BrokerStop};
 use embedded::EmbeddedBroker;
 use front::{Front, Upstream};
@@ -119,6 +120,7 @@ pub struct MessageService {
     hop: Option<Arc<dyn Hop>>,
     limits: InboxLimits,
     admission: AdmissionLimits,
+    revocations: Revocations,
 }
 
 impl std::fmt::Debug for MessageService {
@@ -143,11 +145,20 @@ impl MessageService {
         mosquitto_dir: &Path,
         limits: InboxLimits,
         admission: AdmissionLimits,
+        revocations: Revocations,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
         let backend = Backend::start(broker, mosquitto_dir, limits).await?;
         let up = Some(backend.upstream());
-        let front = Front::bind(listen, tls.clone(), up, limits, admission).await?;
+        let front = Front::bind(
+            listen,
+            tls.clone(),
+            up,
+            limits,
+            admission,
+            revocations.clone(),
+        )
+        .await?;
         Ok(MessageService {
             front,
             backend,
@@ -156,6 +167,7 @@ impl MessageService {
             hop: None,
             limits,
             admission,
+            revocations,
         })
     }
 
@@ -298,8 +310,15 @@ impl MessageService {
                     }
                     Backend::Mosquitto(m) => m.kill_and_restart().await?,
                 }
-                self.front =
-                    Front::bind(addr, self.tls.clone(), None, self.limits, self.admission).await?;
+                self.front = Front::bind(
+                    addr,
+                    self.tls.clone(),
+                    None,
+                    self.limits,
+                    self.admission,
+                    self.revocations.clone(),
+                )
+                .await?;
             }
         }
         let up = self.front_upstream();

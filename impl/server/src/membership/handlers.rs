@@ -37,6 +37,7 @@ use super::quota::Quotas;
 use super::store::{CertRecord, NewUser, Store, UploadRefusal};
 use crate::admission::SourceKey;
 use crate::ca::{CaError, Pki};
+use crate::revocation::Revocations;
 use sotto_wire::membership_api::{
     ApiCode, CertificateResponse, ChallengeResponse, MAX_BODY, PrekeyCountResponse, PrekeyUpload,
     RENEW_WINDOW_MS, RenewRequest, SignupResponse, TimeResponse,
@@ -49,6 +50,7 @@ pub(crate) struct AppState {
     pub(crate) pki: Arc<Pki>,
     pub(crate) challenges: Challenges,
     pub(crate) quotas: std::sync::Mutex<Quotas>,
+    pub(crate) revocations: Revocations,
     pub(crate) difficulty: u8,
     pub(crate) broker: String,
 }
@@ -280,12 +282,14 @@ pub(crate) async fn renew(
             .ok_or_else(|| ApiError::from(sotto_core::Error::from(CryptoError::BadSignature)))?;
         req.verify(&identity)?;
         let (certificate_pem, cert) = issue(&state.pki, req.user_id(), req.tls_spki())?;
-        if !state
+        let Some(old) = state
             .store
             .update_certificate(req.user_id(), req.tls_spki(), &cert)?
-        {
+        else {
             return Err(ApiError::unknown_user());
-        }
+        };
+        // The replaced certificate is refused from the next connection on, by the front too.
+        state.revocations.revoke(&old);
         Ok(CertificateResponse {
             certificate_pem,
             ca_pem: state.pki.ca_pem().to_owned(),

@@ -58,6 +58,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::AdmissionLimits;
 use crate::ca::{self, Pki};
 use crate::gate::Gate;
+use crate::revocation::Revocations;
 pub use error::{ApiError, MembershipError, StoreError};
 use handlers::{AppState, PeerIdentity, Source};
 pub use tap::HttpTapRecord;
@@ -90,6 +91,9 @@ pub struct MembershipConfig {
     /// Its rate limits ([`quota::QuotaLimits::DEFAULT`] unless a test or an operator says
     /// otherwise).
     pub quotas: quota::QuotaLimits,
+    /// The revoked certificates, shared with the MQTT front ([`crate::revocation`]): loaded
+    /// from the database at start, added to at each renewal.
+    pub revocations: Revocations,
 }
 
 /// The membership service.
@@ -111,6 +115,9 @@ impl Membership {
         let store = tokio::task::spawn_blocking(move || store::Store::open(&dir))
             .await
             .map_err(|_| StoreError::Task)??;
+        config
+            .revocations
+            .replace(store.revoked_serials(handlers::now_ms())?);
         let tls = TlsAcceptor::from(pki.https_server_config()?);
         let gate = Gate::new("membership", config.admission)?;
         let mut key = [0u8; 32];
@@ -127,6 +134,7 @@ impl Membership {
             pki,
             challenges: challenge::Challenges::new(),
             quotas: std::sync::Mutex::new(quotas),
+            revocations: config.revocations.clone(),
             difficulty: config.difficulty,
             broker: config.broker_addr,
         });
@@ -136,6 +144,7 @@ impl Membership {
             listener,
             tls,
             gate,
+            config.revocations.clone(),
             router(state),
             tap.clone(),
             stopped,
@@ -228,6 +237,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: TlsAcceptor,
     gate: Gate,
+    revocations: Revocations,
     router: Router,
     tap: Arc<TapSlot>,
     mut stopped: oneshot::Receiver<()>,
@@ -252,8 +262,9 @@ async fn accept_loop(
                 let ticket = pass.ticket();
                 let source = Source(gate.source(peer));
                 let (tls, router, tap) = (tls.clone(), router.clone(), tap.clone());
+                let revocations = revocations.clone();
                 let task = connections.spawn(async move {
-                    serve_connection(tcp, source, tls, router, tap).await;
+                    serve_connection(tcp, source, revocations, tls, router, tap).await;
                     drop(pass);
                 });
                 gate.track(ticket, task);
@@ -267,6 +278,7 @@ async fn accept_loop(
 async fn serve_connection(
     tcp: TcpStream,
     source: Source,
+    revocations: Revocations,
     tls: TlsAcceptor,
     router: Router,
     tap: Arc<TapSlot>,
@@ -275,12 +287,14 @@ async fn serve_connection(
         return;
     };
     // The TLS layer verified the chain to the CA (https_server_config); the CN is the user id.
+    // A certificate a renewal replaced identifies no one (the certificate endpoints answer 401).
     let peer = PeerIdentity(
         stream
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|chain| chain.first())
+            .filter(|cert| !revocations.is_revoked_cert(cert))
             .and_then(ca::common_name)
             .and_then(|cn| UserId::parse(&cn).ok()),
     );

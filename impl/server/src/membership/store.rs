@@ -34,7 +34,7 @@ use super::error::StoreError;
 pub const FILE_NAME: &str = "membership.db";
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Most one-time prekeys the directory keeps per user (uploads beyond it are refused).
 pub const MAX_STORED_OPKS: usize = 1000;
@@ -72,6 +72,15 @@ CREATE TABLE one_time_prekeys (
 /// year later) is rounded down to its day.
 const SCHEMA_V2: &str = "
 UPDATE users SET cert_not_after_ms = cert_not_after_ms - cert_not_after_ms % 86400000;
+";
+
+/// Version 3: the serials of certificates a renewal replaced (revoked at once, `revocation`), each
+/// until the certificate would have expired anyway.
+const SCHEMA_V3: &str = "
+CREATE TABLE revoked (
+    serial       TEXT PRIMARY KEY,
+    not_after_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// What the service records about an issued client certificate.
@@ -140,19 +149,17 @@ impl Store {
             "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA synchronous = FULL;",
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        match version {
-            0 => {
-                conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))?;
-            }
-            1 => {
-                conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))?;
-            }
-            SCHEMA_VERSION => {}
+        let steps = match version {
+            0 => Some(format!("{SCHEMA_V1} {SCHEMA_V3}")),
+            1 => Some(format!("{SCHEMA_V2} {SCHEMA_V3}")),
+            2 => Some(SCHEMA_V3.to_owned()),
+            SCHEMA_VERSION => None,
             other => return Err(StoreError::UnsupportedSchema(other)),
+        };
+        if let Some(steps) = steps {
+            conn.execute_batch(&format!(
+                "BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
         }
         Ok(Store {
             conn: Mutex::new(conn),
@@ -217,15 +224,32 @@ impl Store {
         load_identity(&conn, user)
     }
 
-    /// Records a renewed certificate for a new TLS key.
+    /// Records a renewed certificate for a new TLS key and revokes the one it replaces (into
+    /// `revoked`, in the same transaction). Returns the revoked serial, `None` for an unknown
+    /// user.
     pub fn update_certificate(
         &self,
         user: &UserId,
         tls_spki: &[u8],
         cert: &CertRecord,
-    ) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let n = conn.execute(
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let old: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT cert_serial, cert_not_after_ms FROM users WHERE user_id = ?1",
+                [&user.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((old_serial, old_not_after)) = old else {
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT OR REPLACE INTO revoked (serial, not_after_ms) VALUES (?1, ?2)",
+            params![old_serial, old_not_after],
+        )?;
+        tx.execute(
             "UPDATE users SET tls_spki = ?2, cert_serial = ?3, cert_not_after_ms = ?4
              WHERE user_id = ?1",
             params![
@@ -235,7 +259,23 @@ impl Store {
                 to_sql_int(cert.not_after_ms)
             ],
         )?;
-        Ok(n == 1)
+        tx.commit()?;
+        Ok(Some(old_serial))
+    }
+
+    /// The serials of revoked certificates that have not expired at `now_ms`; the expired ones
+    /// are deleted.
+    pub fn revoked_serials(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "DELETE FROM revoked WHERE not_after_ms < ?1",
+            [to_sql_int(now_ms)],
+        )?;
+        let mut stmt = conn.prepare("SELECT serial FROM revoked")?;
+        let serials = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(serials)
     }
 
     /// Stores uploaded prekeys (KEY-3, KEY-4) in one transaction.

@@ -185,6 +185,7 @@ mod tests {
                 broker_addr: "localhost:8883".to_owned(),
                 admission: crate::admission::AdmissionLimits::MEMBERSHIP,
                 quotas: crate::membership::quota::QuotaLimits::DEFAULT,
+                revocations: crate::revocation::Revocations::new(),
             },
             pki.clone(),
         )
