@@ -57,6 +57,12 @@ impl DeviceTlsKey {
             spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
         }
     }
+
+    /// A self-signed certificate of this key, PEM: what a device presents at signup and renewal
+    /// to prove it holds the key (`sotto_client::tls::key_proof_pem`).
+    pub fn proof_pem(&self) -> String {
+        sotto_client::tls::key_proof_pem(&self.key_pem).expect("self-signed certificate")
+    }
 }
 
 /// A device identity: user id, certificate (CN = user id) and TLS key.

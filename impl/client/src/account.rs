@@ -149,14 +149,15 @@ impl Client {
         if path.exists() {
             return Err(sotto_store::StoreError::AlreadyExists.into());
         }
-        let anonymous = MembershipClient::new(server_url, ca_pem, None)?;
-        let (challenge, difficulty) = anonymous.challenge().await?;
-
         let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|_| ClientError::KeyGeneration)?;
         let key_pem = Zeroizing::new(tls_key.serialize_pem());
         let spki = rcgen::PublicKeyData::subject_public_key_info(&tls_key);
         drop(tls_key);
+        // The signup's connection proves the device holds the TLS key it asks a certificate for.
+        let proof = crate::tls::key_proof_pem(&key_pem)?;
+        let anonymous = MembershipClient::new(server_url, ca_pem, Some((&proof, &key_pem)))?;
+        let (challenge, difficulty) = anonymous.challenge().await?;
 
         let opk_count = config.signup_one_time_prekeys;
         let (identity, spk, opks, request) = tokio::task::spawn_blocking(move || {

@@ -16,8 +16,10 @@
 //! ```no_run
 //! # async fn demo(ca_pem: &str, signup_bytes: Vec<u8>, key_pem: &str) -> sotto_client::Result<()> {
 //! use sotto_client::membership::MembershipClient;
-//! let anonymous = MembershipClient::new("https://localhost:7443", ca_pem, None)?;
-//! let account = anonymous.signup(&signup_bytes).await?;
+//! // The signup's connection proves it holds the TLS key of the request (SIGNUP-4).
+//! let proof = sotto_client::tls::key_proof_pem(key_pem)?;
+//! let proving = MembershipClient::new("https://localhost:7443", ca_pem, Some((&proof, key_pem)))?;
+//! let account = proving.signup(&signup_bytes).await?;
 //! let me = MembershipClient::new(
 //!     "https://localhost:7443",
 //!     &account.ca_pem,

@@ -5,6 +5,10 @@
 //! ([`crate::membership::MembershipClient`]) and MQTT over mutual TLS to the message service. The
 //! CA comes from the operator at signup (a file, or [`crate::pin::fetch_ca`] by fingerprint) and
 //! from the signup answer afterwards; the key never leaves this crate but through the config.
+//!
+//! Before the CA certifies a TLS key (signup, renewal), the device proves it holds it: it presents
+//! a self-signed certificate of that key ([`key_proof_pem`]) in the TLS handshake, whose
+//! `CertificateVerify` only the key's holder can sign (docs/operations.md, "Membership API").
 
 use std::sync::Arc;
 
@@ -14,6 +18,19 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::{ClientError, Result};
+
+/// A self-signed certificate of `key_pem` (PKCS#8 PEM), PEM: what a device presents to the
+/// membership service to prove it holds the TLS key it asks a certificate for. It names nothing
+/// (no user id, no host; rcgen's fixed default validity, not the moment it was made).
+pub fn key_proof_pem(key_pem: &str) -> Result<String> {
+    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| ClientError::KeyGeneration)?;
+    let params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|_| ClientError::KeyGeneration)?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|_| ClientError::KeyGeneration)?;
+    Ok(cert.pem())
+}
 
 /// The ring crypto provider of every TLS configuration of the client.
 pub fn provider() -> Arc<CryptoProvider> {

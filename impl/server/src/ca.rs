@@ -28,6 +28,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
+
+use crate::key_proof::ClientKeyVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
@@ -245,12 +247,16 @@ impl Pki {
     }
 
     /// TLS 1.3 server config for the membership HTTPS service: server cert, client certificates
-    /// OPTIONAL but if presented must chain to the CA.
-    pub fn https_server_config(&self) -> Result<Arc<ServerConfig>, CaError> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+    /// OPTIONAL; one that chains to the CA is an identity, any other only proves its key
+    /// ([`crate::key_proof`]). Returns the verifier too, which tells the two apart.
+    pub fn https_server_config(
+        &self,
+    ) -> Result<(Arc<ServerConfig>, Arc<ClientKeyVerifier>), CaError> {
+        let ca = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
             .allow_unauthenticated()
             .build()?;
-        self.server_config(verifier)
+        let verifier = Arc::new(ClientKeyVerifier::new(ca));
+        Ok((self.server_config(verifier.clone())?, verifier))
     }
 
     /// TLS 1.3 server config for the MQTT front: client certificate REQUIRED, chained to the CA.

@@ -22,6 +22,7 @@
 //!   all, without keeping an address (the front's and the membership service's bounds).
 //! - [`revocation`]: client certificates replaced by a renewal, refused by the front and the
 //!   membership service.
+//! - [`key_proof`]: a signup or a renewal proves it holds the TLS key it asks a certificate for.
 //! - [`process`]: stopping a child process (SIGTERM, a bounded wait, SIGKILL).
 //! - [`service`]: the whole service started in one place ([`Service::builder`]), with [`Broker`],
 //!   the one word for which broker carries the messages.
@@ -33,6 +34,7 @@ pub mod admission;
 pub mod broker;
 pub mod ca;
 pub mod gate;
+pub mod key_proof;
 pub mod membership;
 mod private;
 pub mod process;

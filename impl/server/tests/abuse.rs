@@ -241,7 +241,15 @@ async fn a_renewal_revokes_the_replaced_certificate() {
             .signup_request(&mut rng, &old_tls.spki_der, 1, &challenge, difficulty)
             .expect("signup request")
             .to_bytes();
-        let signup = anonymous.signup(&request).await.expect("signup");
+        let proving = |tls: &DeviceTlsKey, stack: &TestStack| {
+            let proof = tls.proof_pem();
+            MembershipClient::new(&stack.url(), stack.ca_pem(), Some((&proof, &tls.key_pem)))
+                .expect("client")
+        };
+        let signup = proving(&old_tls, &stack)
+            .signup(&request)
+            .await
+            .expect("signup");
         let user = sotto_core::UserId::parse(&signup.user_id).expect("user id");
         let old = Identity {
             user_id: signup.user_id.clone(),
@@ -261,7 +269,10 @@ async fn a_renewal_revokes_the_replaced_certificate() {
         let now = anonymous.time().await.expect("time");
         let renew = RenewRequest::sign(device.identity(), user, &new_tls.spki_der, now)
             .expect("renew request");
-        let renewed = anonymous.renew(&renew).await.expect("renew");
+        let renewed = proving(&new_tls, &stack)
+            .renew(&renew)
+            .await
+            .expect("renew");
         let new = Identity {
             user_id: signup.user_id.clone(),
             cert_pem: renewed.certificate_pem.clone(),

@@ -11,9 +11,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use sotto_client::ClientError;
 use sotto_client::membership::MembershipClient;
 use sotto_client::tls::client_config;
-use sotto_client::{ClientError, NetworkFailure};
 use sotto_core::keys::OneTimePreKeyPair;
 use sotto_core::{Device, Identity, PreKeyBundle, UserId};
 use sotto_server::admission::AdmissionLimits;
@@ -75,6 +75,18 @@ impl Service {
         MembershipClient::new(&self.handle.url(), self.pki.ca_pem(), None).unwrap()
     }
 
+    /// A client whose connections prove they hold `tls` (a self-signed certificate of it), as a
+    /// device signs up or renews.
+    fn proving(&self, tls: &DeviceTlsKey) -> MembershipClient {
+        let proof = tls.proof_pem();
+        MembershipClient::new(
+            &self.handle.url(),
+            self.pki.ca_pem(),
+            Some((&proof, &tls.key_pem)),
+        )
+        .unwrap()
+    }
+
     /// A raw reqwest client (no client certificate) for requests the typed client cannot make.
     fn raw(&self) -> reqwest::Client {
         let config = client_config(self.pki.ca_pem(), None).unwrap();
@@ -119,7 +131,11 @@ struct Account {
 
 async fn sign_up(svc: &Service, seed: u64, opks: usize) -> Account {
     let d = new_device(seed, opks, b"", 0);
-    let signup = svc.anonymous().signup(&d.request).await.expect("signup");
+    let signup = svc
+        .proving(&d.tls)
+        .signup(&d.request)
+        .await
+        .expect("signup");
     let user = UserId::parse(&signup.user_id).unwrap();
     let client = MembershipClient::new(
         &svc.handle.url(),
@@ -185,8 +201,8 @@ async fn signup_issues_a_certificate_for_the_user_id_signup_4_tls_1() {
 async fn tampered_signup_is_refused_with_the_core_code_signup_2() {
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), 0).await;
-    let client = svc.anonymous();
     let d = new_device(3, 2, b"", 0);
+    let client = svc.proving(&d.tls);
 
     let mut bad_sig = d.request.clone();
     let last = bad_sig.len() - 1;
@@ -245,12 +261,17 @@ async fn work_must_use_a_fresh_challenge_once_signup_3() {
 
     // Work over a challenge the service never issued.
     let forged = new_device(6, 0, &[7; 32], 8);
-    let e = client.signup(&forged.request).await.unwrap_err();
+    let e = svc
+        .proving(&forged.tls)
+        .signup(&forged.request)
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&e), (400, "unknown_challenge"));
 
     let (challenge, difficulty) = client.challenge().await.unwrap();
     assert_eq!(difficulty, 8);
     let d = new_device(7, 1, &challenge, difficulty);
+    let client = svc.proving(&d.tls);
     let ok = client.signup(&d.request).await.unwrap();
     assert_eq!(ok.user_id.len(), 16);
 
@@ -299,7 +320,8 @@ async fn bundle_needs_a_client_certificate_tls_1() {
     // Nothing was consumed by the refused fetch.
     assert_eq!(bob.client.prekey_count().await.unwrap(), 2);
 
-    // A certificate from another CA does not even get through the handshake.
+    // A certificate from another CA, CN = Bob's user id: it proves its key (the handshake passes,
+    // as for a signup's self-signed one) but is no identity.
     let other_dir = tempfile::tempdir().unwrap();
     let other = Pki::load_or_create(other_dir.path()).unwrap();
     let key = DeviceTlsKey::generate();
@@ -313,16 +335,9 @@ async fn bundle_needs_a_client_certificate_tls_1() {
     )
     .unwrap();
     let e = intruder.bundle(&bob.user).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ClientError::Network {
-                failure: NetworkFailure::Tls,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_eq!(api_code(&e), (401, "client_certificate_required"));
+    let e = intruder.prekey_count().await.unwrap_err();
+    assert_eq!(api_code(&e), (401, "client_certificate_required"));
     assert_eq!(bob.client.prekey_count().await.unwrap(), 2);
 }
 
@@ -506,9 +521,10 @@ async fn renew_needs_the_identity_signature_key_6() {
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), 0).await;
     let alice = sign_up(&svc, 17, 1).await;
-    let anonymous = svc.anonymous();
-    let now = anonymous.time().await.unwrap();
     let new_tls = DeviceTlsKey::generate();
+    // Each renew request comes over a connection that proves it holds the new key.
+    let anonymous = svc.proving(&new_tls);
+    let now = anonymous.time().await.unwrap();
 
     // Signed by another identity: refused.
     let mut rng = ChaCha20Rng::seed_from_u64(101);
@@ -711,9 +727,11 @@ async fn the_database_holds_keys_only_req1() {
 // ------------------------------------------------------------------------------------ abuse
 
 /// An HTTPS client of the service whose connections come from `ip` (another loopback address:
-/// the rate limits are per source).
-fn client_from(svc: &Service, ip: [u8; 4]) -> reqwest::Client {
-    let tls = client_config(svc.pki.ca_pem(), None).unwrap();
+/// the rate limits are per source), proving it holds `tls` if given.
+fn client_from(svc: &Service, ip: [u8; 4], tls: Option<&DeviceTlsKey>) -> reqwest::Client {
+    let proof = tls.map(|t| (t.proof_pem(), t.key_pem.clone()));
+    let identity = proof.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+    let tls = client_config(svc.pki.ca_pem(), identity).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls((*tls).clone())
         .local_address(std::net::IpAddr::from(ip))
@@ -728,7 +746,6 @@ fn client_from(svc: &Service, ip: [u8; 4]) -> reqwest::Client {
 async fn a_signup_flood_from_one_source_is_limited() {
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), 0).await;
-    let attacker = client_from(&svc, [127, 0, 0, 2]);
     let url = format!(
         "{}{}",
         svc.handle.url(),
@@ -737,6 +754,7 @@ async fn a_signup_flood_from_one_source_is_limited() {
     let (mut accepted, mut limited) = (0, 0);
     for seed in 0..60u64 {
         let d = new_device(1_000 + seed, 0, b"", 0);
+        let attacker = client_from(&svc, [127, 0, 0, 2], Some(&d.tls));
         let r = attacker.post(&url).body(d.request).send().await.unwrap();
         match r.status().as_u16() {
             200 => accepted += 1,
@@ -778,7 +796,7 @@ async fn a_challenge_flood_leaves_others_challenges_alone() {
         svc.handle.url(),
         sotto_wire::membership_api::paths::CHALLENGE
     );
-    let attacker = client_from(&svc, [127, 0, 0, 3]);
+    let attacker = client_from(&svc, [127, 0, 0, 3], None);
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let (attacker, url) = (attacker.clone(), url.clone());
@@ -793,7 +811,7 @@ async fn a_challenge_flood_leaves_others_challenges_alone() {
         t.await.unwrap();
     }
     let d = new_device(3_000, 1, &challenge, difficulty);
-    let signup = svc.anonymous().signup(&d.request).await;
+    let signup = svc.proving(&d.tls).signup(&d.request).await;
     assert!(signup.is_ok(), "the honest challenge survived: {signup:?}");
 }
 
@@ -836,4 +854,38 @@ async fn one_account_cannot_drain_anothers_one_time_prekeys() {
         victim.client.prekey_count().await.unwrap() as usize,
         100 - per_target
     );
+}
+
+/// The CA signed a certificate for any public key: now a signup or renew request is refused with
+/// 400 `key_not_proven` unless its connection presented a certificate of the very TLS key it asks
+/// a certificate for (self-signed is enough: the TLS 1.3 handshake's signature proves the key).
+#[tokio::test]
+async fn a_certificate_only_for_a_key_the_requester_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), 0).await;
+    let d = new_device(5_000, 0, b"", 0);
+    let e = svc.anonymous().signup(&d.request).await.unwrap_err();
+    assert_eq!(api_code(&e), (400, "key_not_proven"));
+    let other = DeviceTlsKey::generate();
+    let e = svc.proving(&other).signup(&d.request).await.unwrap_err();
+    assert_eq!(api_code(&e), (400, "key_not_proven"));
+    let ok = svc.proving(&d.tls).signup(&d.request).await.unwrap();
+    let user = UserId::parse(&ok.user_id).unwrap();
+    // A self-signed certificate is no identity for the certificate endpoints.
+    let e = svc.proving(&d.tls).prekey_count().await.unwrap_err();
+    assert_eq!(api_code(&e), (401, "client_certificate_required"));
+
+    // Renewal: the same rule for the new key.
+    let new_tls = DeviceTlsKey::generate();
+    let now = svc.anonymous().time().await.unwrap();
+    let renew = RenewRequest::sign(d.device.identity(), user, &new_tls.spki_der, now).unwrap();
+    let e = svc.anonymous().renew(&renew).await.unwrap_err();
+    assert_eq!(api_code(&e), (400, "key_not_proven"));
+    let e = svc.proving(&d.tls).renew(&renew).await.unwrap_err();
+    assert_eq!(
+        api_code(&e),
+        (400, "key_not_proven"),
+        "the old key proves nothing for the new"
+    );
+    svc.proving(&new_tls).renew(&renew).await.unwrap();
 }

@@ -162,6 +162,9 @@ pub enum ApiCode {
     Internal,
     /// `timeout`: the request took longer than the service allows.
     Timeout,
+    /// `key_not_proven`: a signup or renew request whose TLS key the connection did not prove it
+    /// holds (no client certificate of that key in the TLS handshake).
+    KeyNotProven,
     /// `rate_limited`: beyond one of the service's rate limits (signups per address or in all);
     /// the same request succeeds later (the `retry-after` header says when, in seconds).
     RateLimited,
@@ -171,9 +174,10 @@ pub enum ApiCode {
 
 impl ApiCode {
     /// The service's own codes, in the order of the table in docs/operations.md.
-    pub const SERVICE: [ApiCode; 13] = [
+    pub const SERVICE: [ApiCode; 14] = [
         ApiCode::UnknownChallenge,
         ApiCode::UnsupportedKey,
+        ApiCode::KeyNotProven,
         ApiCode::StaleTimestamp,
         ApiCode::BodyUnreadable,
         ApiCode::ClientCertificateRequired,
@@ -193,6 +197,7 @@ impl ApiCode {
             ApiCode::Core(e) => e.code(),
             ApiCode::UnknownChallenge => "unknown_challenge",
             ApiCode::UnsupportedKey => "unsupported_key",
+            ApiCode::KeyNotProven => "key_not_proven",
             ApiCode::StaleTimestamp => "stale_timestamp",
             ApiCode::BodyUnreadable => "body_unreadable",
             ApiCode::ClientCertificateRequired => "client_certificate_required",
@@ -227,6 +232,7 @@ impl ApiCode {
             ApiCode::Core(_)
             | ApiCode::UnknownChallenge
             | ApiCode::UnsupportedKey
+            | ApiCode::KeyNotProven
             | ApiCode::StaleTimestamp
             | ApiCode::BodyUnreadable => 400,
             ApiCode::ClientCertificateRequired => 401,

@@ -37,6 +37,7 @@ use super::quota::Quotas;
 use super::store::{CertRecord, NewUser, Store, UploadRefusal};
 use crate::admission::SourceKey;
 use crate::ca::{CaError, Pki};
+use crate::key_proof::ProvenKey;
 use crate::revocation::Revocations;
 use sotto_wire::membership_api::{
     ApiCode, CertificateResponse, ChallengeResponse, MAX_BODY, PrekeyCountResponse, PrekeyUpload,
@@ -75,6 +76,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
             tracing::error!("a request without its connection's source");
             ApiError::internal()
         })
+    }
+}
+
+/// The key the connection proved it holds ([`crate::key_proof`]): its client certificate's, if it
+/// presented one. The accept loop puts it into every request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Proven(pub(crate) Option<ProvenKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Proven {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Proven>()
+            .cloned()
+            .unwrap_or(Proven(None)))
+    }
+}
+
+impl Proven {
+    /// `Ok` if the connection proved it holds the key `spki` (DER SubjectPublicKeyInfo).
+    fn check(&self, spki: &[u8]) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(ProvenKey(k)) if k.as_slice() == spki => Ok(()),
+            _ => Err(ApiError::new(
+                ApiCode::KeyNotProven,
+                "present a client certificate of the TLS key in the request (self-signed is \
+                 enough): the service certifies only a key the client shows it holds",
+            )),
+        }
     }
 }
 
@@ -203,6 +235,7 @@ pub(crate) async fn challenge(
 pub(crate) async fn signup(
     State(state): Shared,
     Source(source): Source,
+    proven: Proven,
     body: Body,
 ) -> Result<Json<SignupResponse>, ApiError> {
     let bytes = read_body(body).await?;
@@ -217,6 +250,7 @@ pub(crate) async fn signup(
     }
     // SIGNUP-2: layout, bounds, all three signatures and the work, in that order, by the core.
     let req = SignupRequest::from_bytes(&bytes, state.difficulty)?;
+    proven.check(req.tls_spki())?;
     let challenge_ok = state.challenges.take(req.challenge(), Instant::now());
     if state.difficulty > 0 && !challenge_ok {
         return Err(ApiError::new(
@@ -262,10 +296,12 @@ pub(crate) async fn signup(
 /// `POST /v1/renew`: a new certificate for a new TLS key, authorized by `IKs` (KEY-6, TLS-1).
 pub(crate) async fn renew(
     State(state): Shared,
+    proven: Proven,
     body: Body,
 ) -> Result<Json<CertificateResponse>, ApiError> {
     let bytes = read_body(body).await?;
     let req = RenewRequest::from_bytes(&bytes)?;
+    proven.check(req.tls_spki())?;
     let now = now_ms();
     if now.abs_diff(req.timestamp_ms()) > RENEW_WINDOW_MS {
         return Err(ApiError::new(

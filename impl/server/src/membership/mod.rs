@@ -58,9 +58,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::AdmissionLimits;
 use crate::ca::{self, Pki};
 use crate::gate::Gate;
+use crate::key_proof::ClientKeyVerifier;
 use crate::revocation::Revocations;
 pub use error::{ApiError, MembershipError, StoreError};
-use handlers::{AppState, PeerIdentity, Source};
+use handlers::{AppState, PeerIdentity, Proven, Source};
 pub use tap::HttpTapRecord;
 use tap::TapSlot;
 
@@ -118,7 +119,8 @@ impl Membership {
         config
             .revocations
             .replace(store.revoked_serials(handlers::now_ms())?);
-        let tls = TlsAcceptor::from(pki.https_server_config()?);
+        let (tls, keys) = pki.https_server_config()?;
+        let tls = TlsAcceptor::from(tls);
         let gate = Gate::new("membership", config.admission)?;
         let mut key = [0u8; 32];
         rustls::crypto::ring::default_provider()
@@ -144,7 +146,10 @@ impl Membership {
             listener,
             tls,
             gate,
-            config.revocations.clone(),
+            PeerChecks {
+                keys,
+                revocations: config.revocations.clone(),
+            },
             router(state),
             tap.clone(),
             stopped,
@@ -237,7 +242,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: TlsAcceptor,
     gate: Gate,
-    revocations: Revocations,
+    checks: PeerChecks,
     router: Router,
     tap: Arc<TapSlot>,
     mut stopped: oneshot::Receiver<()>,
@@ -262,9 +267,9 @@ async fn accept_loop(
                 let ticket = pass.ticket();
                 let source = Source(gate.source(peer));
                 let (tls, router, tap) = (tls.clone(), router.clone(), tap.clone());
-                let revocations = revocations.clone();
+                let checks = checks.clone();
                 let task = connections.spawn(async move {
-                    serve_connection(tcp, source, revocations, tls, router, tap).await;
+                    serve_connection(tcp, source, checks, tls, router, tap).await;
                     drop(pass);
                 });
                 gate.track(ticket, task);
@@ -275,10 +280,18 @@ async fn accept_loop(
     tracing::info!("membership service stopped");
 }
 
+/// What the accept loop checks of a client certificate: whether the CA issued it
+/// ([`ClientKeyVerifier`]) and whether a renewal revoked it.
+#[derive(Clone)]
+struct PeerChecks {
+    keys: Arc<ClientKeyVerifier>,
+    revocations: Revocations,
+}
+
 async fn serve_connection(
     tcp: TcpStream,
     source: Source,
-    revocations: Revocations,
+    checks: PeerChecks,
     tls: TlsAcceptor,
     router: Router,
     tap: Arc<TapSlot>,
@@ -286,22 +299,27 @@ async fn serve_connection(
     let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await else {
         return;
     };
-    // The TLS layer verified the chain to the CA (https_server_config); the CN is the user id.
-    // A certificate a renewal replaced identifies no one (the certificate endpoints answer 401).
+    // The TLS layer checked that the client holds the certificate's key (key_proof). Only a
+    // certificate of the CA, not revoked by a renewal, is an identity: its CN is the user id (the
+    // certificate endpoints answer 401 otherwise). Any certificate proves its key (signup, renew).
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .cloned();
     let peer = PeerIdentity(
-        stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .filter(|cert| !revocations.is_revoked_cert(cert))
+        cert.as_ref()
+            .filter(|c| checks.keys.is_certified(c) && !checks.revocations.is_revoked_cert(c))
             .and_then(ca::common_name)
             .and_then(|cn| UserId::parse(&cn).ok()),
     );
+    let proven = cert.as_ref().and_then(ClientKeyVerifier::proven_key);
     let service = TowerToHyperService::new(router);
     let per_request = hyper::service::service_fn(move |req: Request<Incoming>| {
         let service = service.clone();
         let tap = tap.active();
+        let proven = Proven(proven.clone());
         async move {
             let handled = async {
                 let mut req = req.map(Body::new);
@@ -310,6 +328,7 @@ async fn serve_connection(
                 }
                 req.extensions_mut().insert(peer);
                 req.extensions_mut().insert(source);
+                req.extensions_mut().insert(proven);
                 hyper::service::Service::call(&service, req).await
             };
             let mut response: Response =
