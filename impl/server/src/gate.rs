@@ -1,4 +1,4 @@
-//! The tokio side of [`crate::admission`]: a listener's [`Gate`] admits each accepted socket,
+//! The tokio side of [`crate::admission`]: a listener's `Gate` admits each accepted socket,
 //! closes the pending connection an admission evicts (by aborting its task), and reports refusals
 //! and evictions in one log line a minute at most; and the open-file budget
 //! ([`open_file_limit`]) the listeners' bounds are derived from.
