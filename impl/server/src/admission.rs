@@ -57,12 +57,13 @@ impl AdmissionLimits {
         per_source_pending: 16,
     };
 
-    /// The membership service: 512 connections, all pending; 16 per source.
+    /// The membership service: 512 connections, all pending; 64 per source (a device's HTTP
+    /// client keeps idle connections open for reuse, and several devices may share an address).
     pub const MEMBERSHIP: AdmissionLimits = AdmissionLimits {
         total: 512,
         pending: 512,
-        per_source: 16,
-        per_source_pending: 16,
+        per_source: 64,
+        per_source_pending: 64,
     };
 
     /// These limits with at most `total` connections (and pending ones), at least one.
