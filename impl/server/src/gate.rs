@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use tokio::task::AbortHandle;
 
-use crate::admission::{Admission, AdmissionLimits, Admit, SourceKeys, Ticket};
+use crate::admission::{Admission, AdmissionLimits, Admit, SourceKey, SourceKeys, Ticket};
 
 /// Open files kept out of the listeners' budgets (the databases, the CA, logs, the broker's own).
 pub const RESERVED_FILES: u64 = 256;
@@ -80,18 +80,16 @@ impl std::fmt::Debug for Gate {
 pub(crate) struct Pass {
     inner: Arc<Mutex<Inner>>,
     ticket: Ticket,
+    /// Its source, as the gate keyed it.
+    source: SourceKey,
 }
 
 impl Gate {
     /// A gate with `limits` and a fresh source key from the system's secure random source.
     pub(crate) fn new(name: &'static str, limits: AdmissionLimits) -> std::io::Result<Gate> {
-        let mut key = [0u8; 32];
-        rustls::crypto::ring::default_provider()
-            .secure_random
-            .fill(&mut key)
-            .map_err(|_| std::io::Error::other("random source failed"))?;
-        let keys = SourceKeys::new(key);
-        zeroize::Zeroize::zeroize(&mut key);
+        let key = crate::random::random_bytes::<32>()
+            .ok_or_else(|| std::io::Error::other("random source failed"))?;
+        let keys = SourceKeys::new(*key);
         Ok(Gate {
             name,
             keys: Arc::new(keys),
@@ -100,16 +98,6 @@ impl Gate {
                 tasks: HashMap::new(),
             })),
         })
-    }
-
-    /// The source of a peer address, under this gate's key.
-    pub(crate) fn source(&self, peer: SocketAddr) -> crate::admission::SourceKey {
-        self.keys.key(peer.ip())
-    }
-
-    /// The limits in force.
-    pub(crate) fn limits(&self) -> Option<AdmissionLimits> {
-        self.inner.lock().ok().map(|i| i.admission.limits())
     }
 
     /// Admits a socket accepted from `peer`: `None` if it is refused (close it). Closes the
@@ -138,6 +126,7 @@ impl Gate {
                 Some(Pass {
                     inner: self.inner.clone(),
                     ticket,
+                    source,
                 })
             }
         }
@@ -153,17 +142,17 @@ impl Gate {
             }
         }
     }
-
-    /// Connections held now.
-    pub(crate) fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.admission.len()).unwrap_or(0)
-    }
 }
 
 impl Pass {
     /// The connection's ticket, for [`Gate::track`].
     pub(crate) fn ticket(&self) -> Ticket {
         self.ticket
+    }
+
+    /// The connection's source (a keyed hash of its address), for the rate limits.
+    pub(crate) fn source(&self) -> SourceKey {
+        self.source
     }
 
     /// The connection proved who it is: no longer pending. `false` if it was evicted meanwhile

@@ -38,6 +38,7 @@ pub mod key_proof;
 pub mod membership;
 mod private;
 pub mod process;
+mod random;
 pub mod revocation;
 pub mod service;
 

@@ -148,7 +148,6 @@ pub struct Front {
     tap: TapSlot,
     seen: SeenUsers,
     ledger: Ledger,
-    gate: Gate,
 }
 
 /// The front's inbox ledger (BROKER-5), shared by every connection.
@@ -192,7 +191,7 @@ impl Front {
             listener,
             TlsAcceptor::from(tls),
             state_rx,
-            gate.clone(),
+            gate,
             Shared {
                 tap: tap.clone(),
                 seen: seen.clone(),
@@ -212,7 +211,6 @@ impl Front {
             tap,
             seen,
             ledger,
-            gate,
         })
     }
 
@@ -250,16 +248,6 @@ impl Front {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
-    }
-
-    /// The connection bounds in force.
-    pub fn admission(&self) -> Option<AdmissionLimits> {
-        self.gate.limits()
-    }
-
-    /// Client connections held now (pending and established).
-    pub fn connections(&self) -> usize {
-        self.gate.len()
     }
 
     /// Switches the internal broker (`None`: paused). Closes every relayed connection.

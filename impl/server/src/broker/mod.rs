@@ -171,11 +171,6 @@ impl MessageService {
         })
     }
 
-    /// The front's connection bounds.
-    pub fn admission(&self) -> AdmissionLimits {
-        self.admission
-    }
-
     /// The inbox limits the front applies (BROKER-5).
     pub fn inbox_limits(&self) -> InboxLimits {
         self.limits
@@ -349,10 +344,6 @@ pub(crate) fn random_secret() -> Result<String, BrokerError> {
 
 /// `N` bytes from the system's secure random source, hex (secrets and unlinkable ids).
 pub(crate) fn random_hex<const N: usize>() -> Result<String, BrokerError> {
-    let mut bytes = [0u8; N];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| BrokerError::Random)?;
-    Ok(hex::encode(bytes))
+    let bytes = crate::random::random_bytes::<N>().ok_or(BrokerError::Random)?;
+    Ok(hex::encode(&bytes[..]))
 }

@@ -122,13 +122,9 @@ impl Membership {
         let (tls, keys) = pki.https_server_config()?;
         let tls = TlsAcceptor::from(tls);
         let gate = Gate::new("membership", config.admission)?;
-        let mut key = [0u8; 32];
-        rustls::crypto::ring::default_provider()
-            .secure_random
-            .fill(&mut key)
-            .map_err(|_| MembershipError::Config("random source failed"))?;
-        let quotas = quota::Quotas::new(config.quotas, key);
-        zeroize::Zeroize::zeroize(&mut key);
+        let key = crate::random::random_bytes::<32>()
+            .ok_or(MembershipError::Config("random source failed"))?;
+        let quotas = quota::Quotas::new(config.quotas, *key);
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let state = Arc::new(AppState {
@@ -265,7 +261,7 @@ async fn accept_loop(
                     continue;
                 };
                 let ticket = pass.ticket();
-                let source = Source(gate.source(peer));
+                let source = Source(pass.source());
                 let (tls, router, tap) = (tls.clone(), router.clone(), tap.clone());
                 let checks = checks.clone();
                 let task = connections.spawn(async move {
