@@ -52,17 +52,9 @@ impl TestStack {
         TestStack::start(Broker::Embedded).await
     }
 
-    /// Mosquitto facing the clients itself (the Mosquitto profile: mutual TLS and the ACL).
+    /// Mosquitto (a child process) behind the front, the membership service, a test PKI.
     pub async fn mosquitto() -> TestStack {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let service = Service::builder(dir.path().join("server"))
-            .broker(Broker::Mosquitto)
-            .mosquitto_direct()
-            .difficulty(DIFFICULTY)
-            .start()
-            .await
-            .expect("service with mosquitto");
-        TestStack { dir, service }
+        TestStack::start(Broker::Mosquitto).await
     }
 
     /// `broker` behind the front.

@@ -25,11 +25,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::{Packet, PubAck, Publish, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use sotto_server::broker::upstream::InternalAddr;
 use sotto_wire::mqtt;
 
 /// Largest packet the relay accepts either way.
@@ -140,7 +141,7 @@ struct Inner {
 /// The relay (see the module docs).
 pub struct Relay {
     addr: SocketAddr,
-    upstream: Arc<Mutex<SocketAddr>>,
+    upstream: Arc<Mutex<InternalAddr>>,
     inner: Arc<Mutex<Inner>>,
     changed: Arc<Notify>,
     accept: JoinHandle<()>,
@@ -190,7 +191,7 @@ fn parse(frame: &Bytes) -> Option<Packet> {
 
 impl Relay {
     /// Listens on a free loopback port and relays every connection to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> Result<Relay, RelayError> {
+    pub async fn start(upstream: InternalAddr) -> Result<Relay, RelayError> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let upstream = Arc::new(Mutex::new(upstream));
@@ -218,7 +219,7 @@ impl Relay {
 
     /// Points the relay at a new broker (after a restart) and closes every connection: the
     /// broker lost every queue, and so does the relay's view of them.
-    pub fn restart(&self, upstream: SocketAddr) {
+    pub fn restart(&self, upstream: InternalAddr) {
         if let Ok(mut u) = self.upstream.lock() {
             *u = upstream;
         }
@@ -449,7 +450,7 @@ impl Drop for Relay {
 
 async fn accept_loop(
     listener: TcpListener,
-    upstream: Arc<Mutex<SocketAddr>>,
+    upstream: Arc<Mutex<InternalAddr>>,
     inner: Arc<Mutex<Inner>>,
     changed: Arc<Notify>,
 ) {
@@ -458,13 +459,13 @@ async fn accept_loop(
             continue;
         };
         let addr = match upstream.lock() {
-            Ok(a) => *a,
+            Ok(a) => a.clone(),
             Err(_) => return,
         };
         let inner = inner.clone();
         let changed = changed.clone();
         tokio::spawn(async move {
-            let Ok(broker) = TcpStream::connect(addr).await else {
+            let Ok(broker) = addr.connect().await else {
                 return;
             };
             relay_conn(client, broker, inner, changed).await;
@@ -474,14 +475,16 @@ async fn accept_loop(
 
 async fn relay_conn(
     client: TcpStream,
-    broker: TcpStream,
+    broker: (
+        impl AsyncRead + Unpin + Send + 'static,
+        impl AsyncWrite + Unpin + Send + 'static,
+    ),
     inner: Arc<Mutex<Inner>>,
     changed: Arc<Notify>,
 ) {
     let _ = client.set_nodelay(true);
-    let _ = broker.set_nodelay(true);
     let (client_rd, client_wr) = client.into_split();
-    let (broker_rd, broker_wr) = broker.into_split();
+    let (broker_rd, broker_wr) = broker;
     let (to_client, client_q) = mpsc::unbounded_channel::<Bytes>();
     let (to_broker, broker_q) = mpsc::unbounded_channel::<Bytes>();
     let (closer, mut closed) = tokio::sync::oneshot::channel::<()>();
@@ -552,7 +555,7 @@ async fn relay_conn(
 }
 
 /// Writes what the channel brings until it closes, then shuts the socket down.
-async fn write_all(mut q: mpsc::UnboundedReceiver<Bytes>, mut wr: tokio::net::tcp::OwnedWriteHalf) {
+async fn write_all(mut q: mpsc::UnboundedReceiver<Bytes>, mut wr: impl AsyncWrite + Unpin) {
     while let Some(p) = q.recv().await {
         if wr.write_all(&p).await.is_err() {
             break;
@@ -563,7 +566,7 @@ async fn write_all(mut q: mpsc::UnboundedReceiver<Bytes>, mut wr: tokio::net::tc
 
 /// Reads whole packets until the socket closes, handing each to `on_packet`.
 async fn read_all(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin,
     inner: Arc<Mutex<Inner>>,
     changed: Arc<Notify>,
     on_packet: impl Fn(Bytes, &Mutex<Inner>),

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sotto_server::broker::Hop;
+use sotto_server::broker::upstream::InternalAddr;
 use sotto_server::{Broker, BrokerStop, Service};
 
 use super::ReplayError;
@@ -24,7 +25,7 @@ impl Hop for Relay {
         Relay::local_addr(self)
     }
 
-    fn retarget(&self, broker: SocketAddr) {
+    fn retarget(&self, broker: InternalAddr) {
         self.restart(broker);
     }
 }
@@ -49,17 +50,13 @@ impl Stack {
             .start()
             .await
             .map_err(|e| stack_err("service", e))?;
-        let internal = service
-            .internal_broker_addr()
-            .ok_or_else(|| stack_err("service", "no front"))?;
+        let internal = service.internal_broker_addr();
         let relay = Arc::new(
             Relay::start(internal)
                 .await
                 .map_err(|e| stack_err("relay", e))?,
         );
-        service
-            .interpose(relay.clone())
-            .map_err(|e| stack_err("relay", e))?;
+        service.interpose(relay.clone());
         Ok(Stack {
             dir,
             service,

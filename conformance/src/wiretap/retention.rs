@@ -5,7 +5,7 @@
 //!  tap: broker -> recipient PUBLISH (conn c, pkid q, envelope E)  +  recipient -> broker PUBACK q on c
 //!       => E is acknowledged
 //!  embedded broker: MessageService::embedded_held_envelopes()  (the engine's inboxes)  must not hold E
-//!  Mosquitto:       data/mosquitto.db rewritten after the last PUBACK (autosave, AUTOSAVE_INTERVAL_S;
+//!  Mosquitto:       run/mosquitto.db rewritten after the last PUBACK (autosave, AUTOSAVE_INTERVAL_S;
 //!                   a dump of its in-memory store)                                      must not hold E
 //! ```
 //!
@@ -68,10 +68,7 @@ pub(super) async fn broker_state(
     service: &Service,
     since: SystemTime,
 ) -> Result<(String, Vec<Vec<u8>>), WiretapError> {
-    if let Some(held) = service
-        .message_service()
-        .and_then(|m| m.embedded_held_envelopes())
-    {
+    if let Some(held) = service.message_service().embedded_held_envelopes() {
         return Ok(("the embedded broker's inboxes".to_owned(), held));
     }
     let file = service.mosquitto_persistence_file().ok_or_else(|| {

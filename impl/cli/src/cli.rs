@@ -94,7 +94,7 @@ pub enum Command {
 /// `sotto serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The data directory: CA, server certificate, membership.db, Mosquitto profile.
+    /// The data directory: CA, server certificate, membership.db, Mosquitto's files.
     #[arg(long, default_value = "./sotto-server", value_name = "DIR")]
     pub data: PathBuf,
     /// Where the membership service (HTTPS) listens; port 0 picks a free port.
@@ -108,14 +108,9 @@ pub struct ServeArgs {
     /// front, in DIR/mosquitto; queued messages persist).
     #[arg(long, default_value = "embedded", value_name = "embedded|mosquitto")]
     pub broker: Broker,
-    /// With --broker mosquitto: Mosquitto faces the devices itself with the Sotto profile
-    /// (mutual TLS and an ACL) instead of the front. A compatibility profile: no refusing inbox bound
-    /// (BROKER-5) and its persistence file keeps each queued message's sender id (BROKER-6).
-    #[arg(long, conflicts_with = "mosquitto_external")]
-    pub mosquitto_direct: bool,
-    /// With --broker mosquitto: only write the direct profile into DIR/mosquitto for a Mosquitto
-    /// you run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`); the same limits as
-    /// --mosquitto-direct.
+    /// With --broker mosquitto: do not start Mosquitto, only write its files into DIR/mosquitto
+    /// for a Mosquitto you run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`, for example
+    /// under systemd). It still runs behind the front, on the Unix socket DIR/mosquitto/run/mqtt.sock.
     #[arg(long)]
     pub mosquitto_external: bool,
     /// The broker address told to devices at signup (default: the --mqtt address, with

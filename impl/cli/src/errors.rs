@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::Path;
 
 use sotto_client::{
-    ApiCode, ClientError, CryptoError, GroupError, MisuseError, NetworkFailure, ProtocolError,
-    Service, StoreError,
+    ApiCode, BrokerRefusal, ClientError, CryptoError, GroupError, MisuseError, NetworkFailure,
+    ProtocolError, Service, StoreError,
 };
 
 /// An error with the next step for the person.
@@ -86,7 +86,9 @@ pub fn client(e: ClientError, store: &Path) -> anyhow::Error {
                 "compare safety numbers with {user} in person before trusting the new identity"
             )),
         ),
-        ClientError::Network { .. } | ClientError::Timeout => (
+        ClientError::Network { .. }
+        | ClientError::Timeout
+        | ClientError::BrokerRefused(BrokerRefusal::ServerUnavailable) => (
             format!("could not reach the message service: {e}"),
             Some(
                 "is `sotto serve` running? Your messages stay queued in the store and go out \

@@ -5,9 +5,9 @@
 //!  DIR/membership.db                            membership service, HTTPS on --listen
 //!  message service on --mqtt:
 //!     embedded   authorizing mTLS front -> in-process broker (BROKER-1..6)
-//!     mosquitto  authorizing mTLS front -> `mosquitto` child on a loopback port (BROKER-1..6)
-//!                --mosquitto-direct: DIR/mosquitto/{mosquitto.conf, acl, certs}, Mosquitto facing
-//!                the devices itself (no BROKER-5/6); --mosquitto-external: only those files
+//!     mosquitto  authorizing mTLS front -> `mosquitto` child on a Unix socket (BROKER-1..6),
+//!                DIR/mosquitto/{mosquitto.conf, acl, run/}; restarted if it dies
+//!                --mosquitto-external: the same files, for a Mosquitto you run; same front
 //! ```
 //!
 //! Everything is started by `sotto_server::Service`, the builder the demo, the conformance runs
@@ -30,19 +30,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("warning: {what} {addr} is reachable from other machines");
         }
     }
-    let direct = args.mosquitto_direct || args.mosquitto_external;
-    if direct && args.broker != Broker::Mosquitto {
+    if args.mosquitto_external && args.broker != Broker::Mosquitto {
         return Err(hinted(
-            "--mosquitto-direct and --mosquitto-external need --broker mosquitto",
-            "run `sotto serve --broker mosquitto --mosquitto-direct`",
+            "--mosquitto-external needs --broker mosquitto",
+            "run `sotto serve --broker mosquitto --mosquitto-external`",
         ));
-    }
-    if direct {
-        eprintln!(
-            "warning: the direct Mosquitto profile has no refusing inbox limit (BROKER-5) and its persistence \
-             file keeps each queued message's sender id (BROKER-6); without --mosquitto-direct or \
-             --mosquitto-external, Mosquitto runs behind the front"
-        );
     }
     let data = args.data.clone();
     let mut builder = Service::builder(&data)
@@ -55,30 +47,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_signup_burst(args.signup_burst),
         );
     if args.mosquitto_external {
-        // Only the direct profile's files, for a Mosquitto the operator runs.
-        builder = builder.mosquitto_files_only();
-    } else if args.mosquitto_direct {
-        // The direct profile faces the devices itself (mutual TLS and the ACL).
-        builder = builder.mosquitto_direct();
+        // The files for a Mosquitto the operator runs, behind the front as always.
+        builder = builder.mosquitto_external();
     }
     if let Some(public) = &args.public_broker {
         builder = builder.advertise_broker(public.clone());
     }
-    let service = builder.start().await.map_err(|e| explain(e, &args))?;
+    let mut service = builder.start().await.map_err(|e| explain(e, &args))?;
 
     if let Some(conf) = service.mosquitto_conf().filter(|_| args.mosquitto_external) {
         println!("mosquitto config: {}", conf.display());
         println!("  start it with: mosquitto -c {}", conf.display());
     }
-    let kind = match (
-        service.broker(),
-        service.has_front(),
-        args.mosquitto_external,
-    ) {
-        (Broker::Embedded, _, _) => "embedded broker behind the mTLS front",
-        (Broker::Mosquitto, true, _) => "mosquitto behind the mTLS front",
-        (Broker::Mosquitto, false, false) => "mosquitto",
-        (Broker::Mosquitto, false, true) => "mosquitto, started by you",
+    let kind = match (service.broker(), args.mosquitto_external) {
+        (Broker::Embedded, _) => "embedded broker behind the mTLS front",
+        (Broker::Mosquitto, false) => "mosquitto behind the mTLS front",
+        (Broker::Mosquitto, true) => "mosquitto, started by you, behind the mTLS front",
     };
     println!("{}", banner::line("data directory:", data.display()));
     println!(
@@ -108,7 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     println!("{}; Ctrl-C stops the service", banner::READY);
 
-    wait_for_stop().await;
+    supervise(&mut service).await;
     eprintln!("stopping ...");
     service.shutdown().await;
     eprintln!("stopped");
@@ -142,6 +126,29 @@ fn explain(e: ServiceError, args: &ServeArgs) -> anyhow::Error {
             "is the port in use? choose another with --listen (port 0: any free port)",
         ),
         _ => anyhow::Error::new(e),
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM; meanwhile starts the Mosquitto child again whenever it has died
+/// (checked every second).
+async fn supervise(service: &mut Service) {
+    let stop = wait_for_stop();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {
+                match service.revive_broker().await {
+                    Ok(true) => eprintln!("mosquitto had exited; started it again"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "starting mosquitto again");
+                        eprintln!("error: cannot start mosquitto again: {e}");
+                    }
+                }
+            }
+        }
     }
 }
 

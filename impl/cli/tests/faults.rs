@@ -22,18 +22,18 @@
 //!    `sotto serve` is SIGKILLed as the third send starts and started again on the same ports with
 //!    the same data directory; the in-memory embedded broker loses its queues, so the sender's outbox
 //!    must resend (after the default backoff of 30 s). Mosquitto: `serve --mosquitto-external`
-//!    stays up and the test SIGKILLs and restarts Mosquitto itself (same config and port; what
-//!    it had not autosaved is lost). While down, `send` and `inbox` fail with "could not reach
-//!    the message service" (and `send` says the message stays in the outbox); embedded, a signup
-//!    fails too (the membership service died with the process). Afterwards all messages arrive
-//!    exactly once and end delivered.
-//! 3. **The membership service restarted while the broker keeps running.** Only a separate
-//!    broker makes this different from scenario 2: with the embedded broker the membership
-//!    service lives in the same `sotto serve` process, so its crash is scenario 2 (which checks
-//!    the membership commands during the outage). With `--mosquitto-external` the test SIGKILLs
-//!    `sotto serve` while Mosquitto keeps running: messages keep flowing (`send`, `inbox` need
-//!    only the broker), directory lookups (KEY-5) and signups (SIGNUP-4) fail clearly, and after the restart on the
-//!    same ports everything works again, every message exactly once.
+//!    (its front) stays up and the test SIGKILLs and restarts the Mosquitto it runs behind that
+//!    front, as an operator's service manager would (same configuration and socket; what it had
+//!    not autosaved is lost). While down, `send` and `inbox` fail with "could not reach the
+//!    message service" (the front answers "server unavailable"; `send` says the message stays in
+//!    the outbox); embedded, a signup fails too (the membership service died with the process).
+//!    Afterwards all messages arrive exactly once and end delivered.
+//! 3. **`sotto serve` killed while an external Mosquitto keeps its queues.** Only a separate
+//!    broker makes this different from scenario 2. The test SIGKILLs `sotto serve --mosquitto-external`
+//!    (membership and front) while the Mosquitto behind it runs on with a message queued for an
+//!    offline user: meanwhile sends, inboxes, directory lookups (KEY-5) and signups (SIGNUP-4)
+//!    fail clearly; after the restart on the same ports the queued message is still delivered, the
+//!    outbox sends the one that failed, and everything arrives exactly once.
 //!
 //! Every wait is bounded (commands by `COMMAND_WAIT`, loops by deadlines), children are killed
 //! when their guards drop, only loopback addresses are used, and nothing asserts on speed.
@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     COMMAND_WAIT, Guard, Output, PASSPHRASE, Running, SERVE_WAIT, Server, add_card, free_addr,
-    signup, sotto, stored_messages, wait_for_port,
+    signup, sotto, stored_messages,
 };
 use sotto_server::Broker;
 use sotto_store::{Direction, MessageState, StoredMessage};
@@ -96,8 +96,9 @@ fn serve(
     Server::start_with(data, &args)
 }
 
-/// Mosquitto with the profile `serve --mosquitto-external` wrote, started by the test.
-fn start_mosquitto(data: &Path, mqtt: SocketAddr) -> Guard {
+/// Mosquitto with the configuration `serve --mosquitto-external` wrote, started by the test as
+/// an operator would; returns once its Unix socket (behind the front) accepts connections.
+fn start_mosquitto(data: &Path) -> Guard {
     static STARTS: AtomicU64 = AtomicU64::new(0);
     let dir = data.join("mosquitto");
     let n = STARTS.fetch_add(1, Ordering::Relaxed);
@@ -111,10 +112,16 @@ fn start_mosquitto(data: &Path, mqtt: SocketAddr) -> Guard {
         .spawn()
         .expect("mosquitto starts");
     let mut guard = Guard::new(child);
-    assert!(
-        wait_for_port(mqtt, SERVE_WAIT),
-        "mosquitto listens on {mqtt} in time"
-    );
+    let socket = dir.join("run").join("mqtt.sock");
+    let deadline = Instant::now() + SERVE_WAIT;
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto listens on {} in time",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         matches!(guard.child.try_wait(), Ok(None)),
         "mosquitto is still running (see {})",
@@ -464,7 +471,7 @@ fn broker_killed_mid_traffic(broker: Broker) {
         Broker::Mosquitto => &["--mosquitto-external"],
     };
     let mut server = Some(serve(&data, broker, listen, mqtt, extra));
-    let mut mosquitto = (broker == Broker::Mosquitto).then(|| start_mosquitto(&data, mqtt));
+    let mut mosquitto = (broker == Broker::Mosquitto).then(|| start_mosquitto(&data));
     let (alice, bob) = (d.join("alice.db"), d.join("bob.db"));
     let alice_id = signup(&d, &alice, server.as_ref().expect("up"));
     let bob_id = signup(&d, &bob, server.as_ref().expect("up"));
@@ -533,7 +540,7 @@ fn broker_killed_mid_traffic(broker: Broker) {
     );
     match broker {
         Broker::Embedded => server = Some(serve(&data, broker, listen, mqtt, extra)),
-        Broker::Mosquitto => mosquitto = Some(start_mosquitto(&data, mqtt)),
+        Broker::Mosquitto => mosquitto = Some(start_mosquitto(&data)),
     }
     wait_sends(&mut sends, N);
     sender.join().expect("the sender thread ends");
@@ -582,9 +589,9 @@ fn mosquitto_killed_mid_traffic_and_restarted_loses_nothing_broker_4_rx_6_mosqui
 // ------------------------------------------------------------------ scenario 3
 
 #[test]
-fn the_membership_service_killed_and_restarted_while_mosquitto_runs_signup_4_key_5_mosquitto() {
+fn sotto_serve_killed_and_restarted_while_mosquitto_keeps_its_queues_signup_4_key_5_mosquitto() {
     let broker = Broker::Mosquitto;
-    let test = "membership_restart(Mosquitto)";
+    let test = "serve_restart(Mosquitto)";
     if !broker_available(broker, test) {
         return;
     }
@@ -595,7 +602,7 @@ fn the_membership_service_killed_and_restarted_while_mosquitto_runs_signup_4_key
     let (listen, mqtt) = (listen_port.addr(), mqtt_port.addr());
     let extra = ["--mosquitto-external"];
     let server = serve(&data, broker, listen, mqtt, &extra);
-    let _mosquitto = start_mosquitto(&data, mqtt);
+    let _mosquitto = start_mosquitto(&data);
     let (alice, bob, carol) = (d.join("alice.db"), d.join("bob.db"), d.join("carol.db"));
     let alice_id = signup(d, &alice, &server);
     let bob_id = signup(d, &bob, &server);
@@ -603,27 +610,25 @@ fn the_membership_service_killed_and_restarted_while_mosquitto_runs_signup_4_key
     let out = add_card(d, &alice, &bob);
     assert!(out.ok, "{out:?}");
     let texts: Vec<String> = (0..3)
-        .map(|i| format!("[member m{i:02}] while membership restarts"))
+        .map(|i| format!("[member m{i:02}] while sotto serve restarts"))
         .collect();
+    // Queued in Mosquitto for Bob, who is offline.
     let out = sotto(d, &alice, PASSPHRASE, &["send", &bob_id, &texts[0]]);
     assert!(out.ok, "{out:?}");
 
-    // The membership service crashes; the broker keeps running.
+    // `sotto serve` (membership and front) crashes; Mosquitto keeps running with Bob's queue.
     let url = server.url.clone();
     let ca: PathBuf = server.ca.clone();
     server.kill();
 
-    // Messages keep flowing.
-    let out = sotto(d, &alice, PASSPHRASE, &["send", &bob_id, &texts[1]]);
-    assert!(out.ok, "{out:?}");
-    assert!(out.stdout.contains(&format!("sent to {bob_id}")), "{out:?}");
-    let out = sotto(d, &bob, PASSPHRASE, &["inbox"]);
-    assert!(out.ok, "{out:?}");
-    let mut shown = out.stdout.clone();
-    assert!(shown.contains(marker(&texts[0])), "{out:?}");
-    assert!(shown.contains(marker(&texts[1])), "{out:?}");
-
-    // What needs the membership service fails clearly: a directory lookup, a signup.
+    // Everything fails clearly: messages (the front is gone; the text stays in the outbox), a
+    // directory lookup, a signup.
+    let args = ["send", &bob_id, &texts[1], "--timeout", SHORT_TIMEOUT];
+    let out = sotto(d, &alice, PASSPHRASE, &args);
+    out.assert_clear_error(&[BROKER_DOWN, "saved in the outbox"]);
+    eprintln!("{test}: send while sotto serve is down:\n{}", out.stderr);
+    let out = sotto(d, &bob, PASSPHRASE, &["inbox", "--timeout", SHORT_TIMEOUT]);
+    out.assert_clear_error(&[BROKER_DOWN, "is `sotto serve` running?"]);
     let out = sotto(d, &carol, PASSPHRASE, &["add", &alice_id]);
     out.assert_clear_error(&["is `sotto serve` running at that URL"]);
     eprintln!(
@@ -642,13 +647,15 @@ fn the_membership_service_killed_and_restarted_while_mosquitto_runs_signup_4_key
     eprintln!("{test}: signup while membership is down:\n{}", out.stderr);
     assert!(!dave.exists(), "no half-made store is left");
 
-    // Back on the same ports: the directory works again and the next message arrives.
+    // Back on the same ports: the queued message is still there, the outbox sends the other,
+    // the directory works again.
     let server = serve(&data, broker, listen, mqtt, &extra);
     let out = sotto(d, &carol, PASSPHRASE, &["add", &alice_id]);
     assert!(out.ok, "{out:?}");
     let out = sotto(d, &carol, PASSPHRASE, &["send", &alice_id, &texts[2]]);
     assert!(out.ok, "{out:?}");
     signup(d, &dave, &server);
+    let mut shown = String::new();
 
     let all = converge(d, &[&alice, &bob, &carol], || {
         all_delivered(&alice, &bob_id) && all_delivered(&carol, &alice_id)

@@ -8,9 +8,9 @@
 //!  <data>/membership.db                         membership service, HTTPS   (membership_listen)
 //!  message service on mqtt_listen:
 //!    Embedded                 front (BROKER-1..6) -> [hop] -> embedded broker in-process
-//!    Mosquitto                front (BROKER-1..4) -> [hop] -> mosquitto child, <data>/mosquitto/
-//!    Mosquitto, direct        mosquitto child facing clients itself (mTLS + ACL), <data>/mosquitto/
-//!    Mosquitto, files only    <data>/mosquitto/mosquitto.conf for a Mosquitto the operator runs
+//!    Mosquitto                front (BROKER-1..6) -> [hop] -> mosquitto child, <data>/mosquitto/
+//!    Mosquitto, external      front (BROKER-1..6) -> [hop] -> a Mosquitto the operator runs with
+//!                             <data>/mosquitto/mosquitto.conf
 //! ```
 //!
 //! Hooks for what tests and conformance runs need sit on [`Service`]: the wiretaps (HTTP and, with
@@ -35,8 +35,9 @@ use std::sync::Arc;
 
 use crate::admission::AdmissionLimits;
 use crate::broker::front::TapRecord;
-use crate::broker::mosquitto::{self, MosquittoProcess, MosquittoProfile};
-use crate::broker::{BrokerError, Hop, InboxLimits, MessageService};
+use crate::broker::mosquitto::{self, MosquittoFiles};
+use crate::broker::upstream::InternalAddr;
+use crate::broker::{BrokerError, Hop, InboxLimits, MessageService, MosquittoRun};
 use crate::ca::{CaError, Pki};
 use crate::gate;
 use crate::membership::quota::QuotaLimits;
@@ -137,7 +138,7 @@ pub enum ServiceError {
 pub struct ServiceBuilder {
     data_dir: PathBuf,
     broker: Broker,
-    mosquitto: MosquittoMode,
+    mosquitto: MosquittoRun,
     membership_listen: SocketAddr,
     mqtt_listen: SocketAddr,
     difficulty: u8,
@@ -146,13 +147,6 @@ pub struct ServiceBuilder {
     front_admission: Option<AdmissionLimits>,
     membership_admission: AdmissionLimits,
     membership_quotas: QuotaLimits,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum MosquittoMode {
-    BehindFront,
-    Direct,
-    FilesOnly,
 }
 
 fn loopback() -> SocketAddr {
@@ -166,17 +160,11 @@ impl ServiceBuilder {
         self
     }
 
-    /// With [`Broker::Mosquitto`]: Mosquitto faces the clients itself with the profile's
-    /// mutual TLS and ACL (BROKER-1..4 in its configuration), without the front.
-    pub fn mosquitto_direct(mut self) -> Self {
-        self.mosquitto = MosquittoMode::Direct;
-        self
-    }
-
-    /// With [`Broker::Mosquitto`]: only write the profile (`<data>/mosquitto/mosquitto.conf`)
-    /// for a Mosquitto the operator starts; devices are told its address.
-    pub fn mosquitto_files_only(mut self) -> Self {
-        self.mosquitto = MosquittoMode::FilesOnly;
+    /// With [`Broker::Mosquitto`]: the operator runs Mosquitto with the configuration the
+    /// service writes (`mosquitto -c <data>/mosquitto/mosquitto.conf`), behind the front as
+    /// always; the service does not start, stop or restart it.
+    pub fn mosquitto_external(mut self) -> Self {
+        self.mosquitto = MosquittoRun::External;
         self
     }
 
@@ -238,9 +226,9 @@ impl ServiceBuilder {
     /// Loads or creates the PKI, starts the message service, then the membership service.
     /// Returns once both accept connections.
     pub async fn start(self) -> Result<Service, ServiceError> {
-        if self.broker == Broker::Embedded && self.mosquitto != MosquittoMode::BehindFront {
+        if self.broker == Broker::Embedded && self.mosquitto != MosquittoRun::Child {
             return Err(ServiceError::Config(
-                "the embedded broker always runs behind the front",
+                "an external Mosquitto needs the Mosquitto broker",
             ));
         }
         crate::private::private_dir(&self.data_dir)?;
@@ -262,37 +250,22 @@ impl ServiceBuilder {
         });
         // Certificates a renewal replaced: the membership service fills it, the front reads it.
         let revocations = Revocations::new();
-        let messages = match (self.broker, self.mosquitto) {
-            (_, MosquittoMode::BehindFront) => Messages::Fronted(Box::new(
-                MessageService::start(
-                    &pki,
-                    self.mqtt_listen,
-                    self.broker,
-                    &mosquitto_dir,
-                    self.inbox_limits,
-                    front_admission,
-                    revocations.clone(),
-                )
-                .await?,
-            )),
-            (_, MosquittoMode::Direct) => {
-                let profile = MosquittoProfile::write(&pki, &mosquitto_dir, self.mqtt_listen)?;
-                let process = MosquittoProcess::spawn(&profile).await?;
-                Messages::Direct {
-                    profile,
-                    process: Some(process),
-                }
-            }
-            (_, MosquittoMode::FilesOnly) => Messages::FilesOnly(MosquittoProfile::write(
+        let messages = Box::new(
+            MessageService::start(
                 &pki,
-                &mosquitto_dir,
                 self.mqtt_listen,
-            )?),
-        };
+                self.broker,
+                (&mosquitto_dir, self.mosquitto),
+                self.inbox_limits,
+                front_admission,
+                revocations.clone(),
+            )
+            .await?,
+        );
         let advertised = self
             .advertise
             .clone()
-            .unwrap_or_else(|| advertised(messages.addr()));
+            .unwrap_or_else(|| advertised(messages.local_addr()));
         let membership_config = MembershipConfig {
             data_dir: self.data_dir.clone(),
             listen: self.membership_listen,
@@ -328,26 +301,6 @@ fn advertised(addr: SocketAddr) -> String {
     }
 }
 
-/// The message service in one of its set-ups.
-#[derive(Debug)]
-enum Messages {
-    Fronted(Box<MessageService>),
-    Direct {
-        profile: MosquittoProfile,
-        process: Option<MosquittoProcess>,
-    },
-    FilesOnly(MosquittoProfile),
-}
-
-impl Messages {
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Messages::Fronted(m) => m.local_addr(),
-            Messages::Direct { profile, .. } | Messages::FilesOnly(profile) => profile.addr(),
-        }
-    }
-}
-
 /// A running service. Dropping it stops everything without waiting; [`Service::shutdown`] waits.
 #[derive(Debug)]
 pub struct Service {
@@ -356,7 +309,7 @@ pub struct Service {
     pki: Arc<Pki>,
     membership: Option<MembershipHandle>,
     membership_config: MembershipConfig,
-    messages: Messages,
+    messages: Box<MessageService>,
 }
 
 impl Service {
@@ -365,7 +318,7 @@ impl Service {
         ServiceBuilder {
             data_dir: data_dir.into(),
             broker: Broker::Embedded,
-            mosquitto: MosquittoMode::BehindFront,
+            mosquitto: MosquittoRun::Child,
             membership_listen: loopback(),
             mqtt_listen: loopback(),
             difficulty: DEFAULT_DIFFICULTY,
@@ -385,12 +338,6 @@ impl Service {
     /// Which broker carries the messages.
     pub fn broker(&self) -> Broker {
         self.broker
-    }
-
-    /// Whether the authorizing front enforces BROKER-1..4 (every set-up but Mosquitto direct or
-    /// files only).
-    pub fn has_front(&self) -> bool {
-        matches!(self.messages, Messages::Fronted(_))
     }
 
     /// The service CA and the certificates it issues.
@@ -415,9 +362,9 @@ impl Service {
         format!("https://localhost:{}", self.membership_addr().port())
     }
 
-    /// The address the message service listens on for devices (the front, or Mosquitto).
+    /// The address the message service (the front) listens on for devices.
     pub fn broker_addr(&self) -> SocketAddr {
-        self.messages.addr()
+        self.messages.local_addr()
     }
 
     /// The broker address devices are told at signup.
@@ -425,39 +372,44 @@ impl Service {
         &self.membership_config.broker_addr
     }
 
-    /// The broker's internal address behind the front (plain MQTT on loopback, accepting only
-    /// the front's CONNECT); `None` without a front.
-    pub fn internal_broker_addr(&self) -> Option<SocketAddr> {
-        match &self.messages {
-            Messages::Fronted(m) => Some(m.internal_addr()),
-            _ => None,
-        }
+    /// The broker's internal address behind the front (the embedded broker's loopback port,
+    /// which accepts only the front's CONNECT; Mosquitto's Unix socket).
+    pub fn internal_broker_addr(&self) -> InternalAddr {
+        self.messages.internal_addr()
     }
 
-    /// Mosquitto's directory (configuration, ACL, log, persistence file), if Mosquitto is the
-    /// broker.
+    /// Mosquitto's files (configuration, ACL, `run/` with its socket, log and persistence file),
+    /// if Mosquitto is the broker.
+    pub fn mosquitto_files(&self) -> Option<&MosquittoFiles> {
+        self.messages.mosquitto_files()
+    }
+
+    /// Mosquitto's directory (configuration, ACL, `run/`), if Mosquitto is the broker.
     pub fn mosquitto_dir(&self) -> Option<&Path> {
-        match &self.messages {
-            Messages::Fronted(m) => m.mosquitto_dir(),
-            Messages::Direct { profile, .. } | Messages::FilesOnly(profile) => Some(profile.dir()),
-        }
+        self.mosquitto_files().map(MosquittoFiles::dir)
     }
 
     /// Mosquitto's persistence file (written on a graceful stop and every autosave interval), if
     /// Mosquitto is the broker.
     pub fn mosquitto_persistence_file(&self) -> Option<PathBuf> {
-        self.mosquitto_dir()
-            .map(|dir| dir.join("data").join("mosquitto.db"))
+        self.mosquitto_files().map(MosquittoFiles::persistence_file)
     }
 
-    /// The Mosquitto configuration file, when Mosquitto runs (or is to be run) without the front.
+    /// The Mosquitto configuration file, if Mosquitto is the broker (what an operator starts an
+    /// external Mosquitto with).
     pub fn mosquitto_conf(&self) -> Option<PathBuf> {
-        match &self.messages {
-            Messages::Direct { profile, .. } | Messages::FilesOnly(profile) => {
-                Some(profile.conf_path())
-            }
-            Messages::Fronted(_) => None,
-        }
+        self.mosquitto_files().map(MosquittoFiles::conf_path)
+    }
+
+    /// The Mosquitto child process's id, when the service runs Mosquitto.
+    pub fn mosquitto_pid(&self) -> Option<u32> {
+        self.messages.mosquitto_pid()
+    }
+
+    /// Starts the Mosquitto child again if it exited by itself (see
+    /// [`MessageService::revive_broker`]); returns whether it did.
+    pub async fn revive_broker(&mut self) -> Result<bool, ServiceError> {
+        Ok(self.messages.revive_broker().await?)
     }
 
     /// Starts a wiretap on the membership service: every HTTP exchange from now on, in
@@ -467,72 +419,31 @@ impl Service {
     }
 
     /// Starts a wiretap on the front: every MQTT packet of every connection from now on, in
-    /// plaintext. `None` without a front.
-    pub fn mqtt_wiretap(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<TapRecord>> {
-        match &self.messages {
-            Messages::Fronted(m) => Some(m.wiretap()),
-            _ => None,
-        }
+    /// plaintext.
+    pub fn mqtt_wiretap(&self) -> tokio::sync::mpsc::UnboundedReceiver<TapRecord> {
+        self.messages.wiretap()
     }
 
-    /// The message service behind the front, to read its state (the broker-side Req6 check,
-    /// the inbox ledger). `None` without a front.
-    pub fn message_service(&self) -> Option<&MessageService> {
-        match &self.messages {
-            Messages::Fronted(m) => Some(m),
-            _ => None,
-        }
+    /// The message service, to read its state (the broker-side Req6 check, the inbox ledger).
+    pub fn message_service(&self) -> &MessageService {
+        &self.messages
     }
 
-    /// Puts `hop` between the front and the broker (see [`Hop`]); only with a front.
-    pub fn interpose(&mut self, hop: Arc<dyn Hop>) -> Result<(), ServiceError> {
-        match &mut self.messages {
-            Messages::Fronted(m) => {
-                m.interpose(hop);
-                Ok(())
-            }
-            _ => Err(ServiceError::Config("a hop needs the front")),
-        }
+    /// Puts `hop` between the front and the broker (see [`Hop`]).
+    pub fn interpose(&mut self, hop: Arc<dyn Hop>) {
+        self.messages.interpose(hop);
     }
 
     /// Stops the broker behind the front: connections close and CONNECTs are answered "server
-    /// unavailable" until [`Service::restart_broker`]. Only with a front.
+    /// unavailable" until [`Service::restart_broker`]. Not for an external Mosquitto.
     pub async fn stop_broker(&mut self) -> Result<(), ServiceError> {
-        match &mut self.messages {
-            Messages::Fronted(m) => Ok(m.stop_broker().await?),
-            _ => Err(ServiceError::Config(
-                "stopping the broker alone needs the front",
-            )),
-        }
+        Ok(self.messages.stop_broker().await?)
     }
 
-    /// Restarts the broker as `stop` says, on the same addresses.
+    /// Restarts the broker as `stop` says, on the same addresses. Not for an external
+    /// Mosquitto.
     pub async fn restart_broker(&mut self, stop: BrokerStop) -> Result<(), ServiceError> {
-        match &mut self.messages {
-            Messages::Fronted(m) => m.restart_broker(stop).await?,
-            Messages::Direct { profile, process } => {
-                if let Some(running) = process.take() {
-                    match stop {
-                        BrokerStop::Kill => running.kill()?,
-                        BrokerStop::Graceful | BrokerStop::Fresh => running.stop().await?,
-                    }
-                }
-                if stop == BrokerStop::Fresh {
-                    match std::fs::remove_file(profile.persistence_file()) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                *process = Some(MosquittoProcess::spawn(profile).await?);
-            }
-            Messages::FilesOnly(_) => {
-                return Err(ServiceError::Config(
-                    "the operator runs this Mosquitto, not the service",
-                ));
-            }
-        }
-        Ok(())
+        Ok(self.messages.restart_broker(stop).await?)
     }
 
     /// Stops the membership service (closing its connections and waiting for that); the message
@@ -571,16 +482,6 @@ impl Service {
     /// persistence file is written) and waits for both.
     pub async fn shutdown(mut self) {
         self.stop_membership().await;
-        match self.messages {
-            Messages::Fronted(m) => m.shutdown().await,
-            Messages::Direct { process, .. } => {
-                if let Some(p) = process {
-                    if let Err(e) = p.stop().await {
-                        tracing::warn!(error = %e, "stopping mosquitto");
-                    }
-                }
-            }
-            Messages::FilesOnly(_) => {}
-        }
+        self.messages.shutdown().await;
     }
 }

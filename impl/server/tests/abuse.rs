@@ -153,35 +153,129 @@ async fn a_flood_from_many_sources_makes_the_oldest_idle_sockets_go() {
 }
 
 /// `membership.db` was created world-readable: now the data directory is 0700 and the directory
-/// database 0600 on both brokers (with Mosquitto behind the front, its directory too), after a
-/// signup wrote to them.
+/// database 0600 on both brokers, after a signup wrote to them. With Mosquitto started by root
+/// (it runs as the `mosquitto` user), the directories on the way to its own are shared with the
+/// `mosquitto` group for traversal only (0710) and its working directory is its own (0700).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_files_the_service_creates_are_private() {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-            .permissions()
-            .mode()
-            & 0o777
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = |p: &std::path::Path| {
+        std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     };
+    let mode = |p: &std::path::Path| meta(p).permissions().mode() & 0o777;
+    let root = running_as_root();
     for broker in brokers() {
         let stack = TestStack::start(broker).await;
         let _alice = stack.signup("alice").await;
         let data = stack.service.data_dir().to_owned();
-        assert_eq!(mode(&data), 0o700, "{broker:?}: the data directory");
+        let shared = root && broker == Broker::Mosquitto;
+        let dir_mode = if shared { 0o710 } else { 0o700 };
+        assert_eq!(mode(&data), dir_mode, "{broker:?}: the data directory");
         assert_eq!(mode(&data.join("membership.db")), 0o600, "{broker:?}");
         assert_eq!(mode(&data.join("ca.key")), 0o600, "{broker:?}");
-        if let Some(dir) = stack.service.mosquitto_dir() {
-            assert_eq!(mode(dir), 0o700, "{broker:?}: Mosquitto's directory");
-            assert_eq!(
-                mode(&dir.join("data")),
-                0o700,
-                "{broker:?}: its persistence"
-            );
+        if let Some(files) = stack.service.mosquitto_files() {
+            assert_eq!(mode(files.dir()), dir_mode, "Mosquitto's directory");
+            let conf_mode = if shared { 0o640 } else { 0o600 };
+            assert_eq!(mode(&files.conf_path()), conf_mode, "mosquitto.conf");
+            assert_eq!(mode(&files.run_dir()), 0o700, "its working directory");
+            if shared {
+                assert_ne!(meta(&files.run_dir()).uid(), 0, "run/ belongs to mosquitto");
+            }
         }
         stack.service.shutdown().await;
     }
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Mosquitto behind the front listened on a loopback TCP port with anonymous access, so any
+/// local process could connect as any user, and it ran as root when started by root. Now it
+/// listens on no TCP port at all (its only listener is the Unix socket), another local user
+/// cannot even see that socket, it runs as the `mosquitto` user when the service runs as root,
+/// and honest users get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_is_reachable_only_through_the_front_and_not_root() {
+    use std::os::unix::fs::MetadataExt;
+    if !Broker::Mosquitto.is_available() {
+        println!("SKIPPED: `mosquitto` binary not found (apt-get install mosquitto)");
+        return;
+    }
+    let stack = TestStack::start(Broker::Mosquitto).await;
+    let pid = stack.service.mosquitto_pid().expect("a Mosquitto child");
+    let files = stack.service.mosquitto_files().expect("Mosquitto's files");
+    let socket = files.socket_path();
+
+    // Its process runs as a user other than root whenever the service runs as root.
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .expect("the Mosquitto process")
+        .uid();
+    if running_as_root() {
+        assert_ne!(uid, 0, "Mosquitto runs as root");
+    }
+
+    // No TCP listener among its sockets.
+    let listening = tcp_listening_inodes();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("its file descriptors");
+    for fd in fds.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            assert!(
+                !listening.contains(inode),
+                "Mosquitto listens on a TCP port (socket inode {inode})"
+            );
+        }
+    }
+    assert!(socket.exists(), "its Unix socket");
+
+    // Another local user cannot reach the socket (only testable as root, which can switch).
+    if running_as_root() {
+        use std::os::unix::process::CommandExt;
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("test -e '{}'", socket.display()))
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .expect("run as nobody");
+        assert!(
+            !status.success(),
+            "user nobody can reach Mosquitto's socket"
+        );
+    } else {
+        println!("NOTE: not root; the other-user check of the socket needs root to switch users");
+    }
+    honest_users_get_through(&stack).await;
+    stack.service.shutdown().await;
+}
+
+/// The inodes of every listening TCP socket on this host (IPv4 and IPv6).
+fn tcp_listening_inodes() -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if fields.get(3) == Some(&"0A") {
+                if let Some(inode) = fields.get(9) {
+                    out.insert((*inode).to_owned());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `cert_not_after_ms` recorded the moment of a signup to the second (a year later), defeating

@@ -1,7 +1,9 @@
-//! The message service against real brokers: the embedded broker behind the authorizing front,
-//! and a real Mosquitto with the profile's configuration (skipped with a printed notice if the
-//! `mosquitto` binary is missing). Clients are rumqttc over mutual TLS with certificates issued
-//! by the service PKI (TLS-1). Every wait is bounded; no assertion is about speed.
+//! The message service against real brokers, both behind the authorizing front (the one
+//! enforcement point): the embedded broker, and a real Mosquitto (skipped with a printed notice
+//! if the `mosquitto` binary is missing). Every rule (TLS-1, BROKER-1..4) holds identically on
+//! both; only what a restart keeps differs. Clients are rumqttc over mutual TLS with certificates
+//! issued by the service PKI, or raw bytes over the same TLS for what rumqttc cannot send. Every
+//! wait is bounded; no assertion is about speed.
 
 use std::net::SocketAddr;
 
@@ -14,8 +16,7 @@ use tempfile::TempDir;
 
 const LIM1: usize = 8192;
 
-/// A running message service of either profile: the embedded broker behind the front, or
-/// Mosquitto facing the clients itself with the profile's configuration.
+/// A running service with either broker behind the front.
 struct Backend {
     kind: Broker,
     service: Service,
@@ -31,11 +32,11 @@ impl Backend {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut builder = Service::builder(dir.path().join("server")).broker(kind);
-        if kind == Broker::Mosquitto {
-            builder = builder.mosquitto_direct();
-        }
-        let service = builder.start().await.expect("service");
+        let service = Service::builder(dir.path().join("server"))
+            .broker(kind)
+            .start()
+            .await
+            .expect("service");
         Some(Backend {
             kind,
             service,
@@ -130,8 +131,8 @@ both!(
     broker4_offline_delivery_mosquitto
 );
 
-/// BROKER-2: subscribing to another inbox (or a wildcard) gets a SUBACK failure and nothing.
-/// Mosquitto 2.0's ACL file does not check subscriptions (SUBACK success), only deliveries.
+/// BROKER-2: subscribing to another inbox (or a wildcard) gets a SUBACK failure and nothing
+/// (Mosquitto's own ACL file would answer success: the front answers first).
 async fn foreign_subscription_refused(b: Backend) {
     let alice = b.identity();
     let bob = b.identity();
@@ -140,12 +141,7 @@ async fn foreign_subscription_refused(b: Backend) {
     let (mut eve_c, _) = b.connect(&eve, true).await;
     for filter in [inbox(&bob.user_id), "#".to_owned(), "i/+".to_owned()] {
         let codes = eve_c.subscribe(&filter).await.expect("SUBACK");
-        match b.kind {
-            Broker::Embedded => {
-                assert_eq!(codes, vec![SubscribeReasonCode::Failure], "filter {filter}")
-            }
-            Broker::Mosquitto => assert_eq!(codes.len(), 1, "filter {filter}"),
-        }
+        assert_eq!(codes, vec![SubscribeReasonCode::Failure], "filter {filter}");
     }
 
     let (mut a, _) = b.connect(&alice, true).await;
@@ -169,8 +165,8 @@ both!(
     broker2_foreign_subscription_refused_mosquitto
 );
 
-/// BROKER-1: a CONNECT with another user's client id cannot take over that user's session.
-/// Embedded: refused (CONNACK 0x02). Mosquitto: the client id is replaced by the CN.
+/// BROKER-1: a CONNECT with another user's client id is refused (CONNACK 0x02) and cannot take
+/// over that user's session (Mosquitto alone would replace the client id with the CN).
 async fn client_id_takeover_refused(b: Backend) {
     let alice = b.identity();
     let bob = b.identity();
@@ -180,14 +176,14 @@ async fn client_id_takeover_refused(b: Backend) {
     let mut opts = options(&eve, b.addr(), b.pki().ca_pem(), false);
     opts.set_client_id(bob.user_id.clone());
     let mut eve_c = start(opts);
-    let eve_connack = eve_c.connack().await;
-    if b.kind == Broker::Embedded {
-        let err = eve_connack.expect_err("foreign client id refused");
-        assert!(
-            err.contains("BadClientId") || err.contains("refused"),
-            "{err}"
-        );
-    }
+    let err = eve_c
+        .connack()
+        .await
+        .expect_err("foreign client id refused");
+    assert!(
+        err.contains("BadClientId") || err.contains("refused"),
+        "{err}"
+    );
 
     let (mut a, _) = b.connect(&alice, true).await;
     assert!(
@@ -322,8 +318,8 @@ both!(
     broker3_retain_refused_mosquitto
 );
 
-/// BROKER-3: a publish outside the inbox topics is not delivered (embedded: the connection is
-/// closed; Mosquitto: PUBACKed and dropped by the ACL).
+/// BROKER-3: a publish outside the inbox topics closes the connection and is not delivered
+/// (Mosquitto alone would PUBACK and drop it).
 async fn non_inbox_publish_refused(b: Backend) {
     let alice = b.identity();
     let bob = b.identity();
@@ -338,14 +334,12 @@ async fn non_inbox_publish_refused(b: Backend) {
             b"side channel".to_vec(),
         )
         .await;
-    if b.kind == Broker::Embedded {
-        assert!(
-            a.closed_within(WAIT).await,
-            "non-inbox publish did not close the connection"
-        );
-        let (a2, _) = b.connect(&alice, true).await;
-        a = a2;
-    }
+    assert!(
+        a.closed_within(WAIT).await,
+        "non-inbox publish did not close the connection"
+    );
+    let (a2, _) = b.connect(&alice, true).await;
+    a = a2;
     assert!(
         a.publish(&inbox(&bob.user_id), b"control".to_vec(), false)
             .await
@@ -360,6 +354,110 @@ both!(
     non_inbox_publish_refused,
     broker3_non_inbox_publish_refused_embedded,
     broker3_non_inbox_publish_refused_mosquitto
+);
+
+/// A mutual-TLS connection for `id` that sends `bytes` as they are and returns what comes back
+/// until the server closes or [`WAIT`] passes: for the CONNECTs rumqttc will not send.
+async fn raw_exchange(b: &Backend, id: &Identity, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls = sotto_client::tls::client_config(b.pki().ca_pem(), Some((&id.cert_pem, &id.key_pem)))
+        .expect("client config");
+    let tcp = tokio::net::TcpStream::connect(b.addr()).await.expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    stream.write_all(bytes).await.expect("write");
+    // Until a CONNACK's 4 bytes, the close, or WAIT.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 64];
+        while got.len() < 4 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+/// One CONNECT packet: protocol name and level, flags, keep-alive, then `properties` (MQTT 5
+/// only, already length-prefixed) and `payload` as given.
+fn connect_packet(name: &str, level: u8, flags: u8, keep_alive: u16, rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    body.extend_from_slice(name.as_bytes());
+    body.push(level);
+    body.push(flags);
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    body.extend_from_slice(rest);
+    sotto_wire::mqtt::frame(0x10, &body)
+}
+
+fn utf8(s: &str) -> Vec<u8> {
+    let mut out = (s.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+/// The CONNECT variants Mosquitto alone accepts are refused at the front: MQTT 5 (with a topic
+/// alias maximum), MQTT 3.1, a will addressed to another user's inbox, keep-alive 0. Each gets
+/// no accepting CONNACK and a closed connection; the will is never delivered; the same CONNECT
+/// as MQTT 3.1.1 with keep-alive 30 and no will is accepted (the control).
+async fn connect_variants_refused(b: Backend) {
+    let bob = b.identity();
+    let mut bob_c = b.subscriber(&bob, false).await;
+    let eve = b.identity();
+    let clean = 0x02;
+    let accepted = [0x20, 0x02, 0x00, 0x00];
+    // MQTT 5: properties (topic alias maximum 10), then the client id.
+    let mut v5 = vec![3, 0x22, 0, 10];
+    v5.extend(utf8(&eve.user_id));
+    let mut will = utf8(&eve.user_id);
+    will.extend(utf8(&inbox(&bob.user_id)));
+    will.extend(utf8("will for bob"));
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("MQTT 5", connect_packet("MQTT", 5, clean, 30, &v5)),
+        (
+            "MQTT 3.1",
+            connect_packet("MQIsdp", 3, clean, 30, &utf8(&eve.user_id)),
+        ),
+        (
+            "a will to another inbox",
+            connect_packet("MQTT", 4, clean | 0x04 | 0x08, 30, &will),
+        ),
+        (
+            "keep-alive 0",
+            connect_packet("MQTT", 4, clean, 0, &utf8(&eve.user_id)),
+        ),
+    ];
+    for (what, packet) in cases {
+        let got = raw_exchange(&b, &eve, &packet).await;
+        assert!(
+            !got.starts_with(&accepted),
+            "{what}: the CONNECT was accepted ({got:02x?})"
+        );
+    }
+    let control = connect_packet("MQTT", 4, clean, 30, &utf8(&eve.user_id));
+    assert!(
+        raw_exchange(&b, &eve, &control)
+            .await
+            .starts_with(&accepted),
+        "the control CONNECT (MQTT 3.1.1) was refused"
+    );
+    assert_eq!(
+        bob_c.next_message(QUIET).await,
+        None,
+        "a will reached another user's inbox"
+    );
+}
+both!(
+    connect_variants_refused,
+    broker1_connect_variants_refused_embedded,
+    broker1_connect_variants_refused_mosquitto
 );
 
 /// The documented difference: a restart of the embedded broker loses queued messages (memory),
@@ -423,13 +521,59 @@ both!(
     broker4_restart_keeps_queue_mosquitto
 );
 
+/// A Mosquitto child that dies (SIGKILL from outside, as a crash) is started again by
+/// `revive_broker` (what `sotto serve` calls every second), with what it had autosaved: a message
+/// queued for an offline user before the crash is still delivered, and the front relays again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_killed_is_revived_with_its_queues() {
+    let Some(mut b) = Backend::start(Broker::Mosquitto).await else {
+        return;
+    };
+    assert!(
+        !b.service.revive_broker().await.expect("revive"),
+        "a running Mosquitto is left alone"
+    );
+    let alice = b.identity();
+    let bob = b.identity();
+    b.subscriber(&bob, false).await.disconnect().await;
+    let (mut a, _) = b.connect(&alice, true).await;
+    assert!(
+        a.publish(&inbox(&bob.user_id), b"before the crash".to_vec(), false)
+            .await
+    );
+    a.disconnect().await;
+    // Past the autosave interval: the message is in the persistence file.
+    tokio::time::sleep(std::time::Duration::from_secs(
+        2 * sotto_server::broker::mosquitto::AUTOSAVE_INTERVAL_S + 1,
+    ))
+    .await;
+    let pid = b.service.mosquitto_pid().expect("a child");
+    sotto_server::process::signal(pid, "KILL").expect("kill");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !b.service.revive_broker().await.expect("revive") {
+        assert!(tokio::time::Instant::now() < deadline, "not revived");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_ne!(b.service.mosquitto_pid(), Some(pid), "a new process");
+    let (mut bob_c, present) = b.connect(&bob, false).await;
+    assert!(present, "the session survived the crash");
+    assert_eq!(
+        bob_c.next_message(WAIT).await.expect("queued message").1,
+        b"before the crash"
+    );
+}
+
 /// The embedded broker's internal port refuses a CONNECT without the front's secret (so local processes
 /// cannot bypass the front).
 #[tokio::test]
 async fn embedded_internal_port_requires_the_front_secret() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let b = Backend::start(Broker::Embedded).await.expect("embedded");
-    let internal = b.service.internal_broker_addr().expect("internal addr");
+    let sotto_server::broker::upstream::InternalAddr::Tcp(internal) =
+        b.service.internal_broker_addr()
+    else {
+        panic!("the embedded broker listens on a loopback port");
+    };
     let id = sotto_testkit::mqtt::random_user_id();
     let connect = sotto_wire::mqtt::encode_connect(&id, 30, true, &id, b"guess");
     let mut tcp = tokio::net::TcpStream::connect(internal).await.expect("tcp");
@@ -470,7 +614,7 @@ async fn embedded_stop_and_restart() {
 async fn embedded_wiretap_sees_both_directions() {
     use sotto_server::broker::front::TapDirection;
     let b = Backend::start(Broker::Embedded).await.expect("embedded");
-    let mut tap = b.service.mqtt_wiretap().expect("the front");
+    let mut tap = b.service.mqtt_wiretap();
     let alice = b.identity();
     let bob = b.identity();
     let mut bob_c = b.subscriber(&bob, false).await;
@@ -504,7 +648,7 @@ async fn embedded_disconnect_does_not_close_the_next_connection() {
     use sotto_server::broker::front::TapDirection;
     const ROUNDS: usize = 30;
     let b = Backend::start(Broker::Embedded).await.expect("embedded");
-    let mut tap = b.service.mqtt_wiretap().expect("the front");
+    let mut tap = b.service.mqtt_wiretap();
     let sender = b.identity();
     let (mut s, _) = b.connect(&sender, true).await;
     for round in 0..ROUNDS {

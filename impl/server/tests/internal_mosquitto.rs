@@ -2,7 +2,8 @@
 //! component (the whole service with it is `Service::builder(..).broker(Broker::Mosquitto)`): the
 //! `%u` ACL applies to the username the front sends (no password file), offline delivery to a
 //! persistent session works through the front with real mutual-TLS rumqttc clients, and a restart
-//! keeps or loses the queue as asked. Skipped with a printed notice if `mosquitto` is missing.
+//! keeps or loses the queue as asked; it listens on its Unix socket only, which no other user can
+//! reach, and never runs as root. Skipped with a printed notice if `mosquitto` is missing.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,14 +31,36 @@ async fn internal(dir: &tempfile::TempDir) -> Option<InternalMosquitto> {
         InternalMosquitto::start(
             &dir.path().join("mosquitto"),
             sotto_server::InboxLimits::DEFAULT,
+            64,
         )
         .await
         .expect("internal mosquitto"),
     )
 }
 
-/// A plain client straight to the internal port, as the front connects: client id = username =
-/// `user`, any password.
+/// A loopback TCP port forwarding each connection to Mosquitto's Unix socket, so that the plain
+/// clients below reach it as the front does (the test itself runs as the service's user).
+async fn socket_proxy(mosq: &InternalMosquitto) -> SocketAddr {
+    let socket = mosq.files().socket_path();
+    let listener = tokio::net::TcpListener::bind(loopback())
+        .await
+        .expect("proxy");
+    let addr = listener.local_addr().expect("proxy addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                if let Ok(mut unix) = tokio::net::UnixStream::connect(&socket).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A plain client straight to Mosquitto (through [`socket_proxy`]), as the front connects:
+/// client id = username = `user`, any password.
 fn plain(addr: SocketAddr, user: &str, clean_session: bool) -> Client {
     let mut opts = MqttOptions::new(user.to_owned(), addr.ip().to_string(), addr.port());
     opts.set_credentials(user.to_owned(), "not checked");
@@ -76,10 +99,10 @@ async fn internal_mosquitto_acl_uses_the_front_username() {
 
     // X subscribes to its own inbox and to Y's: Mosquitto 2.0 grants both (the ACL file is not
     // checked on SUBSCRIBE) but must deliver only i/X.
-    let mut cx = plain(mosq.addr(), &x, true);
+    let addr = socket_proxy(&mosq).await;
+    let mut cx = plain(addr, &x, true);
     // A client without a username (not the front) reads nothing: `%u` patterns do not apply.
     let mut nobody = {
-        let addr = mosq.addr();
         let mut opts = MqttOptions::new(random_user_id(), addr.ip().to_string(), addr.port());
         opts.set_keep_alive(Duration::from_secs(30));
         start(opts)
@@ -90,7 +113,7 @@ async fn internal_mosquitto_acl_uses_the_front_username() {
     assert!(cx.subscribe(&inbox(&x)).await.is_some());
     assert!(cx.subscribe(&inbox(&y)).await.is_some());
 
-    let mut sender = plain(mosq.addr(), &random_user_id(), true);
+    let mut sender = plain(addr, &random_user_id(), true);
     sender.connack().await.expect("sender");
     assert!(sender.publish(&inbox(&y), b"for y".to_vec(), false).await);
     assert!(sender.publish(&inbox(&x), b"for x".to_vec(), false).await);
@@ -110,7 +133,7 @@ async fn internal_mosquitto_acl_uses_the_front_username() {
     );
 
     // Y itself receives it when subscribed before the publish (the ACL reads `%u` = Y).
-    let mut cy = plain(mosq.addr(), &y, true);
+    let mut cy = plain(addr, &y, true);
     cy.connack().await.expect("Y");
     assert!(cy.subscribe(&inbox(&y)).await.is_some());
     assert!(

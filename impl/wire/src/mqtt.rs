@@ -473,6 +473,16 @@ fn parse_connect<'a>(r: &mut Reader<'a>) -> Result<Connect<'a>, ParseError> {
     })
 }
 
+/// A whole packet: its first byte (type and flags), the remaining length, then `body` as given
+/// (for packets the encoders here do not build, such as the CONNECT variants the front refuses).
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(first);
+    push_remaining_len(&mut out, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
 /// Appends the remaining-length varint of `len` (at most 4 bytes; `len` < 2^28).
 pub(crate) fn push_remaining_len(out: &mut Vec<u8>, mut len: usize) {
     loop {

@@ -27,8 +27,7 @@ fn config() -> Config {
     }
 }
 
-/// The service of one broker: the embedded broker behind the front, or Mosquitto facing the
-/// clients itself (the Mosquitto profile).
+/// The service of one broker, behind the front: the embedded broker or Mosquitto.
 pub async fn start_stack(broker: Broker) -> TestStack {
     match broker {
         Broker::Embedded => TestStack::embedded().await,

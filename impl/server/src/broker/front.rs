@@ -1,7 +1,7 @@
 //! The authorizing mutual-TLS front of the embedded broker (TLS-1, BROKER-1..3).
 //!
 //! ```text
-//!  client ==TLS 1.3, client cert==> front --plain TCP, loopback--> embedded broker | Mosquitto (internal port)
+//!  client ==TLS 1.3, client cert==> front --plain, loopback--> embedded broker (TCP) | Mosquitto (Unix socket)
 //!           CN = user id               | client->broker: packet_len + ClientFilter per packet;
 //!                                      |   a DISCONNECT ends the relay (not passed on)
 //!                                      | broker->client: framed only, relayed as they are
@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::ledger::{InboxLedger, InboxLimits, Ticket};
+pub use super::upstream::Upstream;
 use crate::admission::AdmissionLimits;
 use crate::ca;
 use crate::gate::{Gate, Pass};
@@ -54,23 +55,6 @@ const CLIENT_QUEUE: usize = 64;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// CONNACK return code: server unavailable (the internal broker is stopped).
 const CONNACK_UNAVAILABLE: u8 = 0x03;
-
-/// The internal broker the front relays to.
-#[derive(Clone)]
-pub struct Upstream {
-    /// Its plain-TCP loopback address.
-    pub addr: SocketAddr,
-    /// The password of the front's CONNECT (never logged).
-    pub secret: Arc<str>,
-}
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(Clone, Debug)]
 enum State {
@@ -345,8 +329,8 @@ async fn accept_loop(
 /// broker delivers on this connection is left unacknowledged, so it stays queued for the user.
 pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io::Result<()> {
     for user in users {
-        let mut tcp = TcpStream::connect(upstream.addr).await?;
-        tcp.write_all(&encode_connect(
+        let (mut rd, mut wr) = upstream.addr.connect().await?;
+        wr.write_all(&encode_connect(
             user,
             30,
             false,
@@ -357,7 +341,7 @@ pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io:
         let mut buf = BytesMut::with_capacity(256);
         let connack = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            read_packet(&mut tcp, &mut buf, MAX_BROKER_REMAINING),
+            read_packet(&mut rd, &mut buf, MAX_BROKER_REMAINING),
         )
         .await
         .map_err(|_| std::io::Error::other("no CONNACK"))?
@@ -365,12 +349,12 @@ pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io:
         if connack.as_deref().and_then(|c| c.get(3)) != Some(&0) {
             return Err(std::io::Error::other("session restore refused"));
         }
-        tcp.write_all(&mqtt::encode_subscribe(1, &format!("i/{user}")))
+        wr.write_all(&mqtt::encode_subscribe(1, &format!("i/{user}")))
             .await?;
         // Wait for the SUBACK (packets delivered before it are left unacknowledged).
         let suback = tokio::time::timeout(CONNECT_TIMEOUT, async {
             loop {
-                match read_packet(&mut tcp, &mut buf, MAX_BROKER_REMAINING).await {
+                match read_packet(&mut rd, &mut buf, MAX_BROKER_REMAINING).await {
                     Ok(Some(p)) if p.first().is_some_and(|b| b >> 4 == 9) => return Ok(()),
                     Ok(Some(_)) => continue,
                     Ok(None) => return Err(std::io::Error::other("closed before SUBACK")),
@@ -382,7 +366,7 @@ pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io:
         .map_err(|_| std::io::Error::other("no SUBACK"))?;
         suback?;
         // Closed without a DISCONNECT packet (see `is_disconnect`).
-        let _ = tcp.shutdown().await;
+        let _ = wr.shutdown().await;
     }
     Ok(())
 }
@@ -614,11 +598,22 @@ async fn serve(
     if !pass.established() {
         return Ok(());
     }
-    let broker = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.addr))
-        .await
-        .map_err(|_| ConnError::Timeout)??;
-    let _ = broker.set_nodelay(true);
-    let (mut broker_rd, mut broker_wr) = broker.into_split();
+    // A broker that is down (an external Mosquitto stopped, a child being restarted) gets the
+    // same answer as a paused one: "server unavailable", which the device retries.
+    let (mut broker_rd, mut broker_wr) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, upstream.addr.connect()).await {
+            Ok(Ok(halves)) => halves,
+            Ok(Err(e)) => {
+                tracing::warn!(conn, error = %e, "internal broker unreachable");
+                write_and_close(&mut client_wr, Some(&mqtt::connack(CONNACK_UNAVAILABLE))).await;
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!(conn, "internal broker did not answer");
+                write_and_close(&mut client_wr, Some(&mqtt::connack(CONNACK_UNAVAILABLE))).await;
+                return Ok(());
+            }
+        };
     broker_wr
         .write_all(&encode_connect(
             &user_id,
@@ -631,11 +626,9 @@ async fn serve(
     // The publisher connection (BROKER-6): the client's PUBLISHes reach the broker under a random
     // client id with a clean session, so nothing the broker keeps (Mosquitto's persistence file
     // records each message's source client and username) or logs names the sender.
-    let publisher = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream.addr))
+    let (mut pub_rd, mut pub_wr) = tokio::time::timeout(CONNECT_TIMEOUT, upstream.addr.connect())
         .await
         .map_err(|_| ConnError::Timeout)??;
-    let _ = publisher.set_nodelay(true);
-    let (mut pub_rd, mut pub_wr) = publisher.into_split();
     let pub_id = publisher_id()?;
     pub_wr
         .write_all(&encode_connect(

@@ -1,16 +1,17 @@
 //! The message service: MQTT 3.1.1 over mutual TLS, with the rules BROKER-1..6 enforced.
 //!
-//! - [`MessageService`]: the authorizing TLS front ([`front`]), which applies the sans-IO filter
-//!   of `sotto_wire::filter` to every client packet, with a broker behind it on an internal
-//!   loopback port: Sotto's own in-process broker ([`embedded`]) or a Mosquitto child process
-//!   ([`mosquitto::InternalMosquitto`]). Something may sit between the two ([`Hop`]: the
-//!   conformance replay's controllable relay).
-//! - The Mosquitto profile ([`mosquitto::MosquittoProfile`]): the same rules as a Mosquitto 2.0
-//!   configuration (mTLS, CN as username and client id, ACL) facing clients itself.
+//! [`MessageService`]: the authorizing TLS front ([`front`]), which applies the sans-IO filter
+//! of `sotto_wire::filter` to every client packet, with a broker behind it ([`upstream`]):
+//! Sotto's own in-process broker ([`embedded`], on a loopback port that accepts only the front's
+//! secret) or Mosquitto ([`mosquitto`], on a Unix socket in a private directory; a child process,
+//! or one the operator runs). The front is the one enforcement point for both: no broker faces a
+//! device. Something may sit between the two ([`Hop`]: the conformance replay's controllable
+//! relay).
 //!
 //! ```text
-//!  device --mTLS (CN = user id)--> front --filter--> [hop] --> embedded | Mosquitto (127.0.0.1:<internal>)
-//!                                    ^ SUBACK 0x80 / CONNACK refusals / close
+//!  device --mTLS (CN = user id)--> front --filter--> [hop] --> embedded (127.0.0.1:<internal>)
+//!                                    ^ SUBACK 0x80 / CONNACK        | Mosquitto (unix:<dir>/run/mqtt.sock)
+//!                                      refusals / close
 //! ```
 //!
 //! Offline messages of the embedded broker live in memory, each until its recipient's PUBACK: a
@@ -25,6 +26,7 @@ pub mod front;
 pub mod ledger;
 pub mod mosquitto;
 pub mod port;
+pub mod upstream;
 
 pub use embedded::engine::Holdings;
 pub use ledger::InboxLimits;
@@ -40,6 +42,12 @@ use crate::service::{Broker, BrokerStop};
 use embedded::EmbeddedBroker;
 use front::{Front, Upstream};
 use mosquitto::InternalMosquitto;
+use upstream::InternalAddr;
+
+/// Days a persistent session (a device's inbox and what is queued in it) is kept without a
+/// connection, on both brokers: Mosquitto's `persistent_client_expiration`, the embedded
+/// engine's [`embedded::engine::Engine::expire_idle`] once a day.
+pub const SESSION_EXPIRY_DAYS: u32 = 90;
 
 /// Errors of the message service.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +59,9 @@ pub enum BrokerError {
     /// Building the TLS configuration failed.
     #[error("TLS: {0}")]
     Tls(#[from] CaError),
-    /// The broker did not answer on its port in time.
+    /// The broker did not answer on its port or socket in time.
     #[error("broker at {0} not ready")]
-    NotReady(SocketAddr),
+    NotReady(InternalAddr),
     /// The OS random source failed.
     #[error("random source failed")]
     Random,
@@ -63,6 +71,19 @@ pub enum BrokerError {
     /// The session restore after a broker restart failed (BROKER-4).
     #[error("restoring the inbox sessions: {0}")]
     Restore(#[source] std::io::Error),
+    /// Mosquitto's socket path is longer than a Unix socket allows: choose a shorter data
+    /// directory.
+    #[error("Mosquitto's socket path {} is too long (at most 107 bytes): use a shorter data directory", .0.display())]
+    SocketPath(std::path::PathBuf),
+    /// The service runs as root and there is no `mosquitto` user for Mosquitto to run as.
+    #[error(
+        "Mosquitto must not run as root and there is no `mosquitto` user: install the Debian package (it creates one) or run the service as another user"
+    )]
+    MosquittoUser,
+    /// The operator runs this Mosquitto (`--mosquitto-external`): the service cannot stop or
+    /// restart it.
+    #[error("the operator runs this Mosquitto, not the service")]
+    NotManaged,
     /// Mosquitto exited during startup.
     #[error("mosquitto exited ({status}): {log}")]
     MosquittoExited {
@@ -75,11 +96,21 @@ pub enum BrokerError {
 
 /// Something between the front and the broker: the front connects to [`Hop::local_addr`], which
 /// forwards to the broker (the conformance replay's relay, which holds and releases deliveries).
+/// A test harness: its loopback port reaches the broker as the front does.
 pub trait Hop: Send + Sync {
     /// Where the front connects instead of the broker.
     fn local_addr(&self) -> SocketAddr;
     /// The broker restarted at `broker`: forward there from now on.
-    fn retarget(&self, broker: SocketAddr);
+    fn retarget(&self, broker: InternalAddr);
+}
+
+/// Who runs Mosquitto when it is the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MosquittoRun {
+    /// The service, as a child process (restarted if it dies: [`MessageService::revive_broker`]).
+    Child,
+    /// The operator (`mosquitto -c <dir>/mosquitto.conf`); the service only writes the files.
+    External,
 }
 
 /// The broker behind the front.
@@ -92,13 +123,20 @@ enum Backend {
 impl Backend {
     async fn start(
         broker: Broker,
-        mosquitto_dir: &Path,
+        mosquitto: (&Path, MosquittoRun),
         limits: InboxLimits,
+        admission: AdmissionLimits,
     ) -> Result<Backend, BrokerError> {
-        Ok(match broker {
-            Broker::Embedded => Backend::Embedded(EmbeddedBroker::start(limits).await?),
-            Broker::Mosquitto => {
-                Backend::Mosquitto(InternalMosquitto::start(mosquitto_dir, limits).await?)
+        // Two broker connections per front connection, and the session restores.
+        let max_connections = admission.total.saturating_mul(2).saturating_add(64);
+        let (dir, run) = mosquitto;
+        Ok(match (broker, run) {
+            (Broker::Embedded, _) => Backend::Embedded(EmbeddedBroker::start(limits).await?),
+            (Broker::Mosquitto, MosquittoRun::Child) => {
+                Backend::Mosquitto(InternalMosquitto::start(dir, limits, max_connections).await?)
+            }
+            (Broker::Mosquitto, MosquittoRun::External) => {
+                Backend::Mosquitto(InternalMosquitto::external(dir, limits, max_connections)?)
             }
         })
     }
@@ -134,21 +172,21 @@ impl std::fmt::Debug for MessageService {
 }
 
 impl MessageService {
-    /// Starts `broker` on an internal loopback port (Mosquitto keeps its files in
-    /// `mosquitto_dir`) and the front on `listen` (port 0: any free port; see
+    /// Starts `broker` behind the front (Mosquitto keeps its files in the directory of
+    /// `mosquitto` and is run as it says) and the front on `listen` (port 0: any free port; see
     /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`; the front takes
     /// connections within `admission`.
     pub(crate) async fn start(
         pki: &Pki,
         listen: SocketAddr,
         broker: Broker,
-        mosquitto_dir: &Path,
+        mosquitto: (&Path, MosquittoRun),
         limits: InboxLimits,
         admission: AdmissionLimits,
         revocations: Revocations,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
-        let backend = Backend::start(broker, mosquitto_dir, limits).await?;
+        let backend = Backend::start(broker, mosquitto, limits, admission).await?;
         let up = Some(backend.upstream());
         let front = Front::bind(
             listen,
@@ -215,15 +253,44 @@ impl MessageService {
         self.front.wiretap()
     }
 
-    /// The broker's internal address (plain TCP; it accepts only the front's CONNECT).
-    pub fn internal_addr(&self) -> SocketAddr {
+    /// The broker's internal address (the embedded broker's loopback port, which accepts only
+    /// the front's CONNECT; Mosquitto's Unix socket).
+    pub fn internal_addr(&self) -> InternalAddr {
         self.backend.upstream().addr
     }
 
-    /// Mosquitto's directory (configuration, ACL, log, persistence), if Mosquitto is the broker.
-    pub fn mosquitto_dir(&self) -> Option<&Path> {
+    /// The Mosquitto child process's id, when the service runs Mosquitto.
+    pub fn mosquitto_pid(&self) -> Option<u32> {
         match &self.backend {
-            Backend::Mosquitto(m) => Some(m.dir()),
+            Backend::Mosquitto(m) => m.pid(),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// Starts the Mosquitto child again if it has exited by itself (a crash, or a kill from
+    /// outside); returns whether it did. Its persistence file keeps what it had saved; the front
+    /// then gives every inbox it has relayed its session back (BROKER-4), as after
+    /// [`BrokerStop::Kill`]. `sotto serve` calls this every second.
+    pub async fn revive_broker(&mut self) -> Result<bool, BrokerError> {
+        let Backend::Mosquitto(m) = &mut self.backend else {
+            return Ok(false);
+        };
+        if !m.revive().await? {
+            return Ok(false);
+        }
+        front::restore_sessions(&self.backend.upstream(), &self.front.seen_users())
+            .await
+            .map_err(BrokerError::Restore)?;
+        let up = self.front_upstream();
+        self.front.set_upstream(Some(up));
+        Ok(true)
+    }
+
+    /// Mosquitto's files (configuration, ACL, `run/` with its socket, log and persistence), if
+    /// Mosquitto is the broker.
+    pub fn mosquitto_files(&self) -> Option<&mosquitto::MosquittoFiles> {
+        match &self.backend {
+            Backend::Mosquitto(m) => Some(m.files()),
             Backend::Embedded(_) => None,
         }
     }
@@ -233,7 +300,7 @@ impl MessageService {
     pub fn interpose(&mut self, hop: Arc<dyn Hop>) {
         let up = self.backend.upstream();
         self.front.set_upstream(Some(Upstream {
-            addr: hop.local_addr(),
+            addr: InternalAddr::Tcp(hop.local_addr()),
             secret: up.secret,
         }));
         self.hop = Some(hop);
@@ -246,7 +313,7 @@ impl MessageService {
             Some(hop) => {
                 hop.retarget(up.addr);
                 Upstream {
-                    addr: hop.local_addr(),
+                    addr: InternalAddr::Tcp(hop.local_addr()),
                     secret: up.secret,
                 }
             }
@@ -326,11 +393,12 @@ impl MessageService {
         self.front.set_upstream(None);
         match &mut self.backend {
             Backend::Embedded(b) => b.stop(),
-            Backend::Mosquitto(m) => {
+            Backend::Mosquitto(m) if m.is_running() => {
                 if let Err(e) = m.stop().await {
                     tracing::warn!(error = %e, "stopping mosquitto");
                 }
             }
+            Backend::Mosquitto(_) => {}
         }
         self.front.shutdown().await;
     }

@@ -119,6 +119,8 @@ impl Membership {
         config
             .revocations
             .replace(store.revoked_serials(handlers::now_ms())?);
+        let store = Arc::new(store);
+        let sweeper = tokio::spawn(expire_accounts(store.clone()));
         let (tls, keys) = pki.https_server_config()?;
         let tls = TlsAcceptor::from(tls);
         let gate = Gate::new("membership", config.admission)?;
@@ -128,7 +130,7 @@ impl Membership {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let state = Arc::new(AppState {
-            store: Arc::new(store),
+            store,
             pki,
             challenges: challenge::Challenges::new(),
             quotas: std::sync::Mutex::new(quotas),
@@ -155,6 +157,7 @@ impl Membership {
             local_addr,
             stop: Some(stop),
             task: Some(task),
+            sweeper,
             tap,
         })
     }
@@ -167,6 +170,8 @@ pub struct MembershipHandle {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// [`expire_accounts`], stopped with the service.
+    sweeper: tokio::task::JoinHandle<()>,
     tap: Arc<TapSlot>,
 }
 
@@ -213,8 +218,29 @@ impl MembershipHandle {
 
 impl Drop for MembershipHandle {
     fn drop(&mut self) {
+        self.sweeper.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+/// How often [`expire_accounts`] looks for expired accounts.
+const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// At start and then daily: deletes the accounts whose certificate expired more than
+/// [`store::ACCOUNT_GRACE_DAYS`] ago without a renewal ([`store::Store::expire_accounts`]),
+/// logging only how many.
+async fn expire_accounts(store: Arc<store::Store>) {
+    let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.expire_accounts(handlers::now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(accounts = n, "expired accounts deleted"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired accounts"),
+            Err(_) => tracing::warn!("the account expiry task failed"),
         }
     }
 }

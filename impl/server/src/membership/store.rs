@@ -8,6 +8,10 @@
 //! | `users` | `user_id` (10 random bytes, ID-1), `identity` (public identity, KEY-2, 128 bytes), `tls_spki` (DER SubjectPublicKeyInfo of the current client certificate), `created_day` (signup day, UTC midnight in ms: deliberately coarse), `cert_serial` (hex), `cert_not_after_ms` (a UTC midnight, like the certificate's dates) |
 //! | `signed_prekeys` | `user_id`, `prekey_id`, `body` (KEY-3, 100 bytes); the newest LIM-9 = 3 kept (current + grace) |
 //! | `one_time_prekeys` | `user_id`, `prekey_id`, `body` (KEY-4, 36 bytes); deleted in the transaction that serves it |
+//! | `revoked` | `serial`, `not_after_ms`: certificates a renewal replaced, until they expire |
+//!
+//! An account not renewed goes [`ACCOUNT_GRACE_DAYS`] after its certificate expired
+//! ([`Store::expire_accounts`]).
 //!
 //! No IP address, name, contact, timestamp of use, or anything else about a person is written; nor is
 //! anything logged per request. `secure_delete` is on, so a served one-time prekey is overwritten in
@@ -35,6 +39,10 @@ pub const FILE_NAME: &str = "membership.db";
 
 /// The schema version this code writes and reads.
 pub const SCHEMA_VERSION: i64 = 3;
+
+/// Days after its certificate's expiry that an account not renewed is kept
+/// ([`Store::expire_accounts`]); the same as a Mosquitto session's expiry without a connection.
+pub const ACCOUNT_GRACE_DAYS: u64 = 90;
 
 /// Most one-time prekeys the directory keeps per user (uploads beyond it are refused).
 pub const MAX_STORED_OPKS: usize = 1000;
@@ -278,6 +286,27 @@ impl Store {
         Ok(serials)
     }
 
+    /// Deletes every account whose certificate expired more than [`ACCOUNT_GRACE_DAYS`] before
+    /// `now_ms` and was never renewed since (with its prekeys); returns how many went. Such a device
+    /// cannot connect to the message service any more, and its inbox session has expired there
+    /// too (Mosquitto: `persistent_client_expiration`), so nothing of the account is left.
+    pub fn expire_accounts(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let cutoff = now_ms.saturating_sub(ACCOUNT_GRACE_DAYS * MS_PER_DAY);
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let expired = "SELECT user_id FROM users WHERE cert_not_after_ms < ?1";
+        let cutoff = to_sql_int(cutoff);
+        for table in ["one_time_prekeys", "signed_prekeys"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE user_id IN ({expired})"),
+                [cutoff],
+            )?;
+        }
+        let gone = tx.execute("DELETE FROM users WHERE cert_not_after_ms < ?1", [cutoff])?;
+        tx.commit()?;
+        Ok(gone)
+    }
+
     /// Stores uploaded prekeys (KEY-3, KEY-4) in one transaction.
     ///
     /// A signed prekey must have a higher id than the current one (an identical re-upload of the
@@ -512,6 +541,38 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// An account whose certificate expired more than 90 days ago goes with its prekeys; one
+    /// renewed in time stays.
+    #[test]
+    fn accounts_expire_90_days_after_their_certificate() {
+        let f = fixture(3);
+        let expiry = 1; // the fixture's certificate notAfter
+        let day = MS_PER_DAY;
+        assert_eq!(f.store.expire_accounts(expiry + 89 * day).unwrap(), 0);
+        assert!(f.store.user_exists(&f.user).unwrap());
+        // Renewed: a new certificate a year later keeps the account past the old cutoff.
+        let renewed = CertRecord {
+            serial: "02".into(),
+            not_after_ms: expiry + 365 * day,
+        };
+        f.store
+            .update_certificate(&f.user, &[0x30, 0x00], &renewed)
+            .unwrap();
+        assert_eq!(f.store.expire_accounts(expiry + 91 * day).unwrap(), 0);
+        assert!(f.store.user_exists(&f.user).unwrap());
+        // Not renewed again: gone 90 days after that certificate, prekeys with it.
+        assert_eq!(
+            f.store
+                .expire_accounts(renewed.not_after_ms + 90 * day + 1)
+                .unwrap(),
+            1
+        );
+        assert!(!f.store.user_exists(&f.user).unwrap());
+        assert_eq!(f.store.one_time_prekey_count(&f.user).unwrap(), 0);
+        assert!(f.store.take_bundle(&f.user, true).unwrap().is_none());
+        let _ = &f.id;
     }
 
     #[test]

@@ -23,6 +23,9 @@
 //!   closed and its unacknowledged deliveries go out again (DUP) on the new one.
 //! - `clean_session = 1` ends the session's delivery state at connect and at close; the inbox
 //!   itself (what others sent) is kept.
+//! - Sessions expire: [`Engine::expire_idle`], called once a day by the shell, drops an inbox
+//!   (session and queue, zeroized) whose owner has not been connected for that many calls, as
+//!   Mosquitto's `persistent_client_expiration` does.
 //! - Only the front may connect: a CONNECT must carry the per-start secret as password and the
 //!   client id as username.
 
@@ -107,6 +110,8 @@ struct Inbox {
     subscribed: bool,
     clean: bool,
     bytes: usize,
+    /// Calls of [`Engine::expire_idle`] since the owner was last connected.
+    idle_sweeps: u32,
     /// Mutation `BrokerKeepsAcknowledged`: what a commit-log broker keeps after the PUBACK.
     #[cfg(feature = "mutations")]
     retired: Vec<Held>,
@@ -302,6 +307,7 @@ impl Engine {
         }
         inbox.clean = clean;
         inbox.online = Some(conn);
+        inbox.idle_sweeps = 0;
         self.conns.insert(conn, user.clone());
         out.push(Out::Send(conn, mqtt::connack_accepted(session_present)));
         // A resumed session: what was in flight goes out again first, with DUP.
@@ -374,6 +380,22 @@ impl Engine {
             inbox.inflight.push_back((pkid, held));
         }
         inbox.shrink();
+    }
+
+    /// One expiry sweep (the shell calls it once a day): every inbox whose owner is offline
+    /// counts one more idle sweep, and one that reaches `after` goes with its session and its
+    /// queue (zeroized); an owner online now resets the count. Returns how many went.
+    pub fn expire_idle(&mut self, after: u32) -> usize {
+        let before = self.inboxes.len();
+        self.inboxes.retain(|_, inbox| {
+            if inbox.online.is_some() {
+                inbox.idle_sweeps = 0;
+                return true;
+            }
+            inbox.idle_sweeps = inbox.idle_sweeps.saturating_add(1);
+            inbox.idle_sweeps < after
+        });
+        before - self.inboxes.len()
     }
 
     /// What the engine holds now.

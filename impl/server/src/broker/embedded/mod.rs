@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use super::front::Upstream;
+use super::upstream::{InternalAddr, Upstream};
 use super::{BrokerError, InboxLimits, random_secret};
 use engine::{ConnId, Engine, Holdings, Limits, Out};
 use sotto_wire::filter::MAX_CLIENT_REMAINING;
@@ -86,10 +86,14 @@ impl EmbeddedBroker {
             engine_limits(limits),
         )));
         let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(expire_sessions(engine.clone(), stop_rx.clone()));
         tokio::spawn(accept_loop(listener, engine.clone(), stop_rx));
         tracing::info!(%addr, "embedded broker ready");
         Ok(EmbeddedBroker {
-            upstream: Upstream { addr, secret },
+            upstream: Upstream {
+                addr: InternalAddr::Tcp(addr),
+                secret,
+            },
             engine,
             stop,
         })
@@ -126,6 +130,31 @@ impl EmbeddedBroker {
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Once a day until the broker stops: [`Engine::expire_idle`] with
+/// [`super::SESSION_EXPIRY_DAYS`], logging only how many sessions went.
+async fn expire_sessions(engine: Arc<Mutex<Engine>>, mut stop: watch::Receiver<bool>) {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + DAY, DAY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let gone = engine
+                    .lock()
+                    .map(|mut e| e.expire_idle(super::SESSION_EXPIRY_DAYS))
+                    .unwrap_or(0);
+                if gone > 0 {
+                    tracing::info!(sessions = gone, "expired idle sessions");
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
     }
 }
 

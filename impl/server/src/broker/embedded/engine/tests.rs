@@ -235,3 +235,35 @@ fn emptied_inboxes_are_removed() {
     );
     assert_eq!(e.inboxes[B].queue.capacity(), 0);
 }
+
+/// A session whose owner stays away for `after` sweeps goes with its queue; one whose owner
+/// connects in between, or is online at the sweep, stays.
+#[test]
+fn idle_sessions_expire_after_their_sweeps() {
+    let mut e = Engine::new(SECRET, limits());
+    // B subscribes persistently and leaves; A queues one envelope for B.
+    connect(&mut e, 1, B, false);
+    send(&mut e, 1, &encode_subscribe(1, &format!("i/{B}"))).expect("subscribed");
+    e.closed(1);
+    connect(&mut e, 2, A, false);
+    send(&mut e, 2, &publish_to(B, 1, b"for b")).expect("taken");
+    assert_eq!(e.expire_idle(3), 0);
+    assert_eq!(e.expire_idle(3), 0);
+    // B comes back (and goes again) before the third sweep: its count starts over.
+    connect(&mut e, 3, B, false);
+    e.closed(3);
+    assert_eq!(e.expire_idle(3), 0);
+    assert_eq!(e.expire_idle(3), 0);
+    assert_eq!(e.holdings().envelopes, 1, "still queued");
+    // A stays online through every sweep; B's third idle sweep takes its session and queue.
+    assert_eq!(e.expire_idle(3), 1);
+    assert_eq!(e.holdings(), Holdings::default());
+    assert!(e.held_envelopes().is_empty());
+    assert_eq!(e.expire_idle(3), 0, "A is online");
+    let out = connect(&mut e, 4, B, false);
+    assert_eq!(
+        out,
+        [Out::Send(4, mqtt::connack_accepted(false))],
+        "no session"
+    );
+}
