@@ -32,6 +32,19 @@ pub struct Cli {
     )]
     pub store: PathBuf,
 
+    /// Reach host NAME at ADDRESS instead of asking DNS, still verifying the server's
+    /// certificate for NAME (as `curl --resolve`): for a server whose name DNS does not know.
+    /// Repeatable; SOTTO_RESOLVE takes a comma-separated list. Person commands only.
+    #[arg(
+        long,
+        global = true,
+        env = "SOTTO_RESOLVE",
+        value_delimiter = ',',
+        value_name = "NAME=ADDRESS",
+        value_parser = parse_resolve
+    )]
+    pub resolve: Vec<(String, std::net::IpAddr)>,
+
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -113,8 +126,14 @@ pub struct ServeArgs {
     /// under systemd). It still runs behind the front, on the Unix socket DIR/mosquitto/run/mqtt.sock.
     #[arg(long)]
     pub mosquitto_external: bool,
-    /// The broker address told to devices at signup (default: the --mqtt address, with
-    /// `localhost` for an unspecified IP).
+    /// A name or address devices reach this server by (repeatable): a DNS name such as
+    /// chat.example, or an IP address. The server certificate names each (besides localhost,
+    /// 127.0.0.1 and ::1); the first one is the host of the membership URL and of the broker
+    /// address told to devices.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The broker address told to devices at signup (default: the first --name and the --mqtt
+    /// port, or else the --mqtt address with `localhost` for an unspecified IP).
     #[arg(long, value_name = "HOST:PORT")]
     pub public_broker: Option<String>,
     /// Proof-of-work difficulty of signup in bits, 0..=32 (0 turns it off).
@@ -405,6 +424,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
         _ => Err(format!("unknown unit in {s:?}: use ms, s or m")),
     }
+}
+
+/// One `--resolve NAME=ADDRESS`.
+fn parse_resolve(entry: &str) -> Result<(String, std::net::IpAddr), String> {
+    sotto_client::Resolve::parse_entry(entry).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

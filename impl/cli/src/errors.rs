@@ -52,6 +52,18 @@ pub fn client(e: ClientError, store: &Path) -> anyhow::Error {
     let (what, hint): (String, Option<String>) = match &e {
         ClientError::Store(s) => return self::store(s, store, e.to_string()),
         ClientError::Network {
+            service,
+            failure: NetworkFailure::ServerName,
+            cause,
+        } => (
+            format!("{service} is not known by the name this device used: {cause}"),
+            Some(
+                "use a name the server's certificate carries (the URL `sotto serve` printed, or \
+                 one of its --name), or ask the operator to add this one with `sotto serve --name`"
+                    .into(),
+            ),
+        ),
+        ClientError::Network {
             service: Service::Membership,
             failure: NetworkFailure::Tls,
             cause,
@@ -71,7 +83,8 @@ pub fn client(e: ClientError, store: &Path) -> anyhow::Error {
             format!("could not reach the membership service: {cause}"),
             Some(
                 "is `sotto serve` running at that URL? Messages already in the store are not \
-                 affected; try again once it is up"
+                 affected; try again once it is up (a host name DNS does not know can be mapped \
+                 with --resolve NAME=ADDRESS)"
                     .into(),
             ),
         ),

@@ -14,7 +14,7 @@ use crate::cli::{GroupCreateArgs, GroupMemberArgs, GroupSendArgs};
 use crate::errors;
 use crate::format;
 use crate::messaging::{require_contact, sync_and_report};
-use crate::person::open;
+use crate::person::{Device, open};
 
 /// How long a group command tries to publish its envelopes.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -30,8 +30,9 @@ async fn publish(client: &mut Client, store: &Path) -> anyhow::Result<()> {
 }
 
 /// `sotto group create`.
-pub async fn create(store: &Path, args: GroupCreateArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn create(device: &Device, args: GroupCreateArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let mut members = Vec::new();
     for m in &args.members {
         let user = format::user(&client, m)?;
@@ -58,8 +59,9 @@ pub async fn create(store: &Path, args: GroupCreateArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto group add`.
-pub async fn add(store: &Path, args: GroupMemberArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn add(device: &Device, args: GroupMemberArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let group = format::group(&client, &args.group)?;
     let user = format::user(&client, &args.user)?;
     require_contact(&client, &user)?;
@@ -76,8 +78,9 @@ pub async fn add(store: &Path, args: GroupMemberArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto group remove`.
-pub async fn remove(store: &Path, args: GroupMemberArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn remove(device: &Device, args: GroupMemberArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let group = format::group(&client, &args.group)?;
     let user = format::user(&client, &args.user)?;
     client
@@ -93,8 +96,9 @@ pub async fn remove(store: &Path, args: GroupMemberArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto group send`.
-pub async fn send(store: &Path, args: GroupSendArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn send(device: &Device, args: GroupSendArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let group = format::group(&client, &args.group)?;
     let text = args.text.join(" ");
     client
@@ -107,8 +111,8 @@ pub async fn send(store: &Path, args: GroupSendArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto group list`.
-pub async fn list(store: &Path) -> anyhow::Result<()> {
-    let client = open(store).await?;
+pub async fn list(device: &Device) -> anyhow::Result<()> {
+    let client = open(device).await?;
     let groups = client.groups();
     if groups.is_empty() {
         println!("no groups: `sotto group create <name> <user id>...`");

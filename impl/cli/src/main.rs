@@ -68,7 +68,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = cli.store;
+    let mut resolve = sotto_client::Resolve::none();
+    for (name, addr) in &cli.resolve {
+        resolve.insert(name, *addr);
+    }
+    let store = person::Device {
+        store: cli.store,
+        resolve,
+    };
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Signup(args) => person::signup(&store, args).await,

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::cli::{ChatArgs, InboxArgs, SendArgs};
 use crate::errors::{self, hinted};
 use crate::format;
-use crate::person::open;
+use crate::person::{Device, open};
 
 /// Quiet period of `send`: only long enough to pick up what is already queued.
 const SEND_QUIET: Duration = Duration::from_millis(500);
@@ -69,8 +69,9 @@ pub async fn sync_and_report(
 }
 
 /// `sotto send`.
-pub async fn send(store: &Path, args: SendArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn send(device: &Device, args: SendArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let to = format::user(&client, &args.to)?;
     require_contact(&client, &to)?;
     let text = args.text.join(" ");
@@ -107,8 +108,9 @@ pub async fn send(store: &Path, args: SendArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto inbox`.
-pub async fn inbox(store: &Path, args: InboxArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn inbox(device: &Device, args: InboxArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let report = client
         .sync_with(args.timeout, args.quiet)
         .await
@@ -130,8 +132,9 @@ pub async fn inbox(store: &Path, args: InboxArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto chat`.
-pub async fn chat(store: &Path, args: ChatArgs) -> anyhow::Result<()> {
-    let client = open(store).await?;
+pub async fn chat(device: &Device, args: ChatArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let client = open(device).await?;
     let with = format::user(&client, &args.with)?;
     require_contact(&client, &with)?;
     let history = client

@@ -4,17 +4,37 @@
 //! in the directory makes an *unverified* one until the safety numbers were compared (SAFE-1).
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::PathBuf;
 
 use sotto_client::pin::{Fingerprint, fetch_ca};
-use sotto_client::{Client, Config, UserId};
+use sotto_client::{Client, Config, Resolve, UserId};
 
 use crate::cli::{AddArgs, CardArgs, SignupArgs, VerifyArgs};
 use crate::errors::{self, hinted};
 use crate::{format, passphrase, qr};
 
-/// Opens the account in `store` (passphrase from the environment or the prompt).
-pub async fn open(store: &Path) -> anyhow::Result<Client> {
+/// A person's device as the command line reaches it: the store, and the host names to reach at
+/// a given address (`--resolve`, not kept in the store).
+#[derive(Debug)]
+pub struct Device {
+    /// The encrypted store.
+    pub store: PathBuf,
+    /// Name overrides for every connection.
+    pub resolve: Resolve,
+}
+
+impl Device {
+    fn config(&self) -> Config {
+        Config {
+            resolve: self.resolve.clone(),
+            ..Config::default()
+        }
+    }
+}
+
+/// Opens the account of `device` (passphrase from the environment or the prompt).
+pub async fn open(device: &Device) -> anyhow::Result<Client> {
+    let store = device.store.as_path();
     if !store.exists() {
         return Err(hinted(
             format!("no store at {}", store.display()),
@@ -23,13 +43,14 @@ pub async fn open(store: &Path) -> anyhow::Result<Client> {
         ));
     }
     let pass = passphrase::for_open()?;
-    Client::open(store, &pass)
+    Client::open_with(store, &pass, device.config())
         .await
         .map_err(|e| errors::client(e, store))
 }
 
 /// `sotto signup`.
-pub async fn signup(store: &Path, args: SignupArgs) -> anyhow::Result<()> {
+pub async fn signup(device: &Device, args: SignupArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
     if store.exists() {
         return Err(hinted(
             format!("a store already exists at {}", store.display()),
@@ -50,7 +71,7 @@ pub async fn signup(store: &Path, args: SignupArgs) -> anyhow::Result<()> {
                     "give the 64 hex digits `sotto serve` printed after `CA SHA-256`",
                 )
             })?;
-            fetch_ca(&args.server, &fingerprint)
+            fetch_ca(&args.server, &fingerprint, &device.resolve)
                 .await
                 .map_err(|e| errors::fetch_ca(e, &args.server))?
         }
@@ -64,7 +85,7 @@ pub async fn signup(store: &Path, args: SignupArgs) -> anyhow::Result<()> {
     let pass = passphrase::for_create()?;
     let config = Config {
         signup_one_time_prekeys: args.one_time_prekeys,
-        ..Config::default()
+        ..device.config()
     };
     eprintln!("signing up with {} ...", args.server);
     let client = Client::signup_with(&args.server, &ca_pem, store, &pass, config)
@@ -82,8 +103,9 @@ pub async fn signup(store: &Path, args: SignupArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto card`.
-pub async fn card(store: &Path, args: CardArgs) -> anyhow::Result<()> {
-    let client = open(store).await?;
+pub async fn card(device: &Device, args: CardArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let client = open(device).await?;
     let uri = client.card().map_err(|e| errors::client(e, store))?;
     if !args.no_qr {
         match qr::render(&uri) {
@@ -100,8 +122,9 @@ pub async fn card(store: &Path, args: CardArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto add`.
-pub async fn add(store: &Path, args: AddArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn add(device: &Device, args: AddArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let who = args.who.trim();
     if who.starts_with("sotto:") {
         let user = client.add_card(who).map_err(|e| errors::client(e, store))?;
@@ -139,8 +162,9 @@ fn trust_of(client: &Client, user: &UserId) -> &'static str {
 }
 
 /// `sotto verify`.
-pub async fn verify(store: &Path, args: VerifyArgs) -> anyhow::Result<()> {
-    let mut client = open(store).await?;
+pub async fn verify(device: &Device, args: VerifyArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
     let user = format::user(&client, &args.user)?;
     let number = client
         .safety_number(&user)
@@ -164,8 +188,9 @@ pub async fn verify(store: &Path, args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 /// `sotto contacts`.
-pub async fn contacts(store: &Path) -> anyhow::Result<()> {
-    let client = open(store).await?;
+pub async fn contacts(device: &Device) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let client = open(device).await?;
     let contacts = client.contacts().map_err(|e| errors::client(e, store))?;
     if contacts.is_empty() {
         println!("no contacts yet: `sotto add <card URI or user id>`");
@@ -183,8 +208,9 @@ pub async fn contacts(store: &Path) -> anyhow::Result<()> {
 }
 
 /// `sotto whoami`.
-pub async fn whoami(store: &Path) -> anyhow::Result<()> {
-    let client = open(store).await?;
+pub async fn whoami(device: &Device) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let client = open(device).await?;
     let map = |e| errors::client(e, store);
     println!("user id:   {}", client.user_id());
     println!("store:     {}", store.display());

@@ -50,6 +50,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // The files for a Mosquitto the operator runs, behind the front as always.
         builder = builder.mosquitto_external();
     }
+    if !args.names.is_empty() {
+        builder = builder.server_names(args.names.clone());
+    }
     if let Some(public) = &args.public_broker {
         builder = builder.advertise_broker(public.clone());
     }
@@ -102,6 +105,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// A start-up failure with what to do about it, by the part that failed.
 fn explain(e: ServiceError, args: &ServeArgs) -> anyhow::Error {
     match &e {
+        ServiceError::Pki(sotto_server::ca::CaError::BadServerName(name)) => hinted(
+            format!("--name {name:?} is not a host name or an IP address"),
+            "give a DNS name such as chat.example (no wildcard, no trailing dot) or an address",
+        ),
         ServiceError::Io(_) | ServiceError::Pki(_) => hinted(
             format!(
                 "cannot load or create the CA in {}: {e}",

@@ -27,6 +27,8 @@ pub(crate) struct Credentials {
     pub(crate) ca_pem: String,
     pub(crate) cert_pem: String,
     pub(crate) key_pem: Zeroizing<String>,
+    /// The device's name overrides ([`Config::resolve`]; not kept in the store).
+    pub(crate) resolve: crate::Resolve,
 }
 
 impl core::fmt::Debug for Credentials {
@@ -39,7 +41,7 @@ impl core::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    fn load(store: &Store) -> Result<Credentials> {
+    fn load(store: &Store, resolve: crate::Resolve) -> Result<Credentials> {
         let text = |s: Setting, name: &'static str| -> Result<Zeroizing<String>> {
             store.setting_text(s)?.ok_or(ClientError::NoAccount(name))
         };
@@ -49,6 +51,7 @@ impl Credentials {
             ca_pem: text(Setting::CaPem, "ca_pem")?.to_string(),
             cert_pem: text(Setting::CertificatePem, "certificate_pem")?.to_string(),
             key_pem: text(Setting::TlsKeyPem, "tls_key_pem")?,
+            resolve,
         })
     }
 
@@ -63,10 +66,11 @@ impl Credentials {
 
     /// A membership client presenting the device certificate (TLS-1).
     pub(crate) fn membership(&self) -> Result<MembershipClient> {
-        MembershipClient::new(
+        MembershipClient::resolving(
             &self.server_url,
             &self.ca_pem,
             Some((&self.cert_pem, &self.key_pem)),
+            &self.resolve,
         )
     }
 }
@@ -156,7 +160,12 @@ impl Client {
         drop(tls_key);
         // The signup's connection proves the device holds the TLS key it asks a certificate for.
         let proof = crate::tls::key_proof_pem(&key_pem)?;
-        let anonymous = MembershipClient::new(server_url, ca_pem, Some((&proof, &key_pem)))?;
+        let anonymous = MembershipClient::resolving(
+            server_url,
+            ca_pem,
+            Some((&proof, &key_pem)),
+            &config.resolve,
+        )?;
         let (challenge, difficulty) = anonymous.challenge().await?;
 
         let opk_count = config.signup_one_time_prekeys;
@@ -209,6 +218,7 @@ impl Client {
             ca_pem: response.ca_pem,
             cert_pem: response.certificate_pem,
             key_pem,
+            resolve: config.resolve.clone(),
         };
         let establish_inbox = config.establish_inbox;
         let low_water = config.prekey_low_water;
@@ -258,7 +268,7 @@ impl Client {
         .map_err(|_| ClientError::Task)??;
         let mut store = store;
         store.set_backoff(config.resend);
-        let creds = Credentials::load(&store)?;
+        let creds = Credentials::load(&store, config.resolve.clone())?;
         let clock = ServerClock::with_offset(store.time_offset()?.unwrap_or(0));
         Ok(Client {
             store,

@@ -78,6 +78,9 @@ pub enum NetworkFailure {
     /// The TLS handshake failed: the server's certificate does not chain to the pinned CA, or the
     /// server refused this device's certificate (TLS-1). Retrying does not help.
     Tls,
+    /// The server's certificate chains to the pinned CA but does not name the host the device
+    /// reached it by (`sotto serve --name`). Retrying does not help; another name may.
+    ServerName,
     /// The service did not answer in time.
     Timeout,
     /// An established connection broke, or the exchange on it failed.
@@ -146,24 +149,41 @@ impl Cause {
         Cause(s.into())
     }
 
+    /// Whether the chain holds a certificate that is not valid for the name it was checked for.
+    pub(crate) fn is_wrong_name(&self) -> bool {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        matches!(
+            self.tls_error(),
+            Some(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. }
+            ))
+        )
+    }
+
     /// Whether a `rustls::Error` is anywhere in the chain.
     pub(crate) fn is_tls(&self) -> bool {
+        self.tls_error().is_some()
+    }
+
+    /// The first `rustls::Error` in the chain.
+    fn tls_error(&self) -> Option<&rustls::Error> {
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self.0.as_ref());
         while let Some(e) = next {
-            if e.is::<rustls::Error>() {
-                return true;
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return Some(tls);
             }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<rustls::Error>())
-                {
-                    return true;
-                }
-            }
-            next = e.source();
+            // An `io::Error`'s `source()` skips the error it wraps (it returns that error's own
+            // source), and I/O errors wrap one another (hyper's connect error around the TLS
+            // stream's): look inside each.
+            next = match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
         }
-        false
+        None
     }
 }
 
@@ -285,6 +305,11 @@ impl ClientError {
                 failure: NetworkFailure::Tls,
                 ..
             } => Fault::Service,
+            // The device asked for a name the server does not carry.
+            ClientError::Network {
+                failure: NetworkFailure::ServerName,
+                ..
+            } => Fault::Caller,
             ClientError::Network { .. } | ClientError::Timeout => Fault::Network,
             ClientError::BadAnswer(_)
             | ClientError::BrokerRefused(_)
@@ -305,7 +330,9 @@ impl ClientError {
     /// connection.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Network { failure, .. } => *failure != NetworkFailure::Tls,
+            ClientError::Network { failure, .. } => {
+                !matches!(failure, NetworkFailure::Tls | NetworkFailure::ServerName)
+            }
             ClientError::Timeout => true,
             ClientError::Refused { code, .. } => {
                 matches!(

@@ -116,6 +116,7 @@ pub mod membership;
 mod online;
 pub mod pin;
 mod receive;
+pub mod resolve;
 pub mod tls;
 mod transport;
 
@@ -130,6 +131,7 @@ pub use error::{
 pub use events::{ClientEvent, ReceivedMessage, Refusal, RefusalReason};
 pub use membership::check_bundle;
 pub use online::{Online, SyncReport};
+pub use resolve::Resolve;
 
 /// Re-exports for callers: the ids, trust levels and store types the API uses.
 pub use sotto_core::{GroupId, MessageId, Trust, UserId};

@@ -43,6 +43,7 @@ use sotto_wire::membership_api::{
 };
 
 use crate::error::{BadAnswer, Cause, ClientError, NetworkFailure, Result, Service};
+use crate::resolve::Resolve;
 use crate::tls;
 
 /// How long one request may take, connection included.
@@ -56,7 +57,9 @@ fn network(e: reqwest::Error) -> ClientError {
     let timeout = e.is_timeout();
     let connect = e.is_connect();
     let cause = Cause::new(e);
-    let failure = if cause.is_tls() {
+    let failure = if cause.is_wrong_name() {
+        NetworkFailure::ServerName
+    } else if cause.is_tls() {
         NetworkFailure::Tls
     } else if timeout {
         NetworkFailure::Timeout
@@ -80,17 +83,39 @@ impl MembershipClient {
     /// A client of the service at `base_url` (`https://host:port`) trusting only `ca_pem`, presenting
     /// `identity` = (certificate PEM, private key PEM) if given.
     pub fn new(base_url: &str, ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Self> {
+        MembershipClient::resolving(base_url, ca_pem, identity, &Resolve::none())
+    }
+
+    /// As [`MembershipClient::new`], reaching the host of `base_url` at the address `resolve`
+    /// gives for it, if any (the certificate is still verified for the name).
+    pub fn resolving(
+        base_url: &str,
+        ca_pem: &str,
+        identity: Option<(&str, &str)>,
+        resolve: &Resolve,
+    ) -> Result<Self> {
         let config = tls::client_config(ca_pem, identity)?;
-        MembershipClient::with_tls_config(base_url, (*config).clone())
+        MembershipClient::build(base_url, (*config).clone(), resolve)
     }
 
     /// A client with a ready rustls configuration (it must come from the same rustls version).
     pub fn with_tls_config(base_url: &str, config: rustls::ClientConfig) -> Result<Self> {
+        MembershipClient::build(base_url, config, &Resolve::none())
+    }
+
+    fn build(base_url: &str, config: rustls::ClientConfig, resolve: &Resolve) -> Result<Self> {
         let base = Url::parse(base_url).map_err(|_| INVALID_URL)?;
         if base.scheme() != "https" || base.host().is_none() {
             return Err(INVALID_URL);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(host) = base.host_str() {
+            if let Some(ip) = resolve.lookup(host) {
+                // Port 0: the URL's port is used.
+                builder = builder.resolve(host, std::net::SocketAddr::new(ip, 0));
+            }
+        }
+        let http = builder
             .use_preconfigured_tls(config)
             .timeout(CLIENT_TIMEOUT)
             .connect_timeout(Duration::from_secs(10))

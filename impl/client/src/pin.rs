@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use crate::error::{Cause, ClientError, NetworkFailure, Result, Service};
+use crate::resolve::Resolve;
 
 /// How long fetching the CA may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -123,11 +124,12 @@ impl core::fmt::Display for Fingerprint {
 }
 
 /// Fetches the CA certificate of the membership service at `url` (`https://host[:port]`) whose
-/// SHA-256 is `fingerprint`, as PEM.
+/// SHA-256 is `fingerprint`, as PEM; the host is reached at the address `resolve` gives for it,
+/// if any.
 ///
 /// A CA with another fingerprint is [`ClientError::FingerprintMismatch`]: someone may be in
 /// between, trust nothing from that server.
-pub async fn fetch_ca(url: &str, fingerprint: &Fingerprint) -> Result<String> {
+pub async fn fetch_ca(url: &str, fingerprint: &Fingerprint, resolve: &Resolve) -> Result<String> {
     let want = &fingerprint.0;
     let (host, port) = host_port(url).ok_or(ClientError::Invalid(
         "the membership URL must be https://host[:port]",
@@ -146,9 +148,11 @@ pub async fn fetch_ca(url: &str, fingerprint: &Fingerprint) -> Result<String> {
     let name = ServerName::try_from(host.clone())
         .map_err(|_| ClientError::Invalid("the membership URL names no valid host"))?;
     let handshake = async {
-        let tcp = TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| (NetworkFailure::Connect, e))?;
+        let tcp = match resolve.lookup(&host) {
+            Some(ip) => TcpStream::connect((ip, port)).await,
+            None => TcpStream::connect((host.as_str(), port)).await,
+        }
+        .map_err(|e| (NetworkFailure::Connect, e))?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let _tls = connector
             .connect(name, tcp)

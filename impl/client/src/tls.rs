@@ -12,10 +12,12 @@
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{ClientError, Result};
 
@@ -42,6 +44,26 @@ pub fn provider() -> Arc<CryptoProvider> {
 ///
 /// Malformed PEM is [`ClientError::BadCredentials`] naming which part.
 pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Arc<ClientConfig>> {
+    configure(ca_pem, identity, None)
+}
+
+/// As [`client_config`], but the server's certificate is verified for `name`, whatever the
+/// connection was opened with: a [`crate::resolve::Resolve`] override opens it by address.
+pub(crate) fn client_config_verifying(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+    name: &str,
+) -> Result<Arc<ClientConfig>> {
+    let name = ServerName::try_from(name.to_owned())
+        .map_err(|_| ClientError::Invalid("the server name is not a valid host name"))?;
+    configure(ca_pem, identity, Some(name))
+}
+
+fn configure(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+    verify_as: Option<ServerName<'static>>,
+) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let der = der.map_err(|_| ClientError::BadCredentials("CA certificate"))?;
@@ -52,10 +74,20 @@ pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Arc
     if roots.is_empty() {
         return Err(ClientError::BadCredentials("CA certificate"));
     }
-    let builder = ClientConfig::builder_with_provider(provider())
+    let versions = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|_| ClientError::BadCredentials("TLS 1.3 provider"))?
-        .with_root_certificates(roots);
+        .map_err(|_| ClientError::BadCredentials("TLS 1.3 provider"))?;
+    let builder = match verify_as {
+        None => versions.with_root_certificates(roots),
+        Some(name) => {
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|_| ClientError::BadCredentials("CA certificate"))?;
+            versions
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(VerifyAs { inner, name }))
+        }
+    };
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert_pem, key_pem)) => {
@@ -73,6 +105,49 @@ pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Arc
         }
     };
     Ok(Arc::new(config))
+}
+
+/// The CA's ordinary verification (chain, dates, name), for a fixed name.
+#[derive(Debug)]
+struct VerifyAs {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for VerifyAs {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _opened_as: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> core::result::Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> core::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> core::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,15 @@ pub(crate) fn split_address(addr: &str) -> Result<(String, u16)> {
 /// The rumqttc options for this device.
 pub(crate) fn options(user: &UserId, creds: &Credentials, config: &Config) -> Result<MqttOptions> {
     let (host, port) = split_address(&creds.broker)?;
-    let tls = crate::tls::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
+    let identity = Some((creds.cert_pem.as_str(), creds.key_pem.as_str()));
+    // A name override: connect to its address, verify the certificate for the name.
+    let (host, tls) = match config.resolve.lookup(&host) {
+        Some(ip) => (
+            ip.to_string(),
+            crate::tls::client_config_verifying(&creds.ca_pem, identity, &host)?,
+        ),
+        None => (host, crate::tls::client_config(&creds.ca_pem, identity)?),
+    };
     let mut opts = MqttOptions::new(user.to_text(), host, port);
     opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     opts.set_clean_session(false);
@@ -169,7 +177,9 @@ pub(crate) fn classify(e: ConnectionError) -> (ClientError, bool) {
         _ => NetworkFailure::Closed,
     };
     let cause = Cause::new(e);
-    let failure = if cause.is_tls() {
+    let failure = if cause.is_wrong_name() {
+        NetworkFailure::ServerName
+    } else if cause.is_tls() {
         NetworkFailure::Tls
     } else {
         failure

@@ -80,6 +80,9 @@ pub enum CaError {
     /// The OS random source failed.
     #[error("random source failed")]
     Random,
+    /// A name the server is to be reached by is neither a DNS name nor an IP address.
+    #[error("{0:?} is not a host name or an IP address")]
+    BadServerName(String),
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
@@ -119,6 +122,14 @@ impl Pki {
     /// Loads the CA from `dir` (ca.pem, ca.key with mode 0600, server.pem, server.key), creating them on first start.
     /// The server certificate has SANs localhost, 127.0.0.1, ::1 and is signed by the CA.
     pub fn load_or_create(dir: &Path) -> Result<Pki, CaError> {
+        Pki::load_or_create_for(dir, &[])
+    }
+
+    /// As [`Pki::load_or_create`], with a server certificate that also names each of
+    /// `server_names` (DNS names or IP addresses: how devices reach the service). A stored server
+    /// certificate with other names is replaced (same CA, new key); the CA never changes.
+    pub fn load_or_create_for(dir: &Path, server_names: &[String]) -> Result<Pki, CaError> {
+        let wanted = server_sans(server_names)?;
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let ca_pem_path = dir.join("ca.pem");
         let ca_key_path = dir.join("ca.key");
@@ -151,6 +162,13 @@ impl Pki {
             });
         }
 
+        let stored_names = fs::read_to_string(&server_pem_path)
+            .ok()
+            .and_then(|pem| sans_of_pem(&pem));
+        if stored_names.is_some_and(|names| names != wanted) {
+            // Reached by other names now: a new server certificate (the CA stays).
+            let _ = fs::remove_file(&server_pem_path);
+        }
         let (server_pem, server_key_pem) = if server_pem_path.exists() && server_key_path.exists() {
             check_private(&server_key_path)?;
             let pem = fs::read_to_string(&server_pem_path).map_err(io_err(&server_pem_path))?;
@@ -159,7 +177,7 @@ impl Pki {
         } else {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
             let issuer = Issuer::from_ca_cert_der(&ca_der, &ca_key)?;
-            let cert = server_params()?.signed_by(&key, &issuer)?;
+            let cert = server_params(&wanted)?.signed_by(&key, &issuer)?;
             write_private(&server_key_path, &key.serialize_pem())?;
             write_public(&server_pem_path, &cert.pem())?;
             (cert.pem(), key.serialize_pem())
@@ -309,12 +327,63 @@ fn ca_params() -> Result<CertificateParams, CaError> {
     Ok(params)
 }
 
-fn server_params() -> Result<CertificateParams, CaError> {
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])?;
+/// The names every server certificate carries.
+pub const DEFAULT_SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The subject alternative names of the server certificate: the defaults and `extra`, each
+/// checked (a DNS name rustls accepts, or an IP address) and lowercased, sorted, without repeats.
+fn server_sans(extra: &[String]) -> Result<Vec<String>, CaError> {
+    let mut names = std::collections::BTreeSet::new();
+    for name in DEFAULT_SERVER_NAMES
+        .iter()
+        .map(|n| (*n).to_owned())
+        .chain(extra.iter().cloned())
+    {
+        let name = name.trim().to_ascii_lowercase();
+        let name = match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => {
+                let valid = !name.contains('*')
+                    && !name.ends_with('.')
+                    && rustls::pki_types::DnsName::try_from(name.as_str()).is_ok();
+                if !valid {
+                    return Err(CaError::BadServerName(name));
+                }
+                name
+            }
+        };
+        names.insert(name);
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// The DNS and IP names of a PEM certificate, as [`server_sans`] writes them.
+fn sans_of_pem(pem: &str) -> Option<Vec<String>> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    let (_, x509) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let san = x509.subject_alternative_name().ok()??;
+    let mut names = std::collections::BTreeSet::new();
+    for name in &san.value.general_names {
+        match name {
+            x509_parser::extensions::GeneralName::DNSName(d) => {
+                names.insert(d.to_ascii_lowercase());
+            }
+            x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                let ip = match bytes.len() {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*bytes).ok()?),
+                    16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*bytes).ok()?),
+                    _ => return None,
+                };
+                names.insert(ip.to_string());
+            }
+            _ => {}
+        }
+    }
+    Some(names.into_iter().collect())
+}
+
+fn server_params(names: &[String]) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::new(names.to_vec())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "localhost");
     params.distinguished_name = dn;
@@ -426,6 +495,46 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(format!("{a:?}").contains(&a.ca_fingerprint()));
+    }
+
+    /// The server certificate names what devices reach the service by; another set of names
+    /// replaces it (the CA stays); a name that is neither a host name nor an address is refused.
+    #[test]
+    fn tls1_the_server_certificate_names_the_service() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = vec!["Chat.Example".to_owned(), "192.0.2.7".to_owned()];
+        let a = Pki::load_or_create_for(dir.path(), &names).expect("create");
+        let sans = sans_of_pem(a.server_cert_pem()).expect("SANs");
+        assert_eq!(
+            sans,
+            ["127.0.0.1", "192.0.2.7", "::1", "chat.example", "localhost"]
+        );
+        let b = Pki::load_or_create_for(dir.path(), &names).expect("reload");
+        assert_eq!(
+            a.server_cert_pem(),
+            b.server_cert_pem(),
+            "same names, same certificate"
+        );
+        let c = Pki::load_or_create(dir.path()).expect("defaults again");
+        assert_ne!(
+            a.server_cert_pem(),
+            c.server_cert_pem(),
+            "other names, new certificate"
+        );
+        assert_eq!(a.ca_fingerprint(), c.ca_fingerprint(), "the CA stays");
+        assert_eq!(
+            sans_of_pem(c.server_cert_pem()).expect("SANs"),
+            ["127.0.0.1", "::1", "localhost"]
+        );
+        for bad in ["*.example", "chat example", "", "chat.example."] {
+            assert!(
+                matches!(
+                    Pki::load_or_create_for(dir.path(), &[bad.to_owned()]),
+                    Err(CaError::BadServerName(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub struct ServiceBuilder {
     front_admission: Option<AdmissionLimits>,
     membership_admission: AdmissionLimits,
     membership_quotas: QuotaLimits,
+    server_names: Vec<String>,
 }
 
 fn loopback() -> SocketAddr {
@@ -216,8 +217,19 @@ impl ServiceBuilder {
         self
     }
 
-    /// The broker address devices are told at signup, `host:port` (default: the message
-    /// service's own address, `localhost` for an unspecified IP).
+    /// The names and addresses devices reach the service by (DNS names or IP addresses), besides
+    /// `localhost`, `127.0.0.1` and `::1`: the server certificate carries them all (TLS-1; a
+    /// certificate with other names is replaced at start, the CA stays). The first one is the
+    /// host of [`Service::membership_url`] and of the advertised broker address (unless
+    /// [`ServiceBuilder::advertise_broker`] says otherwise).
+    pub fn server_names(mut self, names: Vec<String>) -> Self {
+        self.server_names = names;
+        self
+    }
+
+    /// The broker address devices are told at signup, `host:port` (default: the first server
+    /// name, or else the message service's own address with `localhost` for an unspecified IP,
+    /// and the message service's port).
     pub fn advertise_broker(mut self, addr: impl Into<String>) -> Self {
         self.advertise = Some(addr.into());
         self
@@ -233,7 +245,8 @@ impl ServiceBuilder {
         }
         crate::private::private_dir(&self.data_dir)?;
         let dir = self.data_dir.clone();
-        let pki = tokio::task::spawn_blocking(move || Pki::load_or_create(&dir))
+        let names = self.server_names.clone();
+        let pki = tokio::task::spawn_blocking(move || Pki::load_or_create_for(&dir, &names))
             .await
             .map_err(|_| ServiceError::Config("the PKI task failed"))??;
         let pki = Arc::new(pki);
@@ -262,10 +275,13 @@ impl ServiceBuilder {
             )
             .await?,
         );
-        let advertised = self
-            .advertise
-            .clone()
-            .unwrap_or_else(|| advertised(messages.local_addr()));
+        let advertised =
+            self.advertise
+                .clone()
+                .unwrap_or_else(|| match self.server_names.first() {
+                    Some(name) => host_port(name, messages.local_addr().port()),
+                    None => advertised(messages.local_addr()),
+                });
         let membership_config = MembershipConfig {
             data_dir: self.data_dir.clone(),
             listen: self.membership_listen,
@@ -288,7 +304,17 @@ impl ServiceBuilder {
             membership: Some(membership),
             membership_config,
             messages,
+            server_names: self.server_names,
         })
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -310,6 +336,7 @@ pub struct Service {
     membership: Option<MembershipHandle>,
     membership_config: MembershipConfig,
     messages: Box<MessageService>,
+    server_names: Vec<String>,
 }
 
 impl Service {
@@ -327,6 +354,7 @@ impl Service {
             front_admission: None,
             membership_admission: AdmissionLimits::MEMBERSHIP,
             membership_quotas: QuotaLimits::DEFAULT,
+            server_names: Vec::new(),
         }
     }
 
@@ -357,9 +385,13 @@ impl Service {
             .map_or(self.membership_config.listen, MembershipHandle::local_addr)
     }
 
-    /// The membership service's base URL, `https://localhost:<port>`.
+    /// The membership service's base URL, `https://<first server name, or localhost>:<port>`.
     pub fn membership_url(&self) -> String {
-        format!("https://localhost:{}", self.membership_addr().port())
+        let host = self
+            .server_names
+            .first()
+            .map_or("localhost", String::as_str);
+        format!("https://{}", host_port(host, self.membership_addr().port()))
     }
 
     /// The address the message service (the front) listens on for devices.
@@ -466,7 +498,8 @@ impl Service {
             self.membership_config.broker_addr = addr;
         }
         let dir = self.data_dir.clone();
-        let pki = tokio::task::spawn_blocking(move || Pki::load_or_create(&dir))
+        let names = self.server_names.clone();
+        let pki = tokio::task::spawn_blocking(move || Pki::load_or_create_for(&dir, &names))
             .await
             .map_err(|_| ServiceError::Config("the PKI task failed"))??;
         if pki.ca_pem() != self.pki.ca_pem() {

@@ -6,6 +6,7 @@ mod delivery;
 mod faults;
 mod groups;
 mod inbox_limit;
+mod names;
 mod pin;
 mod receiving;
 mod restart;

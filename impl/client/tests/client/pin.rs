@@ -10,7 +10,9 @@ async fn the_ca_is_fetched_only_with_its_fingerprint_tls_1() {
     let stack = TestStack::embedded().await;
     let pki = stack.service.pki();
     let fingerprint = Fingerprint::parse(&pki.ca_fingerprint()).expect("the printed fingerprint");
-    let pem = fetch_ca(&stack.url(), &fingerprint).await.expect("fetched");
+    let pem = fetch_ca(&stack.url(), &fingerprint, &sotto_client::Resolve::none())
+        .await
+        .expect("fetched");
     let squash = |s: &str| s.split_whitespace().collect::<String>();
     assert_eq!(squash(&pem), squash(pki.ca_pem()));
 
@@ -27,7 +29,9 @@ async fn the_ca_is_fetched_only_with_its_fingerprint_tls_1() {
 
     // Another fingerprint: refused, the service's fault (or someone in between), no retry.
     let wrong = Fingerprint::parse(&"00".repeat(32)).expect("well-formed");
-    let e = fetch_ca(&stack.url(), &wrong).await.expect_err("refused");
+    let e = fetch_ca(&stack.url(), &wrong, &sotto_client::Resolve::none())
+        .await
+        .expect_err("refused");
     assert!(matches!(e, ClientError::FingerprintMismatch), "{e:?}");
     assert_eq!(e.fault(), Fault::Service);
     assert!(!e.is_retryable());
@@ -37,8 +41,12 @@ async fn the_ca_is_fetched_only_with_its_fingerprint_tls_1() {
         Fingerprint::parse("abc").expect_err("short").fault(),
         Fault::Caller
     );
-    let e = fetch_ca("http://localhost:1", &fingerprint)
-        .await
-        .expect_err("not https");
+    let e = fetch_ca(
+        "http://localhost:1",
+        &fingerprint,
+        &sotto_client::Resolve::none(),
+    )
+    .await
+    .expect_err("not https");
     assert_eq!(e.fault(), Fault::Caller);
 }
