@@ -26,7 +26,9 @@ pub use people::{
     LiveClient, Shown, Tally, assert_all_delivered, assert_exactly_once, exchange_cards,
     go_offline, go_online, outbox, raw_publish, received_texts, settle, sync, texts, try_sync,
 };
-pub use stack::{DIFFICULTY, PASSPHRASE, TestStack, test_config, test_config_resending};
+pub use stack::{
+    DIFFICULTY, PASSPHRASE, TestStack, available_brokers, test_config, test_config_resending,
+};
 
 use std::time::Duration;
 

@@ -38,6 +38,18 @@ pub fn test_config_resending(first_ms: u64, max_ms: u64) -> Config {
     }
 }
 
+/// The brokers that can run here, embedded first: Mosquitto only when its binary is installed
+/// (otherwise the skip is printed, so a test run says what it did not cover).
+pub fn available_brokers() -> Vec<Broker> {
+    let mut out = vec![Broker::Embedded];
+    if Broker::Mosquitto.is_available() {
+        out.push(Broker::Mosquitto);
+    } else {
+        println!("SKIPPED for Mosquitto: `mosquitto` binary not found (apt-get install mosquitto)");
+    }
+    out
+}
+
 /// A running service and the directory of its files and of its people's stores.
 pub struct TestStack {
     /// The temporary directory: `server/` for the service, `<name>.db` for the stores.

@@ -126,6 +126,11 @@ pub struct ServeArgs {
     /// under systemd). It still runs behind the front, on the Unix socket DIR/mosquitto/run/mqtt.sock.
     #[arg(long)]
     pub mosquitto_external: bool,
+    /// Serve the operator's metrics (GET /metrics, Prometheus text) and health check
+    /// (GET /health) over plain HTTP on ADDR, for example 127.0.0.1:9464. They hold totals only,
+    /// nothing about a person. Default: not served.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// A name or address devices reach this server by (repeatable): a DNS name such as
     /// chat.example, or an IP address. The server certificate names each (besides localhost,
     /// 127.0.0.1 and ::1); the first one is the host of the membership URL and of the broker

@@ -50,6 +50,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // The files for a Mosquitto the operator runs, behind the front as always.
         builder = builder.mosquitto_external();
     }
+    if let Some(addr) = args.metrics {
+        if !addr.ip().is_loopback() {
+            eprintln!("warning: --metrics {addr} is reachable from other machines (totals only)");
+        }
+        builder = builder.metrics_listen(addr);
+    }
     if !args.names.is_empty() {
         builder = builder.server_names(args.names.clone());
     }
@@ -87,6 +93,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "{}",
         banner::line(banner::CA_SHA256, service.pki().ca_fingerprint())
     );
+    if let Some(addr) = service.metrics_addr() {
+        println!("metrics: http://{addr}/metrics, health: http://{addr}/health");
+    }
     println!("signup difficulty: {} bits", args.difficulty);
     println!(
         "people sign up with: sotto signup --server {} --ca {}",
@@ -124,6 +133,10 @@ fn explain(e: ServiceError, args: &ServeArgs) -> anyhow::Error {
         ServiceError::Broker(_) => hinted(
             format!("cannot start the message service on {}: {e}", args.mqtt),
             "is the port in use? choose another with --mqtt (port 0: any free port)",
+        ),
+        ServiceError::Metrics(_) => hinted(
+            format!("cannot serve the metrics on {:?}: {e}", args.metrics),
+            "is the port in use? choose another with --metrics (port 0: any free port)",
         ),
         ServiceError::Membership(_) => hinted(
             format!(

@@ -19,6 +19,7 @@ use std::time::Instant;
 use tokio::task::AbortHandle;
 
 use crate::admission::{Admission, AdmissionLimits, Admit, SourceKey, SourceKeys, Ticket};
+use crate::metrics::ListenerCounts;
 
 /// Open files kept out of the listeners' budgets (the databases, the CA, logs, the broker's own).
 pub const RESERVED_FILES: u64 = 256;
@@ -68,6 +69,7 @@ pub(crate) struct Gate {
     name: &'static str,
     keys: Arc<SourceKeys>,
     inner: Arc<Mutex<Inner>>,
+    counts: Arc<ListenerCounts>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -79,14 +81,20 @@ impl std::fmt::Debug for Gate {
 /// An admitted connection's place; dropping it frees the place.
 pub(crate) struct Pass {
     inner: Arc<Mutex<Inner>>,
+    counts: Arc<ListenerCounts>,
     ticket: Ticket,
     /// Its source, as the gate keyed it.
     source: SourceKey,
 }
 
 impl Gate {
-    /// A gate with `limits` and a fresh source key from the system's secure random source.
-    pub(crate) fn new(name: &'static str, limits: AdmissionLimits) -> std::io::Result<Gate> {
+    /// A gate with `limits` and a fresh source key from the system's secure random source,
+    /// counting what it does into `counts` (the operator's metrics).
+    pub(crate) fn new(
+        name: &'static str,
+        limits: AdmissionLimits,
+        counts: Arc<ListenerCounts>,
+    ) -> std::io::Result<Gate> {
         let key = crate::random::random_bytes::<32>()
             .ok_or_else(|| std::io::Error::other("random source failed"))?;
         let keys = SourceKeys::new(*key);
@@ -97,6 +105,7 @@ impl Gate {
                 admission: Admission::new(limits),
                 tasks: HashMap::new(),
             })),
+            counts,
         })
     }
 
@@ -116,15 +125,22 @@ impl Gate {
             );
         }
         match admitted {
-            Admit::Refused(_) => None,
+            Admit::Refused(_) => {
+                self.counts.refused.inc();
+                None
+            }
             Admit::Admitted { ticket, evict } => {
                 if let Some(old) = evict {
+                    self.counts.refused.inc();
                     if let Some(task) = inner.tasks.remove(&old) {
                         task.abort();
                     }
                 }
+                self.counts.accepted.inc();
+                self.counts.opened();
                 Some(Pass {
                     inner: self.inner.clone(),
+                    counts: self.counts.clone(),
                     ticket,
                     source,
                 })
@@ -166,6 +182,7 @@ impl Pass {
 
 impl Drop for Pass {
     fn drop(&mut self) {
+        self.counts.closed();
         if let Ok(mut inner) = self.inner.lock() {
             inner.admission.closed(self.ticket);
             inner.tasks.remove(&self.ticket);

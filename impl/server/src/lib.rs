@@ -36,6 +36,7 @@ pub mod ca;
 pub mod gate;
 pub mod key_proof;
 pub mod membership;
+pub mod metrics;
 mod private;
 pub mod process;
 mod random;

@@ -45,6 +45,7 @@ use crate::membership::{
     DEFAULT_DIFFICULTY, HttpTapRecord, Membership, MembershipConfig, MembershipError,
     MembershipHandle,
 };
+use crate::metrics::{Metrics, MetricsServer};
 use crate::revocation::Revocations;
 
 /// Which broker carries the messages.
@@ -131,6 +132,9 @@ pub enum ServiceError {
     /// The message service (front or broker) failed.
     #[error("message service: {0}")]
     Broker(#[from] BrokerError),
+    /// The metrics listener could not start (`metrics_listen`).
+    #[error("metrics listener: {0}")]
+    Metrics(#[source] std::io::Error),
 }
 
 /// What [`Service::builder`] starts; see the module documentation.
@@ -148,6 +152,7 @@ pub struct ServiceBuilder {
     membership_admission: AdmissionLimits,
     membership_quotas: QuotaLimits,
     server_names: Vec<String>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn loopback() -> SocketAddr {
@@ -227,6 +232,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Serves the operator's metrics and health check (`GET /metrics`, `GET /health`, plain
+    /// HTTP; [`crate::metrics`]) on `addr` (port 0: a free port, see [`Service::metrics_addr`]).
+    /// Default: not served (the counters are kept all the same, [`Service::metrics`]).
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.metrics_listen = Some(addr);
+        self
+    }
+
     /// The broker address devices are told at signup, `host:port` (default: the first server
     /// name, or else the message service's own address with `localhost` for an unspecified IP,
     /// and the message service's port).
@@ -263,6 +276,7 @@ impl ServiceBuilder {
         });
         // Certificates a renewal replaced: the membership service fills it, the front reads it.
         let revocations = Revocations::new();
+        let metrics = Arc::new(Metrics::new());
         let messages = Box::new(
             MessageService::start(
                 &pki,
@@ -272,6 +286,7 @@ impl ServiceBuilder {
                 self.inbox_limits,
                 front_admission,
                 revocations.clone(),
+                metrics.clone(),
             )
             .await?,
         );
@@ -290,12 +305,21 @@ impl ServiceBuilder {
             admission: self.membership_admission,
             quotas: self.membership_quotas,
             revocations,
+            metrics: metrics.clone(),
         };
         let membership = Membership::start(membership_config.clone(), pki.clone()).await?;
         // Port 0: keep the port it got, so that a restart comes back where devices look.
         let membership_config = MembershipConfig {
             listen: membership.local_addr(),
             ..membership_config
+        };
+        let metrics_server = match self.metrics_listen {
+            Some(addr) => Some(
+                MetricsServer::start(addr, metrics.clone())
+                    .await
+                    .map_err(ServiceError::Metrics)?,
+            ),
+            None => None,
         };
         Ok(Service {
             data_dir: self.data_dir,
@@ -305,6 +329,8 @@ impl ServiceBuilder {
             membership_config,
             messages,
             server_names: self.server_names,
+            metrics,
+            metrics_server,
         })
     }
 }
@@ -337,6 +363,8 @@ pub struct Service {
     membership_config: MembershipConfig,
     messages: Box<MessageService>,
     server_names: Vec<String>,
+    metrics: Arc<Metrics>,
+    metrics_server: Option<MetricsServer>,
 }
 
 impl Service {
@@ -355,6 +383,7 @@ impl Service {
             membership_admission: AdmissionLimits::MEMBERSHIP,
             membership_quotas: QuotaLimits::DEFAULT,
             server_names: Vec::new(),
+            metrics_listen: None,
         }
     }
 
@@ -366,6 +395,17 @@ impl Service {
     /// Which broker carries the messages.
     pub fn broker(&self) -> Broker {
         self.broker
+    }
+
+    /// The operator's counters and gauges ([`crate::metrics`]).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Where `GET /metrics` and `GET /health` are served, if they are
+    /// ([`ServiceBuilder::metrics_listen`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
     }
 
     /// The service CA and the certificates it issues.

@@ -77,16 +77,6 @@ async fn honest_users_get_through(stack: &TestStack) {
         .expect("an honest signup and message within the bound");
 }
 
-fn brokers() -> Vec<Broker> {
-    let mut out = vec![Broker::Embedded];
-    if Broker::Mosquitto.is_available() {
-        out.push(Broker::Mosquitto);
-    } else {
-        println!("SKIPPED for Mosquitto: `mosquitto` binary not found (apt-get install mosquitto)");
-    }
-    out
-}
-
 /// 530 idle sockets from one address took the membership service down and 10,050 blocked
 /// other users' CONNECTs: now one source holds at most its pending share on each listener, the
 /// rest are closed at once, and honest users keep working.
@@ -94,7 +84,7 @@ fn brokers() -> Vec<Broker> {
 async fn idle_sockets_from_one_source_hold_only_their_share() {
     // As `sotto serve` does: this process may need more sockets than a default soft limit.
     sotto_server::gate::open_file_limit();
-    for broker in brokers() {
+    for broker in sotto_testkit::available_brokers() {
         let stack = TestStack::start(broker).await;
         let attacker = Ipv4Addr::new(127, 0, 0, 2);
         let membership = stack.service.membership_addr();
@@ -128,7 +118,7 @@ async fn a_flood_from_many_sources_makes_the_oldest_idle_sockets_go() {
         per_source: 16,
         per_source_pending: 8,
     };
-    for broker in brokers() {
+    for broker in sotto_testkit::available_brokers() {
         let stack = TestStack::build(broker, |b| {
             b.front_admission(limits).membership_admission(limits)
         })
@@ -164,7 +154,7 @@ async fn the_files_the_service_creates_are_private() {
     };
     let mode = |p: &std::path::Path| meta(p).permissions().mode() & 0o777;
     let root = running_as_root();
-    for broker in brokers() {
+    for broker in sotto_testkit::available_brokers() {
         let stack = TestStack::start(broker).await;
         let _alice = stack.signup("alice").await;
         let data = stack.service.data_dir().to_owned();
@@ -324,7 +314,7 @@ async fn a_renewal_revokes_the_replaced_certificate() {
     use sotto_testkit::mqtt::{DeviceTlsKey, Identity, options, start};
     use sotto_wire::membership_api::RenewRequest;
 
-    for broker in brokers() {
+    for broker in sotto_testkit::available_brokers() {
         let mut stack = TestStack::start(broker).await;
         let anonymous = MembershipClient::new(&stack.url(), stack.ca_pem(), None).expect("client");
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(77);

@@ -62,6 +62,7 @@ async fn start_with(dir: &Path, difficulty: u8, quotas: QuotaLimits) -> Service 
             admission: AdmissionLimits::MEMBERSHIP,
             quotas,
             revocations: sotto_server::revocation::Revocations::new(),
+            metrics: Arc::new(sotto_server::metrics::Metrics::new()),
         },
         pki.clone(),
     )

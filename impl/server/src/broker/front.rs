@@ -38,6 +38,7 @@ pub use super::upstream::Upstream;
 use crate::admission::AdmissionLimits;
 use crate::ca;
 use crate::gate::{Gate, Pass};
+use crate::metrics::{Metrics, Report};
 use crate::revocation::Revocations;
 use sotto_wire::filter::{ClientFilter, INBOX_PREFIX, MAX_CLIENT_REMAINING, Verdict, is_user_id};
 use sotto_wire::mqtt::{self, Packet, PacketType, ParseError, encode_connect};
@@ -162,8 +163,9 @@ impl Front {
         limits: InboxLimits,
         admission: AdmissionLimits,
         revocations: Revocations,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<Front> {
-        let gate = Gate::new("mqtt front", admission)?;
+        let gate = Gate::new("mqtt front", admission, metrics.front.clone())?;
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let initial = upstream.map_or(State::Paused, State::Running);
@@ -181,8 +183,10 @@ impl Front {
                 seen: seen.clone(),
                 ledger: ledger.clone(),
                 revocations,
+                metrics: metrics.clone(),
             },
         ));
+        register_probe(&metrics, state.subscribe(), ledger.clone());
         tracing::info!(
             %local_addr,
             max_connections = admission.total,
@@ -270,6 +274,7 @@ struct Shared {
     seen: SeenUsers,
     ledger: Ledger,
     revocations: Revocations,
+    metrics: Arc<Metrics>,
 }
 
 async fn accept_loop(
@@ -319,6 +324,42 @@ async fn accept_loop(
         }
     }
     tracing::info!("MQTT front stopped");
+}
+
+/// The front's part of the operator's metrics: up while the broker behind it accepts a
+/// connection; the envelopes and bytes its inbox ledger counts (BROKER-5), over all inboxes.
+fn register_probe(metrics: &Metrics, state: watch::Receiver<State>, ledger: Ledger) {
+    metrics.register("front", move || {
+        let upstream = match &*state.borrow() {
+            State::Running(up) => Some(up.addr.clone()),
+            State::Paused | State::Shutdown => None,
+        };
+        let (envelopes, bytes) = ledger.lock().map(|l| l.totals()).unwrap_or_default();
+        async move {
+            let up = match upstream {
+                Some(addr) => matches!(
+                    tokio::time::timeout(CONNECT_TIMEOUT, addr.connect()).await,
+                    Ok(Ok(_))
+                ),
+                None => false,
+            };
+            Report {
+                gauges: vec![
+                    (
+                        "sotto_queued_envelopes",
+                        "Envelopes queued for inboxes or on their way to the broker (the front's ledger).",
+                        envelopes as f64,
+                    ),
+                    (
+                        "sotto_queued_bytes",
+                        "Their payload bytes.",
+                        bytes as f64,
+                    ),
+                ],
+                up,
+            }
+        }
+    });
 }
 
 /// Gives each user back its persistent inbox session (BROKER-4) on a broker that lost them (a
@@ -529,6 +570,7 @@ async fn serve(
         seen,
         ledger,
         revocations,
+        metrics,
     } = shared;
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
@@ -575,6 +617,7 @@ async fn serve(
             keep_alive,
         } => (clean_session, keep_alive),
         Verdict::Disconnect { reason, reply } | Verdict::Refuse { reason, reply } => {
+            metrics.mqtt_refused.inc();
             tracing::info!(conn, %reason, "refused CONNECT");
             write_and_close(&mut client_wr, reply.as_deref()).await;
             return Ok(());
@@ -644,6 +687,7 @@ async fn serve(
             s.insert(user_id.clone());
         }
     }
+    metrics.mqtt_sessions.inc();
     tracing::debug!(conn, "relaying");
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
@@ -723,7 +767,10 @@ async fn serve(
                 // only disconnect the broker sees (see `is_disconnect`).
                 Verdict::Forward if disconnect => return Ok(()),
                 Verdict::Forward => match count_from_client(&ledger, &pending, &user_id, &packet) {
-                    Admission::Forward if is_publish(&packet) => pub_wr.write_all(&packet).await?,
+                    Admission::Forward if is_publish(&packet) => {
+                        pub_wr.write_all(&packet).await?;
+                        metrics.mqtt_publishes.inc();
+                    }
                     Admission::Forward => {
                         broker_wr.write_all(&packet).await?;
                         if is_pingreq(&packet) {
@@ -732,6 +779,7 @@ async fn serve(
                         }
                     }
                     Admission::InboxFull(pkid) => {
+                        metrics.mqtt_inbox_full.inc();
                         tracing::info!(conn, "refused a PUBLISH: the recipient's inbox is full");
                         let notice = RefusalNotice {
                             pkid,
@@ -747,6 +795,7 @@ async fn serve(
                     }
                 },
                 Verdict::Refuse { reason, reply } => {
+                    metrics.mqtt_refused.inc();
                     tracing::info!(conn, %reason, "refused packet");
                     if let Some(reply) = reply {
                         if tx.send(Bytes::from(reply)).await.is_err() {
@@ -755,6 +804,7 @@ async fn serve(
                     }
                 }
                 Verdict::Disconnect { reason, reply } => {
+                    metrics.mqtt_refused.inc();
                     tracing::info!(conn, %reason, "refused packet; closing the connection");
                     if let Some(reply) = reply {
                         let _ = tx.send(Bytes::from(reply)).await;

@@ -187,6 +187,16 @@ impl InboxLedger {
         })
     }
 
+    /// Envelopes and bytes counted over every inbox (held and reserved).
+    pub fn totals(&self) -> (usize, usize) {
+        self.accounts.values().fold((0, 0), |(e, b), a| {
+            (
+                e + a.envelopes + a.reserved_envelopes,
+                b + a.bytes + a.reserved_bytes,
+            )
+        })
+    }
+
     /// Inboxes the ledger counts something for.
     pub fn accounts(&self) -> usize {
         self.accounts.len()

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use crate::admission::AdmissionLimits;
 use crate::ca::{CaError, Pki};
+use crate::metrics::Metrics;
 use crate::revocation::Revocations;
 use crate::service::{Broker, BrokerStop};
 use embedded::EmbeddedBroker;
@@ -159,6 +160,7 @@ pub struct MessageService {
     limits: InboxLimits,
     admission: AdmissionLimits,
     revocations: Revocations,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for MessageService {
@@ -175,7 +177,8 @@ impl MessageService {
     /// Starts `broker` behind the front (Mosquitto keeps its files in the directory of
     /// `mosquitto` and is run as it says) and the front on `listen` (port 0: any free port; see
     /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`; the front takes
-    /// connections within `admission`.
+    /// connections within `admission`, checks `revocations` and counts into `metrics`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         pki: &Pki,
         listen: SocketAddr,
@@ -184,6 +187,7 @@ impl MessageService {
         limits: InboxLimits,
         admission: AdmissionLimits,
         revocations: Revocations,
+        metrics: Arc<Metrics>,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
         let backend = Backend::start(broker, mosquitto, limits, admission).await?;
@@ -195,6 +199,7 @@ impl MessageService {
             limits,
             admission,
             revocations.clone(),
+            metrics.clone(),
         )
         .await?;
         Ok(MessageService {
@@ -206,6 +211,7 @@ impl MessageService {
             limits,
             admission,
             revocations,
+            metrics,
         })
     }
 
@@ -379,6 +385,7 @@ impl MessageService {
                     self.limits,
                     self.admission,
                     self.revocations.clone(),
+                    self.metrics.clone(),
                 )
                 .await?;
             }

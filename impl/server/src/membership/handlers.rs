@@ -54,6 +54,7 @@ pub(crate) struct AppState {
     pub(crate) revocations: Revocations,
     pub(crate) difficulty: u8,
     pub(crate) broker: String,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -246,6 +247,7 @@ pub(crate) async fn signup(
         .map_err(|_| ApiError::internal())?
         .signup(source, Instant::now());
     if let Err(limited) = admitted {
+        state.metrics.rate_limited.inc();
         return Err(ApiError::rate_limited("signups", limited.retry_after));
     }
     // SIGNUP-2: layout, bounds, all three signatures and the work, in that order, by the core.
@@ -258,6 +260,7 @@ pub(crate) async fn signup(
             "the challenge was not issued by this service, has expired or was used",
         ));
     }
+    let metrics = state.metrics.clone();
     let response = blocking(move || {
         // ID-1: 80 random bits; a collision (never expected) just draws again.
         for _ in 0..4 {
@@ -289,6 +292,7 @@ pub(crate) async fn signup(
         Err(ApiError::internal())
     })
     .await?;
+    metrics.signups.inc();
     tracing::debug!("signup accepted");
     Ok(Json(response))
 }

@@ -95,6 +95,8 @@ pub struct MembershipConfig {
     /// The revoked certificates, shared with the MQTT front ([`crate::revocation`]): loaded
     /// from the database at start, added to at each renewal.
     pub revocations: Revocations,
+    /// The operator's metrics it counts into and registers its probe with.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The membership service.
@@ -123,7 +125,11 @@ impl Membership {
         let sweeper = tokio::spawn(expire_accounts(store.clone()));
         let (tls, keys) = pki.https_server_config()?;
         let tls = TlsAcceptor::from(tls);
-        let gate = Gate::new("membership", config.admission)?;
+        let gate = Gate::new(
+            "membership",
+            config.admission,
+            config.metrics.membership.clone(),
+        )?;
         let key = crate::random::random_bytes::<32>()
             .ok_or(MembershipError::Config("random source failed"))?;
         let quotas = quota::Quotas::new(config.quotas, *key);
@@ -137,7 +143,9 @@ impl Membership {
             revocations: config.revocations.clone(),
             difficulty: config.difficulty,
             broker: config.broker_addr,
+            metrics: config.metrics.clone(),
         });
+        register_probe(&config.metrics, Arc::downgrade(&state));
         let (stop, stopped) = oneshot::channel();
         let tap = Arc::new(TapSlot::default());
         let task = tokio::spawn(accept_loop(
@@ -223,6 +231,32 @@ impl Drop for MembershipHandle {
             let _ = stop.send(());
         }
     }
+}
+
+/// The membership service's part of the operator's metrics: up while it serves (its state is
+/// alive); the accounts the directory holds.
+fn register_probe(metrics: &crate::metrics::Metrics, state: std::sync::Weak<AppState>) {
+    metrics.register("membership", move || {
+        let state = state.upgrade();
+        async move {
+            let Some(state) = state else {
+                return crate::metrics::Report::default();
+            };
+            let store = state.store.clone();
+            let accounts = tokio::task::spawn_blocking(move || store.count_users())
+                .await
+                .ok()
+                .and_then(Result::ok);
+            crate::metrics::Report {
+                gauges: vec![(
+                    "sotto_accounts",
+                    "Accounts in the directory.",
+                    accounts.unwrap_or(0) as f64,
+                )],
+                up: accounts.is_some(),
+            }
+        }
+    });
 }
 
 /// How often [`expire_accounts`] looks for expired accounts.

@@ -180,6 +180,13 @@ impl Store {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many accounts the directory holds.
+    pub fn count_users(&self) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Whether `user` exists.
     pub fn user_exists(&self, user: &UserId) -> Result<bool, StoreError> {
         let conn = self.lock();
