@@ -17,8 +17,11 @@ use sotto_wire::membership_api::PrekeyUpload;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
+use crate::error::Fault;
 use crate::error::{BadAnswer, ClientError, Result};
+use crate::maintenance::{self, Maintenance, MaintenanceStep};
 use crate::membership::MembershipClient;
+use crate::tls::NewTlsKey;
 
 /// The service addresses and TLS credentials, as kept in the store's settings.
 pub(crate) struct Credentials {
@@ -87,6 +90,8 @@ pub struct Client {
     pub(crate) creds: Credentials,
     pub(crate) config: Config,
     pub(crate) rng: OsRng,
+    /// A first message met a full replay cache since the last rotation (X3DH-8).
+    pub(crate) replay_cache_full: bool,
 }
 
 impl core::fmt::Debug for Client {
@@ -153,13 +158,12 @@ impl Client {
         if path.exists() {
             return Err(sotto_store::StoreError::AlreadyExists.into());
         }
-        let tls_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|_| ClientError::KeyGeneration)?;
-        let key_pem = Zeroizing::new(tls_key.serialize_pem());
-        let spki = rcgen::PublicKeyData::subject_public_key_info(&tls_key);
-        drop(tls_key);
         // The signup's connection proves the device holds the TLS key it asks a certificate for.
-        let proof = crate::tls::key_proof_pem(&key_pem)?;
+        let NewTlsKey {
+            key_pem,
+            spki,
+            proof_pem: proof,
+        } = NewTlsKey::generate()?;
         let anonymous = MembershipClient::resolving(
             server_url,
             ca_pem,
@@ -229,9 +233,18 @@ impl Client {
             creds,
             config,
             rng: OsRng,
+            replay_cache_full: false,
         };
         client.creds.save(&mut client.store)?;
         client.store.set_time_offset(client.clock.offset_ms())?;
+        // What the signup did counts as the first maintenance (crate::maintenance).
+        for setting in [
+            Setting::TimeRefreshedAt,
+            Setting::SignedPrekeyMadeAt,
+            Setting::PrekeysCheckedAt,
+        ] {
+            client.store.set_time_setting(setting, now)?;
+        }
         tracing::info!(user = %client.user_id(), "signed up");
 
         client.refill_prekeys(low_water).await?;
@@ -277,6 +290,7 @@ impl Client {
             creds,
             config,
             rng: OsRng,
+            replay_cache_full: false,
         })
     }
 
@@ -375,12 +389,18 @@ impl Client {
     /// uploads enough to reach LIM-15 (the new private keys are committed before the upload).
     /// Returns the count in the directory afterwards.
     pub async fn refill_prekeys(&mut self, min: u32) -> Result<u32> {
+        let (left, uploaded) = self.refill(min).await?;
+        Ok(left.saturating_add(uploaded))
+    }
+
+    /// [`Client::refill_prekeys`], returning (the count before, how many were uploaded).
+    async fn refill(&mut self, min: u32) -> Result<(u32, u32)> {
         let membership = self.creds.membership()?;
         let left = membership.prekey_count().await;
         self.observe(&membership)?;
         let left = left?;
         if left >= min {
-            return Ok(left);
+            return Ok((left, 0));
         }
         let max = u32::try_from(sotto_core::limits::MAX_OPK_UPLOAD).unwrap_or(u32::MAX);
         let n = usize::try_from(max.saturating_sub(left)).unwrap_or(0);
@@ -392,7 +412,7 @@ impl Client {
         membership.upload_prekeys(&upload).await?;
         self.observe(&membership)?;
         tracing::debug!(uploaded = n, "one-time prekeys uploaded");
-        Ok(left.saturating_add(u32::try_from(n).unwrap_or(0)))
+        Ok((left, u32::try_from(n).unwrap_or(0)))
     }
 
     /// Rotates the signed prekey (KEY-3; the core keeps LIM-9 of them for first messages in
@@ -426,4 +446,138 @@ impl Client {
         self.store.set_time_offset(self.clock.offset_ms())?;
         Ok(self.clock.offset_ms())
     }
+
+    /// A new TLS key and a certificate for it (`POST /v1/renew`, signed with the identity key,
+    /// over a connection that proves the new key: SIGNUP-4), the key and the certificate replaced
+    /// together in the store. The old certificate is revoked by the service: connections open
+    /// with it stay, new ones use the new one. Returns the new certificate's `notAfter`, ms.
+    pub async fn renew_certificate(&mut self) -> Result<u64> {
+        let NewTlsKey {
+            key_pem,
+            spki,
+            proof_pem: proof,
+        } = NewTlsKey::generate()?;
+        let membership = MembershipClient::resolving(
+            &self.creds.server_url,
+            &self.creds.ca_pem,
+            Some((&proof, &key_pem)),
+            &self.creds.resolve,
+        )?;
+        let request =
+            sotto_wire::membership_api::RenewRequest::by_device(&self.device, &spki, self.now())?;
+        let answer = membership.renew(&request).await;
+        self.observe(&membership)?;
+        let answer = answer?;
+        let expires_at = certificate_expiry(&answer.certificate_pem)
+            .ok_or(ClientError::BadAnswer(BadAnswer::Malformed))?;
+        self.store.set_settings(&[
+            (Setting::CertificatePem, answer.certificate_pem.as_bytes()),
+            (Setting::TlsKeyPem, key_pem.as_bytes()),
+        ])?;
+        self.creds.cert_pem = answer.certificate_pem;
+        self.creds.key_pem = key_pem;
+        tracing::info!("certificate renewed");
+        Ok(expires_at)
+    }
+
+    /// Runs every maintenance step due now ([`crate::maintenance`]; nothing when
+    /// [`Config::maintenance`] is `None`) and says what each did. A failed step is reported and
+    /// due again next time; after a network failure the steps left wait for next time too.
+    pub async fn maintain(&mut self) -> Vec<Maintenance> {
+        let Some(policy) = self.config.maintenance else {
+            return Vec::new();
+        };
+        let now = self.now();
+        let record = match self.maintenance_record() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the maintenance record");
+                return Vec::new();
+            }
+        };
+        let due = maintenance::due(&policy, &record, now);
+        let mut done = Vec::new();
+        let steps = [
+            (due.refresh_time, MaintenanceStep::RefreshTime),
+            (due.renew_certificate, MaintenanceStep::RenewCertificate),
+            (
+                due.rotate_signed_prekey,
+                MaintenanceStep::RotateSignedPrekey,
+            ),
+            (due.check_prekeys, MaintenanceStep::CheckPrekeys),
+        ];
+        for (_, step) in steps.into_iter().filter(|(is_due, _)| *is_due) {
+            match self.maintenance_step(step).await {
+                Ok(m) => done.push(m),
+                Err(e) => {
+                    tracing::warn!(?step, error = %e, "maintenance step failed");
+                    let network = e.fault() == Fault::Network;
+                    done.push(Maintenance::Failed {
+                        step,
+                        fault: e.fault(),
+                        retryable: e.is_retryable(),
+                    });
+                    if network {
+                        break;
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    async fn maintenance_step(&mut self, step: MaintenanceStep) -> Result<Maintenance> {
+        let done = match step {
+            MaintenanceStep::RefreshTime => {
+                let offset_ms = self.refresh_time().await?;
+                let now = self.now();
+                self.store.set_time_setting(Setting::TimeRefreshedAt, now)?;
+                Maintenance::TimeRefreshed { offset_ms }
+            }
+            MaintenanceStep::RenewCertificate => Maintenance::CertificateRenewed {
+                expires_at: self.renew_certificate().await?,
+            },
+            MaintenanceStep::RotateSignedPrekey => {
+                self.rotate_signed_prekey().await?;
+                let now = self.now();
+                self.store
+                    .set_time_setting(Setting::SignedPrekeyMadeAt, now)?;
+                self.replay_cache_full = false;
+                Maintenance::SignedPrekeyRotated
+            }
+            MaintenanceStep::CheckPrekeys => {
+                let (in_directory, uploaded) = self.refill(self.config.prekey_low_water).await?;
+                let now = self.now();
+                self.store
+                    .set_time_setting(Setting::PrekeysCheckedAt, now)?;
+                Maintenance::PrekeysChecked {
+                    in_directory,
+                    uploaded,
+                }
+            }
+        };
+        Ok(done)
+    }
+
+    /// What the store recorded of the last maintenance.
+    fn maintenance_record(&self) -> Result<maintenance::Record> {
+        Ok(maintenance::Record {
+            time_refreshed_at: self.store.time_setting(Setting::TimeRefreshedAt)?,
+            certificate_expires_at: certificate_expiry(&self.creds.cert_pem),
+            signed_prekey_made_at: self.store.time_setting(Setting::SignedPrekeyMadeAt)?,
+            prekeys_checked_at: self.store.time_setting(Setting::PrekeysCheckedAt)?,
+            replay_cache_full: self.replay_cache_full,
+        })
+    }
+}
+
+/// The `notAfter` of a PEM certificate, ms since the Unix epoch.
+fn certificate_expiry(cert_pem: &str) -> Option<u64> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    u64::try_from(cert.validity().not_after.timestamp())
+        .ok()?
+        .checked_mul(1000)
 }

@@ -52,6 +52,9 @@ pub struct Config {
     /// When the outbox publishes an unconfirmed message again (RX-6). Default: the store's
     /// [`Backoff::default`].
     pub resend: Backoff,
+    /// When the account maintains itself ([`crate::maintenance`]); `None` turns it off.
+    /// Default: [`crate::maintenance::MaintenancePolicy::default`].
+    pub maintenance: Option<crate::maintenance::MaintenancePolicy>,
     /// Host names to reach at a given address instead of through DNS, certificates still
     /// verified for the name (`curl --resolve`; [`crate::resolve`]). Default: none.
     pub resolve: crate::Resolve,
@@ -72,6 +75,7 @@ impl Default for Config {
             reconnect_first: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(60),
             resend: Backoff::default(),
+            maintenance: Some(crate::maintenance::MaintenancePolicy::default()),
             resolve: crate::Resolve::none(),
         }
     }

@@ -126,4 +126,8 @@ pub enum ClientEvent {
         /// Why (e.g. the recipient's inbox is full).
         reason: RefusalReason,
     },
+    /// A maintenance step ran ([`crate::maintenance`]): the time refreshed, the certificate
+    /// renewed, the signed prekey rotated, the one-time prekeys counted and refilled, or a step
+    /// that failed.
+    Maintained(crate::maintenance::Maintenance),
 }

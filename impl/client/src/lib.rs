@@ -112,6 +112,7 @@ mod config;
 mod conversation;
 mod error;
 mod events;
+pub mod maintenance;
 pub mod membership;
 mod online;
 pub mod pin;

@@ -133,6 +133,10 @@ impl Client {
                 }
                 Verdict::Refused(e) => {
                     tracing::info!(code = e.code(), fault = ?e.fault(), "envelope refused");
+                    if *e == SessionError::ReplayCacheFull.into() {
+                        // X3DH-8: a device that sees this rotates its signed prekey.
+                        self.replay_cache_full = true;
+                    }
                     events.push(if *e == SessionError::IdentityChanged.into() {
                         ClientEvent::IdentityChangeRefused
                     } else {

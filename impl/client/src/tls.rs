@@ -34,6 +34,33 @@ pub fn key_proof_pem(key_pem: &str) -> Result<String> {
     Ok(cert.pem())
 }
 
+/// A fresh TLS key of this device (ECDSA P-256) with what asking for its certificate takes: its
+/// SubjectPublicKeyInfo and the self-signed certificate that proves it ([`key_proof_pem`]).
+pub(crate) struct NewTlsKey {
+    /// The private key, PKCS#8 PEM.
+    pub(crate) key_pem: zeroize::Zeroizing<String>,
+    /// Its DER SubjectPublicKeyInfo, for the signup or renewal request.
+    pub(crate) spki: Vec<u8>,
+    /// The self-signed certificate the request's connection presents.
+    pub(crate) proof_pem: String,
+}
+
+impl NewTlsKey {
+    pub(crate) fn generate() -> Result<NewTlsKey> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|_| ClientError::KeyGeneration)?;
+        let key_pem = zeroize::Zeroizing::new(key.serialize_pem());
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        drop(key);
+        let proof_pem = key_proof_pem(&key_pem)?;
+        Ok(NewTlsKey {
+            key_pem,
+            spki,
+            proof_pem,
+        })
+    }
+}
+
 /// The ring crypto provider of every TLS configuration of the client.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

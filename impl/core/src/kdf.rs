@@ -37,6 +37,8 @@ pub const SIG_IKD: &[u8] = b"sotto/v1/ikd";
 pub const SIG_SPK: &[u8] = b"sotto/v1/spk";
 /// KDF-16: signature context of a signup request.
 pub const SIG_SIGNUP: &[u8] = b"sotto/v1/signup";
+/// Signature context of a certificate renewal (the membership API's `POST /v1/renew`).
+pub const SIG_RENEW: &[u8] = b"sotto/v1/renew";
 /// KDF-17: proof-of-work hash prefix.
 pub const POW: &[u8] = b"sotto/v1/pow";
 /// KDF-18: card checksum prefix.

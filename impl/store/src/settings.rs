@@ -27,6 +27,13 @@ pub enum Setting {
     CaPem,
     /// `server time - local time`, ms (TIME-1): an `i64`, see [`Store::time_offset`].
     TimeOffset,
+    /// Server time of the last look at the directory's one-time prekey count (a `u64`,
+    /// [`Store::time_setting`]).
+    PrekeysCheckedAt,
+    /// Server time the current signed prekey was made (a `u64`).
+    SignedPrekeyMadeAt,
+    /// Server time of the last refresh of [`Setting::TimeOffset`] (a `u64`).
+    TimeRefreshedAt,
 }
 
 impl Setting {
@@ -39,6 +46,9 @@ impl Setting {
             Setting::TlsKeyPem => "tls_key_pem",
             Setting::CaPem => "ca_pem",
             Setting::TimeOffset => "time_offset_ms",
+            Setting::PrekeysCheckedAt => "prekeys_checked_at_ms",
+            Setting::SignedPrekeyMadeAt => "signed_prekey_made_at_ms",
+            Setting::TimeRefreshedAt => "time_refreshed_at_ms",
         }
     }
 }
@@ -93,6 +103,43 @@ impl Store {
     /// Saves the server time offset, ms (TIME-1).
     pub fn set_time_offset(&mut self, offset_ms: i64) -> Result<()> {
         self.set_setting(Setting::TimeOffset, &offset_ms.to_be_bytes())
+    }
+
+    /// Sets several settings in one transaction: all or none (a new TLS key with its
+    /// certificate).
+    pub fn set_settings(&mut self, settings: &[(Setting, &[u8])]) -> Result<()> {
+        if settings.iter().any(|(_, v)| v.len() > MAX_SETTING) {
+            return Err(StoreError::Invalid("setting too long"));
+        }
+        let tx = self.conn.transaction()?;
+        for (setting, value) in settings {
+            tx.execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![setting.key(), value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets a time setting (milliseconds, server time).
+    pub fn set_time_setting(&mut self, setting: Setting, ms: u64) -> Result<()> {
+        self.set_setting(setting, &ms.to_be_bytes())
+    }
+
+    /// A time setting, if set.
+    pub fn time_setting(&self, setting: Setting) -> Result<Option<u64>> {
+        match self.setting(setting)? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("time setting"))?;
+                Ok(Some(u64::from_be_bytes(b)))
+            }
+        }
     }
 
     /// The saved server time offset, ms (TIME-1).

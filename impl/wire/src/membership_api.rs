@@ -26,7 +26,7 @@ use sotto_core::crypto::SignPublic;
 use sotto_core::error::{DecodeError, Result};
 use sotto_core::keys::{OneTimePreKey, SignedPreKey};
 use sotto_core::limits::{MAX_OPK_UPLOAD, MAX_SPKI};
-use sotto_core::{Identity, PublicIdentity, UserId};
+use sotto_core::{Device, Identity, PublicIdentity, UserId};
 
 /// Paths of the membership API (all under `/v1`).
 pub mod paths {
@@ -61,8 +61,8 @@ pub const MAX_RESPONSE: usize = 64 * 1024;
 /// How far a renew request's timestamp may be from the server's clock, in milliseconds (5 minutes).
 pub const RENEW_WINDOW_MS: u64 = 5 * 60 * 1000;
 
-/// Signature context of a renew request.
-pub const SIG_RENEW: &[u8] = b"sotto/v1/renew";
+/// Signature context of a renew request (the core's).
+pub use sotto_core::kdf::SIG_RENEW;
 
 /// `GET /v1/time`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +286,23 @@ impl RenewRequest {
             sig: [0; 64],
         };
         req.sig = identity.signing().sign(SIG_RENEW, &[&req.signed_part()]);
+        Ok(req)
+    }
+
+    /// Builds a request for `tls_spki` signed by `device`'s identity key, for its own user id,
+    /// at server-corrected time `timestamp_ms` (the key stays in the core:
+    /// [`sotto_core::Device::sign_renewal`]).
+    pub fn by_device(device: &Device, tls_spki: &[u8], timestamp_ms: u64) -> Result<Self> {
+        if tls_spki.is_empty() || tls_spki.len() > MAX_SPKI {
+            return Err(DecodeError::LengthOutOfRange.into());
+        }
+        let mut req = RenewRequest {
+            user_id: *device.user_id(),
+            tls_spki: tls_spki.to_vec(),
+            timestamp_ms,
+            sig: [0; 64],
+        };
+        req.sig = device.sign_renewal(&req.signed_part());
         Ok(req)
     }
 

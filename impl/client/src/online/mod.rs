@@ -115,6 +115,9 @@ struct Engine<'a> {
     /// runs in its caller's context, which may not allow it (a current-thread runtime, a
     /// `LocalSet`), and commits there in place.
     off_worker: bool,
+    /// When the loop looks at what maintenance is due next ([`crate::maintenance`]): before
+    /// every connection, and every `check_every` while connected (online only).
+    next_maintenance: Instant,
 }
 
 impl Client {
@@ -289,6 +292,20 @@ impl<'a> Engine<'a> {
             replies: Vec::new(),
             shutting_down: false,
             off_worker: false,
+            next_maintenance: Instant::now(),
+        }
+    }
+
+    /// Runs the maintenance due now ([`Client::maintain`]) and reports each step.
+    async fn maintain(&mut self) {
+        let check_every = self
+            .client
+            .config
+            .maintenance
+            .map_or(Duration::from_secs(3600), |p| p.check_every);
+        self.next_maintenance = Instant::now() + check_every;
+        for done in self.client.maintain().await {
+            self.emit(ClientEvent::Maintained(done));
         }
     }
 
@@ -326,6 +343,8 @@ impl<'a> Engine<'a> {
             if self.machine.timed_out(Instant::now()) {
                 return Err(ClientError::Timeout);
             }
+            // Before each connection: a renewed certificate is used for it.
+            self.maintain().await;
             let opts = transport::options(
                 self.client.device.user_id(),
                 &self.client.creds,
@@ -446,6 +465,11 @@ impl<'a> Engine<'a> {
                     }
                 },
                 _ = tokio::time::sleep(turn.wake) => {}
+                _ = tokio::time::sleep_until(self.next_maintenance.into()),
+                    if matches!(self.machine.mode(), Mode::Forever) && !self.shutting_down =>
+                {
+                    self.maintain().await;
+                }
             }
             // Everything else already delivered joins the burst (group commit), and the sends
             // already queued join its transaction.

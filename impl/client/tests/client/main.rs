@@ -6,6 +6,7 @@ mod delivery;
 mod faults;
 mod groups;
 mod inbox_limit;
+mod maintenance;
 mod names;
 mod pin;
 mod receiving;

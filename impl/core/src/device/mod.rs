@@ -124,6 +124,15 @@ impl Device {
         self.identity.public()
     }
 
+    /// The identity key's signature over a certificate renewal's signed part, under its own
+    /// context ([`crate::kdf::SIG_RENEW`]; the membership API lays the part out): what lets a
+    /// device renew its certificate while the identity key stays in the core.
+    pub fn sign_renewal(&self, signed_part: &[u8]) -> [u8; 64] {
+        self.identity
+            .signing()
+            .sign(crate::kdf::SIG_RENEW, &[signed_part])
+    }
+
     /// This device's identity, private keys included. For conformance runs and tests only
     /// (feature `test-utils`): the keys never leave the core otherwise.
     #[cfg(feature = "test-utils")]
