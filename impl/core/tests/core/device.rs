@@ -411,3 +411,26 @@ fn held_secrets_are_named_and_debug_hides_their_bytes() {
         "HeldSecret { class: IdentityKey, label: \"identity signing seed\", .. }"
     );
 }
+
+/// A certificate renewal is signed by the device's identity key under the renewal's own context,
+/// and only over the part given: what the membership service checks (docs/operations.md,
+/// `POST /v1/renew`).
+#[test]
+fn a_renewal_is_signed_by_the_identity_key_under_its_own_context() {
+    let mut r = rng(40);
+    let alice = device(&mut r, 1);
+    let part = b"user id, key and time";
+    let sig = alice.sign_renewal(part);
+    let iks = alice.public_identity().iks();
+    iks.verify(sotto_core::kdf::SIG_RENEW, &[part], &sig)
+        .expect("verifies with IKs under SIG_RENEW");
+    assert!(iks.verify(sotto_core::kdf::SIG_SIGNUP, &[part], &sig).is_err());
+    assert!(iks.verify(sotto_core::kdf::SIG_RENEW, &[b"other"], &sig).is_err());
+    let bob = device(&mut r, 2);
+    assert!(
+        bob.public_identity()
+            .iks()
+            .verify(sotto_core::kdf::SIG_RENEW, &[part], &sig)
+            .is_err()
+    );
+}
