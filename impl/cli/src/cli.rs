@@ -85,6 +85,14 @@ pub enum Command {
     Group(GroupCommand),
     /// List your contacts and how far each is trusted.
     Contacts,
+    /// Give a contact a name you can use instead of the user id (or remove it with --clear).
+    Name(NameArgs),
+    /// Show a conversation with a contact or a group, its new messages marked, and mark it read.
+    History(HistoryArgs),
+    /// Delete a message or a whole conversation from this device's store (nothing is sent).
+    Delete(DeleteArgs),
+    /// Change the passphrase of the store (SOTTO_NEW_PASSPHRASE, or typed twice).
+    Passphrase,
     /// Show your user id, the service you signed up with, and the state of the store.
     Whoami,
     /// Run a demonstration: three people on an in-process server, then what the server saw.
@@ -225,12 +233,49 @@ pub struct InboxArgs {
 /// `sotto chat`.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// The contact's user id (or a unique prefix).
-    #[arg(value_name = "USER_ID")]
+    /// The contact: user id, a unique prefix of it, or its name.
+    #[arg(value_name = "CONTACT")]
     pub with: String,
     /// Earlier messages of the conversation to show first.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub history: usize,
+}
+
+/// `sotto name`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The contact: user id, a unique prefix of it, or its current name.
+    #[arg(value_name = "CONTACT")]
+    pub contact: String,
+    /// The name (1 to 64 characters).
+    #[arg(value_name = "NAME", required_unless_present = "clear")]
+    pub name: Option<String>,
+    /// Remove the contact's name.
+    #[arg(long, conflicts_with = "name")]
+    pub clear: bool,
+}
+
+/// `sotto history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// A contact (user id, prefix or name) or a group id (or a unique prefix).
+    #[arg(value_name = "CONTACT_OR_GROUP")]
+    pub with: String,
+    /// Show only the last N messages (0: all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub last: usize,
+}
+
+/// `sotto delete`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["message", "conversation"])))]
+pub struct DeleteArgs {
+    /// The message number `sotto history` shows (#N).
+    #[arg(long, value_name = "N")]
+    pub message: Option<i64>,
+    /// Every message with a contact (user id, prefix or name) or in a group.
+    #[arg(long, value_name = "CONTACT_OR_GROUP")]
+    pub conversation: Option<String>,
 }
 
 /// `sotto group ...`.

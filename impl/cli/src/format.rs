@@ -48,6 +48,19 @@ pub fn user(client: &Client, text: &str) -> anyhow::Result<UserId> {
         return Ok(u);
     }
     let contacts = client.contacts().unwrap_or_default();
+    // A contact's name, without regard to case.
+    let named: Vec<UserId> = contacts
+        .iter()
+        .filter(|c| {
+            c.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(text))
+        })
+        .map(|c| c.user)
+        .collect();
+    if let [one] = named.as_slice() {
+        return Ok(*one);
+    }
     let matches: Vec<UserId> = contacts
         .iter()
         .map(|c| c.user)
@@ -56,13 +69,26 @@ pub fn user(client: &Client, text: &str) -> anyhow::Result<UserId> {
     match matches.as_slice() {
         [one] => Ok(*one),
         [] => Err(hinted(
-            format!("{text:?} is not a user id and no contact's id starts with it"),
+            format!("{text:?} is not a user id, a contact's name, or the start of a contact's id"),
             "a user id is 16 characters a-z and 2-7; see `sotto contacts`",
         )),
         _ => Err(hinted(
             format!("{text:?} matches several contacts"),
             "give more characters of the user id; see `sotto contacts`",
         )),
+    }
+}
+
+/// How a person is shown: `name (user id)` for a named contact, the user id otherwise.
+pub fn who(client: &Client, user: &UserId) -> String {
+    let name = client
+        .contacts()
+        .ok()
+        .and_then(|cs| cs.into_iter().find(|c| c.user == *user))
+        .and_then(|c| c.name);
+    match name {
+        Some(n) => format!("{n} ({user})"),
+        None => user.to_string(),
     }
 }
 

@@ -1,4 +1,8 @@
-//! `send`, `inbox` and `chat`: the commands that talk to the message service.
+//! `send`, `inbox` and `chat`: the commands that talk to the message service; `history` and
+//! `delete`, which read and change the conversations in the store.
+//!
+//! A received message is *new* until it was shown: `inbox` shows every new one (also those a
+//! `chat` or `send` did not show) and marks them read, `history` marks its conversation read.
 //!
 //! `send` and `inbox` are one [`Client::sync`] each: connect, drain the inbox (committing before
 //! acknowledging, RX-4), publish the outbox and wait for its PUBACKs (RX-6), disconnect. A message
@@ -8,16 +12,71 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sotto_client::{Chat, Client, ClientEvent, Direction, MessageState, SyncReport, UserId};
+use sotto_client::{
+    Chat, Client, ClientEvent, Direction, MessageState, StoredMessage, SyncReport, UserId,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::{ChatArgs, InboxArgs, SendArgs};
+use crate::cli::{ChatArgs, DeleteArgs, HistoryArgs, InboxArgs, SendArgs};
 use crate::errors::{self, hinted};
 use crate::format;
 use crate::person::{Device, open};
 
 /// Quiet period of `send`: only long enough to pick up what is already queued.
 const SEND_QUIET: Duration = Duration::from_millis(500);
+
+/// Marks read the conversations of the messages a report showed.
+fn mark_shown(client: &mut Client, report: &SyncReport) {
+    let chats: std::collections::BTreeSet<Chat> = report
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Message(m) => Some(m.group.map_or(Chat::User(m.from), Chat::Group)),
+            _ => None,
+        })
+        .collect();
+    for chat in chats {
+        if let Err(e) = client.mark_read(&chat) {
+            tracing::warn!(error = %e, "could not mark a conversation read");
+        }
+    }
+}
+
+/// A conversation named on the command line: a contact (user id, prefix or name) or a group.
+fn conversation(client: &Client, text: &str) -> anyhow::Result<Chat> {
+    match format::user(client, text) {
+        Ok(user) => Ok(Chat::User(user)),
+        Err(not_user) => format::group(client, text)
+            .map(Chat::Group)
+            .map_err(|_| not_user.context("nor is it a group id (see `sotto group list`)")),
+    }
+}
+
+/// One stored message as `history` and `inbox` show it.
+fn stored_line(client: &Client, m: &StoredMessage) -> String {
+    let who = match (m.direction, m.sender) {
+        (Direction::Out, _) => "you".to_owned(),
+        (Direction::In, Some(sender)) => format::who(client, &sender),
+        (Direction::In, None) => "?".to_owned(),
+    };
+    let place = match m.chat {
+        Chat::Group(g) => format!(" in group {}", format::short_group(&g)),
+        Chat::User(_) => String::new(),
+    };
+    let mark = match m.state {
+        MessageState::Received => "  NEW",
+        MessageState::Queued => "  (queued)",
+        MessageState::Sent => "  (sent)",
+        MessageState::Delivered => "  (delivered)",
+        _ => "",
+    };
+    format!(
+        "#{} [{}] {who}{place}: {}{mark}",
+        m.row_id,
+        format::time(m.sent_at),
+        m.text
+    )
+}
 
 /// Prints what a sync brought; returns how many messages.
 pub fn show_report(report: &SyncReport) -> usize {
@@ -85,6 +144,7 @@ pub async fn send(device: &Device, args: SendArgs) -> anyhow::Result<()> {
     match result {
         Ok(report) => {
             show_report(&report);
+            mark_shown(&mut client, &report);
         }
         Err(e) => {
             client.close().map_err(|e| errors::client(e, store))?;
@@ -107,7 +167,8 @@ pub async fn send(device: &Device, args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sotto inbox`.
+/// `sotto inbox`: every new message (also those that arrived before and were not shown), what
+/// else the sync brought, and every new message marked read.
 pub async fn inbox(device: &Device, args: InboxArgs) -> anyhow::Result<()> {
     let store = device.store.as_path();
     let mut client = open(device).await?;
@@ -115,17 +176,94 @@ pub async fn inbox(device: &Device, args: InboxArgs) -> anyhow::Result<()> {
         .sync_with(args.timeout, args.quiet)
         .await
         .map_err(|e| errors::client(e, store))?;
-    let n = show_report(&report);
-    if n == 0 {
-        println!("no new messages");
-    } else {
-        println!("{n} new message(s)");
+    for e in &report.events {
+        match (e, format::event(e)) {
+            (ClientEvent::Message(_), _) | (_, None) => {}
+            (ClientEvent::Refused(_) | ClientEvent::ContentRejected(_), Some(line)) => {
+                eprintln!("note:{line}");
+            }
+            (_, Some(line)) => println!("{line}"),
+        }
+    }
+    let unread = client.unread().map_err(|e| errors::client(e, store))?;
+    for m in &unread {
+        println!("{}", stored_line(&client, m));
+    }
+    let chats: std::collections::BTreeSet<Chat> = unread.iter().map(|m| m.chat).collect();
+    for chat in &chats {
+        client
+            .mark_read(chat)
+            .map_err(|e| errors::client(e, store))?;
+    }
+    match unread.len() {
+        0 => println!("no new messages"),
+        n => println!("{n} new message(s)"),
     }
     if !report.complete {
         eprintln!(
             "note: the inbox may hold more (stopped after {:?})",
             args.timeout
         );
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto history`.
+pub async fn history(device: &Device, args: HistoryArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let chat = conversation(&client, &args.with)?;
+    let messages = client
+        .messages(&chat)
+        .map_err(|e| errors::client(e, store))?;
+    let title = match chat {
+        Chat::User(u) => {
+            let trust = client.trust(&u).map(format::trust).unwrap_or("?");
+            format!("conversation with {} ({trust})", format::who(&client, &u))
+        }
+        Chat::Group(g) => format!("group {}", format::short_group(&g)),
+    };
+    println!("{title}: {} message(s)", messages.len());
+    let skip = match args.last {
+        0 => 0,
+        n => messages.len().saturating_sub(n),
+    };
+    for m in messages.iter().skip(skip) {
+        println!("{}", stored_line(&client, m));
+    }
+    client
+        .mark_read(&chat)
+        .map_err(|e| errors::client(e, store))?;
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto delete`.
+pub async fn delete(device: &Device, args: DeleteArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    match (args.message, &args.conversation) {
+        (Some(n), _) => {
+            let gone = client
+                .delete_message(n)
+                .map_err(|e| errors::client(e, store))?;
+            if !gone {
+                return Err(hinted(
+                    format!("there is no message #{n} in this store"),
+                    "`sotto history <contact or group>` shows the numbers",
+                ));
+            }
+            println!("message #{n} deleted from this device");
+        }
+        (None, Some(who)) => {
+            let chat = conversation(&client, who)?;
+            let n = client
+                .delete_conversation(&chat)
+                .map_err(|e| errors::client(e, store))?;
+            println!("{n} message(s) deleted from this device; the contact or group stays");
+        }
+        (None, None) => unreachable!("clap requires --message or --conversation"),
     }
     client.close().map_err(|e| errors::client(e, store))?;
     Ok(())
@@ -195,10 +333,14 @@ pub async fn chat(device: &Device, args: ChatArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let client = session
+    let mut client = session
         .shutdown()
         .await
         .map_err(|e| errors::client(e, store))?;
+    // What the chat showed is read.
+    if let Err(e) = client.mark_read(&Chat::User(with)) {
+        tracing::warn!(error = %e, "could not mark the conversation read");
+    }
     let waiting = client.outbox_len().unwrap_or(0);
     if waiting > 0 {
         eprintln!(

@@ -21,11 +21,32 @@ pub fn for_open() -> anyhow::Result<Zeroizing<Vec<u8>>> {
     prompt("passphrase of the store: ")
 }
 
+/// The environment variable of a new passphrase for `sotto passphrase`.
+pub const NEW_ENV: &str = "SOTTO_NEW_PASSPHRASE";
+
+/// The new passphrase of `sotto passphrase`: from [`NEW_ENV`], or typed twice.
+pub fn for_change() -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    if let Ok(p) = std::env::var(NEW_ENV) {
+        if p.is_empty() {
+            return Err(hinted(
+                format!("{NEW_ENV} is empty"),
+                "choose a passphrase; it encrypts everything on this device",
+            ));
+        }
+        return Ok(Zeroizing::new(p.into_bytes()));
+    }
+    typed_twice()
+}
+
 /// The passphrase for a new store: typed twice when prompted.
 pub fn for_create() -> anyhow::Result<Zeroizing<Vec<u8>>> {
     if let Some(p) = from_env() {
         return Ok(p);
     }
+    typed_twice()
+}
+
+fn typed_twice() -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let first = prompt("new passphrase for the store: ")?;
     if first.is_empty() {
         return Err(hinted(

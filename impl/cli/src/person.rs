@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use sotto_client::pin::{Fingerprint, fetch_ca};
 use sotto_client::{Client, Config, Resolve, UserId};
 
-use crate::cli::{AddArgs, CardArgs, SignupArgs, VerifyArgs};
+use crate::cli::{AddArgs, CardArgs, NameArgs, SignupArgs, VerifyArgs};
 use crate::errors::{self, hinted};
 use crate::{format, passphrase, qr};
 
@@ -204,6 +204,40 @@ pub async fn contacts(device: &Device) -> anyhow::Result<()> {
             c.name.map(|n| format!("  {n}")).unwrap_or_default()
         );
     }
+    Ok(())
+}
+
+/// `sotto name`.
+pub async fn name(device: &Device, args: NameArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let user = format::user(&client, &args.contact)?;
+    let name = if args.clear {
+        None
+    } else {
+        args.name.as_deref()
+    };
+    client
+        .set_contact_name(&user, name)
+        .map_err(|e| errors::client(e, store))?;
+    match name {
+        Some(n) => println!("{user} is now {n:?}"),
+        None => println!("{user} has no name now"),
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto passphrase`.
+pub async fn passphrase(device: &Device) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let new = passphrase::for_change()?;
+    client
+        .change_passphrase(&new)
+        .map_err(|e| errors::client(e, store))?;
+    client.close().map_err(|e| errors::client(e, store))?;
+    println!("the store now opens with the new passphrase");
     Ok(())
 }
 

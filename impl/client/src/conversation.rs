@@ -258,6 +258,59 @@ impl Client {
         Ok(self.store.messages_with(chat)?)
     }
 
+    /// Names a contact (`None` removes the name): 1 to 64 characters, no control character,
+    /// not a user id. [`ClientError::Invalid`] otherwise; `Misuse(UnknownPeer)` for someone who
+    /// is not a contact.
+    pub fn set_contact_name(&mut self, user: &UserId, name: Option<&str>) -> Result<()> {
+        if let Some(name) = name {
+            let n = name.chars().count();
+            if n == 0 || n > 64 || name.chars().any(char::is_control) || name != name.trim() {
+                return Err(ClientError::Invalid(
+                    "a contact name is 1 to 64 characters, without control characters or \
+                     surrounding spaces",
+                ));
+            }
+            if UserId::parse(name).is_ok() {
+                return Err(ClientError::Invalid("a contact name cannot be a user id"));
+            }
+        }
+        if self.store.set_contact_name(user, name)? {
+            Ok(())
+        } else {
+            Err(sotto_core::Error::from(sotto_core::error::MisuseError::UnknownPeer).into())
+        }
+    }
+
+    /// Received messages not yet marked read, in the order they were committed.
+    pub fn unread(&self) -> Result<Vec<StoredMessage>> {
+        Ok(self.store.unread()?)
+    }
+
+    /// Marks every received message of `chat` read; returns how many were unread.
+    pub fn mark_read(&mut self, chat: &Chat) -> Result<usize> {
+        Ok(self.store.mark_read(chat)?)
+    }
+
+    /// Deletes one stored message (by [`StoredMessage::row_id`]) from this device's store, its
+    /// text overwritten in the file; returns whether it was there. Nothing is sent: the other
+    /// side keeps its copy.
+    pub fn delete_message(&mut self, row_id: i64) -> Result<bool> {
+        Ok(self.store.delete_message(row_id)?)
+    }
+
+    /// Deletes every stored message of a conversation from this device's store; returns how
+    /// many. The contact or group stays.
+    pub fn delete_conversation(&mut self, chat: &Chat) -> Result<usize> {
+        Ok(self.store.delete_conversation(chat)?)
+    }
+
+    /// Changes the store's passphrase (STORE-1: a new salt and key, the whole file re-encrypted)
+    /// with the key derivation parameters of [`Config::kdf`](crate::Config::kdf).
+    pub fn change_passphrase(&mut self, new_passphrase: &[u8]) -> Result<()> {
+        let params = self.config.kdf;
+        Ok(self.store.change_passphrase(new_passphrase, params)?)
+    }
+
     /// The state of a message this device sent.
     pub fn outgoing_state(&self, id: &MessageId) -> Result<Option<MessageState>> {
         Ok(self.store.outgoing_state(id)?)

@@ -11,7 +11,7 @@ use crate::rows::{from_ms, message_id_from, user_from};
 use crate::store::Store;
 
 /// A conversation: with one contact, or in a group.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Chat {
     /// Pairwise, with this user.
     User(UserId),
@@ -229,6 +229,24 @@ impl Store {
                 chat.is_group(),
                 MessageState::Received.code()
             ],
+        )?)
+    }
+
+    /// Deletes one message (by its local row id, [`StoredMessage::row_id`]); returns whether it
+    /// was there. `secure_delete` overwrites its text in the file. A sent message still in the
+    /// outbox goes out all the same; only this copy is gone.
+    pub fn delete_message(&mut self, row_id: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM messages WHERE id = ?1", [row_id])?
+            == 1)
+    }
+
+    /// Deletes every message of a conversation; returns how many.
+    pub fn delete_conversation(&mut self, chat: &Chat) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM messages WHERE chat = ?1 AND is_group = ?2",
+            params![chat.as_bytes(), chat.is_group()],
         )?)
     }
 

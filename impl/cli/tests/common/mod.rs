@@ -105,6 +105,29 @@ impl Server {
         Server::start_with(data, &["--listen", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
     }
 
+    /// `sotto serve` with `broker` on free loopback ports, and `extra` arguments; `None` (after
+    /// saying the test is skipped) when that broker is not installed.
+    pub fn with_broker(
+        data: &Path,
+        broker: sotto_server::Broker,
+        extra: &[&str],
+    ) -> Option<Server> {
+        if !broker.is_available() {
+            eprintln!("SKIPPED for {broker}: not installed (apt-get install {broker})");
+            return None;
+        }
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--broker",
+            broker.name(),
+        ];
+        args.extend(extra);
+        Some(Server::start_with(data, &args))
+    }
+
     /// `sotto serve <args> --difficulty 2 --data <data>`; waits for `ready`.
     pub fn start_with(data: &Path, args: &[&str]) -> Server {
         Server::start_logging(data, args, Stdio::inherit())
@@ -196,6 +219,17 @@ static OUTPUT_FILES: AtomicU64 = AtomicU64::new(0);
 impl Running {
     /// Starts `sotto <args>` on `store` with `passphrase`; its output goes to files in `dir`.
     pub fn spawn(dir: &Path, store: &Path, passphrase: &str, args: &[&str]) -> Running {
+        Running::spawn_env(dir, store, passphrase, args, &[])
+    }
+
+    /// [`Running::spawn`] with more environment variables.
+    pub fn spawn_env(
+        dir: &Path,
+        store: &Path,
+        passphrase: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Running {
         let n = OUTPUT_FILES.fetch_add(1, Ordering::Relaxed);
         let out_path = dir.join(format!("out-{n}"));
         let err_path = dir.join(format!("err-{n}"));
@@ -203,6 +237,7 @@ impl Running {
             .args(args)
             .env("SOTTO_STORE", store)
             .env("SOTTO_PASSPHRASE", passphrase)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::null())

@@ -424,8 +424,14 @@ fn a_renewal_is_signed_by_the_identity_key_under_its_own_context() {
     let iks = alice.public_identity().iks();
     iks.verify(sotto_core::kdf::SIG_RENEW, &[part], &sig)
         .expect("verifies with IKs under SIG_RENEW");
-    assert!(iks.verify(sotto_core::kdf::SIG_SIGNUP, &[part], &sig).is_err());
-    assert!(iks.verify(sotto_core::kdf::SIG_RENEW, &[b"other"], &sig).is_err());
+    assert!(
+        iks.verify(sotto_core::kdf::SIG_SIGNUP, &[part], &sig)
+            .is_err()
+    );
+    assert!(
+        iks.verify(sotto_core::kdf::SIG_RENEW, &[b"other"], &sig)
+            .is_err()
+    );
     let bob = device(&mut r, 2);
     assert!(
         bob.public_identity()
