@@ -74,6 +74,12 @@ pub enum Command {
     Add(AddArgs),
     /// Compare safety numbers with a contact and mark them verified.
     Verify(VerifyArgs),
+    /// Compare a contact's identity with the one the directory holds (RX-9): the same, or
+    /// changed, with both safety numbers and what to do.
+    Identity(ContactArgs),
+    /// Accept the identity the directory holds for a contact, after comparing its safety number
+    /// in person: the contact becomes unverified until `verify`.
+    Accept(ContactArgs),
     /// Send a message; it is delivered even if the recipient is offline.
     Send(SendArgs),
     /// Receive everything queued for you, print the new messages and exit.
@@ -239,6 +245,14 @@ pub struct ChatArgs {
     /// Earlier messages of the conversation to show first.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub history: usize,
+}
+
+/// A command about one contact.
+#[derive(Debug, Args)]
+pub struct ContactArgs {
+    /// The contact: user id, a unique prefix of it, or its name.
+    #[arg(value_name = "CONTACT")]
+    pub contact: String,
 }
 
 /// `sotto name`.

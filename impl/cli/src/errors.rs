@@ -96,7 +96,8 @@ pub fn client(e: ClientError, store: &Path) -> anyhow::Error {
         ClientError::IdentityChanged(user) => (
             format!("the identity of {user} in the directory differs from the one you have"),
             Some(format!(
-                "compare safety numbers with {user} in person before trusting the new identity"
+                "`sotto identity {user}` shows both safety numbers; compare the new one with \
+                 {user} in person, then `sotto accept {user}`"
             )),
         ),
         ClientError::Network { .. }

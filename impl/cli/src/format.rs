@@ -139,7 +139,8 @@ pub fn event(e: &ClientEvent) -> Option<String> {
             "  new contact {u} (UNVERIFIED: compare safety numbers with `sotto verify {u}`)"
         )),
         ClientEvent::IdentityChangeRefused => Some(
-            "  a first message was refused: its sender's identity differs from the contact's"
+            "  a first message was refused: its sender's identity differs from the contact's \
+             (RX-9); `sotto identity <contact>` compares a contact with the directory"
                 .to_owned(),
         ),
         ClientEvent::GroupKey { group, epoch } => Some(format!(

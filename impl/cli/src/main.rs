@@ -84,6 +84,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => person::verify(&store, args).await,
         Command::Contacts => person::contacts(&store).await,
         Command::Name(args) => person::name(&store, args).await,
+        Command::Identity(args) => person::identity(&store, args).await,
+        Command::Accept(args) => person::accept(&store, args).await,
         Command::History(args) => messaging::history(&store, args).await,
         Command::Delete(args) => messaging::delete(&store, args).await,
         Command::Passphrase => person::passphrase(&store).await,

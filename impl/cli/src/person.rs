@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use sotto_client::pin::{Fingerprint, fetch_ca};
 use sotto_client::{Client, Config, Resolve, UserId};
 
-use crate::cli::{AddArgs, CardArgs, NameArgs, SignupArgs, VerifyArgs};
+use crate::cli::{AddArgs, CardArgs, ContactArgs, NameArgs, SignupArgs, VerifyArgs};
 use crate::errors::{self, hinted};
 use crate::{format, passphrase, qr};
 
@@ -224,6 +224,71 @@ pub async fn name(device: &Device, args: NameArgs) -> anyhow::Result<()> {
         Some(n) => println!("{user} is now {n:?}"),
         None => println!("{user} has no name now"),
     }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto identity`.
+pub async fn identity(device: &Device, args: ContactArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let user = format::user(&client, &args.contact)?;
+    let check = client
+        .directory_identity(&user)
+        .await
+        .map_err(|e| errors::client(e, store))?;
+    let who = format::who(&client, &user);
+    if check.changed {
+        println!("the identity of {who} in the directory CHANGED");
+        println!(
+            "  safety number you had:       {}",
+            check.known_safety_number
+        );
+        println!(
+            "  safety number the directory: {}",
+            check.directory_safety_number
+        );
+        println!(
+            "a new device of theirs, or someone in between: compare the new number with them in \
+             person or on a call; if it matches, `sotto accept {user}`, then `sotto verify {user}`"
+        );
+        println!(
+            "until then their first messages under the new identity are refused (RX-9) and wait in \
+             their outbox"
+        );
+    } else {
+        println!(
+            "the directory holds the identity you have for {who} ({}); safety number {}",
+            trust_of(&client, &user),
+            check.known_safety_number
+        );
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto accept`.
+pub async fn accept(device: &Device, args: ContactArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let user = format::user(&client, &args.contact)?;
+    let check = client
+        .directory_identity(&user)
+        .await
+        .map_err(|e| errors::client(e, store))?;
+    if !check.changed {
+        println!("nothing to accept: the directory holds the identity you have for {user}");
+        client.close().map_err(|e| errors::client(e, store))?;
+        return Ok(());
+    }
+    client
+        .accept_new_identity(&user)
+        .await
+        .map_err(|e| errors::client(e, store))?;
+    println!(
+        "accepted the new identity of {user} (safety number {}); UNVERIFIED until `sotto verify {user}`",
+        check.directory_safety_number
+    );
     client.close().map_err(|e| errors::client(e, store))?;
     Ok(())
 }

@@ -123,7 +123,7 @@ mod transport;
 
 pub use account::Client;
 pub use config::Config;
-pub use conversation::{GroupInfo, HeldEnvelope};
+pub use conversation::{GroupInfo, HeldEnvelope, IdentityCheck};
 pub use error::{
     ApiCode, BadAnswer, BrokerRefusal, Cause, ClientError, CryptoError, DecodeError, Fault,
     GroupError, MisuseError, NetworkFailure, ProtocolError, ProtocolFault, Result, Service,
