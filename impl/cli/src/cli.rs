@@ -282,7 +282,11 @@ pub struct HistoryArgs {
 
 /// `sotto delete`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["message", "conversation"])))]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .args(["message", "conversation", "contact"])
+))]
 pub struct DeleteArgs {
     /// The message number `sotto history` shows (#N).
     #[arg(long, value_name = "N")]
@@ -290,6 +294,10 @@ pub struct DeleteArgs {
     /// Every message with a contact (user id, prefix or name) or in a group.
     #[arg(long, value_name = "CONTACT_OR_GROUP")]
     pub conversation: Option<String>,
+    /// A contact: its keys and sessions, its name, the conversation and its messages still in
+    /// the outbox.
+    #[arg(long, value_name = "CONTACT")]
+    pub contact: Option<String>,
 }
 
 /// `sotto group ...`.

@@ -244,6 +244,17 @@ pub async fn delete(device: &Device, args: DeleteArgs) -> anyhow::Result<()> {
     let store = device.store.as_path();
     let mut client = open(device).await?;
     match (args.message, &args.conversation) {
+        (None, None) if args.contact.is_some() => {
+            let text = args.contact.as_deref().unwrap_or_default();
+            let user = format::user(&client, text)?;
+            client
+                .delete_contact(&user)
+                .map_err(|e| errors::client(e, store))?;
+            println!(
+                "{user} deleted from this device: keys, sessions, name and conversation \
+                 (a new first message from them makes a new, unverified contact)"
+            );
+        }
         (Some(n), _) => {
             let gone = client
                 .delete_message(n)
@@ -263,7 +274,7 @@ pub async fn delete(device: &Device, args: DeleteArgs) -> anyhow::Result<()> {
                 .map_err(|e| errors::client(e, store))?;
             println!("{n} message(s) deleted from this device; the contact or group stays");
         }
-        (None, None) => unreachable!("clap requires --message or --conversation"),
+        (None, None) => unreachable!("clap requires --message, --conversation or --contact"),
     }
     client.close().map_err(|e| errors::client(e, store))?;
     Ok(())

@@ -75,6 +75,14 @@ fn flows(broker: Broker) {
     assert!(out.stdout.contains(": 0 message(s)"), "{out:?}");
     let out = sotto(d, &alice, PASSPHRASE, &["delete"]);
     assert!(!out.ok && out.stderr.contains("--message"), "{out:?}");
+    // A contact deleted: gone from the list, nothing can be sent to it, its card adds it again.
+    let out = sotto(d, &alice, PASSPHRASE, &["delete", "--contact", "Bob"]);
+    assert!(out.ok, "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["contacts"]);
+    assert!(!out.stdout.contains(&bob_id), "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["send", &bob_id, "x"]);
+    out.assert_clear_error(&["is not a contact"]);
+    assert!(add_card(d, &alice, &bob).ok);
 
     // A new passphrase: the old one no longer opens the store, the new one does.
     let new = "a completely different passphrase";
@@ -101,7 +109,12 @@ fn flows(broker: Broker) {
     .wait();
     out.assert_clear_error(&["SOTTO_NEW_PASSPHRASE is empty"]);
     // Messages still flow with the new passphrase.
-    let out = sotto(d, &alice, PASSPHRASE, &["send", "Bob", "after the change"]);
+    let out = sotto(
+        d,
+        &alice,
+        PASSPHRASE,
+        &["send", &bob_id, "after the change"],
+    );
     assert!(out.ok, "{out:?}");
     let out = sotto(d, &bob, new, &["inbox"]);
     assert!(out.stdout.contains("after the change"), "{out:?}");

@@ -317,6 +317,18 @@ impl Client {
         Ok(self.store.delete_message(row_id)?)
     }
 
+    /// Deletes a contact from this device: its keys and sessions (the core forgets them), its
+    /// name, the conversation and that conversation's messages still in the outbox, in one
+    /// commit. Nothing is
+    /// sent. `Misuse(UnknownPeer)` for someone who is not a contact.
+    pub fn delete_contact(&mut self, user: &UserId) -> Result<()> {
+        let user = *user;
+        self.mutate(
+            |d, _, _| Ok(d.remove_contact(&user)?),
+            |s, d, _, now| Ok(s.commit_contact_removal(d, &user, now)?),
+        )
+    }
+
     /// Deletes every stored message of a conversation from this device's store; returns how
     /// many. The contact or group stays.
     pub fn delete_conversation(&mut self, chat: &Chat) -> Result<usize> {

@@ -177,6 +177,34 @@ impl Store {
         self.commit_step(device, now, |tx| enqueue(tx, queue, now))
     }
 
+    /// Commits `device` after [`Device::remove_contact`] of `user`, and forgets everything this
+    /// store kept of that contact, in the same transaction: its row in `contacts` (its name), the
+    /// conversation, and the outbox rows of that conversation's messages (they stop going out;
+    /// group messages to them, if they share a group, still go).
+    pub fn commit_contact_removal(
+        &mut self,
+        device: &mut Device,
+        user: &UserId,
+        now: u64,
+    ) -> Result<()> {
+        self.check_device(device)?;
+        let now = ms(now)?;
+        self.commit_step(device, now, |tx| {
+            tx.execute("DELETE FROM contacts WHERE user_id = ?1", [&user.0[..]])?;
+            tx.execute(
+                "DELETE FROM outbox WHERE recipient = ?1 AND message_id IN
+                     (SELECT message_id FROM messages
+                      WHERE chat = ?1 AND is_group = 0 AND outgoing = 1)",
+                [&user.0[..]],
+            )?;
+            tx.execute(
+                "DELETE FROM messages WHERE chat = ?1 AND is_group = 0",
+                [&user.0[..]],
+            )?;
+            Ok(())
+        })
+    }
+
     /// One transaction of a step (STORE-3): the records the device changed
     /// ([`Device::changes`]), then what `write` adds; the device's change marks are cleared only
     /// once the transaction committed ([`Device::mark_committed`]), so after an `Err` the next

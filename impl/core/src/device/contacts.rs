@@ -91,6 +91,17 @@ impl Device {
         );
     }
 
+    /// Forgets a contact: its identity, trust, bundle and every session with it (their keys go
+    /// with the next commit). A later first message under that user id makes a new, unverified
+    /// contact (RX-9); group memberships are the groups' own and stay.
+    pub fn remove_contact(&mut self, user: &UserId) -> Result<()> {
+        let old = self.contacts.remove(user).ok_or(MisuseError::UnknownPeer)?;
+        for sid in old.sessions {
+            self.drop_session(sid);
+        }
+        Ok(())
+    }
+
     /// Marks a contact verified after the people compared safety numbers (SAFE-1).
     pub fn mark_verified(&mut self, user: &UserId) -> Result<()> {
         let c = self

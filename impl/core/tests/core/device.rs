@@ -440,3 +440,44 @@ fn a_renewal_is_signed_by_the_identity_key_under_its_own_context() {
             .is_err()
     );
 }
+
+/// A removed contact is gone with its sessions: a message on the old session no longer opens,
+/// nothing can be sent to it, and a new first message from that user id makes a new, unverified
+/// contact (RX-9).
+#[test]
+fn a_removed_contact_is_forgotten_with_its_sessions() {
+    let mut r = rng(41);
+    let mut alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut alice, &bob);
+    scan(&mut bob, &alice);
+    let first = send(&mut alice, &mut r, T0, &bob, "one");
+    assert_eq!(text_of(&bob.receive(T0, &first.envelope).unwrap()), "one");
+    let answer = send(&mut bob, &mut r, T0, &alice, "two");
+    assert_eq!(
+        text_of(&alice.receive(T0, &answer.envelope).unwrap()),
+        "two"
+    );
+    let later = send(&mut alice, &mut r, T0, &bob, "three");
+
+    bob.remove_contact(alice.user_id()).unwrap();
+    assert!(bob.contact(alice.user_id()).is_none());
+    assert!(!bob.contacts().any(|u| u == alice.user_id()));
+    assert_eq!(
+        bob.remove_contact(alice.user_id()).unwrap_err(),
+        Error::Misuse(MisuseError::UnknownPeer)
+    );
+    assert!(
+        bob.receive(T0, &later.envelope).is_err(),
+        "the session is gone"
+    );
+    bob.check_routing_index().unwrap();
+
+    // Alice starts over from Bob's card: a new first message makes an unverified contact.
+    alice.remove_contact(bob.user_id()).unwrap();
+    scan(&mut alice, &bob);
+    let again = send(&mut alice, &mut r, T0, &bob, "again");
+    let got = bob.receive(T0, &again.envelope).unwrap();
+    assert_eq!(text_of(&got), "again");
+    assert_eq!(bob.contact(alice.user_id()).unwrap().0, Trust::Unverified);
+}
