@@ -92,6 +92,9 @@ pub struct Client {
     pub(crate) rng: OsRng,
     /// A first message met a full replay cache since the last rotation (X3DH-8).
     pub(crate) replay_cache_full: bool,
+    /// How far this device's local clock is ahead of the system's, ms: 0 but in tests
+    /// (`advance_local_clock`, feature `test-utils`).
+    pub(crate) local_ahead_ms: u64,
 }
 
 impl core::fmt::Debug for Client {
@@ -234,6 +237,7 @@ impl Client {
             config,
             rng: OsRng,
             replay_cache_full: false,
+            local_ahead_ms: 0,
         };
         client.creds.save(&mut client.store)?;
         client.store.set_time_offset(client.clock.offset_ms())?;
@@ -291,6 +295,7 @@ impl Client {
             config,
             rng: OsRng,
             replay_cache_full: false,
+            local_ahead_ms: 0,
         })
     }
 
@@ -343,7 +348,20 @@ impl Client {
 
     /// The server-corrected time, ms (TIME-1).
     pub fn now(&self) -> u64 {
-        self.clock.now(local_ms())
+        self.clock.now(self.local())
+    }
+
+    /// The device's local clock, ms.
+    fn local(&self) -> u64 {
+        local_ms().saturating_add(self.local_ahead_ms)
+    }
+
+    /// Moves this device's local clock `by` ahead, as days passing would (feature `test-utils`;
+    /// with the service's clock moved alike, a test lives through months in seconds).
+    #[cfg(feature = "test-utils")]
+    pub fn advance_local_clock(&mut self, by: std::time::Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.local_ahead_ms = self.local_ahead_ms.saturating_add(ms);
     }
 
     /// Closes the store.
@@ -377,7 +395,7 @@ impl Client {
     /// Records the server time of the last membership response (TIME-1).
     pub(crate) fn observe(&mut self, membership: &MembershipClient) -> Result<()> {
         if let Some(t) = membership.last_server_time_ms() {
-            self.clock.observe(t, local_ms());
+            self.clock.observe(t, self.local());
             self.store.set_time_offset(self.clock.offset_ms())?;
         }
         Ok(())
@@ -437,9 +455,9 @@ impl Client {
     /// Asks the membership service for its time and keeps the offset (TIME-1).
     pub async fn refresh_time(&mut self) -> Result<i64> {
         let membership = self.creds.membership()?;
-        let local_before = local_ms();
+        let local_before = self.local();
         let server = membership.time().await?;
-        let local_after = local_ms();
+        let local_after = self.local();
         // The server read its clock somewhere in between: take the midpoint.
         let local = local_before + local_after.saturating_sub(local_before) / 2;
         self.clock.observe(server, local);

@@ -29,6 +29,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 
+use crate::clock::Clock;
 use crate::key_proof::ClientKeyVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
@@ -103,6 +104,7 @@ pub struct Pki {
     server_key_der: Vec<u8>,
     server_key_pem: String,
     server_pem: String,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Pki {
@@ -203,7 +205,20 @@ impl Pki {
             server_key_der,
             server_key_pem,
             server_pem,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same PKI on `clock`: what it issues certificates at and checks client certificates
+    /// against ([`crate::clock`]; the service's one clock).
+    pub fn with_clock(mut self, clock: Clock) -> Pki {
+        self.clock = clock;
+        self
+    }
+
+    /// The service's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The CA certificate, PEM.
@@ -254,7 +269,7 @@ impl Pki {
         dn.push(DnType::CommonName, user_id);
         dn.push(DnType::OrganizationName, user_id);
         params.distinguished_name = dn;
-        set_validity(&mut params, CLIENT_VALIDITY);
+        set_validity(&mut params, CLIENT_VALIDITY, self.clock.now());
         params.serial_number = Some(random_serial()?);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -273,7 +288,7 @@ impl Pki {
         let ca = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
             .allow_unauthenticated()
             .build()?;
-        let verifier = Arc::new(ClientKeyVerifier::new(ca));
+        let verifier = Arc::new(ClientKeyVerifier::new(ca, self.clock.clone()));
         Ok((self.server_config(verifier.clone())?, verifier))
     }
 
@@ -295,7 +310,7 @@ impl Pki {
         verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     ) -> Result<Arc<ServerConfig>, CaError> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()));
-        let config = ServerConfig::builder_with_provider(provider())
+        let config = ServerConfig::builder_with_details(provider(), Arc::new(self.clock.clone()))
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.server_chain.clone(), key)?;
@@ -323,7 +338,7 @@ fn ca_params() -> Result<CertificateParams, CaError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     params.serial_number = Some(random_serial()?);
-    set_validity(&mut params, CA_VALIDITY);
+    set_validity(&mut params, CA_VALIDITY, SystemTime::now());
     Ok(params)
 }
 
@@ -392,16 +407,15 @@ fn server_params(names: &[String]) -> Result<CertificateParams, CaError> {
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial()?);
-    set_validity(&mut params, SERVER_VALIDITY);
+    set_validity(&mut params, SERVER_VALIDITY, SystemTime::now());
     Ok(params)
 }
 
 /// Validity from the start of the current UTC day, minus [`BACKDATE`], to the start of the UTC
 /// day after `validity` from now: a certificate's dates, and what the directory records of them,
 /// name only days, never the moment of a signup or a renewal (Req1).
-fn set_validity(params: &mut CertificateParams, validity: Duration) {
+fn set_validity(params: &mut CertificateParams, validity: Duration, now: SystemTime) {
     let day = Duration::from_secs(24 * 3600);
-    let now = SystemTime::now();
     let since_epoch = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);

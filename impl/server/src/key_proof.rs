@@ -28,6 +28,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 pub struct ClientKeyVerifier {
     /// Certificates of the service CA (optional: anonymous clients are allowed).
     ca: Arc<dyn ClientCertVerifier>,
+    /// The service's clock, what a certificate's dates are checked against.
+    clock: crate::clock::Clock,
 }
 
 /// The DER SubjectPublicKeyInfo of the key a connection proved it holds (its client certificate's
@@ -37,14 +39,19 @@ pub struct ProvenKey(pub Vec<u8>);
 
 impl ClientKeyVerifier {
     /// Accepts the certificates `ca` accepts, and any other that parses.
-    pub fn new(ca: Arc<dyn ClientCertVerifier>) -> ClientKeyVerifier {
-        ClientKeyVerifier { ca }
+    pub fn new(ca: Arc<dyn ClientCertVerifier>, clock: crate::clock::Clock) -> ClientKeyVerifier {
+        ClientKeyVerifier { ca, clock }
     }
 
     /// Whether `cert` is a certificate of the service CA (then its CN is an identity).
     pub fn is_certified(&self, cert: &CertificateDer<'_>) -> bool {
         self.ca
-            .verify_client_cert(cert, &[], UnixTime::now())
+            .verify_client_cert(
+                cert,
+                &[],
+                rustls::time_provider::TimeProvider::current_time(&self.clock)
+                    .unwrap_or_else(UnixTime::now),
+            )
             .is_ok()
     }
 

@@ -33,6 +33,7 @@
 pub mod admission;
 pub mod broker;
 pub mod ca;
+pub mod clock;
 pub mod gate;
 pub mod key_proof;
 pub mod membership;

@@ -39,6 +39,7 @@ use crate::broker::mosquitto::{self, MosquittoFiles};
 use crate::broker::upstream::InternalAddr;
 use crate::broker::{BrokerError, Hop, InboxLimits, MessageService, MosquittoRun};
 use crate::ca::{CaError, Pki};
+use crate::clock::Clock;
 use crate::gate;
 use crate::membership::quota::QuotaLimits;
 use crate::membership::{
@@ -153,6 +154,7 @@ pub struct ServiceBuilder {
     membership_quotas: QuotaLimits,
     server_names: Vec<String>,
     metrics_listen: Option<SocketAddr>,
+    clock: Clock,
 }
 
 fn loopback() -> SocketAddr {
@@ -232,6 +234,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// The service's wall clock ([`crate::clock`]; default the system's). Tests move a
+    /// `Clock::skewed` one ahead to live through months (feature `test-utils`).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Serves the operator's metrics and health check (`GET /metrics`, `GET /health`, plain
     /// HTTP; [`crate::metrics`]) on `addr` (port 0: a free port, see [`Service::metrics_addr`]).
     /// Default: not served (the counters are kept all the same, [`Service::metrics`]).
@@ -262,7 +271,7 @@ impl ServiceBuilder {
         let pki = tokio::task::spawn_blocking(move || Pki::load_or_create_for(&dir, &names))
             .await
             .map_err(|_| ServiceError::Config("the PKI task failed"))??;
-        let pki = Arc::new(pki);
+        let pki = Arc::new(pki.with_clock(self.clock.clone()));
         let mosquitto_dir = self.data_dir.join("mosquitto");
         // Open files per front connection in this process: the client's socket and the front's
         // two to the broker, plus the embedded broker's two ends of those.
@@ -384,6 +393,7 @@ impl Service {
             membership_quotas: QuotaLimits::DEFAULT,
             server_names: Vec::new(),
             metrics_listen: None,
+            clock: Clock::system(),
         }
     }
 
@@ -545,7 +555,7 @@ impl Service {
         if pki.ca_pem() != self.pki.ca_pem() {
             return Err(ServiceError::Config("the CA in the data directory changed"));
         }
-        self.pki = Arc::new(pki);
+        self.pki = Arc::new(pki.with_clock(self.pki.clock().clone()));
         let handle = Membership::start(self.membership_config.clone(), self.pki.clone()).await?;
         self.membership = Some(handle);
         Ok(())

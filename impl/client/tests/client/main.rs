@@ -12,3 +12,4 @@ mod pin;
 mod receiving;
 mod restart;
 mod session;
+mod year;

@@ -17,7 +17,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::{Body, HttpBody};
@@ -126,14 +126,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Milliseconds since the Unix epoch on the server's clock (TIME-1).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Reads a request body of at most [`MAX_BODY`] bytes (413 `body_too_large` beyond).
 ///
 /// An oversize body is still read (and dropped) up to [`DRAIN_LIMIT`] bytes before the 413 goes
@@ -214,9 +206,9 @@ fn cert_record(pem: &str) -> Option<CertRecord> {
 // ------------------------------------------------------------------------------------ routes
 
 /// `GET /v1/time` (TIME-1).
-pub(crate) async fn time() -> Json<TimeResponse> {
+pub(crate) async fn time(State(state): Shared) -> Json<TimeResponse> {
     Json(TimeResponse {
-        server_time_ms: now_ms(),
+        server_time_ms: state.pki.clock().now_ms(),
     })
 }
 
@@ -269,7 +261,7 @@ pub(crate) async fn signup(
                 continue;
             }
             let (certificate_pem, cert) = issue(&state.pki, &user_id, req.tls_spki())?;
-            let now = now_ms();
+            let now = state.pki.clock().now_ms();
             let inserted = state.store.insert_user(&NewUser {
                 user_id,
                 identity: req.identity(),
@@ -306,7 +298,7 @@ pub(crate) async fn renew(
     let bytes = read_body(body).await?;
     let req = RenewRequest::from_bytes(&bytes)?;
     proven.check(req.tls_spki())?;
-    let now = now_ms();
+    let now = state.pki.clock().now_ms();
     if now.abs_diff(req.timestamp_ms()) > RENEW_WINDOW_MS {
         return Err(ApiError::new(
             ApiCode::StaleTimestamp,
@@ -333,7 +325,7 @@ pub(crate) async fn renew(
         Ok(CertificateResponse {
             certificate_pem,
             ca_pem: state.pki.ca_pem().to_owned(),
-            server_time_ms: now_ms(),
+            server_time_ms: state.pki.clock().now_ms(),
         })
     })
     .await?;

@@ -120,9 +120,10 @@ impl Membership {
             .map_err(|_| StoreError::Task)??;
         config
             .revocations
-            .replace(store.revoked_serials(handlers::now_ms())?);
+            .replace(store.revoked_serials(pki.clock().now_ms())?);
+        let pki_clock = pki.clock().clone();
         let store = Arc::new(store);
-        let sweeper = tokio::spawn(expire_accounts(store.clone()));
+        let sweeper = tokio::spawn(expire_accounts(store.clone(), pki.clock().clone()));
         let (tls, keys) = pki.https_server_config()?;
         let tls = TlsAcceptor::from(tls);
         let gate = Gate::new(
@@ -155,6 +156,7 @@ impl Membership {
             PeerChecks {
                 keys,
                 revocations: config.revocations.clone(),
+                clock: pki_clock.clone(),
             },
             router(state),
             tap.clone(),
@@ -265,12 +267,13 @@ const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(24 * 36
 /// At start and then daily: deletes the accounts whose certificate expired more than
 /// [`store::ACCOUNT_GRACE_DAYS`] ago without a renewal ([`store::Store::expire_accounts`]),
 /// logging only how many.
-async fn expire_accounts(store: Arc<store::Store>) {
+async fn expire_accounts(store: Arc<store::Store>, clock: crate::clock::Clock) {
     let mut tick = tokio::time::interval(EXPIRY_SWEEP);
     loop {
         tick.tick().await;
         let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.expire_accounts(handlers::now_ms())).await {
+        let now = clock.now_ms();
+        match tokio::task::spawn_blocking(move || store.expire_accounts(now)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(accounts = n, "expired accounts deleted"),
             Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired accounts"),
@@ -342,6 +345,8 @@ async fn accept_loop(
 struct PeerChecks {
     keys: Arc<ClientKeyVerifier>,
     revocations: Revocations,
+    /// The service's clock, for the TIME-1 header of every response.
+    clock: crate::clock::Clock,
 }
 
 async fn serve_connection(
@@ -372,9 +377,11 @@ async fn serve_connection(
     );
     let proven = cert.as_ref().and_then(ClientKeyVerifier::proven_key);
     let service = TowerToHyperService::new(router);
+    let clock = checks.clock;
     let per_request = hyper::service::service_fn(move |req: Request<Incoming>| {
         let service = service.clone();
         let tap = tap.active();
+        let clock = clock.clone();
         let proven = Proven(proven.clone());
         async move {
             let handled = async {
@@ -393,7 +400,7 @@ async fn serve_connection(
                     Ok(Err(never)) => match never {},
                     Err(_) => ApiError::timeout().into_response(),
                 };
-            stamp(&mut response);
+            stamp(&mut response, &clock);
             if let Some(tap) = &tap {
                 response = tap.response(response).await;
             }
@@ -409,9 +416,9 @@ async fn serve_connection(
 }
 
 /// TIME-1 on every response, and no caching of anything (bundles are single-use).
-fn stamp(response: &mut Response) {
+fn stamp(response: &mut Response, clock: &crate::clock::Clock) {
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&handlers::now_ms().to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&clock.now_ms().to_string()) {
         headers.insert(sotto_wire::membership_api::TIME_HEADER, v);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
