@@ -282,8 +282,7 @@ pub async fn accept(device: &Device, args: ContactArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     client
-        .accept_new_identity(&user)
-        .await
+        .accept_checked_identity(&check)
         .map_err(|e| errors::client(e, store))?;
     println!(
         "accepted the new identity of {user} (safety number {}); UNVERIFIED until `sotto verify {user}`",

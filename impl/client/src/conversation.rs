@@ -101,6 +101,7 @@ impl Client {
             changed: directory != known,
             known_safety_number: known.grouped(),
             directory_safety_number: directory.grouped(),
+            bundle,
         })
     }
 
@@ -108,6 +109,16 @@ impl Client {
     /// sessions are dropped (RX-9).
     pub async fn accept_new_identity(&mut self, user: &UserId) -> Result<()> {
         let bundle = self.fetch_bundle(user).await?;
+        self.replace_contact(bundle)
+    }
+
+    /// Accepts exactly the identity `check` showed (its safety number is the one the people
+    /// compared), without asking the directory again.
+    pub fn accept_checked_identity(&mut self, check: &IdentityCheck) -> Result<()> {
+        self.replace_contact(check.bundle)
+    }
+
+    fn replace_contact(&mut self, bundle: PreKeyBundle) -> Result<()> {
         self.mutate(
             |d, _, _| {
                 d.replace_contact(&bundle);
@@ -411,4 +422,6 @@ pub struct IdentityCheck {
     pub known_safety_number: String,
     /// The safety number with the identity the directory holds.
     pub directory_safety_number: String,
+    /// The bundle the directory gave, which [`Client::accept_checked_identity`] takes.
+    bundle: PreKeyBundle,
 }

@@ -276,32 +276,29 @@ impl RenewRequest {
         tls_spki: &[u8],
         timestamp_ms: u64,
     ) -> Result<Self> {
+        let mut req = RenewRequest::unsigned(user_id, tls_spki, timestamp_ms)?;
+        req.sig = identity.signing().sign(SIG_RENEW, &[&req.signed_part()]);
+        Ok(req)
+    }
+
+    /// The request without its signature yet, its key length checked (LIM-16).
+    fn unsigned(user_id: UserId, tls_spki: &[u8], timestamp_ms: u64) -> Result<Self> {
         if tls_spki.is_empty() || tls_spki.len() > MAX_SPKI {
             return Err(DecodeError::LengthOutOfRange.into());
         }
-        let mut req = RenewRequest {
+        Ok(RenewRequest {
             user_id,
             tls_spki: tls_spki.to_vec(),
             timestamp_ms,
             sig: [0; 64],
-        };
-        req.sig = identity.signing().sign(SIG_RENEW, &[&req.signed_part()]);
-        Ok(req)
+        })
     }
 
     /// Builds a request for `tls_spki` signed by `device`'s identity key, for its own user id,
     /// at server-corrected time `timestamp_ms` (the key stays in the core:
     /// [`sotto_core::Device::sign_renewal`]).
     pub fn by_device(device: &Device, tls_spki: &[u8], timestamp_ms: u64) -> Result<Self> {
-        if tls_spki.is_empty() || tls_spki.len() > MAX_SPKI {
-            return Err(DecodeError::LengthOutOfRange.into());
-        }
-        let mut req = RenewRequest {
-            user_id: *device.user_id(),
-            tls_spki: tls_spki.to_vec(),
-            timestamp_ms,
-            sig: [0; 64],
-        };
+        let mut req = RenewRequest::unsigned(*device.user_id(), tls_spki, timestamp_ms)?;
         req.sig = device.sign_renewal(&req.signed_part());
         Ok(req)
     }
