@@ -40,6 +40,9 @@ pub struct Accepted {
     pub contact: Option<Contact>,
     /// One-time prekey consumed.
     pub opk: Option<u8>,
+    /// The first message opened, but under another `IKs` than the contact its user id names
+    /// (RX-9): the receiver holds it, unopened, until the person decides.
+    pub claims_new_identity: bool,
 }
 
 impl SottoModel {
@@ -255,7 +258,8 @@ impl SottoModel {
     }
 
     /// X3DH-6: everything the responder checks and computes, with no state change; `None` if
-    /// the first message must be refused.
+    /// the first message must be refused; [`Accepted::claims_new_identity`] if it must be held
+    /// (RX-9).
     pub(crate) fn x3dh_respond(&self, s: &State, me_dev: Dev, f: &[TermId]) -> Option<Accepted> {
         let t = self.t();
         let me = Party::Dev(me_dev);
@@ -298,14 +302,7 @@ impl SottoModel {
             self.refusals.hit(Refusal::FirstUnopenable);
             return None; // bad_signature
         }
-        // RX-9: a known user id must keep its IKs.
         let known = dev.contact(peer);
-        if known.is_some_and(|c| c.iks != iks) {
-            self.refusals.hit(Refusal::FirstIdentityChanged);
-            if self.variant != Variant::SkipIdentityComparison {
-                return None; // identity_changed
-            }
-        }
         let spk = t.atom(Atom::Spk(me));
         let mut dhs = vec![t.dh(t.private_of(ikd)?, spk), dh2, t.dh(ek, spk)];
         if let Some(k) = opk {
@@ -375,6 +372,9 @@ impl SottoModel {
             id,
             contact,
             opk,
+            // RX-9: a known user id must keep its IKs (checked once the message opened, as the
+            // implementation does; the caller holds the message).
+            claims_new_identity: changed,
         })
     }
 }

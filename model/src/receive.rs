@@ -38,6 +38,9 @@ enum Outcome {
     GroupDuplicate { from: Dev, epoch: u8, n: u8 },
     /// Unknown routing tag or group (RX-8): keep for retry.
     Unknown,
+    /// A first message that claims another identity for a contact (RX-9): kept with the
+    /// envelopes of RX-8, unopened, until the person decides (which the model never does).
+    Held,
     /// Refused; nothing changes.
     Refused,
 }
@@ -106,7 +109,8 @@ impl SottoModel {
 
     /// Returns whether new keys (session, epoch, group epoch) were created.
     fn process_one(&self, s: &mut State, d: Dev, env: TermId) -> bool {
-        match self.open_envelope(s, d, env) {
+        let outcome = self.open_envelope(s, d, env);
+        match outcome {
             Outcome::Pairwise {
                 session,
                 inner,
@@ -132,8 +136,10 @@ impl SottoModel {
                 self.group_receipt_again(s, d, from, epoch, n, env);
                 false
             }
-            Outcome::Unknown => {
-                self.refusals.hit(Refusal::KeptForRetry);
+            Outcome::Unknown | Outcome::Held => {
+                if matches!(outcome, Outcome::Unknown) {
+                    self.refusals.hit(Refusal::KeptForRetry);
+                }
                 let r = &mut s.dev_mut(d).retry;
                 if !r.contains(&env) {
                     r.push(env);
@@ -287,6 +293,12 @@ impl SottoModel {
             }
             return Outcome::Refused;
         };
+        if acc.claims_new_identity {
+            self.refusals.hit(Refusal::FirstIdentityChanged);
+            if self.variant != Variant::SkipIdentityComparison {
+                return Outcome::Held; // identity_changed
+            }
+        }
         let dev = s.dev_mut(d);
         if let Some(c) = acc.contact {
             dev.set_contact(c);

@@ -15,7 +15,7 @@ use sotto_model::{SottoModel, Variant};
 use stateright::Model;
 
 /// Unique states of `--config small` (2 users, 8 scenario steps, every fault after the first send).
-const SMALL_UNIQUE_STATES: usize = 281_534;
+const SMALL_UNIQUE_STATES: usize = 301_554;
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))

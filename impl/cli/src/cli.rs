@@ -74,12 +74,19 @@ pub enum Command {
     Add(AddArgs),
     /// Compare safety numbers with a contact and mark them verified.
     Verify(VerifyArgs),
-    /// Compare a contact's identity with the one the directory holds (RX-9): the same, or
-    /// changed, with both safety numbers and what to do.
+    /// Show a contact's identity changes (RX-9): messages held because they claim a new
+    /// identity, and the identity the directory holds, each with both safety numbers.
     Identity(ContactArgs),
-    /// Accept the identity the directory holds for a contact, after comparing its safety number
-    /// in person: the contact becomes unverified until `verify`.
+    /// Accept a contact's new identity after comparing its safety number in person or on a call:
+    /// the one held messages claim (they then open), else the one the directory holds. The
+    /// contact is unverified until `verify`.
     Accept(ContactArgs),
+    /// Refuse the new identity held messages claim for a contact: they are dropped unopened.
+    Reject(ContactArgs),
+    /// Block a user: nothing from them is opened or answered any more, nothing is sent to them.
+    Block(ContactArgs),
+    /// Lift a block.
+    Unblock(ContactArgs),
     /// Send a message; it is delivered even if the recipient is offline.
     Send(SendArgs),
     /// Receive everything queued for you, print the new messages and exit.
@@ -95,7 +102,8 @@ pub enum Command {
     Name(NameArgs),
     /// Show a conversation with a contact or a group, its new messages marked, and mark it read.
     History(HistoryArgs),
-    /// Delete a message or a whole conversation from this device's store (nothing is sent).
+    /// Delete a message, a conversation or a contact from this device's store (nothing is
+    /// sent), or your whole account (--account: at the service too).
     Delete(DeleteArgs),
     /// Change the passphrase of the store (SOTTO_NEW_PASSPHRASE, or typed twice).
     Passphrase,
@@ -285,7 +293,7 @@ pub struct HistoryArgs {
 #[command(group(
     clap::ArgGroup::new("what")
         .required(true)
-        .args(["message", "conversation", "contact"])
+        .args(["message", "conversation", "contact", "account"])
 ))]
 pub struct DeleteArgs {
     /// The message number `sotto history` shows (#N).
@@ -298,6 +306,13 @@ pub struct DeleteArgs {
     /// the outbox.
     #[arg(long, value_name = "CONTACT")]
     pub contact: Option<String>,
+    /// Your account: the service forgets your keys, certificate and inbox (messages to you are
+    /// refused from then on), and this device's store is deleted. Cannot be undone.
+    #[arg(long)]
+    pub account: bool,
+    /// With --account: do not ask for confirmation (needed when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `sotto group ...`.

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sotto_client::{
     ApiCode, BrokerRefusal, ClientError, CryptoError, GroupError, MisuseError, NetworkFailure,
-    ProtocolError, Service, StoreError,
+    ProtocolError, Service, SessionError, StoreError,
 };
 
 /// An error with the next step for the person.
@@ -145,6 +145,9 @@ fn protocol_hint(e: ProtocolError) -> Option<String> {
         }
         ProtocolError::Group(GroupError::NotAMember) => {
             "add the person to the group first: `sotto group add GROUP USER_ID`"
+        }
+        ProtocolError::Session(SessionError::Blocked) => {
+            "you blocked this person: `sotto unblock <contact>` lifts it"
         }
         ProtocolError::Group(GroupError::UnknownGroup) => "see your groups with `sotto group list`",
         ProtocolError::Group(GroupError::NotGroupAdmin) => {

@@ -138,11 +138,19 @@ pub fn event(e: &ClientEvent) -> Option<String> {
         ClientEvent::NewContact(u) => Some(format!(
             "  new contact {u} (UNVERIFIED: compare safety numbers with `sotto verify {u}`)"
         )),
-        ClientEvent::IdentityChangeRefused => Some(
-            "  a first message was refused: its sender's identity differs from the contact's \
-             (RX-9); `sotto identity <contact>` compares a contact with the directory"
-                .to_owned(),
-        ),
+        ClientEvent::IdentityChanged {
+            contact,
+            was_verified,
+        } => Some(format!(
+            "  {contact} writes under a NEW identity{}: the message waits unopened; \
+             `sotto identity {contact}` shows both safety numbers, then `sotto accept {contact}` \
+             or `sotto reject {contact}`",
+            if *was_verified {
+                " (the one you had was VERIFIED)"
+            } else {
+                ""
+            }
+        )),
         ClientEvent::GroupKey { group, epoch } => Some(format!(
             "  group {}: key for epoch {epoch} received",
             short_group(group)
@@ -150,6 +158,16 @@ pub fn event(e: &ClientEvent) -> Option<String> {
         ClientEvent::RemovedFromGroup(g) => {
             Some(format!("  group {}: the admin removed you", short_group(g)))
         }
+        ClientEvent::Undeliverable {
+            id,
+            recipient,
+            reason,
+        } => Some(format!(
+            "  UNDELIVERABLE to {recipient}: message {}: {reason}; it is not sent again",
+            short_hex(&id.to_string())
+        )),
+        // The person's own block (RX-11): nothing to tell them.
+        ClientEvent::Refused(r) if r.code() == "blocked" => None,
         ClientEvent::Refused(r) => Some(format!("  an envelope was refused ({})", r.code())),
         ClientEvent::ContentRejected(r) => {
             Some(format!("  a message's content was refused ({})", r.code()))

@@ -1,5 +1,6 @@
 //! `send`, `inbox` and `chat`: the commands that talk to the message service; `history` and
-//! `delete`, which read and change the conversations in the store.
+//! `delete`, which read and change the conversations in the store (and `delete --account`,
+//! which deletes the account at the service and the store with it).
 //!
 //! A received message is *new* until it was shown: `inbox` shows every new one (also those a
 //! `chat` or `send` did not show) and marks them read, `history` marks its conversation read.
@@ -9,11 +10,14 @@
 //! that cannot go out stays in the store's outbox and leaves with the next sync. `chat` keeps a
 //! session open ([`Client::connect`]) and feeds it the lines typed on stdin.
 
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use sotto_client::{
-    Chat, Client, ClientEvent, Direction, MessageState, StoredMessage, SyncReport, UserId,
+    ApiCode, Chat, Client, ClientError, ClientEvent, Direction, MessageId, MessageState,
+    StoredMessage, SyncReport, UserId,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -52,8 +56,21 @@ fn conversation(client: &Client, text: &str) -> anyhow::Result<Chat> {
     }
 }
 
-/// One stored message as `history` and `inbox` show it.
-fn stored_line(client: &Client, m: &StoredMessage) -> String {
+/// The sent messages the service refused for good (a recipient deleted their account).
+fn undeliverable(client: &Client) -> BTreeSet<MessageId> {
+    client
+        .held_outbox()
+        .map(|held| {
+            held.iter()
+                .filter(|h| h.is_undeliverable())
+                .map(|h| h.id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One stored message as `history` and `inbox` show it (`undeliverable`: see [`undeliverable`]).
+fn stored_line(client: &Client, m: &StoredMessage, undeliverable: &BTreeSet<MessageId>) -> String {
     let who = match (m.direction, m.sender) {
         (Direction::Out, _) => "you".to_owned(),
         (Direction::In, Some(sender)) => format::who(client, &sender),
@@ -64,6 +81,11 @@ fn stored_line(client: &Client, m: &StoredMessage) -> String {
         Chat::User(_) => String::new(),
     };
     let mark = match m.state {
+        MessageState::Queued | MessageState::Sent
+            if m.direction == Direction::Out && undeliverable.contains(&m.id) =>
+        {
+            "  (UNDELIVERABLE: the recipient deleted their account)"
+        }
         MessageState::Received => "  NEW",
         MessageState::Queued => "  (queued)",
         MessageState::Sent => "  (sent)",
@@ -154,7 +176,13 @@ pub async fn send(device: &Device, args: SendArgs) -> anyhow::Result<()> {
             ));
         }
     }
+    let refused_for_good = undeliverable(&client).contains(&id);
     match state {
+        Some(MessageState::Queued | MessageState::Sent) if refused_for_good => {
+            println!(
+                "NOT delivered to {to}: they deleted their account; the message is not sent again"
+            );
+        }
         Some(MessageState::Queued) | None => {
             println!(
                 "queued for {to}: the broker did not confirm it yet; it goes out with the next sync"
@@ -187,7 +215,7 @@ pub async fn inbox(device: &Device, args: InboxArgs) -> anyhow::Result<()> {
     }
     let unread = client.unread().map_err(|e| errors::client(e, store))?;
     for m in &unread {
-        println!("{}", stored_line(&client, m));
+        println!("{}", stored_line(&client, m, &BTreeSet::new()));
     }
     let chats: std::collections::BTreeSet<Chat> = unread.iter().map(|m| m.chat).collect();
     for chat in &chats {
@@ -229,8 +257,9 @@ pub async fn history(device: &Device, args: HistoryArgs) -> anyhow::Result<()> {
         0 => 0,
         n => messages.len().saturating_sub(n),
     };
+    let gone = undeliverable(&client);
     for m in messages.iter().skip(skip) {
-        println!("{}", stored_line(&client, m));
+        println!("{}", stored_line(&client, m, &gone));
     }
     client
         .mark_read(&chat)
@@ -239,8 +268,66 @@ pub async fn history(device: &Device, args: HistoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sotto delete --account`: asks for a confirmation (unless `yes`), then deletes the account
+/// at the service and this device's store.
+async fn delete_account(device: &Device, yes: bool) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let client = open(device).await?;
+    let user = client.user_id();
+    if !yes {
+        let confirmed = std::io::stdin().is_terminal() && {
+            eprint!(
+                "This deletes the account {user} at {} (your keys, certificate and queued \
+                 messages; messages to you are refused from then on) and this device's store {}. \
+                 It cannot be undone.\nType `delete` to confirm: ",
+                client.server_url(),
+                store.display()
+            );
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "delete"
+        };
+        if !confirmed {
+            client.close().map_err(|e| errors::client(e, store))?;
+            return Err(hinted(
+                "the account was not deleted: not confirmed",
+                "run it in a terminal and type `delete`, or pass --yes",
+            ));
+        }
+    }
+    client.delete_account().await.map_err(|e| match e {
+        ClientError::Refused {
+            code: ApiCode::ClientCertificateRequired,
+            ..
+        } => hinted(
+            "the service no longer accepts this device's certificate",
+            format!(
+                "the account may be deleted already; the store {} is kept: remove it by hand \
+                 if so",
+                store.display()
+            ),
+        ),
+        other => errors::client(other, store).context("the account was not deleted"),
+    })?;
+    println!(
+        "account {user} deleted: the service forgot your keys, certificate and queued messages \
+         (messages to you are refused from now on), and the store {} is gone",
+        store.display()
+    );
+    Ok(())
+}
+
 /// `sotto delete`.
 pub async fn delete(device: &Device, args: DeleteArgs) -> anyhow::Result<()> {
+    if args.account {
+        return delete_account(device, args.yes).await;
+    }
+    if args.yes {
+        return Err(hinted(
+            "--yes confirms only the deletion of the account",
+            "use `sotto delete --account --yes`, or leave --yes out",
+        ));
+    }
     let store = device.store.as_path();
     let mut client = open(device).await?;
     match (args.message, &args.conversation) {

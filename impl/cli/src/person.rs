@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use sotto_client::pin::{Fingerprint, fetch_ca};
-use sotto_client::{Client, Config, Resolve, UserId};
+use sotto_client::{Client, Config, HeldIdentityClaim, Resolve, UserId};
 
 use crate::cli::{AddArgs, CardArgs, ContactArgs, NameArgs, SignupArgs, VerifyArgs};
 use crate::errors::{self, hinted};
@@ -195,14 +195,29 @@ pub async fn contacts(device: &Device) -> anyhow::Result<()> {
     if contacts.is_empty() {
         println!("no contacts yet: `sotto add <card URI or user id>`");
     }
-    for c in contacts {
+    let blocked = client.blocked();
+    for c in &contacts {
         println!(
-            "{}  {:<10}  added {}{}",
+            "{}  {:<10}  added {}{}{}",
             c.user,
             format::trust(c.trust),
             format::time(c.added_at),
-            c.name.map(|n| format!("  {n}")).unwrap_or_default()
+            c.name
+                .as_ref()
+                .map(|n| format!("  {n}"))
+                .unwrap_or_default(),
+            if blocked.contains(&c.user) {
+                "  BLOCKED"
+            } else {
+                ""
+            }
         );
+    }
+    for u in blocked
+        .iter()
+        .filter(|u| !contacts.iter().any(|c| c.user == **u))
+    {
+        println!("{u}  (not a contact)  BLOCKED");
     }
     Ok(())
 }
@@ -233,11 +248,37 @@ pub async fn identity(device: &Device, args: ContactArgs) -> anyhow::Result<()> 
     let store = device.store.as_path();
     let mut client = open(device).await?;
     let user = format::user(&client, &args.contact)?;
+    let who = format::who(&client, &user);
+    let claims = claims_for(&client, &user, store)?;
+    for c in &claims {
+        println!(
+            "{} first message(s) from {who} claim a NEW identity, held unopened since {}",
+            c.messages,
+            format::time(c.held_since)
+        );
+        println!(
+            "  safety number you had{}: {}",
+            if c.was_verified { " (verified)" } else { "" },
+            c.known_safety_number
+        );
+        println!("  safety number they claim:  {}", c.claimed_safety_number);
+    }
+    match claims.len() {
+        0 => {}
+        1 => println!(
+            "a new device of theirs, or someone pretending: compare the new number with them in \
+             person or on a call; if it matches, `sotto accept {user}` (the messages open), then \
+             `sotto verify {user}`; if not, `sotto reject {user}` (or `sotto block {user}`)"
+        ),
+        _ => println!(
+            "several different identities claim to be {who}: at most one is theirs; compare with \
+             them in person, `sotto reject {user}` drops all the held messages"
+        ),
+    }
     let check = client
         .directory_identity(&user)
         .await
         .map_err(|e| errors::client(e, store))?;
-    let who = format::who(&client, &user);
     if check.changed {
         println!("the identity of {who} in the directory CHANGED");
         println!(
@@ -248,14 +289,13 @@ pub async fn identity(device: &Device, args: ContactArgs) -> anyhow::Result<()> 
             "  safety number the directory: {}",
             check.directory_safety_number
         );
-        println!(
-            "a new device of theirs, or someone in between: compare the new number with them in \
-             person or on a call; if it matches, `sotto accept {user}`, then `sotto verify {user}`"
-        );
-        println!(
-            "until then their first messages under the new identity are refused (RX-9) and wait in \
-             their outbox"
-        );
+        if claims.is_empty() {
+            println!(
+                "a new device of theirs, or someone in between: compare the new number with them \
+                 in person or on a call; if it matches, `sotto accept {user}`, then \
+                 `sotto verify {user}`"
+            );
+        }
     } else {
         println!(
             "the directory holds the identity you have for {who} ({}); safety number {}",
@@ -267,11 +307,37 @@ pub async fn identity(device: &Device, args: ContactArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `sotto accept`.
+/// `sotto accept`: the identity held messages claim, else the directory's.
 pub async fn accept(device: &Device, args: ContactArgs) -> anyhow::Result<()> {
     let store = device.store.as_path();
     let mut client = open(device).await?;
     let user = format::user(&client, &args.contact)?;
+    let claims = claims_for(&client, &user, store)?;
+    match claims.as_slice() {
+        [] => {}
+        [claim] => {
+            let events = client
+                .accept_identity_claim(claim)
+                .map_err(|e| errors::client(e, store))?;
+            println!(
+                "accepted the new identity of {user} (safety number {}); UNVERIFIED until \
+                 `sotto verify {user}`",
+                claim.claimed_safety_number
+            );
+            for line in events.iter().filter_map(format::event) {
+                println!("{line}");
+            }
+            client.close().map_err(|e| errors::client(e, store))?;
+            return Ok(());
+        }
+        _ => {
+            return Err(hinted(
+                format!("several different identities claim to be {user}: nothing accepted"),
+                "`sotto identity` shows them; `sotto reject` drops them all, then ask the person \
+                 to write again",
+            ));
+        }
+    }
     let check = client
         .directory_identity(&user)
         .await
@@ -288,6 +354,67 @@ pub async fn accept(device: &Device, args: ContactArgs) -> anyhow::Result<()> {
         "accepted the new identity of {user} (safety number {}); UNVERIFIED until `sotto verify {user}`",
         check.directory_safety_number
     );
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// The held identity claims for `user` (RX-9).
+fn claims_for(
+    client: &Client,
+    user: &UserId,
+    store: &std::path::Path,
+) -> anyhow::Result<Vec<HeldIdentityClaim>> {
+    Ok(client
+        .identity_claims()
+        .map_err(|e| errors::client(e, store))?
+        .into_iter()
+        .filter(|c| c.user == *user)
+        .collect())
+}
+
+/// `sotto reject`.
+pub async fn reject(device: &Device, args: ContactArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let user = format::user(&client, &args.contact)?;
+    let mut dropped = 0;
+    for claim in &claims_for(&client, &user, store)? {
+        dropped += client
+            .reject_identity_claim(claim)
+            .map_err(|e| errors::client(e, store))?;
+    }
+    if dropped == 0 {
+        println!("no held message claims a new identity for {user}");
+    } else {
+        println!(
+            "dropped {dropped} held message(s); {user} keeps the identity you had \
+             (`sotto block {user}` refuses everything from that user id)"
+        );
+    }
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto block` and `sotto unblock`.
+pub async fn block(device: &Device, args: ContactArgs, block: bool) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let user = format::user(&client, &args.contact)?;
+    let who = format::who(&client, &user);
+    if block {
+        client.block(&user).map_err(|e| errors::client(e, store))?;
+        println!(
+            "{who} is blocked: nothing from them is opened or answered, nothing is sent to them \
+             (`sotto unblock {user}` lifts it)"
+        );
+    } else if client
+        .unblock(&user)
+        .map_err(|e| errors::client(e, store))?
+    {
+        println!("{who} is no longer blocked");
+    } else {
+        println!("{who} was not blocked");
+    }
     client.close().map_err(|e| errors::client(e, store))?;
     Ok(())
 }

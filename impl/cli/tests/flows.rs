@@ -129,3 +129,78 @@ fn names_inbox_history_delete_and_passphrase_embedded() {
 fn names_inbox_history_delete_and_passphrase_mosquitto() {
     flows(Broker::Mosquitto);
 }
+
+/// `sotto delete --account`: refused without a confirmation (stdin is not a terminal here),
+/// then with `--yes` the account goes at the service and the store goes from the disk; a
+/// contact's next message says plainly that it cannot be delivered, and is not retried.
+fn delete_account(broker: Broker) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let Some(server) = Server::with_broker(&d.join("server"), broker, &[]) else {
+        return;
+    };
+    let (alice, bob) = (d.join("alice.db"), d.join("bob.db"));
+    signup(d, &alice, &server);
+    let bob_id = signup(d, &bob, &server);
+    assert!(add_card(d, &alice, &bob).ok);
+    assert!(add_card(d, &bob, &alice).ok);
+    // Before: a message to Bob goes out as usual.
+    let out = sotto(d, &alice, PASSPHRASE, &["send", &bob_id, "before"]);
+    assert!(out.ok && out.stdout.contains("sent to"), "{out:?}");
+    assert!(!out.stdout.contains("NOT delivered"), "{out:?}");
+
+    let out = sotto(d, &bob, PASSPHRASE, &["delete", "--account"]);
+    out.assert_clear_error(&["not deleted: not confirmed", "--yes"]);
+    assert!(bob.exists(), "nothing deleted without a confirmation");
+    let out = sotto(d, &bob, PASSPHRASE, &["delete", "--yes", "--message", "1"]);
+    out.assert_clear_error(&["--yes confirms only the deletion of the account"]);
+
+    let out = sotto(d, &bob, PASSPHRASE, &["delete", "--account", "--yes"]);
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("account {bob_id} deleted")),
+        "{out:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(d)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bob.db"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the store and its files are gone: {left:?}"
+    );
+    let out = sotto(d, &bob, PASSPHRASE, &["whoami"]);
+    out.assert_clear_error(&["no store at"]);
+
+    // After: the message is refused for good, and the history says so.
+    let out = sotto(d, &alice, PASSPHRASE, &["send", &bob_id, "after"]);
+    assert!(out.ok, "{out:?}");
+    assert!(out.stdout.contains("UNDELIVERABLE"), "{out:?}");
+    assert!(
+        out.stdout.contains("NOT delivered") && out.stdout.contains("deleted their account"),
+        "{out:?}"
+    );
+    let out = sotto(d, &alice, PASSPHRASE, &["history", &bob_id]);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("after"))
+        .expect("the message in the history")
+        .to_owned();
+    assert!(line.contains("UNDELIVERABLE"), "{line}");
+    // Not tried again by the next sync.
+    let out = sotto(d, &alice, PASSPHRASE, &["inbox"]);
+    assert!(out.ok && !out.stdout.contains("UNDELIVERABLE"), "{out:?}");
+}
+
+#[test]
+fn delete_account_embedded() {
+    delete_account(Broker::Embedded);
+}
+
+#[test]
+fn delete_account_mosquitto() {
+    delete_account(Broker::Mosquitto);
+}

@@ -2,11 +2,12 @@
 //! identity` compares a contact with the directory; when the directory substitutes another
 //! identity under the contact's user id (played here by rewriting membership.db, as `A1` could),
 //! it says CHANGED with both safety numbers and what to do; `sotto accept` takes the new identity,
-//! unverified until `sotto verify`.
+//! unverified until `sotto verify`. `sotto block` refuses everything from a user, `sotto unblock`
+//! lifts it.
 
 mod common;
 
-use common::{PASSPHRASE, Server, signup, sotto};
+use common::{PASSPHRASE, Server, add_card, signup, sotto, stored_messages};
 use sotto_core::UserId;
 
 /// The directory hands out `victim`'s user id with `other`'s identity and signed prekey.
@@ -88,5 +89,50 @@ fn a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request_
     let out = sotto(d, &alice, PASSPHRASE, &["accept", &bob_id]);
     assert!(out.stdout.contains("nothing to accept"), "{out:?}");
     let out = sotto(d, &alice, PASSPHRASE, &["identity", "nobody"]);
+    out.assert_clear_error(&["not a user id, a contact's name"]);
+}
+
+#[test]
+fn a_blocked_user_is_not_read_and_cannot_be_written_to_rx_11() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let server = Server::start(&d.join("server"));
+    let (alice, bob) = (d.join("alice.db"), d.join("bob.db"));
+    let alice_id = signup(d, &alice, &server);
+    let bob_id = signup(d, &bob, &server);
+    assert!(add_card(d, &alice, &bob).ok);
+    assert!(add_card(d, &bob, &alice).ok);
+    let out = sotto(d, &alice, PASSPHRASE, &["name", &bob_id, "Bob"]);
+    assert!(out.ok, "{out:?}");
+
+    let out = sotto(d, &alice, PASSPHRASE, &["block", "Bob"]);
+    assert!(out.ok, "{out:?}");
+    assert!(out.stdout.contains("is blocked"), "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["contacts"]);
+    assert!(out.stdout.contains("BLOCKED"), "{out:?}");
+    let out = sotto(d, &bob, PASSPHRASE, &["send", &alice_id, "let me in"]);
+    assert!(out.ok, "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["inbox"]);
+    assert!(out.ok, "{out:?}");
+    assert!(!out.stdout.contains("let me in"), "{out:?}");
+    assert!(out.stdout.contains("no new messages"), "{out:?}");
+    assert!(stored_messages(&alice, &bob_id).is_empty());
+    let out = sotto(d, &alice, PASSPHRASE, &["send", "Bob", "hi"]);
+    out.assert_clear_error(&["blocked"]);
+    // Nothing is held for a decision either.
+    let out = sotto(d, &alice, PASSPHRASE, &["reject", "Bob"]);
+    assert!(out.stdout.contains("no held message"), "{out:?}");
+
+    let out = sotto(d, &alice, PASSPHRASE, &["unblock", "Bob"]);
+    assert!(out.stdout.contains("no longer blocked"), "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["unblock", "Bob"]);
+    assert!(out.stdout.contains("was not blocked"), "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["contacts"]);
+    assert!(!out.stdout.contains("BLOCKED"), "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["send", "Bob", "welcome back"]);
+    assert!(out.ok, "{out:?}");
+    let out = sotto(d, &bob, PASSPHRASE, &["inbox"]);
+    assert!(out.stdout.contains("welcome back"), "{out:?}");
+    let out = sotto(d, &alice, PASSPHRASE, &["block", "nobody"]);
     out.assert_clear_error(&["not a user id, a contact's name"]);
 }

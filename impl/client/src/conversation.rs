@@ -85,49 +85,6 @@ impl Client {
         )
     }
 
-    /// What the directory holds of a contact's identity beside what this device knows (RX-9):
-    /// both safety numbers, and whether they differ. A changed identity is either the person's
-    /// new device or someone in between (the directory is not trusted, L6): the people compare
-    /// the new safety number before [`Client::accept_new_identity`].
-    pub async fn directory_identity(&mut self, user: &UserId) -> Result<IdentityCheck> {
-        let known = self.device.safety_number(user)?;
-        let bundle = self.fetch_bundle(user).await?;
-        let directory = sotto_core::SafetyNumber::compute(
-            (self.device.user_id(), self.device.public_identity().iks()),
-            (user, bundle.identity().iks()),
-        );
-        Ok(IdentityCheck {
-            user: *user,
-            changed: directory != known,
-            known_safety_number: known.grouped(),
-            directory_safety_number: directory.grouped(),
-            bundle,
-        })
-    }
-
-    /// Accepts a changed identity from the directory: the contact becomes unverified and its old
-    /// sessions are dropped (RX-9).
-    pub async fn accept_new_identity(&mut self, user: &UserId) -> Result<()> {
-        let bundle = self.fetch_bundle(user).await?;
-        self.replace_contact(bundle)
-    }
-
-    /// Accepts exactly the identity `check` showed (its safety number is the one the people
-    /// compared), without asking the directory again.
-    pub fn accept_checked_identity(&mut self, check: &IdentityCheck) -> Result<()> {
-        self.replace_contact(check.bundle)
-    }
-
-    fn replace_contact(&mut self, bundle: PreKeyBundle) -> Result<()> {
-        self.mutate(
-            |d, _, _| {
-                d.replace_contact(&bundle);
-                Ok(())
-            },
-            |s, d, _, now| Ok(s.commit_device(d, now, &[])?),
-        )
-    }
-
     /// Marks a contact verified after the people compared safety numbers (SAFE-1).
     pub fn verify(&mut self, user: &UserId) -> Result<()> {
         self.mutate(
@@ -408,20 +365,4 @@ pub struct HeldEnvelope {
 fn commit_all(store: &mut Store, device: &mut Device, outs: &[Outgoing], now: u64) -> Result<()> {
     let queue: Vec<ToSend<'_>> = outs.iter().map(ToSend::until_receipt).collect();
     Ok(store.commit_device(device, now, &queue)?)
-}
-
-/// A contact's identity as this device knows it and as the directory holds it
-/// ([`Client::directory_identity`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdentityCheck {
-    /// The contact.
-    pub user: UserId,
-    /// Whether the directory holds another identity than this device knows.
-    pub changed: bool,
-    /// The safety number with the identity this device knows (SAFE-1).
-    pub known_safety_number: String,
-    /// The safety number with the identity the directory holds.
-    pub directory_safety_number: String,
-    /// The bundle the directory gave, which [`Client::accept_checked_identity`] takes.
-    bundle: PreKeyBundle,
 }

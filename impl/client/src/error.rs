@@ -283,6 +283,8 @@ impl ClientError {
     /// Who is at fault.
     pub fn fault(&self) -> Fault {
         match self {
+            // Blocking is the person's own decision (RX-11).
+            ClientError::Protocol(ProtocolError::Session(SessionError::Blocked)) => Fault::Caller,
             ClientError::Protocol(e) => match e.fault() {
                 ProtocolFault::Misuse => Fault::Caller,
                 ProtocolFault::Local => Fault::Device,

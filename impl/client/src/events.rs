@@ -87,9 +87,15 @@ pub enum ClientEvent {
     },
     /// A first message from an unknown user created an unverified contact (RX-9).
     NewContact(UserId),
-    /// A first message was refused because its sender's identity differs from the contact's
-    /// (RX-9, `identity_changed`). The envelope names no sender, so neither does the event.
-    IdentityChangeRefused,
+    /// A first message claims another identity for a contact (RX-9): it is held, unopened, until
+    /// the person compares safety numbers and decides ([`crate::Client::identity_claims`],
+    /// [`crate::Client::accept_identity_claim`], [`crate::Client::reject_identity_claim`]).
+    IdentityChanged {
+        /// The contact.
+        contact: UserId,
+        /// Whether the identity this device held was verified.
+        was_verified: bool,
+    },
     /// This device joined a group or learned a new epoch of it (GRP-4).
     GroupKey {
         /// The group.
@@ -130,4 +136,16 @@ pub enum ClientEvent {
     /// renewed, the signed prekey rotated, the one-time prekeys counted and refilled, or a step
     /// that failed.
     Maintained(crate::maintenance::Maintenance),
+    /// The service refused an envelope of the outbox for good (BROKER-5, a permanent reason:
+    /// [`RefusalReason::NoSuchRecipient`], the recipient deleted their account): it is never
+    /// tried again. A message stays listed, undeliverable, by [`crate::Client::held_outbox`]
+    /// ([`crate::HeldEnvelope::is_undeliverable`]).
+    Undeliverable {
+        /// The message.
+        id: MessageId,
+        /// The recipient who is gone.
+        recipient: UserId,
+        /// Why (e.g. the recipient deleted their account).
+        reason: RefusalReason,
+    },
 }

@@ -110,8 +110,10 @@
 mod account;
 mod config;
 mod conversation;
+mod deletion;
 mod error;
 mod events;
+mod identity;
 pub mod maintenance;
 pub mod membership;
 mod online;
@@ -123,13 +125,14 @@ mod transport;
 
 pub use account::Client;
 pub use config::Config;
-pub use conversation::{GroupInfo, HeldEnvelope, IdentityCheck};
+pub use conversation::{GroupInfo, HeldEnvelope};
 pub use error::{
     ApiCode, BadAnswer, BrokerRefusal, Cause, ClientError, CryptoError, DecodeError, Fault,
     GroupError, MisuseError, NetworkFailure, ProtocolError, ProtocolFault, Result, Service,
     SessionError, StoreError,
 };
 pub use events::{ClientEvent, ReceivedMessage, Refusal, RefusalReason};
+pub use identity::{HeldIdentityClaim, IdentityCheck};
 pub use membership::check_bundle;
 pub use online::{Online, SyncReport};
 pub use resolve::Resolve;

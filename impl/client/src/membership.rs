@@ -199,6 +199,21 @@ impl MembershipClient {
         check_bundle(&self.bundle(user).await?, user)
     }
 
+    /// `POST /v1/account/delete` (needs a client certificate): the service forgets this
+    /// account (directory entry, prekeys, certificate, inbox). Afterwards the certificate is
+    /// refused: a second call is `Refused { 401, ClientCertificateRequired }`.
+    pub async fn delete_account(&self) -> Result<()> {
+        let (status, _) = self
+            .send(Method::POST, paths::ACCOUNT_DELETE, Some(Vec::new()), 0)
+            .await?;
+        if status != StatusCode::NO_CONTENT {
+            return Err(ClientError::BadAnswer(BadAnswer::UnexpectedStatus(
+                status.as_u16(),
+            )));
+        }
+        Ok(())
+    }
+
     async fn json<T: DeserializeOwned>(
         &self,
         method: Method,

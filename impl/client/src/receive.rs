@@ -6,6 +6,7 @@
 //!  envelopes ──Device::receive_into──┬─ Opened ──── message ─────────┐
 //!                                    ├─ Duplicate ─ store remembers? ─> receipt again (RX-6)
 //!                                    ├─ Park ────── parked (RX-8) ────┤
+//!                                    ├─ Hold ────── parked until the person decides (RX-9)
 //!                                    └─ Refused ─── logged ───────────┤
 //!  Inbound::finish: receipts coalesced per sender/group, group acks ─┴─ commit_burst ── ack all
 //! ```
@@ -97,13 +98,13 @@ impl Client {
                     envelope: bytes,
                     incoming,
                 }),
-                // Parked already: it stays where it is.
-                (Verdict::Park(_), Some(_)) => {}
-                (Verdict::Park(_), None) => commit.park.push(bytes),
+                // Parked (or held for the person, RX-9) already: it stays where it is.
+                (Verdict::Park(_) | Verdict::Hold(_), Some(_)) => {}
+                (Verdict::Park(_) | Verdict::Hold(_), None) => commit.park.push(bytes),
                 (Verdict::Duplicate | Verdict::Refused(_), _) => {}
             }
             // A parked envelope that opened, was a duplicate or was refused for good is done.
-            if let (false, Some(id)) = (matches!(v, Verdict::Park(_)), parked) {
+            if let (false, Some(id)) = (matches!(v, Verdict::Park(_) | Verdict::Hold(_)), parked) {
                 commit.unpark.push(*id);
             }
         }
@@ -137,11 +138,16 @@ impl Client {
                         // X3DH-8: a device that sees this rotates its signed prekey.
                         self.replay_cache_full = true;
                     }
-                    events.push(if *e == SessionError::IdentityChanged.into() {
-                        ClientEvent::IdentityChangeRefused
-                    } else {
-                        ClientEvent::Refused(Refusal { error: *e })
-                    });
+                    events.push(ClientEvent::Refused(Refusal { error: *e }));
+                }
+                Verdict::Hold(claim) => {
+                    if parked.is_none() {
+                        tracing::info!("a first message claims another identity: held (RX-9)");
+                        events.push(ClientEvent::IdentityChanged {
+                            contact: claim.user,
+                            was_verified: claim.known_trust == sotto_core::Trust::Verified,
+                        });
+                    }
                 }
                 Verdict::Duplicate => {}
             }

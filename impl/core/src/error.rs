@@ -125,6 +125,9 @@ pub enum SessionError {
     /// A known user id arrived with a different identity key (RX-9).
     #[error("identity changed")]
     IdentityChanged,
+    /// The person blocked this user id (RX-11): nothing from it is opened, nothing is sent to it.
+    #[error("blocked")]
+    Blocked,
 }
 
 /// A group operation failed.
@@ -186,7 +189,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
     /// Every error the core reports, one per stable code (protocol.md section 17).
-    pub const ALL: [Error; 36] = [
+    pub const ALL: [Error; 37] = [
         Error::Decode(DecodeError::Truncated),
         Error::Decode(DecodeError::TrailingBytes),
         Error::Decode(DecodeError::UnknownVersion),
@@ -216,6 +219,7 @@ impl Error {
         Error::Session(SessionError::EpochConflict),
         Error::Session(SessionError::ChainExhausted),
         Error::Session(SessionError::IdentityChanged),
+        Error::Session(SessionError::Blocked),
         Error::Group(GroupError::UnknownGroup),
         Error::Group(GroupError::NotGroupAdmin),
         Error::Group(GroupError::StaleGroupEpoch),
@@ -268,6 +272,7 @@ impl Error {
                 SessionError::EpochConflict => "epoch_conflict",
                 SessionError::ChainExhausted => "chain_exhausted",
                 SessionError::IdentityChanged => "identity_changed",
+                SessionError::Blocked => "blocked",
             },
             Error::Group(e) => match e {
                 GroupError::UnknownGroup => "unknown_group",
@@ -294,9 +299,11 @@ impl Error {
             Error::Decode(_) | Error::Crypto(_) => Fault::Peer,
             Error::Session(SessionError::UnknownRoutingTag)
             | Error::Group(GroupError::UnknownGroup) => Fault::Retry,
-            Error::Session(SessionError::ReplayCacheFull | SessionError::ChainExhausted) => {
-                Fault::Local
-            }
+            Error::Session(
+                SessionError::ReplayCacheFull
+                | SessionError::ChainExhausted
+                | SessionError::Blocked,
+            ) => Fault::Local,
             Error::Session(_) | Error::Group(_) => Fault::Peer,
             Error::Misuse(_) => Fault::Misuse,
         }

@@ -80,7 +80,9 @@ pub mod time;
 pub mod x3dh;
 
 pub use card::{ContactCard, SafetyNumber};
-pub use device::{Device, Event, Inbound, Incoming, Outgoing, Reply, Trust, Verdict};
+pub use device::{
+    Device, Event, IdentityClaim, Inbound, Incoming, Outgoing, Reply, Trust, Verdict,
+};
 pub use error::{Error, Fault, Result};
 pub use ids::{GroupId, MessageId, UserId};
 pub use inner::Content;

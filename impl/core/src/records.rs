@@ -1,5 +1,6 @@
 //! The device state as records (STORE-3): one record per identity-and-counters block, one-time
-//! prekey, contact, session, group, skipped key, left group, replay-cache entry and delivered id,
+//! prekey, contact, session, group, skipped key, left group, replay-cache entry, delivered id and
+//! blocked user id,
 //! and the change set of a step, so that the store writes only what a step changed. A session or
 //! group record leaves its skipped keys out ([`RecordKind::SessionSkippedKey`]): a chain step rewrites its
 //! session, not the up to LIM-4 keys it keeps; the records of older stores, which held them
@@ -63,11 +64,13 @@ pub enum RecordKind {
     /// The keys of one skipped message of a group and when they were kept (key: the group id,
     /// then the message's epoch, member index and counter).
     GroupSkippedKey = 12,
+    /// One user id the person blocked (RX-11; key: the user id, empty value).
+    Blocked = 13,
 }
 
 impl RecordKind {
     /// Every kind, in code order.
-    pub const ALL: [RecordKind; 12] = [
+    pub const ALL: [RecordKind; 13] = [
         RecordKind::Meta,
         RecordKind::OneTimePrekey,
         RecordKind::Contact,
@@ -80,6 +83,7 @@ impl RecordKind {
         RecordKind::Group,
         RecordKind::SessionSkippedKey,
         RecordKind::GroupSkippedKey,
+        RecordKind::Blocked,
     ];
 
     /// The kind's code.
@@ -608,7 +612,7 @@ mod tests {
         assert!(Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 1], &[0; 8]).is_err());
         assert!(Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 0, 2], &[0; 9]).is_err());
         let all: Vec<u8> = RecordKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(all, (1..=12).collect::<Vec<u8>>());
+        assert_eq!(all, (1..=13).collect::<Vec<u8>>());
         for k in RecordKind::ALL {
             assert_eq!(RecordKind::from_code(k.code()).unwrap(), k);
         }
@@ -617,7 +621,7 @@ mod tests {
             "unknown_version"
         );
         assert_eq!(
-            RecordKind::from_code(13).unwrap_err().code(),
+            RecordKind::from_code(14).unwrap_err().code(),
             "unknown_version"
         );
     }

@@ -20,8 +20,10 @@
 //!   authorizing mutual-TLS front (BROKER-1..4), and the Mosquitto profile.
 //! - [`admission`] and [`gate`]: how many connections each listener takes, per source and in
 //!   all, without keeping an address (the front's and the membership service's bounds).
-//! - [`revocation`]: client certificates replaced by a renewal, refused by the front and the
-//!   membership service.
+//! - [`revocation`]: client certificates replaced by a renewal (or an account deletion), refused
+//!   by the front and the membership service.
+//! - [`departure`]: accounts deleted or expired: messages to them are refused (BROKER-5, reason
+//!   2), their inboxes dropped from the broker.
 //! - [`key_proof`]: a signup or a renewal proves it holds the TLS key it asks a certificate for.
 //! - [`process`]: stopping a child process (SIGTERM, a bounded wait, SIGKILL).
 //! - [`service`]: the whole service started in one place ([`Service::builder`]), with [`Broker`],
@@ -34,6 +36,7 @@ pub mod admission;
 pub mod broker;
 pub mod ca;
 pub mod clock;
+pub mod departure;
 pub mod gate;
 pub mod key_proof;
 pub mod membership;

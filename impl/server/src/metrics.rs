@@ -104,6 +104,10 @@ pub struct Metrics {
     pub signups: Counter,
     /// Signups answered 429 by the membership rate limit.
     pub rate_limited: Counter,
+    /// Accounts deleted by their owner (`POST /v1/account/delete`).
+    pub accounts_deleted: Counter,
+    /// PUBLISHes refused because the recipient deleted their account (BROKER-5, reason 2).
+    pub mqtt_no_recipient: Counter,
     probes: Mutex<BTreeMap<&'static str, Probe>>,
 }
 
@@ -132,6 +136,8 @@ impl Metrics {
             mqtt_refused: Counter::default(),
             signups: Counter::default(),
             rate_limited: Counter::default(),
+            accounts_deleted: Counter::default(),
+            mqtt_no_recipient: Counter::default(),
             probes: Mutex::new(BTreeMap::new()),
         }
     }
@@ -224,11 +230,21 @@ impl Metrics {
                 &self.mqtt_inbox_full,
             ),
             (
+                "sotto_mqtt_no_recipient_total",
+                "PUBLISHes refused because the recipient deleted their account (BROKER-5, reason 2).",
+                &self.mqtt_no_recipient,
+            ),
+            (
                 "sotto_mqtt_refused_packets_total",
                 "Client packets refused by the front's rules (BROKER-1..3).",
                 &self.mqtt_refused,
             ),
             ("sotto_signups_total", "Accounts created.", &self.signups),
+            (
+                "sotto_accounts_deleted_total",
+                "Accounts deleted by their owner.",
+                &self.accounts_deleted,
+            ),
             (
                 "sotto_rate_limited_total",
                 "Signups refused by the rate limit (429).",

@@ -40,6 +40,7 @@ use crate::broker::upstream::InternalAddr;
 use crate::broker::{BrokerError, Hop, InboxLimits, MessageService, MosquittoRun};
 use crate::ca::{CaError, Pki};
 use crate::clock::Clock;
+use crate::departure::Departures;
 use crate::gate;
 use crate::membership::quota::QuotaLimits;
 use crate::membership::{
@@ -285,6 +286,8 @@ impl ServiceBuilder {
         });
         // Certificates a renewal replaced: the membership service fills it, the front reads it.
         let revocations = Revocations::new();
+        // Deleted and expired accounts: the membership service fills it, the front reads it.
+        let departures = Departures::new();
         let metrics = Arc::new(Metrics::new());
         let messages = Box::new(
             MessageService::start(
@@ -295,6 +298,7 @@ impl ServiceBuilder {
                 self.inbox_limits,
                 front_admission,
                 revocations.clone(),
+                departures.clone(),
                 metrics.clone(),
             )
             .await?,
@@ -314,6 +318,7 @@ impl ServiceBuilder {
             admission: self.membership_admission,
             quotas: self.membership_quotas,
             revocations,
+            departures,
             metrics: metrics.clone(),
         };
         let membership = Membership::start(membership_config.clone(), pki.clone()).await?;

@@ -78,6 +78,7 @@ async fn front(pki: &Pki, mosq: &InternalMosquitto) -> Front {
         sotto_server::InboxLimits::DEFAULT,
         sotto_server::admission::AdmissionLimits::FRONT,
         sotto_server::revocation::Revocations::new(),
+        sotto_server::departure::Departures::new(),
         std::sync::Arc::new(sotto_server::metrics::Metrics::new()),
     )
     .await

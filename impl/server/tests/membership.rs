@@ -62,6 +62,7 @@ async fn start_with(dir: &Path, difficulty: u8, quotas: QuotaLimits) -> Service 
             admission: AdmissionLimits::MEMBERSHIP,
             quotas,
             revocations: sotto_server::revocation::Revocations::new(),
+            departures: sotto_server::departure::Departures::new(),
             metrics: Arc::new(sotto_server::metrics::Metrics::new()),
         },
         pki.clone(),
@@ -649,7 +650,10 @@ async fn the_database_holds_keys_only_req1() {
     let svc = start(dir.path(), 0).await;
     let alice = sign_up(&svc, 20, 3).await;
     let bob = sign_up(&svc, 21, 3).await;
+    let carol = sign_up(&svc, 22, 3).await;
     alice.client.bundle(&bob.user).await.unwrap();
+    // Carol deletes her account: nothing of her is left but her id and a day.
+    carol.client.delete_account().await.unwrap();
     svc.handle.shutdown().await;
 
     let path = dir.path().join("membership.db");
@@ -688,6 +692,8 @@ async fn the_database_holds_keys_only_req1() {
         tables.push((name, cols));
     }
     let expected = vec![
+        // Accounts deleted or expired: the id and the day, nothing else.
+        ("departed".to_owned(), vec!["user_id", "day"]),
         (
             "one_time_prekeys".to_owned(),
             vec!["user_id", "prekey_id", "body"],
@@ -719,10 +725,82 @@ async fn the_database_holds_keys_only_req1() {
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
         .unwrap();
     assert_eq!(users, 2);
+    let gone = &carol.user.0[..];
+    for table in ["users", "signed_prekeys", "one_time_prekeys"] {
+        let n: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE user_id = ?1"),
+                [gone],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "{table} still holds the deleted account");
+    }
+    let day: i64 = conn
+        .query_row("SELECT day FROM departed WHERE user_id = ?1", [gone], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(day % 86_400_000, 0, "no time finer than a day");
+    let cert = cert_der(&carol.signup.certificate_pem);
+    let serial = sotto_server::revocation::serial_hex(&cert).unwrap();
+    let revoked: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM revoked WHERE serial = ?1",
+            [&serial],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(revoked, 1, "the deleted account's certificate is revoked");
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+/// `POST /v1/account/delete`: only with the account's own certificate; afterwards the bundle is
+/// 404, the certificate is no identity any more (401, also for a second deletion), and the
+/// other accounts are untouched; a restart keeps it all.
+#[tokio::test]
+async fn an_account_deleted_is_gone_from_the_directory_and_its_certificate_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), 0).await;
+    let alice = sign_up(&svc, 30, 2).await;
+    let bob = sign_up(&svc, 31, 2).await;
+    let e = svc.anonymous().delete_account().await.unwrap_err();
+    assert_eq!(api_code(&e), (401, "client_certificate_required"));
+    alice.client.bundle(&bob.user).await.unwrap();
+
+    bob.client.delete_account().await.unwrap();
+    let e = alice.client.bundle(&bob.user).await.unwrap_err();
+    assert_eq!(api_code(&e), (404, "unknown_user"));
+    for e in [
+        bob.client.delete_account().await.unwrap_err(),
+        bob.client.prekey_count().await.unwrap_err(),
+    ] {
+        assert_eq!(api_code(&e), (401, "client_certificate_required"));
+    }
+    // Alice is untouched.
+    assert_eq!(alice.client.prekey_count().await.unwrap(), 2);
+
+    svc.handle.shutdown().await;
+    let svc = start(dir.path(), 0).await;
+    let alice = MembershipClient::new(
+        &svc.handle.url(),
+        &alice.signup.ca_pem,
+        Some((&alice.signup.certificate_pem, &alice.tls.key_pem)),
+    )
+    .unwrap();
+    let e = alice.bundle(&bob.user).await.unwrap_err();
+    assert_eq!(api_code(&e), (404, "unknown_user"));
+    let bob_again = MembershipClient::new(
+        &svc.handle.url(),
+        &bob.signup.ca_pem,
+        Some((&bob.signup.certificate_pem, &bob.tls.key_pem)),
+    )
+    .unwrap();
+    let e = bob_again.prekey_count().await.unwrap_err();
+    assert_eq!(api_code(&e), (401, "client_certificate_required"));
 }
 
 // ------------------------------------------------------------------------------------ abuse

@@ -115,10 +115,10 @@ pub use contacts::{ContactEntry, MAX_NAME};
 pub use error::{Result, StoreError};
 pub use kdf::{KdfHeader, KdfParams};
 pub use messages::{Chat, Direction, MessageState, StoredMessage};
-pub use outbox::{Backoff, Hold, OutboxEntry, ToSend};
+pub use outbox::{Backoff, Hold, NEVER_DUE, OutboxEntry, ToSend};
 pub use received::{Parked, ReceivedRef};
 pub use settings::{MAX_SETTING, Setting};
-pub use store::{Store, header_path};
+pub use store::{Store, destroy_files, header_path};
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,8 @@
 //!                   │                  (a receipt-less row is deleted) │ bump_attempt
 //!                   │                                                  │ refused (BROKER-5):
 //!                   │                                                  │ hold (reason kept)
+//!                   │                                                  │ refused for good:
+//!                   │                                                  │ give_up (never due)
 //!                   └── mark_delivered (receipt from that recipient): row deleted
 //! ```
 
@@ -77,6 +79,10 @@ pub struct OutboxEntry {
     /// (`sotto_wire::notice::RefusalReason`; 1 = the recipient's inbox is full).
     pub held: u8,
 }
+
+/// The due time of a row the service refused for good ([`Store::give_up`]): it is never due
+/// again (the largest time SQLite's integers hold).
+pub const NEVER_DUE: u64 = i64::MAX as u64;
 
 /// What [`Store::hold`] did with a refused row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,11 +279,14 @@ impl Store {
         raws.into_iter().map(check_entry).collect()
     }
 
-    /// When the next row falls due (for the shell's timer); `None` if the outbox is empty.
+    /// When the next row falls due (for the shell's timer); `None` if the outbox is empty (or
+    /// holds only rows given up, [`Store::give_up`]).
     pub fn next_attempt_at(&self) -> Result<Option<u64>> {
-        let next: Option<i64> =
-            self.conn
-                .query_row("SELECT min(next_attempt_at) FROM outbox", [], |r| r.get(0))?;
+        let next: Option<i64> = self.conn.query_row(
+            "SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at < ?1",
+            [ms_clamped(NEVER_DUE)],
+            |r| r.get(0),
+        )?;
         next.map(from_ms).transpose()
     }
 
@@ -373,6 +382,42 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Some((from_ms(due)?, published)))
+    }
+
+    /// The service refused the publish with a permanent reason `reason` (BROKER-5; e.g. 2, the
+    /// recipient deleted their account): trying again cannot help. A receipt or ack leaves the
+    /// outbox; a message's row stays, keeps the reason and is never due again ([`NEVER_DUE`]),
+    /// so that [`Store::held_outbox`] shows it as undeliverable until the user deletes it.
+    /// Returns whether a row matched.
+    pub fn give_up(&mut self, id: &MessageId, to: &UserId, reason: u8) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let until_receipt: Option<bool> = tx
+            .query_row(
+                "SELECT until_receipt FROM outbox WHERE message_id = ?1 AND recipient = ?2",
+                params![&id.0[..], &to.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match until_receipt {
+            None => return Ok(false),
+            Some(false) => {
+                tx.execute(
+                    "DELETE FROM outbox WHERE message_id = ?1 AND recipient = ?2",
+                    params![&id.0[..], &to.0[..]],
+                )?;
+            }
+            Some(true) => {
+                tx.execute(
+                    "UPDATE outbox SET held = ?3, next_attempt_at = ?4
+                     WHERE message_id = ?1 AND recipient = ?2",
+                    params![&id.0[..], &to.0[..], reason, ms_clamped(NEVER_DUE)],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Makes the row of `id` for `to` due at `now` (a resend the user or a test asks for, without

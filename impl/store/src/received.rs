@@ -75,14 +75,19 @@ impl Store {
         }))
     }
 
-    /// Parks a retryable envelope (RX-8); the oldest beyond LIM-12 are dropped. Returns its handle.
+    /// Parks a retryable envelope (RX-8), once however often it is parked; the oldest beyond
+    /// LIM-12 are dropped. Returns its handle.
     pub fn park(&mut self, envelope: &[u8], now: u64) -> Result<i64> {
         let now = ms(now)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         park_in(&tx, &[envelope], now)?;
-        let id = tx.last_insert_rowid();
+        let id = tx.query_row(
+            "SELECT id FROM parked WHERE envelope = ?1",
+            [envelope],
+            |row| row.get(0),
+        )?;
         tx.commit()?;
         Ok(id)
     }
@@ -143,8 +148,9 @@ pub(crate) fn trim_in(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Parks `envelopes` in the transaction `tx`, then drops the oldest beyond LIM-12. An envelope
-/// of a size LIM-1 rules out is `Invalid`, before anything is written.
+/// Parks `envelopes` in the transaction `tx` (an envelope parked already is not parked twice),
+/// then drops the oldest beyond LIM-12. An envelope of a size LIM-1 rules out is `Invalid`,
+/// before anything is written.
 pub(crate) fn park_in(tx: &Transaction<'_>, envelopes: &[&[u8]], now: i64) -> Result<()> {
     if envelopes.is_empty() {
         return Ok(());
@@ -155,8 +161,11 @@ pub(crate) fn park_in(tx: &Transaction<'_>, envelopes: &[&[u8]], now: i64) -> Re
     {
         return Err(StoreError::Invalid("envelope size out of range (LIM-1)"));
     }
-    let mut insert =
-        tx.prepare_cached("INSERT INTO parked (envelope, parked_at) VALUES (?1, ?2)")?;
+    // The same bytes are kept once (a broker may deliver an envelope twice before it opens).
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO parked (envelope, parked_at) SELECT ?1, ?2
+         WHERE NOT EXISTS (SELECT 1 FROM parked WHERE envelope = ?1)",
+    )?;
     for e in envelopes {
         insert.execute(params![e, now])?;
     }

@@ -44,6 +44,28 @@ impl core::fmt::Debug for Store {
     }
 }
 
+/// Deletes the files of a closed store at `path` ([`Store::destroy`]); files already absent are
+/// fine.
+pub fn destroy_files(path: &Path) -> Result<()> {
+    let files = [
+        path.to_owned(),
+        header_path(path),
+        next_header_path(path),
+        with_suffix(path, "-wal"),
+        with_suffix(path, "-shm"),
+        with_suffix(path, "-journal"),
+    ];
+    for file in files {
+        match fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The unlinks survive a power loss.
+    sync_parent(path)
+}
+
 /// The key-derivation header of the store at `path`: `<path>.salt` (STORE-1).
 pub fn header_path(path: &Path) -> PathBuf {
     with_suffix(path, ".salt")
@@ -192,6 +214,15 @@ impl Store {
     /// Closes the store, reporting any error SQLite has on closing.
     pub fn close(self) -> Result<()> {
         self.conn.close().map_err(|(_, e)| e.into())
+    }
+
+    /// Closes the store and deletes its files: the database, its key-derivation header (and one
+    /// of a passphrase change in progress), the write-ahead log and the other side files.
+    /// Nothing of the account is left at the path (an account deleted at the service).
+    pub fn destroy(self) -> Result<()> {
+        let path = self.path.clone();
+        self.close()?;
+        destroy_files(&path)
     }
 
     /// Changes the passphrase: a new salt, the key from `params`, and SQLCipher's rekey, which

@@ -158,3 +158,48 @@ fn the_log_restarts_from_nothing_after_a_checkpoint() {
         "the log started again: {after_small} bytes after {after_big}"
     );
 }
+
+/// BROKER-5, reason 2: a row refused for good is never due again and says why; a receipt-less
+/// row just leaves; destroying the store leaves no file of it behind.
+#[test]
+fn a_row_given_up_is_never_due_and_destroy_leaves_nothing() {
+    let (dir, mut store, mut alice, mut bob, mut r) = setup();
+    // Bob needs Alice as a contact to send to her.
+    let first = alice
+        .send(&mut r, T0, bob.user_id(), &Content::Text("hi".into()))
+        .unwrap();
+    let inc = bob.receive(T0, &first.envelope).unwrap();
+    store
+        .commit_incoming(&mut bob, &first.envelope, &inc, T0, &[])
+        .unwrap();
+    let text = Content::Text("are you there?".into());
+    let out = bob.send(&mut r, T0, alice.user_id(), &text).unwrap();
+    store.commit_outgoing(&mut bob, &out, &text, T0).unwrap();
+    let receipt = bob
+        .send(&mut r, T0, alice.user_id(), &Content::Receipt(vec![inc.id]))
+        .unwrap();
+    store
+        .commit_device(&mut bob, T0, &[ToSend::once(&receipt)])
+        .unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 2);
+    let a = *alice.user_id();
+    assert!(store.give_up(&out.id, &a, 2).unwrap());
+    assert!(store.give_up(&receipt.id, &a, 2).unwrap());
+    assert!(!store.give_up(&receipt.id, &a, 2).unwrap(), "gone already");
+    assert_eq!(store.outbox_len().unwrap(), 1, "the receipt left");
+    let decade = 3_650 * 86_400_000;
+    assert!(store.due_outbox(T0 + decade, 10).unwrap().is_empty());
+    assert_eq!(store.next_attempt_at().unwrap(), None);
+    let held = store.held_outbox().unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].message_id, held[0].held), (out.id, 2));
+    assert_eq!(held[0].next_attempt_at, crate::NEVER_DUE);
+    let path = store.path().to_owned();
+    store.destroy().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!path.exists());
+}

@@ -44,6 +44,10 @@ pub mod paths {
     pub const PREKEY_COUNT: &str = "/v1/prekeys/count";
     /// `GET /v1/bundle/{user_id}` (client certificate): a prekey bundle (KEY-5).
     pub const BUNDLE_PREFIX: &str = "/v1/bundle/";
+    /// `POST` (client certificate, empty body): deletes the caller's account: its directory
+    /// entry and prekeys, its certificates (revoked), its inbox; answers 204. Messages sent to
+    /// it afterwards are refused (BROKER-5, reason 2).
+    pub const ACCOUNT_DELETE: &str = "/v1/account/delete";
 }
 
 /// The header carrying the server's time in milliseconds on every response (TIME-1).

@@ -8,9 +8,11 @@
 //!  front -> sender   PUBACK pkid           (frees the sender's packet id; the envelope was NOT queued)
 //! ```
 //!
-//! A sender that reads a notice for packet id `p` treats the next PUBACK of `p` as a refusal: the
-//! envelope stays in its outbox, is tried again after its backoff, and the user can see why it
-//! waits. Clients cannot publish to `$`-topics (BROKER-3) nor subscribe to them (BROKER-2), so a
+//! A sender that reads a notice for packet id `p` treats the next PUBACK of `p` as a refusal. For
+//! a passing reason ([`RefusalReason::InboxFull`], and any code it does not know) the envelope
+//! stays in its outbox, is tried again after its backoff, and the user can see why it waits; for
+//! a permanent one ([`RefusalReason::is_permanent`]: [`RefusalReason::NoSuchRecipient`], the
+//! recipient deleted their account) it is never tried again and the message is undeliverable. Clients cannot publish to `$`-topics (BROKER-3) nor subscribe to them (BROKER-2), so a
 //! notice always comes from the service.
 
 use std::fmt;
@@ -26,6 +28,9 @@ pub const NOTICE_LEN: usize = 3;
 pub enum RefusalReason {
     /// 1: the recipient's inbox holds its limit of envelopes or bytes (BROKER-5); try later.
     InboxFull,
+    /// 2: the recipient deleted their account (`POST /v1/account/delete`): there is no inbox
+    /// to queue in, now or later. Permanent: do not try again.
+    NoSuchRecipient,
     /// A reason code this version does not know; the envelope was not queued all the same.
     Other(u8),
 }
@@ -35,6 +40,7 @@ impl RefusalReason {
     pub fn code(self) -> u8 {
         match self {
             RefusalReason::InboxFull => 1,
+            RefusalReason::NoSuchRecipient => 2,
             RefusalReason::Other(c) => c,
         }
     }
@@ -43,8 +49,16 @@ impl RefusalReason {
     pub fn from_code(code: u8) -> RefusalReason {
         match code {
             1 => RefusalReason::InboxFull,
+            2 => RefusalReason::NoSuchRecipient,
             c => RefusalReason::Other(c),
         }
+    }
+
+    /// Whether trying again can never help ([`RefusalReason::NoSuchRecipient`]): the sender
+    /// stops retrying the envelope. Unknown codes are not permanent (an older client keeps
+    /// retrying what a newer service refuses, as it did before the code existed).
+    pub fn is_permanent(self) -> bool {
+        matches!(self, RefusalReason::NoSuchRecipient)
     }
 }
 
@@ -52,6 +66,9 @@ impl fmt::Display for RefusalReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RefusalReason::InboxFull => f.write_str("the recipient's inbox is full"),
+            RefusalReason::NoSuchRecipient => {
+                f.write_str("the recipient deleted their account (no such user)")
+            }
             RefusalReason::Other(c) => write!(f, "refused by the service (reason {c})"),
         }
     }
@@ -111,6 +128,14 @@ mod tests {
             RefusalNotice::from_bytes(&[0, 1, 9]).map(|n| n.reason),
             Ok(RefusalReason::Other(9))
         );
+        assert_eq!(
+            RefusalNotice::from_bytes(&[0, 1, 2]).map(|n| n.reason),
+            Ok(RefusalReason::NoSuchRecipient)
+        );
+        assert!(RefusalReason::NoSuchRecipient.is_permanent());
+        assert!(!RefusalReason::InboxFull.is_permanent());
+        assert!(!RefusalReason::Other(9).is_permanent());
+        assert_eq!(RefusalReason::NoSuchRecipient.code(), 2);
         assert_eq!(RefusalNotice::from_bytes(&[0, 1]), Err(BadNotice(2)));
         assert_eq!(RefusalNotice::from_bytes(&[0; 4]), Err(BadNotice(4)));
         let packet = n.encode();

@@ -681,6 +681,18 @@ impl<'a> Engine<'a> {
             Event::Outgoing(Outgoing::Publish(pkid)) => self.machine.on_publish_sent(pkid),
             Event::Incoming(Packet::PubAck(ack)) => {
                 if let PubAck::Refused(key, reason) = self.machine.on_puback(ack.pkid, now) {
+                    if reason.is_permanent() {
+                        // Not queued and never will be (the recipient deleted their account):
+                        // the row is given up, never due again.
+                        self.on_disk(|e| e.client.store.give_up(&key.0, &key.1, reason.code()))?;
+                        tracing::debug!(%reason, "the service refused an envelope for good");
+                        self.emit(ClientEvent::Undeliverable {
+                            id: key.0,
+                            recipient: key.1,
+                            reason,
+                        });
+                        return Ok(());
+                    }
                     // Not queued (BROKER-5): the row stays and waits its backoff.
                     let hold = self.on_disk(|e| {
                         let now = e.client.now();

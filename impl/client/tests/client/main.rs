@@ -2,9 +2,11 @@
 //! service, message service (the embedded broker behind its front, or Mosquitto when installed),
 //! real TLS, real SQLCipher, started through `sotto_testkit::TestStack`.
 
+mod deletion;
 mod delivery;
 mod faults;
 mod groups;
+mod identity;
 mod inbox_limit;
 mod maintenance;
 mod names;

@@ -1,13 +1,17 @@
 //! The device's contacts: who it knows, by which identity, and how far that identity is trusted
 //! (CARD-4): a card scanned in person is verified, the directory and a first message are not. A
-//! changed identity is never accepted silently (RX-9); safety numbers verify (SAFE-1).
+//! changed identity is never accepted silently (RX-9): a first message that claims one is held
+//! as an [`IdentityClaim`] until the person accepts it; safety numbers verify (SAFE-1); blocked
+//! user ids (RX-11).
 
 use crate::card::{ContactCard, SafetyNumber};
+use crate::envelope::{Envelope, Header};
 use crate::error::{MisuseError, Result, SessionError};
 use crate::ids::UserId;
 #[cfg(feature = "test-utils")]
 use crate::inner::Content;
 use crate::keys::{PreKeyBundle, PublicIdentity};
+use crate::replay::Seen;
 use crate::session::{Session, SessionSummary};
 
 use super::Device;
@@ -19,6 +23,20 @@ pub enum Trust {
     Verified,
     /// From the directory or a first message: trust on first use.
     Unverified,
+}
+
+/// A first message's claim that a known contact has another identity (RX-9), held until the
+/// person decides ([`Device::identity_claim`], [`Device::accept_identity_claim`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IdentityClaim {
+    /// The contact.
+    pub user: UserId,
+    /// The identity the device holds for it.
+    pub known: PublicIdentity,
+    /// How far the held identity was trusted: a verified one changing is the case to worry about.
+    pub known_trust: Trust,
+    /// The identity the first message carries.
+    pub claimed: PublicIdentity,
 }
 
 /// A contact: its identity, trust, the bundle to start a session from, its sessions.
@@ -74,6 +92,17 @@ impl Device {
         if !replace && self.contacts.contains_key(&user) {
             return;
         }
+        self.install_identity(user, *bundle.identity(), Some(bundle), trust);
+    }
+
+    /// Makes `identity` the contact's, dropping every session under the identity it replaces.
+    fn install_identity(
+        &mut self,
+        user: UserId,
+        identity: PublicIdentity,
+        bundle: Option<PreKeyBundle>,
+        trust: Trust,
+    ) {
         if let Some(old) = self.contacts.remove(&user) {
             for sid in old.sessions {
                 self.drop_session(sid);
@@ -82,13 +111,98 @@ impl Device {
         self.contacts.insert(
             user,
             Contact {
-                identity: *bundle.identity(),
+                identity,
                 trust,
-                bundle: Some(bundle),
+                bundle,
                 sessions: Vec::new(),
                 sending: None,
             },
         );
+    }
+
+    /// What a first message refused with `identity_changed` claims (RX-9): the contact, the
+    /// identity the device holds and the one the message carries, for the person to decide on.
+    /// `None` if the bytes are not such a first message (any other first message, or one that
+    /// fails to open). Changes nothing.
+    pub fn identity_claim(&self, now: u64, bytes: &[u8]) -> Result<Option<IdentityClaim>> {
+        let env = Envelope::decode(bytes)?;
+        let Header::First { ek, spk_id, .. } = env.header() else {
+            return Ok(None);
+        };
+        if let Seen::Session(_) = self.replay.check(*spk_id, ek) {
+            return Ok(None);
+        }
+        let (spk, opk) = self.first_message_keys(&env)?;
+        let (session, _) = Session::accept_first(now, &self.identity, spk, opk, &env)?;
+        let user = *session.peer_user();
+        let claimed = *session.peer_identity();
+        Ok(self.contacts.get(&user).and_then(|c| {
+            (c.identity.iks() != claimed.iks()).then_some(IdentityClaim {
+                user,
+                known: c.identity,
+                known_trust: c.trust,
+                claimed,
+            })
+        }))
+    }
+
+    /// The person accepts the identity a first message claimed ([`Device::identity_claim`],
+    /// RX-9): it becomes the contact's, unverified, and the sessions under the old one are
+    /// dropped; the held first message then opens. A claim about an identity the device no
+    /// longer holds for the contact is `identity_changed` (look again); accepting a claim twice
+    /// changes nothing.
+    pub fn accept_identity_claim(&mut self, claim: &IdentityClaim) -> Result<()> {
+        let c = self
+            .contacts
+            .get(&claim.user)
+            .ok_or(MisuseError::UnknownPeer)?;
+        if c.identity == claim.claimed {
+            return Ok(());
+        }
+        if c.identity != claim.known {
+            return Err(SessionError::IdentityChanged.into());
+        }
+        self.install_identity(claim.user, claim.claimed, None, Trust::Unverified);
+        Ok(())
+    }
+
+    /// The safety number this device would have with `user` under `identity` (SAFE-1): how a
+    /// person compares the new identity of an [`IdentityClaim`] before accepting it.
+    pub fn safety_number_with(&self, user: &UserId, identity: &PublicIdentity) -> SafetyNumber {
+        SafetyNumber::compute(
+            (&self.user_id, self.identity.public().iks()),
+            (user, identity.iks()),
+        )
+    }
+
+    /// Blocks `user` (RX-11): from now on nothing from it opens (pairwise, first or group
+    /// messages: `blocked`, before any state changes, so no receipt goes back) and nothing is
+    /// sent to it. A local decision: the contact, its sessions and groups stay.
+    pub fn block(&mut self, user: &UserId) {
+        self.blocked.insert(*user, ());
+    }
+
+    /// Lifts a block (RX-11). Returns whether `user` was blocked.
+    pub fn unblock(&mut self, user: &UserId) -> bool {
+        self.blocked.remove(user).is_some()
+    }
+
+    /// Whether `user` is blocked (RX-11).
+    pub fn is_blocked(&self, user: &UserId) -> bool {
+        self.blocked.contains_key(user)
+    }
+
+    /// Every blocked user id.
+    pub fn blocked(&self) -> impl Iterator<Item = &UserId> + '_ {
+        self.blocked.keys()
+    }
+
+    /// `blocked` if `user` is blocked (RX-11).
+    pub(super) fn refuse_blocked(&self, user: &UserId) -> Result<()> {
+        if self.is_blocked(user) {
+            return Err(SessionError::Blocked.into());
+        }
+        Ok(())
     }
 
     /// Forgets a contact: its identity, trust, bundle and every session with it (their keys go

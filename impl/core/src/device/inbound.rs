@@ -8,6 +8,7 @@
 //!                         Opened  -> commit it with the burst
 //!                         Duplicate -> if the store remembers it: burst.receipt_again(..) (RX-6)
 //!                         Park    -> keep it for a retry (RX-8)     Refused -> drop it
+//!                         Hold    -> keep it until the person decides on a changed identity (RX-9)
 //!   let reply = burst.finish(&mut device, rng)   receipts and group acks to send
 //!   store: device.changes() + the opened messages + reply.owed, one transaction; then ack all
 //! ```
@@ -22,7 +23,7 @@ use crate::ids::{GroupId, MessageId, UserId};
 use crate::inner::Content;
 use crate::limits::MAX_RECEIPT_IDS;
 
-use super::{Device, Event, Incoming, Outgoing};
+use super::{Device, Event, IdentityClaim, Incoming, Outgoing};
 
 /// What the shell does with one received envelope.
 #[derive(Clone, Debug)]
@@ -35,6 +36,10 @@ pub enum Verdict {
     /// Not openable yet (unknown routing tag or group): keep it and retry it when a step brings
     /// new keys (RX-8). Nothing changed.
     Park(Error),
+    /// A first message from a contact under another identity (RX-9): nothing changed. Keep it
+    /// (with the parked envelopes, RX-8) until the person decides: after
+    /// [`Device::accept_identity_claim`] it opens; if they refuse, drop it.
+    Hold(Box<IdentityClaim>),
     /// Refused for good: nothing changed; acknowledge and drop it.
     Refused(Error),
 }
@@ -173,6 +178,12 @@ impl Device {
             }
             Err(e) if e == SessionError::Duplicate.into() => Verdict::Duplicate,
             Err(e) if e.is_retryable() => Verdict::Park(e),
+            Err(e) if e == SessionError::IdentityChanged.into() => {
+                match self.identity_claim(burst.now, bytes) {
+                    Ok(Some(claim)) => Verdict::Hold(Box::new(claim)),
+                    _ => Verdict::Refused(e),
+                }
+            }
             Err(e) => Verdict::Refused(e),
         }
     }

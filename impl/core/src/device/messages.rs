@@ -8,7 +8,7 @@ use crate::envelope::{Envelope, Header};
 use crate::error::{GroupError, MisuseError, Result, SessionError};
 use crate::ids::{GroupId, UserId};
 use crate::inner::Content;
-use crate::keys::{PreKeyBundle, PublicIdentity};
+use crate::keys::{OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
 use crate::limits::MAX_SESSIONS_PER_PEER;
 use crate::replay::Seen;
 use crate::session::Session;
@@ -32,6 +32,7 @@ impl Device {
         to: &UserId,
         content: &Content,
     ) -> Result<Outgoing> {
+        self.refuse_blocked(to)?;
         let sid = self.sending_session(rng, now, to)?;
         let bucket = self.bucket;
         let session = self
@@ -133,6 +134,9 @@ impl Device {
             Header::First { .. } => self.receive_first(now, &env)?,
             Header::Data { tag, .. } | Header::EpochStart { prev_tag: tag, .. } => {
                 let sid = *self.tags.get(tag).ok_or(SessionError::UnknownRoutingTag)?;
+                if let Some(peer) = self.sessions.get(&sid).map(|s| *s.peer_user()) {
+                    self.refuse_blocked(&peer)?;
+                }
                 let session = self
                     .sessions
                     .get_mut(&sid)
@@ -153,8 +157,10 @@ impl Device {
             }
             Header::Group { tag, index, .. } => {
                 let gid = *self.group_tags.get(tag).ok_or(GroupError::UnknownGroup)?;
+                if let Some(sender) = self.groups.get(&gid).and_then(|g| g.sender(tag, *index)) {
+                    self.refuse_blocked(&sender)?;
+                }
                 let group = self.groups.get_mut(&gid).ok_or(GroupError::UnknownGroup)?;
-                let _ = index;
                 let (opened, member) = group.open(now, &env)?;
                 Opening {
                     from: member.user,
@@ -203,33 +209,14 @@ impl Device {
         })
     }
 
-    fn receive_first(&mut self, now: u64, env: &Envelope<'_>) -> Result<Opening> {
-        let Header::First {
-            ek, spk_id, opk_id, ..
-        } = env.header()
-        else {
+    /// The signed prekey and one-time prekey a first message names (X3DH-6).
+    pub(super) fn first_message_keys(
+        &self,
+        env: &Envelope<'_>,
+    ) -> Result<(&SignedPreKeyPair, Option<&OneTimePreKeyPair>)> {
+        let Header::First { spk_id, opk_id, .. } = env.header() else {
             return Err(SessionError::UnknownRoutingTag.into());
         };
-        if let (Seen::Session(sid), false) = (
-            self.replay.check(*spk_id, ek),
-            mutated!(Mutation::SkipReplayCache),
-        ) {
-            // X3DH-8: a resend or replay goes to the session it created.
-            let session = self
-                .sessions
-                .get_mut(&sid)
-                .ok_or(SessionError::ReplayedFirstMessage)?;
-            let opened = session.open(now, env)?;
-            let from = *session.peer_user();
-            self.reindex(sid);
-            return Ok(Opening {
-                from,
-                group_sender: None,
-                opened,
-                events: Vec::new(),
-            });
-        }
-        self.replay.ensure_room()?;
         let spk = self
             .spks
             .iter()
@@ -243,6 +230,42 @@ impl Device {
                     .ok_or(SessionError::UnknownOneTimePrekey)?,
             ),
         };
+        Ok((spk, opk))
+    }
+
+    fn receive_first(&mut self, now: u64, env: &Envelope<'_>) -> Result<Opening> {
+        let Header::First {
+            ek, spk_id, opk_id, ..
+        } = env.header()
+        else {
+            return Err(SessionError::UnknownRoutingTag.into());
+        };
+        if let (Seen::Session(sid), false) = (
+            self.replay.check(*spk_id, ek),
+            mutated!(Mutation::SkipReplayCache),
+        ) {
+            // X3DH-8: a resend or replay goes to the session it created.
+            let from = *self
+                .sessions
+                .get(&sid)
+                .ok_or(SessionError::ReplayedFirstMessage)?
+                .peer_user();
+            self.refuse_blocked(&from)?;
+            let session = self
+                .sessions
+                .get_mut(&sid)
+                .ok_or(SessionError::ReplayedFirstMessage)?;
+            let opened = session.open(now, env)?;
+            self.reindex(sid);
+            return Ok(Opening {
+                from,
+                group_sender: None,
+                opened,
+                events: Vec::new(),
+            });
+        }
+        self.replay.ensure_room()?;
+        let (spk, opk) = self.first_message_keys(env)?;
         let (session, opened) = match Session::accept_first(now, &self.identity, spk, opk, env) {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -254,6 +277,7 @@ impl Device {
         };
         let from = *session.peer_user();
         let peer = *session.peer_identity();
+        self.refuse_blocked(&from)?;
         let mut events = Vec::new();
         // RX-9: never silently accept a changed identity.
         match self.contacts.get(&from) {

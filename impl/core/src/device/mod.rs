@@ -45,7 +45,7 @@ use crate::replay::ReplayCache;
 use crate::session::Session;
 
 use contacts::Contact;
-pub use contacts::Trust;
+pub use contacts::{IdentityClaim, Trust};
 pub use inbound::{Inbound, Reply, Verdict};
 pub use output::{Event, Incoming, Outgoing};
 #[cfg(feature = "test-utils")]
@@ -67,6 +67,8 @@ pub struct Device {
     groups: Tracked<GroupId, Group>,
     group_tags: BTreeMap<[u8; 8], GroupId>,
     left_groups: Tracked<GroupId, u32>,
+    /// User ids the person blocked (RX-11).
+    blocked: Tracked<UserId, ()>,
     delivered: DeliveredIds,
     bucket: usize,
     /// SHA-256 of the [`RecordKind::Meta`](crate::records::RecordKind::Meta) record last
@@ -102,6 +104,7 @@ impl Device {
             groups: Tracked::default(),
             group_tags: BTreeMap::new(),
             left_groups: Tracked::default(),
+            blocked: Tracked::default(),
             delivered: DeliveredIds::default(),
             bucket: 0,
             meta_committed: None,

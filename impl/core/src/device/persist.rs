@@ -175,6 +175,7 @@ impl Device {
         self.sessions.changes_with_skipped(&mut cs);
         self.groups.changes_with_skipped(&mut cs);
         self.left_groups.changes(RecordKind::LeftGroup, &mut cs);
+        self.blocked.changes(RecordKind::Blocked, &mut cs);
         self.replay.changes(&mut cs);
         self.delivered.changes(&mut cs);
         cs.delete.extend(self.legacy.iter().cloned());
@@ -191,6 +192,7 @@ impl Device {
         self.sessions.clear_marks_with_skipped();
         self.groups.clear_marks_with_skipped();
         self.left_groups.clear_marks();
+        self.blocked.clear_marks();
         self.replay.clear_marks();
         self.delivered.clear_marks();
         self.legacy.clear();
@@ -204,6 +206,7 @@ impl Device {
         self.sessions.records_with_skipped(&mut out);
         self.groups.records_with_skipped(&mut out);
         self.left_groups.records(RecordKind::LeftGroup, &mut out);
+        self.blocked.records(RecordKind::Blocked, &mut out);
         self.replay.records(&mut out);
         self.delivered.records(&mut out);
         out
@@ -225,6 +228,7 @@ impl Device {
         let mut sessions: Loading<u64, Session> = Loading::default();
         let mut groups: Loading<GroupId, Group> = Loading::default();
         let mut left = BTreeMap::new();
+        let mut blocked = BTreeMap::new();
         let mut replay = BTreeMap::new();
         let mut delivered = BTreeMap::new();
         for (kind, key, value) in records {
@@ -248,6 +252,7 @@ impl Device {
                     groups.read(k, key, value, |g: &Group| Some(*g.id()))?
                 }
                 RecordKind::LeftGroup => Tracked::read_into(&mut left, key, value)?,
+                RecordKind::Blocked => Tracked::read_into(&mut blocked, key, value)?,
                 RecordKind::ReplayEntry => Tracked::read_into(&mut replay, key, value)?,
                 RecordKind::DeliveredId => Tracked::read_into(&mut delivered, key, value)?,
             }
@@ -270,6 +275,7 @@ impl Device {
             groups,
             group_tags: BTreeMap::new(),
             left_groups: Tracked::loaded(left),
+            blocked: Tracked::loaded(blocked),
             delivered: DeliveredIds::loaded(delivered)?,
             bucket: meta.bucket,
             meta_committed: None,
@@ -321,6 +327,8 @@ impl Device {
         left.write(&mut w);
         self.delivered.write(&mut w);
         u32::try_from(self.bucket).unwrap_or(u32::MAX).write(&mut w);
+        let blocked: Vec<UserId> = self.blocked.keys().copied().collect();
+        blocked.write(&mut w);
         zeroize::Zeroizing::new(w.into_vec())
     }
 
@@ -347,6 +355,12 @@ impl Device {
         let left_groups: Vec<(GroupId, u32)> = Persist::read(&mut r)?;
         let delivered = DeliveredIds::read(&mut r)?;
         let bucket = usize::try_from(u32::read(&mut r)?).unwrap_or(0);
+        // Blocked user ids (RX-11) came later: a state exported before them ends here.
+        let blocked: Vec<UserId> = if r.remaining() == 0 {
+            Vec::new()
+        } else {
+            Persist::read(&mut r)?
+        };
         r.finish()?;
         let mut d = Device {
             user_id,
@@ -362,6 +376,7 @@ impl Device {
             groups: Tracked::all_marked(groups.into_iter().map(|g| (*g.id(), g)).collect()),
             group_tags: BTreeMap::new(),
             left_groups: Tracked::all_marked(left_groups.into_iter().collect()),
+            blocked: Tracked::all_marked(blocked.into_iter().map(|u| (u, ())).collect()),
             delivered,
             bucket,
             meta_committed: None,

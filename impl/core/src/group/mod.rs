@@ -416,6 +416,13 @@ impl Group {
         self.current_mut()?.seal(identity, now, content, bucket)
     }
 
+    /// The user id of member `index` of the kept epoch whose tag is `tag`: who a group message
+    /// claims to come from, before it is opened.
+    pub fn sender(&self, tag: &[u8; 8], index: u8) -> Option<crate::ids::UserId> {
+        let epoch = self.epochs.values().find(|e| e.tag == *tag)?;
+        epoch.membership.member(index).map(|m| m.user)
+    }
+
     /// Opens a message of a kept epoch, found by its tag; returns it with its sender.
     pub fn open(&mut self, now: u64, env: &Envelope<'_>) -> Result<(Opened, membership::Member)> {
         let Header::Group { tag, .. } = env.header() else {

@@ -1,7 +1,7 @@
 //! The device engine: trust on first use, identity changes, prekeys, receipts, simultaneous setup.
 
 use sotto_core::error::{Error, MisuseError, SessionError};
-use sotto_core::{Content, Event, Trust, UserId};
+use sotto_core::{Content, Event, Trust, UserId, Verdict};
 
 use crate::common::*;
 
@@ -56,6 +56,62 @@ fn first_message_with_changed_identity_is_refused_rx_9() {
     let got = bob.receive(T0, &real.envelope).unwrap();
     assert_eq!(got.trust, Trust::Verified);
     assert!(got.events.is_empty());
+}
+
+#[test]
+fn a_claimed_identity_waits_for_the_person_and_opens_once_accepted_rx_9() {
+    let mut r = rng(14);
+    let alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut bob, &alice);
+    // Alice reinstalled: a new identity under her user id writes first.
+    let mut alice2 = device(&mut r, 1);
+    scan(&mut alice2, &bob);
+    let first = send(&mut alice2, &mut r, T0, &bob, "new phone, same me");
+    let before = bob.export();
+    let mut burst = sotto_core::Inbound::new(T0);
+    let Verdict::Hold(claim) = bob.receive_into(&mut burst, &first.envelope) else {
+        panic!("a changed identity is held for the person")
+    };
+    assert_eq!(*bob.export(), *before, "holding changes nothing (RX-3)");
+    assert_eq!(claim.user, *alice.user_id());
+    assert_eq!(claim.known, *alice.identity().public());
+    assert_eq!(claim.known_trust, Trust::Verified);
+    assert_eq!(claim.claimed, *alice2.identity().public());
+    assert_eq!(
+        bob.identity_claim(T0, &first.envelope).unwrap(),
+        Some(*claim)
+    );
+    // The safety numbers the person compares: the old one is Bob's with Alice, the new one the
+    // one Alice's new phone shows.
+    assert_eq!(
+        bob.safety_number_with(&claim.user, &claim.known),
+        bob.safety_number(alice.user_id()).unwrap()
+    );
+    assert_eq!(
+        bob.safety_number_with(&claim.user, &claim.claimed),
+        alice2.safety_number(bob.user_id()).unwrap()
+    );
+    // Accepted: the held message opens, from an unverified contact.
+    bob.accept_identity_claim(&claim).unwrap();
+    bob.accept_identity_claim(&claim).unwrap();
+    let got = bob.receive(T0 + 1, &first.envelope).unwrap();
+    assert_eq!(text_of(&got), "new phone, same me");
+    assert_eq!(got.trust, Trust::Unverified);
+    // The old identity's claim is now the stale one: accepting it back is refused.
+    let back = sotto_core::IdentityClaim {
+        user: claim.user,
+        known: claim.known,
+        known_trust: Trust::Verified,
+        claimed: claim.known,
+    };
+    assert_eq!(
+        bob.accept_identity_claim(&back).unwrap_err(),
+        Error::Session(SessionError::IdentityChanged)
+    );
+    // Other bytes are no claim.
+    let reply = send(&mut bob, &mut r, T0 + 2, &alice2, "welcome back");
+    assert_eq!(alice2.identity_claim(T0, &reply.envelope).unwrap(), None);
 }
 
 #[test]

@@ -156,8 +156,16 @@ fn bad_records_are_refused_store_3() {
     assert_eq!(load(&m).unwrap_err().code(), "length_out_of_range");
 
     let mut m = good.0.clone();
-    m.insert((13, vec![1]), vec![1]);
+    m.insert((14, vec![1]), vec![1]);
     assert_eq!(load(&m).unwrap_err().code(), "unknown_version");
+
+    // A blocked user id with a value, or under a short key.
+    let mut m = good.0.clone();
+    m.insert((RecordKind::Blocked.code(), vec![1; 10]), vec![0]);
+    assert_eq!(load(&m).unwrap_err().code(), "trailing_bytes");
+    let mut m = good.0.clone();
+    m.insert((RecordKind::Blocked.code(), vec![1; 9]), Vec::new());
+    assert!(load(&m).is_err());
 
     // A one-time prekey under another id.
     let mut m = good.0.clone();

@@ -17,6 +17,11 @@
 //! closes every relayed connection. Logs name rules and connection numbers, never topics,
 //! payloads or secrets.
 //!
+//! Departed accounts ([`crate::departure`]): a PUBLISH to the inbox of a user who deleted their
+//! account (or whose account expired) is refused with a refusal notice of reason 2
+//! (`NoSuchRecipient`, BROKER-5) and its PUBACK; the departed user's own connections close at the
+//! departure, and its certificate is revoked.
+//!
 //! For the conformance wiretap (Req8), [`Front::wiretap`] yields every MQTT packet seen in
 //! plaintext on the client side of the front: client packets as received (forwarded or not) and
 //! broker packets as relayed.
@@ -35,8 +40,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::ledger::{InboxLedger, InboxLimits, Ticket};
 pub use super::upstream::Upstream;
+use super::upstream::{InternalRead, InternalWrite};
 use crate::admission::AdmissionLimits;
 use crate::ca;
+use crate::departure::{self, Departures};
 use crate::gate::{Gate, Pass};
 use crate::metrics::{Metrics, Report};
 use crate::revocation::Revocations;
@@ -79,6 +86,8 @@ enum ConnError {
     NoIdentity,
     #[error("certificate revoked by a renewal")]
     Revoked,
+    #[error("the account was deleted")]
+    Departed,
 }
 
 /// Which way a tapped packet went.
@@ -133,6 +142,7 @@ pub struct Front {
     tap: TapSlot,
     seen: SeenUsers,
     ledger: Ledger,
+    departures: Departures,
 }
 
 /// The front's inbox ledger (BROKER-5), shared by every connection.
@@ -155,7 +165,9 @@ impl Front {
     /// answered "server unavailable" until [`Front::set_upstream`]), refusing PUBLISHes to
     /// inboxes that hold `limits` (BROKER-5), and taking connections within `admission`
     /// ([`crate::admission`]); a client certificate in `revocations` is refused
-    /// ([`crate::revocation`]).
+    /// ([`crate::revocation`]), and so is a PUBLISH to a user in `departures`
+    /// ([`crate::departure`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn bind(
         listen: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
@@ -163,6 +175,7 @@ impl Front {
         limits: InboxLimits,
         admission: AdmissionLimits,
         revocations: Revocations,
+        departures: Departures,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Front> {
         let gate = Gate::new("mqtt front", admission, metrics.front.clone())?;
@@ -183,6 +196,7 @@ impl Front {
                 seen: seen.clone(),
                 ledger: ledger.clone(),
                 revocations,
+                departures: departures.clone(),
                 metrics: metrics.clone(),
             },
         ));
@@ -199,6 +213,7 @@ impl Front {
             tap,
             seen,
             ledger,
+            departures,
         })
     }
 
@@ -215,11 +230,17 @@ impl Front {
     }
 
     /// The user ids whose sessions the front has relayed since it started: after a broker
-    /// restart that lost them, [`restore_sessions`] gives each its inbox session back.
+    /// restart that lost them, [`restore_sessions`] gives each its inbox session back. A
+    /// departed user ([`crate::departure`]) is not among them: its inbox is gone for good.
     pub fn seen_users(&self) -> Vec<String> {
         self.seen
             .lock()
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| {
+                s.iter()
+                    .filter(|u| !self.departures.is_departed(u))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -274,6 +295,7 @@ struct Shared {
     seen: SeenUsers,
     ledger: Ledger,
     revocations: Revocations,
+    departures: Departures,
     metrics: Arc<Metrics>,
 }
 
@@ -370,26 +392,7 @@ fn register_probe(metrics: &Metrics, state: watch::Receiver<State>, ledger: Ledg
 /// broker delivers on this connection is left unacknowledged, so it stays queued for the user.
 pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io::Result<()> {
     for user in users {
-        let (mut rd, mut wr) = upstream.addr.connect().await?;
-        wr.write_all(&encode_connect(
-            user,
-            30,
-            false,
-            user,
-            upstream.secret.as_bytes(),
-        ))
-        .await?;
-        let mut buf = BytesMut::with_capacity(256);
-        let connack = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            read_packet(&mut rd, &mut buf, MAX_BROKER_REMAINING),
-        )
-        .await
-        .map_err(|_| std::io::Error::other("no CONNACK"))?
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-        if connack.as_deref().and_then(|c| c.get(3)) != Some(&0) {
-            return Err(std::io::Error::other("session restore refused"));
-        }
+        let (mut rd, mut wr, mut buf) = connect_as(upstream, user, false).await?;
         wr.write_all(&mqtt::encode_subscribe(1, &format!("i/{user}")))
             .await?;
         // Wait for the SUBACK (packets delivered before it are left unacknowledged).
@@ -410,6 +413,49 @@ pub async fn restore_sessions(upstream: &Upstream, users: &[String]) -> std::io:
         let _ = wr.shutdown().await;
     }
     Ok(())
+}
+
+/// Drops `user`'s persistent session and everything queued in it from a broker reached over a
+/// socket (Mosquitto; [`crate::departure`]): a CONNECT with the user's client id and
+/// `clean_session = 1`, which makes the broker discard the previous session (MQTT-3.1.2-6) and
+/// close a connection that still has it, then a close, which ends the clean one.
+pub async fn purge_session(upstream: &Upstream, user: &str) -> std::io::Result<()> {
+    let (_, mut wr, _) = connect_as(upstream, user, true).await?;
+    // Closed without a DISCONNECT packet (see `is_disconnect`): the clean session ends with it.
+    let _ = wr.shutdown().await;
+    Ok(())
+}
+
+/// Connects to the broker as `user` (the front's own CONNECT, with its secret) and waits for a
+/// CONNACK that accepts it; returns the halves and the read buffer.
+async fn connect_as(
+    upstream: &Upstream,
+    user: &str,
+    clean_session: bool,
+) -> std::io::Result<(InternalRead, InternalWrite, BytesMut)> {
+    let (mut rd, mut wr) = upstream.addr.connect().await?;
+    wr.write_all(&encode_connect(
+        user,
+        30,
+        clean_session,
+        user,
+        upstream.secret.as_bytes(),
+    ))
+    .await?;
+    let mut buf = BytesMut::with_capacity(256);
+    let connack = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        read_packet(&mut rd, &mut buf, MAX_BROKER_REMAINING),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("no CONNACK"))?
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    if connack.as_deref().and_then(|c| c.get(3)) != Some(&0) {
+        return Err(std::io::Error::other(
+            "the broker refused the front's CONNECT",
+        ));
+    }
+    Ok((rd, wr, buf))
 }
 
 /// Reads one whole packet (refusing oversize ones from their header); `None` on a clean EOF.
@@ -476,16 +522,30 @@ type Pending = Arc<std::sync::Mutex<std::collections::BTreeMap<u16, Ticket>>>;
 /// What the front does with a client PUBLISH the filter let through.
 enum Admission {
     Forward,
-    /// Refused with a notice and a PUBACK of this packet id (BROKER-5).
-    InboxFull(u16),
+    /// Refused with a notice of this reason and a PUBACK of this packet id (BROKER-5).
+    Refuse(u16, RefusalReason),
 }
 
-/// Ledger bookkeeping for a client packet the filter forwards: a QoS 1 PUBLISH reserves room in
-/// the recipient's inbox (or is refused), the owner's PUBACK frees what it acknowledges.
-fn count_from_client(ledger: &Ledger, pending: &Pending, owner: &str, packet: &[u8]) -> Admission {
+/// Ledger bookkeeping for a client packet the filter forwards: a QoS 1 PUBLISH to a departed
+/// user is refused ([`crate::departure`]), any other reserves room in the recipient's inbox (or
+/// is refused), the owner's PUBACK frees what it acknowledges.
+fn count_from_client(
+    ledger: &Ledger,
+    departures: &Departures,
+    pending: &Pending,
+    owner: &str,
+    packet: &[u8],
+) -> Admission {
     let Ok(parsed) = mqtt::parse(packet) else {
         return Admission::Forward;
     };
+    if let Packet::Publish(p) = &parsed {
+        if let (Some(pkid), Some(recipient)) = (p.pkid, p.topic.strip_prefix(INBOX_PREFIX)) {
+            if departures.is_departed(recipient) {
+                return Admission::Refuse(pkid, RefusalReason::NoSuchRecipient);
+            }
+        }
+    }
     let Ok(mut ledger) = ledger.lock() else {
         return Admission::Forward;
     };
@@ -504,7 +564,7 @@ fn count_from_client(ledger: &Ledger, pending: &Pending, owner: &str, packet: &[
                     }
                     Admission::Forward
                 }
-                Err(_) => Admission::InboxFull(pkid),
+                Err(_) => Admission::Refuse(pkid, RefusalReason::InboxFull),
             }
         }
         Packet::Ack {
@@ -570,6 +630,7 @@ async fn serve(
         seen,
         ledger,
         revocations,
+        departures,
         metrics,
     } = shared;
     let _ = tcp.set_nodelay(true);
@@ -589,6 +650,11 @@ async fn serve(
         .and_then(ca::common_name)
         .filter(|cn| is_user_id(cn))
         .ok_or(ConnError::NoIdentity)?;
+    // Subscribed before the check: a departure from here on ends the relay below.
+    let mut departed_rx = departures.subscribe();
+    if departures.is_departed(&user_id) {
+        return Err(ConnError::Departed);
+    }
     let (mut client_rd, mut client_wr) = tokio::io::split(tls);
     let mut filter = ClientFilter::new(&user_id);
     let mut client_buf = BytesMut::with_capacity(1024);
@@ -766,34 +832,37 @@ async fn serve(
                 // The client's DISCONNECT ends the relay: closing the internal socket is the
                 // only disconnect the broker sees (see `is_disconnect`).
                 Verdict::Forward if disconnect => return Ok(()),
-                Verdict::Forward => match count_from_client(&ledger, &pending, &user_id, &packet) {
-                    Admission::Forward if is_publish(&packet) => {
-                        pub_wr.write_all(&packet).await?;
-                        metrics.mqtt_publishes.inc();
-                    }
-                    Admission::Forward => {
-                        broker_wr.write_all(&packet).await?;
-                        if is_pingreq(&packet) {
-                            // Keeps the publisher connection alive at the client's rhythm.
+                Verdict::Forward => {
+                    match count_from_client(&ledger, &departures, &pending, &user_id, &packet) {
+                        Admission::Forward if is_publish(&packet) => {
                             pub_wr.write_all(&packet).await?;
+                            metrics.mqtt_publishes.inc();
                         }
-                    }
-                    Admission::InboxFull(pkid) => {
-                        metrics.mqtt_inbox_full.inc();
-                        tracing::info!(conn, "refused a PUBLISH: the recipient's inbox is full");
-                        let notice = RefusalNotice {
-                            pkid,
-                            reason: RefusalReason::InboxFull,
-                        };
-                        for reply in [notice.encode(), mqtt::puback(pkid)] {
-                            let reply = Bytes::from(reply);
-                            record(&tap, conn, TapDirection::FrontToClient, &reply);
-                            if tx.send(reply).await.is_err() {
-                                return Ok(());
+                        Admission::Forward => {
+                            broker_wr.write_all(&packet).await?;
+                            if is_pingreq(&packet) {
+                                // Keeps the publisher connection alive at the client's rhythm.
+                                pub_wr.write_all(&packet).await?;
+                            }
+                        }
+                        Admission::Refuse(pkid, reason) => {
+                            if reason == RefusalReason::NoSuchRecipient {
+                                metrics.mqtt_no_recipient.inc();
+                            } else {
+                                metrics.mqtt_inbox_full.inc();
+                            }
+                            tracing::info!(conn, %reason, "refused a PUBLISH");
+                            let notice = RefusalNotice { pkid, reason };
+                            for reply in [notice.encode(), mqtt::puback(pkid)] {
+                                let reply = Bytes::from(reply);
+                                record(&tap, conn, TapDirection::FrontToClient, &reply);
+                                if tx.send(reply).await.is_err() {
+                                    return Ok(());
+                                }
                             }
                         }
                     }
-                },
+                }
                 Verdict::Refuse { reason, reply } => {
                     metrics.mqtt_refused.inc();
                     tracing::info!(conn, %reason, "refused packet");
@@ -822,6 +891,10 @@ async fn serve(
         r = &mut publisher_reader => r.unwrap_or(Ok(())),
         _ = state.changed() => {
             tracing::debug!(conn, "upstream changed; closing");
+            Ok(())
+        }
+        _ = departure::departed(&mut departed_rx, &departures, &user_id) => {
+            tracing::debug!(conn, "the account was deleted; closing");
             Ok(())
         }
     };

@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use crate::admission::AdmissionLimits;
 use crate::ca::{CaError, Pki};
+use crate::departure::{Departures, Purge};
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
 use crate::service::{Broker, BrokerStop};
@@ -148,6 +149,26 @@ impl Backend {
             Backend::Mosquitto(m) => m.upstream(),
         }
     }
+
+    /// What drops a departed user's session and queue from this broker ([`crate::departure`]):
+    /// the embedded engine forgets it; Mosquitto discards it at a clean-session CONNECT
+    /// ([`front::purge_session`]).
+    fn purge(&self) -> Purge {
+        match self {
+            Backend::Embedded(b) => b.purge(),
+            Backend::Mosquitto(m) => {
+                let upstream = m.upstream();
+                Arc::new(move |user: String| {
+                    let upstream = upstream.clone();
+                    Box::pin(async move {
+                        if let Err(e) = front::purge_session(&upstream, &user).await {
+                            tracing::warn!(error = %e, "dropping a departed inbox from mosquitto");
+                        }
+                    })
+                })
+            }
+        }
+    }
 }
 
 /// The message service: the authorizing front and the broker behind it.
@@ -160,6 +181,7 @@ pub struct MessageService {
     limits: InboxLimits,
     admission: AdmissionLimits,
     revocations: Revocations,
+    departures: Departures,
     metrics: Arc<Metrics>,
 }
 
@@ -177,7 +199,8 @@ impl MessageService {
     /// Starts `broker` behind the front (Mosquitto keeps its files in the directory of
     /// `mosquitto` and is run as it says) and the front on `listen` (port 0: any free port; see
     /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`; the front takes
-    /// connections within `admission`, checks `revocations` and counts into `metrics`.
+    /// connections within `admission`, checks `revocations` and `departures` and counts into
+    /// `metrics`. The broker's purge of departed inboxes is set on `departures`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         pki: &Pki,
@@ -187,6 +210,7 @@ impl MessageService {
         limits: InboxLimits,
         admission: AdmissionLimits,
         revocations: Revocations,
+        departures: Departures,
         metrics: Arc<Metrics>,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
@@ -199,9 +223,11 @@ impl MessageService {
             limits,
             admission,
             revocations.clone(),
+            departures.clone(),
             metrics.clone(),
         )
         .await?;
+        departures.set_purge(Some(backend.purge()));
         Ok(MessageService {
             front,
             backend,
@@ -211,6 +237,7 @@ impl MessageService {
             limits,
             admission,
             revocations,
+            departures,
             metrics,
         })
     }
@@ -385,11 +412,14 @@ impl MessageService {
                     self.limits,
                     self.admission,
                     self.revocations.clone(),
+                    self.departures.clone(),
                     self.metrics.clone(),
                 )
                 .await?;
             }
         }
+        // A new embedded broker is a new engine: the purge goes to it from now on.
+        self.departures.set_purge(Some(self.backend.purge()));
         let up = self.front_upstream();
         self.front.set_upstream(Some(up));
         Ok(())
@@ -397,6 +427,7 @@ impl MessageService {
 
     /// Stops the front and the broker (Mosquitto gracefully: its persistence file is written).
     pub async fn shutdown(mut self) {
+        self.departures.set_purge(None);
         self.front.set_upstream(None);
         match &mut self.backend {
             Backend::Embedded(b) => b.stop(),

@@ -8,7 +8,12 @@
 //!   POST /v1/prekeys   (bytes)   -> 204                     client certificate    KEY-3, KEY-4, LIM-15
 //!   GET  /v1/prekeys/count       -> {"one_time_prekeys"}     client certificate
 //!   GET  /v1/bundle/{user_id}    -> KEY-5 bytes              client certificate    KEY-4, KEY-5
+//!   POST /v1/account/delete      -> 204                     client certificate    Req1, BROKER-5
 //! ```
+//!
+//! `POST /v1/account/delete` forgets the caller: directory row and prekeys deleted, certificate
+//! revoked and the id recorded as departed in one transaction ([`Store::delete_account`]); then
+//! the front refuses messages to it and the broker drops its inbox ([`crate::departure`]).
 //!
 //! Every handler validates with the core first (so refusals carry the core's error codes), then
 //! touches the store on a blocking thread. The caller's identity, when a route needs it, is the CN of
@@ -37,6 +42,7 @@ use super::quota::Quotas;
 use super::store::{CertRecord, NewUser, Store, UploadRefusal};
 use crate::admission::SourceKey;
 use crate::ca::{CaError, Pki};
+use crate::departure::Departures;
 use crate::key_proof::ProvenKey;
 use crate::revocation::Revocations;
 use sotto_wire::membership_api::{
@@ -52,6 +58,7 @@ pub(crate) struct AppState {
     pub(crate) challenges: Challenges,
     pub(crate) quotas: std::sync::Mutex<Quotas>,
     pub(crate) revocations: Revocations,
+    pub(crate) departures: Departures,
     pub(crate) difficulty: u8,
     pub(crate) broker: String,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
@@ -406,6 +413,38 @@ pub(crate) async fn bundle(
             HeaderValue::from_static("application/octet-stream"),
         )],
         bundle.to_bytes(),
+    )
+        .into_response())
+}
+
+/// `POST /v1/account/delete`: the caller's account goes (see the module documentation). Answers
+/// 204 once the directory forgot it and the broker dropped its inbox (or gave up waiting for
+/// that, [`crate::departure::PURGE_TIMEOUT`]); the caller's certificate is refused from then on,
+/// so a retry gets 401. The answer closes the connection (`connection: close`): its identity was
+/// the deleted account's.
+pub(crate) async fn delete_account(
+    State(state): Shared,
+    Caller(user): Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // The body is empty; anything sent is read (bounded) and ignored.
+    let _ = read_body(body).await?;
+    let store_state = state.clone();
+    let serial = blocking(move || {
+        let now = store_state.pki.clock().now_ms();
+        store_state
+            .store
+            .delete_account(&user, now)?
+            .ok_or_else(ApiError::unknown_user)
+    })
+    .await?;
+    state.revocations.revoke(&serial);
+    state.departures.depart(&user.to_text()).await;
+    state.metrics.accounts_deleted.inc();
+    tracing::debug!("account deleted");
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::CONNECTION, HeaderValue::from_static("close"))],
     )
         .into_response())
 }

@@ -8,7 +8,8 @@
 //!                                              v  = PeerIdentity (request extension)  |
 //!                                           axum router (handlers.rs)                 |
 //!            signup / renew / prekeys /        |  validate with sotto-core first      |
-//!            bundle / time / challenge         v                                      |
+//!            bundle / time / challenge /       v                                      |
+//!            account delete                                                            |
 //!                                        Store (membership.db)   Pki (ca.rs)          |
 //!                                                                                      |
 //!  every response <-- x-sotto-server-time, cache-control: no-store, JSON errors <------+
@@ -57,6 +58,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::AdmissionLimits;
 use crate::ca::{self, Pki};
+use crate::departure::Departures;
 use crate::gate::Gate;
 use crate::key_proof::ClientKeyVerifier;
 use crate::revocation::Revocations;
@@ -93,8 +95,11 @@ pub struct MembershipConfig {
     /// otherwise).
     pub quotas: quota::QuotaLimits,
     /// The revoked certificates, shared with the MQTT front ([`crate::revocation`]): loaded
-    /// from the database at start, added to at each renewal.
+    /// from the database at start, added to at each renewal and account deletion.
     pub revocations: Revocations,
+    /// The departed accounts, shared with the MQTT front ([`crate::departure`]): loaded from the
+    /// database at start, added to at each account deletion and expiry.
+    pub departures: Departures,
     /// The operator's metrics it counts into and registers its probe with.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -121,9 +126,16 @@ impl Membership {
         config
             .revocations
             .replace(store.revoked_serials(pki.clock().now_ms())?);
+        config
+            .departures
+            .extend(store.departed_users()?.iter().map(UserId::to_text));
         let pki_clock = pki.clock().clone();
         let store = Arc::new(store);
-        let sweeper = tokio::spawn(expire_accounts(store.clone(), pki.clock().clone()));
+        let sweeper = tokio::spawn(expire_accounts(
+            store.clone(),
+            pki.clock().clone(),
+            config.departures.clone(),
+        ));
         let (tls, keys) = pki.https_server_config()?;
         let tls = TlsAcceptor::from(tls);
         let gate = Gate::new(
@@ -142,6 +154,7 @@ impl Membership {
             challenges: challenge::Challenges::new(),
             quotas: std::sync::Mutex::new(quotas),
             revocations: config.revocations.clone(),
+            departures: config.departures.clone(),
             difficulty: config.difficulty,
             broker: config.broker_addr,
             metrics: config.metrics.clone(),
@@ -266,16 +279,23 @@ const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(24 * 36
 
 /// At start and then daily: deletes the accounts whose certificate expired more than
 /// [`store::ACCOUNT_GRACE_DAYS`] ago without a renewal ([`store::Store::expire_accounts`]),
-/// logging only how many.
-async fn expire_accounts(store: Arc<store::Store>, clock: crate::clock::Clock) {
+/// logging only how many; they join the departed (messages to them are refused).
+async fn expire_accounts(
+    store: Arc<store::Store>,
+    clock: crate::clock::Clock,
+    departures: Departures,
+) {
     let mut tick = tokio::time::interval(EXPIRY_SWEEP);
     loop {
         tick.tick().await;
         let store = store.clone();
         let now = clock.now_ms();
         match tokio::task::spawn_blocking(move || store.expire_accounts(now)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(accounts = n, "expired accounts deleted"),
+            Ok(Ok(gone)) if gone.is_empty() => {}
+            Ok(Ok(gone)) => {
+                tracing::info!(accounts = gone.len(), "expired accounts deleted");
+                departures.extend(gone.iter().map(UserId::to_text));
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired accounts"),
             Err(_) => tracing::warn!("the account expiry task failed"),
         }
@@ -292,6 +312,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route(paths::PREKEYS, post(handlers::upload_prekeys))
         .route(paths::PREKEY_COUNT, get(handlers::prekey_count))
         .route("/v1/bundle/{user_id}", get(handlers::bundle))
+        .route(paths::ACCOUNT_DELETE, post(handlers::delete_account))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)

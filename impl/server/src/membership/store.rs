@@ -8,10 +8,13 @@
 //! | `users` | `user_id` (10 random bytes, ID-1), `identity` (public identity, KEY-2, 128 bytes), `tls_spki` (DER SubjectPublicKeyInfo of the current client certificate), `created_day` (signup day, UTC midnight in ms: deliberately coarse), `cert_serial` (hex), `cert_not_after_ms` (a UTC midnight, like the certificate's dates) |
 //! | `signed_prekeys` | `user_id`, `prekey_id`, `body` (KEY-3, 100 bytes); the newest LIM-9 = 3 kept (current + grace) |
 //! | `one_time_prekeys` | `user_id`, `prekey_id`, `body` (KEY-4, 36 bytes); deleted in the transaction that serves it |
-//! | `revoked` | `serial`, `not_after_ms`: certificates a renewal replaced, until they expire |
+//! | `revoked` | `serial`, `not_after_ms`: certificates a renewal replaced or an account deletion revoked, until they expire |
+//! | `departed` | `user_id`, `day` (UTC midnight in ms, deliberately coarse): accounts deleted by their owner or expired; messages to them are refused (BROKER-5, reason 2) |
 //!
 //! An account not renewed goes [`ACCOUNT_GRACE_DAYS`] after its certificate expired
-//! ([`Store::expire_accounts`]).
+//! ([`Store::expire_accounts`]); an owner deletes theirs at once ([`Store::delete_account`]).
+//! Either way its id stays in `departed`: ids are random and never reused (ID-1), and the id is
+//! all that is kept.
 //!
 //! No IP address, name, contact, timestamp of use, or anything else about a person is written; nor is
 //! anything logged per request. `secure_delete` is on, so a served one-time prekey is overwritten in
@@ -38,7 +41,7 @@ use super::error::StoreError;
 pub const FILE_NAME: &str = "membership.db";
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Days after its certificate's expiry that an account not renewed is kept
 /// ([`Store::expire_accounts`]); the same as a Mosquitto session's expiry without a connection.
@@ -88,6 +91,15 @@ const SCHEMA_V3: &str = "
 CREATE TABLE revoked (
     serial       TEXT PRIMARY KEY,
     not_after_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Version 4: the accounts that are gone (deleted by their owner or expired), by user id and
+/// the day they went; nothing else (`departure`).
+const SCHEMA_V4: &str = "
+CREATE TABLE departed (
+    user_id BLOB PRIMARY KEY CHECK (length(user_id) = 10),
+    day     INTEGER NOT NULL CHECK (day % 86400000 = 0)
 ) WITHOUT ROWID;
 ";
 
@@ -158,9 +170,10 @@ impl Store {
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let steps = match version {
-            0 => Some(format!("{SCHEMA_V1} {SCHEMA_V3}")),
-            1 => Some(format!("{SCHEMA_V2} {SCHEMA_V3}")),
-            2 => Some(SCHEMA_V3.to_owned()),
+            0 => Some(format!("{SCHEMA_V1} {SCHEMA_V3} {SCHEMA_V4}")),
+            1 => Some(format!("{SCHEMA_V2} {SCHEMA_V3} {SCHEMA_V4}")),
+            2 => Some(format!("{SCHEMA_V3} {SCHEMA_V4}")),
+            3 => Some(SCHEMA_V4.to_owned()),
             SCHEMA_VERSION => None,
             other => return Err(StoreError::UnsupportedSchema(other)),
         };
@@ -204,6 +217,10 @@ impl Store {
     pub fn insert_user(&self, user: &NewUser<'_>) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A departed id is never given again (messages to it are refused).
+        if is_departed(&tx, &user.user_id)? {
+            return Ok(false);
+        }
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO users
                  (user_id, identity, tls_spki, created_day, cert_serial, cert_not_after_ms)
@@ -294,24 +311,86 @@ impl Store {
     }
 
     /// Deletes every account whose certificate expired more than [`ACCOUNT_GRACE_DAYS`] before
-    /// `now_ms` and was never renewed since (with its prekeys); returns how many went. Such a device
+    /// `now_ms` and was never renewed since (with its prekeys), and records each as departed
+    /// (messages to it are refused from then on); returns the ids that went. Such a device
     /// cannot connect to the message service any more, and its inbox session has expired there
     /// too (Mosquitto: `persistent_client_expiration`), so nothing of the account is left.
-    pub fn expire_accounts(&self, now_ms: u64) -> Result<usize, StoreError> {
+    pub fn expire_accounts(&self, now_ms: u64) -> Result<Vec<UserId>, StoreError> {
         let cutoff = now_ms.saturating_sub(ACCOUNT_GRACE_DAYS * MS_PER_DAY);
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let expired = "SELECT user_id FROM users WHERE cert_not_after_ms < ?1";
         let cutoff = to_sql_int(cutoff);
+        let gone = {
+            let mut stmt = tx.prepare(expired)?;
+            stmt.query_map([cutoff], |r| r.get::<_, Vec<u8>>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        tx.execute(
+            &format!(
+                "INSERT OR IGNORE INTO departed (user_id, day) SELECT user_id, ?2 FROM users
+                 WHERE user_id IN ({expired})"
+            ),
+            params![cutoff, day_of(now_ms)],
+        )?;
         for table in ["one_time_prekeys", "signed_prekeys"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE user_id IN ({expired})"),
                 [cutoff],
             )?;
         }
-        let gone = tx.execute("DELETE FROM users WHERE cert_not_after_ms < ?1", [cutoff])?;
+        tx.execute("DELETE FROM users WHERE cert_not_after_ms < ?1", [cutoff])?;
         tx.commit()?;
-        Ok(gone)
+        gone.iter()
+            .map(|b| user_id_of(b).ok_or(StoreError::Corrupt("users")))
+            .collect()
+    }
+
+    /// Deletes the account of `user` at its owner's request, in one transaction: its directory
+    /// row, signed and one-time prekeys; its certificate's serial into `revoked` (until the
+    /// certificate would have expired); its id into `departed` with the day. Returns the revoked
+    /// serial, `None` for an unknown user.
+    pub fn delete_account(&self, user: &UserId, now_ms: u64) -> Result<Option<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let cert: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT cert_serial, cert_not_after_ms FROM users WHERE user_id = ?1",
+                [&user.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((serial, not_after)) = cert else {
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT OR REPLACE INTO revoked (serial, not_after_ms) VALUES (?1, ?2)",
+            params![serial, not_after],
+        )?;
+        for table in ["one_time_prekeys", "signed_prekeys", "users"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE user_id = ?1"),
+                [&user.0[..]],
+            )?;
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO departed (user_id, day) VALUES (?1, ?2)",
+            params![&user.0[..], day_of(now_ms)],
+        )?;
+        tx.commit()?;
+        Ok(Some(serial))
+    }
+
+    /// Every departed user id (deleted or expired accounts).
+    pub fn departed_users(&self) -> Result<Vec<UserId>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT user_id FROM departed")?;
+        let raw = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.iter()
+            .map(|b| user_id_of(b).ok_or(StoreError::Corrupt("departed")))
+            .collect()
     }
 
     /// Stores uploaded prekeys (KEY-3, KEY-4) in one transaction.
@@ -430,6 +509,26 @@ impl Store {
         tx.commit()?;
         Ok(Some(PreKeyBundle::new(*user, identity, spk, opk)))
     }
+}
+
+fn is_departed(conn: &Connection, user: &UserId) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM departed WHERE user_id = ?1",
+            [&user.0[..]],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn user_id_of(bytes: &[u8]) -> Option<UserId> {
+    Some(UserId(<[u8; 10]>::try_from(bytes).ok()?))
+}
+
+/// The UTC midnight of `ms`, in ms: the finest time `departed` keeps.
+fn day_of(ms: u64) -> i64 {
+    to_sql_int(ms - ms % MS_PER_DAY)
 }
 
 fn load_identity(conn: &Connection, user: &UserId) -> Result<Option<PublicIdentity>, StoreError> {
@@ -557,7 +656,12 @@ mod tests {
         let f = fixture(3);
         let expiry = 1; // the fixture's certificate notAfter
         let day = MS_PER_DAY;
-        assert_eq!(f.store.expire_accounts(expiry + 89 * day).unwrap(), 0);
+        assert!(
+            f.store
+                .expire_accounts(expiry + 89 * day)
+                .unwrap()
+                .is_empty()
+        );
         assert!(f.store.user_exists(&f.user).unwrap());
         // Renewed: a new certificate a year later keeps the account past the old cutoff.
         let renewed = CertRecord {
@@ -567,16 +671,23 @@ mod tests {
         f.store
             .update_certificate(&f.user, &[0x30, 0x00], &renewed)
             .unwrap();
-        assert_eq!(f.store.expire_accounts(expiry + 91 * day).unwrap(), 0);
+        assert!(
+            f.store
+                .expire_accounts(expiry + 91 * day)
+                .unwrap()
+                .is_empty()
+        );
         assert!(f.store.user_exists(&f.user).unwrap());
         // Not renewed again: gone 90 days after that certificate, prekeys with it.
         assert_eq!(
             f.store
                 .expire_accounts(renewed.not_after_ms + 90 * day + 1)
                 .unwrap(),
-            1
+            vec![f.user]
         );
         assert!(!f.store.user_exists(&f.user).unwrap());
+        // An expired account is departed too: messages to it are refused.
+        assert_eq!(f.store.departed_users().unwrap(), vec![f.user]);
         assert_eq!(f.store.one_time_prekey_count(&f.user).unwrap(), 0);
         assert!(f.store.take_bundle(&f.user, true).unwrap().is_none());
         let _ = &f.id;
@@ -660,6 +771,66 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(not_after, 1731542523456 - 1731542523456 % 86_400_000);
+    }
+
+    /// A deletion takes the row and every prekey, revokes the certificate and remembers the id
+    /// with a day only; the id is never given again; a second deletion finds nothing.
+    #[test]
+    fn a_deleted_account_leaves_only_its_id_and_a_day_req1() {
+        let f = fixture(3);
+        let now = 1_700_000_123_456;
+        assert_eq!(
+            f.store.delete_account(&f.user, now).unwrap(),
+            Some("01".to_owned())
+        );
+        assert!(!f.store.user_exists(&f.user).unwrap());
+        assert!(f.store.take_bundle(&f.user, true).unwrap().is_none());
+        assert_eq!(f.store.revoked_serials(0).unwrap(), vec!["01".to_owned()]);
+        assert_eq!(f.store.departed_users().unwrap(), vec![f.user]);
+        {
+            let conn = f.store.lock();
+            for table in ["one_time_prekeys", "signed_prekeys", "users"] {
+                let n: i64 = conn
+                    .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(n, 0, "{table}");
+            }
+            let day: i64 = conn
+                .query_row("SELECT day FROM departed", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(day % (MS_PER_DAY as i64), 0);
+        }
+        assert_eq!(f.store.delete_account(&f.user, now).unwrap(), None);
+        // The id is not signed up again.
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let spk = *f.id.new_signed_prekey(&mut rng, 1).public();
+        let again = NewUser {
+            user_id: f.user,
+            identity: f.id.public(),
+            tls_spki: &[0x30, 0x00],
+            signed_prekey: &spk,
+            one_time_prekeys: &[],
+            cert: CertRecord {
+                serial: "02".into(),
+                not_after_ms: 1,
+            },
+            now_ms: now,
+        };
+        assert!(!f.store.insert_user(&again).unwrap());
+    }
+
+    #[test]
+    fn version_3_gains_the_departed_table() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{SCHEMA_V1} {SCHEMA_V3} PRAGMA user_version = 3;"))
+            .unwrap();
+        let store = Store::from_connection(conn).unwrap();
+        assert!(store.departed_users().unwrap().is_empty());
+        let conn = store.lock();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

@@ -186,6 +186,7 @@ mod tests {
                 admission: crate::admission::AdmissionLimits::MEMBERSHIP,
                 quotas: crate::membership::quota::QuotaLimits::DEFAULT,
                 revocations: crate::revocation::Revocations::new(),
+                departures: crate::departure::Departures::new(),
                 metrics: Arc::new(crate::metrics::Metrics::new()),
             },
             pki.clone(),

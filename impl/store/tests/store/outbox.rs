@@ -251,6 +251,10 @@ fn parked_envelopes_are_bounded_rx_8() {
     for i in limit - 1..limit + 5 {
         s.park(&i.to_be_bytes(), T0 + i).unwrap();
     }
+    // The same envelope again is kept once, under the same handle.
+    let again = limit + 4;
+    let id = s.parked().unwrap().last().unwrap().id;
+    assert_eq!(s.park(&again.to_be_bytes(), T0 + again + 1).unwrap(), id);
     let parked = s.parked().unwrap();
     assert_eq!(parked.len(), sotto_core::limits::MAX_PENDING);
     assert_eq!(

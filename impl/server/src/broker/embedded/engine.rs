@@ -26,10 +26,13 @@
 //! - Sessions expire: [`Engine::expire_idle`], called once a day by the shell, drops an inbox
 //!   (session and queue, zeroized) whose owner has not been connected for that many calls, as
 //!   Mosquitto's `persistent_client_expiration` does.
+//! - A departed account ([`Engine::forget`], `crate::departure`): its session and queue go at
+//!   once (zeroized), its connection is closed, and a PUBLISH to it that was on its way is
+//!   acknowledged without being held (the front refuses later ones with a notice, BROKER-5).
 //! - Only the front may connect: a CONNECT must carry the per-start secret as password and the
 //!   client id as username.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sotto_wire::mqtt::{self, Packet, PacketType, ParseError};
 use zeroize::Zeroizing;
@@ -150,6 +153,8 @@ pub struct Engine {
     limits: Limits,
     inboxes: BTreeMap<String, Inbox>,
     conns: BTreeMap<ConnId, String>,
+    /// Users [`Engine::forget`] dropped: nothing is held for them again.
+    forgotten: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -178,6 +183,7 @@ impl Engine {
             limits,
             inboxes: BTreeMap::new(),
             conns: BTreeMap::new(),
+            forgotten: BTreeSet::new(),
         }
     }
 
@@ -343,6 +349,11 @@ impl Engine {
     }
 
     fn enqueue(&mut self, recipient: &str, payload: &[u8]) -> Result<(), EngineError> {
+        if self.forgotten.contains(recipient) {
+            // A departed account: nothing to hold it for (a PUBLISH that passed the front just
+            // before the departure).
+            return Ok(());
+        }
         let inbox = self.inboxes.entry(recipient.to_owned()).or_default();
         if inbox.len() >= self.limits.max_envelopes
             || inbox.bytes + payload.len() > self.limits.max_bytes
@@ -396,6 +407,25 @@ impl Engine {
             inbox.idle_sweeps < after
         });
         before - self.inboxes.len()
+    }
+
+    /// `user`'s account was deleted (`crate::departure`): its session and every envelope queued
+    /// or in flight for it go now (zeroized), its connection is closed (`out`), and nothing is
+    /// held for it again. Returns how many envelopes went.
+    pub fn forget(&mut self, user: &str, out: &mut Vec<Out>) -> usize {
+        self.forgotten.insert(user.to_owned());
+        let gone = self.inboxes.remove(user).map_or(0, |inbox| inbox.len());
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, u)| u.as_str() == user)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            self.conns.remove(&conn);
+            out.push(Out::Close(conn));
+        }
+        gone
     }
 
     /// What the engine holds now.

@@ -54,6 +54,7 @@ type Writers = Arc<Mutex<BTreeMap<ConnId, mpsc::UnboundedSender<Cmd>>>>;
 pub struct EmbeddedBroker {
     upstream: Upstream,
     engine: Arc<Mutex<Engine>>,
+    writers: Writers,
     stop: watch::Sender<bool>,
 }
 
@@ -87,7 +88,13 @@ impl EmbeddedBroker {
         )));
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(expire_sessions(engine.clone(), stop_rx.clone()));
-        tokio::spawn(accept_loop(listener, engine.clone(), stop_rx));
+        let writers = Writers::default();
+        tokio::spawn(accept_loop(
+            listener,
+            engine.clone(),
+            writers.clone(),
+            stop_rx,
+        ));
         tracing::info!(%addr, "embedded broker ready");
         Ok(EmbeddedBroker {
             upstream: Upstream {
@@ -95,7 +102,26 @@ impl EmbeddedBroker {
                 secret,
             },
             engine,
+            writers,
             stop,
+        })
+    }
+
+    /// Drops `user`'s session and queue now and closes its connection ([`Engine::forget`]; an
+    /// account deleted, `crate::departure`). Returns how many envelopes went.
+    pub fn forget(&self, user: &str) -> usize {
+        forget(&self.engine, &self.writers, user)
+    }
+
+    /// What [`EmbeddedBroker::forget`] does, as a handle that outlives a borrow of the broker
+    /// (the purge of `crate::departure::Departures`).
+    pub(crate) fn purge(&self) -> crate::departure::Purge {
+        let (engine, writers) = (self.engine.clone(), self.writers.clone());
+        Arc::new(move |user: String| {
+            let gone = forget(&engine, &writers, &user);
+            Box::pin(async move {
+                tracing::debug!(envelopes = gone, "a departed inbox dropped");
+            })
         })
     }
 
@@ -158,12 +184,22 @@ async fn expire_sessions(engine: Arc<Mutex<Engine>>, mut stop: watch::Receiver<b
     }
 }
 
+fn forget(engine: &Mutex<Engine>, writers: &Writers, user: &str) -> usize {
+    let mut out = Vec::new();
+    let gone = engine
+        .lock()
+        .map(|mut e| e.forget(user, &mut out))
+        .unwrap_or(0);
+    dispatch(writers, out);
+    gone
+}
+
 async fn accept_loop(
     listener: TcpListener,
     engine: Arc<Mutex<Engine>>,
+    writers: Writers,
     mut stop: watch::Receiver<bool>,
 ) {
-    let writers = Writers::default();
     let mut next: ConnId = 1;
     loop {
         tokio::select! {

@@ -267,3 +267,27 @@ fn idle_sessions_expire_after_their_sweeps() {
         "no session"
     );
 }
+
+/// A departed account: its queue and session go at once, its connection is closed, a late
+/// PUBLISH to it is acknowledged but not held; another inbox is untouched.
+#[test]
+fn a_forgotten_user_loses_session_and_queue_at_once() {
+    let mut e = Engine::new(SECRET, limits());
+    connect(&mut e, 1, A, false);
+    send(&mut e, 1, &encode_subscribe(1, &format!("i/{A}"))).expect("subscribe");
+    connect(&mut e, 2, B, false);
+    send(&mut e, 2, &publish_to(A, 1, b"one")).expect("queued");
+    send(&mut e, 2, &publish_to(B, 2, b"own")).expect("queued");
+    assert_eq!(e.holdings().envelopes, 2);
+    let mut out = Vec::new();
+    assert_eq!(e.forget(A, &mut out), 1);
+    assert_eq!(out, vec![Out::Close(1)]);
+    assert!(!e.is_connected(1));
+    assert_eq!(e.holdings().envelopes, 1, "B's envelope stays");
+    let late = send(&mut e, 2, &publish_to(A, 3, b"late")).expect("acknowledged");
+    assert_eq!(late, vec![Out::Send(2, puback(3))]);
+    assert_eq!(e.holdings().envelopes, 1, "nothing held for A");
+    e.closed(1);
+    assert_eq!(e.forget(B, &mut Vec::new()), 1);
+    assert_eq!(e.holdings(), Holdings::default());
+}
