@@ -259,3 +259,51 @@ async fn a_deletion_the_service_did_not_answer_keeps_the_store() {
         .expect("the store is intact");
     bob.close().expect("close");
 }
+
+/// An account whose certificate expired 90 days ago without a renewal departs like a deleted
+/// one when the service's sweep runs (at start, then daily): what was queued for it is dropped
+/// from the broker and a contact that renewed its own certificate gets the permanent failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_account_departs_like_a_deleted_one() {
+    use sotto_server::clock::Clock;
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let clock = Clock::skewed();
+    let mut stack = TestStack::build(Broker::Embedded, |b| b.clock(clock.clone())).await;
+    let mut alice = stack.signup("alice").await;
+    let mut bob = stack.signup("bob").await;
+    exchange_cards(&mut alice, &mut bob);
+    let bob_id = bob.user_id();
+    bob.close().expect("close");
+    alice.send(&bob_id, "queued for bob").expect("send");
+    sync(&mut alice).await;
+    assert_eq!(held_for(&stack, &bob_id).await, 1, "queued for bob");
+
+    // Alice keeps her account: 350 days on (within the renewal window), her device renews its
+    // certificate.
+    clock.advance(350 * DAY);
+    alice.advance_local_clock(350 * DAY);
+    sync(&mut alice).await;
+    // Bob never comes back: a year and 91 days after signup his account expired.
+    clock.advance(106 * DAY);
+    alice.advance_local_clock(106 * DAY);
+    stack.stop_membership().await;
+    stack.start_membership(None).await;
+    let swept = tokio::time::timeout(WAIT, async {
+        while held_for(&stack, &bob_id).await != 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(swept.is_ok(), "bob's inbox dropped by the sweep");
+    let gone = alice.send(&bob_id, "are you there?").expect("send");
+    let report = sync(&mut alice).await;
+    assert!(
+        report.events.iter().any(|e| matches!(
+            e,
+            ClientEvent::Undeliverable { id, reason: RefusalReason::NoSuchRecipient, .. }
+                if *id == gone
+        )),
+        "{:?}",
+        report.events
+    );
+}

@@ -279,7 +279,8 @@ const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(24 * 36
 
 /// At start and then daily: deletes the accounts whose certificate expired more than
 /// [`store::ACCOUNT_GRACE_DAYS`] ago without a renewal ([`store::Store::expire_accounts`]),
-/// logging only how many; they join the departed (messages to them are refused).
+/// logging only how many; they depart as deleted accounts do ([`Departures::depart`]: messages to
+/// them are refused, their inboxes dropped).
 async fn expire_accounts(
     store: Arc<store::Store>,
     clock: crate::clock::Clock,
@@ -294,7 +295,11 @@ async fn expire_accounts(
             Ok(Ok(gone)) if gone.is_empty() => {}
             Ok(Ok(gone)) => {
                 tracing::info!(accounts = gone.len(), "expired accounts deleted");
-                departures.extend(gone.iter().map(UserId::to_text));
+                // Each departs as a deleted account does: refused as a recipient, its
+                // connections closed, its inbox dropped from the broker.
+                for user in &gone {
+                    departures.depart(&user.to_text()).await;
+                }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired accounts"),
             Err(_) => tracing::warn!("the account expiry task failed"),
