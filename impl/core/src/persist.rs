@@ -42,14 +42,6 @@ macro_rules! persist_struct {
 }
 pub(crate) use persist_struct;
 
-/// A record whose key says everything (a blocked user id): no value bytes.
-impl Persist for () {
-    fn write(&self, _: &mut Writer) {}
-    fn read(_: &mut Reader<'_>) -> Result<Self> {
-        Ok(())
-    }
-}
-
 impl Persist for u8 {
     fn write(&self, w: &mut Writer) {
         w.u8(*self);

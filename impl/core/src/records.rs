@@ -64,7 +64,7 @@ pub enum RecordKind {
     /// The keys of one skipped message of a group and when they were kept (key: the group id,
     /// then the message's epoch, member index and counter).
     GroupSkippedKey = 12,
-    /// One user id the person blocked (RX-11; key: the user id, empty value).
+    /// One user id the person blocked (RX-11; key: the user id, value: the byte 1).
     Blocked = 13,
 }
 

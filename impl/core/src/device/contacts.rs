@@ -39,6 +39,22 @@ pub struct IdentityClaim {
     pub claimed: PublicIdentity,
 }
 
+/// The value of a blocked user id's record (RX-11; the key is the user id): one byte, 1.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct Blocked;
+
+impl crate::persist::Persist for Blocked {
+    fn write(&self, w: &mut crate::codec::Writer) {
+        w.u8(1);
+    }
+    fn read(r: &mut crate::codec::Reader<'_>) -> Result<Self> {
+        match r.u8()? {
+            1 => Ok(Blocked),
+            _ => Err(crate::error::DecodeError::LengthOutOfRange.into()),
+        }
+    }
+}
+
 /// A contact: its identity, trust, the bundle to start a session from, its sessions.
 #[derive(Clone, Debug)]
 pub(super) struct Contact {
@@ -179,7 +195,7 @@ impl Device {
     /// messages: `blocked`, before any state changes, so no receipt goes back) and nothing is
     /// sent to it. A local decision: the contact, its sessions and groups stay.
     pub fn block(&mut self, user: &UserId) {
-        self.blocked.insert(*user, ());
+        self.blocked.insert(*user, Blocked);
     }
 
     /// Lifts a block (RX-11). Returns whether `user` was blocked.

@@ -68,7 +68,7 @@ pub struct Device {
     group_tags: BTreeMap<[u8; 8], GroupId>,
     left_groups: Tracked<GroupId, u32>,
     /// User ids the person blocked (RX-11).
-    blocked: Tracked<UserId, ()>,
+    blocked: Tracked<UserId, contacts::Blocked>,
     delivered: DeliveredIds,
     bucket: usize,
     /// SHA-256 of the [`RecordKind::Meta`](crate::records::RecordKind::Meta) record last

@@ -16,6 +16,7 @@ use crate::records::{ChangeSet, Loading, Record, RecordId, RecordKind, Tracked};
 use crate::replay::ReplayCache;
 use crate::session::Session;
 
+use super::contacts::Blocked;
 use super::{Contact, Device, Trust};
 
 impl Persist for Trust {
@@ -376,7 +377,7 @@ impl Device {
             groups: Tracked::all_marked(groups.into_iter().map(|g| (*g.id(), g)).collect()),
             group_tags: BTreeMap::new(),
             left_groups: Tracked::all_marked(left_groups.into_iter().collect()),
-            blocked: Tracked::all_marked(blocked.into_iter().map(|u| (u, ())).collect()),
+            blocked: Tracked::all_marked(blocked.into_iter().map(|u| (u, Blocked)).collect()),
             delivered,
             bucket,
             meta_committed: None,

@@ -159,13 +159,20 @@ fn bad_records_are_refused_store_3() {
     m.insert((14, vec![1]), vec![1]);
     assert_eq!(load(&m).unwrap_err().code(), "unknown_version");
 
-    // A blocked user id with a value, or under a short key.
+    // A blocked user id: its value is 1; another value, none, more, or a short key is refused.
+    for (key, value, code) in [
+        (vec![1; 10], vec![0], "length_out_of_range"),
+        (vec![1; 10], vec![], "truncated"),
+        (vec![1; 10], vec![1, 1], "trailing_bytes"),
+        (vec![1; 9], vec![1], "truncated"),
+    ] {
+        let mut m = good.0.clone();
+        m.insert((RecordKind::Blocked.code(), key), value);
+        assert_eq!(load(&m).unwrap_err().code(), code);
+    }
     let mut m = good.0.clone();
-    m.insert((RecordKind::Blocked.code(), vec![1; 10]), vec![0]);
-    assert_eq!(load(&m).unwrap_err().code(), "trailing_bytes");
-    let mut m = good.0.clone();
-    m.insert((RecordKind::Blocked.code(), vec![1; 9]), Vec::new());
-    assert!(load(&m).is_err());
+    m.insert((RecordKind::Blocked.code(), vec![1; 10]), vec![1]);
+    assert!(load(&m).unwrap().is_blocked(&sotto_core::UserId([1; 10])));
 
     // A one-time prekey under another id.
     let mut m = good.0.clone();
