@@ -17,8 +17,12 @@ use crate::ids::{GroupId, MessageId, UserId};
 use crate::keys::PublicIdentity;
 use crate::keyshare::KeyShare;
 
-/// Version of the state format.
-pub const STATE_VERSION: u8 = 0x01;
+/// Version of the state format [`crate::Device::export`] writes: 2 ends with the blocked user
+/// ids (RX-11).
+pub const STATE_VERSION: u8 = 0x02;
+
+/// The state format before blocked user ids, still read by [`crate::Device::import`].
+pub const STATE_VERSION_1: u8 = 0x01;
 
 /// A value that can be written into and read back from the device state.
 pub(crate) trait Persist: Sized {

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::group::Group;
 use crate::ids::{GroupId, UserId};
 use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
-use crate::persist::{Persist, STATE_VERSION};
+use crate::persist::{Persist, STATE_VERSION, STATE_VERSION_1};
 use crate::records::{ChangeSet, Loading, Record, RecordId, RecordKind, Tracked};
 use crate::replay::ReplayCache;
 use crate::session::Session;
@@ -338,7 +338,8 @@ impl Device {
     /// to records writes them all.
     pub fn import(bytes: &[u8]) -> Result<Self> {
         let mut r = crate::codec::Reader::new(bytes);
-        if r.u8()? != STATE_VERSION {
+        let version = r.u8()?;
+        if version != STATE_VERSION && version != STATE_VERSION_1 {
             return Err(crate::error::DecodeError::UnknownVersion.into());
         }
         let (user_id, identity, spks) = Device::read_keys(&mut r)?;
@@ -356,8 +357,8 @@ impl Device {
         let left_groups: Vec<(GroupId, u32)> = Persist::read(&mut r)?;
         let delivered = DeliveredIds::read(&mut r)?;
         let bucket = usize::try_from(u32::read(&mut r)?).unwrap_or(0);
-        // Blocked user ids (RX-11) came later: a state exported before them ends here.
-        let blocked: Vec<UserId> = if r.remaining() == 0 {
+        // Blocked user ids (RX-11) came with version 2: a version 1 state ends here.
+        let blocked: Vec<UserId> = if version == STATE_VERSION_1 {
             Vec::new()
         } else {
             Persist::read(&mut r)?

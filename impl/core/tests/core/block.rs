@@ -126,6 +126,28 @@ fn the_block_list_is_kept_with_the_device_state_rx_11() {
     .unwrap();
     assert!(back.is_blocked(&alice_id));
     assert!(Device::import(&bob.export()).unwrap().is_blocked(&alice_id));
+    // A state of version 1 (before blocked user ids) still imports, with none blocked; its
+    // version byte is what says so, not its length.
+    let mut fresh = bob.clone();
+    fresh.unblock(&alice_id);
+    let mut v1 = fresh.export().to_vec();
+    let end = v1.len() - 4;
+    assert_eq!(
+        (v1[0], &v1[end..]),
+        (2, &[0u8; 4][..]),
+        "version 2 ends with an empty list"
+    );
+    v1.truncate(end);
+    v1[0] = 1;
+    assert_eq!(Device::import(&v1).unwrap().blocked().count(), 0);
+    assert_eq!(
+        Device::import(&fresh.export()[..v1.len()])
+            .unwrap_err()
+            .code(),
+        "truncated"
+    );
+    v1[0] = 3;
+    assert_eq!(Device::import(&v1).unwrap_err().code(), "unknown_version");
     bob.mark_committed();
     bob.unblock(&alice_id);
     assert_eq!(
