@@ -156,3 +156,27 @@ fn the_block_list_is_kept_with_the_device_state_rx_11() {
         "unblocking deletes the record"
     );
 }
+
+#[test]
+fn a_blocked_user_ids_claim_of_a_new_identity_is_refused_not_held_rx_11() {
+    let mut r = rng(114);
+    let alice = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut bob, &alice);
+    bob.block(alice.user_id());
+    // Someone writes under Alice's user id with other keys: for a blocked user id there is
+    // nothing to decide, so it is refused, not held for the person (RX-9 does not apply).
+    let mut other = device(&mut r, 1);
+    scan(&mut other, &bob);
+    let first = send(&mut other, &mut r, T0, &bob, "it's me");
+    let mut burst = Inbound::new(T0);
+    assert!(matches!(
+        bob.receive_into(&mut burst, &first.envelope),
+        Verdict::Refused(e) if e == BLOCKED
+    ));
+    bob.unblock(alice.user_id());
+    assert!(matches!(
+        bob.receive_into(&mut burst, &first.envelope),
+        Verdict::Hold(_)
+    ));
+}
