@@ -267,20 +267,9 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let old: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT cert_serial, cert_not_after_ms FROM users WHERE user_id = ?1",
-                [&user.0[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((old_serial, old_not_after)) = old else {
+        let Some(old_serial) = revoke_current_in(&tx, user)? else {
             return Ok(None);
         };
-        tx.execute(
-            "INSERT OR REPLACE INTO revoked (serial, not_after_ms) VALUES (?1, ?2)",
-            params![old_serial, old_not_after],
-        )?;
         tx.execute(
             "UPDATE users SET tls_spki = ?2, cert_serial = ?3, cert_not_after_ms = ?4
              WHERE user_id = ?1",
@@ -353,20 +342,9 @@ impl Store {
     pub fn delete_account(&self, user: &UserId, now_ms: u64) -> Result<Option<String>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let cert: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT cert_serial, cert_not_after_ms FROM users WHERE user_id = ?1",
-                [&user.0[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((serial, not_after)) = cert else {
+        let Some(serial) = revoke_current_in(&tx, user)? else {
             return Ok(None);
         };
-        tx.execute(
-            "INSERT OR REPLACE INTO revoked (serial, not_after_ms) VALUES (?1, ?2)",
-            params![serial, not_after],
-        )?;
         for table in ["one_time_prekeys", "signed_prekeys", "users"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE user_id = ?1"),
@@ -580,6 +558,29 @@ fn spk_bytes(spk: &SignedPreKey) -> Vec<u8> {
 // SQLite integers are i64; times in ms fit until the year 292 million.
 fn to_sql_int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Moves `user`'s current certificate serial into `revoked` (kept until the certificate would
+/// have expired) in the transaction `tx`; returns the serial, `None` for an unknown user.
+fn revoke_current_in(
+    tx: &rusqlite::Transaction<'_>,
+    user: &UserId,
+) -> Result<Option<String>, StoreError> {
+    let cert: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT cert_serial, cert_not_after_ms FROM users WHERE user_id = ?1",
+            [&user.0[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((serial, not_after)) = cert else {
+        return Ok(None);
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO revoked (serial, not_after_ms) VALUES (?1, ?2)",
+        params![serial, not_after],
+    )?;
+    Ok(Some(serial))
 }
 
 #[cfg(test)]
