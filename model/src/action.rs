@@ -28,8 +28,9 @@ pub enum Injection {
     /// identity keys (a mis-binding the server can always build; RX-9 refuses it).
     FirstWithOwnKeys(Dev),
     /// A group key for the target's group, membership signed by `claim`, a member who is not
-    /// its admin, on the target's receiving chain from `claim` (needs that chain key and
-    /// `claim`'s `IKs`; GRP-4 refuses it).
+    /// its admin, handed over (kind 9) by the best handover the attacker has for `claim`: an
+    /// admin's it learned, or one `claim` signs itself; on the target's receiving chain from
+    /// `claim` (needs that chain key and `claim`'s `IKs`; GRP-4 and GRP-12 refuse it).
     GroupKeyAs(Dev),
 }
 
@@ -106,6 +107,18 @@ pub enum Action {
         from: Dev,
         /// Group text index.
         msg: u8,
+    },
+    /// GRP-11: a member leaves (kind 7 to the admin) and deletes the group's keys at once.
+    GroupLeave {
+        /// The leaver.
+        member: Dev,
+    },
+    /// GRP-12: the admin hands the role over (kind 8 to the new admin).
+    GroupHandover {
+        /// The admin.
+        admin: Dev,
+        /// The new admin.
+        to: Dev,
     },
     /// Deliver the first queued packet; the device opens it (RX-1..RX-3), commits the result
     /// with its receipt in one transaction (RX-4, RX-5), then acknowledges it so the broker drops
@@ -199,6 +212,8 @@ impl Action {
         GroupAdd,
         GroupRemove,
         GroupSend,
+        GroupLeave,
+        GroupHandover,
         Receive,
         Commit,
         Resend,
@@ -266,6 +281,18 @@ impl fmt::Display for Action {
                 write!(f, "GroupRemove: {admin} removes {member}")
             }
             Action::GroupSend { from, msg } => write!(f, "GroupSend: {from} sends g{msg}"),
+            Action::GroupLeave { member } => {
+                write!(
+                    f,
+                    "GroupLeave: {member} leaves the group and deletes its keys"
+                )
+            }
+            Action::GroupHandover { admin, to } => {
+                write!(
+                    f,
+                    "GroupHandover: {admin} hands the admin role over to {to}"
+                )
+            }
             Action::Receive(d) => write!(
                 f,
                 "Receive: {d} takes its next packet from the broker and handles it"
@@ -312,7 +339,7 @@ impl fmt::Display for Action {
                 ),
                 Injection::GroupKeyAs(p) => write!(
                     f,
-                    "Inject: the server sends {inbox} a group key signed by {p}, who is not the admin"
+                    "Inject: the server sends {inbox} a group key signed by {p}, who is not the admin, with a handover to {p}"
                 ),
             },
             Action::Restart => write!(f, "Restart: the broker restarts and loses every queue"),

@@ -294,6 +294,8 @@ impl SottoModel {
         }
         if let Some(g) = &dev.group {
             out.extend([g.gmk, g.seeds]);
+            // GRP-12: the handover the admin keeps (not a secret: every member it keys sees it).
+            out.extend(g.handover);
             if let Some(p) = &g.prev {
                 out.extend(p.chains.iter().map(|c| c.2));
             }
@@ -394,7 +396,7 @@ impl SottoModel {
             return None;
         }
         drop(table);
-        if chain.next > crate::ratchet::MAX_COUNTER {
+        if chain.next > self.config.max_counter {
             return None;
         }
         let inner = inner
@@ -440,10 +442,11 @@ fn waiting_pos(s: &State, inbox: Dev, index: u8) -> Option<usize> {
 }
 
 impl SottoModel {
-    /// GRP-4: a group key for `target`'s group (the next epoch, `target` and `claim` its
+    /// GRP-4, GRP-12: a group key for `target`'s group (the next epoch, `target` and `claim` its
     /// members, the server's key), its membership signed by `claim`, who is a member but not the
-    /// admin; sent on `target`'s receiving chain from `claim`. Needs `claim`'s `IKs` and that
-    /// chain key (a compromise of `claim` gives both).
+    /// admin, handed over (kind 9) by the newest handover naming `claim` the attacker learned, or
+    /// else one `claim` signs itself; sent on `target`'s receiving chain from `claim`. Needs
+    /// `claim`'s `IKs` and that chain key (a compromise of `claim` gives both).
     fn forged_group_key(&self, s: &State, target: Dev, claim: Dev) -> Option<TermId> {
         let g = s.dev(target).group.as_ref()?;
         if g.members.first().is_none_or(|m| m.dev == claim)
@@ -466,8 +469,28 @@ impl SottoModel {
             fields.push(t.pk(Atom::IdSig(Party::Dev(d))));
         }
         let membership = t.sig(signer, t.tup(&fields));
+        let claim_iks = t.pk(Atom::IdSig(Party::Dev(claim)));
+        let learned = s
+            .handovers
+            .iter()
+            .rev()
+            .find(|h| h.to == claim && s.knowledge.knows(h.proof))
+            .map(|h| h.proof);
+        let handover = learned.unwrap_or_else(|| {
+            t.sig(
+                signer,
+                t.tup(&[
+                    t.cnst(Const::Label(Label::SigHandover)),
+                    t.cnst(Const::GroupId),
+                    t.num(g.epoch + 1),
+                    t.cnst(Const::UserId(Party::Dev(claim))),
+                    claim_iks,
+                ]),
+            )
+        });
         let inner = t.tup(&[
-            t.cnst(Const::Kind(Kind::GroupKey)),
+            t.cnst(Const::Kind(Kind::HandedOverKey)),
+            handover,
             membership,
             t.atom(Atom::Forged(0)),
             t.atom(Atom::Forged(1)),

@@ -35,7 +35,7 @@
 //! block ([`handshake`]), send on chains that turn epochs with fresh key shares ([`ratchet`]),
 //! receive, commit with a receipt and acknowledge ([`receive`]), resend on timeout, drop
 //! duplicates, keep early envelopes for retry, go offline and online, and run a group whose admin
-//! rekeys on every change ([`group`]). A scenario ([`scenario`]) says which of these the users
+//! rekeys on every change, which members leave and whose admin hands the role over ([`group`]). A scenario ([`scenario`]) says which of these the users
 //! do, in order; the network and the attacker interleave freely.
 //!
 //! ## The attacker

@@ -48,6 +48,10 @@ impl SottoModel {
             config.budgets.allow.len() <= crate::state::WINDOWS,
             "at most WINDOWS fault windows"
         );
+        assert!(
+            config.max_counter <= crate::ratchet::MAX_COUNTER,
+            "a chain's masks hold counters up to MAX_COUNTER"
+        );
         SottoModel {
             config,
             variant,
@@ -241,9 +245,10 @@ impl SottoModel {
             }
             Intent::GroupAdd { admin, member } | Intent::GroupRemove { admin, member } => {
                 let ok = s.dev(*admin).group.as_ref().is_some_and(|g| {
-                    g.members
-                        .iter()
-                        .all(|m| m.dev == *admin || self.can_send(s, *admin, m.dev))
+                    g.administered_by(*admin)
+                        && g.members
+                            .iter()
+                            .all(|m| m.dev == *admin || self.can_send(s, *admin, m.dev))
                 }) && self.can_send(s, *admin, *member);
                 if ok {
                     out.push(match intent {
@@ -271,6 +276,32 @@ impl SottoModel {
                     out.push(Action::GroupSend {
                         from: *from,
                         msg: *msg,
+                    });
+                }
+            }
+            Intent::GroupLeave { member } => {
+                // GRP-11: the admin cannot leave (`admin_must_hand_over`); the leave goes to the
+                // admin the member holds.
+                let admin = s.dev(*member).group.as_ref().and_then(|g| {
+                    g.members
+                        .first()
+                        .map(|a| a.dev)
+                        .filter(|a| a != member && g.members.iter().any(|m| m.dev == *member))
+                });
+                if admin.is_some_and(|a| self.can_send(s, *member, a)) {
+                    out.push(Action::GroupLeave { member: *member });
+                }
+            }
+            Intent::GroupHandover { admin, to } => {
+                let ok = s.dev(*admin).group.as_ref().is_some_and(|g| {
+                    g.administered_by(*admin)
+                        && to != admin
+                        && g.members.iter().any(|m| m.dev == *to)
+                }) && self.can_send(s, *admin, *to);
+                if ok {
+                    out.push(Action::GroupHandover {
+                        admin: *admin,
+                        to: *to,
                     });
                 }
             }
@@ -370,7 +401,9 @@ impl SottoModel {
             Action::GroupCreate { .. }
             | Action::GroupAdd { .. }
             | Action::GroupRemove { .. }
-            | Action::GroupSend { .. } => {
+            | Action::GroupSend { .. }
+            | Action::GroupLeave { .. }
+            | Action::GroupHandover { .. } => {
                 self.group_step(s, a);
                 s.pc += 1;
                 true
@@ -529,6 +562,8 @@ impl Model for SottoModel {
             log: Arc::new(Vec::new()),
             group_log: Vec::new(),
             group_epochs: Vec::new(),
+            handovers: Vec::new(),
+            group_left: Vec::new(),
             restarted: false,
             flags: 0,
         }]

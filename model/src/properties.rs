@@ -61,8 +61,8 @@ pub mod names {
     /// SAFE-1.
     pub const SAFE1_TOFU_DISCOVERABLE: &str =
         "SAFE-1 TOFU a man-in-the-middle on an unverified contact shows in the safety number";
-    /// GRP-4.
-    pub const GRP4_ADMIN_ONLY: &str = "GRP-4 only the admin's group controls take effect: every group epoch a member holds is the admin's";
+    /// GRP-4, GRP-11, GRP-12.
+    pub const GRP12_ADMIN_CHAIN: &str = "GRP-4 GRP-12 admin chain: every group epoch a member holds was issued to it by the admin of the time, the role passing only by its admin's handover; one that left holds none until re-added";
 
     /// CARD-4 limit, an expected discovery.
     pub const TOFU_LIMIT: &str = "sometimes: CARD-4 trust-on-first-use limit: the server reads a message to an unverified contact whose bundle it forged";
@@ -99,12 +99,18 @@ pub mod names {
     pub const S_FORGED_REJECTED: &str = "sometimes: CARD-4 KEY-5 a forged bundle is rejected";
     /// EPOCH-2.
     pub const S_EPOCHS: &str = "sometimes: EPOCH-2 a conversation reaches its third epoch";
+    /// GRP-11.
+    pub const S_LEAVE: &str = "sometimes: GRP-11 a member leaves and its admin removes it";
+    /// GRP-12.
+    pub const S_HANDOVER: &str =
+        "sometimes: GRP-12 a member accepts the group key of the admin it was handed over to";
 }
 
 use names::*;
 
 /// Every property, before filtering by configuration. Each is wrapped in a latch (indices 0..15
-/// for `always`, 16.. for `sometimes`; see [`SottoModel::holds`] and [`SottoModel::once`]).
+/// and 32..34 for `always`, 16..31 and 35.. for `sometimes`; see [`SottoModel::holds`] and
+/// [`SottoModel::once`]).
 pub fn all() -> Vec<Property<SottoModel>> {
     vec![
         Property::always(REQ8_SECRECY, |m, s: &State| {
@@ -151,8 +157,8 @@ pub fn all() -> Vec<Property<SottoModel>> {
         Property::always(SAFE1_TOFU_DISCOVERABLE, |m, s: &State| {
             m.holds(33, || tofu_discoverable(m, s))
         }),
-        Property::always(GRP4_ADMIN_ONLY, |m, s: &State| {
-            m.holds(34, || group_admin_only(s))
+        Property::always(GRP12_ADMIN_CHAIN, |m, s: &State| {
+            m.holds(34, || admin_chain(s))
         }),
         Property::sometimes(TOFU_LIMIT, |m, s: &State| m.once(16, || tofu_limit(m, s))),
         Property::sometimes(S_VERIFIED_COMMIT, |m, s: &State| {
@@ -208,6 +214,12 @@ pub fn all() -> Vec<Property<SottoModel>> {
                     .any(|d| d.sessions.iter().any(|x| x.newest >= 2))
             })
         }),
+        Property::sometimes(S_LEAVE, |m, s: &State| {
+            m.once(35, || s.flags & flag::LEAVE_REMOVED != 0)
+        }),
+        Property::sometimes(S_HANDOVER, |m, s: &State| {
+            m.once(36, || s.flags & flag::HANDOVER_ACCEPTED != 0)
+        }),
     ]
 }
 
@@ -216,7 +228,9 @@ pub fn relevant(name: &str, c: &Config) -> bool {
     let b = &c.budgets;
     let has = |f: fn(&Intent) -> bool| c.script.iter().any(f);
     let group = has(|i| matches!(i, Intent::GroupCreate { .. }));
-    let removal = has(|i| matches!(i, Intent::GroupRemove { .. }));
+    let leave = has(|i| matches!(i, Intent::GroupLeave { .. }));
+    let removal = leave || has(|i| matches!(i, Intent::GroupRemove { .. }));
+    let handover = has(|i| matches!(i, Intent::GroupHandover { .. }));
     let offline = has(|i| matches!(i, Intent::GoOffline(_)));
     let unverified_fetch = c.script.iter().enumerate().any(|(k, i)| match i {
         Intent::FetchBundle { by, of } => {
@@ -229,7 +243,9 @@ pub fn relevant(name: &str, c: &Config) -> bool {
     }
     match name {
         GRP6_REMOVED_MEMBER | S_AFTER_REMOVAL => removal,
-        GRP3_CATCH_UP | GRP4_ADMIN_ONLY => group,
+        GRP3_CATCH_UP | GRP12_ADMIN_CHAIN => group,
+        S_LEAVE => leave,
+        S_HANDOVER => handover,
         SAFE1_TOFU_DISCOVERABLE => b.forge_bundles && unverified_fetch,
         S_CATCH_UP => group && offline,
         FS | PCS | S_FS | S_FS_LIMIT | S_PCS => b.total(Fault::Compromise) > 0,
@@ -601,13 +617,55 @@ fn tofu_discoverable(m: &SottoModel, s: &State) -> bool {
     })
 }
 
-/// GRP-4: every group epoch a device holds is one the admin created (its key and seeds).
-fn group_admin_only(s: &State) -> bool {
-    s.devices.iter().all(|d| {
-        d.group.as_ref().is_none_or(|g| {
-            s.group_epochs
-                .iter()
-                .any(|r| r.epoch == g.epoch && r.gmk == g.gmk && r.seeds == g.seeds)
+/// The admin of group epoch `epoch` by the ghost records: the creator, then each member an
+/// admin of the time handed the role over to (GRP-12).
+fn admin_of(s: &State, epoch: u8) -> Option<Dev> {
+    let creator = s.group_epochs.first()?.admin;
+    Some(
+        s.handovers
+            .iter()
+            .filter(|h| h.epoch <= epoch)
+            .fold(creator, |a, h| if h.from == a { h.to } else { a }),
+    )
+}
+
+/// GRP-4, GRP-11, GRP-12: every group epoch was issued by the admin of its time, and every
+/// group epoch a device holds is one of them (its key and seeds), listing the device, whose
+/// first member is that admin; a device that left holds only epochs issued after its removal
+/// (re-added). A compromised admin issues whatever the attacker wants, also to members that do
+/// not know yet that it handed the role over: an epoch whose admin of the time is compromised,
+/// or that a device accepted from the compromised admin it held then, is not checked.
+fn admin_chain(s: &State) -> bool {
+    let issued = s
+        .group_epochs
+        .iter()
+        .all(|r| admin_of(s, r.epoch) == Some(r.admin));
+    issued
+        && s.devices.iter().enumerate().all(|(i, dev)| {
+            let d = Dev::from_ix(i);
+            dev.group.as_ref().is_none_or(|g| {
+                let Some(admin) = admin_of(s, g.epoch) else {
+                    return false;
+                };
+                let named = g.members.first().map(|m| m.dev);
+                let trusted = named.is_some_and(|x| comp(s, x) && g.accepted_under == Some(x));
+                if comp(s, admin) || trusted {
+                    return true;
+                }
+                let Some(k) = s.group_epochs.iter().position(|r| {
+                    r.epoch == g.epoch && r.gmk == g.gmk && r.seeds == g.seeds && r.admin == admin
+                }) else {
+                    return false;
+                };
+                let listed = |r: &crate::state::GroupEpochRec| r.members >> i & 1 == 1;
+                let readded = s.group_left.iter().filter(|(x, _)| *x == d).all(|(_, at)| {
+                    s.group_epochs
+                        .get(*at as usize..k)
+                        .is_some_and(|rs| rs.iter().any(|r| !listed(r)))
+                });
+                listed(&s.group_epochs[k])
+                    && g.members.first().is_some_and(|m| m.dev == admin)
+                    && readded
+            })
         })
-    })
 }

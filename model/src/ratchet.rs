@@ -24,8 +24,9 @@ use crate::state::{RecvChain, SendChain, Session, State};
 use crate::term::{Atom, Const, Dev, Label, Party, Shape, TermId, Terms};
 use crate::variant::Variant;
 
-/// Highest counter the model tracks per chain (the skipped-key mask is 8 bits; LIM-3 is larger).
-pub const MAX_COUNTER: u8 = 7;
+/// Highest counter a chain's masks can hold (16 bits); a configuration's bound
+/// ([`crate::scenario::Config::max_counter`]) is at most this (LIM-3 is far larger).
+pub const MAX_COUNTER: u8 = 15;
 
 /// Whether the device owns an epoch of a session (EPOCH-1: even epochs are the initiator's).
 pub fn owns(ses: &Session, epoch: u8) -> bool {
@@ -86,7 +87,7 @@ pub fn open_counter(
     payload: TermId,
 ) -> Option<Opened> {
     let t = m.t();
-    if n > MAX_COUNTER {
+    if n > m.config.max_counter {
         return None; // beyond the model's bound (too_many_skipped)
     }
     if chain.closed && n >= chain.next {
@@ -119,11 +120,11 @@ pub fn open_counter(
 
 /// EPOCH-5: closes a receiving chain at `pn` messages: keys of the counters not received yet are
 /// kept as skipped keys, the chain key is deleted.
-pub fn close_chain(chain: &mut RecvChain, pn: u8) {
-    for j in chain.next..pn.min(MAX_COUNTER + 1) {
+pub fn close_chain(chain: &mut RecvChain, pn: u8, max_counter: u8) {
+    for j in chain.next..pn.min(max_counter + 1) {
         chain.skipped |= 1 << j;
     }
-    chain.next = chain.next.max(pn.min(MAX_COUNTER + 1));
+    chain.next = chain.next.max(pn.min(max_counter + 1));
     chain.closed = true;
 }
 
@@ -333,7 +334,7 @@ impl SottoModel {
         // EPOCH-5: the peer's previous epoch is closed at `pn` messages.
         if let Some(prev) = epoch.checked_sub(2) {
             if let Some(c) = ses.recv.iter_mut().find(|c| c.epoch == prev) {
-                close_chain(c, pn);
+                close_chain(c, pn, self.config.max_counter);
             }
         }
         ses.recv.push(chain);

@@ -343,8 +343,9 @@ impl SottoModel {
         }
     }
 
-    /// RX-4/RX-5: commits an opened pairwise message and seals its receipt. Returns whether it
-    /// installed a group epoch.
+    /// RX-4/RX-5: commits an opened pairwise message and seals its receipt; a leave or a
+    /// handover the device accepts makes its new group epoch in the same transaction (GRP-11,
+    /// GRP-12). Returns whether it installed a group epoch.
     #[allow(clippy::too_many_arguments)]
     fn commit_pairwise(
         &self,
@@ -367,6 +368,8 @@ impl SottoModel {
             _ => return false,
         };
         let group_before = s.dev(d).group.as_ref().map(|g| g.epoch);
+        let mut leaver = None;
+        let mut handover = None;
         let what = match kind {
             // GRP-9: the admin learns a member holds the epoch; nothing is stored or receipted.
             Kind::GroupAck => return false,
@@ -387,8 +390,24 @@ impl SottoModel {
                 Some(k) => What::KeyUpdate(k),
                 None => return false,
             },
-            Kind::GroupKey | Kind::GroupRemoved => match self.accept_group_key(s, d, &ses, &f) {
-                Some(w) => w,
+            Kind::GroupKey | Kind::GroupRemoved | Kind::HandedOverKey => {
+                match self.accept_group_key(s, d, &ses, &f) {
+                    Some(w) => w,
+                    None => return false,
+                }
+            }
+            Kind::GroupLeave => match self.accept_leave(s, d, &ses, &f) {
+                Some((w, r)) => {
+                    leaver = r;
+                    w
+                }
+                None => return false,
+            },
+            Kind::GroupHandover => match self.accept_handover(s, d, &ses, &f) {
+                Some((w, proof)) => {
+                    handover = Some(proof);
+                    w
+                }
                 None => return false,
             },
         };
@@ -409,6 +428,12 @@ impl SottoModel {
         });
         self.note_commit(s, d, &ses, what, epoch);
         self.send_receipt(s, d, ses.peer, id);
+        if let Some(r) = leaver {
+            self.remove_leaver(s, d, r);
+        }
+        if let (Some(proof), What::GroupHandover(e)) = (handover, what) {
+            self.take_over(s, d, proof, e);
+        }
         if let What::GroupKey(e) = what {
             if s.dev(d).group.as_ref().map(|g| g.epoch) != group_before {
                 self.send_group_ack(s, d, ses.peer, e);

@@ -43,22 +43,29 @@ pub enum Refusal {
     /// GRP-4: a group key or removal notice whose membership the session peer did not sign, or
     /// whose first member is not the peer (`not_group_admin`).
     GroupNotSignedByPeer,
-    /// GRP-4: a group control for the device's group from someone who is not its admin
-    /// (`not_group_admin`).
+    /// GRP-4: a group control for the device's group from someone who is not its admin, without
+    /// a valid handover (GRP-12), or a leave to a device that does not administer the group
+    /// (GRP-11) (`not_group_admin`).
     GroupNotAdmin,
     /// GRP-4: a group key whose membership does not list the receiver (`not_a_member`), or a
-    /// removal notice that does.
+    /// removal notice that does; GRP-11: a leave from a member under another `IKs`.
     GroupNotMember,
-    /// GRP-4: a group key or notice for an epoch the device already passed (`stale_group_epoch`).
+    /// GRP-4: a group key or notice for an epoch the device already passed, or a group key to a
+    /// device that left and has no removal notice yet (GRP-11); a leave naming an epoch the
+    /// admin does not have (`stale_group_epoch`).
     GroupStale,
     /// GRP-7: a group message that does not open, whose signature or header does not match
     /// (`bad_signature`, `decrypt_failed`).
     GroupMessageRefused,
+    /// GRP-12: a handover, or a handed-over group key from someone who is not the admin held,
+    /// whose handover is not from the admin held, names another member or `IKs`, or is of
+    /// another epoch (`not_group_admin`, `not_a_member`, `stale_group_epoch`, `bad_signature`).
+    GroupHandoverRefused,
 }
 
 impl Refusal {
     /// Every branch, in the order `check` prints them.
-    pub const ALL: [Refusal; 16] = [
+    pub const ALL: [Refusal; 17] = [
         Refusal::BundleBadSignature,
         Refusal::BundleIdentityChanged,
         Refusal::FirstReplayed,
@@ -75,6 +82,7 @@ impl Refusal {
         Refusal::GroupNotMember,
         Refusal::GroupStale,
         Refusal::GroupMessageRefused,
+        Refusal::GroupHandoverRefused,
     ];
 
     /// The rule and the error name, in one line.
@@ -96,6 +104,9 @@ impl Refusal {
             Refusal::GroupNotMember => "GRP-4 group key not listing the receiver",
             Refusal::GroupStale => "GRP-4 group key or notice of a passed epoch",
             Refusal::GroupMessageRefused => "GRP-7 group message does not open or verify",
+            Refusal::GroupHandoverRefused => {
+                "GRP-12 handover not from the admin held, for another member, or stale"
+            }
         }
     }
 

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | small | A, B | cards, a verified exchange, an offline period | drop, duplicate, replay, inject, one compromise, anywhere after the first send |
 //! | default | A, B, C | cards and directory, 2+ messages each, offline periods, group create + remove | every fault once, each in the window of the scenario where it matters; forged bundles |
-//! | deep | A, B, C | default plus a key update after the compromise | two drops, faults anywhere after the first send, IssueCert |
+//! | deep | A, B, C | default plus a key update after the compromise, C added back, B leaves, A hands the group over to C, who sends | as default, plus IssueCert and a second drop |
 
 use crate::term::Dev;
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,18 @@ pub enum Intent {
         msg: u8,
         /// The sender waits for at least this group epoch.
         min_epoch: u8,
+    },
+    /// GRP-11: a member (not the admin) leaves the group; its admin removes it.
+    GroupLeave {
+        /// The leaver.
+        member: Dev,
+    },
+    /// GRP-12: the admin hands the role over to a member, who issues the next epoch.
+    GroupHandover {
+        /// The admin.
+        admin: Dev,
+        /// The new admin.
+        to: Dev,
     },
 }
 
@@ -180,6 +192,9 @@ pub struct Config {
     /// (nothing queued for them, nothing in hand, no receipt outstanding): the phases of the
     /// scenario then follow one another, while within a phase everything interleaves.
     pub settle_at: Vec<u8>,
+    /// Highest message counter per chain: a message beyond it is refused (`too_many_skipped`;
+    /// LIM-3 is far larger). At most [`crate::ratchet::MAX_COUNTER`].
+    pub max_counter: u8,
 }
 
 impl Config {
@@ -242,6 +257,7 @@ impl Config {
             // so the third epoch is shown by the default configuration.
             skip: vec![crate::properties::names::S_EPOCHS.to_string()],
             settle_at: Vec::new(),
+            max_counter: 7,
         }
     }
 
@@ -284,12 +300,14 @@ impl Config {
             // Phases: the A-B exchange and B's and A's first messages to C run concurrently;
             // the group changes and C's replies each start from a settled network.
             settle_at: vec![11, 14, 15, 16, 18],
+            max_counter: 7,
         }
     }
 
     /// The default scenario followed by a key update from the compromised device and a last
     /// message (post-compromise secrecy on the A-B session), the removed member added back
-    /// (GroupAdd), a minted certificate and one more lost packet.
+    /// (GroupAdd), the compromised member leaving (GroupLeave), the admin handing the group over
+    /// (GroupHandover) to C, who then sends to it, a minted certificate and one more lost packet.
     pub fn deep() -> Config {
         use Dev::*;
         use Fault::*;
@@ -308,14 +326,29 @@ impl Config {
             member: C,
         });
         let end = script.len() as u8 + 1;
+        // GRP-11: B (compromised) leaves; A removes it. GRP-12: A hands the group over to C, who
+        // issues the next epoch and writes g2 in it.
+        script.push(GroupLeave { member: B });
+        script.push(GroupHandover { admin: A, to: C });
+        script.push(GroupSend {
+            from: C,
+            msg: 2,
+            min_epoch: 4,
+        });
         let mut c = Self::default_config();
         c.name = "deep".into();
         c.script = script;
-        // The default windows, plus a certificate minted for B's user id, a lost packet in the
-        // key update, and the key update's own phase after the group.
+        // The default windows, plus a certificate minted for B's user id, a lost packet from the
+        // key update to the re-added member's catch-up, and the key update's own phase after
+        // the group; the leave, the handover and C's message each start from a settled network.
         c.budgets.allow.push(allow(IssueCert, 1, 8, 9));
         c.budgets.allow.push(allow(Drop, 1, 22, end));
-        c.settle_at.extend([22, 23, 24]);
+        c.settle_at.extend([22, 23, 24, 25, 26, 27]);
+        // C's epoch toward A (after m5 C sends A only receipts and group acks, which turn no
+        // epoch) carries ten messages through the group phases, more with resends: a bound of 7
+        // would refuse the receipt of the handover and make A resend it, which no
+        // implementation does.
+        c.max_counter = crate::ratchet::MAX_COUNTER;
         c
     }
 }

@@ -23,6 +23,10 @@ pub enum What {
     GroupRemoved(u8),
     /// Key update (EPOCH-2), numbered per sender.
     KeyUpdate(u8),
+    /// Group leave (GRP-11) naming the leaver's newest group epoch e.
+    GroupLeave(u8),
+    /// Group handover (GRP-12) naming group epoch e, the new admin's first.
+    GroupHandover(u8),
     /// A text the attacker made up.
     Forged(u8),
 }
@@ -35,6 +39,8 @@ impl std::fmt::Display for What {
             What::GroupKey(e) => write!(f, "group-key(e{e})"),
             What::GroupRemoved(e) => write!(f, "group-removed(e{e})"),
             What::KeyUpdate(i) => write!(f, "key-update{i}"),
+            What::GroupLeave(e) => write!(f, "group-leave(e{e})"),
+            What::GroupHandover(e) => write!(f, "group-handover(e{e})"),
             What::Forged(i) => write!(f, "forged{i}"),
         }
     }
@@ -122,7 +128,7 @@ pub struct RecvChain {
     /// Ghost bookkeeping: `CK_0`, to name skipped message keys.
     pub ck0: TermId,
     /// Counters below `next` whose keys are kept as skipped keys (RX-2), as a bit mask.
-    pub skipped: u8,
+    pub skipped: u16,
     /// The epoch's seeds.
     pub seeds: TermId,
     /// The epoch's routing tag (KDF-9).
@@ -249,7 +255,7 @@ pub struct PrevGroupEpoch {
     /// Its routing tag.
     pub tag: TermId,
     /// (index, member, `CK_0`, received mask) of remaining members.
-    pub chains: Vec<(u8, Member, TermId, u8)>,
+    pub chains: Vec<(u8, Member, TermId, u16)>,
 }
 
 /// A device's view of the group.
@@ -268,11 +274,37 @@ pub struct GroupView {
     /// Next counter of the device's own chain.
     pub sent: u8,
     /// Received counters per member index, as bit masks.
-    pub recv: Vec<u8>,
+    pub recv: Vec<u16>,
     /// The admin's `IKs` was verified by this device.
     pub verified_admin: bool,
     /// The previous epoch.
     pub prev: Option<PrevGroupEpoch>,
+    /// GRP-12: the device, admin of this epoch, handed the role over; it makes no more
+    /// membership changes.
+    pub handed_over: bool,
+    /// GRP-12: the handover that made the device admin, kept to send with every group key it
+    /// issues (kind 9); `None` for the group's creator and for members.
+    pub handover: Option<TermId>,
+    /// Ghost: the admin of the epoch the device held when it took this one.
+    pub accepted_under: Option<Dev>,
+}
+
+impl GroupView {
+    /// Whether `d`, holding this view, administers the group: it is the first member and has
+    /// not handed the role over (GRP-1, GRP-12).
+    pub fn administered_by(&self, d: Dev) -> bool {
+        !self.handed_over && self.members.first().is_some_and(|m| m.dev == d)
+    }
+}
+
+/// Why a device that was in the group holds no group epoch (GRP-6, GRP-11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GroupExit {
+    /// It left in this epoch (GRP-11): every group key is refused until a removal notice.
+    Left(u8),
+    /// It acted on a removal notice of this epoch (GRP-6): only a later group key (a new
+    /// invitation) brings the group back.
+    Removed(u8),
 }
 
 /// One honest device.
@@ -302,6 +334,8 @@ pub struct Device {
     pub retry: Vec<TermId>,
     /// The group, if a member.
     pub group: Option<GroupView>,
+    /// Why the device holds no group any more, until a group key brings it back.
+    pub group_exit: Option<GroupExit>,
     /// Sessions this device initiated (next slot number).
     pub next_slot: u8,
     /// Key updates sent.
@@ -351,17 +385,32 @@ pub struct GroupSent {
     pub env: TermId,
 }
 
-/// Ghost record of each group epoch the admin created.
+/// Ghost record of each group epoch an admin created.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupEpochRec {
     /// Group epoch.
     pub epoch: u8,
+    /// The device that issued it.
+    pub admin: Dev,
     /// Members, as a bit mask of devices.
     pub members: u8,
     /// `GMK` atom used.
     pub gmk: TermId,
     /// Seeds atom used.
     pub seeds: TermId,
+}
+
+/// Ghost record of a handover an admin sent (GRP-12).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HandoverRec {
+    /// The group epoch it names, the new admin's first.
+    pub epoch: u8,
+    /// The admin that sent it.
+    pub from: Dev,
+    /// The member it names.
+    pub to: Dev,
+    /// The signed handover.
+    pub proof: TermId,
 }
 
 /// Events of the last step, for `sometimes` properties.
@@ -382,6 +431,10 @@ pub mod flag {
     pub const RETRIED: u16 = 1 << 6;
     /// A device turned an epoch after it was compromised and the peer committed a message in it.
     pub const HEALED: u16 = 1 << 7;
+    /// The admin removed a member on its leave (GRP-11).
+    pub const LEAVE_REMOVED: u16 = 1 << 8;
+    /// A member accepted the group key of a new admin (GRP-12).
+    pub const HANDOVER_ACCEPTED: u16 = 1 << 9;
 }
 
 /// The whole model state.
@@ -410,6 +463,10 @@ pub struct State {
     pub group_log: Vec<GroupSent>,
     /// Ghost: group epochs.
     pub group_epochs: Vec<GroupEpochRec>,
+    /// Ghost: handovers sent (GRP-12).
+    pub handovers: Vec<HandoverRec>,
+    /// Ghost: each leave (GRP-11), as the leaver and the number of group epochs created before it.
+    pub group_left: Vec<(Dev, u8)>,
     /// Ghost: restart happened.
     pub restarted: bool,
     /// Events of the step that led to this state, for `sometimes` properties. Not sticky: every
@@ -461,6 +518,7 @@ impl Device {
             hold: Hold::Idle,
             retry: Vec::new(),
             group: None,
+            group_exit: None,
             next_slot: 0,
             key_updates: 0,
         }

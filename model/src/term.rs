@@ -173,6 +173,8 @@ pub enum Label {
     SigMembers,
     /// KDF-21 `sotto/v1/group-msg` (signature context).
     SigGroupMsg,
+    /// KDF-22 `sotto/v1/group-handover` (signature context).
+    SigHandover,
     /// The store key, Argon2id of the passphrase (Req7).
     StoreKey,
     /// A client certificate (signed by the CA).
@@ -194,6 +196,12 @@ pub enum Kind {
     GroupRemoved,
     /// 6: group ack (GRP-9): a member holds a group epoch's key; not receipted.
     GroupAck,
+    /// 7: group leave (GRP-11), to the admin.
+    GroupLeave,
+    /// 8: group handover (GRP-12), from the admin to the new admin.
+    GroupHandover,
+    /// 9: handed-over group key (GRP-12): the handover, then a group key.
+    HandedOverKey,
 }
 
 /// Envelope types (ENV-1), plus the out-of-band and directory formats.

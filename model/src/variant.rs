@@ -31,11 +31,14 @@ pub enum Variant {
     SafetyNumberWithoutKeys,
     /// GRP-4: a member accepts a group key for its group signed by any member, not only the admin.
     AcceptNonAdminGroupKey,
+    /// GRP-12: a member accepts a handed-over group key from a new admin whose handover names it,
+    /// without checking the handover's signature (by the admin it holds) and epoch.
+    SkipHandoverCheck,
 }
 
 impl Variant {
     /// Every broken variant, in the order `--list-variants` prints them.
-    pub const BROKEN: [Variant; 9] = [
+    pub const BROKEN: [Variant; 10] = [
         Variant::SkipPrekeySignatureCheck,
         Variant::ReuseMessageKey,
         Variant::NoReplayCache,
@@ -45,6 +48,7 @@ impl Variant {
         Variant::SkipIdentityComparison,
         Variant::SafetyNumberWithoutKeys,
         Variant::AcceptNonAdminGroupKey,
+        Variant::SkipHandoverCheck,
     ];
 
     /// Command-line name.
@@ -60,6 +64,7 @@ impl Variant {
             Variant::SkipIdentityComparison => "skip-identity-comparison",
             Variant::SafetyNumberWithoutKeys => "safety-number-without-keys",
             Variant::AcceptNonAdminGroupKey => "accept-non-admin-group-key",
+            Variant::SkipHandoverCheck => "skip-handover-check",
         }
     }
 
@@ -97,6 +102,9 @@ impl Variant {
             Variant::AcceptNonAdminGroupKey => {
                 "GRP-4: a group key for the member's group is accepted from any member"
             }
+            Variant::SkipHandoverCheck => {
+                "GRP-12: a handed-over group key is accepted without checking the handover's signature and epoch"
+            }
         }
     }
 
@@ -113,7 +121,8 @@ impl Variant {
             Variant::KeyShareReadable => Some(REQ8_SECRECY),
             Variant::SkipIdentityComparison => Some(RX9_IDENTITY_STABLE),
             Variant::SafetyNumberWithoutKeys => Some(SAFE1_TOFU_DISCOVERABLE),
-            Variant::AcceptNonAdminGroupKey => Some(GRP4_ADMIN_ONLY),
+            Variant::AcceptNonAdminGroupKey => Some(GRP12_ADMIN_CHAIN),
+            Variant::SkipHandoverCheck => Some(GRP12_ADMIN_CHAIN),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! `group.json`: admin-signed memberships (GRP-2), group messages with per-member chains and
-//! signatures inside the encryption (GRP-5, GRP-7), and the refusals a member must make.
+//! signatures inside the encryption (GRP-5, GRP-7), the admin's signed handover of its role
+//! (GRP-12, KDF-22), and the refusals a member must make.
 
 use serde::{Deserialize, Serialize};
+use sotto_core::codec::{Reader, Writer};
 use sotto_core::crypto::SignPublic;
 use sotto_core::envelope::Envelope;
+use sotto_core::group::handover::{HANDOVER_LEN, Handover};
 use sotto_core::group::membership::{Member, Membership};
 use sotto_core::group::{Group, GroupEpoch};
 use sotto_core::{Content, GroupId, UserId};
@@ -30,6 +33,17 @@ pub struct Listed {
     pub epoch: u32,
     /// User ids, admin first.
     pub users: Vec<Hex>,
+}
+
+/// What a verified handover says (GRP-12).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandedOver {
+    /// Group id.
+    pub group_id: Hex,
+    /// The new admin's first epoch.
+    pub epoch: u32,
+    /// The new admin's user id.
+    pub new_admin: Hex,
 }
 
 /// What a member reports for a group text.
@@ -80,6 +94,27 @@ pub enum Op {
         text: String,
         envelope: Hex,
     },
+    /// GRP-12, KDF-22: the admin hands the group over to `new_admin` from `epoch` on. `signed` is
+    /// the message the signature covers: the label `sotto/v1/group-handover`, then group id, epoch,
+    /// the new admin's user id and `IKs`; `bytes` the 94-byte handover (IN-3 kind 8's body).
+    Handover {
+        admin: PartyKeys,
+        group_id: Hex,
+        epoch: u32,
+        new_admin: MemberJson,
+        signed: Hex,
+        sig: Hex,
+        bytes: Hex,
+    },
+    /// GRP-12: the member `new_admin` checks a handover's 94 bytes under the `IKs` of the admin it
+    /// holds (`old_admin`): the user id it names must be its own, and the signature must hold over
+    /// its own `IKs`.
+    VerifyHandover {
+        bytes: Hex,
+        old_admin: MemberJson,
+        new_admin: MemberJson,
+        expect: Expect<HandedOver>,
+    },
     /// GRP-5, GRP-7: member `receiver_index` opens envelopes in order.
     Open {
         membership: Hex,
@@ -93,6 +128,13 @@ pub enum Op {
 /// The `group` area.
 pub struct GroupArea;
 
+fn member(m: &MemberJson) -> Result<Member, String> {
+    Ok(Member {
+        user: UserId(m.user.arr()?),
+        iks: SignPublic(m.iks.arr()?),
+    })
+}
+
 fn sign(
     admin: &PartyKeys,
     gid: &Hex,
@@ -101,16 +143,58 @@ fn sign(
 ) -> Result<Vec<u8>, String> {
     let list = members
         .iter()
-        .map(|m| {
-            Ok(Member {
-                user: UserId(m.user.arr()?),
-                iks: SignPublic(m.iks.arr()?),
-            })
-        })
+        .map(member)
         .collect::<Result<Vec<_>, String>>()?;
     Membership::sign(&admin.identity()?, GroupId(gid.arr()?), epoch, list)
         .map(|m| m.to_bytes())
         .map_err(|e| e.code().to_owned())
+}
+
+/// KDF-22's signed message, written out from the fields (not by the core).
+fn handover_signed(gid: &Hex, epoch: u32, new_admin: &MemberJson) -> Vec<u8> {
+    [
+        sotto_core::kdf::SIG_GROUP_HANDOVER,
+        &gid.0,
+        &epoch.to_be_bytes(),
+        &new_admin.user.0,
+        &new_admin.iks.0,
+    ]
+    .concat()
+}
+
+/// The admin's handover (GRP-12): its signature and its 94 bytes.
+fn hand_over(
+    admin: &PartyKeys,
+    gid: &Hex,
+    epoch: u32,
+    new_admin: &MemberJson,
+) -> Result<([u8; 64], Vec<u8>), String> {
+    let h = Handover::sign(
+        &admin.identity()?,
+        GroupId(gid.arr()?),
+        epoch,
+        &member(new_admin)?,
+    );
+    let mut w = Writer::with_capacity(HANDOVER_LEN);
+    h.encode(&mut w);
+    Ok((h.sig, w.into_vec()))
+}
+
+fn verify_handover(
+    b: &[u8],
+    old: &MemberJson,
+    new: &MemberJson,
+) -> Result<Expect<HandedOver>, String> {
+    let (old, new) = (member(old)?, member(new)?);
+    let mut r = Reader::new(b);
+    let got = Handover::decode(&mut r)
+        .and_then(|h| r.finish().map_err(Into::into).map(|()| h))
+        .and_then(|h| h.verify(&old, &new).map(|()| h));
+    Ok(Expect::from_result(got, |h| HandedOver {
+        group_id: Hex::of(h.group.0),
+        epoch: h.epoch,
+        new_admin: Hex::of(h.new_admin.0),
+    }))
 }
 
 fn parse(b: &[u8]) -> Expect<Listed> {
@@ -173,6 +257,94 @@ fn open_all(group: &mut Group, at: u64, envs: &[(String, Vec<u8>)]) -> Vec<Group
 }
 
 const NOW: u64 = 1_767_225_600_000;
+
+/// GRP-12, KDF-22: the admin (member 0) hands the group of `members` over to member 1 from epoch 2
+/// on, and member 1 checks it; the refusals change one input each (the signed bytes are not
+/// re-signed where the signature is what the case is about). No random input: every value comes
+/// from the membership cases.
+fn handovers(admin: &PartyKeys, gid: &Hex, members: &[MemberJson]) -> Vec<Case<Op>> {
+    let (Some(a), Some(b), Some(c)) = (members.first(), members.get(1), members.get(2)) else {
+        return Vec::new();
+    };
+    let Ok((sig, bytes)) = hand_over(admin, gid, 2, b) else {
+        return Vec::new();
+    };
+    let mut cases = vec![case(
+        "KDF-22 GRP-12 the admin signs a handover to member 1",
+        &["GRP-12", "KDF-22", "IN-3"],
+        Op::Handover {
+            admin: admin.clone(),
+            group_id: gid.clone(),
+            epoch: 2,
+            new_admin: b.clone(),
+            signed: Hex(handover_signed(gid, 2, b)),
+            sig: Hex::of(sig),
+            bytes: Hex(bytes.clone()),
+        },
+    )];
+    let mut flipped = bytes.clone();
+    if let Some(last) = flipped.last_mut() {
+        *last ^= 0x01;
+    }
+    let mut other_epoch = bytes.clone();
+    other_epoch[19] ^= 0x01;
+    let b_under_cs_key = MemberJson {
+        user: b.user.clone(),
+        iks: c.iks.clone(),
+    };
+    for (name, bytes, old, new) in [
+        (
+            "GRP-12 member 1 verifies the handover under the admin's IKs",
+            &bytes,
+            a,
+            b,
+        ),
+        (
+            "GRP-12 a handover checked under another member's IKs than the admin's",
+            &bytes,
+            c,
+            b,
+        ),
+        (
+            "GRP-12 a handover with a flipped signature bit",
+            &flipped,
+            a,
+            b,
+        ),
+        (
+            "GRP-12 a handover whose epoch was changed after signing",
+            &other_epoch,
+            a,
+            b,
+        ),
+        (
+            "GRP-12 a handover received by a member it does not name",
+            &bytes,
+            a,
+            c,
+        ),
+        (
+            "GRP-12 a handover to member 1's user id under another IKs",
+            &bytes,
+            a,
+            &b_under_cs_key,
+        ),
+    ] {
+        let expect = verify_handover(bytes, old, new)
+            .unwrap_or_else(|e| Expect::Error(format!("generator: {e}")));
+        cases.push(case(
+            name,
+            &["GRP-12", "KDF-22"],
+            Op::VerifyHandover {
+                bytes: Hex(bytes.clone()),
+                old_admin: old.clone(),
+                new_admin: new.clone(),
+                expect,
+            },
+        ));
+    }
+    cases
+}
 
 impl Area for GroupArea {
     const NAME: &'static str = "group";
@@ -250,6 +422,7 @@ impl Area for GroupArea {
                 },
             ));
         }
+        cases.extend(handovers(&parties[0], &gid, &members));
         // LIM-14 at the bound: a membership of 64 members is accepted.
         let mut sixty_four = vec![members[0].clone()];
         for i in 1..sotto_core::limits::MAX_GROUP_MEMBERS as u8 {
@@ -357,6 +530,37 @@ impl Area for GroupArea {
                 bytes,
             } => same("bytes", &sign(admin, group_id, *epoch, members)?, bytes),
             Op::ParseMembership { bytes, expect } => check(parse(&bytes.0), expect),
+            Op::Handover {
+                admin,
+                group_id,
+                epoch,
+                new_admin,
+                signed,
+                sig,
+                bytes,
+            } => {
+                same(
+                    "signed",
+                    &handover_signed(group_id, *epoch, new_admin),
+                    signed,
+                )?;
+                let (got_sig, got_bytes) = hand_over(admin, group_id, *epoch, new_admin)?;
+                same("sig", &got_sig, sig)?;
+                same("bytes", &got_bytes, bytes)?;
+                // The signature is plain Ed25519 over `signed` under the admin's IKs.
+                admin
+                    .identity()?
+                    .public()
+                    .iks()
+                    .verify(b"", &[&signed.0], &sig.arr()?)
+                    .map_err(|e| format!("sig over signed: {}", sotto_core::Error::from(e).code()))
+            }
+            Op::VerifyHandover {
+                bytes,
+                old_admin,
+                new_admin,
+                expect,
+            } => check(verify_handover(&bytes.0, old_admin, new_admin)?, expect),
             Op::Message {
                 sender,
                 membership,

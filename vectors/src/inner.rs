@@ -2,14 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 use sotto_core::crypto::SignPublic;
+use sotto_core::group::handover::{Handover, Leave};
 use sotto_core::group::membership::{Member, Membership};
 use sotto_core::inner::{GroupAck, Inner};
 use sotto_core::{Content, GroupId, MessageId, UserId};
 
 use super::{Area, Case, Expect, Hex, bytes, case, check, same, seeded};
 
-/// A content, field by field (kinds 1, 2, 3 and 6; kinds 4 and 5 decode to `other`, named by kind:
-/// their fields are pinned by group.json).
+/// A content, field by field (kinds 1, 2, 3, 6, 7 and 8; kinds 4, 5 and 9 decode to `other`, named
+/// by kind: their fields are pinned by group.json and first-message.json).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ContentJson {
@@ -26,7 +27,16 @@ pub enum ContentJson {
         index: u8,
         confirm: Hex,
     },
-    /// Kinds 4 and 5, reported by name only.
+    /// Kind 7 (GRP-11).
+    GroupLeave { group: Hex, epoch: u32 },
+    /// Kind 8 (GRP-12): `epoch` is the new admin's first epoch; `sig` is not checked by decoding.
+    GroupHandover {
+        group: Hex,
+        epoch: u32,
+        new_admin: Hex,
+        sig: Hex,
+    },
+    /// Kinds 4, 5 and 9, reported by name only.
     Other { name: String },
 }
 
@@ -43,6 +53,16 @@ impl ContentJson {
                 epoch: a.epoch,
                 index: a.index,
                 confirm: Hex::of(a.confirm),
+            },
+            Content::GroupLeave(l) => ContentJson::GroupLeave {
+                group: Hex::of(l.group.0),
+                epoch: l.epoch,
+            },
+            Content::GroupHandover(h) => ContentJson::GroupHandover {
+                group: Hex::of(h.group.0),
+                epoch: h.epoch,
+                new_admin: Hex::of(h.new_admin.0),
+                sig: Hex::of(h.sig),
             },
             other => ContentJson::Other {
                 name: format!("kind {}", other.kind()),
@@ -69,6 +89,21 @@ impl ContentJson {
                 epoch: *epoch,
                 index: *index,
                 confirm: confirm.arr()?,
+            }),
+            ContentJson::GroupLeave { group, epoch } => Content::GroupLeave(Leave {
+                group: GroupId(group.arr()?),
+                epoch: *epoch,
+            }),
+            ContentJson::GroupHandover {
+                group,
+                epoch,
+                new_admin,
+                sig,
+            } => Content::GroupHandover(Handover {
+                group: GroupId(group.arr()?),
+                epoch: *epoch,
+                new_admin: UserId(new_admin.arr()?),
+                sig: sig.arr()?,
             }),
             ContentJson::Other { name } => return Err(format!("cannot encode {name}")),
         })
@@ -117,6 +152,151 @@ fn decode(b: &[u8]) -> Expect<Decoded> {
         delta: i.delta,
         content: ContentJson::of(&i.content),
     })
+}
+
+/// Kinds 7, 8 and 9 (GRP-11, GRP-12), drawn after every other input of the file: a leave of the
+/// group of `admin` (epoch 3), the admin's handover of it to a new member `0x0c..` (its first epoch
+/// 4), and that new admin's group key of epoch 4 (itself first, the old admin second) with the
+/// handover in front (kind 9). Decoding reads the handover's layout only; its signature is the
+/// receiver's to check (first-message.json), the membership's is checked as in kind 4.
+fn leave_and_handover(
+    r: &mut rand_chacha::ChaCha20Rng,
+    admin: &sotto_core::Identity,
+    admin_member: Member,
+    gid: GroupId,
+    share: &[u8],
+) -> Vec<Case<Op>> {
+    let heir = sotto_core::Identity::from_secrets(
+        sotto_core::crypto::SignSecret::from_seed(bytes::<32>(r)),
+        sotto_core::crypto::DhSecret::from_bytes(bytes::<32>(r)),
+    );
+    let heir_member = Member {
+        user: UserId([0x0c; 10]),
+        iks: *heir.public().iks(),
+    };
+    let handover = Handover::sign(admin, gid, 4, &heir_member);
+    let leave = ContentJson::GroupLeave {
+        group: Hex::of(gid.0),
+        epoch: 3,
+    };
+    let handover_json = ContentJson::GroupHandover {
+        group: Hex::of(gid.0),
+        epoch: handover.epoch,
+        new_admin: Hex::of(handover.new_admin.0),
+        sig: Hex::of(handover.sig),
+    };
+    let mut cases = Vec::new();
+    for (name, rules, delta, content, bucket) in [
+        (
+            "IN-3 group leave",
+            &["IN-1", "IN-3", "GRP-11"][..],
+            9u32,
+            leave.clone(),
+            0usize,
+        ),
+        (
+            "IN-4 group leave padded to 64 bytes",
+            &["IN-1", "IN-3", "IN-4", "GRP-11"][..],
+            9,
+            leave,
+            64,
+        ),
+        (
+            "IN-3 group handover",
+            &["IN-1", "IN-3", "GRP-12", "KDF-22"][..],
+            10,
+            handover_json,
+            0,
+        ),
+    ] {
+        let b = encode(delta, &content, bucket).unwrap_or_default();
+        cases.push(case(
+            name,
+            rules,
+            Op::Encode {
+                delta,
+                content,
+                bucket,
+                bytes: Hex(b.clone()),
+            },
+        ));
+        cases.push(case(
+            &format!("{name} decodes"),
+            &["IN-1", "IN-3"],
+            Op::Decode {
+                expect: decode(&b),
+                bytes: Hex(b),
+            },
+        ));
+    }
+    let mut h = sotto_core::codec::Writer::with_capacity(94);
+    handover.encode(&mut h);
+    let h = h.into_vec();
+    let m = Membership::sign(&heir, gid, 4, vec![heir_member, admin_member])
+        .map(|m| m.to_bytes())
+        .unwrap_or_default();
+    let mut forged = m.clone();
+    if let Some(last) = forged.last_mut() {
+        *last ^= 0x01;
+    }
+    let handed_over =
+        |h: &[u8], m: &[u8], tail: &[u8]| [&[0x09, 0x00][..], h, m, share, tail].concat();
+    let leave_body = [&gid.0[..], &3u32.to_be_bytes()].concat();
+    let leave = |tail: &[u8]| [&[0x07, 0x00][..], &leave_body, tail].concat();
+    let kind8 = |body: &[u8], tail: &[u8]| [&[0x08, 0x00][..], body, tail].concat();
+    let decodes: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "IN-3 handed-over group key decodes",
+            "GRP-12",
+            handed_over(&h, &m, &[]),
+        ),
+        (
+            "IN-3 group leave one byte short",
+            "IN-3",
+            leave(&[])
+                .split_last()
+                .map(|(_, b)| b.to_vec())
+                .unwrap_or_default(),
+        ),
+        ("IN-3 group leave with a trailing byte", "IN-3", leave(&[0])),
+        (
+            "IN-3 group handover one byte short",
+            "IN-3",
+            kind8(&h[..h.len() - 1], &[]),
+        ),
+        (
+            "IN-3 group handover with a trailing byte",
+            "IN-3",
+            kind8(&h, &[0]),
+        ),
+        (
+            "IN-3 handed-over group key whose handover ends early",
+            "IN-3",
+            [&[0x09, 0x00][..], &h[..h.len() - 1]].concat(),
+        ),
+        (
+            "IN-3 handed-over group key with a trailing byte",
+            "IN-3",
+            handed_over(&h, &m, &[0]),
+        ),
+        (
+            "IN-3 handed-over group key with a forged membership signature",
+            "GRP-2",
+            handed_over(&h, &forged, &[]),
+        ),
+        ("IN-3 unknown kind 15", "IN-3", vec![0x0f, 0x00]),
+    ];
+    for (name, rule, b) in decodes {
+        cases.push(case(
+            name,
+            &[rule],
+            Op::Decode {
+                expect: decode(&b),
+                bytes: Hex(b),
+            },
+        ));
+    }
+    cases
 }
 
 impl Area for InnerArea {
@@ -218,7 +398,9 @@ impl Area for InnerArea {
                 iks: SignPublic(bytes::<32>(&mut r)),
             },
         ];
-        let membership = Membership::sign(&admin, GroupId(bytes::<16>(&mut r)), 3, members)
+        let admin_member = members[0];
+        let gid = GroupId(bytes::<16>(&mut r));
+        let membership = Membership::sign(&admin, gid, 3, members)
             .map(|m| m.to_bytes())
             .unwrap_or_default();
         let mut forged = membership.clone();
@@ -300,7 +482,7 @@ impl Area for InnerArea {
                 vec![0x11, 0x00, 0x00, 0x01],
             ),
             ("IN-1 reserved bit set", "IN-1", vec![0x21, 0x00]),
-            ("IN-3 unknown kind 7", "IN-3", vec![0x07, 0x00]),
+            ("IN-3 unknown kind 10", "IN-3", vec![0x0a, 0x00]),
             (
                 "IN-3 text that is not UTF-8",
                 "IN-3",
@@ -349,6 +531,13 @@ impl Area for InnerArea {
                 },
             ));
         }
+        cases.extend(leave_and_handover(
+            &mut r,
+            &admin,
+            admin_member,
+            gid,
+            &share,
+        ));
         cases
     }
 

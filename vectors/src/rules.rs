@@ -17,9 +17,9 @@ pub const REFUSAL_RULES: &[&str] = &[
     "NOT-2", "NOT-3", "NOT-5", "PRIM-1", "PRIM-2", "ID-1", "ID-4", "KEY-2", "KEY-3", "KEY-5",
     "SIGNUP-1", "SIGNUP-2", "SIGNUP-3", "CARD-1", "CARD-3", "X3DH-6", "X3DH-8", "X3DH-9", "KS-4",
     "CHAIN-6", "EPOCH-4", "EPOCH-5", "ENV-1", "ENV-6", "IN-1", "IN-3", "IN-4", "RX-2", "RX-3",
-    "RX-7", "RX-8", "RX-9", "GRP-2", "GRP-4", "GRP-6", "GRP-7", "GRP-9", "LIM-1", "LIM-2", "LIM-3",
-    "LIM-4", "LIM-5", "LIM-6", "LIM-7", "LIM-8", "LIM-9", "LIM-10", "LIM-11", "LIM-12", "LIM-13",
-    "LIM-14", "LIM-15", "LIM-16", "LIM-17", "LIM-18",
+    "RX-7", "RX-8", "RX-9", "GRP-2", "GRP-4", "GRP-6", "GRP-7", "GRP-9", "GRP-11", "GRP-12",
+    "LIM-1", "LIM-2", "LIM-3", "LIM-4", "LIM-5", "LIM-6", "LIM-7", "LIM-8", "LIM-9", "LIM-10",
+    "LIM-11", "LIM-12", "LIM-13", "LIM-14", "LIM-15", "LIM-16", "LIM-17", "LIM-18",
 ];
 
 /// The rule ids (`X3DH-6`, `LIM-13`) a text names.

@@ -287,27 +287,41 @@ impl Driver {
         .map_err(|e| e.to_string())
     }
 
+    /// The epoch and members of the group `d` is in, if any (the scenarios have one group).
+    async fn group_of(&mut self, d: Dev) -> Result<Option<(u32, Vec<UserId>)>, String> {
+        call(self.person(d)?, |c| {
+            c.groups().first().map(|g| (g.epoch, g.members.clone()))
+        })
+        .await
+    }
+
     /// Names the control messages an action put in the outbox (group keys, removal notices,
-    /// key updates), as the model does, so that a later Resend finds them.
+    /// key updates, leaves, handovers), as the model does, so that a later Resend finds them.
+    /// A Receive names those the burst's group changes queued: the admin's removal of a member
+    /// that left (GRP-11), the new admin's first keys (GRP-12).
     async fn apply(&mut self, action: &Action) -> StepResult {
         let sender = match action {
             Action::GroupCreate { admin }
             | Action::GroupAdd { admin, .. }
-            | Action::GroupRemove { admin, .. } => Some(*admin),
+            | Action::GroupRemove { admin, .. }
+            | Action::GroupHandover { admin, .. } => Some(*admin),
+            Action::GroupLeave { member } => Some(*member),
             Action::KeyUpdate { from, .. } => Some(*from),
+            Action::Receive(d) => Some(*d),
             _ => None,
         };
         let Some(sender) = sender else {
             return self.apply_action(action).await;
         };
+        let held = self.group_of(sender).await?;
+        if matches!(action, Action::Receive(_)) && held.is_none() {
+            return self.apply_action(action).await;
+        }
+        let epoch_before = held.map_or(0, |(e, _)| e);
         let before = self.awaiting(sender).await?;
         self.apply_action(action).await?;
         let after = self.awaiting(sender).await?;
-        let epoch = call(self.person(sender)?, |c| {
-            c.groups().first().map(|g| g.epoch)
-        })
-        .await?
-        .unwrap_or(0);
+        let (epoch, members) = self.group_of(sender).await?.unwrap_or_default();
         let users: BTreeMap<UserId, Dev> = self
             .people
             .iter()
@@ -317,9 +331,17 @@ impl Driver {
             let Some(to_dev) = users.get(&to).copied() else {
                 continue;
             };
+            let e8 = |e: u32| u8::try_from(e).unwrap_or(u8::MAX);
             let name = match action {
                 Action::GroupRemove { member, .. } if *member == to_dev => {
-                    What::GroupRemoved(u8::try_from(epoch).unwrap_or(u8::MAX)).to_string()
+                    What::GroupRemoved(e8(epoch)).to_string()
+                }
+                Action::GroupLeave { .. } => What::GroupLeave(e8(epoch_before)).to_string(),
+                Action::GroupHandover { .. } => {
+                    What::GroupHandover(e8(epoch_before.saturating_add(1))).to_string()
+                }
+                Action::Receive(_) if !members.contains(&to) => {
+                    What::GroupRemoved(e8(epoch)).to_string()
                 }
                 Action::KeyUpdate { .. } => {
                     let n = self.key_updates.entry(sender).or_default();
@@ -327,7 +349,7 @@ impl Driver {
                     *n += 1;
                     name
                 }
-                _ => What::GroupKey(u8::try_from(epoch).unwrap_or(u8::MAX)).to_string(),
+                _ => What::GroupKey(e8(epoch)).to_string(),
             };
             self.control.insert((sender, to_dev, name), id);
         }
@@ -440,6 +462,21 @@ impl Driver {
                 })
                 .await?
                 .map_err(|e| format!("group change: {e}"))
+            }
+            Action::GroupLeave { member } => {
+                let gid = self.group.ok_or("no group yet")?;
+                call(self.person(*member)?, move |c| c.leave_group(&gid))
+                    .await?
+                    .map_err(|e| format!("leave group: {e}"))
+            }
+            Action::GroupHandover { admin, to } => {
+                let gid = self.group.ok_or("no group yet")?;
+                let user = self.user(*to)?;
+                call(self.person(*admin)?, move |c| {
+                    c.hand_over_group(&gid, &user)
+                })
+                .await?
+                .map_err(|e| format!("hand over group: {e}"))
             }
             Action::GoOffline(d) => {
                 let p = self.person(*d)?;
@@ -761,6 +798,9 @@ impl Driver {
             .filter_map(|(d, p)| p.user.map(|u| (u, *d)))
             .collect();
         let names = self.names.clone();
+        // The scenario's group: its messages stay in the store of a member that left or was
+        // removed (GRP-6, GRP-11), as in the model, though the group is no longer held.
+        let scenario_group = self.group;
         let p = self.person(d)?;
         let online = matches!(p.link, Link::Online { .. });
         if p.user.is_none() {
@@ -805,6 +845,9 @@ impl Driver {
                 let mut chats: Vec<Chat> = entries.iter().map(|e| Chat::User(e.user)).collect();
                 let groups = c.groups();
                 chats.extend(groups.iter().map(|g| Chat::Group(g.id)));
+                if let Some(g) = scenario_group.filter(|g| !groups.iter().any(|h| h.id == *g)) {
+                    chats.push(Chat::Group(g));
+                }
                 let mut store = Vec::new();
                 for chat in chats {
                     for m in c.messages(&chat)? {

@@ -328,6 +328,18 @@ pub enum GroupCommand {
     Send(GroupSendArgs),
     /// List your groups with their epoch and members.
     List,
+    /// Leave a group: your keys for it are deleted now, and the admin removes you (a new epoch
+    /// you never get). The admin hands the group over first.
+    Leave(GroupLeaveArgs),
+    /// Hand your admin role over to a member (admin only): they issue the next epoch as admin.
+    Handover(GroupMemberArgs),
+}
+
+/// `sotto group leave`.
+#[derive(Debug, Args)]
+pub struct GroupLeaveArgs {
+    /// The group id (or a unique prefix, see `sotto group list`).
+    pub group: String,
 }
 
 /// `sotto group create`.
@@ -340,7 +352,7 @@ pub struct GroupCreateArgs {
     pub members: Vec<String>,
 }
 
-/// `sotto group add` / `sotto group remove`.
+/// `sotto group add` / `sotto group remove` / `sotto group handover`.
 #[derive(Debug, Args)]
 pub struct GroupMemberArgs {
     /// The group id (or a unique prefix, see `sotto group list`).

@@ -151,7 +151,12 @@ fn protocol_hint(e: ProtocolError) -> Option<String> {
         }
         ProtocolError::Group(GroupError::UnknownGroup) => "see your groups with `sotto group list`",
         ProtocolError::Group(GroupError::NotGroupAdmin) => {
-            "only the group's admin (its creator) changes its members"
+            "only the group's admin changes its members (see `sotto group list`; an admin that \
+             handed the group over is a member once the new admin's key arrived)"
+        }
+        ProtocolError::Misuse(MisuseError::AdminMustHandOver) => {
+            "hand the group over first: `sotto group handover GROUP USER_ID`; once the new \
+             admin's key arrived (`sotto inbox`), `sotto group leave GROUP`"
         }
         _ => return None,
     };

@@ -158,6 +158,18 @@ pub fn event(e: &ClientEvent) -> Option<String> {
         ClientEvent::RemovedFromGroup(g) => {
             Some(format!("  group {}: the admin removed you", short_group(g)))
         }
+        ClientEvent::MemberLeft { group, user } => Some(format!(
+            "  group {}: {user} left; removed, with a new key for the others",
+            short_group(group)
+        )),
+        ClientEvent::HandoverReceived { group, epoch } => Some(format!(
+            "  group {}: the admin handed you the admin role (epoch {epoch})",
+            short_group(group)
+        )),
+        ClientEvent::TookOverGroup { group, epoch } => Some(format!(
+            "  group {}: you are its admin now; epoch {epoch}'s key went to every member",
+            short_group(group)
+        )),
         ClientEvent::Undeliverable {
             id,
             recipient,

@@ -1,8 +1,9 @@
-//! `sotto group ...`: groups with an admin (GRP-1..10).
+//! `sotto group ...`: groups with an admin (GRP-1..12).
 //!
 //! The creator is the admin and holds the group master key; every membership change starts a new
 //! epoch whose key goes to the remaining members over their pairwise sessions (GRP-6), so a
-//! removed member cannot read what follows. Each command commits the change with its envelopes,
+//! removed member cannot read what follows. A member leaves by telling the admin, who removes it
+//! (GRP-11); the admin hands its role to a member, who issues the next epoch (GRP-12). Each command commits the change with its envelopes,
 //! then syncs once so they leave at once (or with the next sync if the broker is unreachable).
 
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use sotto_client::Client;
 
-use crate::cli::{GroupCreateArgs, GroupMemberArgs, GroupSendArgs};
+use crate::cli::{GroupCreateArgs, GroupLeaveArgs, GroupMemberArgs, GroupSendArgs};
 use crate::errors;
 use crate::format;
 use crate::messaging::{require_contact, sync_and_report};
@@ -88,6 +89,41 @@ pub async fn remove(device: &Device, args: GroupMemberArgs) -> anyhow::Result<()
         .map_err(|e| errors::client(e, store))?;
     println!(
         "{user} removed from group {}: the others get a new key, {user} does not",
+        format::short_group(&group)
+    );
+    publish(&mut client, store).await?;
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto group leave`.
+pub async fn leave(device: &Device, args: GroupLeaveArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let group = format::group(&client, &args.group)?;
+    client
+        .leave_group(&group)
+        .map_err(|e| errors::client(e, store))?;
+    println!(
+        "you left group {}: your keys for it are deleted; the admin removes you with a new key          you never get",
+        format::short_group(&group)
+    );
+    publish(&mut client, store).await?;
+    client.close().map_err(|e| errors::client(e, store))?;
+    Ok(())
+}
+
+/// `sotto group handover`.
+pub async fn handover(device: &Device, args: GroupMemberArgs) -> anyhow::Result<()> {
+    let store = device.store.as_path();
+    let mut client = open(device).await?;
+    let group = format::group(&client, &args.group)?;
+    let user = format::user(&client, &args.user)?;
+    client
+        .hand_over_group(&group, &user)
+        .map_err(|e| errors::client(e, store))?;
+    println!(
+        "group {}: the admin role goes to {user}, who issues the next epoch; you change no          members from now on (once their key arrives you may leave)",
         format::short_group(&group)
     );
     publish(&mut client, store).await?;

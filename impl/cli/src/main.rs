@@ -102,6 +102,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             GroupCommand::Remove(a) => group::remove(&store, a).await,
             GroupCommand::Send(a) => group::send(&store, a).await,
             GroupCommand::List => group::list(&store).await,
+            GroupCommand::Leave(a) => group::leave(&store, a).await,
+            GroupCommand::Handover(a) => group::handover(&store, a).await,
         },
         Command::Check(args) => check::run(args, &mut std::io::stdout()).await,
         Command::Soak(args) => soak::run(args, &mut std::io::stdout()).await,

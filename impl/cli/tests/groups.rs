@@ -1,8 +1,9 @@
 //! Every `sotto group` command end to end over the real stack on each broker (Mosquitto skipped
 //! with a notice when it is not installed): create, send from the admin and from a member, list,
 //! remove (the removed member reads nothing sent after), add back (a new epoch reaches it), the
-//! group's history; bad input gets a clear error (a member who is not the admin, a group that does
-//! not exist, someone who is not a contact).
+//! group's history, handover (the new admin fetches a member's bundle it lacks and takes over),
+//! leave (a member, then the old admin); bad input gets a clear error (a member who is not the
+//! admin, a group that does not exist, someone who is not a contact, an admin that leaves).
 
 mod common;
 
@@ -21,7 +22,7 @@ fn groups(broker: Broker) {
         return;
     };
     let (alice, bob, carol) = (d.join("alice.db"), d.join("bob.db"), d.join("carol.db"));
-    let _alice_id = signup(d, &alice, &server);
+    let alice_id = signup(d, &alice, &server);
     let bob_id = signup(d, &bob, &server);
     let carol_id = signup(d, &carol, &server);
     for (a, b) in [
@@ -126,6 +127,74 @@ fn groups(broker: Broker) {
     out.assert_clear_error(&["sotto group list"]);
     let out = sotto(d, &bob, PASSPHRASE, &["group", "create", "mine", &carol_id]);
     out.assert_clear_error(&["is not a contact"]);
+
+    // The admin cannot leave; it hands the group over to Bob (GRP-12), who has no session with
+    // Carol: his device fetches her bundle from the directory and takes over in one inbox.
+    let out = sotto(d, &alice, PASSPHRASE, &["group", "leave", &group]);
+    out.assert_clear_error(&["sotto group handover"]);
+    let out = sotto(
+        d,
+        &alice,
+        PASSPHRASE,
+        &["group", "handover", &group, "ffffffff"],
+    );
+    out.assert_clear_error(&[]);
+    ok(sotto(
+        d,
+        &alice,
+        PASSPHRASE,
+        &["group", "handover", &group, &bob_id],
+    ));
+    let out = sotto(d, &alice, PASSPHRASE, &["group", "remove", &group, &bob_id]);
+    out.assert_clear_error(&["only the group's admin"]);
+    let out = ok(sotto(d, &bob, PASSPHRASE, &["inbox"]));
+    assert!(out.stdout.contains("handed you the admin role"), "{out:?}");
+    assert!(out.stdout.contains("you are its admin now"), "{out:?}");
+    for who in [&alice, &carol] {
+        let out = ok(sotto(d, who, PASSPHRASE, &["inbox"]));
+        assert!(out.stdout.contains("key for epoch 3"), "{out:?}");
+        let out = ok(sotto(d, who, PASSPHRASE, &["group", "list"]));
+        assert!(out.stdout.contains(&format!("{bob_id}  admin")), "{out:?}");
+    }
+    ok(sotto(
+        d,
+        &carol,
+        PASSPHRASE,
+        &["group", "send", &group, "bob is the admin"],
+    ));
+    let out = ok(sotto(d, &alice, PASSPHRASE, &["inbox"]));
+    assert!(out.stdout.contains("bob is the admin"), "{out:?}");
+
+    // Carol leaves (GRP-11): her keys go at once; Bob removes her with a new epoch.
+    ok(sotto(d, &carol, PASSPHRASE, &["group", "leave", &group]));
+    let out = ok(sotto(d, &carol, PASSPHRASE, &["group", "list"]));
+    assert!(!out.stdout.contains(&group), "{out:?}");
+    let out = ok(sotto(d, &bob, PASSPHRASE, &["inbox"]));
+    assert!(out.stdout.contains(&format!("{carol_id} left")), "{out:?}");
+    ok(sotto(d, &alice, PASSPHRASE, &["inbox"]));
+    ok(sotto(
+        d,
+        &bob,
+        PASSPHRASE,
+        &["group", "send", &group, "after carol left"],
+    ));
+    let out = ok(sotto(d, &alice, PASSPHRASE, &["inbox"]));
+    assert!(out.stdout.contains("after carol left"), "{out:?}");
+    let out = ok(sotto(d, &carol, PASSPHRASE, &["inbox"]));
+    assert!(!out.stdout.contains("after carol left"), "{out:?}");
+    let out = sotto(d, &carol, PASSPHRASE, &["group", "leave", &group]);
+    out.assert_clear_error(&["sotto group list"]);
+
+    // The old admin is a member now and may leave too.
+    ok(sotto(d, &alice, PASSPHRASE, &["group", "leave", &group]));
+    let out = ok(sotto(d, &bob, PASSPHRASE, &["inbox"]));
+    assert!(out.stdout.contains("left"), "{out:?}");
+    let out = ok(sotto(d, &bob, PASSPHRASE, &["group", "list"]));
+    assert!(
+        !out.stdout.contains(&format!("{carol_id}  member")),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains(&alice_id), "{out:?}");
 }
 
 #[test]

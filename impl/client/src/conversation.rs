@@ -222,6 +222,29 @@ impl Client {
         Ok(())
     }
 
+    /// Leaves a group (GRP-11): the leave goes to the admin (who removes this device with a new
+    /// epoch), and the group's keys are deleted at once. The admin cannot leave while others are
+    /// in the group ([`ClientError::Protocol`] `admin_must_hand_over`): it hands the group over
+    /// first ([`Client::hand_over_group`]) and may leave once the new admin's key arrived.
+    pub fn leave_group(&mut self, group: &GroupId) -> Result<()> {
+        self.mutate(
+            |d, rng, now| Ok(d.leave_group(rng, now, group)?),
+            |s, d, out, now| commit_all(s, d, out.as_slice(), now),
+        )?;
+        Ok(())
+    }
+
+    /// Hands the admin role of a group this device administers to the member `to` (GRP-12).
+    /// From then on this device makes no membership change; `to` issues the next epoch as the
+    /// admin when the handover reaches it ([`crate::ClientEvent::TookOverGroup`] there).
+    pub fn hand_over_group(&mut self, group: &GroupId, to: &UserId) -> Result<()> {
+        self.mutate(
+            |d, rng, now| Ok(d.hand_over_group(rng, now, group, to)?),
+            |s, d, out, now| commit_all(s, d, std::slice::from_ref(out), now),
+        )?;
+        Ok(())
+    }
+
     /// The groups this device is in.
     pub fn groups(&self) -> Vec<GroupInfo> {
         self.device
@@ -362,7 +385,12 @@ pub struct HeldEnvelope {
 
 /// Commits a state change with envelopes that are resent until their receipt (group keys and
 /// removal notices want receipts, RX-5).
-fn commit_all(store: &mut Store, device: &mut Device, outs: &[Outgoing], now: u64) -> Result<()> {
+pub(crate) fn commit_all(
+    store: &mut Store,
+    device: &mut Device,
+    outs: &[Outgoing],
+    now: u64,
+) -> Result<()> {
     let queue: Vec<ToSend<'_>> = outs.iter().map(ToSend::until_receipt).collect();
     Ok(store.commit_device(device, now, &queue)?)
 }

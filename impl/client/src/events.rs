@@ -105,6 +105,31 @@ pub enum ClientEvent {
     },
     /// The admin removed this device from a group (GRP-6).
     RemovedFromGroup(GroupId),
+    /// A member left a group this device administers (GRP-11): it is removed, with a new epoch
+    /// for the others, in the same transaction.
+    MemberLeft {
+        /// The group.
+        group: GroupId,
+        /// Who left.
+        user: UserId,
+    },
+    /// The admin handed this device a group's admin role (GRP-12). It takes over at once, or,
+    /// when a member has no session with it yet, once that member's bundle came from the
+    /// directory ([`ClientEvent::TookOverGroup`] then).
+    HandoverReceived {
+        /// The group.
+        group: GroupId,
+        /// The epoch this device issues as its admin.
+        epoch: u32,
+    },
+    /// This device is now a group's admin: it issued `epoch` and sent its key to every member
+    /// (GRP-12).
+    TookOverGroup {
+        /// The group.
+        group: GroupId,
+        /// The epoch it issued.
+        epoch: u32,
+    },
     /// A member confirmed holding a group epoch (GRP-9).
     MemberConfirmed {
         /// The group.

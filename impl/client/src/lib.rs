@@ -120,6 +120,7 @@ mod online;
 pub mod pin;
 mod receive;
 pub mod resolve;
+mod takeover;
 pub mod tls;
 mod transport;
 

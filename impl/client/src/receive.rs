@@ -87,7 +87,12 @@ impl Client {
         }
 
         let mut commit = Burst {
-            queue: reply.owed.iter().map(ToSend::once).collect(),
+            queue: reply
+                .owed
+                .iter()
+                .map(ToSend::once)
+                .chain(reply.group_changes.iter().map(ToSend::until_receipt))
+                .collect(),
             published,
             sent: sealed.iter().map(|(o, c)| (o, c)).collect(),
             ..Burst::default()
@@ -152,6 +157,13 @@ impl Client {
                 Verdict::Duplicate => {}
             }
         }
+        for (group, epoch) in &reply.took_over {
+            tracing::info!("took over a group as its admin (GRP-12)");
+            events.push(ClientEvent::TookOverGroup {
+                group: *group,
+                epoch: *epoch,
+            });
+        }
         Ok((BurstOutcome { opened, new_keys }, sent))
     }
 
@@ -198,6 +210,14 @@ fn report_opened(
                 epoch: *epoch,
             },
             Event::RemovedFromGroup(g) => ClientEvent::RemovedFromGroup(*g),
+            Event::MemberLeft { group, user } => ClientEvent::MemberLeft {
+                group: *group,
+                user: *user,
+            },
+            Event::HandoverReceived { group, epoch } => ClientEvent::HandoverReceived {
+                group: *group,
+                epoch: *epoch,
+            },
             Event::MemberConfirmed {
                 group,
                 epoch,

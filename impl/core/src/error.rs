@@ -161,6 +161,9 @@ pub enum MisuseError {
     /// A LIM table bound was reached (groups, members, prekeys).
     #[error("limit reached")]
     LimitReached,
+    /// The admin asked to leave its group: it hands the group over first (GRP-11, GRP-12).
+    #[error("the admin must hand the group over before leaving")]
+    AdminMustHandOver,
 }
 
 /// Any error of the core.
@@ -189,7 +192,7 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
     /// Every error the core reports, one per stable code (protocol.md section 17).
-    pub const ALL: [Error; 37] = [
+    pub const ALL: [Error; 38] = [
         Error::Decode(DecodeError::Truncated),
         Error::Decode(DecodeError::TrailingBytes),
         Error::Decode(DecodeError::UnknownVersion),
@@ -227,6 +230,7 @@ impl Error {
         Error::Misuse(MisuseError::UnknownPeer),
         Error::Misuse(MisuseError::TooLarge),
         Error::Misuse(MisuseError::LimitReached),
+        Error::Misuse(MisuseError::AdminMustHandOver),
     ];
 
     /// The error whose [`Error::code`] is `code`, if the core has one: how a peer that received a
@@ -284,6 +288,7 @@ impl Error {
                 MisuseError::UnknownPeer => "unknown_peer",
                 MisuseError::TooLarge => "too_large",
                 MisuseError::LimitReached => "limit_reached",
+                MisuseError::AdminMustHandOver => "admin_must_hand_over",
             },
         }
     }

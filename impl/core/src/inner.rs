@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, MisuseError, Result};
+use crate::group::handover::{Handover, Leave};
 use crate::group::membership::Membership;
 use crate::ids::{GroupId, MessageId};
 use crate::keyshare::KeyShare;
@@ -27,6 +28,12 @@ pub const KIND_GROUP_KEY: u8 = 4;
 pub const KIND_GROUP_REMOVED: u8 = 5;
 /// Kind 6: group ack.
 pub const KIND_GROUP_ACK: u8 = 6;
+/// Kind 7: group leave.
+pub const KIND_GROUP_LEAVE: u8 = 7;
+/// Kind 8: group handover.
+pub const KIND_GROUP_HANDOVER: u8 = 8;
+/// Kind 9: handed-over group key (a handover, then a group key).
+pub const KIND_GROUP_KEY_HANDED_OVER: u8 = 9;
 const PADDED: u8 = 0x10;
 
 /// What a message says (IN-3).
@@ -39,12 +46,17 @@ pub enum Content {
     Receipt(Vec<MessageId>),
     /// Kind 3: nothing; it only turns the epoch.
     KeyUpdate,
-    /// Kind 4: a group epoch's membership and keys (GRP-3).
+    /// Kind 4: a group epoch's membership and keys (GRP-3); kind 9 when it carries the
+    /// handover by which its admin took the role (GRP-12).
     GroupKey(Box<GroupKey>),
     /// Kind 5: the membership of a group epoch the receiver was removed from (GRP-6).
     GroupRemoved(Box<Membership>),
     /// Kind 6: a member's confirmation of a group epoch (GRP-9).
     GroupAck(GroupAck),
+    /// Kind 7: a member leaves a group (GRP-11).
+    GroupLeave(Leave),
+    /// Kind 8: the admin hands a group over to the receiver (GRP-12).
+    GroupHandover(Handover),
 }
 
 impl PartialEq for Content {
@@ -54,10 +66,14 @@ impl PartialEq for Content {
             (Content::Receipt(a), Content::Receipt(b)) => a == b,
             (Content::KeyUpdate, Content::KeyUpdate) => true,
             (Content::GroupKey(a), Content::GroupKey(b)) => {
-                a.membership == b.membership && *a.keys.to_plaintext() == *b.keys.to_plaintext()
+                a.membership == b.membership
+                    && a.handover == b.handover
+                    && *a.keys.to_plaintext() == *b.keys.to_plaintext()
             }
             (Content::GroupRemoved(a), Content::GroupRemoved(b)) => a == b,
             (Content::GroupAck(a), Content::GroupAck(b)) => a == b,
+            (Content::GroupLeave(a), Content::GroupLeave(b)) => a == b,
+            (Content::GroupHandover(a), Content::GroupHandover(b)) => a == b,
             _ => false,
         }
     }
@@ -70,9 +86,12 @@ impl Content {
             Content::Text(_) => KIND_TEXT,
             Content::Receipt(_) => KIND_RECEIPT,
             Content::KeyUpdate => KIND_KEY_UPDATE,
+            Content::GroupKey(g) if g.handover.is_some() => KIND_GROUP_KEY_HANDED_OVER,
             Content::GroupKey(_) => KIND_GROUP_KEY,
             Content::GroupRemoved(_) => KIND_GROUP_REMOVED,
             Content::GroupAck(_) => KIND_GROUP_ACK,
+            Content::GroupLeave(_) => KIND_GROUP_LEAVE,
+            Content::GroupHandover(_) => KIND_GROUP_HANDOVER,
         }
     }
 
@@ -96,6 +115,8 @@ pub struct GroupKey {
     pub membership: Membership,
     /// GMK, the four seeds and the epoch's t0.
     pub keys: KeyShare,
+    /// The handover by which the membership's admin took the role (kind 9), if it did (GRP-12).
+    pub handover: Option<Handover>,
 }
 
 /// A member's confirmation of a group epoch (GRP-9).
@@ -144,6 +165,9 @@ impl Inner {
             }
             Content::KeyUpdate => {}
             Content::GroupKey(g) => {
+                if let Some(h) = &g.handover {
+                    h.encode(&mut w);
+                }
                 g.membership.encode(&mut w);
                 w.bytes(&g.keys.to_plaintext());
             }
@@ -154,6 +178,10 @@ impl Inner {
                     .u8(a.index)
                     .bytes(&a.confirm);
             }
+            Content::GroupLeave(l) => {
+                w.bytes(&l.group.0).u32(l.epoch);
+            }
+            Content::GroupHandover(h) => h.encode(&mut w),
         }
         let mut out = w.into_vec();
         if padded {
@@ -213,13 +241,23 @@ impl Inner {
                 }
                 Content::KeyUpdate
             }
-            KIND_GROUP_KEY => {
+            kind @ (KIND_GROUP_KEY | KIND_GROUP_KEY_HANDED_OVER) => {
                 let mut br = Reader::new(body);
-                // NOT-5: the whole layout, then the admin's signature.
+                let handover = if kind == KIND_GROUP_KEY_HANDED_OVER {
+                    Some(Handover::decode(&mut br)?)
+                } else {
+                    None
+                };
+                // NOT-5: the whole layout, then the admin's signature (the handover's is checked
+                // by the receiver, which knows the admin it holds: GRP-12).
                 let membership = Membership::read_unverified(&mut br)?;
                 let keys = KeyShare::from_plaintext(br.rest())?;
                 membership.verify()?;
-                Content::GroupKey(Box::new(GroupKey { membership, keys }))
+                Content::GroupKey(Box::new(GroupKey {
+                    membership,
+                    keys,
+                    handover,
+                }))
             }
             KIND_GROUP_REMOVED => Content::GroupRemoved(Box::new(Membership::from_bytes(body)?)),
             KIND_GROUP_ACK => {
@@ -232,6 +270,21 @@ impl Inner {
                 };
                 br.finish()?;
                 Content::GroupAck(ack)
+            }
+            KIND_GROUP_LEAVE => {
+                let mut br = Reader::new(body);
+                let leave = Leave {
+                    group: GroupId(br.array()?),
+                    epoch: br.u32()?,
+                };
+                br.finish()?;
+                Content::GroupLeave(leave)
+            }
+            KIND_GROUP_HANDOVER => {
+                let mut br = Reader::new(body);
+                let h = Handover::decode(&mut br)?;
+                br.finish()?;
+                Content::GroupHandover(h)
             }
             _ => return Err(DecodeError::UnknownKind.into()),
         };
@@ -292,7 +345,24 @@ mod tests {
             Content::GroupKey(Box::new(GroupKey {
                 membership: m.clone(),
                 keys: k.clone(),
+                handover: None,
             }))
+        };
+        let handover = |epoch| {
+            crate::group::handover::Handover::sign(&admin, GroupId([1; 16]), epoch, &member(2))
+        };
+        let handed_over = |h| {
+            Content::GroupKey(Box::new(GroupKey {
+                membership: m1.clone(),
+                keys: k1.clone(),
+                handover: Some(h),
+            }))
+        };
+        let leave = |epoch| {
+            Content::GroupLeave(Leave {
+                group: GroupId([1; 16]),
+                epoch,
+            })
         };
         let ack = |epoch| {
             Content::GroupAck(GroupAck {
@@ -315,10 +385,25 @@ mod tests {
             Content::GroupRemoved(Box::new(m2.clone())),
             ack(0),
             ack(1),
+            leave(0),
+            leave(1),
+            Content::GroupHandover(handover(1)),
+            Content::GroupHandover(handover(2)),
+            handed_over(handover(1)),
+            handed_over(handover(2)),
         ];
         for (i, a) in all.iter().enumerate() {
             for (j, b) in all.iter().enumerate() {
                 assert_eq!(a == b, i == j, "{i} vs {j}");
+            }
+            // IN-3: every kind decodes to what was encoded, padded or not.
+            for bucket in [0, 64] {
+                let inner = Inner {
+                    delta: 5,
+                    content: a.clone(),
+                };
+                let bytes = inner.encode(bucket).unwrap();
+                assert_eq!(Inner::decode(&bytes).unwrap(), inner, "{i}");
             }
         }
     }
@@ -424,9 +509,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_bodies_in_3() {
-        let cases: [(&[u8], DecodeError); 7] = [
+        let cases: [(&[u8], DecodeError); 11] = [
             (b"\x21\x00", DecodeError::ReservedBits),
-            (b"\x07\x00", DecodeError::UnknownKind),
+            (b"\x0a\x00", DecodeError::UnknownKind),
+            (b"\x07\x00\x01", DecodeError::Truncated),
+            (b"\x07\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x00\x00\x00\x00\x00", DecodeError::TrailingBytes),
+            (b"\x08\x00\x01", DecodeError::Truncated),
+            (b"\x09\x00\x01", DecodeError::Truncated),
             (b"\x01\x00\xff", DecodeError::InvalidText),
             (b"\x02\x00", DecodeError::LengthOutOfRange),
             (b"\x03\x00x", DecodeError::TrailingBytes),

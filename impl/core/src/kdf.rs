@@ -49,6 +49,8 @@ pub const SAFETY: &[u8] = b"sotto/v1/safety";
 pub const SIG_GROUP_MEMBERS: &[u8] = b"sotto/v1/group-members";
 /// KDF-21: signature context of a group message.
 pub const SIG_GROUP_MSG: &[u8] = b"sotto/v1/group-msg";
+/// KDF-22: signature context of a group handover.
+pub const SIG_GROUP_HANDOVER: &[u8] = b"sotto/v1/group-handover";
 
 /// Every label with its rule id, for the vectors and the docs check.
 pub const ALL_LABELS: &[(&str, &[u8])] = &[
@@ -73,6 +75,7 @@ pub const ALL_LABELS: &[(&str, &[u8])] = &[
     ("KDF-19", SAFETY),
     ("KDF-20", SIG_GROUP_MEMBERS),
     ("KDF-21", SIG_GROUP_MSG),
+    ("KDF-22", SIG_GROUP_HANDOVER),
 ];
 
 /// KDF-1: `SK` from the X3DH outputs (`dh4` when a one-time prekey was used).

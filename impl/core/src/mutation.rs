@@ -164,6 +164,10 @@ switches! {
     ConsumePrekeyOnFailure = (49, "consume-prekey-on-failure", "RX-3"),
     /// RX-8: `unknown_routing_tag` is final (the peer's fault) instead of retryable.
     UnknownRoutingTagFinal = (50, "unknown-routing-tag-final", "RX-8"),
+    /// GRP-12: A handover is taken without checking the old admin's signature.
+    SkipHandoverSignature = (51, "skip-handover-signature", "GRP-12"),
+    /// GRP-11: A device that left a group installs a group key of it before the removal notice.
+    AcceptKeyAfterLeave = (52, "accept-key-after-leave", "GRP-11"),
 }
 
 /// The process-wide mutation: 0 for none, else `Mutation::code`.

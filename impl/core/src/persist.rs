@@ -18,8 +18,12 @@ use crate::keys::PublicIdentity;
 use crate::keyshare::KeyShare;
 
 /// Version of the state format [`crate::Device::export`] writes: 2 ends with the blocked user
-/// ids (RX-11).
-pub const STATE_VERSION: u8 = 0x02;
+/// ids (RX-11), 3 then with the group handovers (GRP-12) and the leaves awaiting their removal
+/// notice (GRP-11).
+pub const STATE_VERSION: u8 = 0x03;
+
+/// The state format before group handovers, still read by [`crate::Device::import`].
+pub const STATE_VERSION_2: u8 = 0x02;
 
 /// The state format before blocked user ids, still read by [`crate::Device::import`].
 pub const STATE_VERSION_1: u8 = 0x01;

@@ -66,11 +66,17 @@ pub enum RecordKind {
     GroupSkippedKey = 12,
     /// One user id the person blocked (RX-11; key: the user id, value: the byte 1).
     Blocked = 13,
+    /// The handover of a group's admin role this device made or received and has not seen
+    /// through yet, or by which it administers the group (GRP-12; key: the group id).
+    Handover = 14,
+    /// A group this device left whose removal notice has not come yet: the epoch it left at
+    /// (GRP-11; key: the group id).
+    Leaving = 15,
 }
 
 impl RecordKind {
     /// Every kind, in code order.
-    pub const ALL: [RecordKind; 13] = [
+    pub const ALL: [RecordKind; 15] = [
         RecordKind::Meta,
         RecordKind::OneTimePrekey,
         RecordKind::Contact,
@@ -84,6 +90,8 @@ impl RecordKind {
         RecordKind::SessionSkippedKey,
         RecordKind::GroupSkippedKey,
         RecordKind::Blocked,
+        RecordKind::Handover,
+        RecordKind::Leaving,
     ];
 
     /// The kind's code.
@@ -612,7 +620,7 @@ mod tests {
         assert!(Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 1], &[0; 8]).is_err());
         assert!(Tracked::<u32, u64>::read_into(&mut map, &[0, 0, 0, 2], &[0; 9]).is_err());
         let all: Vec<u8> = RecordKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(all, (1..=13).collect::<Vec<u8>>());
+        assert_eq!(all, (1..=15).collect::<Vec<u8>>());
         for k in RecordKind::ALL {
             assert_eq!(RecordKind::from_code(k.code()).unwrap(), k);
         }
@@ -621,7 +629,7 @@ mod tests {
             "unknown_version"
         );
         assert_eq!(
-            RecordKind::from_code(14).unwrap_err().code(),
+            RecordKind::from_code(16).unwrap_err().code(),
             "unknown_version"
         );
     }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use sotto_core::crypto::Secret;
+use sotto_core::group::handover::{Handover, Leave};
 use sotto_core::group::membership::{Member, Membership};
 use sotto_core::inner::{GroupAck, GroupKey, Inner};
 use sotto_core::keys::Identity;
@@ -166,7 +167,16 @@ fn membership(seed: u64, count: u8, epoch: u32) -> (Membership, Identity) {
 /// Every kind of inner plaintext (IN-3), plain and padded (IN-4).
 fn inners() -> Vec<Vec<u8>> {
     let mut r = rng(2);
-    let (m, _) = membership(3, 3, 1);
+    let (m, admin) = membership(3, 3, 1);
+    // GRP-12: the admin of `m` hands the group over to the first member of another membership,
+    // whose group key (kind 9) carries the handover.
+    let (m2, _) = membership(10, 3, 2);
+    let heir = m2.members()[0];
+    let handover = Handover::sign(&admin, GroupId([0x6d; 16]), 2, &heir);
+    let leave = Leave {
+        group: GroupId([0x6d; 16]),
+        epoch: 1,
+    };
     let ids = vec![MessageId([0x11; 16]), MessageId([0x22; 16])];
     let cases: Vec<(Content, u32, usize)> = vec![
         (text("hello"), 12, 0),
@@ -181,6 +191,7 @@ fn inners() -> Vec<Vec<u8>> {
             Content::GroupKey(Box::new(GroupKey {
                 membership: m.clone(),
                 keys: KeyShare::random(&mut r, NOW),
+                handover: None,
             })),
             0,
             0,
@@ -194,6 +205,18 @@ fn inners() -> Vec<Vec<u8>> {
                 confirm: [0x5a; 16],
             }),
             0,
+            0,
+        ),
+        (Content::GroupLeave(leave), 3, 0),
+        (Content::GroupLeave(leave), 3, 48),
+        (Content::GroupHandover(handover), 4, 0),
+        (
+            Content::GroupKey(Box::new(GroupKey {
+                membership: m2,
+                keys: KeyShare::random(&mut r, NOW),
+                handover: Some(handover),
+            })),
+            5,
             0,
         ),
     ];
@@ -728,20 +751,99 @@ fn group() -> Vec<Vec<u8>> {
     .chain(deliver(1, 4))
     .chain(deliver(2, 2))
     .collect();
+    // GRP-12, GRP-11: the admin hands the group to member 1, who issues epoch 1 (kind 9 keys);
+    // the new admin cannot leave, the old one can and is removed; then the usual remove and add.
+    let handover: Vec<G> = [
+        G::HandOver { to: 1 },
+        G::Deliver { to: 1, index: 0 },
+        G::Deliver { to: 0, index: 0 },
+        G::Deliver { to: 2, index: 0 },
+        G::Send { from: 1, len: 9 },
+        G::Deliver { to: 0, index: 0 },
+        G::Deliver { to: 2, index: 0 },
+        G::Leave { who: 1 },
+        G::Leave { who: 0 },
+        G::Deliver { to: 1, index: 0 },
+        G::Deliver { to: 2, index: 0 },
+        G::Deliver { to: 0, index: 0 },
+        G::Ack { from: 2 },
+        G::Deliver { to: 1, index: 0 },
+        G::Remove,
+        G::Deliver { to: 2, index: 0 },
+        G::AddBack,
+        G::Deliver { to: 2, index: 0 },
+        G::Send { from: 2, len: 3 },
+        G::Deliver { to: 1, index: 0 },
+    ]
+    .to_vec();
+    // GRP-11: member 2 leaves while the role moves to member 1, whose epoch-1 key (listing 2, sent
+    // before the leave reached an admin) member 2 refuses; the old admin refuses the leave; the
+    // new admin's removal notice, then a new invitation.
+    let leave: Vec<G> = [
+        G::Leave { who: 2 },
+        G::HandOver { to: 1 },
+        G::Deliver { to: 1, index: 0 },
+        G::Deliver { to: 2, index: 0 },
+        G::Deliver { to: 0, index: 0 },
+        G::Deliver { to: 0, index: 0 },
+        G::Leave { who: 2 },
+        G::Send { from: 1, len: 4 },
+        G::Deliver { to: 2, index: 0 },
+        G::Deliver { to: 0, index: 0 },
+        G::Remove,
+        G::Deliver { to: 2, index: 0 },
+        G::AddBack,
+        G::Deliver { to: 2, index: 0 },
+        G::Send { from: 2, len: 5 },
+        G::Deliver { to: 1, index: 0 },
+    ]
+    .into_iter()
+    .chain(deliver(0, 3))
+    .collect();
     let out = vec![
         encode_actions(0x1000, &chat),
         encode_actions(0x2000, &remove),
         encode_actions(0x3000, &late),
         encode_actions(0x4000, &broker),
+        encode_actions(0x5000, &handover),
+        encode_actions(0x6000, &leave),
     ];
-    for (bytes, actions) in out.iter().zip([&chat, &remove, &late, &broker]) {
+    for (bytes, actions) in out
+        .iter()
+        .zip([&chat, &remove, &late, &broker, &handover, &leave])
+    {
         check_encoding(bytes, actions);
         let stats = harness::group::run(bytes);
         println!("  group {stats:?}");
         assert!(stats.opened >= 2, "a group seed does too little: {stats:?}");
     }
+    // The two new seeds do what they say: the role moved to member 1, and member 2 is back in
+    // after its removal.
+    for (seed, actions, (admin, holds)) in [
+        (0x5000, &handover, (USERS_1, [None, Some(4), Some(4)])),
+        (0x6000, &leave, (USERS_1, [Some(3), Some(3), Some(3)])),
+    ] {
+        let mut world = harness::group::World::new(seed);
+        for a in actions {
+            world.step(*a);
+        }
+        let gid = world.group();
+        for (i, want) in holds.into_iter().enumerate() {
+            let view = world.device(i).group_members(&gid);
+            assert_eq!(
+                view.as_ref().map(|v| v.0),
+                want,
+                "seed {seed:#x}, device {i}: {view:?}"
+            );
+            if let Some((_, members)) = view {
+                assert_eq!(members[0], admin, "seed {seed:#x}: the admin");
+            }
+        }
+    }
     out
 }
+
+const USERS_1: UserId = harness::group::USERS[1];
 
 /// The bytes decode (with `arbitrary`) to exactly the actions they were written from.
 fn check_encoding<'a, T>(bytes: &'a [u8], actions: &[T])

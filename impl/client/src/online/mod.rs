@@ -37,6 +37,9 @@ use crate::transport::{self, Connection};
 pub(crate) use machine::RowKey;
 use machine::{MAX_BURST, Machine, Mode, NextDue, PubAck};
 
+/// How long a group takeover that waits for a member's bundle waits before the next try (GRP-12).
+const TAKEOVER_RETRY: Duration = Duration::from_secs(30);
+
 impl machine::Packet for rumqttc::Publish {
     fn topic(&self) -> &str {
         &self.topic
@@ -118,6 +121,9 @@ struct Engine<'a> {
     /// When the loop looks at what maintenance is due next ([`crate::maintenance`]): before
     /// every connection, and every `check_every` while connected (online only).
     next_maintenance: Instant,
+    /// When the loop may next try to complete a group's admin role that waits for a member's
+    /// bundle ([`Client::complete_takeovers`], GRP-12).
+    next_takeover: Instant,
 }
 
 impl Client {
@@ -293,6 +299,7 @@ impl<'a> Engine<'a> {
             shutting_down: false,
             off_worker: false,
             next_maintenance: Instant::now(),
+            next_takeover: Instant::now(),
         }
     }
 
@@ -306,6 +313,20 @@ impl<'a> Engine<'a> {
         self.next_maintenance = Instant::now() + check_every;
         for done in self.client.maintain().await {
             self.emit(ClientEvent::Maintained(done));
+        }
+        self.complete_takeovers().await;
+    }
+
+    /// Completes a group's admin role that waits for a member's bundle (GRP-12), at most every
+    /// [`TAKEOVER_RETRY`]: the directory may be down, or answer with another identity.
+    async fn complete_takeovers(&mut self) {
+        if !self.client.has_pending_takeovers() || Instant::now() < self.next_takeover {
+            return;
+        }
+        self.next_takeover = Instant::now() + TAKEOVER_RETRY;
+        match self.client.complete_takeovers().await {
+            Ok(events) => self.emit_all(events),
+            Err(e) => tracing::warn!(error = %e, "a group takeover waits (GRP-12)"),
         }
     }
 
@@ -420,6 +441,7 @@ impl<'a> Engine<'a> {
 
     async fn run_connection(&mut self, conn: &mut Connection) -> ConnEnd {
         loop {
+            self.complete_takeovers().await;
             #[cfg(feature = "mutations")]
             self.commit_pending();
             conn.flush_acks();

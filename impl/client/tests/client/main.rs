@@ -6,6 +6,7 @@ mod deletion;
 mod delivery;
 mod faults;
 mod groups;
+mod handover;
 mod identity;
 mod inbox_limit;
 mod maintenance;

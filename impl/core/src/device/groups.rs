@@ -1,9 +1,11 @@
 //! Groups (GRP-*): creating one as its admin, adding and removing members (a new epoch each,
 //! GRP-6), the group key sent over the pairwise sessions (GRP-3), group messages (GRP-7, GRP-8),
-//! acks (GRP-9), and the control messages a member receives (group key, removal, ack).
+//! acks (GRP-9), leaving (GRP-11), handing the admin role over (GRP-12), and the control messages
+//! a member receives (group key, removal, ack, leave, handover).
 
 use crate::crypto::{CryptoRng, SignPublic};
-use crate::error::{GroupError, MisuseError, Result};
+use crate::error::{GroupError, MisuseError, Result, SessionError};
+use crate::group::handover::{Handover, Leave};
 use crate::group::membership::{Member, Membership};
 use crate::group::{Group, GroupEpoch};
 use crate::ids::{GroupId, UserId};
@@ -24,25 +26,24 @@ impl Device {
         match content {
             Content::GroupKey(gk) => self.install_group_key(from_iks, gk, events),
             Content::GroupRemoved(m) => {
-                let group = self.groups.get(m.group()).ok_or(GroupError::UnknownGroup)?;
+                let gid = *m.group();
                 check_from_admin(m, from_iks)?;
+                let listed = m.index_of(&self.user_id).is_some()
+                    && !mutated!(Mutation::AllowRemovalListingSelf);
+                let Some(group) = self.groups.get(&gid) else {
+                    return self.answer_leave(m, listed);
+                };
                 group.check_removal(m)?;
-                if m.index_of(&self.user_id).is_some()
-                    && !mutated!(Mutation::AllowRemovalListingSelf)
-                {
+                if listed {
                     return Err(GroupError::NotAMember.into());
                 }
-                let gid = *m.group();
-                self.groups.remove(&gid);
-                self.group_tags.retain(|_, g| *g != gid);
                 // Remember the removal so that a late, older group key cannot bring the group back.
-                self.left_groups.insert(gid, m.epoch());
-                while self.left_groups.len() > MAX_GROUPS {
-                    self.left_groups.pop_first();
-                }
+                self.forget_group(&gid, m.epoch());
                 events.push(Event::RemovedFromGroup(gid));
                 Ok(())
             }
+            Content::GroupLeave(leave) => self.accept_leave(from, from_iks, leave, events),
+            Content::GroupHandover(h) => self.accept_handover(from, from_iks, h, events),
             Content::GroupAck(ack) => {
                 let group = self
                     .groups
@@ -80,6 +81,10 @@ impl Device {
             return Err(GroupError::NotAMember.into());
         }
         let gid = *m.group();
+        // GRP-11: no key of a group this device left, until the admin's removal notice.
+        if self.leaving.contains_key(&gid) && !mutated!(Mutation::AcceptKeyAfterLeave) {
+            return Err(GroupError::StaleGroupEpoch.into());
+        }
         if self
             .left_groups
             .get(&gid)
@@ -91,7 +96,7 @@ impl Device {
         let epoch = GroupEpoch::new(m.clone(), gk.keys.clone(), index);
         let number = epoch.epoch();
         match self.groups.get_mut(&gid) {
-            Some(group) => group.install(epoch)?,
+            Some(group) => group.install(epoch, gk.handover.as_ref())?,
             None => {
                 if self.groups.len() >= MAX_GROUPS && !mutated!(Mutation::SkipGroupCountBound) {
                     return Err(MisuseError::LimitReached.into());
@@ -100,11 +105,300 @@ impl Device {
             }
         }
         self.reindex_group(&gid);
+        // The handover this device made is seen through once the new admin's key arrived.
+        if self
+            .handovers
+            .get(&gid)
+            .is_some_and(|h| h.new_admin != self.user_id && number >= h.epoch)
+        {
+            self.handovers.remove(&gid);
+        }
         events.push(Event::GroupKey {
             group: gid,
             epoch: number,
         });
         Ok(())
+    }
+
+    // GRP-11: a removal notice of a group this device does not hold (signed by its first member,
+    // who sent it) ends its leave if it is of a later epoch than the one it left at, without it.
+    fn answer_leave(&mut self, notice: &Membership, listed: bool) -> Result<()> {
+        let gid = *notice.group();
+        let left_at = *self.leaving.get(&gid).ok_or(GroupError::UnknownGroup)?;
+        if notice.epoch() <= left_at {
+            return Err(GroupError::StaleGroupEpoch.into());
+        }
+        if listed {
+            return Err(GroupError::NotAMember.into());
+        }
+        self.leaving.remove(&gid);
+        self.remember_left(gid, notice.epoch());
+        Ok(())
+    }
+
+    /// Remembers that this device left `gid` at epoch `left_at`: a later key of an epoch up to it
+    /// is stale (GRP-6). Bounded like the groups.
+    fn remember_left(&mut self, gid: GroupId, left_at: u32) {
+        self.left_groups.insert(gid, left_at);
+        while self.left_groups.len() > MAX_GROUPS {
+            self.left_groups.pop_first();
+        }
+    }
+
+    /// Deletes a group's keys and remembers the epoch it was left at (GRP-6, GRP-11).
+    fn forget_group(&mut self, gid: &GroupId, left_at: u32) {
+        self.groups.remove(gid);
+        self.group_tags.retain(|_, g| g != gid);
+        self.handovers.remove(gid);
+        self.remember_left(*gid, left_at);
+    }
+
+    /// Whether this device handed `gid`'s admin role over and the new admin's key has not come
+    /// yet: it makes no membership change meanwhile (GRP-12).
+    fn handed_over(&self, gid: &GroupId) -> bool {
+        self.handovers
+            .get(gid)
+            .is_some_and(|h| h.new_admin != self.user_id)
+    }
+
+    /// The group `gid` if this device administers it (GRP-1, GRP-12): `not_group_admin` if it
+    /// is not the admin or handed the role over.
+    fn administered(&self, gid: &GroupId) -> Result<&Group> {
+        let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
+        if !group.is_admin() || self.handed_over(gid) {
+            return Err(GroupError::NotGroupAdmin.into());
+        }
+        Ok(group)
+    }
+
+    /// This device as a member: its user id and `IKs`.
+    fn me(&self) -> Member {
+        Member {
+            user: self.user_id,
+            iks: *self.identity.public().iks(),
+        }
+    }
+
+    // GRP-11 at the admin: a leave over the pairwise session with the member that leaves.
+    fn accept_leave(
+        &mut self,
+        from: &UserId,
+        from_iks: &SignPublic,
+        leave: &Leave,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        if !self.groups.contains_key(&leave.group) {
+            // A group this device no longer holds: there is nothing to leave.
+            return Ok(());
+        }
+        let group = self.administered(&leave.group)?;
+        let current = group.current();
+        if leave.epoch > current.epoch() {
+            return Err(GroupError::StaleGroupEpoch.into());
+        }
+        match current
+            .membership()
+            .members()
+            .iter()
+            .find(|m| m.user == *from)
+        {
+            // No longer a member (removed meanwhile, or a repeated leave): nothing to do.
+            None => Ok(()),
+            Some(m) if m.iks != *from_iks => Err(GroupError::NotAMember.into()),
+            Some(_) => {
+                events.push(Event::MemberLeft {
+                    group: leave.group,
+                    user: *from,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    // GRP-12 at the new admin: the handover from the group's admin, naming this device.
+    fn accept_handover(
+        &mut self,
+        from: &UserId,
+        from_iks: &SignPublic,
+        h: &Handover,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        // Unknown group: the group key may still be on its way (RX-8).
+        let group = self.groups.get(&h.group).ok_or(GroupError::UnknownGroup)?;
+        let current = group.current();
+        let admin = *current
+            .membership()
+            .admin()
+            .ok_or(GroupError::UnknownGroup)?;
+        if (admin.iks != *from_iks || admin.user != *from)
+            && !mutated!(Mutation::SkipGroupAdminCheck)
+        {
+            return Err(GroupError::NotGroupAdmin.into());
+        }
+        let me = self.me();
+        if h.new_admin != me.user || !current.membership().members().contains(&me) {
+            return Err(GroupError::NotAMember.into());
+        }
+        // The handover's epoch follows the admin's newest. One further ahead waits for the keys
+        // still on their way (group keys may arrive out of order, GRP-4): the takeover happens
+        // when the epoch before it is installed.
+        if h.epoch <= current.epoch() {
+            return Err(GroupError::StaleGroupEpoch.into());
+        }
+        h.verify(&admin, &me)?;
+        self.handovers.insert(h.group, *h);
+        events.push(Event::HandoverReceived {
+            group: h.group,
+            epoch: h.epoch,
+        });
+        Ok(())
+    }
+
+    /// Leaves a group (GRP-11): the leave goes to the admin over the pairwise session, and the
+    /// group's keys are deleted at once; until the admin's removal notice arrives every group key
+    /// of the group is refused. The admin cannot leave while others are in the group
+    /// (`admin_must_hand_over`); alone, it just deletes the group (nothing to send: `None`).
+    pub fn leave_group(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: u64,
+        gid: &GroupId,
+    ) -> Result<Option<Outgoing>> {
+        let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
+        let current = group.current();
+        let taking_over = self
+            .handovers
+            .get(gid)
+            .is_some_and(|h| h.new_admin == self.user_id && h.epoch > current.epoch());
+        if group.is_admin() && current.membership().members().len() <= 1 {
+            let epoch = current.epoch();
+            self.forget_group(gid, epoch);
+            return Ok(None);
+        }
+        if group.is_admin() || taking_over {
+            return Err(MisuseError::AdminMustHandOver.into());
+        }
+        let admin = current
+            .membership()
+            .admin()
+            .map(|m| m.user)
+            .ok_or(GroupError::UnknownGroup)?;
+        let leave = Leave {
+            group: *gid,
+            epoch: current.epoch(),
+        };
+        let epoch = current.epoch();
+        let out = self.send(rng, now, &admin, &Content::GroupLeave(leave))?;
+        self.forget_group(gid, epoch);
+        self.leaving.insert(*gid, epoch);
+        while self.leaving.len() > MAX_GROUPS {
+            self.leaving.pop_first();
+        }
+        Ok(Some(out))
+    }
+
+    /// Hands the admin role of a group this device administers to the member `to` (GRP-12): the
+    /// signed handover goes to them over the pairwise session; from then on this device makes no
+    /// membership change, and it is a member like the others once the new admin's key arrives.
+    pub fn hand_over_group(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: u64,
+        gid: &GroupId,
+        to: &UserId,
+    ) -> Result<Outgoing> {
+        let current = self.administered(gid)?.current();
+        let member = *current
+            .membership()
+            .members()
+            .iter()
+            .find(|m| m.user == *to && m.user != self.user_id)
+            .ok_or(GroupError::NotAMember)?;
+        let epoch = current
+            .epoch()
+            .checked_add(1)
+            .ok_or(MisuseError::LimitReached)?;
+        let h = Handover::sign(&self.identity, *gid, epoch, &member);
+        let out = self.send(rng, now, to, &Content::GroupHandover(h))?;
+        self.handovers.insert(*gid, h);
+        Ok(out)
+    }
+
+    /// Groups whose admin role this device received and has not taken over yet, each with the
+    /// members it has no contact for: the shell fetches their bundles from the directory (their
+    /// `IKs` must be the membership's), adds them, then calls [`Device::take_over_group`] (GRP-12).
+    pub fn pending_takeovers(&self) -> Vec<(GroupId, Vec<Member>)> {
+        self.handovers
+            .keys()
+            .filter(|gid| self.may_take_over(gid))
+            .filter_map(|gid| {
+                let group = self.groups.get(gid)?;
+                let missing = group
+                    .current()
+                    .membership()
+                    .members()
+                    .iter()
+                    .filter(|m| m.user != self.user_id && !self.contacts.contains_key(&m.user))
+                    .copied()
+                    .collect();
+                Some((*gid, missing))
+            })
+            .collect()
+    }
+
+    /// Whether this device holds a handover of `gid` naming it whose epoch follows the newest it
+    /// holds: it may take the group over now ([`Device::take_over_group`], GRP-12).
+    pub fn may_take_over(&self, gid: &GroupId) -> bool {
+        self.handovers.get(gid).is_some_and(|h| {
+            h.new_admin == self.user_id
+                && self
+                    .groups
+                    .get(gid)
+                    .is_some_and(|g| g.current().epoch().checked_add(1) == Some(h.epoch))
+        })
+    }
+
+    /// Takes over a group whose handover this device received (GRP-12): the next epoch with this
+    /// device at index 0 and the old admin where it was, fresh keys, sent to every member as a
+    /// handed-over group key. Every member must be a contact under the membership's `IKs`
+    /// (`unknown_peer`, `identity_changed`). Nothing to do (no envelopes) if it took over already,
+    /// or if the key of the epoch before the handover's has not arrived yet.
+    pub fn take_over_group(
+        &mut self,
+        rng: &mut impl CryptoRng,
+        now: u64,
+        gid: &GroupId,
+    ) -> Result<Vec<Outgoing>> {
+        let h = self
+            .handovers
+            .get(gid)
+            .copied()
+            .filter(|h| h.new_admin == self.user_id)
+            .ok_or(GroupError::NotGroupAdmin)?;
+        let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
+        let current = group.current();
+        if current.epoch().checked_add(1) != Some(h.epoch) {
+            return Ok(Vec::new());
+        }
+        let mut list = current.membership().members().to_vec();
+        let me = self.me();
+        let at = list
+            .iter()
+            .position(|m| *m == me)
+            .ok_or(GroupError::NotAMember)?;
+        list.swap(0, at);
+        for m in list.iter().skip(1) {
+            if self.member_of(&m.user)? != *m {
+                return Err(SessionError::IdentityChanged.into());
+            }
+        }
+        let next = group.take_over(&self.identity, &h, list, KeyShare::random(rng, now))?;
+        let out = self.distribute(rng, now, &next, &[])?;
+        if let Some(group) = self.groups.get_mut(gid) {
+            group.install(next, Some(&h))?;
+        }
+        self.reindex_group(gid);
+        Ok(out)
     }
 
     pub(super) fn reindex_group(&mut self, gid: &GroupId) {
@@ -163,7 +457,7 @@ impl Device {
         gid: &GroupId,
         user: &UserId,
     ) -> Result<Vec<Outgoing>> {
-        let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
+        let group = self.administered(gid)?;
         let mut list = group.current().membership().members().to_vec();
         if list.iter().any(|m| m.user == *user) {
             return Ok(Vec::new());
@@ -180,7 +474,7 @@ impl Device {
         gid: &GroupId,
         user: &UserId,
     ) -> Result<Vec<Outgoing>> {
-        let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
+        let group = self.administered(gid)?;
         let list: Vec<Member> = group
             .current()
             .membership()
@@ -203,17 +497,18 @@ impl Device {
         list: Vec<Member>,
         removed: &[UserId],
     ) -> Result<Vec<Outgoing>> {
-        let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
+        let group = self.administered(gid)?;
         let next = group.rekey(&self.identity, list, KeyShare::random(rng, now))?;
         let out = self.distribute(rng, now, &next, removed)?;
         if let Some(group) = self.groups.get_mut(gid) {
-            group.install(next)?;
+            group.install(next, None)?;
         }
         self.reindex_group(gid);
         Ok(out)
     }
 
-    // Sends the group key to every member but self, and the removal notice to `removed`.
+    // Sends the group key to every member but self (with the handover by which this device took
+    // the role, if it did: GRP-12), and the removal notice to `removed`.
     fn distribute(
         &mut self,
         rng: &mut impl CryptoRng,
@@ -221,7 +516,13 @@ impl Device {
         epoch: &GroupEpoch,
         removed: &[UserId],
     ) -> Result<Vec<Outgoing>> {
-        let key = Content::GroupKey(Box::new(epoch.group_key()));
+        let mut key = epoch.group_key();
+        key.handover = self
+            .handovers
+            .get(epoch.membership().group())
+            .copied()
+            .filter(|h| h.new_admin == self.user_id);
+        let key = Content::GroupKey(Box::new(key));
         let notice = Content::GroupRemoved(Box::new(epoch.membership().clone()));
         let mut out = Vec::new();
         for m in epoch.membership().members() {

@@ -1,6 +1,8 @@
-//! A burst of received envelopes (RX-4..RX-8, GRP-9, GRP-10): what the shell does with each one
+//! A burst of received envelopes (RX-4..RX-8, GRP-9..GRP-12): what the shell does with each one
 //! ([`Verdict`]) and what the device owes for all of them ([`Reply`]): the receipts, coalesced into
-//! as few receipt messages as LIM-10 allows, and the group acks, sealed once the burst is open.
+//! as few receipt messages as LIM-10 allows, the group acks, the new epoch of a group whose admin
+//! role it received (GRP-12) and the removal of members that left (GRP-11), sealed once the burst
+//! is open.
 //!
 //! ```text
 //!   let mut burst = Inbound::new(now);
@@ -9,7 +11,7 @@
 //!                         Duplicate -> if the store remembers it: burst.receipt_again(..) (RX-6)
 //!                         Park    -> keep it for a retry (RX-8)     Refused -> drop it
 //!                         Hold    -> keep it until the person decides on a changed identity (RX-9)
-//!   let reply = burst.finish(&mut device, rng)   receipts and group acks to send
+//!   let reply = burst.finish(&mut device, rng)   receipts, group acks and group changes to send
 //!   store: device.changes() + the opened messages + reply.owed, one transaction; then ack all
 //! ```
 //!
@@ -18,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::CryptoRng;
-use crate::error::{Error, SessionError};
+use crate::error::{Error, MisuseError, SessionError};
 use crate::ids::{GroupId, MessageId, UserId};
 use crate::inner::Content;
 use crate::limits::MAX_RECEIPT_IDS;
@@ -54,6 +56,10 @@ pub struct Inbound {
     group: BTreeMap<GroupId, Vec<(MessageId, UserId)>>,
     /// Groups whose new epoch this device must confirm to the admin (GRP-9).
     acks: BTreeSet<GroupId>,
+    /// Groups whose admin role this device received (GRP-12).
+    takeovers: BTreeSet<GroupId>,
+    /// Members that left a group this device administers (GRP-11).
+    leaves: Vec<(GroupId, UserId)>,
     new_keys: bool,
 }
 
@@ -63,8 +69,16 @@ pub struct Reply {
     /// Receipts (each naming up to LIM-10 messages) and group acks, to commit into the outbox
     /// with the burst; sent once each (a lost receipt is answered by the sender's resend, RX-6).
     pub owed: Vec<Outgoing>,
+    /// The group keys and removal notices of the group changes the burst made (the removal of a
+    /// member that left, GRP-11; the first epoch of a new admin, GRP-12): commit them into the
+    /// outbox with the burst and resend them until a receipt names them (RX-6), as the admin's
+    /// own changes are.
+    pub group_changes: Vec<Outgoing>,
     /// What could not be sealed (the shell logs it; the senders' resends ask again).
     pub failed: Vec<Error>,
+    /// Groups this device took over as admin, with the epoch it issued (GRP-12). A handover that
+    /// waits for a member's session is not here: see [`Device::pending_takeovers`].
+    pub took_over: Vec<(GroupId, u32)>,
 }
 
 impl Inbound {
@@ -89,7 +103,11 @@ impl Inbound {
 
     /// Whether the burst owes nothing yet.
     pub fn owes_nothing(&self) -> bool {
-        self.pairwise.is_empty() && self.group.is_empty() && self.acks.is_empty()
+        self.pairwise.is_empty()
+            && self.group.is_empty()
+            && self.acks.is_empty()
+            && self.takeovers.is_empty()
+            && self.leaves.is_empty()
     }
 
     /// Owes the receipt of message `id` from `from` again (RX-6: a resend of an envelope already
@@ -122,16 +140,26 @@ impl Inbound {
             self.owe_receipt(incoming.id, incoming.from, incoming.group);
         }
         for ev in &incoming.events {
-            if let Event::GroupKey { group, .. } = ev {
-                self.acks.insert(*group);
+            match ev {
+                Event::GroupKey { group, .. } => {
+                    self.acks.insert(*group);
+                }
+                Event::HandoverReceived { group, .. } => {
+                    self.takeovers.insert(*group);
+                }
+                Event::MemberLeft { group, user } if !self.leaves.contains(&(*group, *user)) => {
+                    self.leaves.push((*group, *user));
+                }
+                _ => {}
             }
         }
     }
 
     /// Seals what the burst owes: one receipt per sender (per group for group messages, GRP-10)
-    /// for up to LIM-10 ids each, then one group ack per group with a new epoch (GRP-9). A group
-    /// receipt that cannot go to the group (no other member left, or the group is gone) goes
-    /// pairwise to each sender instead.
+    /// for up to LIM-10 ids each, the new epoch of each group whose admin role the burst brought
+    /// (GRP-12), the removal of each member that left (GRP-11), then one group ack per group with a
+    /// new epoch (GRP-9). A group receipt that cannot go to the group (no other member left, or the
+    /// group is gone) goes pairwise to each sender instead.
     pub fn finish(self, device: &mut Device, rng: &mut impl CryptoRng) -> Reply {
         let now = self.now;
         let mut reply = Reply::default();
@@ -157,7 +185,40 @@ impl Inbound {
                 }
             }
         }
+        // A handover, or the key of the epoch before a handover that came first, lets the device
+        // take the group over.
+        let takeovers: BTreeSet<GroupId> = self
+            .takeovers
+            .iter()
+            .chain(&self.acks)
+            .filter(|g| device.may_take_over(g))
+            .copied()
+            .collect();
+        for gid in takeovers {
+            match device.take_over_group(rng, now, &gid) {
+                Ok(out) if out.is_empty() => {}
+                Ok(out) => {
+                    reply.group_changes.extend(out);
+                    if let Some((epoch, _)) = device.group_members(&gid) {
+                        reply.took_over.push((gid, epoch));
+                    }
+                }
+                // A member without a session: the shell fetches its bundle and completes it.
+                Err(e) if e == MisuseError::UnknownPeer.into() => {}
+                Err(e) => reply.failed.push(e),
+            }
+        }
+        for (gid, user) in self.leaves {
+            match device.remove_from_group(rng, now, &gid, &user) {
+                Ok(out) => reply.group_changes.extend(out),
+                Err(e) => reply.failed.push(e),
+            }
+        }
         for gid in self.acks {
+            // A group this burst made this device the admin of owes no ack to itself.
+            if reply.took_over.iter().any(|(g, _)| *g == gid) {
+                continue;
+            }
             match device.group_ack(rng, now, &gid) {
                 Ok(out) => reply.owed.push(out),
                 Err(e) => reply.failed.push(e),

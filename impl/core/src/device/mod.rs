@@ -69,6 +69,12 @@ pub struct Device {
     left_groups: Tracked<GroupId, u32>,
     /// User ids the person blocked (RX-11).
     blocked: Tracked<UserId, contacts::Blocked>,
+    /// Per group, the handover this device made (its role ends when the new admin's key arrives)
+    /// or received (it takes over, then sends every group key with it) (GRP-12).
+    handovers: Tracked<GroupId, crate::group::handover::Handover>,
+    /// Groups this device left whose removal notice has not come yet, with the epoch it left at
+    /// (GRP-11).
+    leaving: Tracked<GroupId, u32>,
     delivered: DeliveredIds,
     bucket: usize,
     /// SHA-256 of the [`RecordKind::Meta`](crate::records::RecordKind::Meta) record last
@@ -105,6 +111,8 @@ impl Device {
             group_tags: BTreeMap::new(),
             left_groups: Tracked::default(),
             blocked: Tracked::default(),
+            handovers: Tracked::default(),
+            leaving: Tracked::default(),
             delivered: DeliveredIds::default(),
             bucket: 0,
             meta_committed: None,

@@ -32,6 +32,23 @@ pub enum Event {
         /// The member's index.
         index: u8,
     },
+    /// A member left a group this device administers (GRP-11): the burst removes it
+    /// ([`crate::Inbound::finish`]), a new epoch without it.
+    MemberLeft {
+        /// The group.
+        group: GroupId,
+        /// Who left.
+        user: UserId,
+    },
+    /// The admin handed this device a group's admin role (GRP-12): the burst issues the next
+    /// epoch as its admin ([`crate::Inbound::finish`]), or, if a member has no session yet, the
+    /// shell completes it with [`crate::Device::take_over_group`] ([`crate::Device::pending_takeovers`]).
+    HandoverReceived {
+        /// The group.
+        group: GroupId,
+        /// The epoch this device issues as its admin.
+        epoch: u32,
+    },
     /// The message opened, but its content was refused (for example a group key not from the admin).
     Rejected(Error),
 }

@@ -9,9 +9,10 @@ use crate::crypto::DhSecret;
 use crate::dedup::DeliveredIds;
 use crate::error::Result;
 use crate::group::Group;
+use crate::group::handover::Handover;
 use crate::ids::{GroupId, UserId};
 use crate::keys::{Identity, OneTimePreKeyPair, PreKeyBundle, PublicIdentity, SignedPreKeyPair};
-use crate::persist::{Persist, STATE_VERSION, STATE_VERSION_1};
+use crate::persist::{Persist, STATE_VERSION, STATE_VERSION_1, STATE_VERSION_2};
 use crate::records::{ChangeSet, Loading, Record, RecordId, RecordKind, Tracked};
 use crate::replay::ReplayCache;
 use crate::session::Session;
@@ -177,6 +178,8 @@ impl Device {
         self.groups.changes_with_skipped(&mut cs);
         self.left_groups.changes(RecordKind::LeftGroup, &mut cs);
         self.blocked.changes(RecordKind::Blocked, &mut cs);
+        self.handovers.changes(RecordKind::Handover, &mut cs);
+        self.leaving.changes(RecordKind::Leaving, &mut cs);
         self.replay.changes(&mut cs);
         self.delivered.changes(&mut cs);
         cs.delete.extend(self.legacy.iter().cloned());
@@ -194,6 +197,8 @@ impl Device {
         self.groups.clear_marks_with_skipped();
         self.left_groups.clear_marks();
         self.blocked.clear_marks();
+        self.handovers.clear_marks();
+        self.leaving.clear_marks();
         self.replay.clear_marks();
         self.delivered.clear_marks();
         self.legacy.clear();
@@ -208,6 +213,8 @@ impl Device {
         self.groups.records_with_skipped(&mut out);
         self.left_groups.records(RecordKind::LeftGroup, &mut out);
         self.blocked.records(RecordKind::Blocked, &mut out);
+        self.handovers.records(RecordKind::Handover, &mut out);
+        self.leaving.records(RecordKind::Leaving, &mut out);
         self.replay.records(&mut out);
         self.delivered.records(&mut out);
         out
@@ -230,6 +237,8 @@ impl Device {
         let mut groups: Loading<GroupId, Group> = Loading::default();
         let mut left = BTreeMap::new();
         let mut blocked = BTreeMap::new();
+        let mut handovers = BTreeMap::new();
+        let mut leaving = BTreeMap::new();
         let mut replay = BTreeMap::new();
         let mut delivered = BTreeMap::new();
         for (kind, key, value) in records {
@@ -254,6 +263,8 @@ impl Device {
                 }
                 RecordKind::LeftGroup => Tracked::read_into(&mut left, key, value)?,
                 RecordKind::Blocked => Tracked::read_into(&mut blocked, key, value)?,
+                RecordKind::Handover => Tracked::read_into(&mut handovers, key, value)?,
+                RecordKind::Leaving => Tracked::read_into(&mut leaving, key, value)?,
                 RecordKind::ReplayEntry => Tracked::read_into(&mut replay, key, value)?,
                 RecordKind::DeliveredId => Tracked::read_into(&mut delivered, key, value)?,
             }
@@ -277,6 +288,8 @@ impl Device {
             group_tags: BTreeMap::new(),
             left_groups: Tracked::loaded(left),
             blocked: Tracked::loaded(blocked),
+            handovers: Tracked::loaded(handovers),
+            leaving: Tracked::loaded(leaving),
             delivered: DeliveredIds::loaded(delivered)?,
             bucket: meta.bucket,
             meta_committed: None,
@@ -330,6 +343,11 @@ impl Device {
         u32::try_from(self.bucket).unwrap_or(u32::MAX).write(&mut w);
         let blocked: Vec<UserId> = self.blocked.keys().copied().collect();
         blocked.write(&mut w);
+        let handovers: Vec<(GroupId, Handover)> =
+            self.handovers.iter().map(|(g, h)| (*g, *h)).collect();
+        handovers.write(&mut w);
+        let leaving: Vec<(GroupId, u32)> = self.leaving.iter().map(|(g, e)| (*g, *e)).collect();
+        leaving.write(&mut w);
         zeroize::Zeroizing::new(w.into_vec())
     }
 
@@ -339,7 +357,7 @@ impl Device {
     pub fn import(bytes: &[u8]) -> Result<Self> {
         let mut r = crate::codec::Reader::new(bytes);
         let version = r.u8()?;
-        if version != STATE_VERSION && version != STATE_VERSION_1 {
+        if ![STATE_VERSION, STATE_VERSION_2, STATE_VERSION_1].contains(&version) {
             return Err(crate::error::DecodeError::UnknownVersion.into());
         }
         let (user_id, identity, spks) = Device::read_keys(&mut r)?;
@@ -363,6 +381,14 @@ impl Device {
         } else {
             Persist::read(&mut r)?
         };
+        // Group handovers (GRP-12) and leaves awaiting their removal notice (GRP-11) came with
+        // version 3.
+        let mut handovers: Vec<(GroupId, Handover)> = Vec::new();
+        let mut leaving: Vec<(GroupId, u32)> = Vec::new();
+        if version == STATE_VERSION {
+            handovers = Persist::read(&mut r)?;
+            leaving = Persist::read(&mut r)?;
+        }
         r.finish()?;
         let mut d = Device {
             user_id,
@@ -379,6 +405,8 @@ impl Device {
             group_tags: BTreeMap::new(),
             left_groups: Tracked::all_marked(left_groups.into_iter().collect()),
             blocked: Tracked::all_marked(blocked.into_iter().map(|u| (u, Blocked)).collect()),
+            handovers: Tracked::all_marked(handovers.into_iter().collect()),
+            leaving: Tracked::all_marked(leaving.into_iter().collect()),
             delivered,
             bucket,
             meta_committed: None,

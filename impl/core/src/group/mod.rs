@@ -6,8 +6,10 @@
 //!   member i:  CK_0 = Expand(Extract(s1, GMK), "sotto/v1/group-chain" || i)   (KDF-11)
 //!   envelope:  0x14 || tag(s3) || i || n || Seal(K_n, header, Sig_IKs_i(...) || inner)
 //!   add/remove -> epoch + 1 with a fresh GMK; the removed member never sees it (GRP-6)
+//!   handover   -> epoch + 1 issued by the new admin, accepted with the old admin's signature (GRP-12)
 //! ```
 
+pub mod handover;
 pub mod membership;
 
 use std::collections::BTreeMap;
@@ -71,6 +73,7 @@ impl GroupEpoch {
         GroupKey {
             membership: self.membership.clone(),
             keys: self.keys.clone(),
+            handover: None,
         }
     }
 
@@ -348,15 +351,52 @@ impl Group {
         Ok(GroupEpoch::new(membership, keys, 0))
     }
 
-    /// Checks that `next` may be installed (GRP-4): same group and admin, an epoch not held and not
-    /// older than every epoch kept.
-    pub fn check_install(&self, next: &Membership) -> Result<()> {
+    /// The new admin's first epoch with `members` (itself first) and fresh keys, under the
+    /// handover `h` it received (GRP-12).
+    pub fn take_over(
+        &self,
+        new_admin: &Identity,
+        h: &handover::Handover,
+        members: Vec<membership::Member>,
+        keys: KeyShare,
+    ) -> Result<GroupEpoch> {
+        let membership = Membership::sign(new_admin, *self.id(), h.epoch, members)?;
+        self.check_admin_change(&membership, Some(h))?;
+        Ok(GroupEpoch::new(membership, keys, 0))
+    }
+
+    /// Checks that `next`'s admin may issue it (GRP-4, GRP-12): the admin held, or a member the
+    /// held admin handed the role to by `handover`, for an epoch above every epoch held.
+    fn check_admin_change(
+        &self,
+        next: &Membership,
+        handover: Option<&handover::Handover>,
+    ) -> Result<()> {
+        let held = self.current().membership.admin();
+        if next.admin() == held {
+            return Ok(());
+        }
+        let (Some(h), Some(held), Some(new)) = (handover, held, next.admin()) else {
+            return Err(GroupError::NotGroupAdmin.into());
+        };
+        let newest = self.current().epoch();
+        if h.group != *self.id() || h.epoch > next.epoch() || h.epoch <= newest {
+            return Err(GroupError::NotGroupAdmin.into());
+        }
+        h.verify(held, new)
+    }
+
+    /// Checks that `next` may be installed (GRP-4, GRP-12): same group, the admin held or one it
+    /// handed the role to (`handover`), an epoch not held and not older than every epoch kept.
+    pub fn check_install(
+        &self,
+        next: &Membership,
+        handover: Option<&handover::Handover>,
+    ) -> Result<()> {
         if next.group() != self.id() {
             return Err(GroupError::UnknownGroup.into());
         }
-        if next.admin() != self.current().membership.admin() {
-            return Err(GroupError::NotGroupAdmin.into());
-        }
+        self.check_admin_change(next, handover)?;
         let oldest = self.epochs.keys().next().copied().unwrap_or(0);
         if (self.epochs.contains_key(&next.epoch())
             || (self.epochs.len() >= MAX_GROUP_EPOCHS && next.epoch() < oldest))
@@ -382,10 +422,15 @@ impl Group {
         Ok(())
     }
 
-    /// Installs an epoch (GRP-4, GRP-6), keeping the newest LIM epochs. In the epoch before a newer
-    /// one, members that the newer one removed can no longer send.
-    pub fn install(&mut self, next: GroupEpoch) -> Result<()> {
-        self.check_install(&next.membership)?;
+    /// Installs an epoch (GRP-4, GRP-6), keeping the newest LIM epochs; `handover` is the one a
+    /// handed-over group key carried (GRP-12). In the epoch before a newer one, members that the
+    /// newer one removed can no longer send.
+    pub fn install(
+        &mut self,
+        next: GroupEpoch,
+        handover: Option<&handover::Handover>,
+    ) -> Result<()> {
+        self.check_install(&next.membership, handover)?;
         let e = next.epoch();
         self.epochs.insert(e, next);
         while self.epochs.len() > MAX_GROUP_EPOCHS {

@@ -126,27 +126,29 @@ fn the_block_list_is_kept_with_the_device_state_rx_11() {
     .unwrap();
     assert!(back.is_blocked(&alice_id));
     assert!(Device::import(&bob.export()).unwrap().is_blocked(&alice_id));
-    // A state of version 1 (before blocked user ids) still imports, with none blocked; its
-    // version byte is what says so, not its length.
+    // States of version 2 (before group handovers and leaves) and 1 (before blocked user ids) still
+    // import, with none handed over and none blocked; the version byte is what says so, not the
+    // length.
     let mut fresh = bob.clone();
     fresh.unblock(&alice_id);
-    let mut v1 = fresh.export().to_vec();
-    let end = v1.len() - 4;
+    let v3 = fresh.export().to_vec();
+    let end = v3.len() - 12;
     assert_eq!(
-        (v1[0], &v1[end..]),
-        (2, &[0u8; 4][..]),
-        "version 2 ends with an empty list"
+        (v3[0], &v3[end..]),
+        (3, &[0u8; 12][..]),
+        "version 3 ends with three empty lists"
     );
-    v1.truncate(end);
+    let mut v2 = v3[..end + 4].to_vec();
+    v2[0] = 2;
+    assert_eq!(Device::import(&v2).unwrap().blocked().count(), 0);
+    let mut v1 = v3[..end].to_vec();
     v1[0] = 1;
     assert_eq!(Device::import(&v1).unwrap().blocked().count(), 0);
     assert_eq!(
-        Device::import(&fresh.export()[..v1.len()])
-            .unwrap_err()
-            .code(),
+        Device::import(&v3[..v2.len()]).unwrap_err().code(),
         "truncated"
     );
-    v1[0] = 3;
+    v1[0] = 4;
     assert_eq!(Device::import(&v1).unwrap_err().code(), "unknown_version");
     bob.mark_committed();
     bob.unblock(&alice_id);

@@ -222,6 +222,7 @@ fn only_the_admin_can_rekey_grp_4() {
     let content = Content::GroupKey(Box::new(GroupKey {
         membership: forged,
         keys: KeyShare::random(&mut t.r, T0),
+        handover: None,
     }));
     let o = t
         .bob
@@ -499,6 +500,7 @@ fn a_group_key_signed_by_someone_else_than_its_sender_is_refused_grp_4() {
     let key = Content::GroupKey(Box::new(GroupKey {
         membership: carols,
         keys: KeyShare::random(&mut t.r, T0),
+        handover: None,
     }));
     let bob_id = *t.bob.user_id();
     let out = t.admin.send(&mut t.r, T0, &bob_id, &key).unwrap();

@@ -7,6 +7,7 @@ mod codecs;
 mod common;
 mod device;
 mod group;
+mod handover;
 mod inbound;
 mod records;
 mod session;

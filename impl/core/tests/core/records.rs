@@ -156,7 +156,7 @@ fn bad_records_are_refused_store_3() {
     assert_eq!(load(&m).unwrap_err().code(), "length_out_of_range");
 
     let mut m = good.0.clone();
-    m.insert((14, vec![1]), vec![1]);
+    m.insert((16, vec![1]), vec![1]);
     assert_eq!(load(&m).unwrap_err().code(), "unknown_version");
 
     // A blocked user id: its value is 1; another value, none, more, or a short key is refused.
