@@ -105,14 +105,6 @@ impl Device {
             }
         }
         self.reindex_group(&gid);
-        // The handover this device made is seen through once the new admin's key arrived.
-        if self
-            .handovers
-            .get(&gid)
-            .is_some_and(|h| h.new_admin != self.user_id && number >= h.epoch)
-        {
-            self.handovers.remove(&gid);
-        }
         events.push(Event::GroupKey {
             group: gid,
             epoch: number,
@@ -153,8 +145,9 @@ impl Device {
         self.remember_left(*gid, left_at);
     }
 
-    /// Whether this device handed `gid`'s admin role over and the new admin's key has not come
-    /// yet: it makes no membership change meanwhile (GRP-12).
+    /// Whether this device handed `gid`'s admin role over: it makes no membership change from
+    /// then on (GRP-12), until a handover names it again. The record stays until then, or until
+    /// the group is gone.
     fn handed_over(&self, gid: &GroupId) -> bool {
         self.handovers
             .get(gid)
@@ -266,16 +259,17 @@ impl Device {
     ) -> Result<Option<Outgoing>> {
         let group = self.groups.get(gid).ok_or(GroupError::UnknownGroup)?;
         let current = group.current();
-        let taking_over = self
+        // A handover named this device: it is, or is about to be, the admin.
+        let named = self
             .handovers
             .get(gid)
-            .is_some_and(|h| h.new_admin == self.user_id && h.epoch > current.epoch());
+            .is_some_and(|h| h.new_admin == self.user_id);
         if group.is_admin() && current.membership().members().len() <= 1 {
             let epoch = current.epoch();
             self.forget_group(gid, epoch);
             return Ok(None);
         }
-        if group.is_admin() || taking_over {
+        if group.is_admin() || named {
             return Err(MisuseError::AdminMustHandOver.into());
         }
         let admin = current

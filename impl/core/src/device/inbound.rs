@@ -196,7 +196,6 @@ impl Inbound {
             .collect();
         for gid in takeovers {
             match device.take_over_group(rng, now, &gid) {
-                Ok(out) if out.is_empty() => {}
                 Ok(out) => {
                     reply.group_changes.extend(out);
                     if let Some((epoch, _)) = device.group_members(&gid) {

@@ -367,6 +367,11 @@ fn a_new_admin_without_a_session_with_a_member_waits_for_its_bundle_grp_12() {
     let h = ds[0].hand_over_group(&mut r, T0, &gid, &bob).unwrap();
     let (_, reply) = post(&mut ds[1], &mut r, &h.envelope);
     assert!(reply.took_over.is_empty());
+    assert!(
+        reply.failed.is_empty(),
+        "a missing session waits: {:?}",
+        reply.failed
+    );
     let pending = ds[1].pending_takeovers();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].0, gid);
@@ -450,9 +455,173 @@ fn a_handover_that_overtakes_the_key_before_it_waits_for_it_grp_12() {
     );
     assert!(reply.took_over.is_empty() && reply.group_changes.is_empty());
     assert!(ds[1].pending_takeovers().is_empty());
-    // Epoch 1's key arrives: Bob takes over in that burst.
+    // Epoch 1's key arrives: Bob takes over in that burst, and owes no ack to himself.
     let (_, reply) = post(&mut ds[1], &mut r, &key_1.envelope);
     assert_eq!(reply.took_over, vec![(gid, 2)]);
+    assert!(reply.failed.is_empty(), "{:?}", reply.failed);
+    assert_eq!(reply.owed.len(), 1, "the receipt of the key only");
     flood(&mut ds, &mut r, reply.group_changes);
     assert_eq!(ds[0].group_members(&gid).unwrap().1[0], bob);
+}
+
+#[test]
+fn a_leave_counts_only_from_the_identity_the_group_lists_grp_11() {
+    let (mut r, mut ds) = four();
+    let u = ids(&ds);
+    let gid = group_of_four(&mut r, &mut ds);
+    // Carol's user id under a new identity (a reinstalled phone the admin accepted): the group
+    // still lists her old `IKs`, so her leave is refused until the admin re-adds her.
+    let mut carol2 = device(&mut r, 3);
+    scan(&mut carol2, &ds[0]);
+    let first = send(&mut carol2, &mut r, T0, &ds[0], "new phone");
+    let mut burst = Inbound::new(T0);
+    let Verdict::Hold(claim) = ds[0].receive_into(&mut burst, &first.envelope) else {
+        panic!("held")
+    };
+    ds[0].accept_identity_claim(&claim).unwrap();
+    ds[0].receive(T0, &first.envelope).unwrap();
+    let leave = carol2
+        .send(
+            &mut r,
+            T0,
+            &u[0],
+            &Content::GroupLeave(sotto_core::group::handover::Leave {
+                group: gid,
+                epoch: 0,
+            }),
+        )
+        .unwrap();
+    let (v, reply) = post(&mut ds[0], &mut r, &leave.envelope);
+    assert_eq!(
+        events(&v),
+        vec![Event::Rejected(Error::Group(GroupError::NotAMember))]
+    );
+    assert!(reply.group_changes.is_empty());
+    assert_eq!(ds[0].group_members(&gid).unwrap().0, 0);
+}
+
+#[test]
+fn the_same_leave_twice_in_a_burst_removes_once_grp_11() {
+    let (mut r, mut ds) = four();
+    let u = ids(&ds);
+    let gid = group_of_four(&mut r, &mut ds);
+    let leave = || {
+        Content::GroupLeave(sotto_core::group::handover::Leave {
+            group: gid,
+            epoch: 0,
+        })
+    };
+    let a = ds[2].send(&mut r, T0, &u[0], &leave()).unwrap();
+    let b = ds[2].send(&mut r, T0, &u[0], &leave()).unwrap();
+    let mut burst = Inbound::new(T0 + 1000);
+    ds[0].receive_into(&mut burst, &a.envelope);
+    ds[0].receive_into(&mut burst, &b.envelope);
+    let reply = burst.finish(&mut ds[0], &mut r);
+    assert!(reply.failed.is_empty(), "{:?}", reply.failed);
+    assert_eq!(ds[0].group_members(&gid).unwrap().0, 1, "one new epoch");
+    assert_eq!(
+        reply.group_changes.len(),
+        3,
+        "keys for 2, notice for the leaver"
+    );
+}
+
+#[test]
+fn the_admin_hands_over_to_the_member_it_names_grp_12() {
+    let (mut r, mut ds) = four();
+    let u = ids(&ds);
+    let gid = group_of_four(&mut r, &mut ds);
+    assert_eq!(
+        ds[0].hand_over_group(&mut r, T0, &gid, &u[0]).unwrap_err(),
+        Error::Group(GroupError::NotAMember)
+    );
+    // Dave is the last member: the handover names him, not the first one.
+    let h = ds[0].hand_over_group(&mut r, T0, &gid, &u[3]).unwrap();
+    assert_eq!(h.to, vec![u[3]]);
+    flood(&mut ds, &mut r, vec![h]);
+    for d in &ds {
+        let (epoch, members) = d.group_members(&gid).unwrap();
+        assert_eq!((epoch, members[0], members[3]), (1, u[3], u[0]));
+    }
+}
+
+#[test]
+fn a_handover_from_the_admins_key_under_another_user_id_is_refused_grp_12() {
+    let (mut r, mut ds) = four();
+    let u = ids(&ds);
+    let gid = group_of_four(&mut r, &mut ds);
+    // The same `IKs` under another user id (GRP-2 allows it) is not the group's admin.
+    let spk = ds[0].identity().new_signed_prekey(&mut r, 1);
+    let mut twin = Device::from_keys(UserId([9; 10]), ds[0].identity().clone(), spk);
+    scan(&mut twin, &ds[1]);
+    let bob = Member {
+        user: u[1],
+        iks: *ds[1].public_identity().iks(),
+    };
+    let h = Handover::sign(twin.identity(), gid, 1, &bob);
+    let o = twin
+        .send(&mut r, T0, &u[1], &Content::GroupHandover(h))
+        .unwrap();
+    let (v, reply) = post(&mut ds[1], &mut r, &o.envelope);
+    let evs = match &v {
+        Verdict::Opened(i) => i.events.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        evs.contains(&Event::Rejected(Error::Group(GroupError::NotGroupAdmin))),
+        "{evs:?}"
+    );
+    assert!(reply.took_over.is_empty());
+}
+
+#[test]
+fn a_takeover_that_fails_for_another_reason_than_a_missing_session_is_reported_grp_12() {
+    let (mut r, mut ds) = four();
+    let u = ids(&ds);
+    let gid = group_of_four(&mut r, &mut ds);
+    // Bob holds Carol's user id under another identity than the one the group lists.
+    let carol2 = device(&mut r, 3);
+    ds[1].remove_contact(&u[2]).unwrap();
+    scan(&mut ds[1], &carol2);
+    let h = ds[0].hand_over_group(&mut r, T0, &gid, &u[1]).unwrap();
+    let (_, reply) = post(&mut ds[1], &mut r, &h.envelope);
+    assert!(reply.took_over.is_empty());
+    assert_eq!(
+        reply.failed,
+        vec![Error::Session(
+            sotto_core::error::SessionError::IdentityChanged
+        )]
+    );
+    // A device named by a handover, admin or about to be, cannot leave.
+    assert_eq!(
+        ds[1].leave_group(&mut r, T0, &gid).unwrap_err(),
+        Error::Misuse(MisuseError::AdminMustHandOver)
+    );
+}
+
+#[test]
+fn a_device_remembers_at_most_lim_groups_it_is_leaving() {
+    let mut r = rng(43);
+    let mut admin = device(&mut r, 1);
+    let mut bob = device(&mut r, 2);
+    scan(&mut admin, &bob);
+    scan(&mut bob, &admin);
+    let limit = sotto_core::limits::MAX_GROUPS;
+    for _ in 0..=limit {
+        let (gid, out) = admin.create_group(&mut r, T0, &[*bob.user_id()]).unwrap();
+        for o in out {
+            bob.receive(T0, &o.envelope).unwrap();
+        }
+        let leave = bob.leave_group(&mut r, T0, &gid).unwrap().unwrap();
+        // The admin removes Bob (its notice is not delivered: Bob keeps waiting), then, alone,
+        // deletes the group.
+        post(&mut admin, &mut r, &leave.envelope);
+        assert!(admin.leave_group(&mut r, T0, &gid).unwrap().is_none());
+    }
+    let leaving = bob
+        .records()
+        .iter()
+        .filter(|rec| rec.id.kind == sotto_core::records::RecordKind::Leaving)
+        .count();
+    assert_eq!(leaving, limit);
 }
