@@ -3,12 +3,14 @@
 //! identity under the contact's user id (played here by rewriting membership.db, as `A1` could),
 //! it says CHANGED with both safety numbers and what to do; `sotto accept` takes the new identity,
 //! unverified until `sotto verify`. `sotto block` refuses everything from a user, `sotto unblock`
-//! lifts it.
+//! lifts it. Each on the embedded default and on Mosquitto (skipped with a notice when it is not
+//! installed).
 
 mod common;
 
 use common::{PASSPHRASE, Server, add_card, signup, sotto, stored_messages};
 use sotto_core::UserId;
+use sotto_server::Broker;
 
 /// The directory hands out `victim`'s user id with `other`'s identity and signed prekey.
 fn substitute(db: &std::path::Path, victim: &str, other: &str) {
@@ -41,11 +43,12 @@ fn substitute(db: &std::path::Path, victim: &str, other: &str) {
     .expect("one-time prekeys");
 }
 
-#[test]
-fn a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request_rx_9() {
+fn a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request(broker: Broker) {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    let server = Server::start(&d.join("server"));
+    let Some(server) = Server::with_broker(&d.join("server"), broker, &[]) else {
+        return;
+    };
     let (alice, bob, carol) = (d.join("alice.db"), d.join("bob.db"), d.join("carol.db"));
     signup(d, &alice, &server);
     let bob_id = signup(d, &bob, &server);
@@ -92,11 +95,12 @@ fn a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request_
     out.assert_clear_error(&["not a user id, a contact's name"]);
 }
 
-#[test]
-fn a_blocked_user_is_not_read_and_cannot_be_written_to_rx_11() {
+fn a_blocked_user_is_not_read_and_cannot_be_written_to(broker: Broker) {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    let server = Server::start(&d.join("server"));
+    let Some(server) = Server::with_broker(&d.join("server"), broker, &[]) else {
+        return;
+    };
     let (alice, bob) = (d.join("alice.db"), d.join("bob.db"));
     let alice_id = signup(d, &alice, &server);
     let bob_id = signup(d, &bob, &server);
@@ -135,4 +139,24 @@ fn a_blocked_user_is_not_read_and_cannot_be_written_to_rx_11() {
     assert!(out.stdout.contains("welcome back"), "{out:?}");
     let out = sotto(d, &alice, PASSPHRASE, &["block", "nobody"]);
     out.assert_clear_error(&["not a user id, a contact's name"]);
+}
+
+#[test]
+fn a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request_rx_9() {
+    a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request(Broker::Embedded);
+}
+
+#[test]
+fn a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request_rx_9_mosquitto() {
+    a_changed_identity_is_shown_with_both_safety_numbers_and_accepted_on_request(Broker::Mosquitto);
+}
+
+#[test]
+fn a_blocked_user_is_not_read_and_cannot_be_written_to_rx_11() {
+    a_blocked_user_is_not_read_and_cannot_be_written_to(Broker::Embedded);
+}
+
+#[test]
+fn a_blocked_user_is_not_read_and_cannot_be_written_to_rx_11_mosquitto() {
+    a_blocked_user_is_not_read_and_cannot_be_written_to(Broker::Mosquitto);
 }
