@@ -297,6 +297,29 @@ pub(crate) fn random_fields(r: &mut rand_chacha::ChaCha20Rng, t0: u64) -> Fields
 const NOW: u64 = 1_767_225_600_000;
 
 /// Seals a further message on A's session (epoch 0, before any reply: EPOCH-3).
+/// A's first message to B, sent at `NOW + 2500` and delivered from `NOW + 60_000`, with what B's
+/// deliveries show: the shape of every first-message case.
+fn first_op(
+    (alice, bob): (&PartyKeys, &PartyKeys),
+    (ek, e0, keyshare): (&Hex, &Hex, &Fields),
+    text: &str,
+    env: &[u8],
+    deliveries: Vec<Delivery>,
+) -> Op {
+    Op::FirstMessage {
+        alice: alice.clone(),
+        bob: bob.clone(),
+        ek: ek.clone(),
+        e0: e0.clone(),
+        keyshare: keyshare.clone(),
+        now: NOW + 2500,
+        text: text.to_owned(),
+        envelope: Hex(env.to_vec()),
+        received_at: NOW + 60_000,
+        deliveries,
+    }
+}
+
 fn follow(session: &mut Session, at: u64, content: &Content) -> Result<Vec<u8>, String> {
     session
         .seal_with(at, content, 0, None)
@@ -404,18 +427,13 @@ fn after_setup(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>, String
         cases.push(case(
             name,
             rules,
-            Op::FirstMessage {
-                alice: alice.clone(),
-                bob: bob.clone(),
-                ek: ek.clone(),
-                e0: e0.clone(),
-                keyshare: keyshare.clone(),
-                now: NOW + 2500,
-                text: text.clone(),
-                envelope: Hex(env.clone()),
-                received_at: NOW + 60_000,
+            first_op(
+                (&alice, &bob),
+                (&ek, &e0, &keyshare),
+                &text,
+                &env,
                 deliveries,
-            },
+            ),
         ));
         Ok(())
     };
@@ -674,18 +692,13 @@ fn leave_and_handover(r: &mut rand_chacha::ChaCha20Rng) -> Result<Vec<Case<Op>>,
         cases.push(case(
             name,
             rules,
-            Op::FirstMessage {
-                alice: alice.clone(),
-                bob: bob.clone(),
-                ek: ek.clone(),
-                e0: e0.clone(),
-                keyshare: keyshare.clone(),
-                now: NOW + 2500,
-                text: text.clone(),
-                envelope: Hex(env.clone()),
-                received_at: NOW + 60_000,
+            first_op(
+                (&alice, &bob),
+                (&ek, &e0, &keyshare),
+                &text,
+                &env,
                 deliveries,
-            },
+            ),
         ));
         Ok(())
     };
@@ -969,18 +982,13 @@ impl Area for First {
                     "ENV-3", "X3DH-3", "X3DH-4", "X3DH-6", "X3DH-7", "X3DH-8", "X3DH-9", "EPOCH-3",
                     "RX-2", "RX-3", "Req4",
                 ],
-                Op::FirstMessage {
-                    alice,
-                    bob,
-                    ek,
-                    e0,
-                    keyshare,
-                    now: NOW + 2500,
-                    text,
-                    envelope: Hex(env),
-                    received_at: NOW + 60_000,
+                first_op(
+                    (&alice, &bob),
+                    (&ek, &e0, &keyshare),
+                    &text,
+                    &env,
                     deliveries,
-                },
+                ),
             ));
         }
         cases.extend(after_setup(&mut r).unwrap_or_default());

@@ -154,6 +154,39 @@ fn decode(b: &[u8]) -> Expect<Decoded> {
     })
 }
 
+/// A valid inner plaintext as two cases: its encoding (under `rules`) and the decoding of those
+/// bytes (under `decode_rules`, named "... decodes").
+fn encoded_and_decoded(
+    name: &str,
+    rules: &[&str],
+    decode_rules: &[&str],
+    delta: u32,
+    content: ContentJson,
+    bucket: usize,
+) -> [Case<Op>; 2] {
+    let b = encode(delta, &content, bucket).unwrap_or_default();
+    [
+        case(
+            name,
+            rules,
+            Op::Encode {
+                delta,
+                content,
+                bucket,
+                bytes: Hex(b.clone()),
+            },
+        ),
+        case(
+            &format!("{name} decodes"),
+            decode_rules,
+            Op::Decode {
+                expect: decode(&b),
+                bytes: Hex(b),
+            },
+        ),
+    ]
+}
+
 /// Kinds 7, 8 and 9 (GRP-11, GRP-12), drawn after every other input of the file: a leave of the
 /// group of `admin` (epoch 3), the admin's handover of it to a new member `0x0c..` (its first epoch
 /// 4), and that new admin's group key of epoch 4 (itself first, the old admin second) with the
@@ -209,24 +242,13 @@ fn leave_and_handover(
             0,
         ),
     ] {
-        let b = encode(delta, &content, bucket).unwrap_or_default();
-        cases.push(case(
+        cases.extend(encoded_and_decoded(
             name,
             rules,
-            Op::Encode {
-                delta,
-                content,
-                bucket,
-                bytes: Hex(b.clone()),
-            },
-        ));
-        cases.push(case(
-            &format!("{name} decodes"),
             &["IN-1", "IN-3"],
-            Op::Decode {
-                expect: decode(&b),
-                bytes: Hex(b),
-            },
+            delta,
+            content,
+            bucket,
         ));
     }
     let mut h = sotto_core::codec::Writer::with_capacity(94);
@@ -362,24 +384,13 @@ impl Area for InnerArea {
             ),
         ];
         for (name, delta, content, bucket) in valid {
-            let b = encode(delta, &content, bucket).unwrap_or_default();
-            cases.push(case(
+            cases.extend(encoded_and_decoded(
                 name,
                 &["IN-1", "IN-2", "IN-3", "IN-4"],
-                Op::Encode {
-                    delta,
-                    content,
-                    bucket,
-                    bytes: Hex(b.clone()),
-                },
-            ));
-            cases.push(case(
-                &format!("{name} decodes"),
                 &["IN-1"],
-                Op::Decode {
-                    expect: decode(&b),
-                    bytes: Hex(b),
-                },
+                delta,
+                content,
+                bucket,
             ));
         }
         // Kinds 4 and 5 carry a signed membership (GRP-2, GRP-3): a group of two, signed by its

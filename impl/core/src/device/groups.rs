@@ -277,11 +277,8 @@ impl Device {
             .admin()
             .map(|m| m.user)
             .ok_or(GroupError::UnknownGroup)?;
-        let leave = Leave {
-            group: *gid,
-            epoch: current.epoch(),
-        };
         let epoch = current.epoch();
+        let leave = Leave { group: *gid, epoch };
         let out = self.send(rng, now, &admin, &Content::GroupLeave(leave))?;
         self.forget_group(gid, epoch);
         self.leaving.insert(*gid, epoch);
@@ -406,10 +403,7 @@ impl Device {
 
     fn member_of(&self, user: &UserId) -> Result<Member> {
         if *user == self.user_id {
-            return Ok(Member {
-                user: self.user_id,
-                iks: *self.identity.public().iks(),
-            });
+            return Ok(self.me());
         }
         let c = self.contacts.get(user).ok_or(MisuseError::UnknownPeer)?;
         Ok(Member {
@@ -428,7 +422,7 @@ impl Device {
         if self.groups.len() >= MAX_GROUPS {
             return Err(MisuseError::LimitReached.into());
         }
-        let mut list = vec![self.member_of(&self.user_id.clone())?];
+        let mut list = vec![self.me()];
         for u in members {
             if *u != self.user_id {
                 list.push(self.member_of(u)?);
