@@ -19,6 +19,7 @@
 
 pub mod mqtt;
 pub mod people;
+pub mod postgres;
 pub mod proxy;
 pub mod stack;
 

@@ -163,6 +163,13 @@ pub struct ServeArgs {
     /// port, or else the --mqtt address with `localhost` for an unspecified IP).
     #[arg(long, value_name = "HOST:PORT")]
     pub public_broker: Option<String>,
+    /// Where the membership directory lives: `sqlite` (DIR/membership.db, one instance) or a
+    /// PostgreSQL URL, postgresql://USER@HOST:PORT/DB, that any number of `sotto serve`
+    /// instances share (each with the same CA files in its DIR; docs/operations.md). Read from
+    /// SOTTO_DIRECTORY when not given, so that a password stays out of the process list.
+    #[arg(long, env = "SOTTO_DIRECTORY", default_value = "sqlite", value_name = "sqlite|URL",
+          value_parser = parse_directory, hide_env_values = true)]
+    pub directory: sotto_server::membership::DirectoryBackend,
     /// Proof-of-work difficulty of signup in bits, 0..=32 (0 turns it off).
     #[arg(long, default_value_t = sotto_server::membership::DEFAULT_DIFFICULTY, value_name = "N")]
     pub difficulty: u8,
@@ -170,6 +177,13 @@ pub struct ServeArgs {
     /// many people behind one address, or a load test.
     #[arg(long, default_value_t = sotto_server::membership::quota::QuotaLimits::DEFAULT.signups_per_source.burst, value_name = "N")]
     pub signup_burst: u32,
+}
+
+/// A `--directory` value: `sqlite` or a `postgres://` / `postgresql://` URL.
+fn parse_directory(text: &str) -> Result<sotto_server::membership::DirectoryBackend, String> {
+    sotto_server::membership::DirectoryBackend::parse(text).ok_or_else(|| {
+        "expected `sqlite` or a PostgreSQL URL (postgresql://USER@HOST:PORT/DB)".to_owned()
+    })
 }
 
 /// `sotto signup`.

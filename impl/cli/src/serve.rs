@@ -42,6 +42,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .membership_listen(args.listen)
         .mqtt_listen(args.mqtt)
         .difficulty(args.difficulty)
+        .directory(args.directory.clone())
         .membership_quotas(
             sotto_server::membership::quota::QuotaLimits::DEFAULT
                 .with_signup_burst(args.signup_burst),
@@ -74,6 +75,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Broker::Mosquitto, true) => "mosquitto, started by you, behind the mTLS front",
     };
     println!("{}", banner::line("data directory:", data.display()));
+    if let sotto_server::membership::DirectoryBackend::Postgres { .. } = args.directory {
+        // The URL may hold a password: only the kind is printed.
+        println!("{}", banner::line("directory:", "PostgreSQL (--directory)"));
+    }
     println!(
         "{}",
         banner::line(banner::MEMBERSHIP, service.membership_url())
@@ -113,6 +118,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// A start-up failure with what to do about it, by the part that failed.
 fn explain(e: ServiceError, args: &ServeArgs) -> anyhow::Error {
+    use sotto_server::membership::StoreError;
     match &e {
         ServiceError::Pki(sotto_server::ca::CaError::BadServerName(name)) => hinted(
             format!("--name {name:?} is not a host name or an IP address"),
@@ -137,6 +143,13 @@ fn explain(e: ServiceError, args: &ServeArgs) -> anyhow::Error {
         ServiceError::Metrics(_) => hinted(
             format!("cannot serve the metrics on {:?}: {e}", args.metrics),
             "is the port in use? choose another with --metrics (port 0: any free port)",
+        ),
+        ServiceError::Membership(sotto_server::membership::MembershipError::Store(
+            store @ (StoreError::Postgres(_) | StoreError::Pool(_) | StoreError::Config(_)),
+        )) => hinted(
+            format!("cannot open the membership directory on PostgreSQL: {store}"),
+            "check --directory (or SOTTO_DIRECTORY): the server must run, the database and user \
+             exist, and the URL read postgresql://USER@HOST:PORT/DB",
         ),
         ServiceError::Membership(_) => hinted(
             format!(

@@ -1,5 +1,5 @@
 //! Accounts that are gone: deleted by their owner (`POST /v1/account/delete`) or expired
-//! ([`crate::membership::store::ACCOUNT_GRACE_DAYS`] after a certificate not renewed). The MQTT
+//! ([`crate::membership::directory::ACCOUNT_GRACE_DAYS`] after a certificate not renewed). The MQTT
 //! front refuses a PUBLISH to such an inbox with a refusal notice of reason 2 (BROKER-5,
 //! `RefusalReason::NoSuchRecipient`), closes the departed user's live connections, and gives no
 //! session back to it after a broker restart.

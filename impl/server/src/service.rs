@@ -153,6 +153,7 @@ pub struct ServiceBuilder {
     front_admission: Option<AdmissionLimits>,
     membership_admission: AdmissionLimits,
     membership_quotas: QuotaLimits,
+    directory: crate::membership::DirectoryBackend,
     server_names: Vec<String>,
     metrics_listen: Option<SocketAddr>,
     clock: Clock,
@@ -222,6 +223,14 @@ impl ServiceBuilder {
     /// requester and target (default [`QuotaLimits::DEFAULT`]).
     pub fn membership_quotas(mut self, limits: QuotaLimits) -> Self {
         self.membership_quotas = limits;
+        self
+    }
+
+    /// Which database holds the membership directory (default
+    /// [`DirectoryBackend::Sqlite`](crate::membership::DirectoryBackend::Sqlite), in the data
+    /// directory).
+    pub fn directory(mut self, backend: crate::membership::DirectoryBackend) -> Self {
+        self.directory = backend;
         self
     }
 
@@ -312,6 +321,7 @@ impl ServiceBuilder {
                 });
         let membership_config = MembershipConfig {
             data_dir: self.data_dir.clone(),
+            directory: self.directory.clone(),
             listen: self.membership_listen,
             difficulty: self.difficulty,
             broker_addr: advertised.clone(),
@@ -396,6 +406,7 @@ impl Service {
             front_admission: None,
             membership_admission: AdmissionLimits::MEMBERSHIP,
             membership_quotas: QuotaLimits::DEFAULT,
+            directory: crate::membership::DirectoryBackend::Sqlite,
             server_names: Vec::new(),
             metrics_listen: None,
             clock: Clock::system(),

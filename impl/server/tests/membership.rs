@@ -56,6 +56,7 @@ async fn start_with(dir: &Path, difficulty: u8, quotas: QuotaLimits) -> Service 
     let handle = Membership::start(
         MembershipConfig {
             data_dir: dir.to_path_buf(),
+            directory: sotto_server::membership::DirectoryBackend::Sqlite,
             listen: "127.0.0.1:0".parse().unwrap(),
             difficulty,
             broker_addr: BROKER.to_owned(),

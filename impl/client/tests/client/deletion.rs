@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sotto_client::{ApiCode, Client, ClientError, ClientEvent, RefusalReason, UserId};
 use sotto_server::Broker;
-use sotto_server::membership::store::Store as Directory;
+use sotto_server::membership::store::Store as SqliteDirectory;
 use sotto_store::{NEVER_DUE, Setting};
 use sotto_testkit::mqtt::{Identity, WAIT, options, start};
 use sotto_testkit::{TestStack, available_brokers, exchange_cards, sync};
@@ -142,7 +142,7 @@ async fn delete_an_account(broker: Broker) {
     }
 
     let dir = stack.dir.path().join("server");
-    let directory = Directory::open(&dir).expect("directory");
+    let directory = SqliteDirectory::open(&dir).expect("directory");
     assert!(directory.user_exists(&bob_id).expect("read"));
     let bob_store = stack.store_path("bob");
     assert!(bob_store.exists());

@@ -6,7 +6,9 @@
 //! ([`MAX_CHALLENGES_PER_SOURCE`]: a source asking for more drops its own oldest, so one client's
 //! flood never drops another's challenge) and in age ([`CHALLENGE_TTL`]), and single-use:
 //! [`Challenges::take`] removes the value it accepts. Time is an argument, so the tests need no
-//! clock.
+//! clock. With the directory on PostgreSQL the instances share their challenges through it
+//! ([`super::directory::Directory::offer_challenge`], `redeem_challenge`): a challenge one
+//! instance issued is redeemed once, at any instance.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -54,21 +56,37 @@ impl Challenges {
     /// Issues a fresh challenge to `source` at `now`, dropping expired ones, the source's own
     /// oldest when it holds [`MAX_CHALLENGES_PER_SOURCE`], and, when full, the oldest of all.
     pub fn issue(&self, rng: &mut impl CryptoRng, source: SourceKey, now: Instant) -> Challenge {
+        self.issue_dropping(rng, source, now).0
+    }
+
+    /// [`Challenges::issue`], also returning the outstanding values it dropped for the bounds
+    /// (not the expired ones): a directory shared by several instances forgets them too
+    /// ([`super::directory::Directory::offer_challenge`]).
+    pub fn issue_dropping(
+        &self,
+        rng: &mut impl CryptoRng,
+        source: SourceKey,
+        now: Instant,
+    ) -> (Challenge, Vec<Challenge>) {
         let mut value = [0u8; MAX_CHALLENGE];
         rng.fill_bytes(&mut value);
+        let mut dropped = Vec::new();
         let mut s = self.lock();
         s.expire(now);
         let own = s.by_source.get(&source).map_or(0, VecDeque::len);
         if own >= MAX_CHALLENGES_PER_SOURCE {
             if let Some(old) = s.by_source.get_mut(&source).and_then(VecDeque::pop_front) {
                 s.live.remove(&old);
+                dropped.push(old);
             }
         }
         while s.live.len() >= MAX_CHALLENGES {
             let Some((old, at)) = s.order.pop_front() else {
                 break;
             };
-            s.remove_if_issued_at(&old, at);
+            if s.remove_if_issued_at(&old, at) {
+                dropped.push(old);
+            }
         }
         s.live.insert(value, (now, source));
         s.order.push_back((value, now));
@@ -79,7 +97,7 @@ impl Challenges {
             let State { live, order, .. } = &mut *s;
             order.retain(|(v, at)| live.get(v).is_some_and(|(issued, _)| issued == at));
         }
-        value
+        (value, dropped)
     }
 
     /// Consumes `value` if it was issued and has not expired or been used; true if it was valid.
@@ -123,17 +141,20 @@ impl State {
                 break;
             }
             self.order.pop_front();
-            self.remove_if_issued_at(&value, at);
+            let _ = self.remove_if_issued_at(&value, at);
         }
     }
 
-    fn remove_if_issued_at(&mut self, value: &Challenge, at: Instant) {
+    /// Removes `value` if it is still the one issued at `at`; whether it was.
+    fn remove_if_issued_at(&mut self, value: &Challenge, at: Instant) -> bool {
         if let Some(&(issued, source)) = self.live.get(value) {
             if issued == at {
                 self.live.remove(value);
                 self.forget(value, source);
+                return true;
             }
         }
+        false
     }
 
     /// Removes `value` from its source's list (at most [`MAX_CHALLENGES_PER_SOURCE`] long).
@@ -214,5 +235,20 @@ mod tests {
         );
         assert!(!c.take(&flood[0], t0), "the flood's oldest went");
         assert!(c.take(&flood[flood.len() - 1], t0));
+    }
+
+    #[test]
+    fn what_the_bounds_drop_is_named() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let c = Challenges::new();
+        let t0 = Instant::now();
+        let own: Vec<Challenge> = (0..MAX_CHALLENGES_PER_SOURCE)
+            .map(|_| c.issue(&mut rng, src(1), t0))
+            .collect();
+        let (_, dropped) = c.issue_dropping(&mut rng, src(1), t0);
+        assert_eq!(dropped, vec![own[0]], "the source's own oldest");
+        // Expired ones are not named: they are dead everywhere anyway.
+        let (_, dropped) = c.issue_dropping(&mut rng, src(2), t0 + CHALLENGE_TTL);
+        assert!(dropped.is_empty());
     }
 }

@@ -141,6 +141,16 @@ pub enum StoreError {
     /// A stored row does not decode (the file was altered outside the service).
     #[error("corrupt row in {0}")]
     Corrupt(&'static str),
+    /// PostgreSQL reported an error, or a connection to it failed.
+    #[error("postgresql: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection of the pool to PostgreSQL could be had (the server is down or every
+    /// connection is busy past the pool's wait).
+    #[error("postgresql pool: {0}")]
+    Pool(String),
+    /// The PostgreSQL connection settings do not parse.
+    #[error("postgresql settings: {0}")]
+    Config(String),
     /// A blocking task was cancelled or panicked.
     #[error("store task failed")]
     Task,

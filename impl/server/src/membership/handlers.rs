@@ -36,10 +36,10 @@ use sotto_core::UserId;
 use sotto_core::error::{CryptoError, MisuseError};
 use sotto_core::signup::SignupRequest;
 
-use super::challenge::Challenges;
-use super::error::{ApiError, StoreError};
+use super::challenge::{CHALLENGE_TTL, Challenges};
+use super::directory::{CertRecord, Directory, NewUser, UploadRefusal};
+use super::error::ApiError;
 use super::quota::Quotas;
-use super::store::{CertRecord, NewUser, Store, UploadRefusal};
 use crate::admission::SourceKey;
 use crate::ca::{CaError, Pki};
 use crate::departure::Departures;
@@ -53,7 +53,7 @@ use sotto_wire::membership_api::{
 /// What every handler shares.
 #[derive(Debug)]
 pub(crate) struct AppState {
-    pub(crate) store: Arc<Store>,
+    pub(crate) directory: Directory,
     pub(crate) pki: Arc<Pki>,
     pub(crate) challenges: Challenges,
     pub(crate) quotas: std::sync::Mutex<Quotas>,
@@ -168,17 +168,6 @@ async fn read_body(mut body: Body) -> Result<Vec<u8>, ApiError> {
     Ok(buf)
 }
 
-/// Runs a store operation on the blocking pool.
-async fn blocking<T, F>(f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::from(StoreError::Task))?
-}
-
 /// Issues a certificate and reads back what the store records about it.
 fn issue(pki: &Pki, user: &UserId, spki: &[u8]) -> Result<(String, CertRecord), ApiError> {
     let pem = pki
@@ -224,7 +213,15 @@ pub(crate) async fn challenge(
     State(state): Shared,
     Source(source): Source,
 ) -> Json<ChallengeResponse> {
-    let value = state.challenges.issue(&mut OsRng, source, Instant::now());
+    let (value, dropped) = state
+        .challenges
+        .issue_dropping(&mut OsRng, source, Instant::now());
+    let now = state.pki.clock().now_ms();
+    let ttl = u64::try_from(CHALLENGE_TTL.as_millis()).unwrap_or(u64::MAX);
+    state
+        .directory
+        .offer_challenge(value, dropped, now, now.saturating_add(ttl))
+        .await;
     Json(ChallengeResponse {
         challenge: hex::encode(value),
         difficulty: state.difficulty,
@@ -252,7 +249,16 @@ pub(crate) async fn signup(
     // SIGNUP-2: layout, bounds, all three signatures and the work, in that order, by the core.
     let req = SignupRequest::from_bytes(&bytes, state.difficulty)?;
     proven.check(req.tls_spki())?;
-    let challenge_ok = state.challenges.take(req.challenge(), Instant::now());
+    let here = state.challenges.take(req.challenge(), Instant::now());
+    // Several instances: the directory says whether any of them issued it and it is unused.
+    let challenge_ok = match state.difficulty {
+        0 => here,
+        _ => state
+            .directory
+            .redeem_challenge(req.challenge(), state.pki.clock().now_ms())
+            .await?
+            .unwrap_or(here),
+    };
     if state.difficulty > 0 && !challenge_ok {
         return Err(ApiError::new(
             ApiCode::UnknownChallenge,
@@ -260,37 +266,39 @@ pub(crate) async fn signup(
         ));
     }
     let metrics = state.metrics.clone();
-    let response = blocking(move || {
+    let response = 'drawn: {
         // ID-1: 80 random bits; a collision (never expected) just draws again.
         for _ in 0..4 {
             let user_id = UserId::random(&mut OsRng);
-            if state.store.user_exists(&user_id)? {
+            if state.directory.user_exists(user_id).await? {
                 continue;
             }
             let (certificate_pem, cert) = issue(&state.pki, &user_id, req.tls_spki())?;
             let now = state.pki.clock().now_ms();
-            let inserted = state.store.insert_user(&NewUser {
-                user_id,
-                identity: req.identity(),
-                tls_spki: req.tls_spki(),
-                signed_prekey: req.signed_prekey(),
-                one_time_prekeys: req.one_time_prekeys(),
-                cert,
-                now_ms: now,
-            })?;
+            let inserted = state
+                .directory
+                .insert_user(NewUser {
+                    user_id,
+                    identity: *req.identity(),
+                    tls_spki: req.tls_spki().to_vec(),
+                    signed_prekey: *req.signed_prekey(),
+                    one_time_prekeys: req.one_time_prekeys().to_vec(),
+                    cert,
+                    now_ms: now,
+                })
+                .await?;
             if inserted {
-                return Ok(SignupResponse {
+                break 'drawn SignupResponse {
                     user_id: user_id.to_text(),
                     certificate_pem,
                     ca_pem: state.pki.ca_pem().to_owned(),
                     server_time_ms: now,
                     broker: state.broker.clone(),
-                });
+                };
             }
         }
-        Err(ApiError::internal())
-    })
-    .await?;
+        return Err(ApiError::internal());
+    };
     metrics.signups.inc();
     tracing::debug!("signup accepted");
     Ok(Json(response))
@@ -312,31 +320,29 @@ pub(crate) async fn renew(
             "the request's timestamp is more than 5 minutes from the server's time",
         ));
     }
-    let response = blocking(move || {
-        // An unknown user id gets the answer of a wrong signature, so that a renew request
-        // without a certificate cannot tell which user ids exist.
-        let identity = state
-            .store
-            .identity(req.user_id())?
-            .ok_or_else(|| ApiError::from(sotto_core::Error::from(CryptoError::BadSignature)))?;
-        req.verify(&identity)?;
-        let (certificate_pem, cert) = issue(&state.pki, req.user_id(), req.tls_spki())?;
-        let Some(old) = state
-            .store
-            .update_certificate(req.user_id(), req.tls_spki(), &cert)?
-        else {
-            return Err(ApiError::unknown_user());
-        };
-        // The replaced certificate is refused from the next connection on, by the front too.
-        state.revocations.revoke(&old);
-        Ok(CertificateResponse {
-            certificate_pem,
-            ca_pem: state.pki.ca_pem().to_owned(),
-            server_time_ms: state.pki.clock().now_ms(),
-        })
-    })
-    .await?;
-    Ok(Json(response))
+    // An unknown user id gets the answer of a wrong signature, so that a renew request without
+    // a certificate cannot tell which user ids exist.
+    let identity = state
+        .directory
+        .identity(*req.user_id())
+        .await?
+        .ok_or_else(|| ApiError::from(sotto_core::Error::from(CryptoError::BadSignature)))?;
+    req.verify(&identity)?;
+    let (certificate_pem, cert) = issue(&state.pki, req.user_id(), req.tls_spki())?;
+    let Some(old) = state
+        .directory
+        .update_certificate(*req.user_id(), req.tls_spki().to_vec(), cert)
+        .await?
+    else {
+        return Err(ApiError::unknown_user());
+    };
+    // The replaced certificate is refused from the next connection on, by the front too.
+    state.revocations.revoke(&old);
+    Ok(Json(CertificateResponse {
+        certificate_pem,
+        ca_pem: state.pki.ca_pem().to_owned(),
+        server_time_ms: state.pki.clock().now_ms(),
+    }))
 }
 
 /// `POST /v1/prekeys` (KEY-3, KEY-4, LIM-15), for the caller's own directory entry.
@@ -346,32 +352,35 @@ pub(crate) async fn upload_prekeys(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let bytes = read_body(body).await?;
-    blocking(move || {
-        let identity = state
-            .store
-            .identity(&user)?
-            .ok_or_else(ApiError::unknown_user)?;
-        let upload = PrekeyUpload::from_bytes(&bytes, &identity)?;
-        match state
-            .store
-            .add_prekeys(&user, upload.signed_prekey(), upload.one_time_prekeys())?
-        {
-            Ok(()) => Ok(StatusCode::NO_CONTENT),
-            Err(UploadRefusal::UnknownUser) => Err(ApiError::unknown_user()),
-            Err(UploadRefusal::StaleSignedPrekey) => Err(ApiError::new(
-                ApiCode::StaleSignedPrekey,
-                "the signed prekey id must be higher than the current one",
-            )),
-            Err(UploadRefusal::TooManyPrekeys) => Err(ApiError::new(
-                ApiCode::Core(MisuseError::LimitReached.into()),
-                format!(
-                    "at most {} one-time prekeys are kept per user",
-                    super::store::MAX_STORED_OPKS
-                ),
-            )),
-        }
-    })
-    .await
+    let identity = state
+        .directory
+        .identity(user)
+        .await?
+        .ok_or_else(ApiError::unknown_user)?;
+    let upload = PrekeyUpload::from_bytes(&bytes, &identity)?;
+    match state
+        .directory
+        .add_prekeys(
+            user,
+            upload.signed_prekey().copied(),
+            upload.one_time_prekeys().to_vec(),
+        )
+        .await?
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(UploadRefusal::UnknownUser) => Err(ApiError::unknown_user()),
+        Err(UploadRefusal::StaleSignedPrekey) => Err(ApiError::new(
+            ApiCode::StaleSignedPrekey,
+            "the signed prekey id must be higher than the current one",
+        )),
+        Err(UploadRefusal::TooManyPrekeys) => Err(ApiError::new(
+            ApiCode::Core(MisuseError::LimitReached.into()),
+            format!(
+                "at most {} one-time prekeys are kept per user",
+                super::directory::MAX_STORED_OPKS
+            ),
+        )),
+    }
 }
 
 /// `GET /v1/prekeys/count`.
@@ -379,7 +388,7 @@ pub(crate) async fn prekey_count(
     State(state): Shared,
     Caller(user): Caller,
 ) -> Result<Json<PrekeyCountResponse>, ApiError> {
-    let n = blocking(move || Ok(state.store.one_time_prekey_count(&user)?)).await?;
+    let n = state.directory.one_time_prekey_count(user).await?;
     Ok(Json(PrekeyCountResponse {
         one_time_prekeys: u32::try_from(n).unwrap_or(u32::MAX),
     }))
@@ -400,13 +409,11 @@ pub(crate) async fn bundle(
         .lock()
         .map_err(|_| ApiError::internal())?
         .one_time_prekey(&caller, &user, Instant::now());
-    let bundle = blocking(move || {
-        state
-            .store
-            .take_bundle(&user, with_opk)?
-            .ok_or_else(ApiError::unknown_user)
-    })
-    .await?;
+    let bundle = state
+        .directory
+        .take_bundle(user, with_opk)
+        .await?
+        .ok_or_else(ApiError::unknown_user)?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -429,15 +436,12 @@ pub(crate) async fn delete_account(
 ) -> Result<Response, ApiError> {
     // The body is empty; anything sent is read (bounded) and ignored.
     let _ = read_body(body).await?;
-    let store_state = state.clone();
-    let serial = blocking(move || {
-        let now = store_state.pki.clock().now_ms();
-        store_state
-            .store
-            .delete_account(&user, now)?
-            .ok_or_else(ApiError::unknown_user)
-    })
-    .await?;
+    let now = state.pki.clock().now_ms();
+    let serial = state
+        .directory
+        .delete_account(user, now)
+        .await?
+        .ok_or_else(ApiError::unknown_user)?;
     state.revocations.revoke(&serial);
     state.departures.depart(&user.to_text()).await;
     state.metrics.accounts_deleted.inc();

@@ -30,8 +30,10 @@
 //! response in plaintext ([`tap`]); with no tap attached nothing is buffered.
 
 pub mod challenge;
+pub mod directory;
 pub mod error;
 mod handlers;
+pub mod postgres;
 pub mod quota;
 pub mod store;
 pub mod tap;
@@ -62,6 +64,7 @@ use crate::departure::Departures;
 use crate::gate::Gate;
 use crate::key_proof::ClientKeyVerifier;
 use crate::revocation::Revocations;
+pub use directory::{Directory, DirectoryBackend};
 pub use error::{ApiError, MembershipError, StoreError};
 use handlers::{AppState, PeerIdentity, Proven, Source};
 pub use tap::HttpTapRecord;
@@ -79,8 +82,11 @@ pub const DEFAULT_DIFFICULTY: u8 = 8;
 /// How to run the membership service.
 #[derive(Clone, Debug)]
 pub struct MembershipConfig {
-    /// Where `membership.db` lives (created if missing).
+    /// The service's data directory (private; `membership.db` lives there on the SQLite
+    /// backend).
     pub data_dir: PathBuf,
+    /// Which database holds the directory ([`DirectoryBackend::Sqlite`] by default).
+    pub directory: DirectoryBackend,
     /// Address to listen on; port 0 picks a free port ([`MembershipHandle::local_addr`]).
     pub listen: SocketAddr,
     /// Proof-of-work difficulty in bits, 0..=32 (SIGNUP-3); 0 turns the work and the challenge check
@@ -119,20 +125,29 @@ impl Membership {
             return Err(MembershipError::Config("difficulty above 32"));
         }
         crate::private::private_dir(&config.data_dir)?;
-        let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || store::Store::open(&dir))
-            .await
-            .map_err(|_| StoreError::Task)??;
+        let directory = Directory::open(&config.directory, &config.data_dir).await?;
         config
             .revocations
-            .replace(store.revoked_serials(pki.clock().now_ms())?);
-        config
-            .departures
-            .extend(store.departed_users()?.iter().map(UserId::to_text));
+            .replace(directory.revoked_serials(pki.clock().now_ms()).await?);
+        config.departures.extend(
+            directory
+                .departed_users()
+                .await?
+                .iter()
+                .map(UserId::to_text),
+        );
         let pki_clock = pki.clock().clone();
-        let store = Arc::new(store);
+        // Several instances on PostgreSQL: each applies what the others revoke and depart.
+        let follower = match &directory {
+            Directory::Postgres(pg) => Some(tokio::spawn(pg.clone().follow(
+                config.revocations.clone(),
+                config.departures.clone(),
+                pki.clock().clone(),
+            ))),
+            Directory::Sqlite(_) => None,
+        };
         let sweeper = tokio::spawn(expire_accounts(
-            store.clone(),
+            directory.clone(),
             pki.clock().clone(),
             config.departures.clone(),
         ));
@@ -149,7 +164,7 @@ impl Membership {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let state = Arc::new(AppState {
-            store,
+            directory,
             pki,
             challenges: challenge::Challenges::new(),
             quotas: std::sync::Mutex::new(quotas),
@@ -181,6 +196,7 @@ impl Membership {
             stop: Some(stop),
             task: Some(task),
             sweeper,
+            follower,
             tap,
         })
     }
@@ -195,6 +211,8 @@ pub struct MembershipHandle {
     task: Option<tokio::task::JoinHandle<()>>,
     /// [`expire_accounts`], stopped with the service.
     sweeper: tokio::task::JoinHandle<()>,
+    /// [`postgres::PgDirectory::follow`], on PostgreSQL only; stopped with the service.
+    follower: Option<tokio::task::JoinHandle<()>>,
     tap: Arc<TapSlot>,
 }
 
@@ -242,6 +260,9 @@ impl MembershipHandle {
 impl Drop for MembershipHandle {
     fn drop(&mut self) {
         self.sweeper.abort();
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -257,11 +278,7 @@ fn register_probe(metrics: &crate::metrics::Metrics, state: std::sync::Weak<AppS
             let Some(state) = state else {
                 return crate::metrics::Report::default();
             };
-            let store = state.store.clone();
-            let accounts = tokio::task::spawn_blocking(move || store.count_users())
-                .await
-                .ok()
-                .and_then(Result::ok);
+            let accounts = state.directory.count_users().await.ok();
             crate::metrics::Report {
                 gauges: vec![(
                     "sotto_accounts",
@@ -278,22 +295,16 @@ fn register_probe(metrics: &crate::metrics::Metrics, state: std::sync::Weak<AppS
 const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// At start and then daily: deletes the accounts whose certificate expired more than
-/// [`store::ACCOUNT_GRACE_DAYS`] ago without a renewal ([`store::Store::expire_accounts`]),
+/// [`directory::ACCOUNT_GRACE_DAYS`] ago without a renewal ([`Directory::expire_accounts`]),
 /// logging only how many; they depart as deleted accounts do ([`Departures::depart`]: messages to
 /// them are refused, their inboxes dropped).
-async fn expire_accounts(
-    store: Arc<store::Store>,
-    clock: crate::clock::Clock,
-    departures: Departures,
-) {
+async fn expire_accounts(directory: Directory, clock: crate::clock::Clock, departures: Departures) {
     let mut tick = tokio::time::interval(EXPIRY_SWEEP);
     loop {
         tick.tick().await;
-        let store = store.clone();
-        let now = clock.now_ms();
-        match tokio::task::spawn_blocking(move || store.expire_accounts(now)).await {
-            Ok(Ok(gone)) if gone.is_empty() => {}
-            Ok(Ok(gone)) => {
+        match directory.expire_accounts(clock.now_ms()).await {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(gone) => {
                 tracing::info!(accounts = gone.len(), "expired accounts deleted");
                 // Each departs as a deleted account does: refused as a recipient, its
                 // connections closed, its inbox dropped from the broker.
@@ -301,8 +312,7 @@ async fn expire_accounts(
                     departures.depart(&user.to_text()).await;
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "deleting expired accounts"),
-            Err(_) => tracing::warn!("the account expiry task failed"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired accounts"),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The membership directory: `membership.db`, a plain SQLite file (rusqlite, no SQLCipher key: it
-//! holds public keys only) in the service's data directory.
+//! The directory's SQLite backend, the embedded default ([`super::directory`]): `membership.db`, a
+//! plain SQLite file (rusqlite, no SQLCipher key: it holds public keys only) in the service's
+//! data directory. The PostgreSQL backend ([`super::postgres`]) keeps the same tables.
 //!
 //! Req1: the schema has no column that could hold personal data. It stores, per user:
 //!
@@ -23,18 +24,21 @@
 //! Rows are decoded (and their signatures verified again, PRIM-2) every time they are read, so a
 //! file altered outside the service yields [`StoreError::Corrupt`], never a forged bundle.
 //!
-//! The store is synchronous; the service calls it from `spawn_blocking`.
+//! The store is synchronous; [`super::directory::Directory`] calls it from `spawn_blocking`.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use sotto_core::codec::Reader;
 use sotto_core::keys::{OneTimePreKey, SignedPreKey};
 use sotto_core::limits::MAX_SIGNED_PREKEYS;
 use sotto_core::{PreKeyBundle, PublicIdentity, UserId};
 
+use super::directory::{
+    ACCOUNT_GRACE_DAYS, CertRecord, MAX_STORED_OPKS, MS_PER_DAY, NewUser, UploadRefusal, day_of,
+    decode_identity, decode_opk, decode_spk, opk_bytes, spk_bytes, to_sql_int, user_id_of,
+};
 use super::error::StoreError;
 
 /// The file name inside the data directory.
@@ -43,17 +47,8 @@ pub const FILE_NAME: &str = "membership.db";
 /// The schema version this code writes and reads.
 pub const SCHEMA_VERSION: i64 = 4;
 
-/// Days after its certificate's expiry that an account not renewed is kept
-/// ([`Store::expire_accounts`]); the same as a Mosquitto session's expiry without a connection.
-pub const ACCOUNT_GRACE_DAYS: u64 = 90;
-
-/// Most one-time prekeys the directory keeps per user (uploads beyond it are refused).
-pub const MAX_STORED_OPKS: usize = 1000;
-
 /// How long a statement waits for a lock held by another connection to the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-const MS_PER_DAY: u64 = 24 * 3600 * 1000;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE users (
@@ -102,45 +97,6 @@ CREATE TABLE departed (
     day     INTEGER NOT NULL CHECK (day % 86400000 = 0)
 ) WITHOUT ROWID;
 ";
-
-/// What the service records about an issued client certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CertRecord {
-    /// The certificate's serial number, hex.
-    pub serial: String,
-    /// Its `notAfter`, in milliseconds since the Unix epoch.
-    pub not_after_ms: u64,
-}
-
-/// A new user, as accepted from a verified signup request.
-#[derive(Clone, Debug)]
-pub struct NewUser<'a> {
-    /// The id the service chose (ID-1).
-    pub user_id: UserId,
-    /// The device's public identity (KEY-2).
-    pub identity: &'a PublicIdentity,
-    /// The TLS key the certificate was issued for.
-    pub tls_spki: &'a [u8],
-    /// The signed prekey (KEY-3).
-    pub signed_prekey: &'a SignedPreKey,
-    /// The one-time prekeys (KEY-4).
-    pub one_time_prekeys: &'a [OneTimePreKey],
-    /// The certificate issued.
-    pub cert: CertRecord,
-    /// Server time of the signup, in milliseconds (stored rounded down to the day).
-    pub now_ms: u64,
-}
-
-/// Why an upload of prekeys was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UploadRefusal {
-    /// No such user.
-    UnknownUser,
-    /// The signed prekey's id is not newer than the current one (and not an identical retry).
-    StaleSignedPrekey,
-    /// The upload would take the user beyond [`MAX_STORED_OPKS`].
-    TooManyPrekeys,
-}
 
 /// The directory's database.
 #[derive(Debug)]
@@ -214,7 +170,7 @@ impl Store {
     }
 
     /// Inserts a new user with its prekeys in one transaction; false if the user id is taken.
-    pub fn insert_user(&self, user: &NewUser<'_>) -> Result<bool, StoreError> {
+    pub fn insert_user(&self, user: &NewUser) -> Result<bool, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // A departed id is never given again (messages to it are refused).
@@ -229,7 +185,7 @@ impl Store {
                 &user.user_id.0[..],
                 user.identity.to_bytes(),
                 user.tls_spki,
-                to_sql_int(user.now_ms - user.now_ms % MS_PER_DAY),
+                day_of(user.now_ms),
                 user.cert.serial,
                 to_sql_int(user.cert.not_after_ms),
             ],
@@ -242,10 +198,10 @@ impl Store {
             params![
                 &user.user_id.0[..],
                 user.signed_prekey.id(),
-                spk_bytes(user.signed_prekey)
+                spk_bytes(&user.signed_prekey)
             ],
         )?;
-        insert_opks(&tx, &user.user_id, user.one_time_prekeys)?;
+        insert_opks(&tx, &user.user_id, &user.one_time_prekeys)?;
         tx.commit()?;
         Ok(true)
     }
@@ -453,11 +409,7 @@ impl Store {
             )
             .optional()?
             .ok_or(StoreError::Corrupt("signed_prekeys"))?;
-        let mut r = Reader::new(&spk_body);
-        let spk = SignedPreKey::decode(&mut r, &identity)
-            .ok()
-            .filter(|_| r.remaining() == 0)
-            .ok_or(StoreError::Corrupt("signed_prekeys"))?;
+        let spk = decode_spk(&spk_body, &identity)?;
         let opk_row: Option<(u32, Vec<u8>)> = if !with_opk {
             None
         } else {
@@ -476,12 +428,7 @@ impl Store {
                     "DELETE FROM one_time_prekeys WHERE user_id = ?1 AND prekey_id = ?2",
                     params![&user.0[..], id],
                 )?;
-                let mut r = Reader::new(&body);
-                let opk = OneTimePreKey::decode(&mut r)
-                    .ok()
-                    .filter(|o| o.id() == id && r.remaining() == 0)
-                    .ok_or(StoreError::Corrupt("one_time_prekeys"))?;
-                Some(opk)
+                Some(decode_opk(&body, id)?)
             }
         };
         tx.commit()?;
@@ -500,15 +447,6 @@ fn is_departed(conn: &Connection, user: &UserId) -> Result<bool, StoreError> {
         .is_some())
 }
 
-fn user_id_of(bytes: &[u8]) -> Option<UserId> {
-    Some(UserId(<[u8; 10]>::try_from(bytes).ok()?))
-}
-
-/// The UTC midnight of `ms`, in ms: the finest time `departed` keeps.
-fn day_of(ms: u64) -> i64 {
-    to_sql_int(ms - ms % MS_PER_DAY)
-}
-
 fn load_identity(conn: &Connection, user: &UserId) -> Result<Option<PublicIdentity>, StoreError> {
     let bytes: Option<Vec<u8>> = conn
         .query_row(
@@ -517,15 +455,7 @@ fn load_identity(conn: &Connection, user: &UserId) -> Result<Option<PublicIdenti
             |r| r.get(0),
         )
         .optional()?;
-    let Some(bytes) = bytes else {
-        return Ok(None);
-    };
-    let mut r = Reader::new(&bytes);
-    let identity = PublicIdentity::decode(&mut r)
-        .ok()
-        .filter(|_| r.remaining() == 0)
-        .ok_or(StoreError::Corrupt("users"))?;
-    Ok(Some(identity))
+    bytes.map(|b| decode_identity(&b)).transpose()
 }
 
 fn insert_opks(conn: &Connection, user: &UserId, opks: &[OneTimePreKey]) -> Result<(), StoreError> {
@@ -533,9 +463,7 @@ fn insert_opks(conn: &Connection, user: &UserId, opks: &[OneTimePreKey]) -> Resu
         "INSERT OR REPLACE INTO one_time_prekeys (user_id, prekey_id, body) VALUES (?1, ?2, ?3)",
     )?;
     for opk in opks {
-        let mut w = sotto_core::codec::Writer::with_capacity(OneTimePreKey::LEN);
-        opk.encode(&mut w);
-        stmt.execute(params![&user.0[..], opk.id(), w.into_vec()])?;
+        stmt.execute(params![&user.0[..], opk.id(), opk_bytes(opk)])?;
     }
     Ok(())
 }
@@ -547,17 +475,6 @@ fn count_opks(conn: &Connection, user: &UserId) -> Result<usize, StoreError> {
         |r| r.get(0),
     )?;
     usize::try_from(n).map_err(|_| StoreError::Corrupt("one_time_prekeys"))
-}
-
-fn spk_bytes(spk: &SignedPreKey) -> Vec<u8> {
-    let mut w = sotto_core::codec::Writer::with_capacity(SignedPreKey::LEN);
-    spk.encode(&mut w);
-    w.into_vec()
-}
-
-// SQLite integers are i64; times in ms fit until the year 292 million.
-fn to_sql_int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Moves `user`'s current certificate serial into `revoked` (kept until the certificate would
@@ -608,10 +525,10 @@ mod tests {
         let user = UserId([1; 10]);
         let new = NewUser {
             user_id: user,
-            identity: id.public(),
-            tls_spki: &[0x30, 0x00],
-            signed_prekey: &spk,
-            one_time_prekeys: &opks,
+            identity: *id.public(),
+            tls_spki: vec![0x30, 0x00],
+            signed_prekey: spk,
+            one_time_prekeys: opks,
             cert: CertRecord {
                 serial: "01".into(),
                 not_after_ms: 1,
@@ -807,10 +724,10 @@ mod tests {
         let spk = *f.id.new_signed_prekey(&mut rng, 1).public();
         let again = NewUser {
             user_id: f.user,
-            identity: f.id.public(),
-            tls_spki: &[0x30, 0x00],
-            signed_prekey: &spk,
-            one_time_prekeys: &[],
+            identity: *f.id.public(),
+            tls_spki: vec![0x30, 0x00],
+            signed_prekey: spk,
+            one_time_prekeys: Vec::new(),
             cert: CertRecord {
                 serial: "02".into(),
                 not_after_ms: 1,

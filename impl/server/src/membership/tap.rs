@@ -180,6 +180,7 @@ mod tests {
         let handle = Membership::start(
             MembershipConfig {
                 data_dir: dir.path().to_path_buf(),
+                directory: crate::membership::DirectoryBackend::Sqlite,
                 listen: "127.0.0.1:0".parse().unwrap(),
                 difficulty: 0,
                 broker_addr: "localhost:8883".to_owned(),
