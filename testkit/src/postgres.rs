@@ -22,6 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TestPostgres {
     child: Child,
     port: u16,
+    socket_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -109,17 +110,11 @@ impl TestPostgres {
         for p in [dir.path(), &data, &socket_dir] {
             chown_tree(p, owner);
         }
-        let out = command(&bin.join("initdb"), owner)
-            .args(["-D"])
-            .arg(&data)
-            .args(["-U", "sotto", "--auth=trust", "--no-sync", "-E", "UTF8"])
-            .stdout(Stdio::null())
-            .output()
-            .expect("initdb runs");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            command(&bin.join("initdb"), owner)
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "sotto", "--auth=trust", "--no-sync", "-E", "UTF8"]),
         );
         let port = free_port();
         let child = command(&bin.join("postgres"), owner)
@@ -136,12 +131,13 @@ impl TestPostgres {
         let mut pg = TestPostgres {
             child,
             port,
+            socket_dir,
             _dir: dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let ready = command(&bin.join("pg_isready"), None)
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "sotto"])
+            let ready = pg
+                .client(&bin.join("pg_isready"))
                 .stdout(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
@@ -154,29 +150,37 @@ impl TestPostgres {
             assert!(Instant::now() < deadline, "postgres did not start in time");
             std::thread::sleep(Duration::from_millis(100));
         }
-        let out = command(&bin.join("createdb"), None)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "sotto",
-                "sotto",
-            ])
-            .output()
-            .expect("createdb runs");
-        assert!(
-            out.status.success(),
-            "createdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(pg.client(&bin.join("createdb")).arg("sotto"));
         Some(pg)
     }
 
     /// The connection URL of database `sotto` over loopback TCP.
     pub fn url(&self) -> String {
         format!("postgresql://sotto@127.0.0.1:{}/sotto", self.port)
+    }
+
+    /// The connection URL of database `sotto` over the server's Unix socket.
+    pub fn socket_url(&self) -> String {
+        format!(
+            "postgresql://sotto@/sotto?host={}&port={}",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    /// `program` (a PostgreSQL client tool) with the options that reach this server as `sotto`
+    /// over loopback TCP.
+    fn client(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "sotto",
+        ]);
+        cmd
     }
 
     /// The loopback port.
@@ -192,35 +196,31 @@ impl TestPostgres {
             .into_iter()
             .find(|p: &PathBuf| p.is_file())
             .expect("psql");
-        let out = Command::new(psql)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "sotto",
-            ])
-            .args([
-                "-d",
-                "sotto",
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "psql failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_ok(self.client(&psql).args([
+            "-d",
+            "sotto",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ]));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+}
+
+/// Runs `cmd` to its end and returns its output; panics with its stderr if it failed.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("a PostgreSQL tool runs");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd.get_program(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 impl Drop for TestPostgres {

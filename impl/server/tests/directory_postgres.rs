@@ -1,7 +1,8 @@
 //! The membership directory on PostgreSQL (issue 17): the same behaviour as the SQLite backend,
 //! driven through the one interface both implement; two membership instances serving one
 //! database, a one-time prekey still handed out once under concurrent fetches across them
-//! (KEY-4); migrations run once when instances start together; and Req1 read off the database
+//! (KEY-4); migrations run once when instances start together (over TCP and the Unix socket);
+//! and Req1 read off the database
 //! itself. Each test starts its own throwaway PostgreSQL (`sotto_testkit::postgres`) and skips
 //! where PostgreSQL is not installed (CI installs it and sets `SOTTO_REQUIRE_POSTGRES=1`).
 
@@ -260,9 +261,14 @@ async fn instances_starting_together_migrate_once() {
         return;
     };
     let url = pg.url();
+    // Half of them over the Unix socket (`?host=/path`, as docs/operations.md says it works).
     let starts: Vec<_> = (0..4)
-        .map(|_| {
-            let url = url.clone();
+        .map(|i| {
+            let url = if i % 2 == 0 {
+                url.clone()
+            } else {
+                pg.socket_url()
+            };
             tokio::spawn(async move { PgDirectory::connect(&url, 2).await })
         })
         .collect();

@@ -385,14 +385,8 @@ impl PgDirectory {
             .await?;
         let mut ids = Vec::with_capacity(gone.len());
         for row in &gone {
-            let bytes: &[u8] = row.try_get(0)?;
-            tx.execute(
-                "INSERT INTO departed (user_id, day) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&bytes, &day_of(now_ms)],
-            )
-            .await?;
-            let user = user_id_of(bytes).ok_or(StoreError::Corrupt("users"))?;
-            notify_departed(&tx, &user).await?;
+            let user = user_id_of(row.try_get(0)?).ok_or(StoreError::Corrupt("users"))?;
+            depart_in(&tx, &user, now_ms).await?;
             ids.push(user);
         }
         tx.commit().await?;
@@ -412,12 +406,7 @@ impl PgDirectory {
         };
         tx.execute("DELETE FROM users WHERE user_id = $1", &[&&user.0[..]])
             .await?;
-        tx.execute(
-            "INSERT INTO departed (user_id, day) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&&user.0[..], &day_of(now_ms)],
-        )
-        .await?;
-        notify_departed(&tx, user).await?;
+        depart_in(&tx, user, now_ms).await?;
         tx.commit().await?;
         Ok(Some(serial))
     }
@@ -697,11 +686,18 @@ async fn revoke_current_in(
     Ok(Some(serial))
 }
 
-/// Announces `user`'s departure to every instance when `tx` commits.
-async fn notify_departed(
+/// Records `user` as departed on the day of `now_ms` in `tx`, and announces it to every instance
+/// when `tx` commits.
+async fn depart_in(
     tx: &deadpool_postgres::Transaction<'_>,
     user: &UserId,
+    now_ms: u64,
 ) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO departed (user_id, day) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&&user.0[..], &day_of(now_ms)],
+    )
+    .await?;
     tx.execute(
         "SELECT pg_notify($1, $2)",
         &[&DEPARTED_CHANNEL, &user.to_text()],
