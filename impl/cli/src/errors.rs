@@ -200,6 +200,12 @@ pub fn store(s: &StoreError, store: &Path, text: String) -> anyhow::Error {
             format!("a store already exists at {shown}"),
             "use it as it is, or choose another path with --store".to_string(),
         ),
+        StoreError::InUse => (
+            format!("another process has this store open ({shown})"),
+            "a store is used by one sotto at a time: finish the other (for example `sotto chat`) \
+             and try again"
+                .to_string(),
+        ),
         StoreError::EmptyPassphrase => (
             "the passphrase is empty".to_string(),
             "choose a passphrase (SOTTO_PASSPHRASE or the prompt)".to_string(),

@@ -139,6 +139,17 @@ fn a_wrong_passphrase_or_no_store_says_what_to_do_req7() {
     assert!(out.stdout.is_empty(), "{out:?}");
     // The store is unchanged and still opens.
     user_id(dir.path(), &store);
+    // A store another process holds open (STORE-4): refused at once, with what to do.
+    let held = sotto_store::Store::open(&store, PASSPHRASE.as_bytes()).expect("open store");
+    let out = sotto(dir.path(), &store, PASSPHRASE, &["whoami"]);
+    assert!(!out.ok, "{out:?}");
+    assert!(
+        out.stderr.contains("another process has this store open")
+            && out.stderr.contains("finish the other"),
+        "{out:?}"
+    );
+    held.close().expect("close store");
+    user_id(dir.path(), &store);
     // A second signup onto the same store is refused.
     let out = sotto(
         dir.path(),

@@ -296,6 +296,7 @@ impl ClientError {
                 | StoreError::AlreadyExists
                 | StoreError::NotFound
                 | StoreError::WrongDevice
+                | StoreError::InUse
                 | StoreError::Invalid(_) => Fault::Caller,
                 _ => Fault::Device,
             },
@@ -343,6 +344,8 @@ impl ClientError {
                 )
             }
             ClientError::BrokerRefused(BrokerRefusal::ServerUnavailable) => true,
+            // Once the other process closes the store.
+            ClientError::Store(StoreError::InUse) => true,
             _ => false,
         }
     }

@@ -116,13 +116,15 @@ impl Store {
         self.commit_step(device, now, |tx| {
             #[cfg(test)]
             fault(fail_at, "incoming:after-device")?;
-            crate::outbox::mark_published_in(tx, &burst.published, received_at, backoff)?;
             let mut done = BurstCommitted::default();
             for o in &burst.opened {
                 let mut delivered = Vec::new();
                 done.fresh.push(save_incoming(tx, o, now, &mut delivered)?);
                 done.delivered.push(delivered);
             }
+            // After the receipts: a row a receipt of this burst deleted needs no mark (the same
+            // end state as marking it first, without writing the row and its message twice).
+            crate::outbox::mark_published_in(tx, &burst.published, received_at, backoff)?;
             if !burst.opened.is_empty() {
                 crate::received::trim_in(tx)?;
             }

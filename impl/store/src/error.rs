@@ -60,6 +60,11 @@ pub enum StoreError {
     /// A device state of another user id was passed to a store made for a different device.
     #[error("the device state belongs to another user id than the store's")]
     WrongDevice,
+    /// Another connection holds the store: each store is opened by one process at a time
+    /// (SQLite's exclusive locking mode, held from open to close), because two processes sharing
+    /// one device's chains would reuse message keys. Retrying helps once the other closes it.
+    #[error("the store is open in another process")]
+    InUse,
     /// An argument is out of range (an empty recipient list, an envelope above LIM-1, a time that
     /// does not fit the store, ...).
     #[error("invalid argument: {0}")]
@@ -86,6 +91,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::NotADatabase) => {
                 StoreError::Corrupt("a page failed its authentication check")
             }
+            Some(ErrorCode::DatabaseBusy) => StoreError::InUse,
             _ => StoreError::Sqlite(e),
         }
     }

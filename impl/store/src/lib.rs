@@ -73,15 +73,16 @@
 //!
 //! ## Files and failure
 //! - A wrong passphrase is [`StoreError::WrongPassphrase`] and writes nothing (STORE-2).
-//! - The database uses a write-ahead log (`<db>-wal`, with its index `<db>-shm`): a commit appends
+//! - The database uses a write-ahead log (`<db>-wal`, its index in memory): a commit appends
 //!   the pages it changed, encrypted like every page, and syncs that one file
 //!   (`synchronous = FULL`). The log is copied into the database every 1,000 pages and truncated to
-//!   nothing then, and both side files are gone once the store is closed. Freed pages of the
+//!   nothing then, and the log is gone once the store is closed. Freed pages of the
 //!   database are overwritten (`secure_delete`), so superseded device states (old chain keys) do
 //!   not outlive the next checkpoint. A passphrase change runs on the rollback journal (SQLCipher's
 //!   rekey needs it) and returns to the log.
 //! - Schema changes are numbered migrations applied in one transaction on open ([`schema`]).
-//! - One process opens a store at a time.
+//! - One connection opens a store at a time (STORE-4): it holds the file lock (SQLite's exclusive
+//!   locking mode) from open to close; a second opener gets [`StoreError::InUse`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

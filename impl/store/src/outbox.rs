@@ -189,7 +189,10 @@ pub(crate) fn mark_published_in(
 }
 
 /// The rows due at `?1` (ms), at most `?2`: the longest-waiting first, then in queue order.
-const DUE: &str = "FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2";
+// No `LIMIT ?`: SQLite prepares a statement again whenever the value bound to a LIMIT changes
+// (its ORDER BY ... LIMIT plan depends on it), so the caller's limit is applied while reading
+// the rows in index order instead.
+const DUE: &str = "FROM outbox WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id";
 
 type RawEntry = (Vec<u8>, Vec<u8>, Vec<u8>, bool, i64, i64, i64, i64);
 
@@ -230,9 +233,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("SELECT {ENTRY_COLUMNS} {DUE}"))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let raws = stmt
-            .query_map(params![ms_clamped(now), limit], raw_entry)?
+            .query_map([ms_clamped(now)], raw_entry)?
+            .take(limit)
             .collect::<rusqlite::Result<Vec<RawEntry>>>()?;
         raws.into_iter().map(check_entry).collect()
     }
@@ -244,11 +247,11 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("SELECT message_id, recipient {DUE}"))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let raws = stmt
-            .query_map(params![ms_clamped(now), limit], |r| {
+            .query_map([ms_clamped(now)], |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
             })?
+            .take(limit)
             .collect::<rusqlite::Result<Vec<_>>>()?;
         raws.into_iter()
             .map(|(id, to)| Ok((message_id_from(&id)?, user_from(&to)?)))

@@ -300,16 +300,27 @@ impl Store {
 fn connect(path: &Path, key: &RawKey) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
+    // No waiting for a lock: the only holder is another connection that owns the store until it
+    // closes (STORE-4), so the answer is `InUse` at once.
+    conn.busy_timeout(Duration::ZERO)?;
     // SQLCipher logs a failed page authentication to stderr; here that is an expected outcome
     // (a wrong passphrase), reported as a typed error instead.
     conn.pragma_update(None, "cipher_log_level", "NONE")?;
     conn.key(rusqlite::DEFAULT_NAME, key.as_bytes(), false)?;
+    // One connection owns the store from the first read below to its close (STORE-4): two
+    // processes sharing one device's chains would reuse message keys, so a second opener is
+    // refused (`InUse`) instead. Exclusive locking also keeps the log's index in this process's
+    // memory (no `<db>-shm` file) and spares every transaction its file-lock calls.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     }) {
         Ok(_) => {}
         Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
             return Err(StoreError::WrongPassphrase);
+        }
+        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
+            return Err(StoreError::InUse);
         }
         Err(e) => return Err(e.into()),
     }
@@ -326,7 +337,8 @@ fn connect(path: &Path, key: &RawKey) -> Result<Connection> {
     conn.pragma_update(None, "journal_size_limit", 0)?;
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    // The statements of one burst's commit, and the reads between commits, stay prepared.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

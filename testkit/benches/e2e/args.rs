@@ -11,7 +11,7 @@ pub struct Args {
     pub pairs: usize,
     /// Messages per pair and round of phases 1 and 2.
     pub messages: usize,
-    /// Messages per pair of phase 3 (0: skipped).
+    /// Messages per pair and round of phase 3 (0: skipped).
     pub client_messages: usize,
     /// The brokers asked for (the unavailable ones are skipped).
     pub brokers: Vec<Broker>,
@@ -19,7 +19,7 @@ pub struct Args {
     pub drain: usize,
     /// Messages of each half of phase 6, the commit cost (0: skipped).
     pub commit_messages: usize,
-    /// Rounds of phases 1 and 2, alternating.
+    /// Rounds of phases 1, 2 and 3, in turn.
     pub rounds: usize,
     /// Rounds of phase 6, empty and full replay cache alternating.
     pub commit_rounds: usize,
@@ -28,8 +28,8 @@ pub struct Args {
 }
 
 const USAGE: &str = "usage: cargo bench -p sotto-testkit --bench e2e -- [--pairs N (4)] \
-[--messages M (2000)] [--client-messages K (2000)] [--broker embedded|mosquitto|both (both)] \
-[--drain D (10000)] [--commit-messages C (5000)] [--rounds R of plain/encrypted (3)] \
+[--messages M (2000)] [--client-messages K per round (2000)] [--broker embedded|mosquitto|both (both)] \
+[--drain D (10000)] [--commit-messages C (5000)] [--rounds R of plain, encrypted and full client (3)] \
 [--commit-rounds R of the commit cost (5)] [--timeout SECONDS per phase (120)]";
 
 /// The arguments of the process; `--help` prints [`USAGE`] and exits.

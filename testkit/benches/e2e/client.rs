@@ -14,27 +14,28 @@ use tokio::time::Instant;
 use crate::R;
 use crate::clock::{TAG_CLIENT, parse, plaintext};
 use crate::report::{Received, Row, summarize};
-use crate::stack::{Pair, SETUP_WAIT};
+use crate::stack::SETUP_WAIT;
 
 /// A client's online loop and its events.
 type Session = (Online, mpsc::Receiver<ClientEvent>);
 
-/// Phase 3: every pair's sender sends `k` messages through its online loop to its receiver.
+/// Phase 3, one round: every pair's sender sends `k` messages through its online loop to its
+/// receiver. Returns the round's row and the clients (sender, receiver), shut down, for the next.
 pub async fn client_phase(
     broker: &'static str,
-    pairs: Vec<Pair>,
+    pairs: Vec<(Client, Client)>,
     k: usize,
     timeout: Duration,
-) -> R<Row> {
+) -> R<(Row, Vec<(Client, Client)>)> {
     let deadline = Instant::now() + timeout;
     let n = pairs.len();
     let (go_tx, go_rx) = watch::channel(false);
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     let delivered = Arc::new(AtomicUsize::new(0));
-    for p in pairs {
-        let to = p.b.user_id();
-        let [(ha, ea), (hb, eb)] = connect_pair(p.a, p.b).await?;
+    for (a, b) in pairs {
+        let to = b.user_id();
+        let [(ha, ea), (hb, eb)] = connect_pair(a, b).await?;
         tokio::spawn(count_receipts(ea, delivered.clone()));
         receivers.push(tokio::spawn(receive(hb, eb, k, deadline)));
         senders.push(tokio::spawn(send(ha, to, k, go_rx.clone(), deadline)));
@@ -42,36 +43,33 @@ pub async fn client_phase(
     let start = Instant::now();
     go_tx.send(true)?;
     let mut received = Vec::new();
-    let mut handles = Vec::new();
-    for r in receivers {
+    let mut online = Vec::new();
+    let mut errors = Vec::new();
+    for (r, s) in receivers.into_iter().zip(senders) {
         let (out, hb) = r.await?;
         received.push(out);
-        handles.push(hb);
-    }
-    let mut errors = Vec::new();
-    for s in senders {
         let (error, ha) = s.await?;
         errors.extend(error);
-        handles.push(ha);
+        online.push((ha, hb));
     }
     let receipts = receipts_back(&delivered, n * k).await;
-    for h in handles {
-        if let Ok(client) = h.shutdown().await {
-            let _ = client.close();
-        }
+    let mut clients = Vec::new();
+    for (ha, hb) in online {
+        clients.push((ha.shutdown().await?, hb.shutdown().await?));
     }
     let mut summary = summarize(start, &received, n * k, errors);
     summary.note.push_str(&format!(
         "; receipts back at the senders: {receipts}/{}",
         n * k
     ));
-    Ok(Row::new(
+    let row = Row::new(
         broker,
         "encrypted, full Client (SQLCipher commits, receipts)",
         format!("{n} x {k}"),
         "as above".into(),
         summary,
-    ))
+    );
+    Ok((row, clients))
 }
 
 /// Connects both accounts of a pair, then waits for each to be connected.

@@ -9,13 +9,14 @@
 //! ```
 //!
 //! Per broker, each phase bounded by `--timeout` seconds (partial figures are printed if hit):
-//! 1. plain MQTT: N sender -> receiver pairs, M payloads of 100 bytes each, no crypto (phases 1
-//!    and 2 alternate for `--rounds` rounds; the figures are messages over summed time);
+//! 1. plain MQTT: N sender -> receiver pairs, M payloads of 100 bytes each, no crypto (phases 1,
+//!    2 and 3 alternate for `--rounds` rounds, so that all three see the same background load;
+//!    the figures are messages over summed time, latencies pooled);
 //! 2. encrypted, raw device path: the same pairs and connection settings; each payload is the same
 //!    100-byte text sealed with `Device::send` and opened with `Device::receive` (sessions set up
 //!    through the real signup and cards, warmed up by one message and its receipt), no store;
 //! 3. encrypted, full `Client`: `Online::send` (SQLCipher commit + outbox) and the receiver's
-//!    online loop (open, commit, receipt back), `--client-messages` per pair;
+//!    online loop (open, commit, receipt back), `--client-messages` per pair and round;
 //! 4. drain: `--drain` envelopes queued for an offline recipient (persistent session), then the
 //!    recipient connects and opens each (raw device path);
 //! 5. drain through the full `Client`: `--drain` texts queued by the sender's client, then the
@@ -62,6 +63,49 @@ use crate::report::{Row, header, print_row};
 /// The result of a setup step or a phase.
 type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
+/// Phases 1, 2 and 3 in turn for `--rounds` rounds, so that the full client and plain MQTT see
+/// the same background load (their ratio is the figure); one row each, the rounds merged
+/// (messages over summed time). The pairs' clients are shut down and closed at the end.
+async fn rounds(name: &'static str, mut pairs: Vec<stack::Pair>, args: &Args) -> R<Vec<Row>> {
+    let (mut plain, mut sealed, mut full) = (Vec::new(), Vec::new(), Vec::new());
+    let total = args.rounds.max(usize::from(args.client_messages > 0));
+    for round in 1..=total {
+        if round <= args.rounds {
+            let [p, s] = raw::round(name, &pairs, round, args).await?;
+            plain.push(p);
+            sealed.push(s);
+        }
+        if args.client_messages > 0 {
+            eprintln!("[{name}] round {round}: full client ...");
+            let (clients, creds): (Vec<_>, Vec<_>) = pairs
+                .into_iter()
+                .map(|p| ((p.a, p.b), (p.ca, p.cb)))
+                .unzip();
+            let (row, clients) =
+                client::client_phase(name, clients, args.client_messages, args.timeout).await?;
+            eprintln!("[{name}]   {:.0} msgs/s; {}", row.rate, row.note);
+            full.push(row);
+            pairs = clients
+                .into_iter()
+                .zip(creds)
+                .map(|((a, b), (ca, cb))| stack::Pair { a, b, ca, cb })
+                .collect();
+        }
+    }
+    for p in pairs {
+        let _ = p.a.close();
+        let _ = p.b.close();
+    }
+    let rows: Vec<Row> = [plain, sealed, full]
+        .into_iter()
+        .filter_map(report::merge)
+        .collect();
+    for row in &rows {
+        print_row(row);
+    }
+    Ok(rows)
+}
+
 /// Every phase against one broker; prints each row as it is known.
 /// The rows of one broker, and its lines for scripts (the drain and the commit cost).
 async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
@@ -78,16 +122,7 @@ async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
         2 * args.pairs + 7
     );
 
-    let mut rows = raw::rounds(name, &pairs, args).await?;
-    for row in &rows {
-        print_row(row);
-    }
-    if args.client_messages > 0 {
-        eprintln!("[{name}] full client ...");
-        let row = client::client_phase(name, pairs, args.client_messages, args.timeout).await?;
-        print_row(&row);
-        rows.push(row);
-    }
+    let mut rows = rounds(name, pairs, args).await?;
     let mut lines = Vec::new();
     if args.drain > 0 {
         eprintln!("[{name}] drain ...");

@@ -1,6 +1,6 @@
 //! Phases 1 and 2, the raw device path: every pair's sender publishes `--messages` payloads to
 //! its receiver, plain (no crypto) or sealed with `Device::send` and opened with
-//! `Device::receive` (no store); the two alternate for `--rounds` rounds.
+//! `Device::receive` (no store). One round runs both; `main` alternates them with phase 3.
 
 use std::time::Duration;
 
@@ -13,32 +13,24 @@ use crate::R;
 use crate::args::Args;
 use crate::clock::{PLAINTEXT_SIZE, TAG_PLAIN, TAG_SEALED};
 use crate::endpoints::{Sent, Source, all_ready, receiver, sender};
-use crate::report::{Received, Row, merge, summarize};
+use crate::report::{Received, Row, summarize};
 use crate::stack::{Creds, Pair, warm_up};
 
-/// Phases 1 and 2 alternating, so that both see the same background load; one row each, the
-/// rounds merged (messages over summed time).
-pub async fn rounds(broker: &'static str, pairs: &[Pair], args: &Args) -> R<Vec<Row>> {
-    let (mut plain, mut sealed) = (Vec::new(), Vec::new());
-    for round in 1..=args.rounds {
-        for encrypted in [false, true] {
-            eprintln!(
-                "[{broker}] round {round}: {} ...",
-                if encrypted { "encrypted" } else { "plain" }
-            );
-            let row = raw_phase(broker, pairs, args.messages, encrypted, args.timeout).await?;
-            eprintln!("[{broker}]   {:.0} msgs/s; {}", row.rate, row.note);
-            if encrypted {
-                sealed.push(row);
-            } else {
-                plain.push(row);
-            }
-        }
+/// Phases 1 and 2 of one round: plain, then encrypted. The rows of the rounds are merged by
+/// the caller ([`crate::report::merge`]).
+pub async fn round(broker: &'static str, pairs: &[Pair], round: usize, args: &Args) -> R<[Row; 2]> {
+    let mut rows = Vec::with_capacity(2);
+    for encrypted in [false, true] {
+        eprintln!(
+            "[{broker}] round {round}: {} ...",
+            if encrypted { "encrypted" } else { "plain" }
+        );
+        let row = raw_phase(broker, pairs, args.messages, encrypted, args.timeout).await?;
+        eprintln!("[{broker}]   {:.0} msgs/s; {}", row.rate, row.note);
+        rows.push(row);
     }
-    Ok([merge(plain), merge(sealed)]
-        .into_iter()
-        .flatten()
-        .collect())
+    let [plain, sealed]: [Row; 2] = rows.try_into().map_err(|_| "two phases")?;
+    Ok([plain, sealed])
 }
 
 /// Phase 1 or 2: every pair's sender publishes `m` payloads to its receiver.

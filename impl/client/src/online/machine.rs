@@ -34,6 +34,11 @@ pub(crate) const STRIKES: u32 = 3;
 /// Most inbox PUBLISHes opened and committed in one transaction (a burst): what the broker
 /// already delivered, up to this many, is committed together and then acknowledged (RX-4).
 pub(crate) const MAX_BURST: usize = 512;
+/// How long a PUBACK mark waits before it rides with a burst. A receipt usually follows its
+/// PUBACK within this time: it deletes the row, and the mark, when it comes, finds nothing to
+/// write (the row and its message are written once, not twice). A mark that never reaches the
+/// store costs a resend at most (RX-6).
+pub(crate) const MARK_DELAY: Duration = Duration::from_millis(200);
 /// Mutation `AckBeforeCommit`: how long an acknowledged envelope waits before its commit.
 #[cfg(feature = "mutations")]
 pub(crate) const ACK_BEFORE_COMMIT_DELAY: Duration = Duration::from_millis(300);
@@ -139,8 +144,8 @@ struct Link<P> {
     held: HashSet<RowKey>,
     /// PUBLISHes received and not yet committed, in order (`true`: on the own inbox).
     burst: Vec<(P, bool)>,
-    /// Outbox rows the broker acknowledged and not yet marked.
-    published: Vec<RowKey>,
+    /// Outbox rows the broker acknowledged and not yet marked, with when, oldest first.
+    published: VecDeque<(RowKey, Instant)>,
     /// Last CONNACK, SUBACK, PUBLISH or PUBACK (a sync ends after a quiet period).
     last_activity: Instant,
 }
@@ -157,7 +162,7 @@ impl<P> Link<P> {
             refused: HashMap::new(),
             held: HashSet::new(),
             burst: Vec::new(),
-            published: Vec::new(),
+            published: VecDeque::new(),
             last_activity: now,
         }
     }
@@ -298,14 +303,24 @@ impl<P: Packet + Clone> Machine<P> {
         self.link.burst.len() >= MAX_BURST
     }
 
-    /// The burst to commit now, if any PUBLISH or PUBACK is waiting for one.
-    pub(crate) fn take_burst(&mut self) -> Option<Burst<P>> {
-        if self.link.burst.is_empty() && self.link.published.is_empty() {
+    /// The burst to commit now, if any PUBLISH or PUBACK mark is waiting for one. A mark rides
+    /// once it is [`MARK_DELAY`] old, or at once when the shell is ending the connection.
+    pub(crate) fn take_burst(&mut self, now: Instant) -> Option<Burst<P>> {
+        let link = &mut self.link;
+        let mut published = Vec::new();
+        while let Some(&(key, at)) = link.published.front() {
+            if !link.closing && now.saturating_duration_since(at) < MARK_DELAY {
+                break;
+            }
+            link.published.pop_front();
+            published.push(key);
+        }
+        if link.burst.is_empty() && published.is_empty() {
             return None;
         }
         Some(Burst {
-            packets: std::mem::take(&mut self.link.burst),
-            published: std::mem::take(&mut self.link.published),
+            packets: std::mem::take(&mut link.burst),
+            published,
         })
     }
 
@@ -357,7 +372,7 @@ impl<P: Packet + Clone> Machine<P> {
             }
             let k = key(&row);
             if self.link.inflight.contains(&k)
-                || self.link.published.contains(&k)
+                || self.link.published.iter().any(|(p, _)| *p == k)
                 || (!self.retries_held() && self.link.held.contains(&k))
             {
                 continue;
@@ -405,7 +420,7 @@ impl<P: Packet + Clone> Machine<P> {
                 self.link.held.remove(&key);
                 self.strikes.remove(&key);
                 self.published += 1;
-                self.link.published.push(key);
+                self.link.published.push_back((key, now));
                 PubAck::Published(key)
             }
         }
@@ -447,6 +462,9 @@ impl<P: Packet + Clone> Machine<P> {
             } else {
                 INFLIGHT_TICK
             });
+        }
+        if let Some((_, at)) = link.published.front() {
+            wake = wake.min((*at + MARK_DELAY).saturating_duration_since(now));
         }
         #[cfg(feature = "mutations")]
         if let Some((at, _)) = self.pending.front() {
@@ -608,13 +626,16 @@ mod tests {
                 "nothing is acknowledged on arrival"
             );
         }
-        let burst = m.take_burst().expect("a burst");
+        let burst = m.take_burst(t0 + MARK_DELAY).expect("a burst");
         assert_eq!(
             burst.envelopes(),
             vec![&[1u8][..], &[2u8][..]],
             "foreign not opened"
         );
-        assert!(m.take_burst().is_none(), "the burst left the machine");
+        assert!(
+            m.take_burst(t0 + MARK_DELAY).is_none(),
+            "the burst left the machine"
+        );
         assert_eq!(m.received(), 0);
         let acks = m.committed(burst);
         assert_eq!(
@@ -633,7 +654,7 @@ mod tests {
         m.connection_ended(t0);
         m.connecting(t0);
         assert!(
-            m.take_burst().is_none(),
+            m.take_burst(t0 + MARK_DELAY).is_none(),
             "delivered again by the broker instead"
         );
         assert_eq!(m.received(), 0);
@@ -648,7 +669,10 @@ mod tests {
             m.on_publish(text(i as u8), t0);
         }
         assert!(m.burst_full());
-        assert_eq!(m.take_burst().map(|b| b.envelopes().len()), Some(MAX_BURST));
+        assert_eq!(
+            m.take_burst(t0 + MARK_DELAY).map(|b| b.envelopes().len()),
+            Some(MAX_BURST)
+        );
         assert!(!m.burst_full());
     }
 
@@ -665,7 +689,7 @@ mod tests {
         );
         assert_eq!(m.on_puback(11, t0), PubAck::Unknown, "a PUBACK counts once");
         m.on_publish(text(5), t0);
-        let burst = m.take_burst().expect("a burst");
+        let burst = m.take_burst(t0 + MARK_DELAY).expect("a burst");
         assert_eq!(
             burst.published,
             vec![row(2)],
@@ -674,13 +698,49 @@ mod tests {
         m.committed(burst);
         assert_eq!(m.on_puback(10, t0), PubAck::Published(row(1)));
         let alone = m
-            .take_burst()
+            .take_burst(t0 + MARK_DELAY)
             .expect("PUBACKs without a PUBLISH are marked alone");
         assert_eq!(
             (alone.envelopes().len(), alone.published),
             (0, vec![row(1)])
         );
         assert_eq!(m.published(), 2);
+    }
+
+    #[test]
+    fn a_mark_rides_once_it_is_old_enough_rx_6() {
+        let t0 = Instant::now();
+        let half = MARK_DELAY / 2;
+        let mut m = machine(Mode::Forever, 8, t0);
+        assert_eq!(publish(&mut m, &[row(1), row(2)], 10), vec![row(1), row(2)]);
+        assert_eq!(m.on_puback(10, t0), PubAck::Published(row(1)));
+        assert!(m.take_burst(t0).is_none(), "a young mark waits");
+        let wake = m.turn(t0, false, |_| None, || NextDue::Nothing).wake;
+        assert!(wake <= MARK_DELAY, "the loop wakes for it: {wake:?}");
+        assert_eq!(m.on_puback(11, t0 + half), PubAck::Published(row(2)));
+        // A PUBLISH rides at once, with the marks old enough only; the others wait.
+        m.on_publish(text(1), t0 + MARK_DELAY);
+        let burst = m.take_burst(t0 + MARK_DELAY).expect("the PUBLISH");
+        assert_eq!(
+            (burst.envelopes().len(), burst.published.clone()),
+            (1, vec![row(1)])
+        );
+        m.committed(burst);
+        // The store lists row 2 until its mark: it does not go out again meanwhile.
+        assert_eq!(publish(&mut m, &[row(2)], 20), vec![]);
+        let alone = m
+            .take_burst(t0 + half + MARK_DELAY)
+            .expect("row 2 old enough");
+        assert_eq!(
+            (alone.envelopes().len(), alone.published),
+            (0, vec![row(2)])
+        );
+        // Ending the connection: every mark rides at once.
+        assert_eq!(publish(&mut m, &[row(5)], 30), vec![row(5)]);
+        assert_eq!(m.on_puback(30, t0), PubAck::Published(row(5)));
+        m.closing();
+        let last = m.take_burst(t0).expect("closing: marked before the end");
+        assert_eq!(last.published, vec![row(5)]);
     }
 
     #[test]
@@ -699,7 +759,7 @@ mod tests {
         );
         // The store lists row 1 until the burst marks it, row 2 is in flight: neither again.
         assert_eq!(publish(&mut m, &due, 3), vec![row(3)]);
-        let marks = m.take_burst().expect("the mark of row 1");
+        let marks = m.take_burst(t0 + MARK_DELAY).expect("the mark of row 1");
         m.committed(marks);
         assert_eq!(m.outbox_query(), None);
     }
@@ -751,7 +811,7 @@ mod tests {
             PubAck::Refused(row(2), RefusalReason::Other(0xff))
         );
         assert!(
-            m.take_burst().is_none(),
+            m.take_burst(t0 + MARK_DELAY).is_none(),
             "a notice is not a PUBLISH to commit"
         );
         assert_eq!(m.published(), 0);
@@ -784,7 +844,7 @@ mod tests {
             if round == 2 {
                 // Row 2 got through once: its strikes start again.
                 assert_eq!(m.on_puback(2, t0), PubAck::Published(row(2)));
-                let marks = m.take_burst().expect("its mark");
+                let marks = m.take_burst(t0 + MARK_DELAY).expect("its mark");
                 m.committed(marks);
                 // Sent again (a copy the receiver drops): in flight with a fresh count.
                 assert_eq!(publish(&mut m, &[row(2)], 3), vec![row(2)]);
@@ -885,7 +945,7 @@ mod tests {
             !m.turn(later + quiet, false, due, never).disconnect,
             "not committed"
         );
-        let burst = m.take_burst().expect("a burst");
+        let burst = m.take_burst(t0 + MARK_DELAY).expect("a burst");
         m.committed(burst);
         assert!(m.turn(later + quiet, false, due, never).disconnect);
         m.closing();
@@ -941,7 +1001,7 @@ mod tests {
         m.connecting(t0);
         assert!(!m.connected() && !m.is_closing());
         assert!(
-            m.take_burst().is_none(),
+            m.take_burst(t0 + MARK_DELAY).is_none(),
             "the burst died with the connection"
         );
         m.on_connack(t0);

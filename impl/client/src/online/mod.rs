@@ -610,7 +610,7 @@ impl<'a> Engine<'a> {
     /// acknowledges the PUBLISHes (RX-4). A store failure propagates: nothing is acknowledged,
     /// the broker delivers them again; the sends are then committed on their own.
     fn commit_turn(&mut self, conn: &mut Connection) -> Result<()> {
-        let Some(mut burst) = self.machine.take_burst() else {
+        let Some(mut burst) = self.machine.take_burst(Instant::now()) else {
             self.flush_sends();
             return Ok(());
         };

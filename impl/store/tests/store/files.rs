@@ -184,3 +184,23 @@ fn a_newer_schema_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_store_is_used_by_one_connection_at_a_time_store_4() {
+    let mut r = rng(36);
+    let alice = device(&mut r);
+    let dir = tmp();
+    let (first, path) = create(dir.path(), "a.db", &alice);
+    // A second opener is refused at once, and the first keeps working.
+    let refused = Store::open(&path, PASS);
+    assert!(matches!(refused, Err(StoreError::InUse)), "{refused:?}");
+    assert_eq!(first.load_device().unwrap().user_id(), alice.user_id());
+    // The log's index lives in the owner's memory: no shared-memory file beside the store.
+    assert!(!dir.path().join("a.db-shm").exists());
+    first.close().unwrap();
+    // Closed, the store opens again (and again refuses a second opener).
+    let again = Store::open(&path, PASS).unwrap();
+    assert!(matches!(Store::open(&path, PASS), Err(StoreError::InUse)));
+    again.close().unwrap();
+    Store::open(&path, PASS).unwrap().close().unwrap();
+}
