@@ -303,13 +303,15 @@ impl<P: Packet + Clone> Machine<P> {
         self.link.burst.len() >= MAX_BURST
     }
 
-    /// The burst to commit now, if any PUBLISH or PUBACK mark is waiting for one. A mark rides
-    /// once it is [`MARK_DELAY`] old, or at once when the shell is ending the connection.
+    /// The burst to commit now, if any PUBLISH or PUBACK mark is waiting for one. In the online
+    /// loop a mark rides once it is [`MARK_DELAY`] old, or at once when the shell is ending the
+    /// connection; a sync (a command that ends when the outbox is flushed) marks at once.
     pub(crate) fn take_burst(&mut self, now: Instant) -> Option<Burst<P>> {
+        let waits = matches!(self.mode, Mode::Forever) && !self.link.closing;
         let link = &mut self.link;
         let mut published = Vec::new();
         while let Some(&(key, at)) = link.published.front() {
-            if !link.closing && now.saturating_duration_since(at) < MARK_DELAY {
+            if waits && now.saturating_duration_since(at) < MARK_DELAY {
                 break;
             }
             link.published.pop_front();
@@ -463,7 +465,7 @@ impl<P: Packet + Clone> Machine<P> {
                 INFLIGHT_TICK
             });
         }
-        if let Some((_, at)) = link.published.front() {
+        if let (Mode::Forever, Some((_, at))) = (self.mode, link.published.front()) {
             wake = wake.min((*at + MARK_DELAY).saturating_duration_since(now));
         }
         #[cfg(feature = "mutations")]
@@ -741,6 +743,15 @@ mod tests {
         m.closing();
         let last = m.take_burst(t0).expect("closing: marked before the end");
         assert_eq!(last.published, vec![row(5)]);
+        // A sync marks at once: it ends as soon as its outbox is flushed.
+        let sync = Mode::Sync {
+            quiet: Duration::from_millis(50),
+            deadline: t0 + Duration::from_secs(10),
+        };
+        let mut s = machine(sync, 8, t0);
+        assert_eq!(publish(&mut s, &[row(6)], 40), vec![row(6)]);
+        assert_eq!(s.on_puback(40, t0), PubAck::Published(row(6)));
+        assert_eq!(s.take_burst(t0).map(|b| b.published), Some(vec![row(6)]));
     }
 
     #[test]
