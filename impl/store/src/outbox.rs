@@ -188,7 +188,8 @@ pub(crate) fn mark_published_in(
     Ok(matched)
 }
 
-/// The rows due at `?1` (ms), at most `?2`: the longest-waiting first, then in queue order.
+/// The rows due at `?1` (ms): the longest-waiting first, then in queue order (the caller takes
+/// as many as it needs).
 // No `LIMIT ?`: SQLite prepares a statement again whenever the value bound to a LIMIT changes
 // (its ORDER BY ... LIMIT plan depends on it), so the caller's limit is applied while reading
 // the rows in index order instead.

@@ -319,9 +319,6 @@ fn connect(path: &Path, key: &RawKey) -> Result<Connection> {
         Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
             return Err(StoreError::WrongPassphrase);
         }
-        Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
-            return Err(StoreError::InUse);
-        }
         Err(e) => return Err(e.into()),
     }
     // Write-ahead log: a commit appends the pages it changed (encrypted, like every page) to

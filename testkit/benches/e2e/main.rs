@@ -68,13 +68,11 @@ type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
 /// (messages over summed time). The pairs' clients are shut down and closed at the end.
 async fn rounds(name: &'static str, mut pairs: Vec<stack::Pair>, args: &Args) -> R<Vec<Row>> {
     let (mut plain, mut sealed, mut full) = (Vec::new(), Vec::new(), Vec::new());
-    let total = args.rounds.max(usize::from(args.client_messages > 0));
-    for round in 1..=total {
-        if round <= args.rounds {
-            let [p, s] = raw::round(name, &pairs, round, args).await?;
-            plain.push(p);
-            sealed.push(s);
-        }
+    // `--rounds` is at least 1 (`args`).
+    for round in 1..=args.rounds {
+        let [p, s] = raw::round(name, &pairs, round, args).await?;
+        plain.push(p);
+        sealed.push(s);
         if args.client_messages > 0 {
             eprintln!("[{name}] round {round}: full client ...");
             let (clients, creds): (Vec<_>, Vec<_>) = pairs

@@ -19,18 +19,26 @@ use crate::stack::{Creds, Pair, warm_up};
 /// Phases 1 and 2 of one round: plain, then encrypted. The rows of the rounds are merged by
 /// the caller ([`crate::report::merge`]).
 pub async fn round(broker: &'static str, pairs: &[Pair], round: usize, args: &Args) -> R<[Row; 2]> {
-    let mut rows = Vec::with_capacity(2);
-    for encrypted in [false, true] {
-        eprintln!(
-            "[{broker}] round {round}: {} ...",
-            if encrypted { "encrypted" } else { "plain" }
-        );
-        let row = raw_phase(broker, pairs, args.messages, encrypted, args.timeout).await?;
-        eprintln!("[{broker}]   {:.0} msgs/s; {}", row.rate, row.note);
-        rows.push(row);
-    }
-    let [plain, sealed]: [Row; 2] = rows.try_into().map_err(|_| "two phases")?;
+    let plain = logged_phase(broker, pairs, round, args, false).await?;
+    let sealed = logged_phase(broker, pairs, round, args, true).await?;
     Ok([plain, sealed])
+}
+
+/// [`raw_phase`] with a line before and after it on stderr.
+async fn logged_phase(
+    broker: &'static str,
+    pairs: &[Pair],
+    round: usize,
+    args: &Args,
+    encrypted: bool,
+) -> R<Row> {
+    eprintln!(
+        "[{broker}] round {round}: {} ...",
+        if encrypted { "encrypted" } else { "plain" }
+    );
+    let row = raw_phase(broker, pairs, args.messages, encrypted, args.timeout).await?;
+    eprintln!("[{broker}]   {:.0} msgs/s; {}", row.rate, row.note);
+    Ok(row)
 }
 
 /// Phase 1 or 2: every pair's sender publishes `m` payloads to its receiver.
