@@ -12,8 +12,8 @@ case $cmd in
     setsid timeout "$TTL" nats-server -c "$d/nats.conf" -l "$d/nats.log" </dev/null >/dev/null 2>&1 &
     echo $! > "$d/pid"
     for t in $(seq 1 60); do
-      curl -sf "http://127.0.0.1:$((8220+i+PB))/healthz" >/dev/null 2>&1 && \
-        timeout 10 mosquitto_pub -h 127.0.0.1 -p $((1880+i+PB)) -i "probe-node-$i" -q 1 -t probe/start -m x 2>/dev/null && \
+      curl -sf "http://127.0.0.1:$((8220+i+PB))/healthz?js-enabled-only=true" >/dev/null 2>&1 && \
+        timeout 10 mosquitto_pub -h 127.0.0.1 -p $((1880+i+PB)) -i "probe-node-$i" ${PROBE_AUTH:-} -q 1 -t probe/start -m x 2>/dev/null && \
         { echo "n$i up (pgid $(cat "$d/pid")), MQTT on $((1880+i+PB))"; exit 0; }
       sleep 1
     done

@@ -7,6 +7,7 @@
 # Env: BASE (default /tmp/eval/nats), PORT_BASE (default 0: client 4221-4223, cluster 6221-6223,
 #      MQTT 1881-1883, monitor 8221-8223; PORT_BASE is added to each), NATS_TTL,
 #      MQTT_REPLICAS (stream_replicas/consumer_replicas for the MQTT streams, default 3),
+#      ACK_WAIT (mqtt.ack_wait: when an unacknowledged QoS 1 delivery is sent again, default 30s),
 #      NATS_INCLUDE (optional file, e.g. an `authorization { users = [...] }` block: copied into each
 #      node dir as include.conf and included at top level); PROBE_AUTH (e.g. "-u probe -P x": the
 #      credentials of the readiness probe, which publishes QoS 1 to probe/start).
@@ -16,6 +17,7 @@ BASE=${BASE:-/tmp/eval/nats}
 PB=${PORT_BASE:-0}
 TTL=${NATS_TTL:-1800}
 R=${MQTT_REPLICAS:-3}
+ACK=${ACK_WAIT:-30s}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BASE="$BASE" "$HERE/nats-stop.sh" >/dev/null 2>&1 || true
 # Fresh cluster by default (JetStream stores wiped); KEEP_DATA=1 restarts on the existing stores.
@@ -48,7 +50,7 @@ mqtt {
   port: $((1880+i+PB))
   stream_replicas: $R
   consumer_replicas: $R
-  ack_wait: "30s"
+  ack_wait: "$ACK"
   max_ack_pending: 1000
 }
 CONF

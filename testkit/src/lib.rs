@@ -10,7 +10,9 @@
 //!      └── sotto-testkit ── TestStack (sotto_server::Service in a temp dir)
 //!                        ├─ people: signup, sync, online/offline, exactly-once assertions
 //!                        ├─ mqtt:   DeviceTlsKey, Identity (issued by the PKI), RawClient
-//!                        └─ proxy:  Proxy (cuts a connection mid-record on command)
+//!                        ├─ proxy:  Proxy (cuts a connection mid-record on command, retargets)
+//!                        ├─ postgres: TestPostgres (a throwaway PostgreSQL for the directory)
+//!                        └─ nats:   TestNats (a throwaway 3-node NATS cluster, nodes killable)
 //! ```
 //!
 //! Every wait is bounded ([`WAIT`]); nothing asserts on speed.
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod mqtt;
+pub mod nats;
 pub mod people;
 pub mod postgres;
 pub mod proxy;

@@ -69,6 +69,7 @@ type Armed = Option<(Cut, oneshot::Sender<usize>)>;
 /// The running proxy. Dropping it stops accepting; relayed connections end with their peers.
 pub struct Proxy {
     addr: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
     armed: Arc<Mutex<Armed>>,
     task: JoinHandle<()>,
 }
@@ -82,9 +83,12 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address");
         let armed: Arc<Mutex<Armed>> = Arc::new(Mutex::new(None));
         let shared = armed.clone();
+        let target = Arc::new(Mutex::new(upstream));
+        let current = target.clone();
         let task = tokio::spawn(async move {
             while let Ok((device, _)) = listener.accept().await {
                 let shared = shared.clone();
+                let upstream = *current.lock().expect("proxy lock");
                 tokio::spawn(async move {
                     // The broker is down: the device sees its connection close.
                     if let Ok(broker) = TcpStream::connect(upstream).await {
@@ -93,7 +97,18 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, armed, task }
+        Proxy {
+            addr,
+            upstream: target,
+            armed,
+            task,
+        }
+    }
+
+    /// Relays connections accepted from now on to `upstream` (what a TCP load balancer in front
+    /// of several fronts does when one goes away); relayed ones stay where they are.
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *self.upstream.lock().expect("proxy lock") = upstream;
     }
 
     /// Where devices connect.

@@ -1,5 +1,6 @@
 //! The bodies of the server-side fuzz targets: the authorizing MQTT front's packet filter
-//! (`filter`) and the membership API's binary request bodies (`membership`).
+//! (`filter`), the membership API's binary request bodies (`membership`) and the NATS frames
+//! the service reads from a cluster (`nats`).
 //!
 //! The code under test is what the front and the membership service run: `sotto_wire::filter`
 //! (with `sotto_wire::mqtt`) and `sotto_wire::membership_api`, I/O-free, so the fuzz build does not
@@ -212,4 +213,46 @@ pub fn membership(data: &[u8]) -> bool {
         assert_eq!(PrekeyUpload::from_bytes(body, owner).ok(), Some(upload));
         true
     }
+}
+
+/// `nats`: the NATS client protocol frames the service reads from a NATS cluster
+/// (`sotto_wire::nats`). The input is a byte stream from a node: frames are taken off its front
+/// until one is incomplete or refused. Each frame takes at least one byte and no more than
+/// there are; a `MSG` written back in NATS's format parses to the same frame, taking exactly
+/// what was written. Returns whether at least one `MSG` was read.
+pub fn nats(data: &[u8]) -> bool {
+    use sotto_wire::nats::{Frame, parse_frame};
+    let mut rest = data;
+    let mut msgs = false;
+    while let Ok(Some((frame, used))) = parse_frame(rest) {
+        assert!(
+            used > 0 && used <= rest.len(),
+            "took {used} of {}",
+            rest.len()
+        );
+        if let Frame::Msg {
+            subject,
+            sid,
+            reply,
+            payload,
+        } = &frame
+        {
+            msgs = true;
+            let reply = reply
+                .as_deref()
+                .map(|r| format!("{r} "))
+                .unwrap_or_default();
+            let mut again =
+                format!("MSG {subject} {sid} {reply}{}\r\n", payload.len()).into_bytes();
+            again.extend_from_slice(payload);
+            again.extend_from_slice(b"\r\n");
+            assert_eq!(
+                parse_frame(&again),
+                Ok(Some((frame.clone(), again.len()))),
+                "a MSG written back does not parse the same"
+            );
+        }
+        rest = &rest[used..];
+    }
+    msgs
 }

@@ -48,3 +48,8 @@ fn filter_corpus_passes_only_what_the_rules_allow_broker_1_broker_2_broker_3() {
 fn membership_bodies_corpus_round_trips_key_3_key_4() {
     replay("membership", server_checks::membership);
 }
+
+#[test]
+fn nats_corpus_frames_parse_and_write_back() {
+    replay("nats", server_checks::nats);
+}

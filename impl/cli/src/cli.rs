@@ -139,10 +139,31 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8883", value_name = "ADDR")]
     pub mqtt: SocketAddr,
     /// The broker: `embedded` (Sotto's in-process broker behind the authorizing mutual-TLS front;
-    /// queued messages live in memory) or `mosquitto` (a Mosquitto 2 child behind the same
-    /// front, in DIR/mosquitto; queued messages persist).
-    #[arg(long, default_value = "embedded", value_name = "embedded|mosquitto")]
+    /// queued messages live in memory), `mosquitto` (a Mosquitto 2 child behind the same
+    /// front, in DIR/mosquitto; queued messages persist) or `nats` (a NATS cluster you run, see
+    /// --nats; queued messages are replicated, and several `sotto serve` can share it).
+    #[arg(
+        long,
+        default_value = "embedded",
+        value_name = "embedded|mosquitto|nats"
+    )]
     pub broker: Broker,
+    /// With --broker nats: the MQTT listeners of the cluster's nodes, HOST:PORT,HOST:PORT,...
+    /// (the front fails over between them; deploy/cluster/README.md).
+    #[arg(long, value_name = "ADDR,ADDR,...", value_delimiter = ',')]
+    pub nats: Vec<SocketAddr>,
+    /// With --broker nats: the NATS user of the fronts (the cluster's `authorization` block).
+    #[arg(long, default_value = "sotto", value_name = "USER")]
+    pub nats_user: String,
+    /// With --broker nats: that user's password. Read from SOTTO_NATS_PASSWORD when not given,
+    /// so that it stays out of the process list.
+    #[arg(
+        long,
+        env = "SOTTO_NATS_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub nats_password: Option<String>,
     /// With --broker mosquitto: do not start Mosquitto, only write its files into DIR/mosquitto
     /// for a Mosquitto you run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`, for example
     /// under systemd). It still runs behind the front, on the Unix socket DIR/mosquitto/run/mqtt.sock.

@@ -8,6 +8,9 @@
 //!     mosquitto  authorizing mTLS front -> `mosquitto` child on a Unix socket (BROKER-1..6),
 //!                DIR/mosquitto/{mosquitto.conf, acl, run/}; restarted if it dies
 //!                --mosquitto-external: the same files, for a Mosquitto you run; same front
+//!     nats       authorizing mTLS front -> the MQTT listeners of a NATS cluster you run (--nats),
+//!                as one NATS user (--nats-user, SOTTO_NATS_PASSWORD); any number of
+//!                `sotto serve` share it (with --directory postgresql://... and the same CA)
 //! ```
 //!
 //! Everything is started by `sotto_server::Service`, the builder the demo, the conformance runs
@@ -16,6 +19,7 @@
 //! Runs until Ctrl-C or SIGTERM, then stops accepting, closes the connections and exits 0. The
 //! first lines on stdout say where everything is (the tests read them).
 
+use sotto_server::broker::nats::NatsCluster;
 use sotto_server::{Broker, Service, ServiceError};
 
 use crate::cli::ServeArgs;
@@ -36,6 +40,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "run `sotto serve --broker mosquitto --mosquitto-external`",
         ));
     }
+    if (args.broker == Broker::Nats) == args.nats.is_empty() {
+        return Err(hinted(
+            "--broker nats and --nats go together",
+            "run `sotto serve --broker nats --nats HOST:PORT,HOST:PORT,HOST:PORT` (the nodes' \
+             MQTT listeners; deploy/cluster/profile-start.sh starts a cluster)",
+        ));
+    }
     let data = args.data.clone();
     let mut builder = Service::builder(&data)
         .broker(args.broker)
@@ -50,6 +61,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.mosquitto_external {
         // The files for a Mosquitto the operator runs, behind the front as always.
         builder = builder.mosquitto_external();
+    }
+    if args.broker == Broker::Nats {
+        let Some(password) = &args.nats_password else {
+            return Err(hinted(
+                "--broker nats needs the password of the fronts' NATS user",
+                "set SOTTO_NATS_PASSWORD (or --nats-password) to the password of --nats-user in \
+                 the cluster's authorization block",
+            ));
+        };
+        let cluster = NatsCluster::new(args.nats.clone(), Vec::new(), &args.nats_user, password)
+            .map_err(|e| hinted(format!("--nats: {e}"), "give at least one HOST:PORT"))?;
+        builder = builder.nats(cluster);
     }
     if let Some(addr) = args.metrics {
         if !addr.ip().is_loopback() {
@@ -73,6 +96,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Broker::Embedded, _) => "embedded broker behind the mTLS front",
         (Broker::Mosquitto, false) => "mosquitto behind the mTLS front",
         (Broker::Mosquitto, true) => "mosquitto, started by you, behind the mTLS front",
+        (Broker::Nats, _) => "NATS cluster behind the mTLS front",
     };
     println!("{}", banner::line("data directory:", data.display()));
     if let sotto_server::membership::DirectoryBackend::Postgres { .. } = args.directory {
@@ -130,6 +154,11 @@ fn explain(e: ServiceError, args: &ServeArgs) -> anyhow::Error {
                 args.data.display()
             ),
             "check that the directory is writable and that ca.key / server.key are mode 0600",
+        ),
+        ServiceError::Broker(_) if args.broker == Broker::Nats => hinted(
+            format!("cannot reach the NATS cluster: {e}"),
+            "check --nats (the nodes' MQTT listeners), --nats-user and SOTTO_NATS_PASSWORD; a \
+             fresh cluster needs a few seconds to elect its JetStream leaders",
         ),
         ServiceError::Broker(_) if args.broker == Broker::Mosquitto => hinted(
             format!("cannot start mosquitto: {e}"),

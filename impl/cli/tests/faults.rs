@@ -469,6 +469,7 @@ fn broker_killed_mid_traffic(broker: Broker) {
     let extra: &[&str] = match broker {
         Broker::Embedded => &[],
         Broker::Mosquitto => &["--mosquitto-external"],
+        Broker::Nats => unreachable!("run for Broker::ALL, the brokers a service runs itself"),
     };
     let mut server = Some(serve(&data, broker, listen, mqtt, extra));
     let mut mosquitto = (broker == Broker::Mosquitto).then(|| start_mosquitto(&data));
@@ -511,6 +512,7 @@ fn broker_killed_mid_traffic(broker: Broker) {
     match broker {
         Broker::Embedded => server.take().expect("up").kill(),
         Broker::Mosquitto => mosquitto.take().expect("up").kill(),
+        Broker::Nats => unreachable!("run for Broker::ALL, the brokers a service runs itself"),
     }
 
     // While it is down: Bob's inbox fails clearly; embedded, the membership service is gone
@@ -541,6 +543,7 @@ fn broker_killed_mid_traffic(broker: Broker) {
     match broker {
         Broker::Embedded => server = Some(serve(&data, broker, listen, mqtt, extra)),
         Broker::Mosquitto => mosquitto = Some(start_mosquitto(&data)),
+        Broker::Nats => unreachable!("run for Broker::ALL, the brokers a service runs itself"),
     }
     wait_sends(&mut sends, N);
     sender.join().expect("the sender thread ends");

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use crate::admission::AdmissionLimits;
 use crate::broker::front::TapRecord;
 use crate::broker::mosquitto::{self, MosquittoFiles};
+use crate::broker::nats::NatsCluster;
 use crate::broker::upstream::InternalAddr;
 use crate::broker::{BrokerError, Hop, InboxLimits, MessageService, MosquittoRun};
 use crate::ca::{CaError, Pki};
@@ -57,25 +58,32 @@ pub enum Broker {
     Embedded,
     /// Mosquitto 2 as a child process (`apt-get install mosquitto`).
     Mosquitto,
+    /// A NATS cluster the operator runs (JetStream and the MQTT listener on each node), shared by
+    /// any number of services ([`ServiceBuilder::nats`], `deploy/cluster/`).
+    Nats,
 }
 
 impl Broker {
-    /// Both, embedded first.
+    /// The two a service runs itself on one machine, embedded first (the conformance runs, the
+    /// benchmarks and the tests go through both).
     pub const ALL: [Broker; 2] = [Broker::Embedded, Broker::Mosquitto];
 
-    /// `embedded` or `mosquitto`, as the command line and the reports name it.
+    /// `embedded`, `mosquitto` or `nats`, as the command line and the reports name it.
     pub fn name(self) -> &'static str {
         match self {
             Broker::Embedded => "embedded",
             Broker::Mosquitto => "mosquitto",
+            Broker::Nats => "nats",
         }
     }
 
-    /// Whether this broker can run here (Mosquitto: the `mosquitto` binary is installed).
+    /// Whether this broker can run here (Mosquitto: the `mosquitto` binary is installed; NATS:
+    /// the `nats-server` binary).
     pub fn is_available(self) -> bool {
         match self {
             Broker::Embedded => true,
             Broker::Mosquitto => mosquitto::mosquitto_available(),
+            Broker::Nats => crate::broker::nats::nats_server_available(),
         }
     }
 }
@@ -90,11 +98,11 @@ impl std::str::FromStr for Broker {
     type Err = ServiceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Broker::ALL
+        [Broker::Embedded, Broker::Mosquitto, Broker::Nats]
             .into_iter()
             .find(|b| b.name() == s)
             .ok_or(ServiceError::Config(
-                "the broker is `embedded` or `mosquitto`",
+                "the broker is `embedded`, `mosquitto` or `nats`",
             ))
     }
 }
@@ -145,6 +153,7 @@ pub struct ServiceBuilder {
     data_dir: PathBuf,
     broker: Broker,
     mosquitto: MosquittoRun,
+    nats: Option<NatsCluster>,
     membership_listen: SocketAddr,
     mqtt_listen: SocketAddr,
     difficulty: u8,
@@ -175,6 +184,14 @@ impl ServiceBuilder {
     /// always; the service does not start, stop or restart it.
     pub fn mosquitto_external(mut self) -> Self {
         self.mosquitto = MosquittoRun::External;
+        self
+    }
+
+    /// The broker is the NATS cluster `cluster` ([`Broker::Nats`]): the front relays to its
+    /// nodes, which keep the sessions and queues; other services may share it.
+    pub fn nats(mut self, cluster: NatsCluster) -> Self {
+        self.broker = Broker::Nats;
+        self.nats = Some(cluster);
         self
     }
 
@@ -270,9 +287,14 @@ impl ServiceBuilder {
     /// Loads or creates the PKI, starts the message service, then the membership service.
     /// Returns once both accept connections.
     pub async fn start(self) -> Result<Service, ServiceError> {
-        if self.broker == Broker::Embedded && self.mosquitto != MosquittoRun::Child {
+        if self.broker != Broker::Mosquitto && self.mosquitto != MosquittoRun::Child {
             return Err(ServiceError::Config(
                 "an external Mosquitto needs the Mosquitto broker",
+            ));
+        }
+        if (self.broker == Broker::Nats) != self.nats.is_some() {
+            return Err(ServiceError::Config(
+                "the NATS broker needs its cluster (ServiceBuilder::nats), and only it",
             ));
         }
         crate::private::private_dir(&self.data_dir)?;
@@ -287,7 +309,7 @@ impl ServiceBuilder {
         // two to the broker, plus the embedded broker's two ends of those.
         let files = match self.broker {
             Broker::Embedded => 5,
-            Broker::Mosquitto => 3,
+            Broker::Mosquitto | Broker::Nats => 3,
         };
         let membership_files = self.membership_admission.total as u64;
         let front_admission = self.front_admission.unwrap_or_else(|| {
@@ -304,6 +326,7 @@ impl ServiceBuilder {
                 self.mqtt_listen,
                 self.broker,
                 (&mosquitto_dir, self.mosquitto),
+                self.nats.as_ref(),
                 self.inbox_limits,
                 front_admission,
                 revocations.clone(),
@@ -398,6 +421,7 @@ impl Service {
             data_dir: data_dir.into(),
             broker: Broker::Embedded,
             mosquitto: MosquittoRun::Child,
+            nats: None,
             membership_listen: loopback(),
             mqtt_listen: loopback(),
             difficulty: DEFAULT_DIFFICULTY,

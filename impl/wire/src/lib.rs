@@ -22,6 +22,8 @@
 //!   what a client may CONNECT, SUBSCRIBE and PUBLISH. The front enforces it; the fuzz target
 //!   `filter` drives it.
 //! - [`notice`]: the refusal notice (BROKER-5) that tells a sender a PUBLISH was not queued.
+//! - [`nats`]: the frames of the NATS client protocol the service reads when it runs on a NATS
+//!   cluster (what the engine holds for an inbox); the fuzz target `nats` drives it.
 //!
 //! Everything here parses untrusted bytes: no panics, typed errors, nothing secret in `Debug`.
 
@@ -39,4 +41,5 @@
 pub mod filter;
 pub mod membership_api;
 pub mod mqtt;
+pub mod nats;
 pub mod notice;

@@ -29,10 +29,7 @@ fn config() -> Config {
 
 /// The service of one broker, behind the front: the embedded broker or Mosquitto.
 pub async fn start_stack(broker: Broker) -> TestStack {
-    match broker {
-        Broker::Embedded => TestStack::embedded().await,
-        Broker::Mosquitto => TestStack::mosquitto().await,
-    }
+    TestStack::start(broker).await
 }
 
 /// Signs up `n` users concurrently.

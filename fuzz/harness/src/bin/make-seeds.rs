@@ -869,4 +869,39 @@ fn main() {
     write(&root, "group", &group());
     write(&root, "filter", &filters());
     write(&root, "membership", &memberships());
+    write(&root, "nats", &nats());
+}
+
+/// `nats` seeds: what a node sends a client asking the JetStream API (a greeting, a PING, the
+/// answer), a refusal, an answer split mid-payload, and malformed frames.
+fn nats() -> Vec<Vec<u8>> {
+    let answer = br#"{"type":"io.nats.jetstream.api.v1.stream_info_response","state":{"messages":2,"bytes":512,"subjects":{"$MQTT.msgs.i.AAAAAAAAAAAAAAAA":2}}}"#;
+    let msg = |reply: &str| {
+        let mut m = format!("MSG _INBOX.sotto.01 1 {reply}{}\r\n", answer.len()).into_bytes();
+        m.extend_from_slice(answer);
+        m.extend_from_slice(b"\r\n");
+        m
+    };
+    let greeting =
+        b"INFO {\"server_id\":\"N\",\"version\":\"2.9.10\",\"max_payload\":1048576}\r\n".to_vec();
+    let whole = [
+        greeting.clone(),
+        b"PING\r\n".to_vec(),
+        msg(""),
+        b"PONG\r\n".to_vec(),
+    ]
+    .concat();
+    let seeds = vec![
+        whole.clone(),
+        [greeting.clone(), msg("_INBOX.reply ")].concat(),
+        [greeting, b"-ERR 'Authorization Violation'\r\n".to_vec()].concat(),
+        whole[..whole.len() - 40].to_vec(),
+        b"+OK\r\nMSG a 1 3\r\nabcXY".to_vec(),
+        b"MSG a 1 99999999999\r\n".to_vec(),
+        b"HMSG a 1 10 12\r\nNATS/1.0\r\n\r\nxx\r\n".to_vec(),
+    ];
+    for (i, s) in seeds.iter().enumerate() {
+        assert_eq!(server_checks::nats(s), [0, 1].contains(&i), "nats seed {i}");
+    }
+    seeds
 }

@@ -2,6 +2,7 @@
 //! service, message service (the embedded broker behind its front, or Mosquitto when installed),
 //! real TLS, real SQLCipher, started through `sotto_testkit::TestStack`.
 
+mod cluster;
 mod deletion;
 mod delivery;
 mod faults;

@@ -428,7 +428,7 @@ pub async fn purge_session(upstream: &Upstream, user: &str) -> std::io::Result<(
 
 /// Connects to the broker as `user` (the front's own CONNECT, with its secret) and waits for a
 /// CONNACK that accepts it; returns the halves and the read buffer.
-async fn connect_as(
+pub(crate) async fn connect_as(
     upstream: &Upstream,
     user: &str,
     clean_session: bool,
@@ -438,7 +438,7 @@ async fn connect_as(
         user,
         30,
         clean_session,
-        user,
+        upstream.username(user),
         upstream.secret.as_bytes(),
     ))
     .await?;
@@ -491,7 +491,7 @@ fn is_pingreq(packet: &[u8]) -> bool {
 
 /// A fresh client id for a publisher connection: `p-` and 24 random hex digits (never a user
 /// id, which is 16 base32 characters; never reused).
-fn publisher_id() -> std::io::Result<String> {
+pub(crate) fn publisher_id() -> std::io::Result<String> {
     let id =
         super::random_hex::<12>().map_err(|_| std::io::Error::other("random source failed"))?;
     Ok(format!("p-{id}"))
@@ -728,7 +728,7 @@ async fn serve(
             &user_id,
             keep_alive,
             clean_session,
-            &user_id,
+            upstream.username(&user_id),
             upstream.secret.as_bytes(),
         ))
         .await?;
@@ -744,7 +744,7 @@ async fn serve(
             &pub_id,
             keep_alive,
             true,
-            &pub_id,
+            upstream.username(&pub_id),
             upstream.secret.as_bytes(),
         ))
         .await?;

@@ -25,6 +25,7 @@ pub mod embedded;
 pub mod front;
 pub mod ledger;
 pub mod mosquitto;
+pub mod nats;
 pub mod port;
 pub mod upstream;
 
@@ -44,6 +45,7 @@ use crate::service::{Broker, BrokerStop};
 use embedded::EmbeddedBroker;
 use front::{Front, Upstream};
 use mosquitto::InternalMosquitto;
+use nats::NatsCluster;
 use upstream::InternalAddr;
 
 /// Days a persistent session (a device's inbox and what is queued in it) is kept without a
@@ -82,10 +84,13 @@ pub enum BrokerError {
         "Mosquitto must not run as root and there is no `mosquitto` user: install the Debian package (it creates one) or run the service as another user"
     )]
     MosquittoUser,
-    /// The operator runs this Mosquitto (`--mosquitto-external`): the service cannot stop or
-    /// restart it.
-    #[error("the operator runs this Mosquitto, not the service")]
+    /// The operator runs this broker (a Mosquitto started with `--mosquitto-external`, a NATS
+    /// cluster): the service cannot stop or restart it.
+    #[error("the operator runs this broker, not the service")]
     NotManaged,
+    /// A NATS cluster was given without any node.
+    #[error("a NATS cluster needs at least one node's MQTT address")]
+    NoNodes,
     /// Mosquitto exited during startup.
     #[error("mosquitto exited ({status}): {log}")]
     MosquittoExited {
@@ -120,12 +125,14 @@ pub enum MosquittoRun {
 enum Backend {
     Embedded(EmbeddedBroker),
     Mosquitto(InternalMosquitto),
+    Nats(NatsCluster),
 }
 
 impl Backend {
     async fn start(
         broker: Broker,
         mosquitto: (&Path, MosquittoRun),
+        nats: Option<&NatsCluster>,
         limits: InboxLimits,
         admission: AdmissionLimits,
     ) -> Result<Backend, BrokerError> {
@@ -134,6 +141,11 @@ impl Backend {
         let (dir, run) = mosquitto;
         Ok(match (broker, run) {
             (Broker::Embedded, _) => Backend::Embedded(EmbeddedBroker::start(limits).await?),
+            (Broker::Nats, _) => {
+                let cluster = nats.ok_or(BrokerError::NoNodes)?.clone();
+                cluster.wait_ready().await?;
+                Backend::Nats(cluster)
+            }
             (Broker::Mosquitto, MosquittoRun::Child) => {
                 Backend::Mosquitto(InternalMosquitto::start(dir, limits, max_connections).await?)
             }
@@ -147,22 +159,23 @@ impl Backend {
         match self {
             Backend::Embedded(b) => b.upstream(),
             Backend::Mosquitto(m) => m.upstream(),
+            Backend::Nats(n) => n.upstream(),
         }
     }
 
     /// What drops a departed user's session and queue from this broker ([`crate::departure`]):
     /// the embedded engine forgets it; Mosquitto discards it at a clean-session CONNECT
-    /// ([`front::purge_session`]).
+    /// ([`front::purge_session`]), and so does NATS.
     fn purge(&self) -> Purge {
         match self {
             Backend::Embedded(b) => b.purge(),
-            Backend::Mosquitto(m) => {
-                let upstream = m.upstream();
+            Backend::Mosquitto(_) | Backend::Nats(_) => {
+                let upstream = self.upstream();
                 Arc::new(move |user: String| {
                     let upstream = upstream.clone();
                     Box::pin(async move {
                         if let Err(e) = front::purge_session(&upstream, &user).await {
-                            tracing::warn!(error = %e, "dropping a departed inbox from mosquitto");
+                            tracing::warn!(error = %e, "dropping a departed inbox from the broker");
                         }
                     })
                 })
@@ -197,7 +210,7 @@ impl std::fmt::Debug for MessageService {
 
 impl MessageService {
     /// Starts `broker` behind the front (Mosquitto keeps its files in the directory of
-    /// `mosquitto` and is run as it says) and the front on `listen` (port 0: any free port; see
+    /// `mosquitto` and is run as it says; NATS is the cluster `nats`, waited for) and the front on `listen` (port 0: any free port; see
     /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`; the front takes
     /// connections within `admission`, checks `revocations` and `departures` and counts into
     /// `metrics`. The broker's purge of departed inboxes is set on `departures`.
@@ -207,6 +220,7 @@ impl MessageService {
         listen: SocketAddr,
         broker: Broker,
         mosquitto: (&Path, MosquittoRun),
+        nats: Option<&NatsCluster>,
         limits: InboxLimits,
         admission: AdmissionLimits,
         revocations: Revocations,
@@ -214,7 +228,7 @@ impl MessageService {
         metrics: Arc<Metrics>,
     ) -> Result<MessageService, BrokerError> {
         let tls = pki.mqtt_server_config()?;
-        let backend = Backend::start(broker, mosquitto, limits, admission).await?;
+        let backend = Backend::start(broker, mosquitto, nats, limits, admission).await?;
         let up = Some(backend.upstream());
         let front = Front::bind(
             listen,
@@ -252,7 +266,7 @@ impl MessageService {
     pub fn embedded_holdings(&self) -> Option<Holdings> {
         match &self.backend {
             Backend::Embedded(b) => Some(b.holdings()),
-            Backend::Mosquitto(_) => None,
+            Backend::Mosquitto(_) | Backend::Nats(_) => None,
         }
     }
 
@@ -261,7 +275,7 @@ impl MessageService {
     pub fn embedded_held_envelopes(&self) -> Option<Vec<Vec<u8>>> {
         match &self.backend {
             Backend::Embedded(b) => Some(b.held_envelopes()),
-            Backend::Mosquitto(_) => None,
+            Backend::Mosquitto(_) | Backend::Nats(_) => None,
         }
     }
 
@@ -296,7 +310,7 @@ impl MessageService {
     pub fn mosquitto_pid(&self) -> Option<u32> {
         match &self.backend {
             Backend::Mosquitto(m) => m.pid(),
-            Backend::Embedded(_) => None,
+            Backend::Embedded(_) | Backend::Nats(_) => None,
         }
     }
 
@@ -324,7 +338,16 @@ impl MessageService {
     pub fn mosquitto_files(&self) -> Option<&mosquitto::MosquittoFiles> {
         match &self.backend {
             Backend::Mosquitto(m) => Some(m.files()),
-            Backend::Embedded(_) => None,
+            Backend::Embedded(_) | Backend::Nats(_) => None,
+        }
+    }
+
+    /// The NATS cluster, if NATS is the broker (what it holds is read from it:
+    /// [`NatsCluster::held`]).
+    pub fn nats(&self) -> Option<&NatsCluster> {
+        match &self.backend {
+            Backend::Nats(n) => Some(n),
+            Backend::Embedded(_) | Backend::Mosquitto(_) => None,
         }
     }
 
@@ -334,7 +357,7 @@ impl MessageService {
         let up = self.backend.upstream();
         self.front.set_upstream(Some(Upstream {
             addr: InternalAddr::Tcp(hop.local_addr()),
-            secret: up.secret,
+            ..up
         }));
         self.hop = Some(hop);
     }
@@ -347,7 +370,7 @@ impl MessageService {
                 hop.retarget(up.addr);
                 Upstream {
                     addr: InternalAddr::Tcp(hop.local_addr()),
-                    secret: up.secret,
+                    ..up
                 }
             }
             None => up,
@@ -358,10 +381,14 @@ impl MessageService {
     /// unavailable" until [`MessageService::restart_broker`] (the embedded broker's queues are lost;
     /// Mosquitto writes its persistence file).
     pub async fn stop_broker(&mut self) -> Result<(), BrokerError> {
+        if let Backend::Nats(_) = self.backend {
+            return Err(BrokerError::NotManaged);
+        }
         self.front.set_upstream(None);
         match &mut self.backend {
             Backend::Embedded(b) => b.stop(),
             Backend::Mosquitto(m) => m.stop().await?,
+            Backend::Nats(_) => {}
         }
         Ok(())
     }
@@ -372,6 +399,9 @@ impl MessageService {
     /// messages to offline users are queued again from then on (BROKER-4). After
     /// [`BrokerStop::Kill`] the front is a new one too, on the same address, knowing nobody.
     pub async fn restart_broker(&mut self, stop: BrokerStop) -> Result<(), BrokerError> {
+        if let Backend::Nats(_) = self.backend {
+            return Err(BrokerError::NotManaged);
+        }
         // New CONNECTs get "server unavailable" meanwhile; relayed connections close.
         self.front.set_upstream(None);
         match stop {
@@ -387,6 +417,7 @@ impl MessageService {
                         m.restart(keep).await?;
                         !keep
                     }
+                    Backend::Nats(_) => false,
                 };
                 if lost_sessions {
                     self.front.reset_ledger();
@@ -404,6 +435,7 @@ impl MessageService {
                         *b = EmbeddedBroker::start(self.limits).await?;
                     }
                     Backend::Mosquitto(m) => m.kill_and_restart().await?,
+                    Backend::Nats(_) => {}
                 }
                 self.front = Front::bind(
                     addr,
@@ -436,7 +468,7 @@ impl MessageService {
                     tracing::warn!(error = %e, "stopping mosquitto");
                 }
             }
-            Backend::Mosquitto(_) => {}
+            Backend::Mosquitto(_) | Backend::Nats(_) => {}
         }
         self.front.shutdown().await;
     }

@@ -352,6 +352,7 @@ impl InternalMosquitto {
         Upstream {
             addr: InternalAddr::Unix(self.files.socket_path()),
             secret: self.secret.clone(),
+            user: None,
         }
     }
 

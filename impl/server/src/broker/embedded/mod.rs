@@ -100,6 +100,7 @@ impl EmbeddedBroker {
             upstream: Upstream {
                 addr: InternalAddr::Tcp(addr),
                 secret,
+                user: None,
             },
             engine,
             writers,
