@@ -13,6 +13,7 @@ pub mod evidence;
 pub mod model_run;
 pub mod replay;
 pub mod report;
+pub mod target;
 /// The known-answer vectors (crate `sotto-vectors`, in `vectors/`).
 pub use sotto_vectors as vectors;
 pub mod wiretap;

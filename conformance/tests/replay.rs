@@ -29,6 +29,7 @@ fn mosquitto_installed() -> bool {
 async fn replay_all(broker: Broker) {
     let ev = replay::run(&Options {
         broker,
+        nats: None,
         traces: selected(),
         full: true,
     })

@@ -34,7 +34,7 @@ case $cmd in
     setsid timeout "$TTL" "$SOTTO" serve --data "$d" \
       --listen "127.0.0.1:$((7450+n+PB))" --mqtt "127.0.0.1:$((8850+n+PB))" \
       --metrics "127.0.0.1:$((9460+n+PB))" --difficulty "$DIFFICULTY" \
-      --broker nats --nats "$NATS_MQTT" </dev/null >"$d/serve.log" 2>&1 &
+      --broker nats --nats "$NATS_MQTT" --nats-api "$NATS_API" </dev/null >"$d/serve.log" 2>&1 &
     echo $! > "$d/pid"
     for _ in $(seq 1 120); do
       grep -q '^ready' "$d/serve.log" && { echo "$name up: membership https://127.0.0.1:$((7450+n+PB)), front 127.0.0.1:$((8850+n+PB))"; exit 0; }

@@ -83,12 +83,14 @@ DIRECTORY="postgresql://sotto@127.0.0.1:$PGPORT/sotto"
 # Two `sotto serve` instances; the second gets the first one's CA files. What profile-node.sh
 # needs to start one again is kept in $BASE/profile.env (mode 600: it holds the NATS password).
 NATS_MQTT="127.0.0.1:$((1881+PB)),127.0.0.1:$((1882+PB)),127.0.0.1:$((1883+PB))"
+NATS_API="127.0.0.1:$((4221+PB)),127.0.0.1:$((4222+PB)),127.0.0.1:$((4223+PB))"
 (umask 077; cat > "$BASE/profile.env" <<ENV
 SOTTO='$SOTTO'
 TTL='$TTL'
 PB='$PB'
 DIFFICULTY='$DIFFICULTY'
 NATS_MQTT='$NATS_MQTT'
+NATS_API='$NATS_API'
 PGBIN='$PGBIN'
 PGPORT='$PGPORT'
 export SOTTO_DIRECTORY='$DIRECTORY'

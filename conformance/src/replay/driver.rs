@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::stack::Stack;
 use super::{Broker, ReplayError, TraceOutcome};
+use crate::target::Target;
 
 /// Upper bound of every wait of one step.
 const STEP_WAIT: Duration = Duration::from_secs(15);
@@ -113,6 +114,11 @@ pub fn unmapped() -> Vec<(&'static str, &'static str)> {
             "exists only in the broken variant ack-before-commit, whose traces are not replayed",
         ),
         (
+            RESTART_ON_NATS,
+            "the model's Restart loses every queue; a NATS cluster keeps its queues through a node \
+             loss (the cluster fault tests), and the service does not run it, so cannot restart it",
+        ),
+        (
             "Inject GroupKeyAs",
             "a group key signed by a member who is not the admin: sotto-core has no API to build \
              a membership signed by another member's identity from the harness",
@@ -120,7 +126,18 @@ pub fn unmapped() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// The entry of [`unmapped`] an action falls under, if any.
+/// The entry of [`unmapped`] for the model's `Restart` on a NATS cluster.
+const RESTART_ON_NATS: &str = "Restart on nats";
+
+/// The entry of [`unmapped`] an action falls under on `broker`, if any.
+fn unmapped_on(broker: Broker, a: &Action) -> Option<&'static str> {
+    match a {
+        Action::Restart if broker == Broker::Nats => Some(RESTART_ON_NATS),
+        _ => unmapped_action(a),
+    }
+}
+
+/// The entry of [`unmapped`] an action falls under on every broker, if any.
 pub fn unmapped_action(a: &Action) -> Option<&'static str> {
     match a {
         Action::Commit(_) => Some("Commit"),
@@ -193,12 +210,15 @@ fn diff(model: &DeviceView, real: &DeviceView) -> Vec<String> {
 }
 
 impl Driver {
-    pub(crate) async fn replay(broker: Broker, trace: &Trace) -> Result<TraceOutcome, ReplayError> {
+    pub(crate) async fn replay(
+        target: &Target,
+        trace: &Trace,
+    ) -> Result<TraceOutcome, ReplayError> {
         let config = Config::named(&trace.config).ok_or_else(|| ReplayError::BadTrace {
             file: trace.name.clone(),
             error: format!("unknown configuration {}", trace.config),
         })?;
-        let stack = Stack::start(broker).await?;
+        let stack = Stack::start(target).await?;
         let people = (0..usize::from(config.devices))
             .map(|i| {
                 let dev = Dev::from_ix(i);
@@ -227,7 +247,7 @@ impl Driver {
         let mut outcome = TraceOutcome::default();
         for (i, step) in trace.steps.iter().enumerate() {
             let kind = step.action.name();
-            if let Some(what) = unmapped_action(&step.action) {
+            if let Some(what) = unmapped_on(target.broker, &step.action) {
                 outcome.unmapped = Some(what.to_owned());
                 break;
             }

@@ -42,6 +42,7 @@ use std::time::Instant;
 use sotto_model::trace::Trace;
 
 use crate::evidence::ReplayEvidence;
+use crate::target::Target;
 
 /// Which broker runs behind the front (the service's one word for it).
 pub use sotto_server::Broker;
@@ -60,6 +61,8 @@ pub enum TraceSource {
 pub struct Options {
     /// The broker.
     pub broker: Broker,
+    /// With [`Broker::Nats`]: the cluster every trace's service runs on.
+    pub nats: Option<sotto_server::broker::nats::NatsCluster>,
     /// The traces.
     pub traces: TraceSource,
     /// Replay every trace; otherwise at most [`DEFAULT_TRACES`] traces, the discoveries first.
@@ -134,9 +137,12 @@ pub struct TraceOutcome {
     pub failure: Option<String>,
 }
 
-/// Replays one trace against a fresh stack.
-pub async fn replay_trace(broker: Broker, trace: &Trace) -> Result<TraceOutcome, ReplayError> {
-    driver::Driver::replay(broker, trace).await
+/// Replays one trace against a fresh stack on `target`.
+pub async fn replay_trace(
+    target: impl Into<Target>,
+    trace: &Trace,
+) -> Result<TraceOutcome, ReplayError> {
+    driver::Driver::replay(&target.into(), trace).await
 }
 
 /// Replays the traces of `opts` and gathers the evidence.
@@ -158,7 +164,11 @@ pub async fn run(opts: &Options) -> Result<ReplayEvidence, ReplayError> {
     for trace in &traces {
         let started = Instant::now();
         let label = format!("{}/{}", trace.config, trace.name);
-        let outcome = replay_trace(opts.broker, trace).await?;
+        let target = Target {
+            broker: opts.broker,
+            nats: opts.nats.clone(),
+        };
+        let outcome = replay_trace(target, trace).await?;
         ev.steps += outcome.steps;
         for (k, n) in &outcome.actions {
             *ev.actions.entry(k.clone()).or_default() += n;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use sotto_server::broker::Hop;
 use sotto_server::broker::upstream::InternalAddr;
-use sotto_server::{Broker, BrokerStop, Service};
+use sotto_server::{BrokerStop, Service};
+
+use crate::target::Target;
 
 use super::ReplayError;
 use super::relay::Relay;
@@ -42,10 +44,10 @@ fn stack_err(what: &str, e: impl std::fmt::Display) -> ReplayError {
 }
 
 impl Stack {
-    pub(crate) async fn start(broker: Broker) -> Result<Stack, ReplayError> {
+    pub(crate) async fn start(target: &Target) -> Result<Stack, ReplayError> {
         let dir = tempfile::tempdir()?;
-        let mut service = Service::builder(dir.path().join("server"))
-            .broker(broker)
+        let mut service = target
+            .builder(dir.path().join("server"))
             .difficulty(DIFFICULTY)
             .start()
             .await

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //!  error codes expected by vectors   core's Error::ALL codes      vs  codes the vector files expect
-//!  model actions replayed            sotto_model::Action::NAMES   vs  kinds the replay drove (all brokers)
+//!  model actions replayed            sotto_model::Action::NAMES   vs  kinds the replay drove (the brokers
+//!                                                                     a service runs: embedded, Mosquitto)
+//!  model actions replayed on nats    sotto_model::Action::NAMES   vs  kinds the replay drove on a NATS cluster
 //!  secret classes searched           evidence::SECRET_CLASSES     vs  classes with a needle (every wiretap run)
 //!  model refusal branches reached    sotto_model Refusal::ALL     vs  branches the exhaustive runs took (with `default`)
 //!  rules pinned by vectors           vectors::REFUSAL_RULES       vs  rules an invalid case is named after
@@ -153,6 +155,9 @@ impl CoverageLine {
 pub const ERROR_CODES: &str = "error codes expected by vectors";
 /// What "model actions replayed" is measured against: every action of the model.
 pub const ACTIONS: &str = "model actions replayed";
+/// The same on a NATS cluster, whose gaps differ (the model's `Restart` loses every queue; a
+/// cluster keeps them).
+pub const ACTIONS_NATS: &str = "model actions replayed on nats";
 /// What "secret classes searched" is measured against: [`SECRET_CLASSES`].
 pub const SECRETS: &str = "secret classes searched";
 /// What "rules pinned by vectors" is measured against: [`REFUSAL_RULES`].
@@ -191,10 +196,18 @@ pub fn lines(inputs: &Inputs) -> Vec<CoverageLine> {
             .map(|(r, _)| r.clone()));
         out.push(CoverageLine::new(REFUSALS, &total, &reached, &inputs.gaps));
     }
-    if !inputs.replay.is_empty() {
+    for (what, on_nats) in [(ACTIONS, false), (ACTIONS_NATS, true)] {
+        let replays: Vec<_> = inputs
+            .replay
+            .iter()
+            .filter(|r| (r.broker == sotto_server::Broker::Nats.name()) == on_nats)
+            .collect();
+        if replays.is_empty() {
+            continue;
+        }
         let total = set(&mut sotto_model::Action::NAMES.iter().map(|n| (*n).to_owned()));
-        let replayed = set(&mut inputs.replay.iter().flat_map(|r| r.actions.keys().cloned()));
-        out.push(CoverageLine::new(ACTIONS, &total, &replayed, &inputs.gaps));
+        let replayed = set(&mut replays.iter().flat_map(|r| r.actions.keys().cloned()));
+        out.push(CoverageLine::new(what, &total, &replayed, &inputs.gaps));
     }
     if !inputs.wiretap.is_empty() {
         let total = set(&mut SECRET_CLASSES.iter().map(|c| (*c).to_owned()));

@@ -44,9 +44,10 @@ use std::time::Duration;
 
 use sotto_server::broker::front::TapRecord;
 use sotto_server::membership::HttpTapRecord;
-use sotto_server::{Broker, Service, ServiceError};
+use sotto_server::{Broker, ServiceError};
 
 use crate::evidence::WiretapEvidence;
+use crate::target::Target;
 pub use needles::{Needle, search, search_frames, search_http};
 use scenario::{Played, drain, person};
 
@@ -84,15 +85,18 @@ pub enum WiretapError {
     Scenario(String),
 }
 
-/// Runs the scenario on the real stack with `broker` behind the front and searches everything
-/// the server side saw and wrote. `findings` is empty when Req8 holds.
-pub async fn run(broker: Broker) -> Result<WiretapEvidence, WiretapError> {
-    if !broker.is_available() {
+/// Runs the scenario on the real stack with `target`'s broker behind the front and searches
+/// everything the server side saw and wrote (a NATS cluster's files are the engine's, not the
+/// service's: its state is read through its API, `retention.rs`). `findings` is empty when Req8 holds.
+pub async fn run(target: impl Into<Target>) -> Result<WiretapEvidence, WiretapError> {
+    let target = target.into();
+    let broker = target.broker;
+    if broker == Broker::Mosquitto && !broker.is_available() {
         return Err(WiretapError::MosquittoMissing);
     }
     let dir = tempfile::tempdir()?;
-    let mut service = Service::builder(dir.path().join("server"))
-        .broker(broker)
+    let mut service = target
+        .builder(dir.path().join("server"))
         .difficulty(DIFFICULTY)
         .start()
         .await?;

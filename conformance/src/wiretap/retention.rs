@@ -7,6 +7,8 @@
 //!  embedded broker: MessageService::embedded_held_envelopes()  (the engine's inboxes)  must not hold E
 //!  Mosquitto:       run/mosquitto.db rewritten after the last PUBACK (autosave, AUTOSAVE_INTERVAL_S;
 //!                   a dump of its in-memory store)                                      must not hold E
+//!  NATS:            every message of the stream $MQTT_msgs (STREAM.INFO, then STREAM.MSG.GET
+//!                   per sequence number; JetStream's own view)                          must not hold E
 //! ```
 //!
 //! The control that keeps this from passing vacuously is in the scenario: while B is offline, the
@@ -23,6 +25,9 @@ use sotto_wire::mqtt::{self, Packet, PacketType};
 
 use super::WiretapError;
 use super::needles::offsets;
+
+/// How long NATS may take to drop an acknowledged message from its stream.
+const NATS_ACK_APPLY: Duration = Duration::from_secs(5);
 
 /// What the broker's state said about the acknowledged envelopes.
 pub(super) struct Retention {
@@ -71,6 +76,18 @@ pub(super) async fn broker_state(
     if let Some(held) = service.message_service().embedded_held_envelopes() {
         return Ok(("the embedded broker's inboxes".to_owned(), held));
     }
+    if let Some(cluster) = service.message_service().nats() {
+        let held = cluster
+            .held_payloads()
+            .await
+            .map_err(|e| WiretapError::Scenario(format!("reading NATS's message stream: {e}")))?;
+        return Ok((
+            "the NATS cluster's MQTT message stream ($MQTT_msgs, every held message through \
+             the JetStream API)"
+                .to_owned(),
+            held,
+        ));
+    }
     let file = service.mosquitto_persistence_file().ok_or_else(|| {
         WiretapError::Scenario("no broker state to read (neither embedded nor Mosquitto)".into())
     })?;
@@ -114,18 +131,28 @@ pub(super) async fn check(
             "no delivery was acknowledged: nothing to check Req6 on".into(),
         ));
     }
-    let (source, state) = broker_state(service, last_ack).await?;
-    let mut findings = Vec::new();
-    for (i, e) in acked.iter().enumerate() {
-        if state.iter().any(|h| !offsets(h, e).is_empty()) {
-            findings.push(format!(
-                "acknowledged envelope {} of {} ({} bytes) still held: {source} (Req6, BROKER-4)",
-                i + 1,
-                acked.len(),
-                e.len()
-            ));
+    // NATS drops an acknowledged message once its Raft group has applied the ack: read again
+    // for up to NATS_ACK_APPLY while an acknowledged envelope is still there.
+    let deadline = tokio::time::Instant::now() + NATS_ACK_APPLY;
+    let (source, findings) = loop {
+        let (source, state) = broker_state(service, last_ack).await?;
+        let mut findings = Vec::new();
+        for (i, e) in acked.iter().enumerate() {
+            if state.iter().any(|h| !offsets(h, e).is_empty()) {
+                findings.push(format!(
+                    "acknowledged envelope {} of {} ({} bytes) still held: {source} (Req6, BROKER-4)",
+                    i + 1,
+                    acked.len(),
+                    e.len()
+                ));
+            }
         }
-    }
+        let nats = service.message_service().nats().is_some();
+        if findings.is_empty() || !nats || tokio::time::Instant::now() >= deadline {
+            break (source, findings);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     Ok(Retention {
         acknowledged: acked.len(),
         source,

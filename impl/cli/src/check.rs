@@ -20,6 +20,7 @@ use sotto_conformance::evidence::{ReplayEvidence, WiretapEvidence};
 use sotto_conformance::model_run;
 use sotto_conformance::report::coverage::Gaps;
 use sotto_conformance::report::{Absent, Inputs, Report, Source};
+use sotto_conformance::target::Target;
 use sotto_conformance::{replay, vectors, wiretap};
 
 use crate::cli::{Broker, CheckArgs, CheckSource};
@@ -47,6 +48,14 @@ impl std::error::Error for RunError {}
 pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let skip = |s: CheckSource| args.skip.contains(&s);
     let brokers: Vec<Broker> = args.broker.each();
+    let nats = match brokers.as_slice() {
+        [Broker::Nats] => args.nats.cluster(Broker::Nats)?,
+        _ => args.nats.cluster(Broker::Embedded)?,
+    };
+    let target = |broker: Broker| Target {
+        broker,
+        nats: nats.clone().filter(|_| broker == Broker::Nats),
+    };
     let mut inputs = Inputs::default();
     // The coverage gaps docs/coverage.md explains; without the file every gap fails.
     match std::fs::read_to_string(&args.coverage_gaps) {
@@ -138,7 +147,7 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     } else {
         for &b in &brokers {
             progress(&format!("replay ({}): running", b.name()));
-            match run_replay(b, &args.traces, args.full).await {
+            match run_replay(target(b), &args.traces, args.full).await {
                 Ok(e) => {
                     progress(&format!(
                         "replay ({}): {}/{} traces, {} steps",
@@ -165,7 +174,7 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     } else {
         for &b in &brokers {
             progress(&format!("wiretap ({}): running", b.name()));
-            match run_wiretap(b).await {
+            match run_wiretap(target(b)).await {
                 Ok(e) => {
                     progress(&format!(
                         "wiretap ({}): {} frames, {} findings",
@@ -220,12 +229,13 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// The trace replay against the real stack on `broker`: the model's traces in `traces`.
 async fn run_replay(
-    broker: Broker,
+    target: Target,
     traces: &std::path::Path,
     full: bool,
 ) -> Result<ReplayEvidence, RunError> {
     let opts = replay::Options {
-        broker,
+        broker: target.broker,
+        nats: target.nats,
         traces: replay::TraceSource::Dir(traces.to_path_buf()),
         full,
     };
@@ -235,8 +245,8 @@ async fn run_replay(
 }
 
 /// The wiretap of the real stack on `broker` (Req6, Req8).
-async fn run_wiretap(broker: Broker) -> Result<WiretapEvidence, RunError> {
-    wiretap::run(broker)
+async fn run_wiretap(target: Target) -> Result<WiretapEvidence, RunError> {
+    wiretap::run(target)
         .await
         .map_err(|e| RunError::Failed(e.to_string()))
 }

@@ -148,22 +148,9 @@ pub struct ServeArgs {
         value_name = "embedded|mosquitto|nats"
     )]
     pub broker: Broker,
-    /// With --broker nats: the MQTT listeners of the cluster's nodes, HOST:PORT,HOST:PORT,...
-    /// (the front fails over between them; deploy/cluster/README.md).
-    #[arg(long, value_name = "ADDR,ADDR,...", value_delimiter = ',')]
-    pub nats: Vec<SocketAddr>,
-    /// With --broker nats: the NATS user of the fronts (the cluster's `authorization` block).
-    #[arg(long, default_value = "sotto", value_name = "USER")]
-    pub nats_user: String,
-    /// With --broker nats: that user's password. Read from SOTTO_NATS_PASSWORD when not given,
-    /// so that it stays out of the process list.
-    #[arg(
-        long,
-        env = "SOTTO_NATS_PASSWORD",
-        hide_env_values = true,
-        value_name = "PASSWORD"
-    )]
-    pub nats_password: Option<String>,
+    /// With --broker nats: the cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// With --broker mosquitto: do not start Mosquitto, only write its files into DIR/mosquitto
     /// for a Mosquitto you run yourself (`mosquitto -c DIR/mosquitto/mosquitto.conf`, for example
     /// under systemd). It still runs behind the front, on the Unix socket DIR/mosquitto/run/mqtt.sock.
@@ -198,6 +185,90 @@ pub struct ServeArgs {
     /// many people behind one address, or a load test.
     #[arg(long, default_value_t = sotto_server::membership::quota::QuotaLimits::DEFAULT.signups_per_source.burst, value_name = "N")]
     pub signup_burst: u32,
+}
+
+/// Where a NATS cluster is (`--broker nats`; deploy/cluster/README.md).
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// With --broker nats: the MQTT listeners of the cluster's nodes, HOST:PORT,HOST:PORT,...
+    /// (the front fails over between them).
+    #[arg(
+        id = "nats",
+        long = "nats",
+        value_name = "ADDR,ADDR,...",
+        value_delimiter = ','
+    )]
+    pub mqtt: Vec<SocketAddr>,
+    /// With --broker nats: the nodes' NATS client ports, HOST:PORT,...: what the engine holds
+    /// for an inbox is asked there (a front, before it refuses a PUBLISH to a full inbox,
+    /// BROKER-5; `sotto check`, for Req6).
+    #[arg(
+        id = "nats_api",
+        long = "nats-api",
+        value_name = "ADDR,ADDR,...",
+        value_delimiter = ','
+    )]
+    pub api: Vec<SocketAddr>,
+    /// With --broker nats: the NATS user of the fronts (the cluster's `authorization` block).
+    #[arg(
+        id = "nats_user",
+        long = "nats-user",
+        default_value = "sotto",
+        value_name = "USER"
+    )]
+    pub user: String,
+    /// With --broker nats: that user's password. Read from SOTTO_NATS_PASSWORD when not given,
+    /// so that it stays out of the process list.
+    #[arg(
+        id = "nats_password",
+        long = "nats-password",
+        env = "SOTTO_NATS_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+}
+
+impl NatsArgs {
+    /// The cluster for `broker`: `None` unless it is NATS; an error, with what to do, when
+    /// `--broker nats` and `--nats` do not go together or the password is missing.
+    pub fn cluster(
+        &self,
+        broker: Broker,
+    ) -> anyhow::Result<Option<sotto_server::broker::nats::NatsCluster>> {
+        use crate::errors::hinted;
+        if (broker == Broker::Nats) == self.mqtt.is_empty() {
+            return Err(hinted(
+                "--broker nats and --nats go together",
+                "give the nodes' MQTT listeners: --broker nats --nats HOST:PORT,HOST:PORT,HOST:PORT \
+                 (deploy/cluster/profile-start.sh starts a cluster)",
+            ));
+        }
+        if broker != Broker::Nats {
+            return Ok(None);
+        }
+        if self.api.is_empty() {
+            return Err(hinted(
+                "--broker nats needs --nats-api too",
+                "give the nodes' NATS client ports: --nats-api HOST:PORT,HOST:PORT,HOST:PORT",
+            ));
+        }
+        let Some(password) = &self.password else {
+            return Err(hinted(
+                "--broker nats needs the password of the fronts' NATS user",
+                "set SOTTO_NATS_PASSWORD (or --nats-password) to the password of --nats-user in \
+                 the cluster's authorization block",
+            ));
+        };
+        sotto_server::broker::nats::NatsCluster::new(
+            self.mqtt.clone(),
+            self.api.clone(),
+            &self.user,
+            password,
+        )
+        .map(Some)
+        .map_err(|e| hinted(format!("--nats: {e}"), "give at least one HOST:PORT"))
+    }
 }
 
 /// A `--directory` value: `sqlite` or a `postgres://` / `postgresql://` URL.
@@ -439,7 +510,7 @@ impl std::str::FromStr for Brokers {
             one => one
                 .parse::<Broker>()
                 .map(|b| Brokers(vec![b]))
-                .map_err(|_| "one of embedded, mosquitto, both".to_owned()),
+                .map_err(|_| "one of embedded, mosquitto, both, nats".to_owned()),
         }
     }
 }
@@ -481,13 +552,17 @@ pub struct CheckArgs {
     /// The directory of model traces to replay (`sotto-model export-traces`).
     #[arg(long, default_value = "traces", value_name = "DIR")]
     pub traces: PathBuf,
-    /// The broker(s) for the replay and the wiretap.
+    /// The broker(s) for the replay and the wiretap; `nats` is a cluster someone runs (--nats,
+    /// --nats-api), on which each trace and the wiretap get a fresh service.
     #[arg(
         long,
         default_value = "embedded",
-        value_name = "embedded|mosquitto|both"
+        value_name = "embedded|mosquitto|both|nats"
     )]
     pub broker: Brokers,
+    /// With --broker nats: the cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// Replay every trace (default: a bounded set, the discoveries first).
     #[arg(long)]
     pub full: bool,
@@ -517,9 +592,17 @@ pub struct SoakArgs {
     /// Messages a client may have on the way (sent, not yet received) before it waits.
     #[arg(long, default_value_t = 8, value_name = "W")]
     pub window: usize,
-    /// The broker(s) to run through, one after the other.
-    #[arg(long, default_value = "both", value_name = "embedded|mosquitto|both")]
+    /// The broker(s) to run through, one after the other; `nats` is a cluster someone runs
+    /// (--nats, --nats-api; the password from SOTTO_NATS_PASSWORD, which `sotto serve` inherits).
+    #[arg(
+        long,
+        default_value = "both",
+        value_name = "embedded|mosquitto|both|nats"
+    )]
     pub broker: Brokers,
+    /// With --broker nats: the cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// After each send, the probability that the client disconnects and stays offline for a
     /// while (its inbox queues at the broker, what it sends meanwhile waits in its outbox).
     #[arg(long, default_value_t = 0.01, value_name = "P")]

@@ -19,7 +19,6 @@
 //! Runs until Ctrl-C or SIGTERM, then stops accepting, closes the connections and exits 0. The
 //! first lines on stdout say where everything is (the tests read them).
 
-use sotto_server::broker::nats::NatsCluster;
 use sotto_server::{Broker, Service, ServiceError};
 
 use crate::cli::ServeArgs;
@@ -40,13 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "run `sotto serve --broker mosquitto --mosquitto-external`",
         ));
     }
-    if (args.broker == Broker::Nats) == args.nats.is_empty() {
-        return Err(hinted(
-            "--broker nats and --nats go together",
-            "run `sotto serve --broker nats --nats HOST:PORT,HOST:PORT,HOST:PORT` (the nodes' \
-             MQTT listeners; deploy/cluster/profile-start.sh starts a cluster)",
-        ));
-    }
+    let nats = args.nats.cluster(args.broker)?;
     let data = args.data.clone();
     let mut builder = Service::builder(&data)
         .broker(args.broker)
@@ -62,16 +55,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // The files for a Mosquitto the operator runs, behind the front as always.
         builder = builder.mosquitto_external();
     }
-    if args.broker == Broker::Nats {
-        let Some(password) = &args.nats_password else {
-            return Err(hinted(
-                "--broker nats needs the password of the fronts' NATS user",
-                "set SOTTO_NATS_PASSWORD (or --nats-password) to the password of --nats-user in \
-                 the cluster's authorization block",
-            ));
-        };
-        let cluster = NatsCluster::new(args.nats.clone(), Vec::new(), &args.nats_user, password)
-            .map_err(|e| hinted(format!("--nats: {e}"), "give at least one HOST:PORT"))?;
+    if let Some(cluster) = nats {
         builder = builder.nats(cluster);
     }
     if let Some(addr) = args.metrics {

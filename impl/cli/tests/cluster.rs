@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{PASSPHRASE, SOTTO, add_card, sotto, user_id};
+use common::{PASSPHRASE, SOTTO, add_card, serve_error, sotto, user_id};
 use sotto_server::broker::nats::NatsCluster;
 
 /// Added to every port of the profile (its defaults stay free for an operator's own run).
-const PORT_BASE: u16 = 3000;
+const PORT_BASE: u16 = 300;
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -197,4 +197,32 @@ fn the_cluster_profile_starts_and_chats_through_node_and_front_kills() {
         inbox_until(d, &bob, 1, Duration::from_secs(1));
     };
     assert_eq!(held.messages, 0, "NATS still holds {held:?}");
+}
+
+/// `sotto serve --broker nats` without the cluster's addresses or password says what is missing.
+#[test]
+fn nats_without_its_cluster_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let serve = |args: &[&str]| serve_error(&dir.path().join("server"), args);
+    let err = serve(&["--broker", "nats"]);
+    assert!(
+        err.contains("--broker nats and --nats go together"),
+        "{err}"
+    );
+    let err = serve(&["--nats", "127.0.0.1:1"]);
+    assert!(
+        err.contains("--broker nats and --nats go together"),
+        "{err}"
+    );
+    let err = serve(&["--broker", "nats", "--nats", "127.0.0.1:1"]);
+    assert!(err.contains("--nats-api"), "{err}");
+    let err = serve(&[
+        "--broker",
+        "nats",
+        "--nats",
+        "127.0.0.1:1",
+        "--nats-api",
+        "127.0.0.1:1",
+    ]);
+    assert!(err.contains("SOTTO_NATS_PASSWORD"), "{err}");
 }

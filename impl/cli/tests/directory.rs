@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{PASSPHRASE, Server, sotto, user_id};
+use common::{PASSPHRASE, Server, serve_error, sotto, user_id};
 use sotto_testkit::postgres::TestPostgres;
 
 #[test]
@@ -52,22 +52,11 @@ fn two_instances_share_one_directory_on_postgresql() {
 #[test]
 fn an_unreachable_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sotto"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(dir.path().join("server"))
-        // Port 1 on loopback: nothing listens there.
-        .args(["--directory", "postgresql://sotto:secret@127.0.0.1:1/sotto"])
-        .output()
-        .expect("sotto runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Port 1 on loopback: nothing listens there.
+    let stderr = serve_error(
+        &dir.path().join("server"),
+        &["--directory", "postgresql://sotto:secret@127.0.0.1:1/sotto"],
+    );
     assert!(
         stderr.contains("cannot open the membership directory on PostgreSQL"),
         "{stderr}"

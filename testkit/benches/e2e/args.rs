@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 const USAGE: &str = "usage: cargo bench -p sotto-testkit --bench e2e -- [--pairs N (4)] \
-[--messages M (2000)] [--client-messages K per round (2000)] [--broker embedded|mosquitto|both (both)] \
+[--messages M (2000)] [--client-messages K per round (2000)] [--broker embedded|mosquitto|both|nats (both)] \
 [--drain D (10000)] [--commit-messages C (5000)] [--rounds R of plain, encrypted and full client (3)] \
 [--commit-rounds R of the commit cost (5)] [--timeout SECONDS per phase (120)]";
 

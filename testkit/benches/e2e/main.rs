@@ -108,7 +108,7 @@ async fn rounds(name: &'static str, mut pairs: Vec<stack::Pair>, args: &Args) ->
 /// The rows of one broker, and its lines for scripts (the drain and the commit cost).
 async fn run_broker(broker: Broker, args: &Args) -> R<(Vec<Row>, Vec<String>)> {
     let name = broker.name();
-    let stack = stack::start_stack(broker).await;
+    let (stack, _nats) = stack::start_stack(broker).await?;
     let stack::Accounts {
         pairs,
         drain_pair,

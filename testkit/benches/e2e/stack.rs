@@ -11,6 +11,7 @@ use sotto_core::envelope::TYPE_DATA;
 use sotto_core::{Content, Device};
 use sotto_server::Broker;
 use sotto_store::Setting;
+use sotto_testkit::nats::TestNats;
 use sotto_testkit::{TestStack, exchange_cards};
 
 use crate::R;
@@ -27,9 +28,20 @@ fn config() -> Config {
     }
 }
 
-/// The service of one broker, behind the front: the embedded broker or Mosquitto.
-pub async fn start_stack(broker: Broker) -> TestStack {
-    TestStack::start(broker).await
+/// The service of one broker, behind the front: the embedded broker, Mosquitto, or a throwaway
+/// 3-node NATS cluster (`sotto_testkit::nats`, returned so that it lives as long as the run).
+pub async fn start_stack(broker: Broker) -> R<(TestStack, Option<TestNats>)> {
+    if broker != Broker::Nats {
+        return Ok((TestStack::start(broker).await, None));
+    }
+    let nats = TestNats::start()
+        .await
+        .ok_or("nats-server is not installed (apt-get install nats-server)")?;
+    let cluster = nats.cluster();
+    Ok((
+        TestStack::build(broker, |b| b.nats(cluster)).await,
+        Some(nats),
+    ))
 }
 
 /// Signs up `n` users concurrently.

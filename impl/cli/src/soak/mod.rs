@@ -47,7 +47,7 @@ use self::plan::Plan;
 use self::report::{Report, Run};
 use self::server::Server;
 use self::tally::Shared;
-use crate::cli::{Broker, SoakArgs};
+use crate::cli::{Broker, NatsArgs, SoakArgs};
 use crate::errors::hinted;
 
 /// The throwaway stores' passphrase.
@@ -70,6 +70,22 @@ const MAX_CLIENTS: usize = 2_000;
 pub async fn run(args: SoakArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let plan = Plan::new(&args)?;
     let brokers = args.broker.each();
+    let nats = match brokers.as_slice() {
+        [Broker::Nats] => Some(args.nats.clone()),
+        _ => {
+            args.nats.cluster(Broker::Embedded)?;
+            None
+        }
+    };
+    if let Some(n) = &nats {
+        n.cluster(Broker::Nats)?;
+        if std::env::var_os("SOTTO_NATS_PASSWORD").is_none() {
+            return Err(hinted(
+                "the soak's `sotto serve` reads the NATS password from SOTTO_NATS_PASSWORD",
+                "set SOTTO_NATS_PASSWORD instead of --nats-password",
+            ));
+        }
+    }
     let deadline = Instant::now() + args.timeout;
     let base = match &args.dir {
         Some(d) => tempfile::Builder::new().prefix("sotto-soak-").tempdir_in(d),
@@ -87,7 +103,7 @@ pub async fn run(args: SoakArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             plan.m
         );
         let dir = base.path().join(broker.name());
-        match run_one(broker, &plan, &dir, deadline).await {
+        match run_one(broker, nats.as_ref(), &plan, &dir, deadline).await {
             Ok(report) => {
                 if !args.json {
                     report.print(&plan, out)?;
@@ -132,12 +148,13 @@ pub async fn run(args: SoakArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 /// store read and judged.
 async fn run_one(
     broker: Broker,
+    nats: Option<&NatsArgs>,
     plan: &Plan,
     dir: &Path,
     deadline: Instant,
 ) -> anyhow::Result<Report> {
     let setup_start = Instant::now();
-    let server = Server::start(broker, &dir.join("server"), plan.n, deadline).await?;
+    let server = Server::start(broker, nats, &dir.join("server"), plan.n, deadline).await?;
     let stores = dir.join("stores");
     std::fs::create_dir_all(&stores).with_context(|| format!("creating {}", stores.display()))?;
     let mut clients = clients::sign_up(plan, &server, &stores, deadline).await?;

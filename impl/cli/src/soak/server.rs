@@ -12,7 +12,7 @@ use sotto_server::process::{self, Stopped};
 use tokio::time::Instant;
 
 use super::{SERVE_WAIT, STOP_WAIT};
-use crate::cli::Broker;
+use crate::cli::{Broker, NatsArgs};
 
 /// `sotto serve` as a child process ([`ServeChild`]), with its stderr in a file and the pid of
 /// its Mosquitto child; stopped (SIGTERM, then killed) when dropped.
@@ -67,7 +67,12 @@ fn child_named(pid: u32, name: &str) -> Option<u32> {
 
 /// The arguments of `sotto serve` for `broker`, its data in `data`: loopback, ports picked by
 /// the system, no proof of work.
-fn serve_args(broker: Broker, data: &Path, clients: usize) -> Vec<std::ffi::OsString> {
+fn serve_args(
+    broker: Broker,
+    nats: Option<&NatsArgs>,
+    data: &Path,
+    clients: usize,
+) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> =
         vec!["--signup-burst".into(), clients.to_string().into()];
     args.extend(
@@ -86,12 +91,31 @@ fn serve_args(broker: Broker, data: &Path, clients: usize) -> Vec<std::ffi::OsSt
         .map(Into::into),
     );
     args.push(data.into());
+    if let Some(nats) = nats {
+        // The password is inherited (SOTTO_NATS_PASSWORD), never on the command line.
+        let list = |addrs: &[std::net::SocketAddr]| {
+            addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for (flag, value) in [
+            ("--nats", list(&nats.mqtt)),
+            ("--nats-api", list(&nats.api)),
+            ("--nats-user", nats.user.clone()),
+        ] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
+    }
     args
 }
 
 impl Server {
     pub(super) async fn start(
         broker: Broker,
+        nats: Option<&NatsArgs>,
         data: &Path,
         clients: usize,
         deadline: Instant,
@@ -103,7 +127,7 @@ impl Server {
         let stderr = std::fs::File::create(&stderr_path)
             .with_context(|| format!("creating {}", stderr_path.display()))?;
         // Every client signs up from this one address.
-        let args = serve_args(broker, data, clients);
+        let args = serve_args(broker, nats, data, clients);
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(SERVE_WAIT);

@@ -281,6 +281,31 @@ impl Running {
     }
 }
 
+/// `sotto serve` on loopback (any free ports, data in `data`) with `args`, expected to stop at
+/// once with an error: its stderr (asserted: exit code 1, no panic). No password comes from the
+/// environment (`SOTTO_DIRECTORY` and `SOTTO_NATS_PASSWORD` removed).
+pub fn serve_error(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(SOTTO)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .args(args)
+        .env_remove("SOTTO_DIRECTORY")
+        .env_remove("SOTTO_NATS_PASSWORD")
+        .output()
+        .expect("sotto runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "a plain error exit: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
 /// Runs `sotto <args>` on `store` with `passphrase`, bounded by [`COMMAND_WAIT`].
 pub fn sotto(dir: &Path, store: &Path, passphrase: &str, args: &[&str]) -> Output {
     Running::spawn(dir, store, passphrase, args).wait()

@@ -21,9 +21,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sotto_client::{Chat, Client, MessageId};
-use sotto_server::Service;
 use sotto_server::broker::nats::NatsCluster;
 use sotto_server::membership::DirectoryBackend;
+use sotto_server::{InboxLimits, Service};
 use sotto_testkit::nats::TestNats;
 use sotto_testkit::postgres::TestPostgres;
 use sotto_testkit::proxy::Proxy;
@@ -56,23 +56,52 @@ fn directory(pg: &TestPostgres) -> DirectoryBackend {
 }
 
 /// A service on the cluster with its data in `data` (holding the shared CA files), its
-/// membership service on `listen`, telling devices `advertise` as the broker.
+/// membership service on `listen`, telling devices `advertise` as the broker (default: its own
+/// front), with `limits` (BROKER-5).
 async fn service_b(
     data: &Path,
     cluster: NatsCluster,
     pg: &TestPostgres,
     listen: SocketAddr,
-    advertise: SocketAddr,
+    advertise: Option<SocketAddr>,
+    limits: InboxLimits,
 ) -> Service {
-    Service::builder(data)
+    let builder = Service::builder(data)
         .nats(cluster)
         .directory(directory(pg))
         .difficulty(sotto_testkit::stack::DIFFICULTY)
         .membership_listen(listen)
-        .advertise_broker(advertise.to_string())
-        .start()
-        .await
-        .expect("service B")
+        .inbox_limits(limits);
+    match advertise {
+        Some(addr) => builder.advertise_broker(addr.to_string()),
+        None => builder,
+    }
+    .start()
+    .await
+    .expect("service B")
+}
+
+/// B's data directory beside A's, with A's CA files (shared, docs/operations.md).
+fn data_b(stack: &TestStack) -> std::path::PathBuf {
+    let data_b = stack.dir.path().join("server-b");
+    std::fs::create_dir_all(&data_b).expect("B's data directory");
+    for f in ["ca.pem", "ca.key"] {
+        std::fs::copy(stack.dir.path().join("server").join(f), data_b.join(f)).expect("CA files");
+    }
+    data_b
+}
+
+/// Signs `name` up at `service` (with the test configuration), the store beside `stack`'s.
+async fn signup_at(service: &Service, stack: &TestStack, name: &str) -> Client {
+    Client::signup_with(
+        &service.membership_url(),
+        stack.ca_pem(),
+        stack.store_path(name),
+        PASSPHRASE,
+        sotto_testkit::test_config(),
+    )
+    .await
+    .expect("signup at the other service")
 }
 
 fn free_loopback() -> SocketAddr {
@@ -114,30 +143,28 @@ async fn exactly_once_across_node_and_front_kills_on_a_cluster() {
         b.nats(cluster.clone()).directory(directory(&pg))
     })
     .await;
-    // Service B, with A's CA (shared files, docs/operations.md), behind the balancer.
-    let data_b = stack.dir.path().join("server-b");
-    std::fs::create_dir_all(&data_b).expect("B's data directory");
-    for f in ["ca.pem", "ca.key"] {
-        std::fs::copy(stack.dir.path().join("server").join(f), data_b.join(f)).expect("CA files");
-    }
+    // Service B, with A's CA, behind the balancer.
+    let data_b = data_b(&stack);
     let balancer = Proxy::start(free_loopback()).await;
     let listen_b = free_loopback();
-    let mut front_b =
-        Some(service_b(&data_b, cluster.clone(), &pg, listen_b, balancer.addr()).await);
+    let limits = InboxLimits::DEFAULT;
+    let mut front_b = Some(
+        service_b(
+            &data_b,
+            cluster.clone(),
+            &pg,
+            listen_b,
+            Some(balancer.addr()),
+            limits,
+        )
+        .await,
+    );
     balancer.retarget(front_b.as_ref().expect("B").broker_addr());
 
     let mut alice = stack
         .signup_with("alice", test_config_resending(1_000, 2_000))
         .await;
-    let mut bob = Client::signup_with(
-        &front_b.as_ref().expect("B").membership_url(),
-        stack.ca_pem(),
-        stack.store_path("bob"),
-        PASSPHRASE,
-        sotto_testkit::test_config(),
-    )
-    .await
-    .expect("Bob signs up at B");
+    let mut bob = signup_at(front_b.as_ref().expect("B"), &stack, "bob").await;
     exchange_cards(&mut alice, &mut bob);
     let (alice_id, bob_id) = (alice.user_id(), bob.user_id());
 
@@ -179,7 +206,15 @@ async fn exactly_once_across_node_and_front_kills_on_a_cluster() {
                         n > 0
                     })
                     .await;
-                let b = service_b(&data_b, cluster.clone(), &pg, listen_b, balancer.addr()).await;
+                let b = service_b(
+                    &data_b,
+                    cluster.clone(),
+                    &pg,
+                    listen_b,
+                    Some(balancer.addr()),
+                    limits,
+                )
+                .await;
                 balancer.retarget(b.broker_addr());
                 front_b = Some(b);
                 online = Some(go_online(offline.take().expect("Bob offline")).await);
@@ -225,4 +260,75 @@ async fn exactly_once_across_node_and_front_kills_on_a_cluster() {
     if let Some(b) = front_b {
         b.shutdown().await;
     }
+}
+
+/// BROKER-5 across fronts: Bob's inbox (limit [`LIMIT`]) is filled through front A and drained
+/// through front B, whose acks front A never sees. Front A refuses the surplus only once the
+/// engine confirms the inbox is full, and takes new messages once the engine says it was drained
+/// (before, front A's own count stayed full for ever). Every message arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_drained_through_another_front_takes_messages_again_broker_5() {
+    const LIMIT: usize = 3;
+    let Some(pg) = TestPostgres::start() else {
+        return;
+    };
+    let Some(nats) = TestNats::start().await else {
+        return;
+    };
+    let cluster = nats.cluster();
+    let limits = InboxLimits {
+        max_envelopes: LIMIT,
+        max_bytes: 1 << 20,
+    };
+    let stack = TestStack::build(sotto_server::Broker::Nats, |b| {
+        b.nats(cluster.clone())
+            .directory(directory(&pg))
+            .inbox_limits(limits)
+    })
+    .await;
+    let front_b = service_b(
+        &data_b(&stack),
+        cluster.clone(),
+        &pg,
+        free_loopback(),
+        None,
+        limits,
+    )
+    .await;
+    let mut alice = stack
+        .signup_with("alice", test_config_resending(300, 600))
+        .await;
+    let mut bob = signup_at(&front_b, &stack, "bob").await;
+    exchange_cards(&mut alice, &mut bob);
+    let bob_id = bob.user_id();
+
+    // LIMIT + 1 texts while Bob is offline: the last is refused, the engine holds LIMIT.
+    let mut expected: Vec<String> = (0..=LIMIT).map(|i| format!("first {i}")).collect();
+    for t in &expected {
+        alice.send(&bob_id, t).expect("send");
+    }
+    let report = sotto_testkit::sync(&mut alice).await;
+    assert_eq!(report.published, LIMIT, "{:?}", report.events);
+    assert_eq!(alice.held_outbox().expect("outbox").len(), 1);
+    assert_eq!(
+        cluster.inbox_count(&bob_id.to_text()).await.expect("count"),
+        LIMIT as u64
+    );
+
+    // Bob drains through B; then Alice, through A, sends LIMIT more.
+    let mut got = sotto_testkit::texts(&sotto_testkit::sync(&mut bob).await);
+    let more: Vec<String> = (0..LIMIT).map(|i| format!("then {i}")).collect();
+    for t in &more {
+        alice.send(&bob_id, t).expect("send");
+    }
+    expected.extend(more);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        sotto_testkit::sync(&mut alice).await;
+        got.extend(sotto_testkit::texts(&sotto_testkit::sync(&mut bob).await));
+    }
+    assert_exactly_once("Bob's texts", &got, &expected);
+    assert!(alice.held_outbox().expect("outbox").is_empty());
+    front_b.shutdown().await;
 }

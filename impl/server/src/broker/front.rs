@@ -1,7 +1,7 @@
-//! The authorizing mutual-TLS front of the embedded broker (TLS-1, BROKER-1..3).
+//! The authorizing mutual-TLS front of every broker (TLS-1, BROKER-1..3, BROKER-5, BROKER-6).
 //!
 //! ```text
-//!  client ==TLS 1.3, client cert==> front --plain, loopback--> embedded broker (TCP) | Mosquitto (Unix socket)
+//!  client ==TLS 1.3, client cert==> front --plain--> embedded broker (TCP) | Mosquitto (Unix socket) | NATS nodes (TCP)
 //!           CN = user id               | client->broker: packet_len + ClientFilter per packet;
 //!                                      |   a DISCONNECT ends the relay (not passed on)
 //!                                      | broker->client: framed only, relayed as they are
@@ -524,6 +524,43 @@ enum Admission {
     Forward,
     /// Refused with a notice of this reason and a PUBACK of this packet id (BROKER-5).
     Refuse(u16, RefusalReason),
+    /// This front's count says the recipient's inbox is full, but the engine other fronts share
+    /// has not confirmed it lately: ask it ([`InboxLedger::resync`]), then decide again; the
+    /// packet id and the refusal it gets if the front cannot ask.
+    AskEngine(u16, RefusalReason, String),
+}
+
+/// How long a front waits for the engine's count of one inbox before refusing on its own count.
+const ENGINE_ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Milliseconds since this process first asked (the ledger's clock for its engine asks).
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// Asks `engine` what it holds for `recipient` and gives the ledger the answer (or its absence).
+async fn ask_engine(ledger: &Ledger, engine: &super::nats::NatsCluster, recipient: &str) {
+    let held = match tokio::time::timeout(ENGINE_ASK_TIMEOUT, engine.inbox_count(recipient)).await {
+        Ok(Ok(n)) => usize::try_from(n).ok(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the engine did not say what an inbox holds");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("the engine did not say in time what an inbox holds");
+            None
+        }
+    };
+    if let Ok(mut ledger) = ledger.lock() {
+        ledger.resync(recipient, held, monotonic_ms());
+    }
 }
 
 /// Ledger bookkeeping for a client packet the filter forwards: a QoS 1 PUBLISH to a departed
@@ -535,6 +572,7 @@ fn count_from_client(
     pending: &Pending,
     owner: &str,
     packet: &[u8],
+    shared_engine: bool,
 ) -> Admission {
     let Ok(parsed) = mqtt::parse(packet) else {
         return Admission::Forward;
@@ -563,6 +601,9 @@ fn count_from_client(
                         }
                     }
                     Admission::Forward
+                }
+                Err(_) if shared_engine && ledger.resync_due(recipient, monotonic_ms()) => {
+                    Admission::AskEngine(pkid, RefusalReason::InboxFull, recipient.to_owned())
                 }
                 Err(_) => Admission::Refuse(pkid, RefusalReason::InboxFull),
             }
@@ -833,7 +874,17 @@ async fn serve(
                 // only disconnect the broker sees (see `is_disconnect`).
                 Verdict::Forward if disconnect => return Ok(()),
                 Verdict::Forward => {
-                    match count_from_client(&ledger, &departures, &pending, &user_id, &packet) {
+                    let count = |shared| {
+                        count_from_client(&ledger, &departures, &pending, &user_id, &packet, shared)
+                    };
+                    let mut admission = count(upstream.engine.is_some());
+                    if let (Admission::AskEngine(_, _, recipient), Some(engine)) =
+                        (&admission, &upstream.engine)
+                    {
+                        ask_engine(&ledger, engine, recipient).await;
+                        admission = count(false);
+                    }
+                    match admission {
                         Admission::Forward if is_publish(&packet) => {
                             pub_wr.write_all(&packet).await?;
                             metrics.mqtt_publishes.inc();
@@ -845,7 +896,7 @@ async fn serve(
                                 pub_wr.write_all(&packet).await?;
                             }
                         }
-                        Admission::Refuse(pkid, reason) => {
+                        Admission::Refuse(pkid, reason) | Admission::AskEngine(pkid, reason, _) => {
                             if reason == RefusalReason::NoSuchRecipient {
                                 metrics.mqtt_no_recipient.inc();
                             } else {

@@ -17,6 +17,14 @@
 //! ([`InboxLedger::reset`]); a front that restarts while Mosquitto keeps its queues starts from
 //! zero and may let an inbox reach twice its limit (Mosquitto's own limit is set above that, see
 //! `mosquitto.rs`). Accounts at zero are removed: the ledger keeps no list of users.
+//!
+//! Several fronts on one engine (NATS) each see only their own relays: the acks of a recipient
+//! connected elsewhere never reach this front's count, which would then refuse for ever. So
+//! before a refusal, the front asks the engine what it holds for the inbox (at most once per
+//! [`RESYNC_INTERVAL_MS`] per inbox, [`InboxLedger::resync_due`]) and takes that as the count
+//! ([`InboxLedger::resync`]): a refusal then means the engine holds the limit. What the other
+//! fronts relayed since is not in this front's count, so an inbox can pass its limit by what
+//! they let through on their own counts (at most the limit each).
 
 use std::collections::BTreeMap;
 
@@ -42,6 +50,10 @@ impl Default for InboxLimits {
         InboxLimits::DEFAULT
     }
 }
+
+/// How often, at most, a front asks the engine for one inbox's count (several fronts on one
+/// engine; see the module documentation).
+pub const RESYNC_INTERVAL_MS: u64 = 1_000;
 
 /// A PUBLISH to a full inbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +84,8 @@ struct Account {
     reserved_bytes: usize,
     /// Deliveries to the owner awaiting its PUBACK: packet id -> payload length.
     delivered: BTreeMap<u16, usize>,
+    /// When the count was last taken from the engine (ms, the caller's clock).
+    synced_at: Option<u64>,
 }
 
 impl Account {
@@ -172,6 +186,31 @@ impl InboxLedger {
         self.tidy(owner);
     }
 
+    /// Whether [`InboxLedger::reserve`] refused `recipient` on a count the engine has not
+    /// confirmed within [`RESYNC_INTERVAL_MS`] before `now_ms` (several fronts on one engine).
+    pub fn resync_due(&self, recipient: &str, now_ms: u64) -> bool {
+        self.accounts.get(recipient).is_none_or(|a| {
+            a.synced_at
+                .is_none_or(|t| now_ms.saturating_sub(t) >= RESYNC_INTERVAL_MS)
+        })
+    }
+
+    /// The engine was asked at `now_ms` what it holds for `recipient`: `Some(held)` is the count
+    /// from now on, its bytes scaled to match (the engine counts messages, not payload bytes;
+    /// reservations in flight stay); `None` (no answer) keeps the count. Either way the engine is
+    /// not asked again for this inbox within [`RESYNC_INTERVAL_MS`].
+    pub fn resync(&mut self, recipient: &str, held: Option<usize>, now_ms: u64) {
+        let a = self.accounts.entry(recipient.to_owned()).or_default();
+        if let Some(held) = held {
+            a.bytes = match a.envelopes {
+                0 => 0,
+                n => a.bytes.saturating_mul(held) / n,
+            };
+            a.envelopes = held;
+        }
+        a.synced_at = Some(now_ms);
+    }
+
     /// The broker lost every queue (a restart without persistence): start from zero.
     pub fn reset(&mut self) {
         self.accounts.clear();
@@ -267,5 +306,34 @@ mod tests {
         // An ack the ledger never saw delivered (a front restarted under Mosquitto) saturates.
         l.acked(R, 9);
         assert_eq!(l.count(R), (0, 0));
+    }
+
+    #[test]
+    fn a_count_the_engine_gives_replaces_this_fronts_broker_5() {
+        let mut l = ledger();
+        for _ in 0..2 {
+            let t = l.reserve(R, 30).expect("room");
+            l.commit(t);
+        }
+        // The recipient took both through another front: this one never saw the acks.
+        assert_eq!(l.reserve(R, 10), Err(InboxFull));
+        assert!(l.resync_due(R, 5_000));
+        l.resync(R, Some(0), 5_000);
+        assert_eq!(l.count(R), (0, 0));
+        let t = l.reserve(R, 10).expect("room once the engine says so");
+        l.commit(t);
+        // Another front filled the inbox meanwhile: the engine holds 2, bytes scaled from 1 x 10.
+        l.resync(R, Some(2), 5_100);
+        assert_eq!(l.count(R), (2, 20));
+        assert_eq!(l.reserve(R, 10), Err(InboxFull));
+        assert!(
+            !l.resync_due(R, 5_100 + RESYNC_INTERVAL_MS - 1),
+            "at most once a second"
+        );
+        assert!(l.resync_due(R, 5_100 + RESYNC_INTERVAL_MS));
+        // No answer: the count stays, and the engine is not asked again at once.
+        l.resync(R, None, 7_000);
+        assert_eq!(l.count(R), (2, 20));
+        assert!(!l.resync_due(R, 7_001));
     }
 }

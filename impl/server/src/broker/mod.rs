@@ -3,9 +3,9 @@
 //! [`MessageService`]: the authorizing TLS front ([`front`]), which applies the sans-IO filter
 //! of `sotto_wire::filter` to every client packet, with a broker behind it ([`upstream`]):
 //! Sotto's own in-process broker ([`embedded`], on a loopback port that accepts only the front's
-//! secret) or Mosquitto ([`mosquitto`], on a Unix socket in a private directory; a child process,
-//! or one the operator runs). The front is the one enforcement point for both: no broker faces a
-//! device. Something may sit between the two ([`Hop`]: the conformance replay's controllable
+//! secret), Mosquitto ([`mosquitto`], on a Unix socket in a private directory; a child process,
+//! or one the operator runs), or a NATS cluster the operator runs and other services share
+//! ([`nats`]). The front is the one enforcement point for all: no broker faces a device. Something may sit between the two ([`Hop`]: the conformance replay's controllable
 //! relay).
 //!
 //! ```text

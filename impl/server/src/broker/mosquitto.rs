@@ -353,6 +353,7 @@ impl InternalMosquitto {
             addr: InternalAddr::Unix(self.files.socket_path()),
             secret: self.secret.clone(),
             user: None,
+            engine: None,
         }
     }
 

@@ -130,6 +130,7 @@ impl NatsCluster {
             addr: InternalAddr::Nodes(self.mqtt.clone()),
             secret: self.password.clone(),
             user: Some(self.user.clone()),
+            engine: Some(self.clone()),
         }
     }
 

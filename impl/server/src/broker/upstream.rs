@@ -94,6 +94,9 @@ pub struct Upstream {
     /// checks only the secret); one fixed user for an engine that gives the fronts one account
     /// (NATS).
     pub user: Option<Arc<str>>,
+    /// The engine several fronts share, if any (NATS): asked what it holds for an inbox before
+    /// this front's ledger refuses a PUBLISH (BROKER-5 across fronts, `super::ledger`).
+    pub engine: Option<super::nats::NatsCluster>,
 }
 
 impl Upstream {

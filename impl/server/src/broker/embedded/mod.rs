@@ -101,6 +101,7 @@ impl EmbeddedBroker {
                 addr: InternalAddr::Tcp(addr),
                 secret,
                 user: None,
+                engine: None,
             },
             engine,
             writers,
