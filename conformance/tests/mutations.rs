@@ -44,6 +44,7 @@ async fn conformance_failures() -> Vec<String> {
     }
     let ev = replay::run(&Options {
         broker: Broker::Embedded,
+        nats: None,
         traces: traces(),
         full: true,
     })

@@ -34,6 +34,8 @@ if [ ! -x "$SOTTO" ]; then
   echo "building $SOTTO (cargo build --release -p sotto) ..."
   (cd "$ROOT" && cargo build -q --release --locked -p sotto --bin sotto)
 fi
+# Absolute, so that profile-node.sh works from any directory.
+SOTTO="$(cd "$(dirname "$SOTTO")" && pwd)/$(basename "$SOTTO")"
 
 # The fronts' NATS user and its password (random, kept with the data; never on a command line).
 if [ ! -f "$BASE/nats-password" ]; then

@@ -8,9 +8,10 @@
 //!     mosquitto  authorizing mTLS front -> `mosquitto` child on a Unix socket (BROKER-1..6),
 //!                DIR/mosquitto/{mosquitto.conf, acl, run/}; restarted if it dies
 //!                --mosquitto-external: the same files, for a Mosquitto you run; same front
-//!     nats       authorizing mTLS front -> the MQTT listeners of a NATS cluster you run (--nats),
-//!                as one NATS user (--nats-user, SOTTO_NATS_PASSWORD); any number of
-//!                `sotto serve` share it (with --directory postgresql://... and the same CA)
+//!     nats       authorizing mTLS front -> the MQTT listeners of a NATS cluster you run (--nats;
+//!                --nats-api for its inbox counts), as one NATS user (--nats-user,
+//!                SOTTO_NATS_PASSWORD); any number of `sotto serve` share it (with
+//!                --directory postgresql://... and the same CA)
 //! ```
 //!
 //! Everything is started by `sotto_server::Service`, the builder the demo, the conformance runs

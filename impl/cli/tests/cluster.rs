@@ -4,6 +4,7 @@
 //! other's cards and chat while a NATS node is SIGKILLed and Bob's instance is SIGKILLed and
 //! started again (`deploy/cluster/profile-node.sh`). Every text arrives exactly once, and once
 //! everything is acknowledged the engine holds nothing (read from NATS itself, `STREAM.INFO`).
+//! Then a small `sotto soak --broker nats` on the same cluster (20 clients x 20 messages).
 //!
 //! Needs `nats-server`, PostgreSQL and `mosquitto_pub` (the scripts' readiness probe); skips
 //! without them unless `SOTTO_REQUIRE_NATS=1` (CI installs them).
@@ -197,6 +198,33 @@ fn the_cluster_profile_starts_and_chats_through_node_and_front_kills() {
         inbox_until(d, &bob, 1, Duration::from_secs(1));
     };
     assert_eq!(held.messages, 0, "NATS still holds {held:?}");
+
+    // The soak, small, on the same cluster (its own `sotto serve` beside s1 and s2): every
+    // message exactly once with random disconnects.
+    let list = |base: u16| {
+        (1..=3)
+            .map(|i| loopback(base + i + PORT_BASE).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let out = Command::new("timeout")
+        .arg("300")
+        .arg(SOTTO)
+        .args(["soak", "--broker", "nats", "--nats", &list(1880)])
+        .args(["--nats-api", &list(4220)])
+        .args(["--clients", "20", "--messages", "20", "--timeout", "4m"])
+        .arg("--dir")
+        .arg(d)
+        .env("SOTTO_NATS_PASSWORD", password.trim())
+        .output()
+        .expect("sotto soak runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("soak: PASS"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("400 of 400 messages"), "{stdout}");
 }
 
 /// `sotto serve --broker nats` without the cluster's addresses or password says what is missing.
