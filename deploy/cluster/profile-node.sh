@@ -24,10 +24,9 @@ case $cmd in
   kill)
     p=$(pgrep -g "$(cat "$d/pid")" -x sotto); kill -KILL "$p"; echo "SIGKILL $name sotto pid $p" ;;
   stop)
-    if running; then kill -TERM -- "-$(cat "$d/pid")" 2>/dev/null || true; fi
-    for _ in $(seq 1 40); do running || break; sleep 0.25; done
-    running && kill -KILL -- "-$(cat "$d/pid")" 2>/dev/null || true
-    rm -f "$d/pid"; echo "stopped $name" ;;
+    # shellcheck source=stop-group.sh
+    source "$HERE/stop-group.sh"
+    stop_group "$d/pid" "$name" ;;
   start)
     if running && pgrep -g "$(cat "$d/pid")" -x sotto >/dev/null; then echo "$name already running"; exit 0; fi
     : > "$d/serve.log"

@@ -42,6 +42,14 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// after a positive control arrived.
 pub const QUIET: Duration = Duration::from_millis(700);
 
+/// A loopback address on a port free now (bound, read and released: a test that needs a fixed
+/// address before it starts something there).
+pub fn free_loopback() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
 /// Sends the server's and the client's `tracing` events to the test output, filtered by
 /// `SOTTO_TEST_LOG` (for example `SOTTO_TEST_LOG=debug`); silent when it is unset.
 pub fn log_to_test_output() {

@@ -12,7 +12,7 @@
 //! installed, so a caller can skip; CI installs it and sets `SOTTO_REQUIRE_NATS=1`, which turns
 //! that into a panic.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -50,13 +50,6 @@ impl std::fmt::Debug for TestNats {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -79,10 +72,10 @@ impl TestNats {
             .expect("temp dir");
         let ports: Vec<Ports> = (0..3)
             .map(|_| Ports {
-                client: free_port(),
-                cluster: free_port(),
-                mqtt: free_port(),
-                http: free_port(),
+                client: crate::free_loopback().port(),
+                cluster: crate::free_loopback().port(),
+                mqtt: crate::free_loopback().port(),
+                http: crate::free_loopback().port(),
             })
             .collect();
         let password = hex(&rand_bytes());

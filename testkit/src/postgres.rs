@@ -8,7 +8,6 @@
 //! installed, so a caller can skip; CI installs it and sets `SOTTO_REQUIRE_POSTGRES=1`, which
 //! turns that into a panic.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,13 +56,6 @@ fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// A command that runs as the `postgres` user when this process is root.
@@ -116,7 +108,7 @@ impl TestPostgres {
                 .arg(&data)
                 .args(["-U", "sotto", "--auth=trust", "--no-sync", "-E", "UTF8"]),
         );
-        let port = free_port();
+        let port = crate::free_loopback().port();
         let child = command(&bin.join("postgres"), owner)
             .arg("-D")
             .arg(&data)

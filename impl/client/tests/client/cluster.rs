@@ -29,7 +29,7 @@ use sotto_testkit::postgres::TestPostgres;
 use sotto_testkit::proxy::Proxy;
 use sotto_testkit::{
     PASSPHRASE, Shown, Tally, TestStack, assert_all_delivered, assert_exactly_once, exchange_cards,
-    go_offline, go_online, settle, test_config_resending, try_sync,
+    free_loopback, go_offline, go_online, settle, test_config_resending, try_sync,
 };
 
 /// Texts Alice sends.
@@ -104,12 +104,6 @@ async fn signup_at(service: &Service, stack: &TestStack, name: &str) -> Client {
     .expect("signup at the other service")
 }
 
-fn free_loopback() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
 /// Polls what the engine holds for `user` until `done` says so (at most `within`); returns the
 /// last count read.
 async fn engine_count(
@@ -148,7 +142,8 @@ async fn exactly_once_across_node_and_front_kills_on_a_cluster() {
     let balancer = Proxy::start(free_loopback()).await;
     let listen_b = free_loopback();
     let limits = InboxLimits::DEFAULT;
-    let mut front_b = Some(
+    // B starts here and again after it went away: same data, ports and settings.
+    let start_b = || {
         service_b(
             &data_b,
             cluster.clone(),
@@ -157,8 +152,8 @@ async fn exactly_once_across_node_and_front_kills_on_a_cluster() {
             Some(balancer.addr()),
             limits,
         )
-        .await,
-    );
+    };
+    let mut front_b = Some(start_b().await);
     balancer.retarget(front_b.as_ref().expect("B").broker_addr());
 
     let mut alice = stack
@@ -206,15 +201,7 @@ async fn exactly_once_across_node_and_front_kills_on_a_cluster() {
                         n > 0
                     })
                     .await;
-                let b = service_b(
-                    &data_b,
-                    cluster.clone(),
-                    &pg,
-                    listen_b,
-                    Some(balancer.addr()),
-                    limits,
-                )
-                .await;
+                let b = start_b().await;
                 balancer.retarget(b.broker_addr());
                 front_b = Some(b);
                 online = Some(go_online(offline.take().expect("Bob offline")).await);

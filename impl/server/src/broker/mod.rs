@@ -5,8 +5,8 @@
 //! Sotto's own in-process broker ([`embedded`], on a loopback port that accepts only the front's
 //! secret), Mosquitto ([`mosquitto`], on a Unix socket in a private directory; a child process,
 //! or one the operator runs), or a NATS cluster the operator runs and other services share
-//! ([`nats`]). The front is the one enforcement point for all: no broker faces a device. Something may sit between the two ([`Hop`]: the conformance replay's controllable
-//! relay).
+//! ([`nats`]). The front is the one enforcement point for all: no broker faces a device.
+//! Something may sit between the two ([`Hop`]: the conformance replay's controllable relay).
 //!
 //! ```text
 //!  device --mTLS (CN = user id)--> front --filter--> [hop] --> embedded (127.0.0.1:<internal>)
@@ -210,8 +210,8 @@ impl std::fmt::Debug for MessageService {
 
 impl MessageService {
     /// Starts `broker` behind the front (Mosquitto keeps its files in the directory of
-    /// `mosquitto` and is run as it says; NATS is the cluster `nats`, waited for) and the front on `listen` (port 0: any free port; see
-    /// [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`; the front takes
+    /// `mosquitto` and is run as it says; NATS is the cluster `nats`, waited for) and the front
+    /// on `listen` (port 0: any free port; see [`MessageService::local_addr`]), with the MQTT TLS configuration of `pki`; the front takes
     /// connections within `admission`, checks `revocations` and `departures` and counts into
     /// `metrics`. The broker's purge of departed inboxes is set on `departures`.
     #[allow(clippy::too_many_arguments)]
