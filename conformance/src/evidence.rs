@@ -57,6 +57,10 @@ pub struct ReplayEvidence {
     pub actions: BTreeMap<String, usize>,
     /// Model action kinds the replay cannot map yet, with the number of traces skipped for them.
     pub unmapped: BTreeMap<String, usize>,
+    /// Adapter ops the driven implementation answered `unsupported` (`sotto-conformance drive`),
+    /// as `<model action> (<op>)`, with the number of traces that stopped there.
+    #[serde(default)]
+    pub unsupported: BTreeMap<String, usize>,
     /// The property each replayed trace was exported for (`sometimes ...`), or `run <seed>`.
     pub shown: Vec<String>,
     /// Failures: trace, step and a readable difference.

@@ -9,6 +9,7 @@
 //!   sotto-core      --generate_dir--> vectors/*-new.json          (drift is a diff)
 //! ```
 
+pub mod drive;
 pub mod evidence;
 pub mod model_run;
 pub mod replay;

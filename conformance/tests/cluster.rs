@@ -27,6 +27,7 @@ async fn traces_replay_and_the_wiretap_holds_on_a_nats_cluster() {
         nats: Some(nats.cluster()),
         traces: TraceSource::Traces(traces),
         full: true,
+        adapter: None,
     })
     .await
     .expect("replay runs");

@@ -47,6 +47,7 @@ async fn conformance_failures() -> Vec<String> {
         nats: None,
         traces: traces(),
         full: true,
+        adapter: None,
     })
     .await
     .expect("replay runs");

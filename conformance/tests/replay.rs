@@ -32,6 +32,7 @@ async fn replay_all(broker: Broker) {
         nats: None,
         traces: selected(),
         full: true,
+        adapter: None,
     })
     .await
     .expect("replay runs");
@@ -87,7 +88,7 @@ async fn a_wrong_recorded_state_fails_the_replay() {
         .find(|d| !d.store.is_empty())
         .expect("someone committed a text");
     b.store.clear();
-    let out = replay::replay_trace(Broker::Embedded, &trace)
+    let out = replay::replay_trace(Broker::Embedded, None, &trace)
         .await
         .expect("replay runs");
     let failure = out.failure.expect("the wrong state is caught");

@@ -54,6 +54,7 @@ fn good_replay(broker: &str) -> ReplayEvidence {
         steps: 400,
         actions,
         unmapped: BTreeMap::new(),
+        unsupported: BTreeMap::new(),
         shown,
         failures: Vec::new(),
         kinds: BTreeMap::new(),
@@ -92,6 +93,7 @@ fn good_vectors() -> VectorEvidence {
         "inner",
         "kdf",
         "keyshare",
+        "membership",
         "session-setup",
         "signup",
     ]

@@ -54,14 +54,17 @@
 //! [`check`] runs exhaustive checks and finds shortest counterexamples; [`variant`] lists the
 //! broken variants and the property each must break; [`trace`] writes and replays JSON traces
 //! (actions in protocol vocabulary and the abstract state after each step) for the conformance
-//! harness; [`refusal`] counts, per refusal branch (a device refusing, an attacker's attempt
-//! failing), the explored transitions that reach it, so that a check nobody tests shows up. The
-//! binary `sotto-model` is the command line; `docs/model.md` explains every
-//! abstraction, the bounds, and what a symbolic model cannot show.
+//! harness; [`chart`] draws a trace as a message sequence chart (SVG) and [`counterexample`]
+//! gives every broken variant's counterexample as a trace; [`refusal`] counts, per refusal branch
+//! (a device refusing, an attacker's attempt failing), the explored transitions that reach it, so
+//! that a check nobody tests shows up. The binary `sotto-model` is the command line;
+//! `docs/model.md` explains every abstraction, the bounds, and what a symbolic model cannot show.
 
 pub mod action;
 pub mod attacker;
+pub mod chart;
 pub mod check;
+pub mod counterexample;
 pub mod group;
 pub mod handshake;
 pub mod knowledge;

@@ -1,15 +1,17 @@
 //! `sotto-model`: check the Sotto protocol model, explore it, export traces.
 //!
 //! ```text
-//! sotto-model check [--config small|default|deep] [--variant NAME] [--bfs|--dfs|--simulate SEED] [--threads N]
+//! sotto-model check [--config small|default|deep] [--variant NAME [--svg FILE]] [--bfs|--dfs|--simulate SEED] [--threads N]
 //! sotto-model check --list-variants
 //! sotto-model explore [--config NAME] [--variant NAME] [--addr 127.0.0.1:3000]
 //! sotto-model export-traces DIR [--config NAME] [--runs-only]
 //! ```
 //!
 //! Exit status: 0 when every property holds and every example is found; 1 on a violation (or,
-//! with `--variant`, always, since a broken variant must fail); 2 on bad usage.
+//! with `--variant`, always, since a broken variant must fail); 2 on bad usage. With `--variant`,
+//! `--svg FILE` also writes the counterexample as a message sequence chart (`sotto_model::chart`).
 
+use sotto_model::chart;
 use sotto_model::check::{self, Mode, Options};
 use sotto_model::scenario::Config;
 use sotto_model::trace::{Trace, covering_runs};
@@ -18,7 +20,7 @@ use stateright::Model;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  sotto-model check [--config small|default|deep] [--variant NAME] [--bfs|--dfs|--simulate SEED] [--threads N]
+  sotto-model check [--config small|default|deep] [--variant NAME [--svg FILE]] [--bfs|--dfs|--simulate SEED] [--threads N]
   sotto-model check --list-variants
   sotto-model explore [--config NAME] [--variant NAME] [--addr 127.0.0.1:3000]
   sotto-model export-traces DIR [--config NAME] [--runs-only]";
@@ -33,6 +35,7 @@ struct Args {
     addr: String,
     dir: Option<String>,
     runs_only: bool,
+    svg: Option<std::path::PathBuf>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -51,6 +54,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         addr: "127.0.0.1:3000".to_string(),
         dir: None,
         runs_only: false,
+        svg: None,
     };
     let value = |it: &mut dyn Iterator<Item = String>, flag: &str| {
         it.next().ok_or_else(|| format!("{flag} needs a value"))
@@ -88,11 +92,15 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--addr" => a.addr = value(&mut it, "--addr")?,
             "--list-variants" => a.list_variants = true,
             "--runs-only" => a.runs_only = true,
+            "--svg" => a.svg = Some(value(&mut it, "--svg")?.into()),
             other if a.command == "export-traces" && a.dir.is_none() && !other.starts_with('-') => {
                 a.dir = Some(other.to_string());
             }
             other => return Err(format!("unexpected argument `{other}`")),
         }
+    }
+    if a.svg.is_some() && (a.command != "check" || a.variant == Variant::None) {
+        return Err("--svg needs check --variant NAME".into());
     }
     if a.command == "export-traces" && a.dir.is_none() {
         return Err("export-traces needs a directory".into());
@@ -130,6 +138,19 @@ fn check_variant(a: &Args) -> ExitCode {
                 start.elapsed().as_secs_f64()
             );
             print!("{}", check::render_steps(&model, &actions));
+            if let Some(path) = &a.svg {
+                let Some(trace) =
+                    Trace::record(&model, &format!("counterexample: {prop}"), &actions)
+                else {
+                    eprintln!("error: the counterexample does not replay");
+                    return ExitCode::FAILURE;
+                };
+                if let Err(e) = std::fs::write(path, chart::render(&trace)) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                println!("\nchart: {}", path.display());
+            }
             ExitCode::FAILURE
         }
         None => {
@@ -244,21 +265,7 @@ fn export(a: &Args) -> ExitCode {
             eprintln!("error: `{name}` does not replay");
             return ExitCode::FAILURE;
         };
-        let slug: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect::<String>()
-            .split('-')
-            .filter(|w| !w.is_empty())
-            .take(8)
-            .collect::<Vec<_>>()
-            .join("-");
+        let slug = Trace::slug(name);
         let file = dir.join(format!("{kind}-{i:03}-{slug}.json"));
         let json = serde_json::to_string_pretty(&trace).expect("traces serialize");
         if let Err(e) = std::fs::write(&file, json) {

@@ -214,6 +214,25 @@ impl AbstractState {
 }
 
 impl Trace {
+    /// A file-name form of a trace's name: lower-case letters and digits, words joined by `-`,
+    /// at most eight words (`export-traces` and the runner's charts name files with it).
+    pub fn slug(name: &str) -> String {
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect::<String>()
+            .split('-')
+            .filter(|w| !w.is_empty())
+            .take(8)
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
     /// Records a run of the model.
     pub fn record(m: &SottoModel, name: &str, actions: &[Action]) -> Option<Trace> {
         let path = replay(m, actions)?;

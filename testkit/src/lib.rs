@@ -12,13 +12,16 @@
 //!                        ├─ mqtt:   DeviceTlsKey, Identity (issued by the PKI), RawClient
 //!                        ├─ proxy:  Proxy (cuts a connection mid-record on command, retargets)
 //!                        ├─ postgres: TestPostgres (a throwaway PostgreSQL for the directory)
-//!                        └─ nats:   TestNats (a throwaway 3-node NATS cluster, nodes killable)
+//!                        ├─ nats:   TestNats (a throwaway 3-node NATS cluster, nodes killable)
+//!                        └─ chromium: headless Chromium over the DevTools pipe (console errors,
+//!                                     the DOM after scripts ran, screenshots)
 //! ```
 //!
 //! Every wait is bounded ([`WAIT`]); nothing asserts on speed.
 
 #![forbid(unsafe_code)]
 
+pub mod chromium;
 pub mod mqtt;
 pub mod nats;
 pub mod people;
@@ -48,6 +51,19 @@ pub fn free_loopback() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
+}
+
+/// Waits until `addr` accepts TCP connections; `false` after `wait`.
+pub fn wait_for_port(addr: std::net::SocketAddr, wait: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        let probe = std::time::Duration::from_millis(200);
+        if std::net::TcpStream::connect_timeout(&addr, probe).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
 }
 
 /// Sends the server's and the client's `tracing` events to the test output, filtered by

@@ -34,6 +34,37 @@ pub fn inbox(user_id: &str) -> String {
     format!("i/{user_id}")
 }
 
+/// A device before signup: its protocol keys (from a seed), a TLS key, and its signup request
+/// bytes (SIGNUP-1..3) for `challenge` at `difficulty`, with `opks` one-time prekeys. The device
+/// learns its user id only from the signup response.
+pub struct NewDevice {
+    /// The device (user id all zero until signup).
+    pub device: sotto_core::Device,
+    /// Its TLS key.
+    pub tls: DeviceTlsKey,
+    /// The signup request.
+    pub request: Vec<u8>,
+}
+
+impl NewDevice {
+    /// A new device from `seed`, and its signup request.
+    pub fn new(seed: u64, opks: usize, challenge: &[u8], difficulty: u8) -> NewDevice {
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut device = sotto_core::Device::new(&mut rng, sotto_core::UserId([0; 10]));
+        let tls = DeviceTlsKey::generate();
+        let request = device
+            .signup_request(&mut rng, &tls.spki_der, opks, challenge, difficulty)
+            .expect("a signup request")
+            .to_bytes();
+        NewDevice {
+            device,
+            tls,
+            request,
+        }
+    }
+}
+
 /// A device's TLS key pair (ECDSA P-256, KEY-6), as a client makes it before signup.
 pub struct DeviceTlsKey {
     /// The private key, PKCS#8 PEM (secret: never logged).

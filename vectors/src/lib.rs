@@ -2,9 +2,9 @@
 //!
 //! Known-answer test vectors (schema in `vectors/README.md`): the JSON files of this directory,
 //! the code that generates them from `sotto-core` and the runner that checks them against it. It
-//! depends on nothing but the core, so the core's own tests run every vector
-//! (`impl/core/tests/core/vectors.rs`, a dev-dependency cycle) and `sotto-conformance` re-exports
-//! it as `sotto_conformance::vectors`.
+//! depends on nothing but the core and `sotto-wire` (the membership API's bodies, `membership`;
+//! no I/O either), so the core's own tests run every vector (`impl/core/tests/core/vectors.rs`, a
+//! dev-dependency cycle) and `sotto-conformance` re-exports it as `sotto_conformance::vectors`.
 //!
 //! One JSON file per area, openmls-style: each area module has a `generate` that derives every case
 //! from fixed seeds through `sotto-core`, and a `run` that checks one case against the core. The
@@ -30,6 +30,7 @@ mod group;
 mod inner;
 mod kdf;
 mod keyshare;
+mod membership;
 pub mod rules;
 mod setup;
 mod signup;
@@ -174,6 +175,21 @@ pub struct CaseReport {
     pub invalid: bool,
 }
 
+/// A list of one-time prekeys as the signup and prekey upload bodies encode it (SIGNUP-1,
+/// KEY-4): count u16, then id u32 and key, big-endian; the tampered bodies of both areas are
+/// built from it.
+pub(crate) fn encode_opks(entries: &[(u32, [u8; 32])]) -> Vec<u8> {
+    let mut b = u16::try_from(entries.len())
+        .unwrap_or(u16::MAX)
+        .to_be_bytes()
+        .to_vec();
+    for (id, key) in entries {
+        b.extend_from_slice(&id.to_be_bytes());
+        b.extend_from_slice(key);
+    }
+    b
+}
+
 fn generate_file<A: Area>() -> String {
     let cases = A::generate();
     let mut rules: Vec<String> = cases.iter().flat_map(|c| c.rules.clone()).collect();
@@ -271,6 +287,7 @@ pub fn areas() -> Vec<AreaEntry> {
         entry!(inner::InnerArea),
         entry!(kdf::Kdf),
         entry!(keyshare::KeyShareArea),
+        entry!(membership::Membership),
         entry!(setup::Setup),
         entry!(signup::Signup),
     ]

@@ -205,15 +205,7 @@ impl Area for Signup {
         };
         let with_opks = |entries: &[(u32, [u8; 32])]| {
             let mut b = body[..opk_count_at].to_vec();
-            b.extend_from_slice(
-                &u16::try_from(entries.len())
-                    .unwrap_or(u16::MAX)
-                    .to_be_bytes(),
-            );
-            for (id, key) in entries {
-                b.extend_from_slice(&id.to_be_bytes());
-                b.extend_from_slice(key);
-            }
+            b.extend_from_slice(&crate::encode_opks(entries));
             b.extend_from_slice(&body[opks_end..]);
             b
         };

@@ -1,4 +1,7 @@
 //! Maps model actions to real operations and reads the abstract state back from the real system.
+//! The client side goes through the adapter protocol ([`Subject`]): the same steps, the same
+//! comparison, whether the reference adapter answers in-process or another implementation's
+//! adapter answers over JSON lines.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -6,19 +9,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand_core::{OsRng, RngCore};
-use sotto_client::{
-    Backoff, Chat, Client, ClientEvent, Config as ClientConfig, Direction, KdfParams, Online, Trust,
+use sotto_adapter::protocol::{
+    self as wire, Compromised, Done, Due, Forged, GroupCreated, GroupSent, Outcome, Request,
+    Resent, SignedUp,
 };
 use sotto_core::envelope::Header;
-use sotto_core::{Content, Device, GroupId, Identity, MessageId, UserId};
+use sotto_core::{Device, UserId};
 use sotto_model::action::{Action, Forgery, Injection};
 use sotto_model::scenario::{Config, Intent};
 use sotto_model::state::What;
 use sotto_model::term::Dev;
 use sotto_model::trace::{AbstractState, DeviceView, SessionView, Trace};
-use tokio::sync::mpsc;
 
 use super::stack::Stack;
+use super::subject::{AdapterCommand, StepError, Subject};
 use super::{Broker, ReplayError, TraceOutcome};
 use crate::target::Target;
 
@@ -26,59 +30,36 @@ use crate::target::Target;
 const STEP_WAIT: Duration = Duration::from_secs(15);
 /// How often settling looks again.
 const POLL: Duration = Duration::from_millis(15);
-/// Passphrase of every replay store.
-const PASSPHRASE: &[u8] = b"conformance replay passphrase";
-/// Resends happen only when the trace says so.
-const NO_RESEND: Backoff = Backoff {
-    first_ms: 24 * 3_600_000,
-    max_ms: 24 * 3_600_000,
-};
-
-enum Link {
-    None,
-    Offline(Box<Client>),
-    Online {
-        handle: Online,
-        _events: mpsc::Receiver<ClientEvent>,
-    },
-}
 
 struct Person {
-    path: PathBuf,
-    user: Option<UserId>,
-    link: Link,
+    /// Where the device keeps everything (the adapter is told; Steal searches it).
+    dir: PathBuf,
+    /// The user id (text form) once signed up.
+    user: Option<String>,
+    online: bool,
 }
 
-/// Why one step failed (becomes the trace's failure).
-type StepResult = Result<(), String>;
+/// Why one step failed (becomes the trace's failure), or stopped (an op the adapter lacks).
+type StepResult = Result<(), StepError>;
 
 pub(crate) struct Driver {
     stack: Stack,
+    subject: Subject,
     config: Config,
     people: BTreeMap<Dev, Person>,
-    /// Texts sent: (from, to, what) -> (message id, envelope for `to`).
-    sent: BTreeMap<(Dev, Dev, What), (MessageId, Vec<u8>)>,
-    /// Message id -> model name (`m1`, `g2`).
-    names: BTreeMap<MessageId, String>,
+    /// Texts sent: (from, to, what) -> (message id hex, envelope for `to`).
+    sent: BTreeMap<(Dev, Dev, What), (String, Vec<u8>)>,
+    /// Message id (hex) -> model name (`m1`, `g2`).
+    names: BTreeMap<String, String>,
     /// Control messages awaiting receipts: (from, to, model name) -> message id, for Resend.
-    control: BTreeMap<(Dev, Dev, String), MessageId>,
+    control: BTreeMap<(Dev, Dev, String), String>,
     /// Key updates sent, per device (the model numbers them).
     key_updates: BTreeMap<Dev, u8>,
     /// Canaries in the texts, by model name.
     canaries: BTreeMap<String, String>,
-    group: Option<GroupId>,
+    /// The scenario's group (hex).
+    group: Option<String>,
     leaked: Vec<Dev>,
-}
-
-async fn call<T: Send + 'static>(
-    p: &mut Person,
-    f: impl FnOnce(&mut Client) -> T + Send + 'static,
-) -> Result<T, String> {
-    match &mut p.link {
-        Link::None => Err("not signed up".to_owned()),
-        Link::Offline(c) => Ok(f(c.as_mut())),
-        Link::Online { handle, .. } => handle.call(f).await.map_err(|e| e.to_string()),
-    }
 }
 
 fn envelope_kind(payload: &[u8]) -> &'static str {
@@ -103,6 +84,10 @@ fn is_text(s: &str) -> bool {
     let mut c = s.chars();
     s.starts_with("forged")
         || (matches!(c.next(), Some('m' | 'g')) && c.next().is_some_and(|d| d.is_ascii_digit()))
+}
+
+fn unhex(field: &str, text: &str) -> Result<Vec<u8>, StepError> {
+    hex::decode(text).map_err(|e| StepError::Failed(format!("{field} is not hex: {e}")))
 }
 
 /// Model actions the driver cannot run against the real stack, with the reason. A trace that
@@ -212,6 +197,7 @@ fn diff(model: &DeviceView, real: &DeviceView) -> Vec<String> {
 impl Driver {
     pub(crate) async fn replay(
         target: &Target,
+        adapter: Option<&AdapterCommand>,
         trace: &Trace,
     ) -> Result<TraceOutcome, ReplayError> {
         let config = Config::named(&trace.config).ok_or_else(|| ReplayError::BadTrace {
@@ -219,21 +205,29 @@ impl Driver {
             error: format!("unknown configuration {}", trace.config),
         })?;
         let stack = Stack::start(target).await?;
+        let (subject, _implementation) = match Subject::start(adapter, stack.dir.path()).await {
+            Ok(s) => s,
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(ReplayError::Adapter(e));
+            }
+        };
         let people = (0..usize::from(config.devices))
             .map(|i| {
                 let dev = Dev::from_ix(i);
                 (
                     dev,
                     Person {
-                        path: stack.dir.path().join(format!("{dev}")).join("store.db"),
+                        dir: stack.dir.path().join(format!("{dev}")),
                         user: None,
-                        link: Link::None,
+                        online: true,
                     },
                 )
             })
             .collect();
         let mut driver = Driver {
             stack,
+            subject,
             config,
             people,
             sent: BTreeMap::new(),
@@ -264,12 +258,21 @@ impl Driver {
                 Ok(()) => driver.compare(&step.state).await,
                 Err(e) => Err(e),
             };
+            match result {
+                Ok(()) => {}
+                Err(StepError::Unsupported(op)) => {
+                    outcome.unsupported = Some(format!("{kind} ({op})"));
+                    break;
+                }
+                Err(StepError::Failed(e)) => {
+                    outcome.steps += 1;
+                    *outcome.actions.entry(kind.to_owned()).or_default() += 1;
+                    outcome.failure = Some(format!("step {} ({}): {e}", i + 1, step.says));
+                    break;
+                }
+            }
             outcome.steps += 1;
             *outcome.actions.entry(kind.to_owned()).or_default() += 1;
-            if let Err(e) = result {
-                outcome.failure = Some(format!("step {} ({}): {e}", i + 1, step.says));
-                break;
-            }
         }
         if outcome.failure.is_none() {
             if let Err(e) = driver.search_relayed() {
@@ -280,39 +283,60 @@ impl Driver {
         Ok(outcome)
     }
 
-    fn user(&self, d: Dev) -> Result<UserId, String> {
+    fn user(&self, d: Dev) -> Result<String, StepError> {
         self.people
             .get(&d)
-            .and_then(|p| p.user)
-            .ok_or_else(|| format!("{d} has no user id"))
+            .and_then(|p| p.user.clone())
+            .ok_or_else(|| StepError::Failed(format!("{d} has no user id")))
     }
 
-    fn person(&mut self, d: Dev) -> Result<&mut Person, String> {
+    fn person(&mut self, d: Dev) -> Result<&mut Person, StepError> {
         self.people
             .get_mut(&d)
-            .ok_or_else(|| format!("no device {d}"))
+            .ok_or_else(|| StepError::Failed(format!("no device {d}")))
+    }
+
+    /// Asks the subject something about device `d`.
+    async fn ask<T: serde::de::DeserializeOwned>(&mut self, r: Request) -> Result<T, StepError> {
+        self.subject.ask(r).await
+    }
+
+    /// The device's observable state, as the adapter reports it.
+    async fn state(&mut self, d: Dev) -> Result<wire::State, StepError> {
+        self.ask(Request::State {
+            device: d.to_string(),
+        })
+        .await
     }
 
     /// The messages awaiting a receipt in `d`'s outbox: (message id, recipient).
-    async fn awaiting(&mut self, d: Dev) -> Result<Vec<(MessageId, UserId)>, String> {
-        call(self.person(d)?, |c| {
-            c.store().due_outbox(u64::MAX / 2, 10_000).map(|rows| {
-                rows.into_iter()
-                    .filter(|r| r.until_receipt)
-                    .map(|r| (r.message_id, r.recipient))
-                    .collect()
-            })
-        })
-        .await?
-        .map_err(|e| e.to_string())
+    async fn awaiting(&mut self, d: Dev) -> Result<Vec<(String, String)>, StepError> {
+        Ok(self
+            .state(d)
+            .await?
+            .outbox
+            .into_iter()
+            .map(|p| (p.message_id, p.to))
+            .collect())
     }
 
     /// The epoch and members of the group `d` is in, if any (the scenarios have one group).
-    async fn group_of(&mut self, d: Dev) -> Result<Option<(u32, Vec<UserId>)>, String> {
-        call(self.person(d)?, |c| {
-            c.groups().first().map(|g| (g.epoch, g.members.clone()))
-        })
-        .await
+    async fn group_of(&mut self, d: Dev) -> Result<Option<(u32, Vec<String>)>, StepError> {
+        Ok(self
+            .state(d)
+            .await?
+            .groups
+            .into_iter()
+            .next()
+            .map(|g| (g.epoch, g.members)))
+    }
+
+    /// The devices by user id.
+    fn devs(&self) -> BTreeMap<String, Dev> {
+        self.people
+            .iter()
+            .filter_map(|(d, p)| p.user.clone().map(|u| (u, *d)))
+            .collect()
     }
 
     /// Names the control messages an action put in the outbox (group keys, removal notices,
@@ -333,6 +357,9 @@ impl Driver {
         let Some(sender) = sender else {
             return self.apply_action(action).await;
         };
+        if matches!(action, Action::Receive(_)) && self.people[&sender].user.is_none() {
+            return self.apply_action(action).await;
+        }
         let held = self.group_of(sender).await?;
         if matches!(action, Action::Receive(_)) && held.is_none() {
             return self.apply_action(action).await;
@@ -342,11 +369,7 @@ impl Driver {
         self.apply_action(action).await?;
         let after = self.awaiting(sender).await?;
         let (epoch, members) = self.group_of(sender).await?.unwrap_or_default();
-        let users: BTreeMap<UserId, Dev> = self
-            .people
-            .iter()
-            .filter_map(|(d, p)| p.user.map(|u| (u, *d)))
-            .collect();
+        let users = self.devs();
         for (id, to) in after.into_iter().filter(|r| !before.contains(r)) {
             let Some(to_dev) = users.get(&to).copied() else {
                 continue;
@@ -380,69 +403,81 @@ impl Driver {
         match action {
             Action::Signup(d) => self.signup(*d).await,
             Action::ScanCard { by, of } => {
-                let card = call(self.person(*of)?, |c| c.card())
-                    .await?
-                    .map_err(|e| e.to_string())?;
+                let card: wire::Card = self
+                    .ask(Request::Card {
+                        device: of.to_string(),
+                    })
+                    .await?;
                 // A refused card (e.g. an identity change) changes nothing, as in the model.
-                let _ = call(self.person(*by)?, move |c| c.add_card(&card)).await?;
+                let _: Outcome = self
+                    .ask(Request::AddCard {
+                        device: by.to_string(),
+                        card: card.card,
+                    })
+                    .await?;
                 Ok(())
             }
             Action::FetchBundle { by, of } => {
-                let user = self.user(*of)?;
-                let p = self.person(*by)?;
-                let _ = match &mut p.link {
-                    Link::Online { handle, .. } => handle.add_from_directory(user).await,
-                    Link::Offline(c) => c.as_mut().add_from_directory(&user).await,
-                    Link::None => return Err(format!("{by} is not signed up")),
-                };
+                let user_id = self.user(*of)?;
+                let _: Outcome = self
+                    .ask(Request::AddFromDirectory {
+                        device: by.to_string(),
+                        user_id,
+                    })
+                    .await?;
                 Ok(())
             }
             Action::ForgeBundle { by, of, forgery } => {
                 let victim = self.user(*of)?;
-                let iks = call(self.person(*of)?, |c| {
-                    c.device().identity().public().iks().0
-                })
-                .await?;
-                let bytes = forged_bundle(victim, *forgery, iks)?;
-                // Checked exactly as a directory answer (KEY-5), then added if it passes.
-                if let Ok(bundle) = sotto_client::check_bundle(&bytes, &victim) {
-                    let _ = call(self.person(*by)?, move |c| c.add_bundle(&bundle)).await?;
-                }
+                let real: wire::Bundle = self
+                    .ask(Request::Bundle {
+                        device: of.to_string(),
+                    })
+                    .await?;
+                let real = unhex("bundle", &real.bundle)?;
+                let bytes = forged_bundle(&victim, *forgery, &real)?;
+                // The device checks it exactly as a directory answer (KEY-5) and adds it if it
+                // passes; the state comparison shows whether it should have.
+                let _: Outcome = self
+                    .ask(Request::AddBundle {
+                        device: by.to_string(),
+                        user_id: victim,
+                        bundle: hex::encode(bytes),
+                    })
+                    .await?;
                 Ok(())
             }
             Action::Send { from, to, msg } => {
                 let what = What::Text(*msg);
                 let name = what.to_string();
                 let canary = canary();
-                let text = format!("{name} {canary}");
                 let to_user = self.user(*to)?;
-                let (id, envelope) = call(self.person(*from)?, move |c| {
-                    let id = c.send(&to_user, &text)?;
-                    let env = c
-                        .store()
-                        .due_outbox(u64::MAX / 2, 10_000)?
-                        .into_iter()
-                        .find(|r| r.message_id == id && r.recipient == to_user)
-                        .map(|r| r.envelope)
-                        .unwrap_or_default();
-                    Ok::<_, sotto_client::ClientError>((id, env))
-                })
-                .await?
-                .map_err(|e| format!("send: {e}"))?;
-                self.sent.insert((*from, *to, what), (id, envelope));
-                self.names.insert(id, name.clone());
+                let sent: wire::Sent = self
+                    .ask(Request::Send {
+                        device: from.to_string(),
+                        to: to_user,
+                        text: format!("{name} {canary}"),
+                    })
+                    .await?;
+                let envelope = unhex("envelope", &sent.envelope)?;
+                self.sent
+                    .insert((*from, *to, what), (sent.message_id.clone(), envelope));
+                self.names.insert(sent.message_id, name.clone());
                 self.canaries.insert(name, canary);
                 Ok(())
             }
             Action::GroupSend { from, msg } => {
-                let gid = self.group.ok_or("no group yet")?;
+                let group_id = self.group.clone().ok_or("no group yet")?;
                 let name = What::GroupText(*msg).to_string();
                 let canary = canary();
-                let text = format!("{name} {canary}");
-                let id = call(self.person(*from)?, move |c| c.send_group(&gid, &text))
-                    .await?
-                    .map_err(|e| format!("group send: {e}"))?;
-                self.names.insert(id, name.clone());
+                let sent: GroupSent = self
+                    .ask(Request::GroupSend {
+                        device: from.to_string(),
+                        group_id,
+                        text: format!("{name} {canary}"),
+                    })
+                    .await?;
+                self.names.insert(sent.message_id, name.clone());
                 self.canaries.insert(name, canary);
                 Ok(())
             }
@@ -458,123 +493,136 @@ impl Driver {
                         _ => None,
                     })
                     .ok_or("no GroupCreate in the scenario")?;
-                let users = members
+                let members = members
                     .iter()
                     .filter(|m| *m != admin)
                     .map(|m| self.user(*m))
                     .collect::<Result<Vec<_>, _>>()?;
-                let gid = call(self.person(*admin)?, move |c| c.create_group(&users))
-                    .await?
-                    .map_err(|e| format!("create group: {e}"))?;
-                self.group = Some(gid);
+                let created: GroupCreated = self
+                    .ask(Request::GroupCreate {
+                        device: admin.to_string(),
+                        members,
+                    })
+                    .await?;
+                self.group = Some(created.group_id);
                 Ok(())
             }
             Action::GroupAdd { admin, member } | Action::GroupRemove { admin, member } => {
-                let gid = self.group.ok_or("no group yet")?;
-                let user = self.user(*member)?;
-                let add = matches!(action, Action::GroupAdd { .. });
-                call(self.person(*admin)?, move |c| {
-                    if add {
-                        c.add_to_group(&gid, &user)
-                    } else {
-                        c.remove_from_group(&gid, &user)
+                let group_id = self.group.clone().ok_or("no group yet")?;
+                let member = self.user(*member)?;
+                let device = admin.to_string();
+                let request = if matches!(action, Action::GroupAdd { .. }) {
+                    Request::GroupAdd {
+                        device,
+                        group_id,
+                        member,
                     }
-                })
-                .await?
-                .map_err(|e| format!("group change: {e}"))
+                } else {
+                    Request::GroupRemove {
+                        device,
+                        group_id,
+                        member,
+                    }
+                };
+                let _: Done = self.ask(request).await?;
+                Ok(())
             }
             Action::GroupLeave { member } => {
-                let gid = self.group.ok_or("no group yet")?;
-                call(self.person(*member)?, move |c| c.leave_group(&gid))
-                    .await?
-                    .map_err(|e| format!("leave group: {e}"))
+                let group_id = self.group.clone().ok_or("no group yet")?;
+                let _: Done = self
+                    .ask(Request::GroupLeave {
+                        device: member.to_string(),
+                        group_id,
+                    })
+                    .await?;
+                Ok(())
             }
             Action::GroupHandover { admin, to } => {
-                let gid = self.group.ok_or("no group yet")?;
-                let user = self.user(*to)?;
-                call(self.person(*admin)?, move |c| {
-                    c.hand_over_group(&gid, &user)
-                })
-                .await?
-                .map_err(|e| format!("hand over group: {e}"))
+                let group_id = self.group.clone().ok_or("no group yet")?;
+                let to = self.user(*to)?;
+                let _: Done = self
+                    .ask(Request::GroupHandover {
+                        device: admin.to_string(),
+                        group_id,
+                        to,
+                    })
+                    .await?;
+                Ok(())
             }
             Action::GoOffline(d) => {
-                let p = self.person(*d)?;
-                match std::mem::replace(&mut p.link, Link::None) {
-                    Link::Online { handle, .. } => {
-                        let client = handle.shutdown().await.map_err(|e| e.to_string())?;
-                        p.link = Link::Offline(Box::new(client));
-                        Ok(())
-                    }
-                    other => {
-                        p.link = other;
-                        Err(format!("{d} is not online"))
-                    }
-                }
+                let _: Done = self
+                    .ask(Request::GoOffline {
+                        device: d.to_string(),
+                    })
+                    .await?;
+                self.person(*d)?.online = false;
+                Ok(())
             }
             Action::GoOnline(d) => {
-                let p = self.person(*d)?;
-                match std::mem::replace(&mut p.link, Link::None) {
-                    Link::Offline(client) => {
-                        let (handle, events) = (*client).connect();
-                        p.link = Link::Online {
-                            handle,
-                            _events: events,
-                        };
-                        Ok(())
-                    }
-                    other => {
-                        p.link = other;
-                        Err(format!("{d} is not offline"))
-                    }
-                }
+                let _: Done = self
+                    .ask(Request::GoOnline {
+                        device: d.to_string(),
+                    })
+                    .await?;
+                self.person(*d)?.online = true;
+                Ok(())
             }
             Action::Receive(d) => {
-                let user = self.user(*d)?.to_text();
+                let user = self.user(*d)?;
                 self.stack
                     .relay
                     .deliver(&user, STEP_WAIT)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| StepError::Failed(e.to_string()))
             }
             Action::Resend { from, to, what } => {
                 let to_user = self.user(*to)?;
                 let id = match what {
-                    What::Text(_) => self.sent.get(&(*from, *to, *what)).map(|(id, _)| *id),
+                    What::Text(_) => self
+                        .sent
+                        .get(&(*from, *to, *what))
+                        .map(|(id, _)| id.clone()),
                     What::GroupText(_) => self
                         .names
                         .iter()
                         .find(|(_, n)| **n == what.to_string())
-                        .map(|(id, _)| *id),
-                    _ => self.control.get(&(*from, *to, what.to_string())).copied(),
+                        .map(|(id, _)| id.clone()),
+                    _ => self.control.get(&(*from, *to, what.to_string())).cloned(),
                 }
                 .ok_or_else(|| format!("no record of {what} from {from} to {to}"))?;
-                let hit = call(self.person(*from)?, move |c| c.resend_now(&id, &to_user))
-                    .await?
-                    .map_err(|e| e.to_string())?;
-                if hit {
+                let resent: Resent = self
+                    .ask(Request::Resend {
+                        device: from.to_string(),
+                        message_id: id,
+                        to: to_user,
+                    })
+                    .await?;
+                if resent.resent {
                     Ok(())
                 } else {
-                    Err(format!("{what} is not in {from}'s outbox"))
+                    Err(format!("{what} is not in {from}'s outbox").into())
                 }
             }
             Action::Drop { inbox, index } => {
-                let user = self.user(*inbox)?.to_text();
+                let user = self.user(*inbox)?;
                 self.stack
                     .relay
                     .drop_packet(&user, usize::from(*index))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| StepError::Failed(e.to_string()))
             }
             Action::Duplicate { inbox, index } => {
-                let user = self.user(*inbox)?.to_text();
+                let user = self.user(*inbox)?;
                 self.stack
                     .relay
                     .duplicate(&user, usize::from(*index))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| StepError::Failed(e.to_string()))
             }
             Action::Reorder { inbox } => {
-                let user = self.user(*inbox)?.to_text();
-                self.stack.relay.reorder(&user).map_err(|e| e.to_string())
+                let user = self.user(*inbox)?;
+                self.stack
+                    .relay
+                    .reorder(&user)
+                    .map_err(|e| StepError::Failed(e.to_string()))
             }
             Action::Replay { inbox, from, what } => {
                 let env = self
@@ -582,31 +630,42 @@ impl Driver {
                     .get(&(*from, *inbox, *what))
                     .map(|(_, e)| e.clone())
                     .ok_or_else(|| format!("no recorded envelope of {what} from {from}"))?;
-                let user = self.user(*inbox)?.to_text();
+                let user = self.user(*inbox)?;
                 self.stack.relay.inject(&user, Bytes::from(env));
                 Ok(())
             }
-            Action::Restart => self.stack.restart_broker().await.map_err(|e| e.to_string()),
+            Action::Restart => self
+                .stack
+                .restart_broker()
+                .await
+                .map_err(|e| StepError::Failed(e.to_string())),
             Action::Compromise(d) => {
                 // The leak: the whole device state, as the attacker would get it.
-                let state = call(self.person(*d)?, |c| c.device().export().len()).await?;
-                if state == 0 {
-                    return Err("empty device state".to_owned());
+                let leaked: Compromised = self
+                    .ask(Request::Compromise {
+                        device: d.to_string(),
+                    })
+                    .await?;
+                if leaked.state_bytes == 0 {
+                    return Err("empty device state".into());
                 }
                 self.leaked.push(*d);
                 Ok(())
             }
             Action::Steal(d) => self.steal(*d),
             Action::KeyUpdate { from, to } => {
-                let to_user = self.user(*to)?;
-                call(self.person(*from)?, move |c| c.key_update(&to_user))
-                    .await?
-                    .map(|_| ())
-                    .map_err(|e| format!("key update: {e}"))
+                let to = self.user(*to)?;
+                let _: Done = self
+                    .ask(Request::KeyUpdate {
+                        device: from.to_string(),
+                        to,
+                    })
+                    .await?;
+                Ok(())
             }
             Action::IssueCert(d) => {
                 // The CA (the attacker) certifies a key of its own under d's user id.
-                let user = self.user(*d)?.to_text();
+                let user = self.user(*d)?;
                 let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                     .map_err(|e| e.to_string())?;
                 let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
@@ -615,123 +674,103 @@ impl Driver {
                     .pki()
                     .issue_client_cert(&user, &spki)
                     .map(|_| ())
-                    .map_err(|e| format!("issue certificate: {e}"))
+                    .map_err(|e| StepError::Failed(format!("issue certificate: {e}")))
             }
             Action::Inject { inbox, injection } => {
                 let target = self.user(*inbox)?;
-                let bytes = match injection {
+                let forged: Forged = match injection {
                     // A first message as `claim` without a one-time prekey (forged1). Building it
                     // takes what the model's attacker holds (DH(IKd_claim, SPK_target) from either
-                    // side's leaked keys); the harness computes the same envelope from claim's
-                    // identity, which gives the same bytes for the same ephemeral keys.
-                    // With `FirstWithOwnKeys`, the same under identity keys of the server's own
-                    // (mis-binding): RX-9 refuses it for a known user id.
+                    // side's leaked keys): the claimant's device builds it (an attacker hook of
+                    // the adapter) from the target's public bundle. With `FirstWithOwnKeys`, the
+                    // same under identity keys of the server's own (mis-binding): RX-9 refuses
+                    // it for a known user id.
                     Injection::FirstAs(claim) | Injection::FirstWithOwnKeys(claim) => {
-                        let own_keys = matches!(injection, Injection::FirstWithOwnKeys(_));
-                        let bundle = call(self.person(*inbox)?, |c| c.device().bundle(None))
-                            .await?
-                            .map_err(|e| e.to_string())?;
-                        let claim_user = self.user(*claim)?;
-                        call(self.person(*claim)?, move |c| {
-                            let identity = if own_keys {
-                                Identity::generate(&mut OsRng)
-                            } else {
-                                c.device().identity().clone()
-                            };
-                            let spk = identity.new_signed_prekey(&mut OsRng, 1);
-                            let mut forger = Device::from_keys(claim_user, identity, spk);
-                            forger.add_contact_from_bundle(&bundle)?;
-                            let content = Content::Text("forged1 injected".to_owned());
-                            forger
-                                .send(&mut OsRng, c.now(), &target, &content)
-                                .map(|o| o.envelope)
+                        let bundle: wire::Bundle = self
+                            .ask(Request::Bundle {
+                                device: inbox.to_string(),
+                            })
+                            .await?;
+                        self.ask(Request::ForgeFirst {
+                            device: claim.to_string(),
+                            to: target.clone(),
+                            bundle: bundle.bundle,
+                            own_keys: matches!(injection, Injection::FirstWithOwnKeys(_)),
+                            text: "forged1 injected".to_owned(),
                         })
                         .await?
-                        .map_err(|e| format!("forging a first message: {e}"))?
                     }
                     Injection::GroupKeyAs(_) => {
-                        return Err(format!("{} is not mapped", action.name()));
+                        return Err(format!("{} is not mapped", action.name()).into());
                     }
                     // A data message on the target's newest receiving chain from `peer`
                     // (forged0), from the target's state as a compromise leaks it.
                     Injection::DataAs(peer) => {
-                        let peer_user = self.user(*peer)?;
-                        call(self.person(*inbox)?, move |c| {
-                            let content = Content::Text("forged0 injected".to_owned());
-                            c.device().forge_data_as(&peer_user, c.now(), &content)
+                        let peer = self.user(*peer)?;
+                        self.ask(Request::ForgeData {
+                            device: inbox.to_string(),
+                            peer,
+                            text: "forged0 injected".to_owned(),
                         })
                         .await?
-                        .map_err(|e| format!("forging a data message: {e}"))?
                     }
                 };
-                self.stack
-                    .relay
-                    .inject(&target.to_text(), Bytes::from(bytes));
+                let bytes = unhex("envelope", &forged.envelope)?;
+                self.stack.relay.inject(&target, Bytes::from(bytes));
                 Ok(())
             }
-            Action::Commit(_) => Err(format!("{} is not mapped", action.name())),
+            Action::Commit(_) => Err(format!("{} is not mapped", action.name()).into()),
         }
     }
 
     async fn signup(&mut self, d: Dev) -> StepResult {
-        let url = self.stack.service.membership_url();
-        let ca = self.stack.service.pki().ca_pem().to_owned();
-        let path = self.person(d)?.path.clone();
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        let config = ClientConfig {
-            kdf: KdfParams::INSECURE_FOR_TESTS,
-            signup_one_time_prekeys: 10,
-            establish_inbox: Some(STEP_WAIT),
-            resend: NO_RESEND,
-            ..ClientConfig::default()
-        };
-        let client = Client::signup_with(&url, &ca, &path, PASSPHRASE, config)
-            .await
-            .map_err(|e| format!("signup: {e}"))?;
-        let user = client.user_id();
-        let (handle, events) = client.connect();
+        let membership_url = self.stack.service.membership_url();
+        let ca_pem = self.stack.service.pki().ca_pem().to_owned();
+        let store_dir = self.person(d)?.dir.display().to_string();
+        let signed: SignedUp = self
+            .ask(Request::Signup {
+                device: d.to_string(),
+                membership_url,
+                ca_pem,
+                store_dir,
+            })
+            .await?;
         let p = self.person(d)?;
-        p.user = Some(user);
-        p.link = Link::Online {
-            handle,
-            _events: events,
-        };
+        p.user = Some(signed.user_id);
+        p.online = true;
         Ok(())
     }
 
-    /// Waits until nothing is in flight: every online client connected with nothing due, every
+    /// Waits until nothing is in flight: every online device connected with nothing due, every
     /// publish acknowledged by the broker, everything for online devices arrived at the relay.
     async fn settle(&mut self) -> StepResult {
         let deadline = tokio::time::Instant::now() + STEP_WAIT;
         loop {
-            let online: Vec<String> = self
+            let online: Vec<(Dev, String)> = self
                 .people
-                .values()
-                .filter(|p| matches!(p.link, Link::Online { .. }))
-                .filter_map(|p| p.user.map(|u| u.to_text()))
+                .iter()
+                .filter(|(_, p)| p.online)
+                .filter_map(|(d, p)| p.user.clone().map(|u| (*d, u)))
                 .collect();
-            let mut quiet = self.stack.relay.settled(&online);
+            let users: Vec<String> = online.iter().map(|(_, u)| u.clone()).collect();
+            let mut quiet = self.stack.relay.settled(&users);
             if quiet {
-                for p in self.people.values_mut() {
-                    if let Link::Online { .. } = p.link {
-                        let due = call(p, |c| {
-                            let now = c.now();
-                            c.store().due_outbox(now, 1).map(|r| r.len()).unwrap_or(1)
+                for (d, _) in &online {
+                    let due: Due = self
+                        .ask(Request::Due {
+                            device: d.to_string(),
                         })
                         .await?;
-                        if due > 0 {
-                            quiet = false;
-                            break;
-                        }
+                    if due.due > 0 {
+                        quiet = false;
+                        break;
                     }
                 }
             }
             // Quiet twice in a row: a publish may be on its way between the two looks.
             if quiet {
                 tokio::time::sleep(POLL).await;
-                if self.stack.relay.settled(&online) {
+                if self.stack.relay.settled(&users) {
                     return Ok(());
                 }
             }
@@ -740,7 +779,8 @@ impl Driver {
                     "the system did not settle within {STEP_WAIT:?} (queues: {}; unplaced: {:?})",
                     self.queue_summary(),
                     self.stack.relay.unexpected()
-                ));
+                )
+                .into());
             }
             tokio::time::sleep(POLL).await;
         }
@@ -750,8 +790,7 @@ impl Driver {
         self.people
             .iter()
             .filter_map(|(d, p)| {
-                let u = p.user?.to_text();
-                let q = self.stack.relay.queue(&u);
+                let q = self.stack.relay.queue(p.user.as_ref()?);
                 Some(format!(
                     "{d}: {:?}",
                     q.iter()
@@ -772,11 +811,11 @@ impl Driver {
         }
         for (i, want) in want_queues.iter().enumerate() {
             let dev = Dev::from_ix(i);
-            let real: Vec<String> = match self.people.get(&dev).and_then(|p| p.user) {
+            let real: Vec<String> = match self.people.get(&dev).and_then(|p| p.user.as_ref()) {
                 Some(u) => self
                     .stack
                     .relay
-                    .queue(&u.to_text())
+                    .queue(u)
                     .iter()
                     .map(|e| envelope_kind(&e.payload).to_owned())
                     .collect(),
@@ -789,11 +828,11 @@ impl Driver {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(problems.join("; ").into())
         }
     }
 
-    /// Right after the client's PUBACK of a Receive, before anything else runs: what the model
+    /// Right after the device's PUBACK of a Receive, before anything else runs: what the model
     /// committed in that step (texts, kept envelopes) must already be in the store (RX-4).
     async fn committed_at_ack(&mut self, d: Dev, model: &AbstractState) -> StepResult {
         let (want, _) = project(model);
@@ -806,23 +845,16 @@ impl Driver {
                 "at {d}'s acknowledgement (RX-4: commit before ack): {d}.store {:?}, kept {}; \
                  the model: {d}.store {:?}, kept {}",
                 real.store, real.retry, want.store, want.retry
-            ));
+            )
+            .into());
         }
         Ok(())
     }
 
-    async fn view(&mut self, d: Dev) -> Result<DeviceView, String> {
-        let users: BTreeMap<UserId, Dev> = self
-            .people
-            .iter()
-            .filter_map(|(d, p)| p.user.map(|u| (u, *d)))
-            .collect();
-        let names = self.names.clone();
-        // The scenario's group: its messages stay in the store of a member that left or was
-        // removed (GRP-6, GRP-11), as in the model, though the group is no longer held.
-        let scenario_group = self.group;
+    /// The device's state in the model's terms.
+    async fn view(&mut self, d: Dev) -> Result<DeviceView, StepError> {
         let p = self.person(d)?;
-        let online = matches!(p.link, Link::Online { .. });
+        let online = p.online;
         if p.user.is_none() {
             return Ok(DeviceView {
                 dev: d,
@@ -837,113 +869,99 @@ impl Driver {
                 group_epoch: None,
             });
         }
-        let view = call(
-            p,
-            move |c| -> Result<DeviceView, sotto_client::ClientError> {
-                let dev_of = |u: &UserId| users.get(u).copied();
-                let entries = c.contacts()?;
-                let trust: BTreeMap<UserId, Trust> =
-                    entries.iter().map(|e| (e.user, e.trust)).collect();
-                let mut contacts: Vec<(Dev, bool)> = entries
-                    .iter()
-                    .filter_map(|e| Some((dev_of(&e.user)?, e.trust == Trust::Verified)))
-                    .collect();
-                contacts.sort();
-                let sessions = c
-                    .device()
-                    .sessions_overview()
-                    .into_iter()
-                    .filter_map(|(peer, s)| {
-                        Some(SessionView {
-                            peer: dev_of(&peer)?,
-                            initiator: s.initiator,
-                            verified: trust.get(&peer) == Some(&Trust::Verified),
-                            epoch: u8::try_from(s.latest_epoch).unwrap_or(u8::MAX),
-                        })
-                    })
-                    .collect();
-                let mut chats: Vec<Chat> = entries.iter().map(|e| Chat::User(e.user)).collect();
-                let groups = c.groups();
-                chats.extend(groups.iter().map(|g| Chat::Group(g.id)));
-                if let Some(g) = scenario_group.filter(|g| !groups.iter().any(|h| h.id == *g)) {
-                    chats.push(Chat::Group(g));
-                }
-                let mut store = Vec::new();
-                for chat in chats {
-                    for m in c.messages(&chat)? {
-                        if m.direction != Direction::In {
-                            continue;
-                        }
-                        let word = m.text.split(' ').next().unwrap_or("").to_owned();
-                        let from = m
-                            .sender
-                            .as_ref()
-                            .and_then(dev_of)
-                            .map_or("?".to_owned(), |d| d.to_string());
-                        store.push(format!("{word}<-{from}"));
-                    }
-                }
-                store.sort();
-                let mut outbox: Vec<String> = c
-                    .store()
-                    .due_outbox(u64::MAX / 2, 10_000)?
-                    .into_iter()
-                    .filter(|r| r.until_receipt)
-                    .map(|r| {
-                        let what = names
-                            .get(&r.message_id)
-                            .cloned()
-                            .unwrap_or_else(|| "control".to_owned());
-                        let to = dev_of(&r.recipient).map_or("?".to_owned(), |d| d.to_string());
-                        format!("{what}->{to}")
-                    })
-                    .collect();
-                outbox.sort();
-                let retry = c.store().parked()?.len();
-                let group_epoch = groups
-                    .first()
-                    .map(|g| u8::try_from(g.epoch).unwrap_or(u8::MAX));
-                Ok(DeviceView {
-                    dev: d,
-                    signed_up: true,
-                    online,
-                    contacts,
-                    sessions,
-                    store,
-                    outbox,
-                    hold: "idle".to_owned(),
-                    retry,
-                    group_epoch,
+        let state = self.state(d).await?;
+        let users = self.devs();
+        let dev_of = |u: &str| users.get(u).copied();
+        let verified: BTreeMap<&str, bool> = state
+            .contacts
+            .iter()
+            .map(|c| (c.user_id.as_str(), c.verified))
+            .collect();
+        let mut contacts: Vec<(Dev, bool)> = state
+            .contacts
+            .iter()
+            .filter_map(|c| Some((dev_of(&c.user_id)?, c.verified)))
+            .collect();
+        contacts.sort();
+        let sessions = state
+            .sessions
+            .iter()
+            .filter_map(|s| {
+                Some(SessionView {
+                    peer: dev_of(&s.peer)?,
+                    initiator: s.initiator,
+                    verified: verified.get(s.peer.as_str()) == Some(&true),
+                    epoch: u8::try_from(s.epoch).unwrap_or(u8::MAX),
                 })
-            },
-        )
-        .await?
-        .map_err(|e| format!("reading {d}'s state: {e}"))?;
-        Ok(view)
+            })
+            .collect();
+        let mut store: Vec<String> = state
+            .received
+            .iter()
+            .map(|m| {
+                let word = m.text.split(' ').next().unwrap_or("");
+                let from = dev_of(&m.sender).map_or("?".to_owned(), |d| d.to_string());
+                format!("{word}<-{from}")
+            })
+            .collect();
+        store.sort();
+        let mut outbox: Vec<String> = state
+            .outbox
+            .iter()
+            .map(|r| {
+                let what = self
+                    .names
+                    .get(&r.message_id)
+                    .cloned()
+                    .unwrap_or_else(|| "control".to_owned());
+                let to = dev_of(&r.to).map_or("?".to_owned(), |d| d.to_string());
+                format!("{what}->{to}")
+            })
+            .collect();
+        outbox.sort();
+        let group_epoch = state
+            .groups
+            .first()
+            .map(|g| u8::try_from(g.epoch).unwrap_or(u8::MAX));
+        Ok(DeviceView {
+            dev: d,
+            signed_up: true,
+            online,
+            contacts,
+            sessions,
+            store,
+            outbox,
+            hold: "idle".to_owned(),
+            retry: usize::try_from(state.kept).unwrap_or(usize::MAX),
+            group_epoch,
+        })
     }
 
-    /// Steal (Req7): the store's files as a thief copies them; no text may be readable.
+    /// Steal (Req7): the files of the device's directory as a thief copies them; no text may be
+    /// readable.
     fn steal(&mut self, d: Dev) -> StepResult {
-        let dir = self
-            .person(d)?
-            .path
-            .parent()
-            .map(PathBuf::from)
-            .ok_or("no store directory")?;
+        let dir = self.person(d)?.dir.clone();
         let mut found = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
-            let path = entry.map_err(|e| e.to_string())?.path();
-            let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-            for (name, canary) in &self.canaries {
-                if contains(&bytes, canary.as_bytes()) {
-                    found.push(format!("the text of {name} in {}", path.display()));
+        let mut todo = vec![dir];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
+                let path = entry.map_err(|e| e.to_string())?.path();
+                if path.is_dir() {
+                    todo.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+                for (name, canary) in &self.canaries {
+                    if contains(&bytes, canary.as_bytes()) {
+                        found.push(format!("the text of {name} in {}", path.display()));
+                    }
                 }
             }
         }
         if found.is_empty() {
             Ok(())
         } else {
-            Err(format!("Req7: the stolen store shows {}", found.join(", ")))
+            Err(format!("Req7: the stolen store shows {}", found.join(", ")).into())
         }
     }
 
@@ -959,7 +977,8 @@ impl Driver {
         }
         // Message ids (CHAIN-3) are derived from chain keys and never sent in the clear.
         for (id, name) in &self.names {
-            if frames.iter().any(|f| contains(f, &id.0)) {
+            let id = hex::decode(id).unwrap_or_default();
+            if frames.iter().any(|f| contains(f, &id)) {
                 return Err(format!(
                     "Req8: the message id of {name} crossed the broker in clear"
                 ));
@@ -968,12 +987,8 @@ impl Driver {
         Ok(())
     }
 
-    async fn shutdown(mut self) {
-        for p in self.people.values_mut() {
-            if let Link::Online { handle, .. } = std::mem::replace(&mut p.link, Link::None) {
-                let _ = tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await;
-            }
-        }
+    async fn shutdown(self) {
+        self.subject.shutdown().await;
         self.stack.shutdown().await;
     }
 }
@@ -982,20 +997,23 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A bundle the server forges for `victim` (the model's ForgeBundle).
-fn forged_bundle(
-    victim: UserId,
-    forgery: Forgery,
-    victim_iks: [u8; 32],
-) -> Result<Vec<u8>, String> {
+/// A bundle the server forges for `victim` (the model's ForgeBundle); `real` is the victim's own
+/// bundle, as the directory holds it.
+fn forged_bundle(victim: &str, forgery: Forgery, real: &[u8]) -> Result<Vec<u8>, String> {
+    // version (1) || user id (10) || IKs (32) || IKd || sig_ikd || SPK ...
+    const IKS: std::ops::Range<usize> = 11..43;
+    let victim = UserId::parse(victim).map_err(|e| format!("user id {victim}: {e}"))?;
     // The server's own device, claiming the victim's user id.
     let server = Device::new(&mut OsRng, victim);
     let mut bytes = server.bundle(None).map_err(|e| e.to_string())?.to_bytes();
     if forgery == Forgery::SwapKeys {
-        // version (1) || user id (10) || IKs (32) || IKd || sig_ikd || SPK ...: the victim's
-        // real IKs beside the server's IKd and SPK, whose signatures cannot verify under it.
-        let iks = bytes.get_mut(11..43).ok_or("bundle too short")?;
-        iks.copy_from_slice(&victim_iks);
+        // The victim's real IKs beside the server's IKd and SPK, whose signatures cannot
+        // verify under it.
+        let iks = real.get(IKS).ok_or("the victim's bundle is too short")?;
+        bytes
+            .get_mut(IKS)
+            .ok_or("bundle too short")?
+            .copy_from_slice(iks);
     }
     Ok(bytes)
 }

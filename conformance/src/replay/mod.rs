@@ -34,6 +34,8 @@ mod driver;
 pub use driver::{unmapped, unmapped_action};
 pub mod relay;
 mod stack;
+mod subject;
+pub use subject::AdapterCommand;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,10 @@ pub struct Options {
     pub traces: TraceSource,
     /// Replay every trace; otherwise at most [`DEFAULT_TRACES`] traces, the discoveries first.
     pub full: bool,
+    /// The client implementation: `None`, the reference adapter in this process (`sotto
+    /// check`); else an adapter process speaking the adapter protocol (`sotto-conformance
+    /// drive`, docs/adapter.md).
+    pub adapter: Option<AdapterCommand>,
 }
 
 /// Traces of the default run (it fits CI).
@@ -92,6 +98,9 @@ pub enum ReplayError {
     /// The real stack could not start.
     #[error("stack: {0}")]
     Stack(String),
+    /// The adapter could not start or did not greet (`hello`): no trace can run.
+    #[error("adapter: {0}")]
+    Adapter(String),
 }
 
 /// Reads every trace under `dir`, recursively, in path order.
@@ -133,16 +142,32 @@ pub struct TraceOutcome {
     pub actions: BTreeMap<String, usize>,
     /// The first unmapped action kind, if the replay stopped there.
     pub unmapped: Option<String>,
+    /// The action (and the adapter op) the adapter answered `unsupported`, if the replay
+    /// stopped there.
+    pub unsupported: Option<String>,
     /// The failure: step, action and difference.
     pub failure: Option<String>,
 }
 
-/// Replays one trace against a fresh stack on `target`.
+/// Replays one trace against a fresh stack on `target`, the client side through `adapter`
+/// (`None`: the reference adapter in this process).
 pub async fn replay_trace(
     target: impl Into<Target>,
+    adapter: Option<&AdapterCommand>,
     trace: &Trace,
 ) -> Result<TraceOutcome, ReplayError> {
-    driver::Driver::replay(&target.into(), trace).await
+    driver::Driver::replay(&target.into(), adapter, trace).await
+}
+
+/// Starts the adapter `adapter` in a scratch directory, exchanges `hello` and ends it: what
+/// it says it is, or why it cannot run.
+pub async fn greet(adapter: &AdapterCommand) -> Result<String, ReplayError> {
+    let dir = tempfile::tempdir()?;
+    let (subject, implementation) = subject::Subject::start(Some(adapter), dir.path())
+        .await
+        .map_err(ReplayError::Adapter)?;
+    subject.shutdown().await;
+    Ok(implementation)
 }
 
 /// Replays the traces of `opts` and gathers the evidence.
@@ -168,22 +193,26 @@ pub async fn run(opts: &Options) -> Result<ReplayEvidence, ReplayError> {
             broker: opts.broker,
             nats: opts.nats.clone(),
         };
-        let outcome = replay_trace(target, trace).await?;
+        let outcome = replay_trace(target, opts.adapter.as_ref(), trace).await?;
         ev.steps += outcome.steps;
         for (k, n) in &outcome.actions {
             *ev.actions.entry(k.clone()).or_default() += n;
         }
-        let verdict = match (&outcome.failure, &outcome.unmapped) {
-            (Some(f), _) => {
+        let verdict = match (&outcome.failure, &outcome.unmapped, &outcome.unsupported) {
+            (Some(f), _, _) => {
                 ev.traces += 1;
                 ev.failures.push(format!("{label}: {f}"));
                 "FAIL"
             }
-            (None, Some(kind)) => {
+            (None, Some(kind), _) => {
                 *ev.unmapped.entry(kind.clone()).or_default() += 1;
                 "prefix"
             }
-            (None, None) => {
+            (None, None, Some(what)) => {
+                *ev.unsupported.entry(what.clone()).or_default() += 1;
+                "prefix (unsupported by the adapter)"
+            }
+            (None, None, None) => {
                 ev.traces += 1;
                 ev.traces_passed += 1;
                 ev.shown.push(trace.name.clone());
@@ -200,12 +229,18 @@ pub async fn run(opts: &Options) -> Result<ReplayEvidence, ReplayError> {
             "replayed"
         );
         eprintln!(
-            "  replay [{}] {label}: {} steps, {verdict}{} ({:.1} s)",
+            "  {} [{}] {label}: {} steps, {verdict}{} ({:.1} s)",
+            if opts.adapter.is_some() {
+                "drive"
+            } else {
+                "replay"
+            },
             opts.broker.name(),
             outcome.steps,
             outcome
                 .unmapped
                 .as_ref()
+                .or(outcome.unsupported.as_ref())
                 .map(|k| format!(" up to {k}"))
                 .unwrap_or_default(),
             started.elapsed().as_secs_f64()

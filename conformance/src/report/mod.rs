@@ -5,7 +5,7 @@
 //!          \              |                |                /            /
 //!           +------------ Report::build(Inputs) -----------+------------+
 //!                                   |
-//!             rows Req1..Req8: PASS / FAIL / SKIPPED, render_table, to_json
+//!             rows Req1..Req8: PASS / FAIL / SKIPPED, render_table, to_json, render_html
 //! ```
 //!
 //! # The mapping ([`REQUIREMENTS`])
@@ -51,10 +51,13 @@
 //!   mod.rs           Report, Report::build, Report::passed
 //!          |
 //!   render.rs        Report::render_table, Report::to_json
+//!          |
+//!   html.rs          Report::render_html (one self-contained page, with the charts)
 //! ```
 
 mod cells;
 pub mod coverage;
+mod html;
 mod render;
 mod requirements;
 mod verdict;
@@ -62,6 +65,7 @@ mod verdict;
 use serde::{Deserialize, Serialize};
 
 pub use cells::{AreaCount, PropertyCheck, PropertyStatus, ReplayCount, WiretapCount};
+pub use html::Pictures;
 pub use requirements::{Absent, Inputs, REQUIREMENTS, Requirement, Source};
 pub use verdict::{Cell, CellState, ReqRow, Verdict};
 

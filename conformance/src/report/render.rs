@@ -1,5 +1,5 @@
 //! Rendering the report: the fixed-width text table ([`Report::render_table`]) and JSON
-//! ([`Report::to_json`]).
+//! ([`Report::to_json`]); the HTML page is in `html.rs` ([`Report::render_html`]).
 
 use super::Report;
 use super::requirements::Source;
@@ -71,11 +71,7 @@ impl Report {
                 out.push_str(&format!("  {:<5} {:<8} {f}\n", "-", "FAIL"));
             }
         }
-        let notes: Vec<(&str, &String)> = self
-            .rows
-            .iter()
-            .flat_map(|r| r.notes.iter().map(move |n| (r.req.as_str(), n)))
-            .collect();
+        let notes = self.notes();
         if !notes.is_empty() {
             out.push_str("\nnotes:\n");
             for (req, n) in notes {
@@ -88,8 +84,16 @@ impl Report {
         out
     }
 
+    /// Every row's notes, with the row's requirement.
+    pub(super) fn notes(&self) -> Vec<(&str, &String)> {
+        self.rows
+            .iter()
+            .flat_map(|r| r.notes.iter().map(move |n| (r.req.as_str(), n)))
+            .collect()
+    }
+
     /// One line per source run (or absence).
-    fn source_lines(&self) -> Vec<String> {
+    pub(super) fn source_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for m in &self.model {
             let passed = m.properties.iter().filter(|p| p.passed).count();
@@ -158,7 +162,7 @@ impl Report {
         }
     }
 
-    fn verdict_line(&self) -> String {
+    pub(super) fn verdict_line(&self) -> String {
         let ids = |v: Verdict| -> Vec<&str> {
             self.rows
                 .iter()
@@ -193,7 +197,7 @@ impl Report {
 }
 
 /// A cell as the table shows it.
-fn cell_text(c: &Cell) -> String {
+pub(super) fn cell_text(c: &Cell) -> String {
     match c.state {
         CellState::Pass | CellState::Fail => c.summary.clone(),
         CellState::NotRun if c.required => "NOT RUN".into(),

@@ -103,7 +103,7 @@ pub const REQUIREMENTS: [Requirement; 8] = [
         properties: &[REQ1_NO_PERSONAL],
         replay_actions: &["Signup", "IssueCert"],
         replay_required: true,
-        vector_areas: &["signup"],
+        vector_areas: &["signup", "membership"],
         wiretap: false,
     },
     Requirement {

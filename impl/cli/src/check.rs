@@ -7,6 +7,10 @@
 //!   wiretap (per broker)   --run_wiretap------>  WiretapEvidence    (every byte the server saw)
 //!                              |
 //!                      Report::build -> table (or JSON) on stdout; exit 0 only when all PASS
+//!                              |
+//!   --html FILE: + every broken variant's counterexample (sotto_model::counterexample)
+//!                + with --chart-traces, the replayed traces (read again from --traces)
+//!                      Report::render_html -> one self-contained page
 //! ```
 //!
 //! Progress lines go to stderr. A source that fails to run is recorded as "not run" (its rows
@@ -19,9 +23,13 @@ use std::time::Instant;
 use sotto_conformance::evidence::{ReplayEvidence, WiretapEvidence};
 use sotto_conformance::model_run;
 use sotto_conformance::report::coverage::Gaps;
-use sotto_conformance::report::{Absent, Inputs, Report, Source};
+use sotto_conformance::report::{Absent, Inputs, Pictures, Report, Source};
 use sotto_conformance::target::Target;
 use sotto_conformance::{replay, vectors, wiretap};
+
+use sotto_model::counterexample;
+use sotto_model::scenario::Config;
+use sotto_model::trace::Trace;
 
 use crate::cli::{Broker, CheckArgs, CheckSource};
 use crate::errors::hinted;
@@ -102,11 +110,7 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
         progress("model: skipped");
         inputs.absent.push(Absent::skipped(Source::Model));
     } else {
-        let threads = if args.model_threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            args.model_threads
-        };
+        let threads = model_threads(&args);
         let config = args.model_config.clone();
         progress(&format!(
             "model: checking config `{config}` exhaustively on {threads} threads"
@@ -195,6 +199,14 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
 
     let report = Report::build(inputs);
+    // A broken variant without a counterexample: the model lost the attack it should show.
+    let mut toothless = 0;
+    if let Some(path) = &args.html {
+        let (pictures, missing) = pictures(&args, &report, skip(CheckSource::Model)).await;
+        toothless = missing;
+        write_file(path, &report.render_html(&pictures), "--html")?;
+        progress(&format!("html: {}", path.display()));
+    }
     if args.json {
         writeln!(out, "{}", report.to_json())?;
     } else {
@@ -202,20 +214,13 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     out.flush()?;
     if let Some(path) = &args.json_file {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                hinted(
-                    format!("cannot create {}: {e}", dir.display()),
-                    "choose another --json-file",
-                )
-            })?;
-        }
-        std::fs::write(path, report.to_json()).map_err(|e| {
-            hinted(
-                format!("cannot write {}: {e}", path.display()),
-                "choose another --json-file",
-            )
-        })?;
+        write_file(path, &report.to_json(), "--json-file")?;
+    }
+    if toothless > 0 {
+        return Err(hinted(
+            format!("{toothless} broken model variant(s) gave no counterexample"),
+            "see the page written by --html: a safeguard the model removes no longer shows its attack",
+        ));
     }
     if report.passed() {
         Ok(())
@@ -225,6 +230,119 @@ pub async fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<()> {
             "see the failures under the table (a skipped source never counts as a pass)",
         ))
     }
+}
+
+/// The model checker threads `--model-threads` asks for (0: one per core).
+fn model_threads(args: &CheckArgs) -> usize {
+    if args.model_threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.model_threads
+    }
+}
+
+/// Writes `text` to `path`, creating its directory; `flag` names the option in the hint.
+fn write_file(path: &std::path::Path, text: &str, flag: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            hinted(
+                format!("cannot create {}: {e}", dir.display()),
+                format!("choose another {flag}"),
+            )
+        })?;
+    }
+    std::fs::write(path, text).map_err(|e| {
+        hinted(
+            format!("cannot write {}: {e}", path.display()),
+            format!("choose another {flag}"),
+        )
+    })?;
+    Ok(())
+}
+
+/// What the HTML page draws: every broken variant's counterexample (unless the model is
+/// skipped) and, with `--chart-traces`, the traces the replay replayed; and how many broken
+/// variants gave no counterexample.
+async fn pictures(args: &CheckArgs, report: &Report, model_skipped: bool) -> (Pictures, usize) {
+    let mut p = Pictures::default();
+    let mut toothless = 0;
+    if model_skipped {
+        p.missing
+            .push("counterexamples not searched: the model was skipped (--skip model)".into());
+    } else {
+        let name = args.counterexamples_config.clone();
+        let threads = model_threads(args);
+        progress(&format!(
+            "html: searching every broken variant's counterexample in config `{name}`"
+        ));
+        let start = Instant::now();
+        let found = tokio::task::spawn_blocking(move || {
+            Config::named(&name).map(|c| counterexample::all(&c, threads))
+        })
+        .await;
+        match found {
+            Ok(Some(all)) => {
+                for (_, r) in all {
+                    match r {
+                        Ok(c) => p.counterexamples.push(c),
+                        Err(e) => {
+                            toothless += 1;
+                            p.missing.push(format!("FAIL: {e}"));
+                        }
+                    }
+                }
+                progress(&format!(
+                    "html: {} counterexamples, {:.1} s",
+                    p.counterexamples.len(),
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+            Ok(None) => p.missing.push(format!(
+                "counterexamples not searched: unknown config `{}`",
+                args.counterexamples_config
+            )),
+            Err(e) => {
+                toothless += 1;
+                p.missing.push(format!("counterexamples not searched: {e}"));
+            }
+        }
+    }
+    if args.chart_traces {
+        if report.replay.is_empty() {
+            p.traces_note = Some("no trace was replayed (the replay did not run)".into());
+        } else {
+            match replay::load_traces(&args.traces) {
+                Ok(all) => {
+                    let total = all.len();
+                    p.traces = all
+                        .into_iter()
+                        .filter(|t| was_replayed(report, t))
+                        .collect();
+                    p.traces_note = Some(format!(
+                        "{} of the {total} traces in {} were replayed to the end or failed; \
+                         traces replayed only up to an unmapped action are not drawn",
+                        p.traces.len(),
+                        args.traces.display()
+                    ));
+                }
+                Err(e) => {
+                    p.traces_note =
+                        Some(format!("traces not drawn: {}: {e}", args.traces.display()))
+                }
+            }
+        }
+    }
+    (p, toothless)
+}
+
+/// Whether some replay replayed `trace` to the end, or failed on it.
+fn was_replayed(report: &Report, trace: &Trace) -> bool {
+    let label = format!("{}/{}", trace.config, trace.name);
+    let failed = format!("{label}: ");
+    report
+        .replay
+        .iter()
+        .any(|e| e.kinds.contains_key(&label) || e.failures.iter().any(|f| f.starts_with(&failed)))
 }
 
 /// The trace replay against the real stack on `broker`: the model's traces in `traces`.
@@ -238,6 +356,7 @@ async fn run_replay(
         nats: target.nats,
         traces: replay::TraceSource::Dir(traces.to_path_buf()),
         full,
+        adapter: None,
     };
     replay::run(&opts)
         .await

@@ -575,6 +575,23 @@ pub struct CheckArgs {
     /// Also write the report as JSON to this file (CI keeps it beside the table).
     #[arg(long, value_name = "FILE")]
     pub json_file: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page: the requirements, the evidence,
+    /// the coverage and every broken model variant's counterexample as a message sequence chart
+    /// beside its steps (searched in --counterexamples-config; not with --skip model).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// With --html: the model configuration the broken variants' counterexamples are searched in.
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "NAME",
+        requires = "html",
+        value_parser = clap::builder::PossibleValuesParser::new(sotto_conformance::model_run::CONFIG_NAMES)
+    )]
+    pub counterexamples_config: String,
+    /// With --html: also a chart for each trace the replay replayed (read from --traces).
+    #[arg(long, requires = "html")]
+    pub chart_traces: bool,
 }
 
 /// `sotto soak`.

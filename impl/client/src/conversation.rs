@@ -291,6 +291,12 @@ impl Client {
         }
     }
 
+    /// Every received message, in any conversation (also groups this device has left), in the
+    /// order they were committed.
+    pub fn received(&self) -> Result<Vec<StoredMessage>> {
+        Ok(self.store.received()?)
+    }
+
     /// Received messages not yet marked read, in the order they were committed.
     pub fn unread(&self) -> Result<Vec<StoredMessage>> {
         Ok(self.store.unread()?)

@@ -20,7 +20,7 @@ use sotto_server::admission::AdmissionLimits;
 use sotto_server::ca::{self, Pki};
 use sotto_server::membership::quota::QuotaLimits;
 use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle};
-use sotto_testkit::mqtt::DeviceTlsKey;
+use sotto_testkit::mqtt::{DeviceTlsKey, NewDevice};
 use sotto_wire::membership_api::{
     ErrorBody, PrekeyUpload, RenewRequest, SignupResponse, TIME_HEADER,
 };
@@ -100,29 +100,6 @@ impl Service {
     }
 }
 
-/// A device before signup: protocol keys, a TLS key, and the signup request bytes.
-struct NewDevice {
-    device: Device,
-    tls: DeviceTlsKey,
-    request: Vec<u8>,
-}
-
-fn new_device(seed: u64, opks: usize, challenge: &[u8], difficulty: u8) -> NewDevice {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    // The device learns its user id only from the signup response.
-    let mut device = Device::new(&mut rng, UserId([0; 10]));
-    let tls = DeviceTlsKey::generate();
-    let request = device
-        .signup_request(&mut rng, &tls.spki_der, opks, challenge, difficulty)
-        .unwrap()
-        .to_bytes();
-    NewDevice {
-        device,
-        tls,
-        request,
-    }
-}
-
 /// A signed-up device and its authenticated client.
 struct Account {
     device: Device,
@@ -133,7 +110,7 @@ struct Account {
 }
 
 async fn sign_up(svc: &Service, seed: u64, opks: usize) -> Account {
-    let d = new_device(seed, opks, b"", 0);
+    let d = NewDevice::new(seed, opks, b"", 0);
     let signup = svc
         .proving(&d.tls)
         .signup(&d.request)
@@ -204,7 +181,7 @@ async fn signup_issues_a_certificate_for_the_user_id_signup_4_tls_1() {
 async fn tampered_signup_is_refused_with_the_core_code_signup_2() {
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), 0).await;
-    let d = new_device(3, 2, b"", 0);
+    let d = NewDevice::new(3, 2, b"", 0);
     let client = svc.proving(&d.tls);
 
     let mut bad_sig = d.request.clone();
@@ -235,7 +212,7 @@ async fn tampered_signup_is_refused_with_the_core_code_signup_2() {
 async fn signup_has_no_room_for_personal_data_req1() {
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), 0).await;
-    let d = new_device(4, 0, b"", 0);
+    let d = NewDevice::new(4, 0, b"", 0);
     let mut extra = d.request.clone();
     extra.extend_from_slice(b"alice@example.org");
     let e = svc.anonymous().signup(&extra).await.unwrap_err();
@@ -251,7 +228,7 @@ async fn insufficient_work_is_refused_signup_3() {
     let (challenge, difficulty) = client.challenge().await.unwrap();
     assert_eq!(difficulty, 32);
     assert_eq!(challenge.len(), 32);
-    let d = new_device(5, 0, &challenge, 0);
+    let d = NewDevice::new(5, 0, &challenge, 0);
     let e = client.signup(&d.request).await.unwrap_err();
     assert_eq!(api_code(&e), (400, "insufficient_work"));
 }
@@ -263,7 +240,7 @@ async fn work_must_use_a_fresh_challenge_once_signup_3() {
     let client = svc.anonymous();
 
     // Work over a challenge the service never issued.
-    let forged = new_device(6, 0, &[7; 32], 8);
+    let forged = NewDevice::new(6, 0, &[7; 32], 8);
     let e = svc
         .proving(&forged.tls)
         .signup(&forged.request)
@@ -273,7 +250,7 @@ async fn work_must_use_a_fresh_challenge_once_signup_3() {
 
     let (challenge, difficulty) = client.challenge().await.unwrap();
     assert_eq!(difficulty, 8);
-    let d = new_device(7, 1, &challenge, difficulty);
+    let d = NewDevice::new(7, 1, &challenge, difficulty);
     let client = svc.proving(&d.tls);
     let ok = client.signup(&d.request).await.unwrap();
     assert_eq!(ok.user_id.len(), 16);
@@ -833,7 +810,7 @@ async fn a_signup_flood_from_one_source_is_limited() {
     );
     let (mut accepted, mut limited) = (0, 0);
     for seed in 0..60u64 {
-        let d = new_device(1_000 + seed, 0, b"", 0);
+        let d = NewDevice::new(1_000 + seed, 0, b"", 0);
         let attacker = client_from(&svc, [127, 0, 0, 2], Some(&d.tls));
         let r = attacker.post(&url).body(d.request).send().await.unwrap();
         match r.status().as_u16() {
@@ -890,7 +867,7 @@ async fn a_challenge_flood_leaves_others_challenges_alone() {
     for t in tasks {
         t.await.unwrap();
     }
-    let d = new_device(3_000, 1, &challenge, difficulty);
+    let d = NewDevice::new(3_000, 1, &challenge, difficulty);
     let signup = svc.proving(&d.tls).signup(&d.request).await;
     assert!(signup.is_ok(), "the honest challenge survived: {signup:?}");
 }
@@ -943,7 +920,7 @@ async fn one_account_cannot_drain_anothers_one_time_prekeys() {
 async fn a_certificate_only_for_a_key_the_requester_holds() {
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), 0).await;
-    let d = new_device(5_000, 0, b"", 0);
+    let d = NewDevice::new(5_000, 0, b"", 0);
     let e = svc.anonymous().signup(&d.request).await.unwrap_err();
     assert_eq!(api_code(&e), (400, "key_not_proven"));
     let other = DeviceTlsKey::generate();

@@ -210,6 +210,11 @@ impl Store {
         )
     }
 
+    /// Every received message, in any conversation, in commit order.
+    pub fn received(&self) -> Result<Vec<StoredMessage>> {
+        self.query_messages("WHERE outgoing = 0 ORDER BY id", [])
+    }
+
     /// Received messages not yet marked read, in commit order.
     pub fn unread(&self) -> Result<Vec<StoredMessage>> {
         self.query_messages(

@@ -44,6 +44,9 @@ pub mod paths {
     pub const PREKEY_COUNT: &str = "/v1/prekeys/count";
     /// `GET /v1/bundle/{user_id}` (client certificate): a prekey bundle (KEY-5).
     pub const BUNDLE_PREFIX: &str = "/v1/bundle/";
+    /// The bundle route's template, `{user_id}` standing for the 16-character user id (the syntax
+    /// of the service's router and of OpenAPI): [`BUNDLE_PREFIX`] followed by the parameter.
+    pub const BUNDLE: &str = "/v1/bundle/{user_id}";
     /// `POST` (client certificate, empty body): deletes the caller's account: its directory
     /// entry and prekeys, its certificates (revoked), its inbox; answers 204. Messages sent to
     /// it afterwards are refused (BROKER-5, reason 2).
@@ -479,6 +482,14 @@ mod tests {
             assert_eq!(ApiCode::parse(e.code()), ApiCode::Core(e));
         }
         assert_eq!(ApiCode::parse("no_such_code"), ApiCode::Unrecognized);
+    }
+
+    #[test]
+    fn the_bundle_template_is_its_prefix_and_a_parameter() {
+        assert_eq!(
+            paths::BUNDLE.strip_prefix(paths::BUNDLE_PREFIX),
+            Some("{user_id}")
+        );
     }
     use proptest::collection::vec;
     use proptest::prelude::*;

@@ -5,7 +5,6 @@
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,18 +74,6 @@ impl Drop for Guard {
 /// `sotto serve` can bind it, and bind it again after a restart, while no other socket gets it.
 pub fn free_addr() -> PortReservation {
     PortReservation::loopback().expect("reserve a free port")
-}
-
-/// Waits until `addr` accepts TCP connections; `false` after `wait`.
-pub fn wait_for_port(addr: SocketAddr, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// `sotto serve` in the background ([`ServeChild`]); stopped gracefully (SIGTERM, so that it stops

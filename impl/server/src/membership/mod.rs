@@ -48,7 +48,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -317,17 +317,69 @@ async fn expire_accounts(directory: Directory, clock: crate::clock::Clock, depar
     }
 }
 
-fn router(state: Arc<AppState>) -> Router {
+/// Every route the service serves: its method and path template (`{user_id}` as axum and OpenAPI
+/// write it), read from the one table the router is built from. docs/membership-api.openapi.json
+/// describes exactly these (`impl/server/tests/openapi.rs` checks it).
+pub fn routes() -> Vec<(axum::http::Method, &'static str)> {
+    ROUTES
+        .iter()
+        .map(|(verb, path, _)| (verb.method(), *path))
+        .collect()
+}
+
+/// The methods the API uses.
+#[derive(Clone, Copy, Debug)]
+enum Verb {
+    Get,
+    Post,
+}
+
+impl Verb {
+    fn method(self) -> axum::http::Method {
+        match self {
+            Verb::Get => axum::http::Method::GET,
+            Verb::Post => axum::http::Method::POST,
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+        }
+    }
+}
+
+/// A route's handler, for the method filter it is given.
+type Handler = fn(MethodFilter) -> MethodRouter<Arc<AppState>>;
+
+/// The one table of routes: [`router`] serves it, [`routes`] lists it.
+const ROUTES: [(Verb, &str, Handler); 8] = {
     use sotto_wire::membership_api::paths;
-    Router::new()
-        .route(paths::TIME, get(handlers::time))
-        .route(paths::CHALLENGE, get(handlers::challenge))
-        .route(paths::SIGNUP, post(handlers::signup))
-        .route(paths::RENEW, post(handlers::renew))
-        .route(paths::PREKEYS, post(handlers::upload_prekeys))
-        .route(paths::PREKEY_COUNT, get(handlers::prekey_count))
-        .route("/v1/bundle/{user_id}", get(handlers::bundle))
-        .route(paths::ACCOUNT_DELETE, post(handlers::delete_account))
+    [
+        (Verb::Get, paths::TIME, |f| on(f, handlers::time)),
+        (Verb::Get, paths::CHALLENGE, |f| on(f, handlers::challenge)),
+        (Verb::Post, paths::SIGNUP, |f| on(f, handlers::signup)),
+        (Verb::Post, paths::RENEW, |f| on(f, handlers::renew)),
+        (Verb::Post, paths::PREKEYS, |f| {
+            on(f, handlers::upload_prekeys)
+        }),
+        (Verb::Get, paths::PREKEY_COUNT, |f| {
+            on(f, handlers::prekey_count)
+        }),
+        (Verb::Get, paths::BUNDLE, |f| on(f, handlers::bundle)),
+        (Verb::Post, paths::ACCOUNT_DELETE, |f| {
+            on(f, handlers::delete_account)
+        }),
+    ]
+};
+
+fn router(state: Arc<AppState>) -> Router {
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, (verb, path, handler)| {
+            router.route(path, handler(verb.filter()))
+        })
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)
