@@ -267,7 +267,12 @@ impl Driver {
                 Err(StepError::Failed(e)) => {
                     outcome.steps += 1;
                     *outcome.actions.entry(kind.to_owned()).or_default() += 1;
-                    outcome.failure = Some(format!("step {} ({}): {e}", i + 1, step.says));
+                    outcome.failure = Some(format!(
+                        "step {} ({}): {e}{}",
+                        i + 1,
+                        step.says,
+                        driver.subject.stderr_tail()
+                    ));
                     break;
                 }
             }

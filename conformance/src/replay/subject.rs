@@ -135,7 +135,7 @@ fn stderr_tail(log: &Path) -> String {
 
 impl Subject {
     /// The reference adapter in this process, or the adapter process `command` (its stderr in
-    /// `dir/adapter.log`), after the `hello` exchange.
+    /// `dir/adapter.log`, quoted beside a failure), after the `hello` exchange.
     pub(crate) async fn start(
         command: Option<&AdapterCommand>,
         dir: &Path,
@@ -166,14 +166,17 @@ impl Subject {
                 }))
             }
         };
-        let hello: sotto_adapter::protocol::Hello = subject
+        let hello: sotto_adapter::protocol::Hello = match subject
             .ask(Request::Hello {
                 versions: vec![sotto_adapter::protocol::VERSION],
             })
             .await
-            .map_err(|e| match e {
-                StepError::Failed(s) | StepError::Unsupported(s) => format!("hello: {s}"),
-            })?;
+        {
+            Ok(h) => h,
+            Err(StepError::Failed(s) | StepError::Unsupported(s)) => {
+                return Err(format!("hello: {s}{}", subject.stderr_tail()));
+            }
+        };
         if hello.version != sotto_adapter::protocol::VERSION {
             return Err(format!(
                 "hello: the adapter chose version {}, the runner speaks {}",
@@ -182,6 +185,15 @@ impl Subject {
             ));
         }
         Ok((subject, hello.implementation))
+    }
+
+    /// The last lines the adapter process wrote to stderr, to quote beside a failure (empty
+    /// in-process, or when it wrote nothing).
+    pub(crate) fn stderr_tail(&self) -> String {
+        match self {
+            Subject::InProcess(_) => String::new(),
+            Subject::Process(p) => stderr_tail(&p.log),
+        }
     }
 
     /// Asks one thing and reads the typed result.
@@ -276,8 +288,7 @@ impl Subject {
 }
 
 impl Process {
-    /// Why the adapter stopped talking: its exit status if it exited (within a second), and the
-    /// last lines of its stderr.
+    /// Why the adapter stopped talking: its exit status if it exited (within a second).
     async fn gone(&mut self, op: &str, how: &str) -> String {
         let status = tokio::time::timeout(Duration::from_secs(1), self.child.wait())
             .await
@@ -287,15 +298,11 @@ impl Process {
             || "the adapter".to_owned(),
             |s| format!("the adapter exited ({s}) and"),
         );
-        format!(
-            "{exited} {how} before answering {op}{}",
-            stderr_tail(&self.log)
-        )
+        format!("{exited} {how} before answering {op}")
     }
 
     async fn exchange(&mut self, id: u64, op: &str, mut text: String) -> Result<Value, String> {
         text.push('\n');
-        let broken = |what: String, log: &Path| format!("{what}{}", stderr_tail(log));
         let written = match self.stdin.write_all(text.as_bytes()).await {
             Ok(()) => self.stdin.flush().await,
             Err(e) => Err(e),
@@ -308,18 +315,12 @@ impl Process {
         let read = tokio::time::timeout(ANSWER_WAIT, limit.read_until(b'\n', &mut buf)).await;
         match read {
             Err(_) => {
-                return Err(broken(
-                    format!(
-                        "the adapter did not answer {op} (request {id}) within {ANSWER_WAIT:?}"
-                    ),
-                    &self.log,
+                return Err(format!(
+                    "the adapter did not answer {op} (request {id}) within {ANSWER_WAIT:?}"
                 ));
             }
             Ok(Err(e)) => {
-                return Err(broken(
-                    format!("reading the answer to {op}: {e}"),
-                    &self.log,
-                ));
+                return Err(format!("reading the answer to {op}: {e}"));
             }
             Ok(Ok(0)) => return Err(self.gone(op, "closed its output").await),
             Ok(Ok(_)) => {}
@@ -328,10 +329,7 @@ impl Process {
             return Err(if buf.len() > MAX_ANSWER {
                 format!("the answer to {op} is longer than {MAX_ANSWER} bytes")
             } else {
-                broken(
-                    format!("the adapter's output ended inside the answer to {op}"),
-                    &self.log,
-                )
+                format!("the adapter's output ended inside the answer to {op}")
             });
         }
         let line = String::from_utf8_lossy(&buf);

@@ -547,6 +547,9 @@ fn monotonic_ms() -> u64 {
 
 /// Asks `engine` what it holds for `recipient` and gives the ledger the answer (or its absence).
 async fn ask_engine(ledger: &Ledger, engine: &super::nats::NatsCluster, recipient: &str) {
+    if let Ok(mut ledger) = ledger.lock() {
+        ledger.resync_begin(recipient);
+    }
     let held = match tokio::time::timeout(ENGINE_ASK_TIMEOUT, engine.inbox_count(recipient)).await {
         Ok(Ok(n)) => usize::try_from(n).ok(),
         Ok(Err(e)) => {

@@ -86,6 +86,9 @@ struct Account {
     delivered: BTreeMap<u16, usize>,
     /// When the count was last taken from the engine (ms, the caller's clock).
     synced_at: Option<u64>,
+    /// While the engine is being asked: the envelopes this front committed since the question
+    /// left ([`InboxLedger::resync_begin`]); the answer may not show them yet.
+    asking: Option<(usize, usize)>,
 }
 
 impl Account {
@@ -95,6 +98,7 @@ impl Account {
             && self.reserved_envelopes == 0
             && self.reserved_bytes == 0
             && self.delivered.is_empty()
+            && self.asking.is_none()
     }
 }
 
@@ -153,6 +157,10 @@ impl InboxLedger {
             a.reserved_bytes = a.reserved_bytes.saturating_sub(t.len);
             a.envelopes += 1;
             a.bytes += t.len;
+            if let Some((envelopes, bytes)) = &mut a.asking {
+                *envelopes += 1;
+                *bytes += t.len;
+            }
         }
     }
 
@@ -195,18 +203,33 @@ impl InboxLedger {
         })
     }
 
+    /// The front is about to ask the engine what it holds for `recipient`: from now until
+    /// [`InboxLedger::resync`], the envelopes this front commits are noted apart, since the
+    /// engine's answer may have been taken before they were stored.
+    pub fn resync_begin(&mut self, recipient: &str) {
+        self.accounts
+            .entry(recipient.to_owned())
+            .or_default()
+            .asking = Some((0, 0));
+    }
+
     /// The engine was asked at `now_ms` what it holds for `recipient`: `Some(held)` is the count
     /// from now on, its bytes scaled to match (the engine counts messages, not payload bytes;
-    /// reservations in flight stay); `None` (no answer) keeps the count. Either way the engine is
-    /// not asked again for this inbox within [`RESYNC_INTERVAL_MS`].
+    /// reservations in flight stay), plus what this front committed while the question was out
+    /// (counted twice at worst: a refusal too many, never an envelope too many); `None` (no
+    /// answer) keeps the count. Either way the engine is not asked again for this inbox within
+    /// [`RESYNC_INTERVAL_MS`].
     pub fn resync(&mut self, recipient: &str, held: Option<usize>, now_ms: u64) {
         let a = self.accounts.entry(recipient.to_owned()).or_default();
+        let (since_envelopes, since_bytes) = a.asking.take().unwrap_or((0, 0));
         if let Some(held) = held {
-            a.bytes = match a.envelopes {
+            let before = a.envelopes.saturating_sub(since_envelopes);
+            let before_bytes = a.bytes.saturating_sub(since_bytes);
+            a.bytes = match before {
                 0 => 0,
-                n => a.bytes.saturating_mul(held) / n,
-            };
-            a.envelopes = held;
+                n => before_bytes.saturating_mul(held) / n,
+            } + since_bytes;
+            a.envelopes = held + since_envelopes;
         }
         a.synced_at = Some(now_ms);
     }
@@ -335,5 +358,25 @@ mod tests {
         l.resync(R, None, 7_000);
         assert_eq!(l.count(R), (2, 20));
         assert!(!l.resync_due(R, 7_001));
+    }
+
+    #[test]
+    fn a_commit_while_the_engine_is_asked_is_not_lost_broker_5() {
+        let mut l = ledger();
+        let tickets: Vec<Ticket> = (0..2).map(|_| l.reserve(R, 30).expect("room")).collect();
+        assert_eq!(l.reserve(R, 10), Err(InboxFull), "both reserved: full");
+        l.resync_begin(R);
+        // The engine's PUBACKs arrive while the question is out; its answer was taken before
+        // it stored them.
+        for t in tickets {
+            l.commit(t);
+        }
+        l.resync(R, Some(0), 5_000);
+        assert_eq!(l.count(R), (2, 60), "the two commits stay counted");
+        assert_eq!(l.reserve(R, 10), Err(InboxFull));
+        // The next answer, a second later, shows them: counted once.
+        l.resync_begin(R);
+        l.resync(R, Some(2), 6_000);
+        assert_eq!(l.count(R), (2, 60));
     }
 }
