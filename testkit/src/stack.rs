@@ -6,9 +6,42 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sotto_client::{Client, Config, KdfParams};
+use sotto_server::admission::AdmissionLimits;
+use sotto_server::ca::Pki;
+use sotto_server::membership::quota::QuotaLimits;
+use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle};
 use sotto_server::{Broker, BrokerStop, InboxLimits, Service, ServiceBuilder};
 
 use crate::WAIT;
+
+/// The membership service alone, on SQLite in `dir` and a free loopback port, with its CA (made
+/// in `dir` or loaded from it), at `difficulty`, under `quotas`; it names `localhost:8883` as the
+/// broker (nothing listens there: the tests of the membership API alone).
+pub async fn start_membership(
+    dir: &std::path::Path,
+    difficulty: u8,
+    quotas: QuotaLimits,
+) -> (MembershipHandle, std::sync::Arc<Pki>) {
+    let pki = std::sync::Arc::new(Pki::load_or_create(dir).expect("CA"));
+    let handle = Membership::start(
+        MembershipConfig {
+            data_dir: dir.to_path_buf(),
+            directory: sotto_server::membership::DirectoryBackend::Sqlite,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            difficulty,
+            broker_addr: "localhost:8883".to_owned(),
+            admission: AdmissionLimits::MEMBERSHIP,
+            quotas,
+            revocations: sotto_server::revocation::Revocations::new(),
+            departures: sotto_server::departure::Departures::new(),
+            metrics: std::sync::Arc::new(sotto_server::metrics::Metrics::new()),
+        },
+        pki.clone(),
+    )
+    .await
+    .expect("membership service starts");
+    (handle, pki)
+}
 
 /// Proof-of-work difficulty of the test services (small, but the work path runs).
 pub const DIFFICULTY: u8 = 4;

@@ -42,6 +42,10 @@ struct Person {
 /// Why one step failed (becomes the trace's failure), or stopped (an op the adapter lacks).
 type StepResult = Result<(), StepError>;
 
+/// A device's outbox entries awaiting a receipt (message id, recipient), and its group's epoch
+/// and members.
+type OutboxAndGroup = (Vec<(String, String)>, Option<(u32, Vec<String>)>);
+
 pub(crate) struct Driver {
     stack: Stack,
     subject: Subject,
@@ -314,26 +318,22 @@ impl Driver {
         .await
     }
 
-    /// The messages awaiting a receipt in `d`'s outbox: (message id, recipient).
-    async fn awaiting(&mut self, d: Dev) -> Result<Vec<(String, String)>, StepError> {
-        Ok(self
-            .state(d)
-            .await?
+    /// From one `state` of `d`: the messages awaiting a receipt in its outbox (message id,
+    /// recipient), and the epoch and members of the group it is in, if any (the scenarios have
+    /// one group).
+    async fn outbox_and_group(&mut self, d: Dev) -> Result<OutboxAndGroup, StepError> {
+        let state = self.state(d).await?;
+        let awaiting = state
             .outbox
             .into_iter()
             .map(|p| (p.message_id, p.to))
-            .collect())
-    }
-
-    /// The epoch and members of the group `d` is in, if any (the scenarios have one group).
-    async fn group_of(&mut self, d: Dev) -> Result<Option<(u32, Vec<String>)>, StepError> {
-        Ok(self
-            .state(d)
-            .await?
+            .collect();
+        let group = state
             .groups
             .into_iter()
             .next()
-            .map(|g| (g.epoch, g.members)))
+            .map(|g| (g.epoch, g.members));
+        Ok((awaiting, group))
     }
 
     /// The devices by user id.
@@ -362,18 +362,18 @@ impl Driver {
         let Some(sender) = sender else {
             return self.apply_action(action).await;
         };
-        if matches!(action, Action::Receive(_)) && self.people[&sender].user.is_none() {
+        let signed_up = self.people.get(&sender).is_some_and(|p| p.user.is_some());
+        if matches!(action, Action::Receive(_)) && !signed_up {
             return self.apply_action(action).await;
         }
-        let held = self.group_of(sender).await?;
+        let (before, held) = self.outbox_and_group(sender).await?;
         if matches!(action, Action::Receive(_)) && held.is_none() {
             return self.apply_action(action).await;
         }
         let epoch_before = held.map_or(0, |(e, _)| e);
-        let before = self.awaiting(sender).await?;
         self.apply_action(action).await?;
-        let after = self.awaiting(sender).await?;
-        let (epoch, members) = self.group_of(sender).await?.unwrap_or_default();
+        let (after, group) = self.outbox_and_group(sender).await?;
+        let (epoch, members) = group.unwrap_or_default();
         let users = self.devs();
         for (id, to) in after.into_iter().filter(|r| !before.contains(r)) {
             let Some(to_dev) = users.get(&to).copied() else {

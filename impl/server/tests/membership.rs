@@ -16,10 +16,9 @@ use sotto_client::membership::MembershipClient;
 use sotto_client::tls::client_config;
 use sotto_core::keys::OneTimePreKeyPair;
 use sotto_core::{Device, Identity, PreKeyBundle, UserId};
-use sotto_server::admission::AdmissionLimits;
 use sotto_server::ca::{self, Pki};
+use sotto_server::membership::MembershipHandle;
 use sotto_server::membership::quota::QuotaLimits;
-use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle};
 use sotto_testkit::mqtt::{DeviceTlsKey, NewDevice};
 use sotto_wire::membership_api::{
     ErrorBody, PrekeyUpload, RenewRequest, SignupResponse, TIME_HEADER,
@@ -52,24 +51,7 @@ fn prekeys_unlimited() -> QuotaLimits {
 }
 
 async fn start_with(dir: &Path, difficulty: u8, quotas: QuotaLimits) -> Service {
-    let pki = Arc::new(Pki::load_or_create(dir).expect("CA"));
-    let handle = Membership::start(
-        MembershipConfig {
-            data_dir: dir.to_path_buf(),
-            directory: sotto_server::membership::DirectoryBackend::Sqlite,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            difficulty,
-            broker_addr: BROKER.to_owned(),
-            admission: AdmissionLimits::MEMBERSHIP,
-            quotas,
-            revocations: sotto_server::revocation::Revocations::new(),
-            departures: sotto_server::departure::Departures::new(),
-            metrics: Arc::new(sotto_server::metrics::Metrics::new()),
-        },
-        pki.clone(),
-    )
-    .await
-    .expect("membership service starts");
+    let (handle, pki) = sotto_testkit::stack::start_membership(dir, difficulty, quotas).await;
     Service { handle, pki }
 }
 

@@ -25,10 +25,9 @@ use sotto_client::tls::client_config;
 use sotto_core::keys::OneTimePreKeyPair;
 use sotto_core::signup::SignupRequest;
 use sotto_core::{Device, Identity, UserId};
-use sotto_server::admission::AdmissionLimits;
 use sotto_server::ca::Pki;
 use sotto_server::membership::quota::{QuotaLimits, Rate};
-use sotto_server::membership::{Membership, MembershipConfig, MembershipHandle, routes};
+use sotto_server::membership::{MembershipHandle, routes};
 use sotto_testkit::mqtt::{DeviceTlsKey, NewDevice};
 use sotto_wire::membership_api::{
     ApiCode, ChallengeResponse, PrekeyUpload, RenewRequest, SignupResponse, TimeResponse, paths,
@@ -253,28 +252,12 @@ struct Service {
 }
 
 async fn start(dir: &Path, difficulty: u8, signups: Rate, contract: Arc<Contract>) -> Service {
-    let pki = Arc::new(Pki::load_or_create(dir).expect("CA"));
-    let handle = Membership::start(
-        MembershipConfig {
-            data_dir: dir.to_path_buf(),
-            directory: sotto_server::membership::DirectoryBackend::Sqlite,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            difficulty,
-            broker_addr: "localhost:8883".to_owned(),
-            admission: AdmissionLimits::MEMBERSHIP,
-            quotas: QuotaLimits {
-                signups_per_source: signups,
-                signups,
-                ..QuotaLimits::DEFAULT
-            },
-            revocations: sotto_server::revocation::Revocations::new(),
-            departures: sotto_server::departure::Departures::new(),
-            metrics: Arc::new(sotto_server::metrics::Metrics::new()),
-        },
-        pki.clone(),
-    )
-    .await
-    .expect("membership service starts");
+    let quotas = QuotaLimits {
+        signups_per_source: signups,
+        signups,
+        ..QuotaLimits::DEFAULT
+    };
+    let (handle, pki) = sotto_testkit::stack::start_membership(dir, difficulty, quotas).await;
     Service {
         handle,
         pki,
